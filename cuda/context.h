@@ -1,0 +1,24 @@
+// The CUDA context as the rest of the project sees it: device query, one stream, device memory and
+// host<->device copies. Plain C++: implemented in context.cu, or by stubs.cpp when CUDA is off.
+#pragma once
+#include <cstddef>
+#include <string>
+
+namespace mrcnn::cuda {
+
+bool built_with_cuda();
+int device_count();       // 0 when built without CUDA or when no driver/device is present
+bool is_available();      // device_count() > 0
+std::string device_name(int index);
+// Why is_available() is false, for SKIPPED lines: "built without CUDA", "no CUDA device: ...".
+std::string unavailable_reason();
+
+void* device_malloc(size_t nbytes);
+void device_free(void* ptr) noexcept;
+void copy_host_to_device(void* dst, const void* src, size_t nbytes);
+void copy_device_to_host(void* dst, const void* src, size_t nbytes);  // waits for the stream
+void copy_device_to_device(void* dst, const void* src, size_t nbytes);
+void memset_zero(void* dst, size_t nbytes);
+void synchronize();
+
+}  // namespace mrcnn::cuda

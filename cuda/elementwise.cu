@@ -1,0 +1,165 @@
+// CUDA twins of the elementwise CPU loops: grid-stride kernels whose per-element body is the same
+// functor and StridedIndex the CPU uses. Launch-time checks only; no host synchronisation.
+#include <cstdint>
+
+#include "cuda/check.h"
+#include "cuda/elementwise.h"
+#include "tensor/dispatch.h"
+#include "tensor/strided_index.h"
+
+namespace mrcnn::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+int blocks_for(int64_t n) {
+  const int64_t blocks = (n + kThreads - 1) / kThreads;
+  return static_cast<int>(blocks < 65535 * 8 ? blocks : 65535 * 8);  // grid-stride covers the rest
+}
+
+#define MRCNN_GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
+
+template <typename T>
+__global__ void fill_kernel(T* out, int64_t n, T value) {
+  MRCNN_GRID_STRIDE(i, n) out[i] = value;
+}
+
+template <typename D, typename S>
+__global__ void copy_kernel(StridedIndex<2> index, D* out, const S* in, int64_t n) {
+  MRCNN_GRID_STRIDE(i, n) {
+    int64_t off[2];
+    index.offsets(i, off);
+    out[off[0]] = cast_value<D>(in[off[1]]);
+  }
+}
+
+template <typename T, typename F>
+__global__ void unary_kernel(StridedIndex<2> index, T* out, const T* x, int64_t n, F f) {
+  MRCNN_GRID_STRIDE(i, n) {
+    int64_t off[2];
+    index.offsets(i, off);
+    out[off[0]] = f(x[off[1]]);
+  }
+}
+
+template <typename R, typename T, typename F>
+__global__ void binary_kernel(StridedIndex<3> index, R* out, const T* a, const T* b, int64_t n, F f) {
+  MRCNN_GRID_STRIDE(i, n) {
+    int64_t off[3];
+    index.offsets(i, off);
+    out[off[0]] = f(a[off[1]], b[off[2]]);
+  }
+}
+
+template <typename T>
+__global__ void where_kernel(StridedIndex<4> index, T* out, const uint8_t* c, const T* a, const T* b, int64_t n) {
+  MRCNN_GRID_STRIDE(i, n) {
+    int64_t off[4];
+    index.offsets(i, off);
+    out[off[0]] = c[off[1]] ? a[off[2]] : b[off[3]];
+  }
+}
+
+// One thread per output element sums its column in order: deterministic, like the CPU.
+template <typename T>
+__global__ void sum_kernel(const T* x, int64_t outer, int64_t reduced, int64_t inner, T* out) {
+  MRCNN_GRID_STRIDE(j, outer * inner) {
+    const int64_t o = j / inner, i = j % inner;
+    T acc = 0;
+    for (int64_t r = 0; r < reduced; ++r) acc += x[(o * reduced + r) * inner + i];
+    out[j] = acc;
+  }
+}
+
+}  // namespace
+
+void fill(const Tensor& out, double value) {
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  dispatch_all(out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    fill_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<T*>(out.raw_data()), n, cast_value<T>(value));
+  });
+  MRCNN_CUDA_CHECK_LAUNCH();
+}
+
+void copy_strided(const Tensor& dst, const Tensor& src) {
+  const int64_t n = dst.numel();
+  if (n == 0) return;
+  const auto index = make_strided_index<2>(dst.sizes(), {&dst, &src}, "copy");
+  dispatch_all(dst.dtype(), [&](auto dst_tag) {
+    using D = decltype(dst_tag);
+    dispatch_all(src.dtype(), [&](auto src_tag) {
+      using S = decltype(src_tag);
+      copy_kernel<D, S><<<blocks_for(n), kThreads, 0, stream()>>>(index, static_cast<D*>(dst.raw_data()),
+                                                                  static_cast<const S*>(src.raw_data()), n);
+    });
+  });
+  MRCNN_CUDA_CHECK_LAUNCH();
+}
+
+void unary_forward(UnaryOp op, double p0, double p1, const Tensor& x, const Tensor& out) {
+  const int64_t n = out.numel();
+  const auto index = make_strided_index<2>(out.sizes(), {&out, &x}, "unary");
+  dispatch_floating(x.dtype(), "unary", [&](auto tag) {
+    using T = decltype(tag);
+    with_unary_functor(op, p0, p1, [&](auto f) {
+      unary_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(index, static_cast<T*>(out.raw_data()),
+                                                             static_cast<const T*>(x.raw_data()), n, f);
+    });
+  });
+  MRCNN_CUDA_CHECK_LAUNCH();
+}
+
+void binary_forward(BinaryOp op, double param, const Tensor& a, const Tensor& b, const Tensor& out) {
+  const int64_t n = out.numel();
+  const auto index = make_strided_index<3>(out.sizes(), {&out, &a, &b}, "binary");
+  dispatch_floating(a.dtype(), "binary", [&](auto tag) {
+    using T = decltype(tag);
+    with_binary_functor(op, param, [&](auto f) {
+      binary_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(index, static_cast<T*>(out.raw_data()),
+                                                              static_cast<const T*>(a.raw_data()),
+                                                              static_cast<const T*>(b.raw_data()), n, f);
+    });
+  });
+  MRCNN_CUDA_CHECK_LAUNCH();
+}
+
+void compare_forward(CompareOp op, const Tensor& a, const Tensor& b, const Tensor& out) {
+  const int64_t n = out.numel();
+  const auto index = make_strided_index<3>(out.sizes(), {&out, &a, &b}, "compare");
+  dispatch_all(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    with_compare_functor(op, [&](auto f) {
+      binary_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(index, static_cast<uint8_t*>(out.raw_data()),
+                                                              static_cast<const T*>(a.raw_data()),
+                                                              static_cast<const T*>(b.raw_data()), n, f);
+    });
+  });
+  MRCNN_CUDA_CHECK_LAUNCH();
+}
+
+void where_forward(const Tensor& condition, const Tensor& a, const Tensor& b, const Tensor& out) {
+  const int64_t n = out.numel();
+  const auto index = make_strided_index<4>(out.sizes(), {&out, &condition, &a, &b}, "where");
+  dispatch_all(a.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    where_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(
+        index, static_cast<T*>(out.raw_data()), static_cast<const uint8_t*>(condition.raw_data()),
+        static_cast<const T*>(a.raw_data()), static_cast<const T*>(b.raw_data()), n);
+  });
+  MRCNN_CUDA_CHECK_LAUNCH();
+}
+
+void sum_reduce(const Tensor& x, int64_t outer, int64_t reduced, int64_t inner, const Tensor& out) {
+  dispatch_floating(x.dtype(), "sum", [&](auto tag) {
+    using T = decltype(tag);
+    sum_kernel<T><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(static_cast<const T*>(x.raw_data()), outer,
+                                                                        reduced, inner, static_cast<T*>(out.raw_data()));
+  });
+  MRCNN_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace mrcnn::cuda

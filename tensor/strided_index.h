@@ -1,0 +1,56 @@
+// Maps the linear index of an output element to the element offsets of N operands that may be
+// strided or broadcast (stride 0). A plain struct copied by value into CUDA kernels; the same
+// offsets() runs in CPU loops, so the indexing is tested without a GPU.
+#pragma once
+#include <array>
+#include <cstdint>
+
+#include "cuda/host_device.h"
+#include "tensor/tensor.h"
+
+namespace mrcnn {
+
+constexpr int kMaxDims = 12;
+
+template <int N>
+struct StridedIndex {
+  int ndim = 0;
+  int64_t sizes[kMaxDims] = {};
+  int64_t strides[N][kMaxDims] = {};
+
+  MRCNN_HD void offsets(int64_t linear, int64_t (&out)[N]) const {
+    for (int k = 0; k < N; ++k) out[k] = 0;
+    for (int d = ndim - 1; d >= 0; --d) {
+      const int64_t i = linear % sizes[d];
+      linear /= sizes[d];
+      for (int k = 0; k < N; ++k) out[k] += i * strides[k][d];
+    }
+  }
+  // True when every operand walks memory with unit stride: the loop needs no index arithmetic.
+  bool all_contiguous() const {
+    if (ndim > 1) return false;
+    for (int k = 0; k < N; ++k)
+      if (ndim == 1 && strides[k][0] != 1) return false;
+    return true;
+  }
+};
+
+// Operands must broadcast to `shape`. Size-1 dims are dropped and dims that are contiguous for every
+// operand are merged, so most loops end up one- or two-dimensional.
+template <int N>
+StridedIndex<N> make_strided_index(const Shape& shape, const std::array<const Tensor*, N>& operands,
+                                   const char* op);
+
+extern template StridedIndex<1> make_strided_index<1>(const Shape&, const std::array<const Tensor*, 1>&, const char*);
+extern template StridedIndex<2> make_strided_index<2>(const Shape&, const std::array<const Tensor*, 2>&, const char*);
+extern template StridedIndex<3> make_strided_index<3>(const Shape&, const std::array<const Tensor*, 3>&, const char*);
+extern template StridedIndex<4> make_strided_index<4>(const Shape&, const std::array<const Tensor*, 4>&, const char*);
+
+// Converts between element types; bool is stored as uint8_t 0/1.
+template <typename To, typename From>
+MRCNN_HD inline To cast_value(From v) {
+  if constexpr (std::is_same_v<To, uint8_t>) return v != From(0) ? 1 : 0;
+  else return static_cast<To>(v);
+}
+
+}  // namespace mrcnn

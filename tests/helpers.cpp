@@ -1,0 +1,65 @@
+// Shared test helpers.
+#include "tests/helpers.h"
+
+#include <cmath>
+#include <cstring>
+
+namespace mrcnn::test {
+
+Tensor leaf(const Shape& shape, uint64_t seed, double scale, double shift) {
+  Generator generator(seed);
+  autograd::NoGradGuard no_grad;
+  Tensor t = ops::add(ops::mul(randn(shape, kFloat64, kCPU, &generator), scale), shift);
+  return t.set_requires_grad(true);
+}
+
+Tensor noncontiguous_leaf(const Shape& shape, uint64_t seed) {
+  REQUIRE(shape.size() >= 2);
+  Shape swapped = shape;
+  std::swap(swapped[swapped.size() - 1], swapped[swapped.size() - 2]);
+  Generator generator(seed);
+  const Tensor storage = randn(swapped, kFloat64, kCPU, &generator);
+  Shape strides = storage.strides();
+  std::swap(strides[strides.size() - 1], strides[strides.size() - 2]);
+  Tensor view = storage.as_strided(shape, strides, 0);
+  REQUIRE(!view.is_contiguous());
+  return view.set_requires_grad(true);
+}
+
+void expect_gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& inputs,
+                      const autograd::GradcheckOptions& options) {
+  const autograd::GradcheckResult result = autograd::gradcheck(f, inputs, options);
+  INFO(result.message);
+  CHECK(result.ok);
+}
+
+std::vector<double> values(const Tensor& t) { return to_vector<double>(t); }
+
+double max_abs_diff(const Tensor& a, const Tensor& b) {
+  REQUIRE(a.sizes() == b.sizes());
+  const auto va = values(a), vb = values(b);
+  double worst = 0;
+  for (size_t i = 0; i < va.size(); ++i) {
+    const double d = std::abs(va[i] - vb[i]);
+    if (std::isnan(d)) return INFINITY;
+    worst = std::max(worst, d);
+  }
+  return worst;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+bool bitwise_equal(const Tensor& a, const Tensor& b) {
+  if (a.sizes() != b.sizes() || a.dtype() != b.dtype()) return false;
+  const Tensor ca = copy_as(a, a.dtype(), kCPU), cb = copy_as(b, b.dtype(), kCPU);
+  return std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.numel()) * dtype_size(ca.dtype())) == 0;
+}
+
+}  // namespace mrcnn::test

@@ -1,0 +1,29 @@
+// Helpers shared by the tests: gradcheck assertions, non-contiguous leaves, comparisons.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autograd/gradcheck.h"
+#include "ops/ops.h"
+
+namespace mrcnn::test {
+
+// A float64 leaf of `shape` with N(0,1) values from `seed`, requiring grad.
+Tensor leaf(const Shape& shape, uint64_t seed, double scale = 1.0, double shift = 0.0);
+// Same, but stored transposed (last two dims swapped in memory): a non-contiguous leaf.
+Tensor noncontiguous_leaf(const Shape& shape, uint64_t seed);
+// gradcheck with default tolerances; fails the test with the result's message.
+void expect_gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& inputs,
+                      const autograd::GradcheckOptions& options = {});
+// Largest |a - b| over elements (same shape required).
+double max_abs_diff(const Tensor& a, const Tensor& b);
+std::vector<double> values(const Tensor& t);
+// Runs f and returns the message of the Error it throws ("" if none).
+std::string error_of(const std::function<void()>& f);
+// Bytewise equality of two tensors' contents (same shape and dtype).
+bool bitwise_equal(const Tensor& a, const Tensor& b);
+
+}  // namespace mrcnn::test
