@@ -49,7 +49,8 @@ Tensor view(const Tensor& x, Shape sizes) {
 }
 
 Tensor reshape(const Tensor& x, Shape sizes) {
-  return x.is_contiguous() ? view(x, std::move(sizes)) : view(contiguous(x), std::move(sizes));
+  const Shape out_sizes = infer_size(sizes, x.numel(), x.sizes(), "reshape");
+  return x.is_contiguous() ? view(x, out_sizes) : view(contiguous(x), out_sizes);
 }
 
 Tensor flatten(const Tensor& x, int64_t start_dim, int64_t end_dim) {

@@ -8,6 +8,7 @@
 
 #include "autograd/gradcheck.h"
 #include "ops/ops.h"
+#include "tensor/parallel.h"
 
 namespace mrcnn::test {
 

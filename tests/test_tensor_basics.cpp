@@ -1,3 +1,124 @@
+// Tensor metadata, factories, raw views, dtype/device copies, printing and the Philox RNG.
+#include <cmath>
+
 #include "tests/helpers.h"
+
 using namespace mrcnn;
-TEST_CASE("placeholder") { CHECK(zeros({2, 3}).numel() == 6); }
+using test::values;
+
+TEST_CASE("tensor: factories give the requested shape, dtype and values") {
+  const Tensor z = zeros({2, 3});
+  CHECK(z.sizes() == Shape{2, 3});
+  CHECK(z.strides() == Shape{3, 1});
+  CHECK(z.dtype() == kFloat32);
+  CHECK(values(z) == std::vector<double>(6, 0.0));
+  CHECK(values(ones({4}, kFloat64)) == std::vector<double>(4, 1.0));
+  CHECK(values(full({2}, 2.5, kFloat64)) == std::vector<double>{2.5, 2.5});
+  CHECK(values(arange(5)) == std::vector<double>{0, 1, 2, 3, 4});
+  CHECK(arange(5).dtype() == kInt64);
+  CHECK(values(arange(1, 2, 0.25, kFloat64)) == std::vector<double>{1, 1.25, 1.5, 1.75});
+  CHECK(values(from_vector<uint8_t>({1, 0}, {2})) == std::vector<double>{1, 0});
+  CHECK(scalar_tensor(3).dim() == 0);
+  CHECK(scalar_tensor(3).numel() == 1);
+  CHECK(scalar_tensor(3).item<double>() == 3.0);
+  CHECK(empty({0, 5}).numel() == 0);
+}
+
+TEST_CASE("tensor: to_vector converts between dtypes, bool keeps 0/1") {
+  const Tensor f = from_vector<float>({-1.5f, 0.f, 2.7f}, {3});
+  CHECK(to_vector<int64_t>(f) == std::vector<int64_t>{-1, 0, 2});
+  CHECK(to_vector<uint8_t>(f) == std::vector<uint8_t>{1, 0, 1});
+  CHECK(values(copy_as(f, kFloat64, kCPU))[2] == doctest::Approx(2.7).epsilon(1e-7));
+}
+
+TEST_CASE("tensor: as_strided views share storage and reject out-of-range views") {
+  const Tensor base = arange(0, 6, 1, kFloat64);
+  const Tensor t = base.as_strided({3, 2}, {1, 3}, 0);  // a transposed 2x3
+  CHECK(!t.is_contiguous());
+  CHECK(values(t) == std::vector<double>{0, 3, 1, 4, 2, 5});
+  CHECK(t.storage() == base.storage());
+  CHECK(test::error_of([&] { base.as_strided({4, 2}, {2, 1}, 0); }).find("runs past the storage") != std::string::npos);
+}
+
+TEST_CASE("tensor: item needs exactly one element") {
+  CHECK(test::error_of([] { zeros({2}).item<float>(); }) ==
+        "item: tensor of shape [2] has 2 elements, expected exactly one");
+}
+
+TEST_CASE("tensor: printing is PyTorch-like") {
+  CHECK(from_vector<float>({1, 2.5f}, {2}).str() == "tensor([1.0000, 2.5000], dtype=float32)");
+  CHECK(from_vector<int64_t>({1, 2, 3, 4}, {2, 2}).str() == "tensor([[1, 2],\n        [3, 4]], shape=[2, 2], dtype=int64)");
+  CHECK(from_vector<uint8_t>({1, 0}, {2}).str() == "tensor([True, False], dtype=bool)");
+  const std::string big = arange(2000, kInt64).str();
+  CHECK(big.find("[0, 1, 2, ..., 1997, 1998, 1999]") != std::string::npos);
+}
+
+TEST_CASE("tensor: shape errors name the op and shapes") {
+  CHECK(test::error_of([] { broadcast_shapes({2, 3}, {4}, "add"); }) ==
+        "add: shapes [2, 3] and [4] cannot be broadcast together");
+  CHECK(test::error_of([] { wrap_dim(3, 2, "sum"); }) == "sum: dim 3 is out of range for a tensor with 2 dimensions");
+  CHECK(test::error_of([] { shape_numel({-1, 2}); }) == "invalid shape [-1, 2]: negative size");
+  CHECK(test::error_of([] { from_vector<float>({1, 2, 3}, {2, 2}); }) == "from_vector: 3 values do not fill shape [2, 2]");
+  CHECK(test::error_of([] { zeros({2}, kInt64).set_requires_grad(true); }) ==
+        "set_requires_grad: only floating tensors can require gradients, this one is int64");
+}
+
+TEST_CASE("tensor: devices parse and CUDA tensors fail cleanly without a device") {
+  CHECK(parse_device("cpu") == kCPU);
+  CHECK(parse_device("cuda:1").index == 1);
+  CHECK(test::error_of([] { parse_device("gpu"); }) == "unknown device 'gpu': expected cpu, cuda or cuda:N");
+}
+
+// Vectors from Random123's kat_vectors file (counter, key -> output).
+TEST_CASE("random: Philox4x32-10 matches the Random123 known-answer vectors") {
+  const auto zero = philox4x32({0, 0, 0, 0}, {0, 0});
+  CHECK(zero == std::array<uint32_t, 4>{0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u});
+  const auto ones = philox4x32({0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}, {0xffffffffu, 0xffffffffu});
+  CHECK(ones == std::array<uint32_t, 4>{0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu});
+  const auto pi = philox4x32({0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}, {0xa4093822u, 0x299f31d0u});
+  CHECK(pi == std::array<uint32_t, 4>{0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u});
+}
+
+TEST_CASE("random: a seed gives the same numbers, in any chunking and thread count") {
+  Generator a(42), b(42);
+  const Tensor x = randn({1000}, kFloat32, kCPU, &a);
+  const Tensor y = randn({1000}, kFloat32, kCPU, &b);
+  CHECK(test::bitwise_equal(x, y));
+  CHECK(a.offset() == 250);  // 4 normals per Philox block
+  const int threads = num_threads();
+  set_num_threads(1);
+  Generator c(7);
+  const Tensor one_thread = rand({100000}, kFloat64, kCPU, &c);
+  set_num_threads(2);
+  Generator d(7);
+  const Tensor two_threads = rand({100000}, kFloat64, kCPU, &d);
+  set_num_threads(threads);
+  CHECK(test::bitwise_equal(one_thread, two_threads));
+  // Successive draws continue the stream instead of repeating it.
+  Generator e(42);
+  const Tensor first = rand({8}, kFloat32, kCPU, &e), second = rand({8}, kFloat32, kCPU, &e);
+  CHECK(!test::bitwise_equal(first, second));
+}
+
+TEST_CASE("random: rand lies in 0..1, randn has mean 0 and std 1, randint stays in range") {
+  Generator g(3);
+  const auto u = values(rand({200000}, kFloat32, kCPU, &g));
+  double lo = 1, hi = 0, mean = 0;
+  for (double v : u) {
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+    mean += v / static_cast<double>(u.size());
+  }
+  CHECK(lo >= 0);
+  CHECK(hi < 1);
+  CHECK(mean == doctest::Approx(0.5).epsilon(0.01));  // 5 sigma of the mean of 2e5 uniforms is 0.003
+  const auto n = values(randn({200000}, kFloat64, kCPU, &g));
+  double m = 0, sq = 0;
+  for (double v : n) m += v / static_cast<double>(n.size());
+  for (double v : n) sq += (v - m) * (v - m) / static_cast<double>(n.size());
+  CHECK(std::abs(m) < 0.012);  // 5 sigma for 2e5 normals: 5 / sqrt(2e5) = 0.011
+  CHECK(std::sqrt(sq) == doctest::Approx(1.0).epsilon(0.01));
+  const auto r = to_vector<int64_t>(randint(-3, 4, {1000}, kCPU, &g));
+  CHECK(*std::min_element(r.begin(), r.end()) == -3);
+  CHECK(*std::max_element(r.begin(), r.end()) == 3);
+}

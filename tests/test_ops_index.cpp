@@ -1,0 +1,50 @@
+// index_select, gather, scatter_add, index_add, nonzero: values, duplicates, bounds, gradchecks.
+#include "tests/helpers.h"
+
+using namespace mrcnn;
+using test::expect_gradcheck;
+using test::leaf;
+using test::values;
+using V = std::vector<Tensor>;
+
+namespace {
+Tensor idx(std::vector<int64_t> v, Shape shape) { return from_vector<int64_t>(v, shape); }
+}  // namespace
+
+TEST_CASE("index: values, including duplicate indices") {
+  const Tensor x = ops::reshape(arange(0, 12, 1, kFloat64), {3, 4});
+  CHECK(values(ops::index_select(x, 0, idx({2, 0, 2}, {3}))) == std::vector<double>{8, 9, 10, 11, 0, 1, 2, 3, 8, 9, 10, 11});
+  CHECK(values(ops::index_select(x, 1, idx({3}, {1}))) == std::vector<double>{3, 7, 11});
+  CHECK(values(ops::gather(x, 1, idx({0, 3, 1, 1, 2, 0}, {3, 2}))) == std::vector<double>{0, 3, 5, 5, 10, 8});
+  const Tensor added = ops::scatter_add(zeros({2, 3}, kFloat64), 1, idx({0, 0, 2, 1}, {2, 2}),
+                                        from_vector<double>({1, 2, 3, 4}, {2, 2}));
+  CHECK(values(added) == std::vector<double>{3, 0, 0, 0, 4, 3});
+  const Tensor indexed = ops::index_add(zeros({3}, kFloat64), 0, idx({1, 1, 0}, {3}), from_vector<double>({1, 2, 4}, {3}));
+  CHECK(values(indexed) == std::vector<double>{4, 3, 0});
+  const Tensor nz = ops::nonzero(from_vector<double>({0, 1, 0, 2, 3, 0}, {2, 3}));
+  CHECK(nz.sizes() == Shape{3, 2});
+  CHECK(to_vector<int64_t>(nz) == std::vector<int64_t>{0, 1, 1, 0, 1, 1});
+  CHECK(ops::nonzero(zeros({4})).sizes() == Shape{0, 1});
+}
+
+TEST_CASE("index: out-of-range indices and bad shapes are reported") {
+  const Tensor x = zeros({3, 4});
+  CHECK(test::error_of([&] { ops::index_select(x, 0, idx({3}, {1})); }) ==
+        "index_select: index 3 is out of bounds for dim 0 with size 3");
+  CHECK(test::error_of([&] { ops::gather(x, 1, idx({-1}, {1, 1})); }) ==
+        "gather: index -1 is out of bounds for dim 1 with size 4");
+  CHECK(test::error_of([&] { ops::gather(x, 1, idx({0}, {1})); }) ==
+        "gather: index [1] must have as many dims as input [3, 4]");
+  CHECK(test::error_of([&] { ops::index_select(x, 0, zeros({1})); }) == "index_select: index must be int64, got float32");
+}
+
+TEST_CASE("gradcheck: index ops") {
+  expect_gradcheck([](const V& in) { return ops::index_select(in[0], 1, idx({2, 0, 2}, {3})); }, {leaf({3, 4}, 71)});
+  expect_gradcheck([](const V& in) { return ops::index_select(in[0], 0, idx({1, 1}, {2})); },
+                   {test::noncontiguous_leaf({3, 4}, 72)});
+  expect_gradcheck([](const V& in) { return ops::gather(in[0], 0, idx({0, 2, 2, 1, 0, 0}, {2, 3})); }, {leaf({3, 3}, 73)});
+  expect_gradcheck([](const V& in) { return ops::scatter_add(in[0], 1, idx({0, 0, 2, 1}, {2, 2}), in[1]); },
+                   {leaf({2, 3}, 74), leaf({2, 2}, 75)});
+  expect_gradcheck([](const V& in) { return ops::index_add(in[0], 0, idx({1, 1, 0}, {3}), in[1]); },
+                   {leaf({2, 4}, 76), leaf({3, 4}, 77)});
+}

@@ -1,0 +1,70 @@
+// matmul/linear: values against a naive product, transposed operands, batches, gradchecks.
+#include "ops/gemm.h"
+#include "tests/helpers.h"
+
+using namespace mrcnn;
+using test::expect_gradcheck;
+using test::leaf;
+using test::values;
+using V = std::vector<Tensor>;
+
+namespace {
+Tensor naive_matmul(const Tensor& a, const Tensor& b) {
+  const auto va = values(ops::contiguous(a)), vb = values(ops::contiguous(b));
+  const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  std::vector<double> c(static_cast<size_t>(m * n), 0.0);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t p = 0; p < k; ++p) c[i * n + j] += va[i * k + p] * vb[p * n + j];
+  return from_vector<double>(c, {m, n});
+}
+}  // namespace
+
+TEST_CASE("matmul: values match a naive product, including transposed views and large panels") {
+  CHECK(values(ops::matmul(from_vector<double>({1, 2, 3, 4}, {2, 2}), from_vector<double>({5, 6, 7, 8}, {2, 2}))) ==
+        std::vector<double>{19, 22, 43, 50});
+  Generator g(41);
+  for (auto [m, k, n] : std::vector<std::array<int64_t, 3>>{{3, 5, 4}, {130, 70, 300}, {300, 64, 20}, {1, 7, 1}}) {
+    const Tensor a = randn({m, k}, kFloat64, kCPU, &g), b = randn({k, n}, kFloat64, kCPU, &g);
+    const Tensor expected = naive_matmul(a, b);
+    CHECK(test::max_abs_diff(ops::matmul(a, b), expected) < 1e-12 * static_cast<double>(k));
+    const Tensor at = ops::contiguous(ops::transpose(a, 0, 1)), bt = ops::contiguous(ops::transpose(b, 0, 1));
+    CHECK(test::max_abs_diff(ops::matmul(ops::transpose(at, 0, 1), ops::transpose(bt, 0, 1)), expected) <
+          1e-12 * static_cast<double>(k));
+  }
+  CHECK(values(ops::matmul(zeros({2, 0}, kFloat64), zeros({0, 3}, kFloat64))) == std::vector<double>(6, 0.0));
+}
+
+TEST_CASE("matmul: batched and broadcast forms, linear") {
+  Generator g(42);
+  const Tensor a = randn({3, 4, 5}, kFloat64, kCPU, &g), b = randn({3, 5, 2}, kFloat64, kCPU, &g);
+  const Tensor c = ops::matmul(a, b);
+  CHECK(c.sizes() == Shape{3, 4, 2});
+  CHECK(test::max_abs_diff(ops::select(c, 0, 1), naive_matmul(ops::select(a, 0, 1), ops::select(b, 0, 1))) < 1e-12);
+  const Tensor w = randn({5, 6}, kFloat64, kCPU, &g);
+  CHECK(ops::matmul(a, w).sizes() == Shape{3, 4, 6});
+  const Tensor weight = from_vector<double>({1, 0, 0, 1, 1, 1}, {3, 2}), bias = from_vector<double>({0, 10, 20}, {3});
+  CHECK(values(ops::linear(from_vector<double>({2, 3}, {1, 2}), weight, bias)) == std::vector<double>{2, 13, 25});
+  CHECK(test::error_of([] { ops::matmul(zeros({2, 3}), zeros({4, 5})); }) ==
+        "matmul: shapes [2, 3] and [4, 5] cannot be multiplied (3 != 4)");
+  CHECK(test::error_of([] { ops::linear(zeros({2, 3}), zeros({4, 5})); }) ==
+        "linear: input [2, 3] does not end in weight's in_features 5");
+}
+
+TEST_CASE("gradcheck: matmul and linear") {
+  expect_gradcheck([](const V& in) { return ops::matmul(in[0], in[1]); }, {leaf({3, 4}, 43), leaf({4, 2}, 44)});
+  expect_gradcheck([](const V& in) { return ops::matmul(in[0], in[1]); }, {leaf({2, 3, 4}, 45), leaf({2, 4, 5}, 46)});
+  expect_gradcheck([](const V& in) { return ops::matmul(in[0], in[1]); }, {leaf({2, 3, 4}, 47), leaf({4, 5}, 48)});
+  expect_gradcheck([](const V& in) { return ops::matmul(in[0], in[1]); },
+                   {test::noncontiguous_leaf({3, 4}, 49), test::noncontiguous_leaf({4, 2}, 50)});
+  expect_gradcheck([](const V& in) { return ops::linear(in[0], in[1], in[2]); },
+                   {leaf({2, 3, 4}, 51), leaf({5, 4}, 52), leaf({5}, 53)});
+}
+
+TEST_CASE("gemm: float32 accumulate mode adds into C") {
+  std::vector<float> a{1, 2, 3, 4}, b{1, 0, 0, 1}, c{10, 10, 10, 10};
+  cpu::gemm<float>(false, false, 2, 2, 2, a.data(), 2, b.data(), 2, c.data(), 2, true);
+  CHECK(c == std::vector<float>{11, 12, 13, 14});
+  cpu::gemm<float>(true, false, 2, 2, 2, a.data(), 2, b.data(), 2, c.data(), 2, false);
+  CHECK(c == std::vector<float>{1, 3, 2, 4});
+}
