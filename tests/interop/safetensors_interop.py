@@ -48,7 +48,12 @@ save_file(tensors, py_file, metadata={"writer": "python", "note": "d\u00e9j\u00e
 # numpy has no bfloat16: write it through the raw serializer (bfloat16 bits of ramp(3)).
 bf16_bits = (ramp(3).astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
 bf16_file = os.path.join(workdir, "from_python_bf16.safetensors")
-serialize_file({"bf16": {"dtype": "bfloat16", "shape": [3], "data": bf16_bits.tobytes()}}, bf16_file)
+try:  # safetensors >= 0.8 takes TensorSpec objects, older versions plain dicts
+    from safetensors._safetensors_rust import TensorSpec
+    bf16_spec = TensorSpec(dtype="bfloat16", shape=[3], data_ptr=bf16_bits.ctypes.data, data_len=bf16_bits.nbytes)
+except ImportError:
+    bf16_spec = {"dtype": "bfloat16", "shape": [3], "data": bf16_bits.tobytes()}
+serialize_file({"bf16": bf16_spec}, bf16_file)
 
 for path, expected in [(py_file, tensors), (bf16_file, {"bf16": ramp(3)})]:
     dump = subprocess.run([tool, "dump", path], capture_output=True, text=True)
