@@ -24,6 +24,12 @@ void check_cpu(const char* op, const Tensor& a, const Tensor& b) {
   check(a.device().is_cpu() && b.device().is_cpu(), op, ": CUDA tensors are not supported yet (CPU only)");
 }
 
+// The destination and source of an accumulating op (index_add, scatter_add).
+void check_accumulate_operands(const char* op, const Tensor& self, const Tensor& src) {
+  check_cpu(op, self, src);
+  check(self.dtype() == src.dtype(), op, ": dtype mismatch: ", dtype_name(self.dtype()), " and ", dtype_name(src.dtype()));
+}
+
 // [outer, n, inner] sizes of x around `dim`.
 void split_around(const Shape& shape, int64_t dim, int64_t& outer, int64_t& inner) {
   outer = 1;
@@ -91,9 +97,7 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 Tensor index_add(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) {
-  check_cpu("index_add", self, src);
-  check(self.dtype() == src.dtype(), "index_add: dtype mismatch: ", dtype_name(self.dtype()), " and ",
-        dtype_name(src.dtype()));
+  check_accumulate_operands("index_add", self, src);
   check(index.dim() == 1, "index_add: index must be 1-D, got ", shape_str(index.sizes()));
   dim = wrap_dim(dim, self.dim(), "index_add");
   Shape expected = self.sizes();
@@ -158,9 +162,7 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
 }
 
 Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) {
-  check_cpu("scatter_add", self, src);
-  check(self.dtype() == src.dtype(), "scatter_add: dtype mismatch: ", dtype_name(self.dtype()), " and ",
-        dtype_name(src.dtype()));
+  check_accumulate_operands("scatter_add", self, src);
   dim = wrap_dim(dim, self.dim(), "scatter_add");
   check_gather_shapes(self, dim, index, "scatter_add");
   check(src.sizes() == index.sizes(), "scatter_add: source ", shape_str(src.sizes()), " must have the shape of index ",
