@@ -31,7 +31,13 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
   check(target.dim() == 1 && target.size(0) == logits.size(0), "cross_entropy: target ", shape_str(target.sizes()),
         " must be [N] for logits ", shape_str(logits.sizes()));
   check(target.dtype() == kInt64, "cross_entropy: target must be int64 class indices, got ", dtype_name(target.dtype()));
-  const Tensor picked = gather(log_softmax(logits, 1), 1, unsqueeze(target, 1));
+  check(target.device().is_cpu(), "cross_entropy: CUDA tensors are not supported yet (CPU only)");
+  const Tensor classes = contiguous(target);
+  const int64_t* t = classes.data<int64_t>();
+  for (int64_t i = 0; i < classes.numel(); ++i)
+    check(t[i] >= 0 && t[i] < logits.size(1), "cross_entropy: target ", t[i], " at position ", i,
+          " is out of range for ", logits.size(1), " classes");
+  const Tensor picked = gather(log_softmax(logits, 1), 1, unsqueeze(classes, 1));
   return reduce(neg(reshape(picked, {-1})), reduction);
 }
 

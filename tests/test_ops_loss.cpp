@@ -33,7 +33,7 @@ TEST_CASE("loss: values") {
   CHECK(ops::l1_loss(a, b).item<double>() == doctest::Approx(3.05 / 4));
   CHECK(ops::smooth_l1_loss(a, b, 0.0).item<double>() == doctest::Approx(3.05 / 4));
   CHECK(test::error_of([&] { ops::cross_entropy(logits, from_vector<int64_t>({0, 3}, {2})); }) ==
-        "gather: index 3 is out of bounds for dim 1 with size 3");
+        "cross_entropy: target 3 at position 1 is out of range for 3 classes");
   CHECK(test::error_of([&] { ops::l1_loss(a, zeros({3}, kFloat64)); }) ==
         "l1_loss: input [4] and target [3] must have the same shape");
 }
