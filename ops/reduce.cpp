@@ -174,8 +174,12 @@ Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 Tensor sum(const Tensor& x) { return sum(x, all_dims(x), false); }
 
 Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
-  const ReduceLayout l = layout_for(x, dims, "mean");
-  return div(sum(x, dims, keepdim), static_cast<double>(l.reduced));
+  const Tensor total = sum(x, dims, keepdim);  // validates dims
+  // The count comes from the sizes: building a layout here would copy x a second time.
+  int64_t count = 1;
+  if (x.dim() > 0)
+    for (int64_t d : dims) count *= x.sizes()[wrap_dim(d, x.dim(), "mean")];
+  return div(total, static_cast<double>(count));
 }
 
 Tensor mean(const Tensor& x) { return mean(x, all_dims(x), false); }
