@@ -18,7 +18,7 @@ namespace mrcnn {
 namespace cpu {
 
 // out is contiguous; operands may be strided or broadcast.
-template <typename T, int N, typename Body>
+template <int N, typename Body>
 void strided_loop(const Tensor& out, const std::array<const Tensor*, N>& operands, const char* op,
                   const Body& body) {
   std::array<const Tensor*, N + 1> all;
@@ -45,7 +45,7 @@ void unary_forward(UnaryOp op, double p0, double p1, const Tensor& x, const Tens
     const T* in = static_cast<const T*>(x.raw_data());
     T* o = out.data<T>();
     with_unary_functor(op, p0, p1, [&](auto f) {
-      strided_loop<T, 1>(out, {&x}, "unary", [&](const int64_t* off) { o[off[0]] = f(in[off[1]]); });
+      strided_loop<1>(out, {&x}, "unary", [&](const int64_t* off) { o[off[0]] = f(in[off[1]]); });
     });
   });
 }
@@ -57,7 +57,7 @@ void binary_forward(BinaryOp op, double param, const Tensor& a, const Tensor& b,
     const T* pb = static_cast<const T*>(b.raw_data());
     T* o = out.data<T>();
     with_binary_functor(op, param, [&](auto f) {
-      strided_loop<T, 2>(out, {&a, &b}, "binary", [&](const int64_t* off) { o[off[0]] = f(pa[off[1]], pb[off[2]]); });
+      strided_loop<2>(out, {&a, &b}, "binary", [&](const int64_t* off) { o[off[0]] = f(pa[off[1]], pb[off[2]]); });
     });
   });
 }
@@ -69,7 +69,7 @@ void compare_forward(CompareOp op, const Tensor& a, const Tensor& b, const Tenso
     const T* pb = static_cast<const T*>(b.raw_data());
     uint8_t* o = out.data<uint8_t>();
     with_compare_functor(op, [&](auto f) {
-      strided_loop<T, 2>(out, {&a, &b}, "compare", [&](const int64_t* off) { o[off[0]] = f(pa[off[1]], pb[off[2]]); });
+      strided_loop<2>(out, {&a, &b}, "compare", [&](const int64_t* off) { o[off[0]] = f(pa[off[1]], pb[off[2]]); });
     });
   });
 }
@@ -81,7 +81,7 @@ void where_forward(const Tensor& condition, const Tensor& a, const Tensor& b, co
     const T* pa = static_cast<const T*>(a.raw_data());
     const T* pb = static_cast<const T*>(b.raw_data());
     T* o = out.data<T>();
-    strided_loop<T, 3>(out, {&condition, &a, &b}, "where",
+    strided_loop<3>(out, {&condition, &a, &b}, "where",
                        [&](const int64_t* off) { o[off[0]] = pc[off[1]] ? pa[off[2]] : pb[off[3]]; });
   });
 }
