@@ -1,0 +1,311 @@
+// conv2d and conv_transpose2d. Both run on three CPU kernels of the direct convolution: forward,
+// backward-input and backward-weight; a transposed convolution is the backward-input of the conv
+// whose input it produces, so its forward/backward reuse the same kernels with roles swapped.
+#include "ops/conv.h"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "autograd/node.h"
+#include "ops/gemm.h"
+#include "ops/reduce.h"
+#include "ops/view.h"
+#include "tensor/dispatch.h"
+#include "tensor/parallel.h"
+
+namespace mrcnn::cpu {
+
+using ops::Size2;
+
+namespace {
+
+// Sizes of one direct convolution: input [batch, in_channels, in_h, in_w] ->
+// output [batch, out_channels, out_h, out_w], weight [out_channels, in_channels/groups, kernel_h, kernel_w].
+struct ConvGeometry {
+  int64_t batch = 0, in_channels = 0, in_h = 0, in_w = 0;
+  int64_t out_channels = 0, out_h = 0, out_w = 0;
+  int64_t kernel_h = 0, kernel_w = 0;
+  Size2 stride, padding, dilation;
+  int64_t groups = 1;
+
+  int64_t in_per_group() const { return in_channels / groups; }
+  int64_t out_per_group() const { return out_channels / groups; }
+  int64_t col_rows() const { return in_per_group() * kernel_h * kernel_w; }  // GEMM K
+  int64_t in_plane() const { return in_h * in_w; }
+  int64_t out_plane() const { return out_h * out_w; }
+  // 1x1, stride 1, no padding: the input plane already is the im2col matrix.
+  bool pointwise() const {
+    return kernel_h == 1 && kernel_w == 1 && stride == Size2(1) && padding == Size2(0);
+  }
+};
+
+// Output positions [lo, hi) along one axis whose input coordinate o * stride + start is inside [0, in).
+void valid_range(int64_t in, int64_t out, int64_t stride, int64_t start, int64_t& lo, int64_t& hi) {
+  lo = start >= 0 ? 0 : (-start + stride - 1) / stride;
+  hi = in - 1 - start < 0 ? 0 : std::min(out, (in - 1 - start) / stride + 1);
+  lo = std::min(lo, hi);
+}
+
+// Scratch that is written before it is read: no zero-initialisation.
+template <typename T>
+std::unique_ptr<T[]> scratch(int64_t n) {
+  return std::unique_ptr<T[]>(new T[static_cast<size_t>(std::max<int64_t>(n, 1))]);
+}
+
+// col[(c * kH + ki) * kW + kj][oy * out_w + ox] = x[c][oy * sh - ph + ki * dh][ox * sw - pw + kj * dw], 0 outside.
+template <typename T>
+void im2col(const ConvGeometry& g, const T* x, T* col) {
+  const int64_t rows = g.col_rows(), plane = g.out_plane(), taps = g.kernel_h * g.kernel_w;
+  parallel_for(0, rows, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(plane, 1)), [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t c = row / taps, ki = row % taps / g.kernel_w, kj = row % g.kernel_w;
+      const T* src = x + c * g.in_plane();
+      T* dst = col + row * plane;
+      const int64_t y_start = ki * g.dilation.h - g.padding.h, x_start = kj * g.dilation.w - g.padding.w;
+      int64_t y_lo, y_hi, x_lo, x_hi;
+      valid_range(g.in_h, g.out_h, g.stride.h, y_start, y_lo, y_hi);
+      valid_range(g.in_w, g.out_w, g.stride.w, x_start, x_lo, x_hi);
+      std::fill(dst, dst + y_lo * g.out_w, T(0));
+      std::fill(dst + y_hi * g.out_w, dst + plane, T(0));
+      for (int64_t oy = y_lo; oy < y_hi; ++oy) {
+        T* d = dst + oy * g.out_w;
+        const T* s = src + (oy * g.stride.h + y_start) * g.in_w + x_start;
+        std::fill(d, d + x_lo, T(0));
+        std::fill(d + x_hi, d + g.out_w, T(0));
+        if (g.stride.w == 1) std::memcpy(d + x_lo, s + x_lo, sizeof(T) * (x_hi - x_lo));
+        else
+          for (int64_t ox = x_lo; ox < x_hi; ++ox) d[ox] = s[ox * g.stride.w];
+      }
+    }
+  });
+}
+
+// The adjoint of im2col: x[c] = sum over the taps of channel c of their col rows, scattered back.
+// Parallel over channels: each channel's taps write only that channel's plane, so no races.
+template <typename T>
+void col2im(const ConvGeometry& g, const T* col, T* x) {
+  const int64_t plane = g.out_plane(), taps = g.kernel_h * g.kernel_w;
+  const int64_t grain = std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(taps * plane, 1));
+  parallel_for(0, g.in_per_group(), grain, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      T* dst = x + c * g.in_plane();
+      std::fill(dst, dst + g.in_plane(), T(0));
+      for (int64_t ki = 0; ki < g.kernel_h; ++ki)
+        for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
+          const T* src = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * plane;
+          const int64_t y_start = ki * g.dilation.h - g.padding.h, x_start = kj * g.dilation.w - g.padding.w;
+          int64_t y_lo, y_hi, x_lo, x_hi;
+          valid_range(g.in_h, g.out_h, g.stride.h, y_start, y_lo, y_hi);
+          valid_range(g.in_w, g.out_w, g.stride.w, x_start, x_lo, x_hi);
+          for (int64_t oy = y_lo; oy < y_hi; ++oy) {
+            T* d = dst + (oy * g.stride.h + y_start) * g.in_w + x_start;
+            const T* s = src + oy * g.out_w;
+            for (int64_t ox = x_lo; ox < x_hi; ++ox) d[ox * g.stride.w] += s[ox];
+          }
+        }
+    }
+  });
+}
+
+// out[n, o] = bias[o] + sum over (c, ki, kj) of weight[o, c, ki, kj] * x[n, c, ...]; one image at a
+// time so the im2col scratch is bounded by one image's [C/groups * kH * kW, H' * W'].
+template <typename T>
+void conv_forward(const ConvGeometry& g, const T* x, const T* weight, const T* bias, T* out) {
+  const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
+  auto col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      const T* xg = x + (n * g.in_channels + grp * g.in_per_group()) * g.in_plane();
+      T* yg = out + (n * g.out_channels + grp * og) * plane;
+      const T* b = xg;
+      if (!g.pointwise()) {
+        im2col(g, xg, col.get());
+        b = col.get();
+      }
+      if (bias)
+        for (int64_t o = 0; o < og; ++o) std::fill(yg + o * plane, yg + (o + 1) * plane, bias[grp * og + o]);
+      gemm<T>(false, false, og, plane, rows, weight + grp * og * rows, rows, b, plane, yg, plane, bias != nullptr);
+    }
+}
+
+// dx[n] = col2im(weight^T @ dout[n]) per group.
+template <typename T>
+void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, T* dx) {
+  const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
+  auto col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      const T* dg = dout + (n * g.out_channels + grp * og) * plane;
+      const T* wg = weight + grp * og * rows;
+      T* dxg = dx + (n * g.in_channels + grp * g.in_per_group()) * g.in_plane();
+      if (g.pointwise()) {
+        gemm<T>(true, false, rows, plane, og, wg, rows, dg, plane, dxg, plane);
+      } else {
+        gemm<T>(true, false, rows, plane, og, wg, rows, dg, plane, col.get(), plane);
+        col2im(g, col.get(), dxg);
+      }
+    }
+}
+
+// dweight = sum over images of dout[n] @ im2col(x[n])^T, accumulated in image order (deterministic).
+template <typename T>
+void conv_backward_weight(const ConvGeometry& g, const T* dout, const T* x, T* dweight) {
+  const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
+  if (g.batch == 0) std::fill(dweight, dweight + g.out_channels * rows, T(0));
+  auto col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
+  for (int64_t n = 0; n < g.batch; ++n)
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      const T* dg = dout + (n * g.out_channels + grp * og) * plane;
+      const T* xg = x + (n * g.in_channels + grp * g.in_per_group()) * g.in_plane();
+      const T* b = xg;
+      if (!g.pointwise()) {
+        im2col(g, xg, col.get());
+        b = col.get();
+      }
+      gemm<T>(false, true, og, rows, plane, dg, plane, b, plane, dweight + grp * og * rows, rows, n > 0);
+    }
+}
+
+// y[n, c, :] += bias[c]
+template <typename T>
+void add_channel_bias(T* y, int64_t batch, int64_t channels, int64_t plane, const T* bias) {
+  parallel_for(0, batch * channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(plane, 1)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t i = begin; i < end; ++i)
+                   for (T *p = y + i * plane, *e = p + plane; p < e; ++p) *p += bias[i % channels];
+               });
+}
+
+}  // namespace
+}  // namespace mrcnn::cpu
+
+namespace mrcnn::ops {
+
+namespace {
+
+// Checks shared by conv2d and conv_transpose2d: operand ranks, dtypes, devices, groups and bias.
+// The bias has one element per output channel: weight dim 0 for conv2d, dim 1 times groups for the transpose.
+void check_conv_operands(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t groups, bool transposed,
+                         const char* op) {
+  check_spatial_input(x, 4, "[N, C, H, W]", op);
+  check(weight.defined() && weight.dim() == 4, op, ": expected a 4-D weight, got ",
+        weight.defined() ? shape_str(weight.sizes()) : std::string("an undefined tensor"));
+  check(weight.dtype() == x.dtype() && weight.device() == x.device(), op, ": weight is ", dtype_name(weight.dtype()),
+        " on ", weight.device().str(), " but input is ", dtype_name(x.dtype()), " on ", x.device().str());
+  check(groups >= 1, op, ": groups must be >= 1, got ", groups);
+  const int64_t bias_size = transposed ? weight.size(1) * groups : weight.size(0);
+  if (bias.defined())
+    check(bias.dim() == 1 && bias.size(0) == bias_size && bias.dtype() == x.dtype() && bias.device() == x.device(), op,
+          ": bias must be a ", dtype_name(x.dtype()), " vector of ", bias_size, " elements, got ",
+          dtype_name(bias.dtype()), " ", shape_str(bias.sizes()));
+}
+
+void check_window(Size2 stride, Size2 padding, Size2 dilation, const char* op) {
+  check(stride.h >= 1 && stride.w >= 1, op, ": stride must be >= 1, got (", stride.h, ", ", stride.w, ")");
+  check(padding.h >= 0 && padding.w >= 0, op, ": padding must be >= 0, got (", padding.h, ", ", padding.w, ")");
+  check(dilation.h >= 1 && dilation.w >= 1, op, ": dilation must be >= 1, got (", dilation.h, ", ", dilation.w, ")");
+}
+
+}  // namespace
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options) {
+  const char* op = "conv2d";
+  check_conv_operands(x, weight, bias, options.groups, false, op);
+  check_window(options.stride, options.padding, options.dilation, op);
+  const int64_t channels = x.size(1), out_channels = weight.size(0);
+  check(channels % options.groups == 0 && out_channels % options.groups == 0 &&
+            weight.size(1) * options.groups == channels,
+        op, ": input ", shape_str(x.sizes()), " and weight ", shape_str(weight.sizes()), " do not fit groups=",
+        options.groups, " (weight must be [O, C/groups, kH, kW] with O and C divisible by groups)");
+  cpu::ConvGeometry g;
+  g.batch = x.size(0), g.in_channels = channels, g.in_h = x.size(2), g.in_w = x.size(3);
+  g.out_channels = out_channels, g.kernel_h = weight.size(2), g.kernel_w = weight.size(3);
+  g.stride = options.stride, g.padding = options.padding, g.dilation = options.dilation, g.groups = options.groups;
+  g.out_h = (g.in_h + 2 * g.padding.h - g.dilation.h * (g.kernel_h - 1) - 1) / g.stride.h + 1;
+  g.out_w = (g.in_w + 2 * g.padding.w - g.dilation.w * (g.kernel_w - 1) - 1) / g.stride.w + 1;
+  const bool fits = g.in_h + 2 * g.padding.h >= g.dilation.h * (g.kernel_h - 1) + 1 &&
+                    g.in_w + 2 * g.padding.w >= g.dilation.w * (g.kernel_w - 1) + 1;
+  check(fits, op, ": kernel ", g.kernel_h, "x", g.kernel_w, " (dilation ", g.dilation.h, "x", g.dilation.w,
+        ") is larger than the padded input ", shape_str(x.sizes()), " with padding (", g.padding.h, ", ", g.padding.w, ")");
+
+  const Tensor xc = contiguous(x.detach()), wc = contiguous(weight.detach());
+  const Tensor bc = bias.defined() ? contiguous(bias.detach()) : Tensor();
+  Tensor out = empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
+  dispatch_floating(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::conv_forward<T>(g, xc.data<T>(), wc.data<T>(), bc.defined() ? bc.data<T>() : nullptr, out.data<T>());
+  });
+  return autograd::record(
+      op, out, {x, weight, bias},
+      [xc, wc, g, need_x = x.requires_grad(), need_w = weight.requires_grad(),
+       need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
+        const Tensor d = contiguous(dout);
+        Tensor dx, dw;
+        dispatch_floating(d.dtype(), "conv2d backward", [&](auto tag) {
+          using T = decltype(tag);
+          if (need_x) {
+            dx = empty(xc.sizes(), xc.dtype());
+            cpu::conv_backward_input<T>(g, d.data<T>(), wc.data<T>(), dx.data<T>());
+          }
+          if (need_w) {
+            dw = empty(wc.sizes(), wc.dtype());
+            cpu::conv_backward_weight<T>(g, d.data<T>(), xc.data<T>(), dw.data<T>());
+          }
+        });
+        return std::vector<Tensor>{dx, dw, need_b ? sum(d, {0, 2, 3}) : Tensor()};
+      });
+}
+
+Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvTranspose2dOptions& options) {
+  const char* op = "conv_transpose2d";
+  check_conv_operands(x, weight, bias, options.groups, true, op);
+  check_window(options.stride, options.padding, options.dilation, op);
+  const Size2 op_pad = options.output_padding;
+  check(op_pad.h >= 0 && op_pad.w >= 0 && (op_pad.h < options.stride.h || op_pad.h < options.dilation.h) &&
+            (op_pad.w < options.stride.w || op_pad.w < options.dilation.w),
+        op, ": output_padding (", op_pad.h, ", ", op_pad.w, ") must be smaller than stride or dilation");
+  const int64_t channels = x.size(1);
+  check(weight.size(0) == channels && channels % options.groups == 0, op, ": input ", shape_str(x.sizes()),
+        " and weight ", shape_str(weight.sizes()), " do not fit groups=", options.groups,
+        " (weight must be [C, O/groups, kH, kW] with C divisible by groups)");
+  // The direct convolution this one is the transpose of: its input is our output and vice versa.
+  cpu::ConvGeometry g;
+  g.batch = x.size(0), g.out_channels = channels, g.out_h = x.size(2), g.out_w = x.size(3);
+  g.in_channels = weight.size(1) * options.groups, g.kernel_h = weight.size(2), g.kernel_w = weight.size(3);
+  g.stride = options.stride, g.padding = options.padding, g.dilation = options.dilation, g.groups = options.groups;
+  g.in_h = (g.out_h - 1) * g.stride.h - 2 * g.padding.h + g.dilation.h * (g.kernel_h - 1) + op_pad.h + 1;
+  g.in_w = (g.out_w - 1) * g.stride.w - 2 * g.padding.w + g.dilation.w * (g.kernel_w - 1) + op_pad.w + 1;
+  check(g.in_h >= 1 && g.in_w >= 1, op, ": input ", shape_str(x.sizes()), " gives an empty output ", g.in_h, "x",
+        g.in_w, " with padding (", g.padding.h, ", ", g.padding.w, ")");
+
+  const Tensor xc = contiguous(x.detach()), wc = contiguous(weight.detach());
+  Tensor out = empty({g.batch, g.in_channels, g.in_h, g.in_w}, x.dtype());
+  dispatch_floating(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::conv_backward_input<T>(g, xc.data<T>(), wc.data<T>(), out.data<T>());
+    if (bias.defined())
+      cpu::add_channel_bias<T>(out.data<T>(), g.batch, g.in_channels, g.in_plane(), contiguous(bias.detach()).data<T>());
+  });
+  return autograd::record(
+      op, out, {x, weight, bias},
+      [xc, wc, g, need_x = x.requires_grad(), need_w = weight.requires_grad(),
+       need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
+        const Tensor d = contiguous(dout);
+        Tensor dx, dw;
+        dispatch_floating(d.dtype(), "conv_transpose2d backward", [&](auto tag) {
+          using T = decltype(tag);
+          if (need_x) {
+            dx = empty(xc.sizes(), xc.dtype());
+            cpu::conv_forward<T>(g, d.data<T>(), wc.data<T>(), nullptr, dx.data<T>());
+          }
+          if (need_w) {
+            dw = empty(wc.sizes(), wc.dtype());
+            cpu::conv_backward_weight<T>(g, xc.data<T>(), d.data<T>(), dw.data<T>());
+          }
+        });
+        return std::vector<Tensor>{dx, dw, need_b ? sum(d, {0, 2, 3}) : Tensor()};
+      });
+}
+
+}  // namespace mrcnn::ops

@@ -1,0 +1,160 @@
+// conv2d / conv_transpose2d: hand-computed values, a naive direct-loop reference over many
+// geometries, gradchecks (groups, dilation, stride 2 on odd sizes, 1x1, k2 s2 transpose), errors.
+#include "ops/conv.h"
+
+#include "tests/helpers.h"
+
+using namespace mrcnn;
+using test::expect_gradcheck;
+using test::leaf;
+using V = std::vector<Tensor>;
+
+namespace {
+
+// out[n][o][y][x] = b[o] + sum_{c in group, ki, kj} w[o][c][ki][kj] * x[n][g*cg + c][y*s - p + ki*d][x*s - p + kj*d]
+Tensor naive_conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const ops::Conv2dOptions& o) {
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), wd = x.size(3);
+  const int64_t oc = w.size(0), cg = w.size(1), kh = w.size(2), kw = w.size(3), og = oc / o.groups;
+  const int64_t oh = (h + 2 * o.padding.h - o.dilation.h * (kh - 1) - 1) / o.stride.h + 1;
+  const int64_t ow = (wd + 2 * o.padding.w - o.dilation.w * (kw - 1) - 1) / o.stride.w + 1;
+  const auto xv = test::values(x), wv = test::values(w);
+  const auto bv = b.defined() ? test::values(b) : std::vector<double>(oc, 0.0);
+  std::vector<double> out(n * oc * oh * ow);
+  for (int64_t in = 0; in < n; ++in)
+    for (int64_t io = 0; io < oc; ++io)
+      for (int64_t y = 0; y < oh; ++y)
+        for (int64_t xx = 0; xx < ow; ++xx) {
+          double acc = bv[io];
+          for (int64_t ic = 0; ic < cg; ++ic)
+            for (int64_t ki = 0; ki < kh; ++ki)
+              for (int64_t kj = 0; kj < kw; ++kj) {
+                const int64_t iy = y * o.stride.h - o.padding.h + ki * o.dilation.h;
+                const int64_t ix = xx * o.stride.w - o.padding.w + kj * o.dilation.w;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= wd) continue;
+                const int64_t channel = io / og * cg + ic;
+                acc += wv[((io * cg + ic) * kh + ki) * kw + kj] * xv[((in * c + channel) * h + iy) * wd + ix];
+              }
+          out[((in * oc + io) * oh + y) * ow + xx] = acc;
+        }
+  return from_vector<double>(out, {n, oc, oh, ow});
+}
+
+struct ConvCase {
+  Shape x, w;
+  ops::Conv2dOptions options;
+  bool bias;
+};
+
+const std::vector<ConvCase> kConvCases = {
+    {{2, 3, 6, 5}, {4, 3, 3, 3}, {1, 1, 1, 1}, true},        // 3x3 same padding
+    {{1, 4, 7, 5}, {6, 2, 3, 3}, {1, 2, 2, 2}, true},        // groups 2, dilation 2
+    {{2, 3, 7, 9}, {2, 3, 3, 3}, {2, 1, 1, 1}, false},       // stride 2 on odd sizes
+    {{1, 3, 11, 11}, {4, 3, 7, 7}, {2, 3, 1, 1}, true},      // ResNet stem shape, small
+    {{2, 5, 4, 3}, {3, 5, 1, 1}, {1, 0, 1, 1}, true},        // 1x1 stride 1: plain GEMM path
+    {{2, 5, 5, 5}, {3, 5, 1, 1}, {2, 0, 1, 1}, false},       // 1x1 stride 2 downsample
+    {{1, 4, 5, 6}, {4, 1, 3, 3}, {{1, 2}, {0, 1}, 1, 4}, true},  // depthwise, asymmetric stride/padding
+    {{0, 3, 5, 5}, {2, 3, 3, 3}, {1, 1, 1, 1}, true},        // empty batch
+};
+
+}  // namespace
+
+TEST_CASE("conv2d: hand-computed values") {
+  // x = 0..8 in a 3x3 plane, 2x2 kernel of ones, bias 0.5: each output is the sum of a 2x2 window + 0.5.
+  const Tensor x = ops::reshape(arange(0, 9, 1, kFloat32), {1, 1, 3, 3});
+  const Tensor w = ones({1, 1, 2, 2});
+  const auto y = test::values(ops::conv2d(x, w, full({1}, 0.5)));
+  CHECK(y == std::vector<double>{8.5, 12.5, 20.5, 24.5});
+  // padding 1, stride 2: windows at (-1,-1), (-1,1), (1,-1), (1,1).
+  const auto z = test::values(ops::conv2d(x, w, Tensor(), {2, 1, 1, 1}));
+  CHECK(z == std::vector<double>{0, 1 + 2, 3 + 6, 4 + 5 + 7 + 8});
+}
+
+TEST_CASE("conv2d: matches a direct loop on every geometry") {
+  uint64_t seed = 100;
+  for (const ConvCase& c : kConvCases) {
+    CAPTURE(shape_str(c.x));
+    const Tensor x = leaf(c.x, ++seed), w = leaf(c.w, ++seed);
+    const Tensor b = c.bias ? leaf({c.w[0]}, ++seed) : Tensor();
+    const Tensor y = ops::conv2d(x, w, b, c.options);
+    const Tensor ref = naive_conv2d(x, w, b, c.options);
+    REQUIRE(y.sizes() == ref.sizes());
+    CHECK(test::max_abs_diff(y, ref) < 1e-12);  // f64, sums of <= 147 products of N(0,1) values
+    // f32 through the same kernels: rounding of ~100-term sums of O(1) values stays below 1e-4.
+    const Tensor y32 = ops::conv2d(ops::to(x, kFloat32), ops::to(w, kFloat32),
+                                   b.defined() ? ops::to(b, kFloat32) : Tensor(), c.options);
+    CHECK(test::max_abs_diff(ops::to(y32, kFloat64), ref) < 1e-4);
+  }
+}
+
+TEST_CASE("gradcheck: conv2d on every geometry") {
+  uint64_t seed = 200;
+  for (const ConvCase& c : kConvCases) {
+    CAPTURE(shape_str(c.x));
+    V inputs{leaf(c.x, ++seed), leaf(c.w, ++seed)};
+    if (c.bias) inputs.push_back(leaf({c.w[0]}, ++seed));
+    const auto options = c.options;
+    expect_gradcheck(
+        [options](const V& in) { return ops::conv2d(in[0], in[1], in.size() > 2 ? in[2] : Tensor(), options); },
+        inputs);
+  }
+  // A non-contiguous input.
+  expect_gradcheck([](const V& in) { return ops::conv2d(in[0], in[1], Tensor(), {1, 1, 1, 1}); },
+                   {test::noncontiguous_leaf({1, 2, 4, 5}, 250), leaf({3, 2, 3, 3}, 251)});
+}
+
+TEST_CASE("conv_transpose2d: is the adjoint of conv2d") {
+  // <conv2d(x, w), y> == <x, conv_transpose2d(y, w)> for matching geometry, and sizes agree.
+  struct Case {
+    Shape x, w;
+    int64_t stride, padding, output_padding, dilation, groups;
+  };
+  const std::vector<Case> cases = {{{2, 3, 8, 8}, {4, 3, 2, 2}, 2, 0, 0, 1, 1},
+                                   {{1, 4, 9, 7}, {6, 2, 3, 3}, 2, 1, 0, 1, 2},
+                                   {{1, 2, 12, 12}, {3, 2, 3, 3}, 3, 1, 2, 1, 1},
+                                   {{1, 2, 9, 9}, {2, 2, 3, 3}, 1, 2, 0, 2, 1}};
+  uint64_t seed = 300;
+  for (const Case& c : cases) {
+    CAPTURE(shape_str(c.x));
+    const Tensor x = leaf(c.x, ++seed), w = leaf(c.w, ++seed);
+    const Tensor y = ops::conv2d(x, w, Tensor(), {c.stride, c.padding, c.dilation, c.groups});
+    const Tensor r = leaf(y.sizes(), ++seed);
+    const Tensor xt = ops::conv_transpose2d(r, w, Tensor(), {c.stride, c.padding, c.output_padding, c.dilation, c.groups});
+    REQUIRE(xt.sizes() == x.sizes());
+    const double lhs = ops::sum(ops::mul(y, r)).item<double>(), rhs = ops::sum(ops::mul(x, xt)).item<double>();
+    CHECK(lhs == doctest::Approx(rhs).epsilon(1e-12));
+  }
+  // The mask head's k=2 s=2 upsampling: each input pixel fills its own 2x2 block.
+  const Tensor x = ops::reshape(from_vector<float>({1, 2, 3, 4}, {4}), {1, 1, 2, 2});
+  const Tensor w = ops::reshape(from_vector<float>({1, 10, 100, 1000}, {4}), {1, 1, 2, 2});
+  const auto y = test::values(ops::conv_transpose2d(x, w, full({1}, 0.5f), {2}));
+  CHECK(y == std::vector<double>{1.5, 10.5, 2.5, 20.5, 100.5, 1000.5, 200.5, 2000.5,
+                                 3.5, 30.5, 4.5, 40.5, 300.5, 3000.5, 400.5, 4000.5});
+}
+
+TEST_CASE("gradcheck: conv_transpose2d") {
+  expect_gradcheck([](const V& in) { return ops::conv_transpose2d(in[0], in[1], in[2], {2}); },
+                   {leaf({2, 3, 3, 4}, 401), leaf({3, 2, 2, 2}, 402), leaf({2}, 403)});
+  expect_gradcheck(
+      [](const V& in) { return ops::conv_transpose2d(in[0], in[1], in[2], {{2, 3}, {1, 0}, {1, 2}, 1, 2}); },
+      {leaf({1, 4, 3, 3}, 404), leaf({4, 1, 3, 3}, 405), leaf({2}, 406)});
+  expect_gradcheck([](const V& in) { return ops::conv_transpose2d(in[0], in[1], Tensor(), {1, 1, 0, 2, 1}); },
+                   {test::noncontiguous_leaf({1, 2, 4, 5}, 407), leaf({2, 3, 3, 3}, 408)});
+}
+
+TEST_CASE("conv2d: error messages") {
+  const Tensor x = zeros({1, 4, 5, 5}), w = zeros({2, 4, 3, 3});
+  CHECK(test::error_of([&] { ops::conv2d(zeros({4, 5, 5}), w); }) ==
+        "conv2d: expected a 4-D input [N, C, H, W], got shape [4, 5, 5]");
+  CHECK(test::error_of([&] { ops::conv2d(x, zeros({2, 3, 3, 3})); }) ==
+        "conv2d: input [1, 4, 5, 5] and weight [2, 3, 3, 3] do not fit groups=1 (weight must be [O, C/groups, kH, "
+        "kW] with O and C divisible by groups)");
+  CHECK(test::error_of([&] { ops::conv2d(x, w, zeros({3})); }) ==
+        "conv2d: bias must be a float32 vector of 2 elements, got float32 [3]");
+  CHECK(test::error_of([&] { ops::conv2d(x, zeros({2, 4, 7, 7})); }) ==
+        "conv2d: kernel 7x7 (dilation 1x1) is larger than the padded input [1, 4, 5, 5] with padding (0, 0)");
+  CHECK(test::error_of([&] { ops::conv2d(x, w, Tensor(), {0}); }) == "conv2d: stride must be >= 1, got (0, 0)");
+  CHECK(test::error_of([&] { ops::conv2d(x, zeros({2, 4, 3, 3}, kFloat64)); }) ==
+        "conv2d: weight is float64 on cpu but input is float32 on cpu");
+  CHECK(test::error_of([&] { ops::conv_transpose2d(x, zeros({4, 2, 2, 2}), Tensor(), {2, 0, 2}); }) ==
+        "conv_transpose2d: output_padding (2, 2) must be smaller than stride or dilation");
+}
