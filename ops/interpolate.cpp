@@ -1,0 +1,160 @@
+// interpolate: per-axis source indices and weights computed once (PyTorch's rules, including its
+// float arithmetic for nearest), then one pass over output rows; backward scatters plane by plane.
+#include "ops/interpolate.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "autograd/node.h"
+#include "ops/view.h"
+#include "tensor/dispatch.h"
+#include "tensor/parallel.h"
+
+namespace mrcnn::cpu {
+
+namespace {
+
+// Where output index i of one axis reads: in0 with weight w0 and in1 with weight w1 (nearest: w1 = 0).
+template <typename T>
+struct AxisTaps {
+  std::vector<int64_t> in0, in1;
+  std::vector<T> w0, w1;
+};
+
+// PyTorch's nearest_idx: identity and exact 2x upsampling are special-cased; otherwise
+// floor(i * (float)in / out) in float, clamped to in - 1.
+template <typename T>
+AxisTaps<T> nearest_taps(int64_t in, int64_t out) {
+  AxisTaps<T> t;
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  for (int64_t i = 0; i < out; ++i) {
+    int64_t src;
+    if (out == in) src = i;
+    else if (out == 2 * in) src = i >> 1;
+    else src = std::min(static_cast<int64_t>(std::floor(static_cast<float>(i) * scale)), in - 1);
+    t.in0.push_back(src);
+    t.in1.push_back(src);
+    t.w0.push_back(T(1));
+    t.w1.push_back(T(0));
+  }
+  return t;
+}
+
+// PyTorch's area_pixel_compute_source_index for linear modes, in T (its opmath type for f32/f64).
+// align_corners=false: src = max(in/out * (i + 0.5) - 0.5, 0), the half-pixel rule.
+template <typename T>
+AxisTaps<T> linear_taps(int64_t in, int64_t out, bool align_corners) {
+  AxisTaps<T> t;
+  const T scale = align_corners ? (out > 1 ? static_cast<T>(in - 1) / static_cast<T>(out - 1) : T(0))
+                                : static_cast<T>(in) / static_cast<T>(out);
+  for (int64_t i = 0; i < out; ++i) {
+    if (out == in) {  // PyTorch copies straight through when the size does not change
+      t.in0.push_back(i), t.in1.push_back(i), t.w0.push_back(T(1)), t.w1.push_back(T(0));
+      continue;
+    }
+    T src = align_corners ? scale * static_cast<T>(i) : scale * (static_cast<T>(i) + T(0.5)) - T(0.5);
+    if (!align_corners && src < 0) src = 0;
+    const int64_t i0 = static_cast<int64_t>(src);
+    const T lambda1 = std::min(std::max(src - static_cast<T>(i0), T(0)), T(1));
+    t.in0.push_back(i0);
+    t.in1.push_back(i0 + (i0 < in - 1 ? 1 : 0));
+    t.w0.push_back(T(1) - lambda1);
+    t.w1.push_back(lambda1);
+  }
+  return t;
+}
+
+template <typename T>
+struct ResizeTaps {
+  int64_t planes = 0, in_h = 0, in_w = 0, out_h = 0, out_w = 0;
+  AxisTaps<T> ys, xs;
+};
+
+template <typename T>
+ResizeTaps<T> make_taps(const Shape& in_shape, ops::Size2 size, ops::InterpolateMode mode, bool align_corners) {
+  ResizeTaps<T> r;
+  r.planes = in_shape[0] * in_shape[1], r.in_h = in_shape[2], r.in_w = in_shape[3], r.out_h = size.h, r.out_w = size.w;
+  const bool nearest = mode == ops::InterpolateMode::Nearest;
+  r.ys = nearest ? nearest_taps<T>(r.in_h, r.out_h) : linear_taps<T>(r.in_h, r.out_h, align_corners);
+  r.xs = nearest ? nearest_taps<T>(r.in_w, r.out_w) : linear_taps<T>(r.in_w, r.out_w, align_corners);
+  return r;
+}
+
+// out = h0 * (w0 * x00 + w1 * x01) + h1 * (w0 * x10 + w1 * x11): PyTorch's order of operations.
+template <typename T>
+void interpolate_forward(const ResizeTaps<T>& r, const T* x, T* out) {
+  const int64_t rows = r.planes * r.out_h;
+  parallel_for(0, rows, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(r.out_w * 4, 1)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t row = begin; row < end; ++row) {
+                   const int64_t p = row / r.out_h, oy = row % r.out_h;
+                   const T* top = x + (p * r.in_h + r.ys.in0[oy]) * r.in_w;
+                   const T* bottom = x + (p * r.in_h + r.ys.in1[oy]) * r.in_w;
+                   const T h0 = r.ys.w0[oy], h1 = r.ys.w1[oy];
+                   T* o = out + row * r.out_w;
+                   for (int64_t ox = 0; ox < r.out_w; ++ox) {
+                     const int64_t a = r.xs.in0[ox], b = r.xs.in1[ox];
+                     const T w0 = r.xs.w0[ox], w1 = r.xs.w1[ox];
+                     o[ox] = h0 * (w0 * top[a] + w1 * top[b]) + h1 * (w0 * bottom[a] + w1 * bottom[b]);
+                   }
+                 }
+               });
+}
+
+// The adjoint: each output gradient is spread over the (up to) four pixels it read. Taps of weight
+// zero (nearest, or an unchanged size) add exact zeros, so one loop serves both modes.
+template <typename T>
+void interpolate_backward(const ResizeTaps<T>& r, const T* dout, T* dx) {
+  const int64_t in_plane = r.in_h * r.in_w, out_plane = r.out_h * r.out_w;
+  parallel_for(0, r.planes, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(in_plane + 4 * out_plane, 1)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t p = begin; p < end; ++p) {
+                   T* d = dx + p * in_plane;
+                   std::fill(d, d + in_plane, T(0));
+                   for (int64_t oy = 0; oy < r.out_h; ++oy) {
+                     T* top = d + r.ys.in0[oy] * r.in_w;
+                     T* bottom = d + r.ys.in1[oy] * r.in_w;
+                     const T h0 = r.ys.w0[oy], h1 = r.ys.w1[oy];
+                     const T* g = dout + p * out_plane + oy * r.out_w;
+                     for (int64_t ox = 0; ox < r.out_w; ++ox) {
+                       const int64_t a = r.xs.in0[ox], b = r.xs.in1[ox];
+                       const T w0 = r.xs.w0[ox], w1 = r.xs.w1[ox];
+                       top[a] += h0 * w0 * g[ox];
+                       top[b] += h0 * w1 * g[ox];
+                       bottom[a] += h1 * w0 * g[ox];
+                       bottom[b] += h1 * w1 * g[ox];
+                     }
+                   }
+                 }
+               });
+}
+
+}  // namespace
+}  // namespace mrcnn::cpu
+
+namespace mrcnn::ops {
+
+Tensor interpolate(const Tensor& x, Size2 size, InterpolateMode mode, bool align_corners) {
+  const char* op = "interpolate";
+  check_spatial_input(x, 4, "[N, C, H, W]", op);
+  check(size.h >= 1 && size.w >= 1, op, ": output size must be positive, got (", size.h, ", ", size.w, ")");
+  check(x.size(2) >= 1 && x.size(3) >= 1, op, ": input ", shape_str(x.sizes()), " has an empty spatial size");
+  check(!(align_corners && mode == InterpolateMode::Nearest), op, ": align_corners only applies to bilinear mode");
+  const Tensor xc = contiguous(x.detach());
+  Tensor out = empty({x.size(0), x.size(1), size.h, size.w}, x.dtype());
+  dispatch_floating(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::interpolate_forward<T>(cpu::make_taps<T>(x.sizes(), size, mode, align_corners), xc.data<T>(), out.data<T>());
+  });
+  return autograd::record(op, out, {x}, [in_shape = x.sizes(), dtype = x.dtype(), size, mode, align_corners](const Tensor& dout) {
+    const Tensor dc = contiguous(dout);
+    Tensor dx = empty(in_shape, dtype);
+    dispatch_floating(dtype, "interpolate backward", [&](auto tag) {
+      using T = decltype(tag);
+      cpu::interpolate_backward<T>(cpu::make_taps<T>(in_shape, size, mode, align_corners), dc.data<T>(), dx.data<T>());
+    });
+    return std::vector<Tensor>{dx};
+  });
+}
+
+}  // namespace mrcnn::ops

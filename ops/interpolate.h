@@ -1,0 +1,14 @@
+// Resizing NCHW tensors to a given spatial size, with PyTorch's index rules (F.interpolate with
+// `size=`): nearest as used by FPN's top-down path, bilinear for image resizing and mask pasting.
+#pragma once
+#include "ops/spatial.h"
+#include "tensor/tensor.h"
+
+namespace mrcnn::ops {
+
+enum class InterpolateMode { Nearest, Bilinear };
+
+// x [N, C, H, W] -> [N, C, size.h, size.w]. align_corners applies to bilinear only (as in PyTorch).
+Tensor interpolate(const Tensor& x, Size2 size, InterpolateMode mode, bool align_corners = false);
+
+}  // namespace mrcnn::ops
