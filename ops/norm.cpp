@@ -1,0 +1,386 @@
+// Normalisation kernels over x viewed as [batch, channels, inner]. Sums accumulate in double (PyTorch's
+// CPU accumulation type for float too) and each channel or (sample, group) is summed by one thread in
+// a fixed order, so results do not depend on the thread count.
+#include "ops/norm.h"
+
+#include <cmath>
+#include <vector>
+
+#include "autograd/node.h"
+#include "ops/elementwise.h"
+#include "ops/view.h"
+#include "tensor/dispatch.h"
+#include "tensor/parallel.h"
+
+namespace mrcnn::cpu {
+
+namespace {
+
+struct ChannelLayout {
+  int64_t batch = 0, channels = 0, inner = 0;
+  int64_t count() const { return batch * inner; }  // elements per channel
+};
+
+int64_t channel_grain(const ChannelLayout& l) {
+  return std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(l.count(), 1));
+}
+
+// Per channel: mean and biased variance, two passes (mean first, then squared deviations).
+template <typename T>
+void channel_moments(const ChannelLayout& l, const T* x, std::vector<double>& mean, std::vector<double>& var) {
+  mean.assign(l.channels, 0.0), var.assign(l.channels, 0.0);
+  parallel_for(0, l.channels, channel_grain(l), [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      double total = 0;
+      for (int64_t n = 0; n < l.batch; ++n)
+        for (const T *p = x + (n * l.channels + c) * l.inner, *e = p + l.inner; p < e; ++p) total += *p;
+      const double m = l.count() > 0 ? total / static_cast<double>(l.count()) : 0.0;
+      double squares = 0;
+      for (int64_t n = 0; n < l.batch; ++n)
+        for (const T *p = x + (n * l.channels + c) * l.inner, *e = p + l.inner; p < e; ++p)
+          squares += (*p - m) * (*p - m);
+      mean[c] = m;
+      var[c] = l.count() > 0 ? squares / static_cast<double>(l.count()) : 0.0;
+    }
+  });
+}
+
+// y[n, c, :] = x[n, c, :] * scale[c] + shift[c] (shift may be null: zero).
+template <typename T>
+void channel_affine_forward(const ChannelLayout& l, const T* x, const T* scale, const T* shift, T* y) {
+  parallel_for(0, l.batch * l.channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(l.inner, 1)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t row = begin; row < end; ++row) {
+                   const T a = scale[row % l.channels], b = shift ? shift[row % l.channels] : T(0);
+                   const T* src = x + row * l.inner;
+                   T* dst = y + row * l.inner;
+                   for (int64_t i = 0; i < l.inner; ++i) dst[i] = src[i] * a + b;
+                 }
+               });
+}
+
+// Per channel: dot[c] = sum dy * x (x null: skipped), total[c] = sum dy.
+template <typename T>
+void channel_sums(const ChannelLayout& l, const T* dy, const T* x, T* dot, T* total) {
+  parallel_for(0, l.channels, channel_grain(l), [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      double d = 0, t = 0;
+      for (int64_t n = 0; n < l.batch; ++n) {
+        const int64_t offset = (n * l.channels + c) * l.inner;
+        for (int64_t i = 0; i < l.inner; ++i) {
+          t += dy[offset + i];
+          if (x) d += static_cast<double>(dy[offset + i]) * x[offset + i];
+        }
+      }
+      if (dot) dot[c] = static_cast<T>(d);
+      if (total) total[c] = static_cast<T>(t);
+    }
+  });
+}
+
+// Training-mode batch norm backward, per channel (PyTorch's formula):
+// dx = (dy - mean(dy) - xhat * mean(dy * xhat)) * invstd * w, dw = sum(dy * xhat), db = sum(dy).
+template <typename T>
+void batch_norm_backward(const ChannelLayout& l, const T* x, const T* dy, const T* mean, const T* invstd, const T* weight,
+                         T* dx, T* dweight, T* dbias) {
+  const double count = static_cast<double>(l.count());
+  parallel_for(0, l.channels, channel_grain(l), [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      double sum_dy = 0, sum_dy_centered = 0;
+      for (int64_t n = 0; n < l.batch; ++n) {
+        const int64_t offset = (n * l.channels + c) * l.inner;
+        for (int64_t i = 0; i < l.inner; ++i) {
+          sum_dy += dy[offset + i];
+          sum_dy_centered += static_cast<double>(dy[offset + i]) * (x[offset + i] - mean[c]);
+        }
+      }
+      if (dweight) dweight[c] = static_cast<T>(sum_dy_centered * invstd[c]);
+      if (dbias) dbias[c] = static_cast<T>(sum_dy);
+      if (!dx) continue;
+      const T grad_mean = static_cast<T>(sum_dy / count);
+      const T proj = static_cast<T>(sum_dy_centered * invstd[c] * invstd[c] / count);
+      const T gain = invstd[c] * (weight ? weight[c] : T(1));
+      for (int64_t n = 0; n < l.batch; ++n) {
+        const int64_t offset = (n * l.channels + c) * l.inner;
+        for (int64_t i = 0; i < l.inner; ++i)
+          dx[offset + i] = (dy[offset + i] - grad_mean - (x[offset + i] - mean[c]) * proj) * gain;
+      }
+    }
+  });
+}
+
+// Group norm over x [batch, channels, inner] with `groups` groups: each (n, g) block of
+// channels/groups * inner elements is contiguous.
+struct GroupLayout {
+  ChannelLayout l;
+  int64_t groups = 1;
+  int64_t per_group() const { return l.channels / groups; }
+  int64_t block() const { return per_group() * l.inner; }
+};
+
+template <typename T>
+void group_norm_forward(const GroupLayout& g, const T* x, const T* weight, const T* bias, double eps, T* y, T* mean,
+                        T* invstd) {
+  const int64_t blocks = g.l.batch * g.groups;
+  parallel_for(0, blocks, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(g.block(), 1)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t b = begin; b < end; ++b) {
+                   const T* src = x + b * g.block();
+                   double total = 0, squares = 0;
+                   for (int64_t i = 0; i < g.block(); ++i) total += src[i];
+                   const double m = total / static_cast<double>(g.block());
+                   for (int64_t i = 0; i < g.block(); ++i) squares += (src[i] - m) * (src[i] - m);
+                   const double r = 1.0 / std::sqrt(squares / static_cast<double>(g.block()) + eps);
+                   mean[b] = static_cast<T>(m), invstd[b] = static_cast<T>(r);
+                   for (int64_t k = 0; k < g.per_group(); ++k) {
+                     const int64_t c = b % g.groups * g.per_group() + k;
+                     const T a = static_cast<T>(r) * (weight ? weight[c] : T(1));
+                     const T shift = (bias ? bias[c] : T(0)) - static_cast<T>(m) * a;
+                     const T* s = src + k * g.l.inner;
+                     T* d = y + b * g.block() + k * g.l.inner;
+                     for (int64_t i = 0; i < g.l.inner; ++i) d[i] = s[i] * a + shift;
+                   }
+                 }
+               });
+}
+
+// dx = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) per (n, g) with dxhat = dy * w[c];
+// dw[c] = sum over n, inner of dy * xhat, db[c] = sum of dy (parallel over channels).
+template <typename T>
+void group_norm_backward(const GroupLayout& g, const T* x, const T* dy, const T* weight, const T* mean, const T* invstd,
+                         T* dx, T* dweight, T* dbias) {
+  const int64_t blocks = g.l.batch * g.groups, inner = g.l.inner;
+  if (dx)
+    parallel_for(0, blocks, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(g.block(), 1)),
+                 [&](int64_t begin, int64_t end) {
+                   for (int64_t b = begin; b < end; ++b) {
+                     const int64_t base = b * g.block();
+                     double sum_dxhat = 0, sum_dxhat_xhat = 0;
+                     for (int64_t k = 0; k < g.per_group(); ++k) {
+                       const T w = weight ? weight[b % g.groups * g.per_group() + k] : T(1);
+                       for (int64_t i = base + k * inner; i < base + (k + 1) * inner; ++i) {
+                         const double dxhat = static_cast<double>(dy[i]) * w;
+                         sum_dxhat += dxhat;
+                         sum_dxhat_xhat += dxhat * (x[i] - mean[b]) * invstd[b];
+                       }
+                     }
+                     const T a = static_cast<T>(sum_dxhat / static_cast<double>(g.block()));
+                     const T bb = static_cast<T>(sum_dxhat_xhat / static_cast<double>(g.block()));
+                     for (int64_t k = 0; k < g.per_group(); ++k) {
+                       const T w = weight ? weight[b % g.groups * g.per_group() + k] : T(1);
+                       for (int64_t i = base + k * inner; i < base + (k + 1) * inner; ++i)
+                         dx[i] = invstd[b] * (dy[i] * w - a - (x[i] - mean[b]) * invstd[b] * bb);
+                     }
+                   }
+                 });
+  if (!dweight && !dbias) return;
+  parallel_for(0, g.l.channels, channel_grain(g.l), [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      double dw = 0, db = 0;
+      for (int64_t n = 0; n < g.l.batch; ++n) {
+        const int64_t b = n * g.groups + c / g.per_group(), offset = (n * g.l.channels + c) * inner;
+        for (int64_t i = offset; i < offset + inner; ++i) {
+          db += dy[i];
+          dw += static_cast<double>(dy[i]) * (x[i] - mean[b]) * invstd[b];
+        }
+      }
+      if (dweight) dweight[c] = static_cast<T>(dw);
+      if (dbias) dbias[c] = static_cast<T>(db);
+    }
+  });
+}
+
+}  // namespace
+}  // namespace mrcnn::cpu
+
+namespace mrcnn::ops {
+
+namespace {
+
+cpu::ChannelLayout channel_layout(const Tensor& x) {
+  cpu::ChannelLayout l;
+  l.batch = x.size(0), l.channels = x.size(1), l.inner = 1;
+  for (int64_t d = 2; d < x.dim(); ++d) l.inner *= x.size(d);
+  return l;
+}
+
+void check_norm_input(const Tensor& x, const char* op) {
+  check(x.defined() && x.dim() >= 2, op, ": expected an input [N, C, *] with at least 2 dims, got ",
+        x.defined() ? shape_str(x.sizes()) : std::string("an undefined tensor"));
+  check(x.dtype() == kFloat32 || x.dtype() == kFloat64, op, ": expected a float32 or float64 input, got ",
+        dtype_name(x.dtype()));
+  check(x.device().is_cpu(), op, ": CUDA tensors are not supported yet (CPU only)");
+}
+
+// A per-channel parameter or buffer: undefined (when allowed) or a [C] vector of x's dtype.
+void check_channel_vector(const Tensor& v, const Tensor& x, const char* name, bool required, const char* op) {
+  if (!v.defined()) {
+    check(!required, op, ": ", name, " is required");
+    return;
+  }
+  check(v.dim() == 1 && v.size(0) == x.size(1) && v.dtype() == x.dtype() && v.device() == x.device(), op, ": ", name,
+        " must be a ", dtype_name(x.dtype()), " vector of ", x.size(1), " elements (channels of ", shape_str(x.sizes()),
+        "), got ", dtype_name(v.dtype()), " ", shape_str(v.sizes()));
+}
+
+template <typename T>
+const T* data_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+// The fixed-affine normalisation of eval batch norm and FrozenBatchNorm2d, composed from ops so that
+// gradients reach weight/bias (or the statistics) whenever they require grad.
+Tensor affine_from_statistics(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                              const Tensor& running_var, double eps) {
+  Tensor scale = pow(add(running_var, eps), -0.5);
+  if (weight.defined()) scale = mul(weight, scale);
+  Tensor shift = neg(mul(running_mean, scale));
+  if (bias.defined()) shift = add(bias, shift);
+  return channel_affine(x, scale, shift);
+}
+
+Tensor batch_norm_train(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                        const Tensor& bias, double momentum, double eps) {
+  const cpu::ChannelLayout l = channel_layout(x);
+  check(l.count() > 1, "batch_norm: expected more than 1 value per channel when training, got input ",
+        shape_str(x.sizes()));
+  const Tensor xc = contiguous(x.detach());
+  const Tensor w = weight.defined() ? contiguous(weight.detach()) : Tensor();
+  Tensor out = empty(x.sizes(), x.dtype()), mean = empty({l.channels}, x.dtype()), invstd = empty({l.channels}, x.dtype());
+  dispatch_floating(x.dtype(), "batch_norm", [&](auto tag) {
+    using T = decltype(tag);
+    std::vector<double> m, v;
+    cpu::channel_moments<T>(l, xc.data<T>(), m, v);
+    std::vector<T> scale(l.channels), shift(l.channels);
+    const T* wp = data_or_null<T>(w);
+    const Tensor b = bias.defined() ? contiguous(bias.detach()) : Tensor();
+    for (int64_t c = 0; c < l.channels; ++c) {
+      const double r = 1.0 / std::sqrt(v[c] + eps);
+      mean.data<T>()[c] = static_cast<T>(m[c]), invstd.data<T>()[c] = static_cast<T>(r);
+      scale[c] = static_cast<T>(r) * (wp ? wp[c] : T(1));
+      shift[c] = (b.defined() ? b.data<T>()[c] : T(0)) - static_cast<T>(m[c]) * scale[c];
+    }
+    cpu::channel_affine_forward<T>(l, xc.data<T>(), scale.data(), shift.data(), out.data<T>());
+    // Running statistics are buffers: updated in place, outside autograd, with the unbiased variance.
+    const double unbias = static_cast<double>(l.count()) / static_cast<double>(l.count() - 1);
+    if (running_mean.defined())
+      for (int64_t c = 0; c < l.channels; ++c)
+        running_mean.data<T>()[c] = static_cast<T>((1 - momentum) * running_mean.data<T>()[c] + momentum * m[c]);
+    if (running_var.defined())
+      for (int64_t c = 0; c < l.channels; ++c)
+        running_var.data<T>()[c] = static_cast<T>((1 - momentum) * running_var.data<T>()[c] + momentum * v[c] * unbias);
+  });
+  return autograd::record(
+      "batch_norm", out, {x, weight, bias},
+      [xc, w, mean, invstd, l, need_x = x.requires_grad(), need_w = weight.defined() && weight.requires_grad(),
+       need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
+        const Tensor d = contiguous(dout);
+        Tensor dx = need_x ? empty_like(xc) : Tensor();
+        Tensor dw = need_w ? empty({l.channels}, xc.dtype()) : Tensor();
+        Tensor db = need_b ? empty({l.channels}, xc.dtype()) : Tensor();
+        dispatch_floating(xc.dtype(), "batch_norm backward", [&](auto tag) {
+          using T = decltype(tag);
+          cpu::batch_norm_backward<T>(l, xc.data<T>(), d.data<T>(), mean.data<T>(), invstd.data<T>(), data_or_null<T>(w),
+                                      need_x ? dx.data<T>() : nullptr, need_w ? dw.data<T>() : nullptr,
+                                      need_b ? db.data<T>() : nullptr);
+        });
+        return std::vector<Tensor>{dx, dw, db};
+      });
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum, double eps) {
+  const char* op = "batch_norm";
+  check_norm_input(x, op);
+  check_channel_vector(running_mean, x, "running_mean", !training, op);
+  check_channel_vector(running_var, x, "running_var", !training, op);
+  check_channel_vector(weight, x, "weight", false, op);
+  check_channel_vector(bias, x, "bias", false, op);
+  for (const Tensor* buffer : {&running_mean, &running_var})
+    check(!buffer->defined() || buffer->is_contiguous(), op, ": running statistics must be contiguous");
+  if (!training) return affine_from_statistics(x, weight, bias, running_mean, running_var, eps);
+  return batch_norm_train(x, running_mean, running_var, weight, bias, momentum, eps);
+}
+
+Tensor frozen_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                         const Tensor& running_var, double eps) {
+  const char* op = "frozen_batch_norm";
+  check_norm_input(x, op);
+  check_channel_vector(weight, x, "weight", true, op);
+  check_channel_vector(bias, x, "bias", true, op);
+  check_channel_vector(running_mean, x, "running_mean", true, op);
+  check_channel_vector(running_var, x, "running_var", true, op);
+  return affine_from_statistics(x, weight, bias, running_mean, running_var, eps);
+}
+
+Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift) {
+  const char* op = "channel_affine";
+  check_norm_input(x, op);
+  check_channel_vector(scale, x, "scale", true, op);
+  check_channel_vector(shift, x, "shift", true, op);
+  const cpu::ChannelLayout l = channel_layout(x);
+  const Tensor xc = contiguous(x.detach()), sc = contiguous(scale.detach()), bc = contiguous(shift.detach());
+  Tensor out = empty(x.sizes(), x.dtype());
+  dispatch_floating(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::channel_affine_forward<T>(l, xc.data<T>(), sc.data<T>(), bc.data<T>(), out.data<T>());
+  });
+  return autograd::record(op, out, {x, scale, shift},
+                          [xc, sc, l, need_x = x.requires_grad(), need_scale = scale.requires_grad(),
+                           need_shift = shift.requires_grad()](const Tensor& dout) {
+                            const Tensor d = contiguous(dout);
+                            Tensor dx = need_x ? empty_like(xc) : Tensor();
+                            Tensor dscale = need_scale ? empty({l.channels}, xc.dtype()) : Tensor();
+                            Tensor dshift = need_shift ? empty({l.channels}, xc.dtype()) : Tensor();
+                            dispatch_floating(xc.dtype(), "channel_affine backward", [&](auto tag) {
+                              using T = decltype(tag);
+                              if (need_x) cpu::channel_affine_forward<T>(l, d.data<T>(), sc.data<T>(), nullptr, dx.data<T>());
+                              if (need_scale || need_shift)
+                                cpu::channel_sums<T>(l, d.data<T>(), need_scale ? xc.data<T>() : nullptr,
+                                                     need_scale ? dscale.data<T>() : nullptr,
+                                                     need_shift ? dshift.data<T>() : nullptr);
+                            });
+                            return std::vector<Tensor>{dx, dscale, dshift};
+                          });
+}
+
+Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, double eps) {
+  const char* op = "group_norm";
+  check_norm_input(x, op);
+  check(num_groups >= 1 && x.size(1) % num_groups == 0, op, ": ", x.size(1), " channels of ", shape_str(x.sizes()),
+        " cannot be split into ", num_groups, " groups");
+  check_channel_vector(weight, x, "weight", false, op);
+  check_channel_vector(bias, x, "bias", false, op);
+  cpu::GroupLayout g;
+  g.l = channel_layout(x), g.groups = num_groups;
+  const Tensor xc = contiguous(x.detach());
+  const Tensor w = weight.defined() ? contiguous(weight.detach()) : Tensor();
+  const Tensor b = bias.defined() ? contiguous(bias.detach()) : Tensor();
+  Tensor out = empty(x.sizes(), x.dtype());
+  Tensor mean = empty({g.l.batch * num_groups}, x.dtype()), invstd = empty({g.l.batch * num_groups}, x.dtype());
+  dispatch_floating(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    cpu::group_norm_forward<T>(g, xc.data<T>(), data_or_null<T>(w), data_or_null<T>(b), eps, out.data<T>(),
+                               mean.data<T>(), invstd.data<T>());
+  });
+  return autograd::record(
+      op, out, {x, weight, bias},
+      [xc, w, mean, invstd, g, need_x = x.requires_grad(), need_w = weight.defined() && weight.requires_grad(),
+       need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
+        const Tensor d = contiguous(dout);
+        Tensor dx = need_x ? empty_like(xc) : Tensor();
+        Tensor dw = need_w ? empty({g.l.channels}, xc.dtype()) : Tensor();
+        Tensor db = need_b ? empty({g.l.channels}, xc.dtype()) : Tensor();
+        dispatch_floating(xc.dtype(), "group_norm backward", [&](auto tag) {
+          using T = decltype(tag);
+          cpu::group_norm_backward<T>(g, xc.data<T>(), d.data<T>(), data_or_null<T>(w), mean.data<T>(), invstd.data<T>(),
+                                      need_x ? dx.data<T>() : nullptr, need_w ? dw.data<T>() : nullptr,
+                                      need_b ? db.data<T>() : nullptr);
+        });
+        return std::vector<Tensor>{dx, dw, db};
+      });
+}
+
+}  // namespace mrcnn::ops

@@ -1,0 +1,88 @@
+// batch_norm (train/eval, running statistics), frozen_batch_norm, group_norm, channel_affine:
+// hand-computed values, running-stat updates, gradchecks, errors.
+#include <cmath>
+
+#include "ops/norm.h"
+#include "tests/helpers.h"
+
+using namespace mrcnn;
+using test::expect_gradcheck;
+using test::leaf;
+using V = std::vector<Tensor>;
+
+TEST_CASE("batch_norm: training statistics and running update") {
+  // Channel 0 holds 1, 3, 5, 7 (mean 4, biased var 5, unbiased 20/3); channel 1 holds 2, 2, 2, 2.
+  const Tensor x = ops::reshape(from_vector<double>({1, 3, 2, 2, 5, 7, 2, 2}, {8}), {2, 2, 1, 2});
+  Tensor rm = from_vector<double>({0, 1}, {2}), rv = from_vector<double>({1, 1}, {2});
+  const auto y = test::values(ops::batch_norm(x, rm, rv, Tensor(), Tensor(), true, 0.1, 1e-5));
+  CHECK(y[0] == doctest::Approx(-3 / std::sqrt(5 + 1e-5)).epsilon(1e-12));
+  CHECK(y[5] == doctest::Approx(3 / std::sqrt(5 + 1e-5)).epsilon(1e-12));
+  CHECK(y[2] == 0);
+  CHECK(test::values(rm) == std::vector<double>{0.4, 0.9 + 0.2});
+  CHECK(test::values(rv)[0] == doctest::Approx(0.9 + 0.1 * 20.0 / 3).epsilon(1e-14));
+  CHECK(test::values(rv)[1] == doctest::Approx(0.9).epsilon(1e-14));
+  // eval uses the running statistics: (x - rm) / sqrt(rv + eps) * w + b.
+  const auto e = test::values(ops::batch_norm(x, from_vector<double>({1, 2}, {2}), from_vector<double>({4, 9}, {2}),
+                                              from_vector<double>({2, 3}, {2}), from_vector<double>({0.5, -1}, {2}),
+                                              false, 0.1, 0.0));
+  CHECK(e[1] == doctest::Approx((3 - 1) / 2.0 * 2 + 0.5));
+  CHECK(e[2] == doctest::Approx((2 - 2) / 3.0 * 3 - 1));
+}
+
+TEST_CASE("frozen_batch_norm: torchvision's affine") {
+  const Tensor x = ops::reshape(from_vector<float>({1, 2, 3, 4}, {4}), {1, 2, 2, 1});
+  const auto y = test::values(ops::frozen_batch_norm(x, from_vector<float>({2, 1}, {2}), from_vector<float>({0, 1}, {2}),
+                                                     from_vector<float>({1, 0}, {2}), from_vector<float>({4, 1}, {2})));
+  // channel 0: scale 2 / sqrt(4 + 1e-5), shift -scale; channel 1: scale 1 / sqrt(1 + 1e-5), shift 1.
+  const double s0 = 2 / std::sqrt(4 + 1e-5), s1 = 1 / std::sqrt(1 + 1e-5);
+  CHECK(y[0] == doctest::Approx(1 * s0 - s0).epsilon(1e-6));
+  CHECK(y[1] == doctest::Approx(2 * s0 - s0).epsilon(1e-6));
+  CHECK(y[3] == doctest::Approx(4 * s1 + 1).epsilon(1e-6));
+}
+
+TEST_CASE("group_norm: values") {
+  // One sample, 4 channels of 1 pixel, 2 groups: {1, 3} and {10, 20}.
+  const Tensor x = ops::reshape(from_vector<double>({1, 3, 10, 20}, {4}), {1, 4, 1, 1});
+  const auto y = test::values(ops::group_norm(x, 2, from_vector<double>({1, 2, 1, 1}, {4}),
+                                              from_vector<double>({0, 0, 5, 0}, {4}), 0.0));
+  const std::vector<double> expected{-1, 2, 4, 1};
+  for (size_t i = 0; i < 4; ++i) CHECK(y[i] == doctest::Approx(expected[i]).epsilon(1e-14));
+  // Each group of a random input is normalised to mean 0, variance 1 (no affine).
+  const Tensor r = ops::group_norm(leaf({2, 6, 3, 3}, 701), 3, Tensor(), Tensor(), 0.0);
+  const Tensor blocks = ops::reshape(r, {6, 18});
+  for (double m : test::values(ops::mean(blocks, {1}))) CHECK(std::abs(m) < 1e-14);
+  for (double v : test::values(ops::mean(ops::mul(blocks, blocks), {1}))) CHECK(v == doctest::Approx(1.0).epsilon(1e-12));
+}
+
+TEST_CASE("gradcheck: batch_norm, frozen_batch_norm, group_norm, channel_affine") {
+  const Tensor x = leaf({3, 4, 2, 3}, 711), w = leaf({4}, 712), b = leaf({4}, 713);
+  expect_gradcheck([](const V& in) { return ops::batch_norm(in[0], Tensor(), Tensor(), in[1], in[2], true); }, {x, w, b});
+  expect_gradcheck([](const V& in) { return ops::batch_norm(in[0], Tensor(), Tensor(), Tensor(), Tensor(), true); },
+                   {leaf({5, 3}, 714)});
+  expect_gradcheck([](const V& in) { return ops::batch_norm(in[0], Tensor(), Tensor(), in[1], in[2], true); },
+                   {test::noncontiguous_leaf({2, 4, 3, 2}, 715), w, b});
+  const Tensor rm = leaf({4}, 716).detach(), rv = ops::add(ops::abs(leaf({4}, 717).detach()), 0.5);
+  expect_gradcheck([rm, rv](const V& in) { return ops::batch_norm(in[0], rm, rv, in[1], in[2], false); }, {x, w, b});
+  // Frozen BN: gradient to x; with the buffers requiring grad, to them as well (composed ops).
+  expect_gradcheck([](const V& in) { return ops::frozen_batch_norm(in[0], in[1], in[2], in[3], in[4]); },
+                   {x, w, b, leaf({4}, 718), ops::add(ops::abs(leaf({4}, 719).detach()), 0.5).set_requires_grad(true)});
+  for (int64_t groups : {1, 2, 4}) {
+    CAPTURE(groups);
+    expect_gradcheck([groups](const V& in) { return ops::group_norm(in[0], groups, in[1], in[2]); }, {x, w, b});
+  }
+  expect_gradcheck([](const V& in) { return ops::group_norm(in[0], 2); }, {test::noncontiguous_leaf({2, 4, 3, 4}, 720)});
+  expect_gradcheck([](const V& in) { return ops::channel_affine(in[0], in[1], in[2]); }, {x, w, b});
+}
+
+TEST_CASE("norms: error messages") {
+  CHECK(test::error_of([] { ops::batch_norm(zeros({1, 3, 1, 1}), Tensor(), Tensor(), Tensor(), Tensor(), true); }) ==
+        "batch_norm: expected more than 1 value per channel when training, got input [1, 3, 1, 1]");
+  CHECK(test::error_of([] { ops::batch_norm(zeros({2, 3}), Tensor(), Tensor(), Tensor(), Tensor(), false); }) ==
+        "batch_norm: running_mean is required");
+  CHECK(test::error_of([] { ops::group_norm(zeros({2, 6, 2, 2}), 4); }) ==
+        "group_norm: 6 channels of [2, 6, 2, 2] cannot be split into 4 groups");
+  CHECK(test::error_of([] { ops::group_norm(zeros({2, 6, 2, 2}), 3, zeros({5})); }) ==
+        "group_norm: weight must be a float32 vector of 6 elements (channels of [2, 6, 2, 2]), got float32 [5]");
+  CHECK(test::error_of([] { ops::frozen_batch_norm(zeros({2, 6}), zeros({6}), zeros({6}), zeros({6}), Tensor()); }) ==
+        "frozen_batch_norm: running_var is required");
+}
