@@ -1,0 +1,193 @@
+// roi_align CPU kernels. Per RoI the bilinear taps of every sample (four pixel offsets and weights)
+// are computed once and shared by all channels, as in torchvision. Forward is parallel over RoIs.
+// Backward is parallel over blocks of channels: a block owns its channels' planes of dx and visits
+// every RoI in order, so there are no atomics and the sums are the same for any thread count.
+#include "ops/roi_align.h"
+
+#include <cmath>
+#include <vector>
+
+#include "autograd/node.h"
+#include "ops/view.h"
+#include "tensor/dispatch.h"
+#include "tensor/parallel.h"
+
+namespace mrcnn::cpu {
+
+namespace {
+
+struct RoiAlignGeometry {
+  int64_t batch = 0, channels = 0, height = 0, width = 0, rois = 0;
+  ops::Size2 pooled;
+  double spatial_scale = 1;
+  int64_t sampling_ratio = -1;
+  bool aligned = false;
+};
+
+// One sample's bilinear taps: pixels pos[k] of a plane with weights w[k] (all zero outside the map).
+template <typename T>
+struct SampleTaps {
+  int64_t pos[4];
+  T w[4];
+};
+
+// The sampling grid of one RoI and its taps in (bin_y, bin_x, sample_y, sample_x) order.
+template <typename T>
+struct RoiTaps {
+  int64_t batch_index = 0, grid_h = 0, grid_w = 0;
+  T count = 1;
+  std::vector<SampleTaps<T>> taps;
+};
+
+// torchvision's arithmetic, in T and in its order, so values match it to the last bit where the
+// compiler keeps the order: y = start + bin * size + (iy + 0.5f) * size / grid.
+template <typename T>
+void roi_taps(const RoiAlignGeometry& g, const T* roi, RoiTaps<T>& r) {
+  const T scale = static_cast<T>(g.spatial_scale);
+  const T offset = g.aligned ? T(0.5) : T(0);
+  const T start_w = roi[1] * scale - offset, start_h = roi[2] * scale - offset;
+  T roi_w = roi[3] * scale - offset - start_w, roi_h = roi[4] * scale - offset - start_h;
+  if (!g.aligned) {  // malformed RoIs are forced to 1x1
+    roi_w = std::max(roi_w, T(1));
+    roi_h = std::max(roi_h, T(1));
+  }
+  const T bin_h = roi_h / static_cast<T>(g.pooled.h), bin_w = roi_w / static_cast<T>(g.pooled.w);
+  r.batch_index = static_cast<int64_t>(roi[0]);
+  r.grid_h = g.sampling_ratio > 0 ? g.sampling_ratio : static_cast<int64_t>(std::ceil(roi_h / static_cast<T>(g.pooled.h)));
+  r.grid_w = g.sampling_ratio > 0 ? g.sampling_ratio : static_cast<int64_t>(std::ceil(roi_w / static_cast<T>(g.pooled.w)));
+  r.count = static_cast<T>(std::max<int64_t>(r.grid_h * r.grid_w, 1));
+  r.taps.resize(static_cast<size_t>(std::max<int64_t>(g.pooled.h * g.pooled.w * r.grid_h * r.grid_w, 0)));
+  const T height = static_cast<T>(g.height), width = static_cast<T>(g.width);
+  size_t k = 0;
+  for (int64_t ph = 0; ph < g.pooled.h; ++ph)
+    for (int64_t pw = 0; pw < g.pooled.w; ++pw)
+      for (int64_t iy = 0; iy < r.grid_h; ++iy) {
+        const T yy = start_h + static_cast<T>(ph) * bin_h +
+                     static_cast<T>(static_cast<float>(iy) + .5f) * bin_h / static_cast<T>(r.grid_h);
+        for (int64_t ix = 0; ix < r.grid_w; ++ix) {
+          const T xx = start_w + static_cast<T>(pw) * bin_w +
+                       static_cast<T>(static_cast<float>(ix) + .5f) * bin_w / static_cast<T>(r.grid_w);
+          SampleTaps<T>& s = r.taps[k++];
+          // Samples more than one pixel outside the map contribute nothing; NaN lands here too.
+          if (!(yy >= -1 && yy <= height && xx >= -1 && xx <= width)) {
+            s = SampleTaps<T>{{0, 0, 0, 0}, {T(0), T(0), T(0), T(0)}};
+            continue;
+          }
+          T y = yy <= 0 ? T(0) : yy, x = xx <= 0 ? T(0) : xx;
+          int64_t y_low = static_cast<int64_t>(y), x_low = static_cast<int64_t>(x), y_high, x_high;
+          if (y_low >= g.height - 1) {
+            y_high = y_low = g.height - 1;
+            y = static_cast<T>(y_low);
+          } else {
+            y_high = y_low + 1;
+          }
+          if (x_low >= g.width - 1) {
+            x_high = x_low = g.width - 1;
+            x = static_cast<T>(x_low);
+          } else {
+            x_high = x_low + 1;
+          }
+          const T ly = y - static_cast<T>(y_low), lx = x - static_cast<T>(x_low);
+          const T hy = T(1) - ly, hx = T(1) - lx;
+          s = SampleTaps<T>{{y_low * g.width + x_low, y_low * g.width + x_high, y_high * g.width + x_low,
+                             y_high * g.width + x_high},
+                            {hy * hx, hy * lx, ly * hx, ly * lx}};
+        }
+      }
+}
+
+template <typename T>
+void roi_align_forward(const RoiAlignGeometry& g, const T* x, const T* rois, T* out) {
+  const int64_t bins = g.pooled.h * g.pooled.w, plane = g.height * g.width;
+  parallel_for(0, g.rois, 1, [&](int64_t begin, int64_t end) {
+    RoiTaps<T> r;
+    for (int64_t n = begin; n < end; ++n) {
+      roi_taps(g, rois + n * 5, r);
+      const int64_t samples = r.grid_h * r.grid_w;
+      for (int64_t c = 0; c < g.channels; ++c) {
+        const T* src = x + (r.batch_index * g.channels + c) * plane;
+        T* dst = out + (n * g.channels + c) * bins;
+        const SampleTaps<T>* s = r.taps.data();
+        for (int64_t b = 0; b < bins; ++b) {
+          T value = 0;
+          for (int64_t i = 0; i < samples; ++i, ++s)
+            value += s->w[0] * src[s->pos[0]] + s->w[1] * src[s->pos[1]] + s->w[2] * src[s->pos[2]] +
+                     s->w[3] * src[s->pos[3]];
+          dst[b] = value / r.count;
+        }
+      }
+    }
+  });
+}
+
+template <typename T>
+void roi_align_backward(const RoiAlignGeometry& g, const T* dout, const T* rois, T* dx) {
+  const int64_t bins = g.pooled.h * g.pooled.w, plane = g.height * g.width;
+  // Blocks of channels: at least 16 blocks so two cores share work, each at least 1 channel.
+  const int64_t block = std::max<int64_t>(1, g.channels / 16);
+  parallel_for(0, g.channels, block, [&](int64_t c_begin, int64_t c_end) {
+    for (int64_t b = 0; b < g.batch; ++b)
+      for (int64_t c = c_begin; c < c_end; ++c) std::fill(dx + (b * g.channels + c) * plane, dx + (b * g.channels + c + 1) * plane, T(0));
+    RoiTaps<T> r;
+    for (int64_t n = 0; n < g.rois; ++n) {
+      roi_taps(g, rois + n * 5, r);
+      const int64_t samples = r.grid_h * r.grid_w;
+      // torchvision divides by grid_h * grid_w here without the max(., 1); with an empty grid
+      // there are no samples, so the difference never shows.
+      for (int64_t c = c_begin; c < c_end; ++c) {
+        T* dst = dx + (r.batch_index * g.channels + c) * plane;
+        const T* grad = dout + (n * g.channels + c) * bins;
+        const SampleTaps<T>* s = r.taps.data();
+        for (int64_t bin = 0; bin < bins; ++bin)
+          for (int64_t i = 0; i < samples; ++i, ++s)
+            for (int k = 0; k < 4; ++k) dst[s->pos[k]] += grad[bin] * s->w[k] / r.count;
+      }
+    }
+  });
+}
+
+}  // namespace
+}  // namespace mrcnn::cpu
+
+namespace mrcnn::ops {
+
+Tensor roi_align(const Tensor& x, const Tensor& rois, Size2 output_size, double spatial_scale, int64_t sampling_ratio,
+                 bool aligned) {
+  const char* op = "roi_align";
+  check_spatial_input(x, 4, "[N, C, H, W]", op);
+  check(rois.defined() && rois.dim() == 2 && rois.size(1) == 5, op,
+        ": rois must be [R, 5] rows of (batch_index, x1, y1, x2, y2), got ",
+        rois.defined() ? shape_str(rois.sizes()) : std::string("an undefined tensor"));
+  check(rois.dtype() == x.dtype() && rois.device() == x.device(), op, ": rois are ", dtype_name(rois.dtype()), " on ",
+        rois.device().str(), " but the input is ", dtype_name(x.dtype()), " on ", x.device().str());
+  check(output_size.h >= 1 && output_size.w >= 1, op, ": output size must be positive, got (", output_size.h, ", ",
+        output_size.w, ")");
+  check(spatial_scale > 0, op, ": spatial_scale must be positive, got ", spatial_scale);
+  cpu::RoiAlignGeometry g;
+  g.batch = x.size(0), g.channels = x.size(1), g.height = x.size(2), g.width = x.size(3), g.rois = rois.size(0);
+  g.pooled = output_size, g.spatial_scale = spatial_scale, g.sampling_ratio = sampling_ratio, g.aligned = aligned;
+  check(g.rois == 0 || (g.height >= 1 && g.width >= 1), op, ": input ", shape_str(x.sizes()), " has an empty feature map");
+  const Tensor xc = contiguous(x.detach()), rc = contiguous(rois.detach());
+  Tensor out = empty({g.rois, g.channels, output_size.h, output_size.w}, x.dtype());
+  dispatch_floating(x.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    const T* r = rc.data<T>();
+    for (int64_t n = 0; n < g.rois; ++n) {
+      const T b = r[n * 5];
+      check(b >= 0 && b < static_cast<T>(g.batch) && std::floor(b) == b, op, ": RoI ", n, " has batch index ", b,
+            " but the input holds ", g.batch, " images");
+    }
+    cpu::roi_align_forward<T>(g, xc.data<T>(), r, out.data<T>());
+  });
+  return autograd::record(op, out, {x}, [g, rc, dtype = x.dtype()](const Tensor& dout) {
+    const Tensor d = contiguous(dout);
+    Tensor dx = empty({g.batch, g.channels, g.height, g.width}, dtype);
+    dispatch_floating(dtype, "roi_align backward", [&](auto tag) {
+      using T = decltype(tag);
+      cpu::roi_align_backward<T>(g, d.data<T>(), rc.data<T>(), dx.data<T>());
+    });
+    return std::vector<Tensor>{dx};
+  });
+}
+
+}  // namespace mrcnn::ops

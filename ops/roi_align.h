@@ -1,0 +1,17 @@
+// RoIAlign exactly as torchvision.ops.roi_align: average of bilinear samples on a regular grid in
+// each output bin. Used by MultiScaleRoIAlign (box and mask heads) and for mask targets.
+#pragma once
+#include "ops/spatial.h"
+#include "tensor/tensor.h"
+
+namespace mrcnn::ops {
+
+// x [N, C, H, W]; rois [R, 5] rows (batch_index, x1, y1, x2, y2) in image coordinates, same dtype as x;
+// box coordinates are multiplied by spatial_scale to reach x's grid. sampling_ratio > 0 samples that
+// many points per bin side, <= 0 adapts: ceil(roi_size / output_size). aligned=true shifts boxes by
+// -0.5 pixel (pixel centres); aligned=false also forces RoIs to at least 1x1, as torchvision does.
+// -> [R, C, output_size.h, output_size.w]. Differentiable in x; the boxes get no gradient.
+Tensor roi_align(const Tensor& x, const Tensor& rois, Size2 output_size, double spatial_scale,
+                 int64_t sampling_ratio = -1, bool aligned = false);
+
+}  // namespace mrcnn::ops

@@ -1,0 +1,106 @@
+// roi_align: exact values on linear feature maps, torchvision's border and small-RoI rules,
+// gradchecks on edge cases (outside, smaller than a bin, shared pixels, empty list), thread invariance.
+#include "ops/roi_align.h"
+#include "tests/helpers.h"
+
+using namespace mrcnn;
+using test::expect_gradcheck;
+using test::leaf;
+using V = std::vector<Tensor>;
+
+namespace {
+
+// A [1, 1, 8, 8] float64 map whose value at (y, x) is x + 10 * y: bilinear sampling reproduces it exactly.
+Tensor ramp() {
+  std::vector<double> v;
+  for (int y = 0; y < 8; ++y)
+    for (int x = 0; x < 8; ++x) v.push_back(x + 10.0 * y);
+  return from_vector<double>(v, {1, 1, 8, 8});
+}
+
+Tensor rois_of(const std::vector<double>& rows) { return from_vector<double>(rows, {static_cast<int64_t>(rows.size() / 5), 5}); }
+
+}  // namespace
+
+TEST_CASE("roi_align: values on a linear map") {
+  // Box (1, 1)-(5, 5), 2x2 bins of 2 pixels, 2x2 samples at 1.5, 2.5 | 3.5, 4.5: bin means 2 and 4.
+  const auto y = test::values(ops::roi_align(ramp(), rois_of({0, 1, 1, 5, 5}), 2, 1.0, 2, false));
+  CHECK(y == std::vector<double>{22, 24, 42, 44});
+  // aligned=true moves the box by half a pixel: 1.5 and 3.5.
+  const auto a = test::values(ops::roi_align(ramp(), rois_of({0, 1, 1, 5, 5}), 2, 1.0, 2, true));
+  CHECK(a == std::vector<double>{16.5, 18.5, 36.5, 38.5});
+  // spatial_scale 0.5 maps image box (2, 2)-(10, 10) to the same feature box.
+  const auto s = test::values(ops::roi_align(ramp(), rois_of({0, 2, 2, 10, 10}), 2, 0.5, 2, false));
+  CHECK(s == y);
+  // Adaptive sampling (ratio <= 0): ceil(4 / 2) = 2 samples per bin side, the same points here.
+  CHECK(test::values(ops::roi_align(ramp(), rois_of({0, 1, 1, 5, 5}), 2, 1.0, 0, false)) == y);
+}
+
+TEST_CASE("roi_align: torchvision's border and small-RoI rules") {
+  // A sample beyond -1 contributes zero but still counts in the average: box (-4, 0)-(0, 1), one bin,
+  // samples at x = -3, -1 (in: clamped to 0 -> value 0 + 10 * 0.5) with y = 0.25, 0.75.
+  const auto o = test::values(ops::roi_align(ramp(), rois_of({0, -4, 0, 0, 1}), 1, 1.0, 2, false));
+  CHECK(o[0] == doctest::Approx((0 + 0 + 2.5 + 7.5) / 4));
+  // Samples past the last pixel clamp to it: x = 7.5 reads column 7.
+  const auto edge = test::values(ops::roi_align(ramp(), rois_of({0, 7, 0, 8, 1}), 1, 1.0, 1, false));
+  CHECK(edge[0] == doctest::Approx(7 + 10 * 0.5));
+  // aligned=false forces a degenerate box to 1x1; wholly outside boxes give zeros.
+  const auto tiny = test::values(ops::roi_align(ramp(), rois_of({0, 2, 2, 2, 2}), 1, 1.0, 1, false));
+  CHECK(tiny[0] == doctest::Approx(2.5 + 25));
+  CHECK(test::values(ops::roi_align(ramp(), rois_of({0, 20, 20, 30, 30}), 2, 1.0, 2, false)) ==
+        std::vector<double>{0, 0, 0, 0});
+  // The empty RoI list gives an empty [0, C, h, w] result.
+  CHECK(ops::roi_align(ramp(), empty({0, 5}, kFloat64), {7, 7}, 1.0).sizes() == Shape{0, 1, 7, 7});
+}
+
+TEST_CASE("gradcheck: roi_align edge cases") {
+  const Tensor x = leaf({2, 3, 6, 7}, 801);
+  const Tensor rois = rois_of({
+      0, 0.5, 1.2, 4.7, 5.1,    // inside
+      1, -2.0, -1.5, 3.0, 2.5,  // partly outside (top-left)
+      1, 5.5, 4.0, 9.0, 8.0,    // partly outside (bottom-right)
+      0, 10, 10, 14, 14,        // wholly outside
+      0, 2.2, 2.3, 2.4, 2.45,   // smaller than a bin
+      1, 1.0, 1.0, 3.0, 3.0,    // the next three share pixels
+      1, 1.0, 1.0, 3.0, 3.0,
+      1, 1.5, 0.5, 2.5, 3.5,
+  });
+  for (const bool aligned : {false, true})
+    for (const int64_t ratio : {2, 0, -1}) {
+      CAPTURE(aligned);
+      CAPTURE(ratio);
+      expect_gradcheck([&](const V& in) { return ops::roi_align(in[0], rois, {3, 2}, 1.0, ratio, aligned); }, {x});
+    }
+  // FPN-like scale (boxes in image coordinates twice the map's) and an empty RoI list.
+  const Tensor scaled = ops::cat({ops::narrow(rois, 1, 0, 1), ops::mul(ops::narrow(rois, 1, 1, 4), 2.0)}, 1);
+  expect_gradcheck([&](const V& in) { return ops::roi_align(in[0], scaled, 2, 0.5, 2, false); }, {x});
+  expect_gradcheck([](const V& in) { return ops::roi_align(in[0], empty({0, 5}, kFloat64), 2, 1.0); }, {x});
+  expect_gradcheck([&](const V& in) { return ops::roi_align(in[0], rois, 2, 1.0, 2, false); },
+                   {test::noncontiguous_leaf({2, 3, 6, 7}, 802)});
+}
+
+TEST_CASE("roi_align: backward is the same with 1 and 2 threads") {
+  Tensor x = ops::to(leaf({1, 40, 20, 20}, 811), kFloat32).detach().set_requires_grad(true);
+  std::vector<double> rows;
+  for (int i = 0; i < 64; ++i) rows.insert(rows.end(), {0.0, 0.3 * (i % 11), 0.7 * (i % 9), 6 + 0.2 * i, 8 + 0.1 * i});
+  const Tensor rois = ops::to(rois_of(rows), kFloat32);
+  const Tensor r = ops::to(leaf({64, 40, 7, 7}, 812), kFloat32).detach();
+  Tensor grads[2];
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    x.zero_grad();
+    autograd::backward(ops::sum(ops::mul(ops::roi_align(x, rois, 7, 1.0, 0, false), r)));
+    grads[threads - 1] = x.grad();
+  }
+  set_num_threads(2);
+  CHECK(test::bitwise_equal(grads[0], grads[1]));
+}
+
+TEST_CASE("roi_align: error messages") {
+  CHECK(test::error_of([] { ops::roi_align(ramp(), zeros({2, 4}, kFloat64), 2, 1.0); }) ==
+        "roi_align: rois must be [R, 5] rows of (batch_index, x1, y1, x2, y2), got [2, 4]");
+  CHECK(test::error_of([] { ops::roi_align(ramp(), rois_of({1, 0, 0, 2, 2}), 2, 1.0); }) ==
+        "roi_align: RoI 0 has batch index 1 but the input holds 1 images");
+  CHECK(test::error_of([] { ops::roi_align(ramp(), zeros({1, 5}), 2, 1.0); }) ==
+        "roi_align: rois are float32 on cpu but the input is float64 on cpu");
+}
