@@ -1,0 +1,102 @@
+// box_area, box_iou, nms, batched_nms: hand-computed cases, torchvision's tie and threshold rules,
+// the greedy invariants on random boxes, and agreement of batched_nms's two strategies.
+#include <set>
+
+#include "ops/boxes.h"
+#include "tests/helpers.h"
+
+using namespace mrcnn;
+
+namespace {
+
+Tensor boxes_of(const std::vector<double>& v) { return from_vector<double>(v, {static_cast<int64_t>(v.size() / 4), 4}); }
+std::vector<int64_t> indices(const Tensor& t) { return to_vector<int64_t>(t); }
+
+// n random boxes in a 100x100 image, sides 5..40; scores uniform.
+void random_boxes(int64_t n, uint64_t seed, Tensor& boxes, Tensor& scores) {
+  Generator g(seed);
+  const Tensor xy = rand({n, 2}, kFloat64, kCPU, &g), wh = rand({n, 2}, kFloat64, kCPU, &g);
+  const Tensor lo = ops::mul(xy, 60.0), size = ops::add(ops::mul(wh, 35.0), 5.0);
+  boxes = ops::cat({lo, ops::add(lo, size)}, 1);
+  scores = rand({n}, kFloat64, kCPU, &g);
+}
+
+}  // namespace
+
+TEST_CASE("box_area and box_iou: values") {
+  const Tensor a = boxes_of({0, 0, 2, 2, 1, 1, 3, 4});
+  CHECK(test::values(ops::box_area(a)) == std::vector<double>{4, 6});
+  const Tensor b = boxes_of({1, 1, 3, 3, 10, 10, 11, 11});
+  // (0,0,2,2) vs (1,1,3,3): inter 1, union 7. (1,1,3,4) vs (1,1,3,3): inter 4, union 6.
+  CHECK(test::values(ops::box_iou(a, b)) == std::vector<double>{1.0 / 7, 0, 4.0 / 6, 0});
+  CHECK(ops::box_iou(a, empty({0, 4}, kFloat64)).sizes() == Shape{2, 0});
+}
+
+TEST_CASE("nms: greedy suppression, ties and the strict threshold") {
+  // Box 1 overlaps box 0 with IoU 0.5 exactly (not suppressed at 0.5, suppressed at 0.49);
+  // box 2 is far away. Scores tie between 0 and 2: the lower index comes first.
+  const Tensor b = boxes_of({0, 0, 4, 3, 0, 0, 2, 3, 10, 10, 12, 12});
+  const Tensor s = from_vector<double>({0.9, 0.8, 0.9}, {3});
+  CHECK(indices(ops::nms(b, s, 0.5)) == std::vector<int64_t>{0, 2, 1});
+  CHECK(indices(ops::nms(b, s, 0.49)) == std::vector<int64_t>{0, 2});
+  CHECK(ops::nms(empty({0, 4}, kFloat64), empty({0}, kFloat64), 0.5).sizes() == Shape{0});
+}
+
+TEST_CASE("nms: greedy invariants on random boxes") {
+  Tensor b, s;
+  random_boxes(300, 901, b, s);
+  const auto keep = indices(ops::nms(b, s, 0.3));
+  const auto iou = test::values(ops::box_iou(b, b));
+  const auto score = test::values(s);
+  std::set<int64_t> kept(keep.begin(), keep.end());
+  for (size_t i = 1; i < keep.size(); ++i) CHECK(score[keep[i - 1]] >= score[keep[i]]);
+  for (int64_t i : keep)
+    for (int64_t j : keep)
+      if (i != j) CHECK(iou[i * 300 + j] <= 0.3);
+  // Every dropped box overlaps a kept box that scores higher.
+  for (int64_t j = 0; j < 300; ++j) {
+    if (kept.count(j)) continue;
+    bool covered = false;
+    for (int64_t i : keep) covered = covered || (score[i] > score[j] && iou[i * 300 + j] > 0.3);
+    CHECK(covered);
+  }
+}
+
+TEST_CASE("batched_nms: categories never suppress each other, both strategies agree") {
+  const Tensor b = boxes_of({0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4});
+  const Tensor s = from_vector<double>({0.5, 0.9, 0.7}, {3});
+  CHECK(indices(ops::batched_nms(b, s, from_vector<int64_t>({0, 1, 0}, {3}), 0.5)) == std::vector<int64_t>{1, 2});
+  CHECK(ops::batched_nms(empty({0, 4}), empty({0}), empty({0}, kInt64), 0.5).sizes() == Shape{0});
+  // 1200 boxes (> 1000: per-category path) against the per-category reference, and a 900-box
+  // prefix (coordinate-offset path) against the same reference.
+  Tensor boxes, scores;
+  random_boxes(1200, 902, boxes, scores);
+  std::vector<int64_t> cats(1200);
+  for (int64_t i = 0; i < 1200; ++i) cats[i] = (i * 7) % 3;
+  for (const int64_t n : {1200, 900}) {
+    CAPTURE(n);
+    const Tensor bn = ops::narrow(boxes, 0, 0, n), sn = ops::narrow(scores, 0, 0, n);
+    const Tensor cn = from_vector<int64_t>(std::vector<int64_t>(cats.begin(), cats.begin() + n), {n});
+    std::vector<int64_t> expected;
+    for (int64_t c = 0; c < 3; ++c) {
+      std::vector<int64_t> members;
+      for (int64_t i = 0; i < n; ++i)
+        if (cats[i] == c) members.push_back(i);
+      const Tensor idx = from_vector<int64_t>(members, {static_cast<int64_t>(members.size())});
+      for (int64_t k : indices(ops::nms(ops::index_select(bn, 0, idx), ops::index_select(sn, 0, idx), 0.4)))
+        expected.push_back(members[k]);
+    }
+    const auto score = test::values(sn);
+    std::stable_sort(expected.begin(), expected.end(), [&](int64_t x, int64_t y) { return score[x] > score[y]; });
+    CHECK(indices(ops::batched_nms(bn, sn, cn, 0.4)) == expected);
+  }
+}
+
+TEST_CASE("boxes: error messages") {
+  CHECK(test::error_of([] { ops::box_area(zeros({3, 5})); }) ==
+        "box_area: boxes must be [N, 4] rows of (x1, y1, x2, y2), got [3, 5]");
+  CHECK(test::error_of([] { ops::nms(zeros({3, 4}), zeros({2}), 0.5); }) ==
+        "nms: scores must be a float32 vector of 3 elements (one per box), got float32 [2]");
+  CHECK(test::error_of([] { ops::batched_nms(zeros({2, 4}), zeros({2}), zeros({2}), 0.5); }) ==
+        "batched_nms: idxs must be an int64 vector of 2 category indices, got float32 [2]");
+}
