@@ -74,32 +74,44 @@ int main() {
       {"square 512", 512, 512, 512},
       {"square 1024", 1024, 1024, 1024},
       {"square 2048", 2048, 2048, 2048},
-      {"R50 stem 7x7 s2 @512 (64 x 147 x 65536)", 64, 65536, 147},
+      {"R50 stem 7x7 s2 @512 (64x147x65536)", 64, 65536, 147},
       {"R50 layer1 3x3 @512 (64 x 576 x 16384)", 64, 16384, 576},
       {"R50 layer1 1x1 @512 (256 x 64 x 16384)", 256, 16384, 64},
       {"R50 layer3 3x3 @512 (256 x 2304 x 1024)", 256, 1024, 2304},
       {"R50 layer4 1x1 @512 (2048 x 512 x 256)", 2048, 256, 512},
       {"FPN 3x3 @256 (256 x 2304 x 4096)", 256, 4096, 2304},
   };
-  std::printf("%-44s %8s %10s %8s %10s %8s\n", "shape (M x K x N)", "1 thr", "GFLOP/s", "%peak", "2 thr GF/s", "%peak");
+  std::printf("GFLOP/s (%% of peak) per kernel and thread count; packed = our AVX2/FMA kernel, eigen = Eigen 3.4\n");
+  std::printf("%-42s %15s %15s %15s %15s\n", "shape (M x K x N)", "packed 1 thr", "packed 2 thr", "eigen 1 thr",
+              "eigen 2 thr");
   const int saved = num_threads();
+  const bool have_packed = cpu::cpu_has_avx2_fma();
   for (const Case& c : cases) {
     Generator g(1);
     const Tensor a = randn({c.m, c.k}, kFloat32, kCPU, &g), b = randn({c.k, c.n}, kFloat32, kCPU, &g);
     Tensor out = empty({c.m, c.n});
     const double flops = 2.0 * static_cast<double>(c.m) * static_cast<double>(c.n) * static_cast<double>(c.k);
     const int reps = flops > 4e9 ? 3 : 7;
-    double gflops[2];
-    for (int threads : {1, 2}) {
-      set_num_threads(threads);
-      const double t = median_seconds(reps, [&] {
-        cpu::gemm<float>(false, false, c.m, c.n, c.k, a.data<float>(), c.k, b.data<float>(), c.n, out.data<float>(), c.n);
-      });
-      gflops[threads - 1] = flops / t / 1e9;
+    std::printf("%-42s", c.name);
+    for (const cpu::GemmKernel kernel : {cpu::GemmKernel::Packed, cpu::GemmKernel::Eigen}) {
+      cpu::set_gemm_kernel(kernel);
+      for (int threads : {1, 2}) {
+        if (kernel == cpu::GemmKernel::Packed && !have_packed) {
+          std::printf(" %15s", "n/a (no AVX2)");
+          continue;
+        }
+        set_num_threads(threads);
+        const double t = median_seconds(reps, [&] {
+          cpu::gemm<float>(false, false, c.m, c.n, c.k, a.data<float>(), c.k, b.data<float>(), c.n, out.data<float>(), c.n);
+        });
+        const double gf = flops / t / 1e9;
+        std::printf(" %7.1f (%4.1f%%)", gf, 100 * gf / (threads * peak_per_core));
+      }
     }
-    std::printf("%-44s %8s %10.1f %7.1f%% %10.1f %7.1f%%\n", c.name, "", gflops[0], 100 * gflops[0] / peak_per_core,
-                gflops[1], 100 * gflops[1] / (2 * peak_per_core));
+    std::printf("\n");
+    std::fflush(stdout);
   }
+  cpu::set_gemm_kernel(cpu::GemmKernel::Packed);
   set_num_threads(saved);
   return 0;
 }

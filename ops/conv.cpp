@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <type_traits>
+#include <vector>
 
 #include "autograd/node.h"
 #include "ops/gemm.h"
@@ -108,23 +110,178 @@ void col2im(const ConvGeometry& g, const T* col, T* x) {
   });
 }
 
+// Implicit im2col for the packed float GEMM: the im2col matrix (rows = taps (c, ki, kj), columns =
+// output pixels) is gathered straight into the GEMM's packed B slivers, so it is never materialised
+// and read back. Columns may span several images (image_stride apart in x): column j is pixel
+// j % out_plane of image j / out_plane, which lets small feature maps share one wider GEMM.
+void pack_im2col(const ConvGeometry& g, const float* x, int64_t image_stride, int64_t k0, int64_t kc, int64_t j0,
+                 int64_t nc, float* dst) {
+  // A sliver's columns split into runs that lie in one output row; each run reads one input row,
+  // a contiguous stretch at stride 1.
+  struct Run {
+    const float* image;
+    int64_t start, len, y, x;  // first column in the sliver, length, input coordinates of tap (0, 0)
+  };
+  for (int64_t s = 0; s < nc; s += kPackedNR, dst += kPackedNR * kc) {
+    const int64_t cols = std::min(kPackedNR, nc - s);
+    Run runs[kPackedNR];
+    int64_t count = 0;
+    for (int64_t cc = 0; cc < cols;) {
+      const int64_t j = j0 + s + cc, image = j / g.out_plane(), p = j % g.out_plane();
+      const int64_t oy = p / g.out_w, ox = p % g.out_w, len = std::min(cols - cc, g.out_w - ox);
+      runs[count++] = Run{x + image * image_stride, cc, len, oy * g.stride.h - g.padding.h, ox * g.stride.w - g.padding.w};
+      cc += len;
+    }
+    int64_t c = k0 / (g.kernel_h * g.kernel_w), ki = k0 / g.kernel_w % g.kernel_h, kj = k0 % g.kernel_w;
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      float* d = dst + kk * kPackedNR;
+      for (int64_t r = 0; r < count; ++r) {
+        const Run& run = runs[r];
+        float* o = d + run.start;
+        const int64_t iy = run.y + ki * g.dilation.h, ix = run.x + kj * g.dilation.w;
+        if (iy < 0 || iy >= g.in_h) {
+          std::fill(o, o + run.len, 0.0f);
+          continue;
+        }
+        const float* src = run.image + c * g.in_plane() + iy * g.in_w;
+        if (g.stride.w == 1) {
+          const int64_t lo = std::min(std::max<int64_t>(-ix, 0), run.len);
+          const int64_t hi = std::max(std::min(g.in_w - ix, run.len), lo);
+          std::fill(o, o + lo, 0.0f);
+          std::memcpy(o + lo, src + ix + lo, sizeof(float) * (hi - lo));
+          std::fill(o + hi, o + run.len, 0.0f);
+        } else {
+          for (int64_t t = 0; t < run.len; ++t) {
+            const int64_t at = ix + t * g.stride.w;
+            o[t] = at >= 0 && at < g.in_w ? src[at] : 0.0f;
+          }
+        }
+      }
+      std::fill(d + cols, d + kPackedNR, 0.0f);
+      if (++kj == g.kernel_w) {
+        kj = 0;
+        if (++ki == g.kernel_h) ki = 0, ++c;
+      }
+    }
+  }
+}
+
+// im2col(x)^T[k0 : k0 + kc, j0 : j0 + nc]: rows are output pixels (of possibly several images, as in
+// pack_im2col), columns are taps. For dweight.
+void pack_im2col_transposed(const ConvGeometry& g, const float* x, int64_t image_stride, int64_t k0, int64_t kc,
+                            int64_t j0, int64_t nc, float* dst) {
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  for (int64_t s = 0; s < nc; s += kPackedNR, dst += kPackedNR * kc) {
+    for (int64_t cc = 0; cc < kPackedNR; ++cc) {
+      if (s + cc >= nc) {
+        for (int64_t kk = 0; kk < kc; ++kk) dst[kk * kPackedNR + cc] = 0.0f;
+        continue;
+      }
+      const int64_t tap = j0 + s + cc, c = tap / taps, ki = tap % taps / g.kernel_w, kj = tap % g.kernel_w;
+      int64_t image = k0 / g.out_plane(), oy = k0 % g.out_plane() / g.out_w, ox = k0 % g.out_w;
+      for (int64_t kk = 0; kk < kc;) {
+        // One output row at a time: its valid input run is found once, like im2col.
+        const int64_t run = std::min(kc - kk, g.out_w - ox);
+        const int64_t iy = oy * g.stride.h - g.padding.h + ki * g.dilation.h;
+        float* d = dst + kk * kPackedNR + cc;
+        if (iy < 0 || iy >= g.in_h) {
+          for (int64_t r = 0; r < run; ++r) d[r * kPackedNR] = 0.0f;
+        } else {
+          const float* src = x + image * image_stride + c * g.in_plane() + iy * g.in_w;
+          // Valid r: 0 <= first + r * stride < in_w.
+          const int64_t first = ox * g.stride.w + kj * g.dilation.w - g.padding.w;
+          const int64_t lo = std::min(first >= 0 ? 0 : (-first + g.stride.w - 1) / g.stride.w, run);
+          const int64_t hi = std::max(std::min(g.in_w - 1 - first < 0 ? 0 : (g.in_w - 1 - first) / g.stride.w + 1, run), lo);
+          for (int64_t r = 0; r < lo; ++r) d[r * kPackedNR] = 0.0f;
+          for (int64_t r = lo; r < hi; ++r) d[r * kPackedNR] = src[first + r * g.stride.w];
+          for (int64_t r = hi; r < run; ++r) d[r * kPackedNR] = 0.0f;
+        }
+        kk += run, ox = 0;
+        if (++oy == g.out_h) oy = 0, ++image;
+      }
+    }
+  }
+}
+
+// Images share one GEMM when their output planes are at most this many pixels: below it a
+// per-image GEMM is too narrow to amortise packing the weights.
+constexpr int64_t kMergePlane = 2048;
+
+// Forward of a non-pointwise float convolution through the packed kernel and implicit im2col.
+void conv_forward_implicit(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out) {
+  const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
+  const int64_t merged = plane <= kMergePlane ? std::max<int64_t>(g.batch, 1) : 1;  // images per GEMM
+  const int64_t image_stride = g.in_channels * g.in_plane();
+  std::vector<float> staging(merged > 1 ? static_cast<size_t>(og * merged * plane) : 0);
+  for (int64_t n0 = 0; n0 < g.batch; n0 += merged)
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      const float* xg = x + (n0 * g.in_channels + grp * g.in_per_group()) * g.in_plane();
+      float* y = merged > 1 ? staging.data() : out + (n0 * g.out_channels + grp * og) * plane;
+      const int64_t ldy = merged * plane;
+      if (bias)
+        for (int64_t o = 0; o < og; ++o) std::fill(y + o * ldy, y + (o + 1) * ldy, bias[grp * og + o]);
+      sgemm_packed_b(false, og, ldy, rows, weight + grp * og * rows, rows,
+                     [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+                       pack_im2col(g, xg, image_stride, k0, kc, j0, nc, dst);
+                     },
+                     y, ldy, bias != nullptr);
+      if (merged > 1)  // [og, images, plane] -> out[image, grp * og + o, plane]
+        for (int64_t i = 0; i < merged; ++i)
+          for (int64_t o = 0; o < og; ++o)
+            std::memcpy(out + ((n0 + i) * g.out_channels + grp * og + o) * plane, y + o * ldy + i * plane,
+                        sizeof(float) * plane);
+    }
+}
+
+// dweight = dout @ im2col(x)^T summed over images, through the packed kernel (non-pointwise, float).
+void conv_backward_weight_implicit(const ConvGeometry& g, const float* dout, const float* x, float* dweight) {
+  const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
+  if (g.batch == 0) std::fill(dweight, dweight + g.out_channels * rows, 0.0f);
+  const int64_t merged = plane <= kMergePlane ? std::max<int64_t>(g.batch, 1) : 1;
+  const int64_t image_stride = g.in_channels * g.in_plane();
+  std::vector<float> staging(merged > 1 ? static_cast<size_t>(og * merged * plane) : 0);
+  for (int64_t n0 = 0; n0 < g.batch; n0 += merged)
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      const float* xg = x + (n0 * g.in_channels + grp * g.in_per_group()) * g.in_plane();
+      const float* dg = dout + (n0 * g.out_channels + grp * og) * plane;
+      if (merged > 1) {  // dout[image, grp * og + o, plane] -> [og, images * plane]
+        for (int64_t i = 0; i < merged; ++i)
+          for (int64_t o = 0; o < og; ++o)
+            std::memcpy(staging.data() + o * merged * plane + i * plane,
+                        dout + ((n0 + i) * g.out_channels + grp * og + o) * plane, sizeof(float) * plane);
+        dg = staging.data();
+      }
+      sgemm_packed_b(false, og, rows, merged * plane, dg, merged * plane,
+                     [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+                       pack_im2col_transposed(g, xg, image_stride, k0, kc, j0, nc, dst);
+                     },
+                     dweight + grp * og * rows, rows, n0 > 0);
+    }
+}
+
+// The packed-kernel versions of the three convolution products (float, AVX2/FMA CPUs).
+bool use_implicit_gemm() { return gemm_kernel() == GemmKernel::Packed; }
+
 // out[n, o] = bias[o] + sum over (c, ki, kj) of weight[o, c, ki, kj] * x[n, c, ...]; one image at a
 // time so the im2col scratch is bounded by one image's [C/groups * kH * kW, H' * W'].
 template <typename T>
 void conv_forward(const ConvGeometry& g, const T* x, const T* weight, const T* bias, T* out) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_implicit_gemm() && !g.pointwise()) return conv_forward_implicit(g, x, weight, bias, out);
+  }
   auto col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
   for (int64_t n = 0; n < g.batch; ++n)
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       const T* xg = x + (n * g.in_channels + grp * g.in_per_group()) * g.in_plane();
       T* yg = out + (n * g.out_channels + grp * og) * plane;
+      if (bias)
+        for (int64_t o = 0; o < og; ++o) std::fill(yg + o * plane, yg + (o + 1) * plane, bias[grp * og + o]);
       const T* b = xg;
       if (!g.pointwise()) {
         im2col(g, xg, col.get());
         b = col.get();
       }
-      if (bias)
-        for (int64_t o = 0; o < og; ++o) std::fill(yg + o * plane, yg + (o + 1) * plane, bias[grp * og + o]);
       gemm<T>(false, false, og, plane, rows, weight + grp * og * rows, rows, b, plane, yg, plane, bias != nullptr);
     }
 }
@@ -132,6 +289,29 @@ void conv_forward(const ConvGeometry& g, const T* x, const T* weight, const T* b
 // dx[n] = col2im(weight^T @ dout[n]) per group.
 template <typename T>
 void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, T* dx) {
+  if constexpr (std::is_same_v<T, float>) {
+    const int64_t reach_h = g.dilation.h * (g.kernel_h - 1), reach_w = g.dilation.w * (g.kernel_w - 1);
+    if (use_implicit_gemm() && !g.pointwise() && g.stride == Size2(1) && g.padding.h <= reach_h &&
+        g.padding.w <= reach_w) {
+      // The adjoint of a stride-1 convolution is a convolution of dout with the spatially flipped,
+      // in/out-swapped kernel and padding dilation * (k - 1) - padding: no col2im scatter needed.
+      ConvGeometry t = g;
+      t.in_channels = g.out_channels, t.in_h = g.out_h, t.in_w = g.out_w;
+      t.out_channels = g.in_channels, t.out_h = g.in_h, t.out_w = g.in_w;
+      t.padding = Size2(reach_h - g.padding.h, reach_w - g.padding.w);
+      const int64_t og = g.out_per_group(), cg = g.in_per_group(), kh = g.kernel_h, kw = g.kernel_w;
+      std::vector<float> flipped(static_cast<size_t>(g.out_channels * cg * kh * kw));
+      for (int64_t grp = 0; grp < g.groups; ++grp)
+        for (int64_t o = 0; o < og; ++o)
+          for (int64_t c = 0; c < cg; ++c)
+            for (int64_t ki = 0; ki < kh; ++ki)
+              for (int64_t kj = 0; kj < kw; ++kj)
+                flipped[(((grp * cg + c) * og + o) * kh + (kh - 1 - ki)) * kw + (kw - 1 - kj)] =
+                    weight[(((grp * og + o) * cg + c) * kh + ki) * kw + kj];
+      conv_forward<float>(t, dout, flipped.data(), nullptr, dx);
+      return;
+    }
+  }
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   auto col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
   for (int64_t n = 0; n < g.batch; ++n)
@@ -152,6 +332,9 @@ void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, 
 template <typename T>
 void conv_backward_weight(const ConvGeometry& g, const T* dout, const T* x, T* dweight) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
+  if constexpr (std::is_same_v<T, float>) {
+    if (use_implicit_gemm() && !g.pointwise()) return conv_backward_weight_implicit(g, dout, x, dweight);
+  }
   if (g.batch == 0) std::fill(dweight, dweight + g.out_channels * rows, T(0));
   auto col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
   for (int64_t n = 0; n < g.batch; ++n)

@@ -4,6 +4,7 @@
 
 #include <Eigen/Core>
 #include <algorithm>
+#include <type_traits>
 
 #include "tensor/parallel.h"
 
@@ -16,6 +17,8 @@ using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajo
 template <typename T>
 using ColMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::ColMajor>;
 
+bool g_use_packed = true;
+
 template <typename T, typename MatA, typename MatB>
 void panel_product(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, int64_t m, int64_t n,
                    int64_t k, bool accumulate) {
@@ -27,32 +30,46 @@ void panel_product(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64
   else mc.noalias() = ma * mb;
 }
 
+// body(split_columns, start, len) computes one panel of gemm_panels(m, n, k).
+template <typename Body>
+void for_each_panel(int64_t m, int64_t n, int64_t k, const Body& body) {
+  const GemmPanels panels = gemm_panels(m, n, k);
+  const int64_t side = panels.split_columns ? n : m;
+  parallel_for(0, panels.count, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p)
+      body(panels.split_columns, p * panels.width, std::min(side, (p + 1) * panels.width) - p * panels.width);
+  });
+}
+
 template <typename T, typename MatA, typename MatB>
 void gemm_layout(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
                  int64_t ldb, T* c, int64_t ldc, bool accumulate) {
-  // Panels: small products run whole; large ones are cut along the longer side of C into up to 8
-  // panels of at least 64 rows/columns. The cut depends on the shape only, never on threads.
-  const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
-  const bool split_columns = n >= m;
-  const int64_t side = split_columns ? n : m;
-  int64_t panels = flops < 4.0e6 ? 1 : std::min<int64_t>(8, (side + 63) / 64);
-  const int64_t width = (side + panels - 1) / panels;
-  panels = (side + width - 1) / width;
-  parallel_for(0, panels, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; ++p) {
-      const int64_t start = p * width, len = std::min(side, start + width) - start;
-      if (split_columns) {
-        const T* b_panel = trans_b ? b + start * ldb : b + start;
-        panel_product<T, MatA, MatB>(a, lda, b_panel, ldb, c + start, ldc, m, len, k, accumulate);
-      } else {
-        const T* a_panel = trans_a ? a + start : a + start * lda;
-        panel_product<T, MatA, MatB>(a_panel, lda, b, ldb, c + start * ldc, ldc, len, n, k, accumulate);
-      }
+  for_each_panel(m, n, k, [&](bool split_columns, int64_t start, int64_t len) {
+    if (split_columns) {
+      const T* b_panel = trans_b ? b + start * ldb : b + start;
+      panel_product<T, MatA, MatB>(a, lda, b_panel, ldb, c + start, ldc, m, len, k, accumulate);
+    } else {
+      const T* a_panel = trans_a ? a + start : a + start * lda;
+      panel_product<T, MatA, MatB>(a_panel, lda, b, ldb, c + start * ldc, ldc, len, n, k, accumulate);
     }
   });
 }
 
 }  // namespace
+
+GemmPanels gemm_panels(int64_t m, int64_t n, int64_t k) {
+  GemmPanels p;
+  const double flops = 2.0 * static_cast<double>(m) * static_cast<double>(n) * static_cast<double>(k);
+  p.split_columns = n >= m;
+  const int64_t side = std::max<int64_t>(p.split_columns ? n : m, 1);
+  p.count = flops < 4.0e6 ? 1 : std::min<int64_t>(8, (side + 63) / 64);
+  p.width = (side + p.count - 1) / p.count;
+  p.count = (side + p.width - 1) / p.width;
+  return p;
+}
+
+void set_gemm_kernel(GemmKernel kernel) { g_use_packed = kernel == GemmKernel::Packed; }
+GemmKernel gemm_kernel() { return g_use_packed && cpu_has_avx2_fma() ? GemmKernel::Packed : GemmKernel::Eigen; }
 
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
@@ -62,6 +79,12 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* 
     if (!accumulate)
       for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (gemm_kernel() == GemmKernel::Packed) {
+      sgemm_packed(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, accumulate);
+      return;
+    }
   }
   // A transposed row-major matrix is a column-major one with the same leading dimension.
   if (!trans_a && !trans_b) gemm_layout<T, RowMajor<T>, RowMajor<T>>(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, accumulate);

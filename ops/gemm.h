@@ -2,6 +2,7 @@
 // panels of C whose split depends only on the shape: bit-identical results for any thread count.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 namespace mrcnn::cpu {
 
@@ -10,5 +11,35 @@ namespace mrcnn::cpu {
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const T* a, int64_t lda, const T* b,
           int64_t ldb, T* c, int64_t ldc, bool accumulate = false);
+
+// Which single-threaded kernel runs each float panel: our packed AVX2/FMA kernel (the default where
+// the CPU has AVX2 and FMA) or Eigen's. double always uses Eigen. For benchmarks and comparisons.
+enum class GemmKernel { Packed, Eigen };
+void set_gemm_kernel(GemmKernel kernel);
+GemmKernel gemm_kernel();  // what float GEMMs use now (Eigen when the CPU lacks AVX2/FMA)
+
+bool cpu_has_avx2_fma();
+
+// The packed kernel reads B as slivers of kPackedNR columns, each stored k-major: a packer writes
+// op(B)[k0 : k0 + kc, j0 : j0 + nc] to dst[(j / kPackedNR) * kc * kPackedNR + k * kPackedNR + j % kPackedNR]
+// (j, k relative to j0, k0), zero past nc. Supplying B this way lets a convolution gather its im2col
+// matrix straight from the image instead of materialising it.
+constexpr int64_t kPackedNR = 16;
+using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst)>;
+
+// The packed float kernels (ops/gemm_packed.cpp), parallel over panels of C; they require
+// cpu_has_avx2_fma(). sgemm_packed_b takes B from a packer (an implicit im2col, for instance).
+void sgemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                  const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate);
+void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const PackB& pack_b,
+                    float* c, int64_t ldc, bool accumulate);
+
+// How a product is split for threads, from its shape alone: small products run whole; large ones
+// are cut along the longer side of C into up to 8 panels of at least 64 rows/columns.
+struct GemmPanels {
+  bool split_columns = true;
+  int64_t count = 1, width = 0;
+};
+GemmPanels gemm_panels(int64_t m, int64_t n, int64_t k);
 
 }  // namespace mrcnn::cpu

@@ -68,3 +68,38 @@ TEST_CASE("gemm: float32 accumulate mode adds into C") {
   cpu::gemm<float>(true, false, 2, 2, 2, a.data(), 2, b.data(), 2, c.data(), 2, false);
   CHECK(c == std::vector<float>{1, 3, 2, 4});
 }
+
+TEST_CASE("gemm: packed float kernel on edge shapes, every transpose, both panel splits") {
+  // Shapes cross the kernel's tile (6 x 16), depth block (256) and column block (3072) edges; the
+  // last two have enough work for several panels, split by rows and by columns respectively.
+  const std::vector<std::array<int64_t, 3>> shapes = {{1, 1, 1},     {7, 19, 5},   {6, 16, 256},
+                                                      {13, 33, 300}, {300, 100, 300}, {50, 3100, 40}};
+  Generator g(43);
+  for (const cpu::GemmKernel kernel : {cpu::GemmKernel::Packed, cpu::GemmKernel::Eigen}) {
+    cpu::set_gemm_kernel(kernel);
+    for (const auto& [m, n, k] : shapes)
+      for (const bool trans_a : {false, true})
+        for (const bool trans_b : {false, true})
+          for (const bool accumulate : {false, true}) {
+            CAPTURE(m);
+            CAPTURE(n);
+            CAPTURE(k);
+            CAPTURE(trans_a);
+            CAPTURE(trans_b);
+            CAPTURE(accumulate);
+            const Tensor a = randn(trans_a ? Shape{k, m} : Shape{m, k}, kFloat32, kCPU, &g);
+            const Tensor b = randn(trans_b ? Shape{n, k} : Shape{k, n}, kFloat32, kCPU, &g);
+            const Tensor c0 = randn({m, n}, kFloat32, kCPU, &g);
+            Tensor c = ops::clone(c0);
+            cpu::gemm<float>(trans_a, trans_b, m, n, k, a.data<float>(), trans_a ? m : k, b.data<float>(),
+                             trans_b ? k : n, c.data<float>(), n, accumulate);
+            const Tensor op_a = ops::to(trans_a ? ops::transpose(a, 0, 1) : a, kFloat64);
+            const Tensor op_b = ops::to(trans_b ? ops::transpose(b, 0, 1) : b, kFloat64);
+            Tensor expected = naive_matmul(op_a, op_b);
+            if (accumulate) expected = ops::add(expected, ops::to(c0, kFloat64));
+            // float32 sums of k products of N(0,1) values: rounding grows like k * 2^-24 per term.
+            CHECK(test::max_abs_diff(ops::to(c, kFloat64), expected) < 1e-6 * static_cast<double>(k + 4));
+          }
+  }
+  cpu::set_gemm_kernel(cpu::GemmKernel::Packed);
+}

@@ -1,0 +1,231 @@
+// Single-threaded float GEMM in the GotoBLAS/BLIS layout: B is packed into KC x 16 slivers, A into
+// 6 x KC slivers, and a 6x16 AVX2/FMA micro-kernel keeps 12 accumulators in registers. Compiled for
+// AVX2+FMA with a target attribute and chosen at run time (ops/gemm.cpp), so one binary also runs on
+// CPUs without AVX2 (through Eigen). C is split into shape-determined panels run in parallel; the k
+// loop runs in the same order for every tile, so results do not depend on the thread count.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "ops/gemm.h"
+#include "tensor/parallel.h"
+
+namespace mrcnn::cpu {
+
+namespace {
+
+constexpr int64_t kMR = 6;     // rows of C per micro-tile
+constexpr int64_t kNR = kPackedNR;  // columns of C per micro-tile: two 8-float registers
+constexpr int64_t kKC = 256;   // depth of one packed block: a 16 KB B sliver stays in L1
+constexpr int64_t kMC = 96;    // rows of A per packed block: 96 KB, stays in L2
+constexpr int64_t kNC = 3072;  // columns of B per packed block: 3 MB, stays in L3
+
+// How to read op(A) (M x K) or op(B) (K x N) from a row-major buffer.
+struct Operand {
+  const float* data;
+  int64_t ld;
+  bool transposed;
+  float at(int64_t row, int64_t col) const { return transposed ? data[col * ld + row] : data[row * ld + col]; }
+};
+
+// A[i0 : i0 + mc, k0 : k0 + kc] -> slivers of kMR rows, each stored k-major (dst[k * kMR + r]);
+// rows past mc are zero so the micro-kernel needs no edge cases.
+void pack_a(const Operand& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+  for (int64_t s = 0; s < mc; s += kMR, dst += kMR * kc) {
+    const int64_t rows = std::min(kMR, mc - s);
+    if (a.transposed) {  // op(A)[i][k] = data[k * ld + i]: the sliver's rows are contiguous
+      for (int64_t k = 0; k < kc; ++k) {
+        const float* src = a.data + (k0 + k) * a.ld + i0 + s;
+        for (int64_t r = 0; r < kMR; ++r) dst[k * kMR + r] = r < rows ? src[r] : 0.0f;
+      }
+    } else {
+      for (int64_t r = 0; r < kMR; ++r) {
+        const float* src = a.data + (i0 + s + r) * a.ld + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * kMR + r] = r < rows ? src[k] : 0.0f;
+      }
+    }
+  }
+}
+
+// B[k0 : k0 + kc, j0 : j0 + nc] -> slivers of kNR columns, k-major (dst[k * kNR + c]), zero-padded.
+void pack_b(const Operand& b, int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+  for (int64_t s = 0; s < nc; s += kNR, dst += kNR * kc) {
+    const int64_t cols = std::min(kNR, nc - s);
+    if (!b.transposed && cols == kNR) {
+      for (int64_t k = 0; k < kc; ++k) std::memcpy(dst + k * kNR, b.data + (k0 + k) * b.ld + j0 + s, sizeof(float) * kNR);
+    } else if (!b.transposed) {
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t c = 0; c < kNR; ++c) dst[k * kNR + c] = c < cols ? b.data[(k0 + k) * b.ld + j0 + s + c] : 0.0f;
+    } else {  // op(B)[k][j] = data[j * ld + k]: read each column's run of k contiguously
+      for (int64_t c = 0; c < kNR; ++c) {
+        const float* src = b.data + (j0 + s + c) * b.ld + k0;
+        for (int64_t k = 0; k < kc; ++k) dst[k * kNR + c] = c < cols ? src[k] : 0.0f;
+      }
+    }
+  }
+}
+
+// C tile (6 x 16, row stride ldc) = or += packed A sliver x packed B sliver over kc.
+__attribute__((target("avx2,fma"))) void micro_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                                      bool accumulate) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  // The C tile's rows are ldc apart (often a multiple of 4 KB): fetch them while the k loop runs.
+  for (int64_t r = 0; r < kMR; ++r) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + kNR - 1), _MM_HINT_T0);
+  }
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k, a += kMR, b += kNR) {
+    const __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+    __m256 x = _mm256_broadcast_ss(a);
+    c00 = _mm256_fmadd_ps(x, b0, c00), c01 = _mm256_fmadd_ps(x, b1, c01);
+    x = _mm256_broadcast_ss(a + 1);
+    c10 = _mm256_fmadd_ps(x, b0, c10), c11 = _mm256_fmadd_ps(x, b1, c11);
+    x = _mm256_broadcast_ss(a + 2);
+    c20 = _mm256_fmadd_ps(x, b0, c20), c21 = _mm256_fmadd_ps(x, b1, c21);
+    x = _mm256_broadcast_ss(a + 3);
+    c30 = _mm256_fmadd_ps(x, b0, c30), c31 = _mm256_fmadd_ps(x, b1, c31);
+    x = _mm256_broadcast_ss(a + 4);
+    c40 = _mm256_fmadd_ps(x, b0, c40), c41 = _mm256_fmadd_ps(x, b1, c41);
+    x = _mm256_broadcast_ss(a + 5);
+    c50 = _mm256_fmadd_ps(x, b0, c50), c51 = _mm256_fmadd_ps(x, b1, c51);
+  }
+  const __m256 rows[kMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  for (int64_t r = 0; r < kMR; ++r) {
+    float* row = c + r * ldc;
+    __m256 lo = rows[r][0], hi = rows[r][1];
+    if (accumulate) {
+      lo = _mm256_add_ps(lo, _mm256_loadu_ps(row));
+      hi = _mm256_add_ps(hi, _mm256_loadu_ps(row + 8));
+    }
+    _mm256_storeu_ps(row, lo);
+    _mm256_storeu_ps(row + 8, hi);
+  }
+}
+
+// A partial tile goes through a full 6x16 scratch tile; only its rows x cols part is written back.
+__attribute__((target("avx2,fma"))) void edge_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                                                     int64_t rows, int64_t cols, bool accumulate) {
+  alignas(32) float tile[kMR * kNR];
+  micro_kernel(kc, a, b, tile, kNR, false);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) c[r * ldc + j] = accumulate ? c[r * ldc + j] + tile[r * kNR + j] : tile[r * kNR + j];
+}
+
+}  // namespace
+
+bool cpu_has_avx2_fma() {
+  static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return supported;
+}
+
+namespace {
+
+// Where the core finds packed B block (j0, k0): packed on demand into a per-thread buffer, or a
+// pointer into B packed once up front.
+using BlockSource = std::function<const float*(int64_t j0, int64_t nc, int64_t k0, int64_t kc)>;
+
+// The single-threaded block loops (GotoBLAS order: j0 blocks, k0 blocks, i0 blocks, micro-tiles).
+void run_blocks(bool trans_a, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const BlockSource& b_block,
+                float* c, int64_t ldc, bool accumulate) {
+  const Operand op_a{a, lda, trans_a};
+  thread_local std::vector<float> packed_a;
+  packed_a.resize(static_cast<size_t>((kMC + kMR) * kKC));
+  for (int64_t j0 = 0; j0 < n; j0 += kNC) {
+    const int64_t nc = std::min(kNC, n - j0);
+    for (int64_t k0 = 0; k0 < k; k0 += kKC) {
+      const int64_t kc = std::min(kKC, k - k0);
+      const bool add = accumulate || k0 > 0;  // later depth blocks add to what the first wrote
+      const float* packed_b = b_block(j0, nc, k0, kc);
+      for (int64_t i0 = 0; i0 < m; i0 += kMC) {
+        const int64_t mc = std::min(kMC, m - i0);
+        pack_a(op_a, i0, mc, k0, kc, packed_a.data());
+        for (int64_t jr = 0; jr < nc; jr += kNR) {
+          const float* bs = packed_b + (jr / kNR) * kNR * kc;
+          const int64_t cols = std::min(kNR, nc - jr);
+          for (int64_t ir = 0; ir < mc; ir += kMR) {
+            const float* as = packed_a.data() + (ir / kMR) * kMR * kc;
+            const int64_t rows = std::min(kMR, mc - ir);
+            float* tile = c + (i0 + ir) * ldc + j0 + jr;
+            if (rows == kMR && cols == kNR) micro_kernel(kc, as, bs, tile, ldc, add);
+            else edge_kernel(kc, as, bs, tile, ldc, rows, cols, add);
+          }
+        }
+      }
+    }
+  }
+}
+
+int64_t padded(int64_t n) { return (n + kNR - 1) / kNR * kNR; }
+
+}  // namespace
+
+void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const PackB& pack_b,
+                    float* c, int64_t ldc, bool accumulate) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+    return;
+  }
+  const GemmPanels panels = gemm_panels(m, n, k);
+  if (panels.split_columns) {
+    // Each panel packs its own columns of B: no B element is packed twice.
+    parallel_for(0, panels.count, 1, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<float> buffer;
+      buffer.resize(static_cast<size_t>((kNC + kNR) * kKC));
+      for (int64_t p = begin; p < end; ++p) {
+        const int64_t start = p * panels.width, len = std::min(n, start + panels.width) - start;
+        run_blocks(trans_a, m, len, k, a, lda,
+                   [&](int64_t j0, int64_t nc, int64_t k0, int64_t kc) {
+                     pack_b(k0, kc, start + j0, nc, buffer.data());
+                     return static_cast<const float*>(buffer.data());
+                   },
+                   c + start, ldc, accumulate);
+      }
+    });
+    return;
+  }
+  // Row panels all read the whole of B: pack it once (in parallel, block by block), then share it.
+  std::vector<int64_t> offsets;
+  std::vector<std::array<int64_t, 4>> blocks;  // j0, nc, k0, kc
+  int64_t total = 0;
+  for (int64_t j0 = 0; j0 < n; j0 += kNC)
+    for (int64_t k0 = 0; k0 < k; k0 += kKC) {
+      const int64_t nc = std::min(kNC, n - j0), kc = std::min(kKC, k - k0);
+      blocks.push_back({j0, nc, k0, kc});
+      offsets.push_back(total);
+      total += padded(nc) * kc;
+    }
+  std::vector<float> packed(static_cast<size_t>(total));
+  parallel_for(0, static_cast<int64_t>(blocks.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; ++b) pack_b(blocks[b][2], blocks[b][3], blocks[b][0], blocks[b][1], packed.data() + offsets[b]);
+  });
+  const int64_t k_blocks = (k + kKC - 1) / kKC;
+  parallel_for(0, panels.count, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t start = p * panels.width, len = std::min(m, start + panels.width) - start;
+      run_blocks(trans_a, len, n, k, trans_a ? a + start : a + start * lda, lda,
+                 [&](int64_t j0, int64_t, int64_t k0, int64_t) {
+                   return static_cast<const float*>(packed.data() + offsets[j0 / kNC * k_blocks + k0 / kKC]);
+                 },
+                 c + start * ldc, ldc, accumulate);
+    }
+  });
+}
+
+void sgemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                  const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  const Operand op_b{b, ldb, trans_b};
+  sgemm_packed_b(trans_a, m, n, k, a, lda,
+                 [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) { pack_b(op_b, k0, kc, j0, nc, dst); },
+                 c, ldc, accumulate);
+}
+
+}  // namespace mrcnn::cpu
