@@ -2,6 +2,8 @@
 """Vision ops, ours vs PyTorch, side by side in one run: median forward and backward times of the
 ResNet-18/50 and FPN convolutions (batch 2 at 256x256 and 512x512 inputs) and of RoIAlign (512 RoIs x
 256 channels from 4 FPN maps to 7x7 and 14x14), with the ratio ours / torch. Both use 2 threads.
+Convolutions are timed in PyTorch twice: as it runs by default (Debian's build uses oneDNN's direct
+convolution kernels) and with oneDNN off ("blas": im2col + OpenBLAS sgemm, PyTorch's own CPU path).
 Cases alternate (ours, then torch, case by case) so machine noise hits both alike.
 
 usage: /usr/bin/python3 bench/ops_vs_torch.py [--binary build/bench_ops_vs_torch] [--threads 2]
@@ -17,10 +19,14 @@ import subprocess
 import sys
 import time
 
-import torch
-import torch.nn.functional as F
-import torchvision
-from torchvision.ops import roi_align
+# OpenBLAS sizes its thread pool when loaded; match --threads (default 2) before torch loads it.
+_threads = sys.argv[sys.argv.index("--threads") + 1] if "--threads" in sys.argv[:-1] else "2"
+os.environ.setdefault("OPENBLAS_NUM_THREADS", _threads)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import torchvision  # noqa: E402
+from torchvision.ops import roi_align  # noqa: E402
 
 BATCH = 2
 
@@ -145,7 +151,8 @@ def main():
     cases = [c for c in all_cases([int(s) for s in args.sizes.split(",")]) if args.filter in c[1]]
     print(f"# ops_vs_torch: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, threads {args.threads}; "
           f"torch {torch.__version__} (mkldnn {torch.backends.mkldnn.is_available()}), torchvision {torchvision.__version__}")
-    print(f"{'case':44s} {'ours fwd':>9s} {'torch fwd':>9s} {'ratio':>6s} {'ours bwd':>9s} {'torch bwd':>9s} {'ratio':>6s}")
+    print(f"{'case (ms; ratio = ours / torch)':44s} {'ours fwd':>8s} {'torch':>8s} {'ratio':>5s} {'blas':>8s} {'ratio':>5s} "
+          f"{'ours bwd':>8s} {'torch':>8s} {'ratio':>5s} {'blas':>8s} {'ratio':>5s}")
     rows = []
     for kind, name, shape in cases:
         ours.stdin.write(f"{kind} {name.replace(' ', '_')} {' '.join(map(str, shape))}\n")
@@ -155,23 +162,32 @@ def main():
             sys.exit(f"ops_vs_torch: our binary failed on {name}: {' '.join(reply)}")
         our_fwd, our_bwd = float(reply[1]), float(reply[2])
         torch_fwd, torch_bwd = torch_case(kind, shape)
-        rows.append(dict(kind=kind, case=name, ours_fwd_ms=our_fwd, torch_fwd_ms=torch_fwd, ours_bwd_ms=our_bwd,
-                         torch_bwd_ms=torch_bwd))
-        print(f"{name:44s} {our_fwd:9.2f} {torch_fwd:9.2f} {our_fwd / torch_fwd:6.2f} {our_bwd:9.2f} {torch_bwd:9.2f} "
-              f"{our_bwd / torch_bwd:6.2f}", flush=True)
+        row = dict(kind=kind, case=name, ours_fwd_ms=our_fwd, torch_fwd_ms=torch_fwd, ours_bwd_ms=our_bwd,
+                   torch_bwd_ms=torch_bwd)
+        if kind == "conv":
+            with torch.backends.mkldnn.flags(enabled=False):
+                row["blas_fwd_ms"], row["blas_bwd_ms"] = torch_case(kind, shape)
+        rows.append(row)
+
+        def cell(key, ours):
+            return f"{row[key]:8.2f} {ours / row[key]:5.2f}" if key in row else f"{'':8s} {'':5s}"
+
+        print(f"{name:44s} {our_fwd:8.2f} {cell('torch_fwd_ms', our_fwd)} {cell('blas_fwd_ms', our_fwd)} "
+              f"{our_bwd:8.2f} {cell('torch_bwd_ms', our_bwd)} {cell('blas_bwd_ms', our_bwd)}", flush=True)
     ours.stdin.close()
     ours.wait()
     print()
-    for kind in ("conv", "roi"):
+    for kind, reference, label in (("conv", "torch", "conv2d vs torch (oneDNN)"), ("conv", "blas", "conv2d vs torch (blas)"),
+                                   ("roi", "torch", "roi_align vs torchvision")):
         sel = [r for r in rows if r["kind"] == kind]
         if not sel:
             continue
-        fwd = geomean([r["ours_fwd_ms"] / r["torch_fwd_ms"] for r in sel])
-        bwd = geomean([r["ours_bwd_ms"] / r["torch_bwd_ms"] for r in sel])
-        both = geomean([(r["ours_fwd_ms"] + r["ours_bwd_ms"]) / (r["torch_fwd_ms"] + r["torch_bwd_ms"]) for r in sel])
-        label = "conv2d" if kind == "conv" else "roi_align"
-        print(f"{label:10s} geometric-mean ratio ours/torch over {len(sel)} cases: forward {fwd:.2f}, backward {bwd:.2f}, "
-              f"forward+backward {both:.2f}")
+        fwd = geomean([r["ours_fwd_ms"] / r[f"{reference}_fwd_ms"] for r in sel])
+        bwd = geomean([r["ours_bwd_ms"] / r[f"{reference}_bwd_ms"] for r in sel])
+        both = geomean([(r["ours_fwd_ms"] + r["ours_bwd_ms"]) / (r[f"{reference}_fwd_ms"] + r[f"{reference}_bwd_ms"])
+                        for r in sel])
+        print(f"{label:26s} geometric-mean ratio ours/theirs over {len(sel)} cases: forward {fwd:.2f}, "
+              f"backward {bwd:.2f}, forward+backward {both:.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

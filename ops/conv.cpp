@@ -259,8 +259,11 @@ void conv_backward_weight_implicit(const ConvGeometry& g, const float* dout, con
     }
 }
 
-// The packed-kernel versions of the three convolution products (float, AVX2/FMA CPUs).
-bool use_implicit_gemm() { return gemm_kernel() == GemmKernel::Packed; }
+// Whether the packed kernel with implicit im2col handles this float convolution: always on AVX2/FMA
+// CPUs, except a 1x1 stride-1 conv over large maps, which is already a plain GEMM per image.
+bool use_implicit_gemm(const ConvGeometry& g) {
+  return gemm_kernel() == GemmKernel::Packed && (!g.pointwise() || (g.out_plane() <= kMergePlane && g.batch > 1));
+}
 
 // out[n, o] = bias[o] + sum over (c, ki, kj) of weight[o, c, ki, kj] * x[n, c, ...]; one image at a
 // time so the im2col scratch is bounded by one image's [C/groups * kH * kW, H' * W'].
@@ -268,7 +271,7 @@ template <typename T>
 void conv_forward(const ConvGeometry& g, const T* x, const T* weight, const T* bias, T* out) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   if constexpr (std::is_same_v<T, float>) {
-    if (use_implicit_gemm() && !g.pointwise()) return conv_forward_implicit(g, x, weight, bias, out);
+    if (use_implicit_gemm(g)) return conv_forward_implicit(g, x, weight, bias, out);
   }
   auto col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
   for (int64_t n = 0; n < g.batch; ++n)
@@ -291,7 +294,7 @@ template <typename T>
 void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, T* dx) {
   if constexpr (std::is_same_v<T, float>) {
     const int64_t reach_h = g.dilation.h * (g.kernel_h - 1), reach_w = g.dilation.w * (g.kernel_w - 1);
-    if (use_implicit_gemm() && !g.pointwise() && g.stride == Size2(1) && g.padding.h <= reach_h &&
+    if (use_implicit_gemm(g) && g.stride == Size2(1) && g.padding.h <= reach_h &&
         g.padding.w <= reach_w) {
       // The adjoint of a stride-1 convolution is a convolution of dout with the spatially flipped,
       // in/out-swapped kernel and padding dilation * (k - 1) - padding: no col2im scatter needed.
@@ -301,13 +304,16 @@ void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, 
       t.padding = Size2(reach_h - g.padding.h, reach_w - g.padding.w);
       const int64_t og = g.out_per_group(), cg = g.in_per_group(), kh = g.kernel_h, kw = g.kernel_w;
       std::vector<float> flipped(static_cast<size_t>(g.out_channels * cg * kh * kw));
-      for (int64_t grp = 0; grp < g.groups; ++grp)
-        for (int64_t o = 0; o < og; ++o)
+      parallel_for(0, g.out_channels, std::max<int64_t>(1, kParallelGrain / (cg * kh * kw)), [&](int64_t begin, int64_t end) {
+        for (int64_t oc = begin; oc < end; ++oc) {
+          const int64_t grp = oc / og, o = oc % og;
           for (int64_t c = 0; c < cg; ++c)
             for (int64_t ki = 0; ki < kh; ++ki)
               for (int64_t kj = 0; kj < kw; ++kj)
                 flipped[(((grp * cg + c) * og + o) * kh + (kh - 1 - ki)) * kw + (kw - 1 - kj)] =
                     weight[(((grp * og + o) * cg + c) * kh + ki) * kw + kj];
+        }
+      });
       conv_forward<float>(t, dout, flipped.data(), nullptr, dx);
       return;
     }
@@ -333,7 +339,7 @@ template <typename T>
 void conv_backward_weight(const ConvGeometry& g, const T* dout, const T* x, T* dweight) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   if constexpr (std::is_same_v<T, float>) {
-    if (use_implicit_gemm() && !g.pointwise()) return conv_backward_weight_implicit(g, dout, x, dweight);
+    if (use_implicit_gemm(g)) return conv_backward_weight_implicit(g, dout, x, dweight);
   }
   if (g.batch == 0) std::fill(dweight, dweight + g.out_channels * rows, T(0));
   auto col = g.pointwise() ? nullptr : scratch<T>(rows * plane);

@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <new>
 #include <vector>
 
 #include "ops/gemm.h"
@@ -23,6 +25,33 @@ constexpr int64_t kNR = kPackedNR;  // columns of C per micro-tile: two 8-float 
 constexpr int64_t kKC = 256;   // depth of one packed block: a 16 KB B sliver stays in L1
 constexpr int64_t kMC = 96;    // rows of A per packed block: 96 KB, stays in L2
 constexpr int64_t kNC = 3072;  // columns of B per packed block: 3 MB, stays in L3
+
+// A float buffer aligned to a cache line: a packed B row of 16 floats is then exactly one line, and
+// no 32-byte load straddles two lines (16-byte aligned malloc memory would split every other one).
+class AlignedFloats {
+ public:
+  AlignedFloats() = default;
+  explicit AlignedFloats(size_t n) { reserve(n); }
+  AlignedFloats(const AlignedFloats&) = delete;
+  AlignedFloats& operator=(const AlignedFloats&) = delete;
+  ~AlignedFloats() { std::free(data_); }
+  // Grows (contents not kept) to hold at least n floats.
+  float* reserve(size_t n) {
+    if (n > capacity_) {
+      std::free(data_);
+      const size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+      data_ = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!data_) throw std::bad_alloc();
+      capacity_ = n;
+    }
+    return data_;
+  }
+  float* data() const { return data_; }
+
+ private:
+  float* data_ = nullptr;
+  size_t capacity_ = 0;
+};
 
 // How to read op(A) (M x K) or op(B) (K x N) from a row-major buffer.
 struct Operand {
@@ -135,8 +164,8 @@ using BlockSource = std::function<const float*(int64_t j0, int64_t nc, int64_t k
 void run_blocks(bool trans_a, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const BlockSource& b_block,
                 float* c, int64_t ldc, bool accumulate) {
   const Operand op_a{a, lda, trans_a};
-  thread_local std::vector<float> packed_a;
-  packed_a.resize(static_cast<size_t>((kMC + kMR) * kKC));
+  thread_local AlignedFloats packed_a;
+  packed_a.reserve(static_cast<size_t>((kMC + kMR) * kKC));
   for (int64_t j0 = 0; j0 < n; j0 += kNC) {
     const int64_t nc = std::min(kNC, n - j0);
     for (int64_t k0 = 0; k0 < k; k0 += kKC) {
@@ -178,8 +207,8 @@ void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* 
   if (panels.split_columns) {
     // Each panel packs its own columns of B: no B element is packed twice.
     parallel_for(0, panels.count, 1, [&](int64_t begin, int64_t end) {
-      thread_local std::vector<float> buffer;
-      buffer.resize(static_cast<size_t>((kNC + kNR) * kKC));
+      thread_local AlignedFloats buffer;
+      buffer.reserve(static_cast<size_t>((kNC + kNR) * kKC));
       for (int64_t p = begin; p < end; ++p) {
         const int64_t start = p * panels.width, len = std::min(n, start + panels.width) - start;
         run_blocks(trans_a, m, len, k, a, lda,
@@ -203,7 +232,7 @@ void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* 
       offsets.push_back(total);
       total += padded(nc) * kc;
     }
-  std::vector<float> packed(static_cast<size_t>(total));
+  AlignedFloats packed(static_cast<size_t>(total));
   parallel_for(0, static_cast<int64_t>(blocks.size()), 1, [&](int64_t begin, int64_t end) {
     for (int64_t b = begin; b < end; ++b) pack_b(blocks[b][2], blocks[b][3], blocks[b][0], blocks[b][1], packed.data() + offsets[b]);
   });

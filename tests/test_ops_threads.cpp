@@ -21,7 +21,43 @@ std::vector<Tensor> workload() {
   return {c, loss, a.grad(), b.grad(), ops::sum(big), ops::sum(big, {1}), ops::sum(big, {0}),
           ops::sort(ops::select(big, 0, 0)).values, ops::max(big, 1).values};
 }
+// The vision ops in float32 (packed GEMM, implicit im2col for large and batch-merged small maps).
+std::vector<Tensor> vision_workload() {
+  Generator g(6);
+  Tensor x = randn({2, 8, 50, 48}, kFloat32, kCPU, &g).set_requires_grad(true);
+  Tensor w1 = randn({32, 8, 3, 3}, kFloat32, kCPU, &g).set_requires_grad(true);
+  Tensor w2 = randn({64, 32, 3, 3}, kFloat32, kCPU, &g).set_requires_grad(true);
+  Tensor w3 = randn({64, 16, 2, 2}, kFloat32, kCPU, &g).set_requires_grad(true);
+  Tensor gn_w = ones({64}).set_requires_grad(true);
+  Tensor h = ops::relu(ops::conv2d(x, w1, Tensor(), {1, 1}));
+  h = ops::max_pool2d(h, {3, 2, 1});
+  h = ops::group_norm(ops::conv2d(h, w2, Tensor(), {2, 1}), 8, gn_w);
+  Tensor up = ops::interpolate(h, {25, 24}, ops::InterpolateMode::Bilinear);
+  const Tensor rois = from_vector<float>({0, 1, 1, 30, 40, 1, 5.5f, 3, 44, 20, 0, -4, 10, 12, 49}, {3, 5});
+  Tensor pooled = ops::roi_align(up, rois, 7, 0.5, 2, false);
+  Tensor masks = ops::conv_transpose2d(ops::narrow(pooled, 1, 0, 64), ops::reshape(w3, {64, 16, 2, 2}), Tensor(), {2});
+  Tensor loss = ops::sum(ops::mul(masks, masks));
+  autograd::backward(loss);
+  return {masks, x.grad(), w1.grad(), w2.grad(), w3.grad(), gn_w.grad()};
+}
 }  // namespace
+
+TEST_CASE("threads: conv, pooling, norms, interpolation and roi_align are identical for 1 and 2 threads") {
+  std::vector<Tensor> one, two;
+  {
+    ThreadCount t(1);
+    one = vision_workload();
+  }
+  {
+    ThreadCount t(2);
+    two = vision_workload();
+  }
+  REQUIRE(one.size() == two.size());
+  for (size_t i = 0; i < one.size(); ++i) {
+    INFO("result " << i);
+    CHECK(test::bitwise_equal(one[i], two[i]));
+  }
+}
 
 TEST_CASE("threads: matmul, reductions, softmax and backward are identical for 1 and 2 threads") {
   std::vector<Tensor> one, two;
