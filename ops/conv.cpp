@@ -396,6 +396,34 @@ void check_window(Size2 stride, Size2 padding, Size2 dilation, const char* op) {
   check(dilation.h >= 1 && dilation.w >= 1, op, ": dilation must be >= 1, got (", dilation.h, ", ", dilation.w, ")");
 }
 
+// Wires the backward of conv2d (transposed = false) or conv_transpose2d (true), both expressed with
+// the direct convolution g: the transpose's input gradient is g's forward, its weight gradient is
+// g's weight gradient with the roles of input and output swapped.
+Tensor record_conv(const char* op, const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                   const Tensor& xc, const Tensor& wc, const cpu::ConvGeometry& g, bool transposed) {
+  return autograd::record(
+      op, out, {x, weight, bias},
+      [xc, wc, g, transposed, need_x = x.requires_grad(), need_w = weight.requires_grad(),
+       need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
+        const Tensor d = contiguous(dout);
+        Tensor dx, dw;
+        dispatch_floating(d.dtype(), "conv backward", [&](auto tag) {
+          using T = decltype(tag);
+          if (need_x) {
+            dx = empty(xc.sizes(), xc.dtype());
+            if (transposed) cpu::conv_forward<T>(g, d.data<T>(), wc.data<T>(), nullptr, dx.data<T>());
+            else cpu::conv_backward_input<T>(g, d.data<T>(), wc.data<T>(), dx.data<T>());
+          }
+          if (need_w) {
+            dw = empty(wc.sizes(), wc.dtype());
+            if (transposed) cpu::conv_backward_weight<T>(g, xc.data<T>(), d.data<T>(), dw.data<T>());
+            else cpu::conv_backward_weight<T>(g, d.data<T>(), xc.data<T>(), dw.data<T>());
+          }
+        });
+        return std::vector<Tensor>{dx, dw, need_b ? sum(d, {0, 2, 3}) : Tensor()};
+      });
+}
+
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options) {
@@ -425,25 +453,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     using T = decltype(tag);
     cpu::conv_forward<T>(g, xc.data<T>(), wc.data<T>(), bc.defined() ? bc.data<T>() : nullptr, out.data<T>());
   });
-  return autograd::record(
-      op, out, {x, weight, bias},
-      [xc, wc, g, need_x = x.requires_grad(), need_w = weight.requires_grad(),
-       need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
-        const Tensor d = contiguous(dout);
-        Tensor dx, dw;
-        dispatch_floating(d.dtype(), "conv2d backward", [&](auto tag) {
-          using T = decltype(tag);
-          if (need_x) {
-            dx = empty(xc.sizes(), xc.dtype());
-            cpu::conv_backward_input<T>(g, d.data<T>(), wc.data<T>(), dx.data<T>());
-          }
-          if (need_w) {
-            dw = empty(wc.sizes(), wc.dtype());
-            cpu::conv_backward_weight<T>(g, d.data<T>(), xc.data<T>(), dw.data<T>());
-          }
-        });
-        return std::vector<Tensor>{dx, dw, need_b ? sum(d, {0, 2, 3}) : Tensor()};
-      });
+  return record_conv(op, out, x, weight, bias, xc, wc, g, false);
 }
 
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvTranspose2dOptions& options) {
@@ -476,25 +486,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
     if (bias.defined())
       cpu::add_channel_bias<T>(out.data<T>(), g.batch, g.in_channels, g.in_plane(), contiguous(bias.detach()).data<T>());
   });
-  return autograd::record(
-      op, out, {x, weight, bias},
-      [xc, wc, g, need_x = x.requires_grad(), need_w = weight.requires_grad(),
-       need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
-        const Tensor d = contiguous(dout);
-        Tensor dx, dw;
-        dispatch_floating(d.dtype(), "conv_transpose2d backward", [&](auto tag) {
-          using T = decltype(tag);
-          if (need_x) {
-            dx = empty(xc.sizes(), xc.dtype());
-            cpu::conv_forward<T>(g, d.data<T>(), wc.data<T>(), nullptr, dx.data<T>());
-          }
-          if (need_w) {
-            dw = empty(wc.sizes(), wc.dtype());
-            cpu::conv_backward_weight<T>(g, xc.data<T>(), d.data<T>(), dw.data<T>());
-          }
-        });
-        return std::vector<Tensor>{dx, dw, need_b ? sum(d, {0, 2, 3}) : Tensor()};
-      });
+  return record_conv(op, out, x, weight, bias, xc, wc, g, true);
 }
 
 }  // namespace mrcnn::ops

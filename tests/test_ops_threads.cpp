@@ -1,4 +1,6 @@
 // Results are bit-identical with 1 and 2 OpenMP threads: every parallel loop is split by the shape.
+#include <functional>
+
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -40,17 +42,16 @@ std::vector<Tensor> vision_workload() {
   autograd::backward(loss);
   return {masks, x.grad(), w1.grad(), w2.grad(), w3.grad(), gn_w.grad()};
 }
-}  // namespace
-
-TEST_CASE("threads: conv, pooling, norms, interpolation and roi_align are identical for 1 and 2 threads") {
+// Runs `run` with 1 and then 2 threads and requires every result to match bit for bit.
+void expect_thread_invariant(const std::function<std::vector<Tensor>()>& run) {
   std::vector<Tensor> one, two;
   {
     ThreadCount t(1);
-    one = vision_workload();
+    one = run();
   }
   {
     ThreadCount t(2);
-    two = vision_workload();
+    two = run();
   }
   REQUIRE(one.size() == two.size());
   for (size_t i = 0; i < one.size(); ++i) {
@@ -58,20 +59,12 @@ TEST_CASE("threads: conv, pooling, norms, interpolation and roi_align are identi
     CHECK(test::bitwise_equal(one[i], two[i]));
   }
 }
+}  // namespace
+
+TEST_CASE("threads: conv, pooling, norms, interpolation and roi_align are identical for 1 and 2 threads") {
+  expect_thread_invariant(vision_workload);
+}
 
 TEST_CASE("threads: matmul, reductions, softmax and backward are identical for 1 and 2 threads") {
-  std::vector<Tensor> one, two;
-  {
-    ThreadCount t(1);
-    one = workload();
-  }
-  {
-    ThreadCount t(2);
-    two = workload();
-  }
-  REQUIRE(one.size() == two.size());
-  for (size_t i = 0; i < one.size(); ++i) {
-    INFO("result " << i);
-    CHECK(test::bitwise_equal(one[i], two[i]));
-  }
+  expect_thread_invariant(workload);
 }
