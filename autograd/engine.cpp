@@ -61,8 +61,13 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
     }
     if (node->is_accumulator) {
       if (auto leaf = node->leaf.lock(); leaf && dout.defined()) {
-        // Leaves own a fresh contiguous buffer, never an alias of another tensor's gradient.
-        Tensor owned = leaf->grad ? add_same_shape(Tensor(leaf->grad), dout) : copy_as(dout, dout.dtype(), dout.device());
+        // Leaves own a fresh contiguous buffer, never an alias of another tensor's gradient. A
+        // gradient nothing else references (the usual case: a backward kernel's fresh output) is
+        // taken as it is; anything shared is copied.
+        const bool sole_owner = dout.impl_ptr().use_count() == 1 && dout.impl().storage.use_count() == 1 &&
+                                dout.is_contiguous() && dout.impl().offset == 0 && !dout.requires_grad();
+        Tensor owned = leaf->grad ? add_same_shape(Tensor(leaf->grad), dout)
+                                  : sole_owner ? dout : copy_as(dout, dout.dtype(), dout.device());
         leaf->grad = owned.impl_ptr();
       }
       continue;

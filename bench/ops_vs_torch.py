@@ -141,6 +141,7 @@ def main():
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--filter", default="")
     parser.add_argument("--json", default="")
+    parser.add_argument("--no-blas", action="store_true", help="skip timing PyTorch with oneDNN off")
     args = parser.parse_args()
     if not os.path.exists(args.binary):
         sys.exit(f"ops_vs_torch: {args.binary} not found; build first (scripts/test.sh or cmake --build build)")
@@ -164,7 +165,7 @@ def main():
         torch_fwd, torch_bwd = torch_case(kind, shape)
         row = dict(kind=kind, case=name, ours_fwd_ms=our_fwd, torch_fwd_ms=torch_fwd, ours_bwd_ms=our_bwd,
                    torch_bwd_ms=torch_bwd)
-        if kind == "conv":
+        if kind == "conv" and not args.no_blas:
             with torch.backends.mkldnn.flags(enabled=False):
                 row["blas_fwd_ms"], row["blas_bwd_ms"] = torch_case(kind, shape)
         rows.append(row)
@@ -179,7 +180,7 @@ def main():
     print()
     for kind, reference, label in (("conv", "torch", "conv2d vs torch (oneDNN)"), ("conv", "blas", "conv2d vs torch (blas)"),
                                    ("roi", "torch", "roi_align vs torchvision")):
-        sel = [r for r in rows if r["kind"] == kind]
+        sel = [r for r in rows if r["kind"] == kind and f"{reference}_fwd_ms" in r]
         if not sel:
             continue
         fwd = geomean([r["ours_fwd_ms"] / r[f"{reference}_fwd_ms"] for r in sel])

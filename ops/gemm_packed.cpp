@@ -71,6 +71,11 @@ void pack_a(const Operand& a, int64_t i0, int64_t mc, int64_t k0, int64_t kc, fl
         const float* src = a.data + (k0 + k) * a.ld + i0 + s;
         for (int64_t r = 0; r < kMR; ++r) dst[k * kMR + r] = r < rows ? src[r] : 0.0f;
       }
+    } else if (rows == kMR) {  // six row streams, written contiguously
+      const float* src[kMR];
+      for (int64_t r = 0; r < kMR; ++r) src[r] = a.data + (i0 + s + r) * a.ld + k0;
+      for (int64_t k = 0; k < kc; ++k)
+        for (int64_t r = 0; r < kMR; ++r) dst[k * kMR + r] = src[r][k];
     } else {
       for (int64_t r = 0; r < kMR; ++r) {
         const float* src = a.data + (i0 + s + r) * a.ld + k0;
@@ -156,16 +161,13 @@ bool cpu_has_avx2_fma() {
 
 namespace {
 
-// Where the core finds packed B block (j0, k0): packed on demand into a per-thread buffer, or a
-// pointer into B packed once up front.
-using BlockSource = std::function<const float*(int64_t j0, int64_t nc, int64_t k0, int64_t kc)>;
+// Where the block loops find packed blocks: B block (j0, k0) and A block (i0, k0), either packed on
+// demand into a per-thread buffer or a pointer into an operand packed once for all panels.
+using BlockSource = std::function<const float*(int64_t outer0, int64_t outer_len, int64_t k0, int64_t kc)>;
 
 // The single-threaded block loops (GotoBLAS order: j0 blocks, k0 blocks, i0 blocks, micro-tiles).
-void run_blocks(bool trans_a, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const BlockSource& b_block,
-                float* c, int64_t ldc, bool accumulate) {
-  const Operand op_a{a, lda, trans_a};
-  thread_local AlignedFloats packed_a;
-  packed_a.reserve(static_cast<size_t>((kMC + kMR) * kKC));
+void run_blocks(int64_t m, int64_t n, int64_t k, const BlockSource& a_block, const BlockSource& b_block, float* c,
+                int64_t ldc, bool accumulate) {
   for (int64_t j0 = 0; j0 < n; j0 += kNC) {
     const int64_t nc = std::min(kNC, n - j0);
     for (int64_t k0 = 0; k0 < k; k0 += kKC) {
@@ -174,12 +176,12 @@ void run_blocks(bool trans_a, int64_t m, int64_t n, int64_t k, const float* a, i
       const float* packed_b = b_block(j0, nc, k0, kc);
       for (int64_t i0 = 0; i0 < m; i0 += kMC) {
         const int64_t mc = std::min(kMC, m - i0);
-        pack_a(op_a, i0, mc, k0, kc, packed_a.data());
+        const float* packed_a = a_block(i0, mc, k0, kc);
         for (int64_t jr = 0; jr < nc; jr += kNR) {
           const float* bs = packed_b + (jr / kNR) * kNR * kc;
           const int64_t cols = std::min(kNR, nc - jr);
           for (int64_t ir = 0; ir < mc; ir += kMR) {
-            const float* as = packed_a.data() + (ir / kMR) * kMR * kc;
+            const float* as = packed_a + (ir / kMR) * kMR * kc;
             const int64_t rows = std::min(kMR, mc - ir);
             float* tile = c + (i0 + ir) * ldc + j0 + jr;
             if (rows == kMR && cols == kNR) micro_kernel(kc, as, bs, tile, ldc, add);
@@ -191,7 +193,39 @@ void run_blocks(bool trans_a, int64_t m, int64_t n, int64_t k, const float* a, i
   }
 }
 
-int64_t padded(int64_t n) { return (n + kNR - 1) / kNR * kNR; }
+// Every block of one operand packed once (in parallel) and shared read-only by the panels: the
+// operand all panels read whole (A when C is split by columns, B when split by rows).
+class PackedOperand {
+ public:
+  // pack(outer0, outer_len, k0, kc, dst) writes one block; blocks are outer_step x kKC, padded to
+  // a multiple of `unit` along the outer dimension.
+  // `storage` is reused from call to call (a fresh large allocation would be fresh pages to fault in).
+  template <typename Pack>
+  PackedOperand(AlignedFloats& storage, int64_t outer, int64_t outer_step, int64_t unit, int64_t k, const Pack& pack)
+      : data_(storage), outer_step_(outer_step), k_blocks_((k + kKC - 1) / kKC) {
+    std::vector<std::array<int64_t, 4>> blocks;
+    int64_t total = 0;
+    for (int64_t o0 = 0; o0 < outer; o0 += outer_step)
+      for (int64_t k0 = 0; k0 < k; k0 += kKC) {
+        const int64_t len = std::min(outer_step, outer - o0), kc = std::min(kKC, k - k0);
+        blocks.push_back({o0, len, k0, kc});
+        offsets_.push_back(total);
+        total += (len + unit - 1) / unit * unit * kc;
+      }
+    data_.reserve(static_cast<size_t>(total));
+    parallel_for(0, static_cast<int64_t>(blocks.size()), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) pack(blocks[b][0], blocks[b][1], blocks[b][2], blocks[b][3], data_.data() + offsets_[b]);
+    });
+  }
+  const float* block(int64_t outer0, int64_t k0) const {
+    return data_.data() + offsets_[outer0 / outer_step_ * k_blocks_ + k0 / kKC];
+  }
+
+ private:
+  AlignedFloats& data_;
+  std::vector<int64_t> offsets_;
+  int64_t outer_step_, k_blocks_;
+};
 
 }  // namespace
 
@@ -203,48 +237,48 @@ void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* 
       for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
     return;
   }
+  const Operand op_a{a, lda, trans_a};
   const GemmPanels panels = gemm_panels(m, n, k);
   if (panels.split_columns) {
-    // Each panel packs its own columns of B: no B element is packed twice.
+    // Each panel packs its own columns of B (no B element is packed twice) and reads the shared A.
+    thread_local AlignedFloats shared_a;
+    const PackedOperand packed_a(shared_a, m, kMC, kMR, k, [&](int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+      pack_a(op_a, i0, mc, k0, kc, dst);
+    });
     parallel_for(0, panels.count, 1, [&](int64_t begin, int64_t end) {
       thread_local AlignedFloats buffer;
       buffer.reserve(static_cast<size_t>((kNC + kNR) * kKC));
       for (int64_t p = begin; p < end; ++p) {
         const int64_t start = p * panels.width, len = std::min(n, start + panels.width) - start;
-        run_blocks(trans_a, m, len, k, a, lda,
-                   [&](int64_t j0, int64_t nc, int64_t k0, int64_t kc) {
-                     pack_b(k0, kc, start + j0, nc, buffer.data());
-                     return static_cast<const float*>(buffer.data());
-                   },
-                   c + start, ldc, accumulate);
+        run_blocks(
+            m, len, k, [&](int64_t i0, int64_t, int64_t k0, int64_t) { return packed_a.block(i0, k0); },
+            [&](int64_t j0, int64_t nc, int64_t k0, int64_t kc) {
+              pack_b(k0, kc, start + j0, nc, buffer.data());
+              return static_cast<const float*>(buffer.data());
+            },
+            c + start, ldc, accumulate);
       }
     });
     return;
   }
-  // Row panels all read the whole of B: pack it once (in parallel, block by block), then share it.
-  std::vector<int64_t> offsets;
-  std::vector<std::array<int64_t, 4>> blocks;  // j0, nc, k0, kc
-  int64_t total = 0;
-  for (int64_t j0 = 0; j0 < n; j0 += kNC)
-    for (int64_t k0 = 0; k0 < k; k0 += kKC) {
-      const int64_t nc = std::min(kNC, n - j0), kc = std::min(kKC, k - k0);
-      blocks.push_back({j0, nc, k0, kc});
-      offsets.push_back(total);
-      total += padded(nc) * kc;
-    }
-  AlignedFloats packed(static_cast<size_t>(total));
-  parallel_for(0, static_cast<int64_t>(blocks.size()), 1, [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; ++b) pack_b(blocks[b][2], blocks[b][3], blocks[b][0], blocks[b][1], packed.data() + offsets[b]);
+  // Row panels all read the whole of B: pack it once and share it; each packs its own rows of A.
+  thread_local AlignedFloats shared_b;
+  const PackedOperand packed_b(shared_b, n, kNC, kNR, k, [&](int64_t j0, int64_t nc, int64_t k0, int64_t kc, float* dst) {
+    pack_b(k0, kc, j0, nc, dst);
   });
-  const int64_t k_blocks = (k + kKC - 1) / kKC;
   parallel_for(0, panels.count, 1, [&](int64_t begin, int64_t end) {
+    thread_local AlignedFloats buffer;
+    buffer.reserve(static_cast<size_t>((kMC + kMR) * kKC));
     for (int64_t p = begin; p < end; ++p) {
       const int64_t start = p * panels.width, len = std::min(m, start + panels.width) - start;
-      run_blocks(trans_a, len, n, k, trans_a ? a + start : a + start * lda, lda,
-                 [&](int64_t j0, int64_t, int64_t k0, int64_t) {
-                   return static_cast<const float*>(packed.data() + offsets[j0 / kNC * k_blocks + k0 / kKC]);
-                 },
-                 c + start * ldc, ldc, accumulate);
+      run_blocks(
+          len, n, k,
+          [&](int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
+            pack_a(op_a, start + i0, mc, k0, kc, buffer.data());
+            return static_cast<const float*>(buffer.data());
+          },
+          [&](int64_t j0, int64_t, int64_t k0, int64_t) { return packed_b.block(j0, k0); }, c + start * ldc, ldc,
+          accumulate);
     }
   });
 }
