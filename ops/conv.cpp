@@ -139,17 +139,20 @@ void pack_im2col(const ConvGeometry& g, const float* x, int64_t image_stride, in
         const Run& run = runs[r];
         float* o = d + run.start;
         const int64_t iy = run.y + ki * g.dilation.h, ix = run.x + kj * g.dilation.w;
+        // Runs are at most 16 long: plain loops beat memcpy/memset calls here.
         if (iy < 0 || iy >= g.in_h) {
-          std::fill(o, o + run.len, 0.0f);
+          for (int64_t t = 0; t < run.len; ++t) o[t] = 0.0f;
           continue;
         }
         const float* src = run.image + c * g.in_plane() + iy * g.in_w;
-        if (g.stride.w == 1) {
+        if (g.stride.w == 1 && run.len == kPackedNR && ix >= 0 && ix + kPackedNR <= g.in_w) {
+          for (int64_t t = 0; t < kPackedNR; ++t) o[t] = src[ix + t];  // the common case, vectorised
+        } else if (g.stride.w == 1) {
           const int64_t lo = std::min(std::max<int64_t>(-ix, 0), run.len);
           const int64_t hi = std::max(std::min(g.in_w - ix, run.len), lo);
-          std::fill(o, o + lo, 0.0f);
-          std::memcpy(o + lo, src + ix + lo, sizeof(float) * (hi - lo));
-          std::fill(o + hi, o + run.len, 0.0f);
+          for (int64_t t = 0; t < lo; ++t) o[t] = 0.0f;
+          for (int64_t t = lo; t < hi; ++t) o[t] = src[ix + t];
+          for (int64_t t = hi; t < run.len; ++t) o[t] = 0.0f;
         } else {
           for (int64_t t = 0; t < run.len; ++t) {
             const int64_t at = ix + t * g.stride.w;
@@ -157,7 +160,7 @@ void pack_im2col(const ConvGeometry& g, const float* x, int64_t image_stride, in
           }
         }
       }
-      std::fill(d + cols, d + kPackedNR, 0.0f);
+      for (int64_t t = cols; t < kPackedNR; ++t) d[t] = 0.0f;
       if (++kj == g.kernel_w) {
         kj = 0;
         if (++ki == g.kernel_h) ki = 0, ++c;
@@ -356,6 +359,20 @@ void conv_backward_weight(const ConvGeometry& g, const T* dout, const T* x, T* d
     }
 }
 
+// dbias[c] = sum over images and pixels of dout[n, c, :], one channel per task (no transposed copy).
+template <typename T>
+void channel_sum(const T* dout, int64_t batch, int64_t channels, int64_t plane, T* dbias) {
+  parallel_for(0, channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(batch * plane, 1)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t c = begin; c < end; ++c) {
+                   double total = 0;
+                   for (int64_t n = 0; n < batch; ++n)
+                     for (const T *p = dout + (n * channels + c) * plane, *e = p + plane; p < e; ++p) total += *p;
+                   dbias[c] = static_cast<T>(total);
+                 }
+               });
+}
+
 // y[n, c, :] += bias[c]
 template <typename T>
 void add_channel_bias(T* y, int64_t batch, int64_t channels, int64_t plane, const T* bias) {
@@ -406,9 +423,14 @@ Tensor record_conv(const char* op, const Tensor& out, const Tensor& x, const Ten
       [xc, wc, g, transposed, need_x = x.requires_grad(), need_w = weight.requires_grad(),
        need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
         const Tensor d = contiguous(dout);
-        Tensor dx, dw;
+        Tensor dx, dw, db;
         dispatch_floating(d.dtype(), "conv backward", [&](auto tag) {
           using T = decltype(tag);
+          if (need_b) {
+            const int64_t channels = transposed ? g.in_channels : g.out_channels;
+            db = empty({channels}, d.dtype());
+            cpu::channel_sum<T>(d.data<T>(), d.size(0), channels, d.size(2) * d.size(3), db.data<T>());
+          }
           if (need_x) {
             dx = empty(xc.sizes(), xc.dtype());
             if (transposed) cpu::conv_forward<T>(g, d.data<T>(), wc.data<T>(), nullptr, dx.data<T>());
@@ -420,7 +442,7 @@ Tensor record_conv(const char* op, const Tensor& out, const Tensor& x, const Ten
             else cpu::conv_backward_weight<T>(g, d.data<T>(), xc.data<T>(), dw.data<T>());
           }
         });
-        return std::vector<Tensor>{dx, dw, need_b ? sum(d, {0, 2, 3}) : Tensor()};
+        return std::vector<Tensor>{dx, dw, db};
       });
 }
 
