@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "ops/conv_geometry.h"
 #include "ops/gemm.h"
-#include "ops/reduce.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
@@ -21,26 +21,6 @@ namespace mrcnn::cpu {
 using ops::Size2;
 
 namespace {
-
-// Sizes of one direct convolution: input [batch, in_channels, in_h, in_w] ->
-// output [batch, out_channels, out_h, out_w], weight [out_channels, in_channels/groups, kernel_h, kernel_w].
-struct ConvGeometry {
-  int64_t batch = 0, in_channels = 0, in_h = 0, in_w = 0;
-  int64_t out_channels = 0, out_h = 0, out_w = 0;
-  int64_t kernel_h = 0, kernel_w = 0;
-  Size2 stride, padding, dilation;
-  int64_t groups = 1;
-
-  int64_t in_per_group() const { return in_channels / groups; }
-  int64_t out_per_group() const { return out_channels / groups; }
-  int64_t col_rows() const { return in_per_group() * kernel_h * kernel_w; }  // GEMM K
-  int64_t in_plane() const { return in_h * in_w; }
-  int64_t out_plane() const { return out_h * out_w; }
-  // 1x1, stride 1, no padding: the input plane already is the im2col matrix.
-  bool pointwise() const {
-    return kernel_h == 1 && kernel_w == 1 && stride == Size2(1) && padding == Size2(0);
-  }
-};
 
 // Output positions [lo, hi) along one axis whose input coordinate o * stride + start is inside [0, in).
 void valid_range(int64_t in, int64_t out, int64_t stride, int64_t start, int64_t& lo, int64_t& hi) {
@@ -274,6 +254,7 @@ template <typename T>
 void conv_forward(const ConvGeometry& g, const T* x, const T* weight, const T* bias, T* out) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   if constexpr (std::is_same_v<T, float>) {
+    if (use_implicit_gemm(g) && winograd_applies(g)) return conv_forward_winograd(g, x, weight, bias, out);
     if (use_implicit_gemm(g)) return conv_forward_implicit(g, x, weight, bias, out);
   }
   auto col = g.pointwise() ? nullptr : scratch<T>(rows * plane);

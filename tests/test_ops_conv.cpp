@@ -92,6 +92,10 @@ TEST_CASE("conv2d: float32 forward and backward agree with float64 on every geom
   std::vector<ConvCase> cases = kConvCases;
   cases.push_back({{2, 3, 50, 47}, {4, 3, 3, 3}, {1, 1, 1, 1}, true});
   cases.push_back({{2, 2, 93, 91}, {3, 2, 3, 3}, {2, 1, 1, 1}, false});
+  // Winograd F(2x2, 3x3): >= 128 channels and >= 1024 output tiles, odd output sizes, padding 0/1/2.
+  cases.push_back({{2, 128, 48, 47}, {128, 128, 3, 3}, {1, 0, 1, 1}, true});
+  cases.push_back({{2, 128, 45, 47}, {128, 128, 3, 3}, {1, 1, 1, 1}, false});
+  cases.push_back({{1, 128, 63, 61}, {136, 128, 3, 3}, {1, 2, 1, 1}, true});
   uint64_t seed = 150;
   for (const ConvCase& c : cases) {
     CAPTURE(shape_str(c.x));

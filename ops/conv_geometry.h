@@ -1,0 +1,36 @@
+// The sizes of one direct 2-D convolution, shared by the CPU convolution kernels (ops/conv.cpp and
+// ops/conv_winograd.cpp). Internal to ops/: the public API is ops/conv.h.
+#pragma once
+#include <cstdint>
+
+#include "ops/spatial.h"
+
+namespace mrcnn::cpu {
+
+// Input [batch, in_channels, in_h, in_w] -> output [batch, out_channels, out_h, out_w],
+// weight [out_channels, in_channels/groups, kernel_h, kernel_w].
+struct ConvGeometry {
+  int64_t batch = 0, in_channels = 0, in_h = 0, in_w = 0;
+  int64_t out_channels = 0, out_h = 0, out_w = 0;
+  int64_t kernel_h = 0, kernel_w = 0;
+  ops::Size2 stride, padding, dilation;
+  int64_t groups = 1;
+
+  int64_t in_per_group() const { return in_channels / groups; }
+  int64_t out_per_group() const { return out_channels / groups; }
+  int64_t col_rows() const { return in_per_group() * kernel_h * kernel_w; }  // GEMM K
+  int64_t in_plane() const { return in_h * in_w; }
+  int64_t out_plane() const { return out_h * out_w; }
+  // 1x1, stride 1, no padding: the input plane already is the im2col matrix.
+  bool pointwise() const {
+    return kernel_h == 1 && kernel_w == 1 && stride == ops::Size2(1) && padding == ops::Size2(0);
+  }
+};
+
+// Winograd F(2x2, 3x3) (ops/conv_winograd.cpp): 3x3, stride 1, dilation 1, one group, padding <= 2,
+// and enough channels and output tiles for the transforms to pay off.
+bool winograd_applies(const ConvGeometry& g);
+// out = conv(x, weight) + bias (bias may be null), float32, via the packed GEMM.
+void conv_forward_winograd(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out);
+
+}  // namespace mrcnn::cpu
