@@ -92,10 +92,10 @@ TEST_CASE("conv2d: float32 forward and backward agree with float64 on every geom
   std::vector<ConvCase> cases = kConvCases;
   cases.push_back({{2, 3, 50, 47}, {4, 3, 3, 3}, {1, 1, 1, 1}, true});
   cases.push_back({{2, 2, 93, 91}, {3, 2, 3, 3}, {2, 1, 1, 1}, false});
-  // Winograd F(2x2, 3x3): >= 128 channels and >= 1024 output tiles, odd output sizes, padding 0/1/2.
-  cases.push_back({{2, 128, 48, 47}, {128, 128, 3, 3}, {1, 0, 1, 1}, true});
-  cases.push_back({{2, 128, 45, 47}, {128, 128, 3, 3}, {1, 1, 1, 1}, false});
-  cases.push_back({{1, 128, 63, 61}, {136, 128, 3, 3}, {1, 2, 1, 1}, true});
+  // Winograd F(2x2, 3x3): >= 256 channels and >= 1024 output tiles, odd output sizes, padding 0/1/2.
+  cases.push_back({{2, 256, 46, 47}, {256, 256, 3, 3}, {1, 0, 1, 1}, true});
+  cases.push_back({{1, 256, 63, 61}, {264, 256, 3, 3}, {1, 2, 1, 1}, false});
+  cases.push_back({{4, 256, 31, 33}, {256, 256, 3, 3}, {1, 1, 1, 1}, false});
   uint64_t seed = 150;
   for (const ConvCase& c : cases) {
     CAPTURE(shape_str(c.x));
@@ -108,9 +108,14 @@ TEST_CASE("conv2d: float32 forward and backward agree with float64 on every geom
     const Tensor r = leaf(y.sizes(), ++seed).detach();
     autograd::backward(ops::sum(ops::mul(y, r)));
     autograd::backward(ops::sum(ops::mul(y32, ops::to(r, kFloat32))));
-    // Each value is a sum of at most a few thousand O(1) float32 products.
-    CHECK(test::max_abs_diff(ops::to(y32, kFloat64), y) < 1e-4);
-    CHECK(test::max_abs_diff(ops::to(x32.grad(), kFloat64), x.grad()) < 1e-4);
+    // float32 rounding of a K-term sum grows with the sum's magnitude, so the bound scales with the
+    // largest reference value: 1e-6 of it (measured: <= 4.5e-7 for the direct path and <= 7.2e-7 for
+    // Winograd on the 256-channel cases, whose outputs reach ~250), plus 1e-5 for tiny outputs.
+    const auto bound = [](const Tensor& reference) {
+      return 1e-6 * (reference.numel() ? ops::max(ops::abs(reference)).item<double>() : 0.0) + 1e-5;
+    };
+    CHECK(test::max_abs_diff(ops::to(y32, kFloat64), y) <= bound(y));
+    CHECK(test::max_abs_diff(ops::to(x32.grad(), kFloat64), x.grad()) <= bound(x.grad()));
     CHECK(test::max_abs_diff(ops::to(w32.grad(), kFloat64), w.grad()) < 1e-3 * std::max<int64_t>(1, c.x[0]));
     if (c.bias) CHECK(test::max_abs_diff(ops::to(b32.grad(), kFloat64), b.grad()) < 1e-3);
   }
