@@ -134,10 +134,17 @@ void pack_im2col(const ConvGeometry& g, const float* x, int64_t image_stride, in
           for (int64_t t = lo; t < hi; ++t) o[t] = src[ix + t];
           for (int64_t t = hi; t < run.len; ++t) o[t] = 0.0f;
         } else {
-          for (int64_t t = 0; t < run.len; ++t) {
-            const int64_t at = ix + t * g.stride.w;
-            o[t] = at >= 0 && at < g.in_w ? src[at] : 0.0f;
+          // Valid t: 0 <= ix + t * stride < in_w; the strided copy between needs no checks.
+          const int64_t sw = g.stride.w;
+          const int64_t lo = std::min(ix >= 0 ? 0 : (-ix + sw - 1) / sw, run.len);
+          const int64_t hi = std::max(std::min(g.in_w - 1 - ix < 0 ? 0 : (g.in_w - 1 - ix) / sw + 1, run.len), lo);
+          for (int64_t t = 0; t < lo; ++t) o[t] = 0.0f;
+          if (sw == 2 && lo == 0 && hi == kPackedNR) {
+            for (int64_t t = 0; t < kPackedNR; ++t) o[t] = src[ix + 2 * t];  // ResNet's stride 2, constant trip
+          } else {
+            for (int64_t t = lo; t < hi; ++t) o[t] = src[ix + t * sw];
           }
+          for (int64_t t = hi; t < run.len; ++t) o[t] = 0.0f;
         }
       }
       for (int64_t t = cols; t < kPackedNR; ++t) d[t] = 0.0f;
