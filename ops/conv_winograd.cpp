@@ -81,11 +81,16 @@ void conv_forward_winograd(const ConvGeometry& g, const float* x, const float* w
           const int64_t y0 = 2 * ty - g.padding.h, x0 = 2 * tx - g.padding.w;
           const float* plane = x + (n * channels + c) * g.in_plane();
           float d[4][4];
-          for (int i = 0; i < 4; ++i)
-            for (int j = 0; j < 4; ++j) {
-              const int64_t iy = y0 + i, ix = x0 + j;
-              d[i][j] = iy >= 0 && iy < g.in_h && ix >= 0 && ix < g.in_w ? plane[iy * g.in_w + ix] : 0.0f;
-            }
+          if (y0 >= 0 && y0 + 4 <= g.in_h && x0 >= 0 && x0 + 4 <= g.in_w) {  // interior tile: no bounds checks
+            for (int i = 0; i < 4; ++i)
+              for (int j = 0; j < 4; ++j) d[i][j] = plane[(y0 + i) * g.in_w + x0 + j];
+          } else {
+            for (int i = 0; i < 4; ++i)
+              for (int j = 0; j < 4; ++j) {
+                const int64_t iy = y0 + i, ix = x0 + j;
+                d[i][j] = iy >= 0 && iy < g.in_h && ix >= 0 && ix < g.in_w ? plane[iy * g.in_w + ix] : 0.0f;
+              }
+          }
           float r[4][4];  // B^T d
           for (int j = 0; j < 4; ++j) {
             r[0][j] = d[0][j] - d[2][j];
