@@ -108,9 +108,12 @@ void conv_forward_winograd(const ConvGeometry& g, const float* x, const float* w
           }
         }
     });
-    for (int64_t xi = 0; xi < 16; ++xi)
-      sgemm_packed(false, false, outs, tc, channels, u + xi * outs * channels, channels, v + xi * channels * tc, tc,
-                   m + xi * outs * tc, tc, false);
+    // The 16 products are independent: one thread each, no barrier per product.
+    parallel_for(0, 16, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t xi = begin; xi < end; ++xi)
+        sgemm_packed_serial(outs, tc, channels, u + xi * outs * channels, channels, v + xi * channels * tc, tc,
+                            m + xi * outs * tc, tc);
+    });
     // y = A^T M A (+ bias), written where the 2x2 tile lies inside the output.
     parallel_for(0, outs, std::max<int64_t>(1, kParallelGrain / (16 * tc)), [&](int64_t begin, int64_t end) {
       for (int64_t o = begin; o < end; ++o)

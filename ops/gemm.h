@@ -33,6 +33,10 @@ void sgemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, c
                   const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate);
 void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const PackB& pack_b,
                     float* c, int64_t ldc, bool accumulate);
+// C = A @ B (row-major, no transposes) on the calling thread only: for callers that already run
+// independent products in parallel (Winograd's 16).
+void sgemm_packed_serial(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+                         float* c, int64_t ldc);
 
 // How a product is split for threads, from its shape alone: small products run whole; large ones
 // are cut along the longer side of C into up to 8 panels of at least 64 rows/columns.

@@ -283,6 +283,30 @@ void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* 
   });
 }
 
+void sgemm_packed_serial(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
+                         float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+    return;
+  }
+  const Operand op_a{a, lda, false}, op_b{b, ldb, false};
+  thread_local AlignedFloats a_buffer, b_buffer;
+  a_buffer.reserve(static_cast<size_t>((kMC + kMR) * kKC));
+  b_buffer.reserve(static_cast<size_t>((kNC + kNR) * kKC));
+  run_blocks(
+      m, n, k,
+      [&](int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
+        pack_a(op_a, i0, mc, k0, kc, a_buffer.data());
+        return static_cast<const float*>(a_buffer.data());
+      },
+      [&](int64_t j0, int64_t nc, int64_t k0, int64_t kc) {
+        pack_b(op_b, k0, kc, j0, nc, b_buffer.data());
+        return static_cast<const float*>(b_buffer.data());
+      },
+      c, ldc, false);
+}
+
 void sgemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                   const float* b, int64_t ldb, float* c, int64_t ldc, bool accumulate) {
   const Operand op_b{b, ldb, trans_b};
