@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "ops/channel_kernels.h"
 #include "ops/conv_geometry.h"
 #include "ops/gemm.h"
 #include "ops/view.h"
@@ -125,27 +126,19 @@ void pack_im2col(const ConvGeometry& g, const float* x, int64_t image_stride, in
           continue;
         }
         const float* src = run.image + c * g.in_plane() + iy * g.in_w;
-        if (g.stride.w == 1 && run.len == kPackedNR && ix >= 0 && ix + kPackedNR <= g.in_w) {
+        // Valid t: 0 <= ix + t * stride < in_w; the copy between needs no checks.
+        const int64_t sw = g.stride.w;
+        int64_t lo, hi;
+        valid_range(g.in_w, run.len, sw, ix, lo, hi);
+        for (int64_t t = 0; t < lo; ++t) o[t] = 0.0f;
+        if (lo == 0 && hi == kPackedNR && sw == 1) {
           for (int64_t t = 0; t < kPackedNR; ++t) o[t] = src[ix + t];  // the common case, vectorised
-        } else if (g.stride.w == 1) {
-          const int64_t lo = std::min(std::max<int64_t>(-ix, 0), run.len);
-          const int64_t hi = std::max(std::min(g.in_w - ix, run.len), lo);
-          for (int64_t t = 0; t < lo; ++t) o[t] = 0.0f;
-          for (int64_t t = lo; t < hi; ++t) o[t] = src[ix + t];
-          for (int64_t t = hi; t < run.len; ++t) o[t] = 0.0f;
+        } else if (lo == 0 && hi == kPackedNR && sw == 2) {
+          for (int64_t t = 0; t < kPackedNR; ++t) o[t] = src[ix + 2 * t];  // ResNet's stride 2, constant trip
         } else {
-          // Valid t: 0 <= ix + t * stride < in_w; the strided copy between needs no checks.
-          const int64_t sw = g.stride.w;
-          const int64_t lo = std::min(ix >= 0 ? 0 : (-ix + sw - 1) / sw, run.len);
-          const int64_t hi = std::max(std::min(g.in_w - 1 - ix < 0 ? 0 : (g.in_w - 1 - ix) / sw + 1, run.len), lo);
-          for (int64_t t = 0; t < lo; ++t) o[t] = 0.0f;
-          if (sw == 2 && lo == 0 && hi == kPackedNR) {
-            for (int64_t t = 0; t < kPackedNR; ++t) o[t] = src[ix + 2 * t];  // ResNet's stride 2, constant trip
-          } else {
-            for (int64_t t = lo; t < hi; ++t) o[t] = src[ix + t * sw];
-          }
-          for (int64_t t = hi; t < run.len; ++t) o[t] = 0.0f;
+          for (int64_t t = lo; t < hi; ++t) o[t] = src[ix + t * sw];
         }
+        for (int64_t t = hi; t < run.len; ++t) o[t] = 0.0f;
       }
       for (int64_t t = cols; t < kPackedNR; ++t) d[t] = 0.0f;
       if (++kj == g.kernel_w) {
@@ -180,8 +173,8 @@ void pack_im2col_transposed(const ConvGeometry& g, const float* x, int64_t image
           const float* src = x + image * image_stride + c * g.in_plane() + iy * g.in_w;
           // Valid r: 0 <= first + r * stride < in_w.
           const int64_t first = ox * g.stride.w + kj * g.dilation.w - g.padding.w;
-          const int64_t lo = std::min(first >= 0 ? 0 : (-first + g.stride.w - 1) / g.stride.w, run);
-          const int64_t hi = std::max(std::min(g.in_w - 1 - first < 0 ? 0 : (g.in_w - 1 - first) / g.stride.w + 1, run), lo);
+          int64_t lo, hi;
+          valid_range(g.in_w, run, g.stride.w, first, lo, hi);
           for (int64_t r = 0; r < lo; ++r) d[r * kPackedNR] = 0.0f;
           for (int64_t r = lo; r < hi; ++r) d[r * kPackedNR] = src[first + r * g.stride.w];
           for (int64_t r = hi; r < run; ++r) d[r * kPackedNR] = 0.0f;
@@ -197,10 +190,15 @@ void pack_im2col_transposed(const ConvGeometry& g, const float* x, int64_t image
 // per-image GEMM is too narrow to amortise packing the weights.
 constexpr int64_t kMergePlane = 2048;
 
+// Images per GEMM: the whole batch for small maps, else one.
+int64_t images_per_gemm(const ConvGeometry& g) {
+  return g.out_plane() <= kMergePlane ? std::max<int64_t>(g.batch, 1) : 1;
+}
+
 // Forward of a non-pointwise float convolution through the packed kernel and implicit im2col.
 void conv_forward_implicit(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
-  const int64_t merged = plane <= kMergePlane ? std::max<int64_t>(g.batch, 1) : 1;  // images per GEMM
+  const int64_t merged = images_per_gemm(g);
   const int64_t image_stride = g.in_channels * g.in_plane();
   std::vector<float> staging(merged > 1 ? static_cast<size_t>(og * merged * plane) : 0);
   for (int64_t n0 = 0; n0 < g.batch; n0 += merged)
@@ -227,7 +225,7 @@ void conv_forward_implicit(const ConvGeometry& g, const float* x, const float* w
 void conv_backward_weight_implicit(const ConvGeometry& g, const float* dout, const float* x, float* dweight) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   if (g.batch == 0) std::fill(dweight, dweight + g.out_channels * rows, 0.0f);
-  const int64_t merged = plane <= kMergePlane ? std::max<int64_t>(g.batch, 1) : 1;
+  const int64_t merged = images_per_gemm(g);
   const int64_t image_stride = g.in_channels * g.in_plane();
   std::vector<float> staging(merged > 1 ? static_cast<size_t>(og * merged * plane) : 0);
   for (int64_t n0 = 0; n0 < g.batch; n0 += merged)
@@ -347,20 +345,6 @@ void conv_backward_weight(const ConvGeometry& g, const T* dout, const T* x, T* d
     }
 }
 
-// dbias[c] = sum over images and pixels of dout[n, c, :], one channel per task (no transposed copy).
-template <typename T>
-void channel_sum(const T* dout, int64_t batch, int64_t channels, int64_t plane, T* dbias) {
-  parallel_for(0, channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(batch * plane, 1)),
-               [&](int64_t begin, int64_t end) {
-                 for (int64_t c = begin; c < end; ++c) {
-                   double total = 0;
-                   for (int64_t n = 0; n < batch; ++n)
-                     for (const T *p = dout + (n * channels + c) * plane, *e = p + plane; p < e; ++p) total += *p;
-                   dbias[c] = static_cast<T>(total);
-                 }
-               });
-}
-
 // y[n, c, :] += bias[c]
 template <typename T>
 void add_channel_bias(T* y, int64_t batch, int64_t channels, int64_t plane, const T* bias) {
@@ -417,7 +401,9 @@ Tensor record_conv(const char* op, const Tensor& out, const Tensor& x, const Ten
           if (need_b) {
             const int64_t channels = transposed ? g.in_channels : g.out_channels;
             db = empty({channels}, d.dtype());
-            cpu::channel_sum<T>(d.data<T>(), d.size(0), channels, d.size(2) * d.size(3), db.data<T>());
+            // Summed per channel in place: a reduction over dims (0, 2, 3) would copy dout transposed.
+            const cpu::ChannelLayout layout{d.size(0), channels, d.size(2) * d.size(3)};
+            cpu::channel_sums<T>(layout, d.data<T>(), nullptr, nullptr, db.data<T>());
           }
           if (need_x) {
             dx = empty(xc.sizes(), xc.dtype());

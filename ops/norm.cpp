@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "ops/channel_kernels.h"
 #include "ops/elementwise.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
@@ -15,15 +16,6 @@
 namespace mrcnn::cpu {
 
 namespace {
-
-struct ChannelLayout {
-  int64_t batch = 0, channels = 0, inner = 0;
-  int64_t count() const { return batch * inner; }  // elements per channel
-};
-
-int64_t channel_grain(const ChannelLayout& l) {
-  return std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(l.count(), 1));
-}
 
 // Per channel: mean and biased variance, two passes (mean first, then squared deviations).
 template <typename T>
@@ -57,25 +49,6 @@ void channel_affine_forward(const ChannelLayout& l, const T* x, const T* scale, 
                    for (int64_t i = 0; i < l.inner; ++i) dst[i] = src[i] * a + b;
                  }
                });
-}
-
-// Per channel: dot[c] = sum dy * x (x null: skipped), total[c] = sum dy.
-template <typename T>
-void channel_sums(const ChannelLayout& l, const T* dy, const T* x, T* dot, T* total) {
-  parallel_for(0, l.channels, channel_grain(l), [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      double d = 0, t = 0;
-      for (int64_t n = 0; n < l.batch; ++n) {
-        const int64_t offset = (n * l.channels + c) * l.inner;
-        for (int64_t i = 0; i < l.inner; ++i) {
-          t += dy[offset + i];
-          if (x) d += static_cast<double>(dy[offset + i]) * x[offset + i];
-        }
-      }
-      if (dot) dot[c] = static_cast<T>(d);
-      if (total) total[c] = static_cast<T>(t);
-    }
-  });
 }
 
 // Training-mode batch norm backward, per channel (PyTorch's formula):

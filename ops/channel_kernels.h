@@ -1,0 +1,41 @@
+// Per-channel CPU kernels over a contiguous [batch, channels, inner] tensor, shared by the norm
+// layers (ops/norm.cpp) and the convolutions' bias gradient (ops/conv.cpp). Internal to ops/.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+
+#include "tensor/parallel.h"
+
+namespace mrcnn::cpu {
+
+struct ChannelLayout {
+  int64_t batch = 0, channels = 0, inner = 0;
+  int64_t count() const { return batch * inner; }  // elements per channel
+};
+
+// One task per channel block, sized so a block holds about kParallelGrain elements.
+inline int64_t channel_grain(const ChannelLayout& l) {
+  return std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(l.count(), 1));
+}
+
+// Per channel: dot[c] = sum dy * x (x null: skipped), total[c] = sum dy; either output may be null.
+// Double accumulation in a fixed order per channel: the same bits for any thread count.
+template <typename T>
+void channel_sums(const ChannelLayout& l, const T* dy, const T* x, T* dot, T* total) {
+  parallel_for(0, l.channels, channel_grain(l), [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      double d = 0, t = 0;
+      for (int64_t n = 0; n < l.batch; ++n) {
+        const int64_t offset = (n * l.channels + c) * l.inner;
+        for (int64_t i = 0; i < l.inner; ++i) {
+          t += dy[offset + i];
+          if (x) d += static_cast<double>(dy[offset + i]) * x[offset + i];
+        }
+      }
+      if (dot) dot[c] = static_cast<T>(d);
+      if (total) total[c] = static_cast<T>(t);
+    }
+  });
+}
+
+}  // namespace mrcnn::cpu
