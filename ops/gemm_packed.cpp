@@ -31,7 +31,6 @@ constexpr int64_t kNC = 3072;  // columns of B per packed block: 3 MB, stays in 
 class AlignedFloats {
  public:
   AlignedFloats() = default;
-  explicit AlignedFloats(size_t n) { reserve(n); }
   AlignedFloats(const AlignedFloats&) = delete;
   AlignedFloats& operator=(const AlignedFloats&) = delete;
   ~AlignedFloats() { std::free(data_); }
@@ -227,16 +226,37 @@ class PackedOperand {
   int64_t outer_step_, k_blocks_;
 };
 
+// Block sources that pack on demand into `buffer` (one block at a time): A rows from row0 on,
+// B columns from col0 on.
+BlockSource packing_a(const Operand& a, int64_t row0, AlignedFloats& buffer) {
+  buffer.reserve(static_cast<size_t>((kMC + kMR) * kKC));
+  return [&a, row0, &buffer](int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
+    pack_a(a, row0 + i0, mc, k0, kc, buffer.data());
+    return static_cast<const float*>(buffer.data());
+  };
+}
+
+BlockSource packing_b(const PackB& pack_b, int64_t col0, AlignedFloats& buffer) {
+  buffer.reserve(static_cast<size_t>((kNC + kNR) * kKC));
+  return [&pack_b, col0, &buffer](int64_t j0, int64_t nc, int64_t k0, int64_t kc) {
+    pack_b(k0, kc, col0 + j0, nc, buffer.data());
+    return static_cast<const float*>(buffer.data());
+  };
+}
+
+// Empty products: nothing to do, or (k = 0) C = 0 unless accumulating. True when handled.
+bool empty_product(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, bool accumulate) {
+  if (m > 0 && n > 0 && k > 0) return false;
+  if (m > 0 && n > 0 && !accumulate)
+    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+  return true;
+}
+
 }  // namespace
 
 void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const PackB& pack_b,
                     float* c, int64_t ldc, bool accumulate) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
-    return;
-  }
+  if (empty_product(m, n, k, c, ldc, accumulate)) return;
   const Operand op_a{a, lda, trans_a};
   const GemmPanels panels = gemm_panels(m, n, k);
   if (panels.split_columns) {
@@ -247,16 +267,11 @@ void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* 
     });
     parallel_for(0, panels.count, 1, [&](int64_t begin, int64_t end) {
       thread_local AlignedFloats buffer;
-      buffer.reserve(static_cast<size_t>((kNC + kNR) * kKC));
       for (int64_t p = begin; p < end; ++p) {
         const int64_t start = p * panels.width, len = std::min(n, start + panels.width) - start;
         run_blocks(
             m, len, k, [&](int64_t i0, int64_t, int64_t k0, int64_t) { return packed_a.block(i0, k0); },
-            [&](int64_t j0, int64_t nc, int64_t k0, int64_t kc) {
-              pack_b(k0, kc, start + j0, nc, buffer.data());
-              return static_cast<const float*>(buffer.data());
-            },
-            c + start, ldc, accumulate);
+            packing_b(pack_b, start, buffer), c + start, ldc, accumulate);
       }
     });
     return;
@@ -268,15 +283,10 @@ void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* 
   });
   parallel_for(0, panels.count, 1, [&](int64_t begin, int64_t end) {
     thread_local AlignedFloats buffer;
-    buffer.reserve(static_cast<size_t>((kMC + kMR) * kKC));
     for (int64_t p = begin; p < end; ++p) {
       const int64_t start = p * panels.width, len = std::min(m, start + panels.width) - start;
       run_blocks(
-          len, n, k,
-          [&](int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
-            pack_a(op_a, start + i0, mc, k0, kc, buffer.data());
-            return static_cast<const float*>(buffer.data());
-          },
+          len, n, k, packing_a(op_a, start, buffer),
           [&](int64_t j0, int64_t, int64_t k0, int64_t) { return packed_b.block(j0, k0); }, c + start * ldc, ldc,
           accumulate);
     }
@@ -285,26 +295,11 @@ void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* 
 
 void sgemm_packed_serial(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b, int64_t ldb,
                          float* c, int64_t ldc) {
-  if (m == 0 || n == 0) return;
-  if (k == 0) {
-    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
-    return;
-  }
+  if (empty_product(m, n, k, c, ldc, false)) return;
   const Operand op_a{a, lda, false}, op_b{b, ldb, false};
+  const PackB pack = [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) { pack_b(op_b, k0, kc, j0, nc, dst); };
   thread_local AlignedFloats a_buffer, b_buffer;
-  a_buffer.reserve(static_cast<size_t>((kMC + kMR) * kKC));
-  b_buffer.reserve(static_cast<size_t>((kNC + kNR) * kKC));
-  run_blocks(
-      m, n, k,
-      [&](int64_t i0, int64_t mc, int64_t k0, int64_t kc) {
-        pack_a(op_a, i0, mc, k0, kc, a_buffer.data());
-        return static_cast<const float*>(a_buffer.data());
-      },
-      [&](int64_t j0, int64_t nc, int64_t k0, int64_t kc) {
-        pack_b(op_b, k0, kc, j0, nc, b_buffer.data());
-        return static_cast<const float*>(b_buffer.data());
-      },
-      c, ldc, false);
+  run_blocks(m, n, k, packing_a(op_a, 0, a_buffer), packing_b(pack, 0, b_buffer), c, ldc, false);
 }
 
 void sgemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
