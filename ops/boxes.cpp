@@ -20,6 +20,14 @@ T area_of(const T* b) {
   return (b[2] - b[0]) * (b[3] - b[1]);
 }
 
+// Area of the overlap of two boxes, 0 when they do not overlap.
+template <typename T>
+T intersection_of(const T* p, const T* q) {
+  const T w = std::max(T(0), std::min(p[2], q[2]) - std::max(p[0], q[0]));
+  const T h = std::max(T(0), std::min(p[3], q[3]) - std::max(p[1], q[1]));
+  return w * h;
+}
+
 template <typename T>
 void box_iou(const T* a, int64_t n, const T* b, int64_t m, T* out) {
   parallel_for(0, n, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(8 * m, 1)), [&](int64_t begin, int64_t end) {
@@ -28,9 +36,7 @@ void box_iou(const T* a, int64_t n, const T* b, int64_t m, T* out) {
       const T area_p = area_of(p);
       for (int64_t j = 0; j < m; ++j) {
         const T* q = b + 4 * j;
-        const T w = std::max(T(0), std::min(p[2], q[2]) - std::max(p[0], q[0]));
-        const T h = std::max(T(0), std::min(p[3], q[3]) - std::max(p[1], q[1]));
-        const T inter = w * h;
+        const T inter = intersection_of(p, q);
         out[i * m + j] = inter / (area_p + area_of(q) - inter);
       }
     }
@@ -55,10 +61,7 @@ std::vector<int64_t> nms(const T* boxes, const T* scores, int64_t n, double iou_
     for (int64_t oj = oi + 1; oj < n; ++oj) {
       const int64_t j = order[oj];
       if (suppressed[j]) continue;
-      const T* q = boxes + 4 * j;
-      const T w = std::max(T(0), std::min(p[2], q[2]) - std::max(p[0], q[0]));
-      const T h = std::max(T(0), std::min(p[3], q[3]) - std::max(p[1], q[1]));
-      const T inter = w * h;
+      const T inter = intersection_of(p, boxes + 4 * j);
       if (inter / (areas[i] + areas[j] - inter) > iou_threshold) suppressed[j] = 1;
     }
   }
