@@ -126,18 +126,21 @@ void pack_im2col(const ConvGeometry& g, const float* x, int64_t image_stride, in
           continue;
         }
         const float* src = run.image + c * g.in_plane() + iy * g.in_w;
-        // Valid t: 0 <= ix + t * stride < in_w; the copy between needs no checks.
         const int64_t sw = g.stride.w;
+        if (run.len == kPackedNR && ix >= 0 && ix + (kPackedNR - 1) * sw < g.in_w) {
+          // The common case, wholly inside the row: a constant-trip copy the compiler vectorises
+          // (and no divisions, which valid_range's general bounds need).
+          if (sw == 1)
+            for (int64_t t = 0; t < kPackedNR; ++t) o[t] = src[ix + t];
+          else
+            for (int64_t t = 0; t < kPackedNR; ++t) o[t] = src[ix + t * sw];
+          continue;
+        }
+        // Valid t: 0 <= ix + t * stride < in_w; the copy between needs no checks.
         int64_t lo, hi;
         valid_range(g.in_w, run.len, sw, ix, lo, hi);
         for (int64_t t = 0; t < lo; ++t) o[t] = 0.0f;
-        if (lo == 0 && hi == kPackedNR && sw == 1) {
-          for (int64_t t = 0; t < kPackedNR; ++t) o[t] = src[ix + t];  // the common case, vectorised
-        } else if (lo == 0 && hi == kPackedNR && sw == 2) {
-          for (int64_t t = 0; t < kPackedNR; ++t) o[t] = src[ix + 2 * t];  // ResNet's stride 2, constant trip
-        } else {
-          for (int64_t t = lo; t < hi; ++t) o[t] = src[ix + t * sw];
-        }
+        for (int64_t t = lo; t < hi; ++t) o[t] = src[ix + t * sw];
         for (int64_t t = hi; t < run.len; ++t) o[t] = 0.0f;
       }
       for (int64_t t = cols; t < kPackedNR; ++t) d[t] = 0.0f;
@@ -260,6 +263,7 @@ void conv_forward(const ConvGeometry& g, const T* x, const T* weight, const T* b
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   if constexpr (std::is_same_v<T, float>) {
     if (use_implicit_gemm(g) && winograd_applies(g)) return conv_forward_winograd(g, x, weight, bias, out);
+    if (direct_conv_applies(g)) return conv_forward_direct(g, x, weight, bias, out);
     if (use_implicit_gemm(g)) return conv_forward_implicit(g, x, weight, bias, out);
   }
   auto col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
@@ -291,6 +295,7 @@ void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, 
       t.in_channels = g.out_channels, t.in_h = g.out_h, t.in_w = g.out_w;
       t.out_channels = g.in_channels, t.out_h = g.in_h, t.out_w = g.in_w;
       t.padding = Size2(reach_h - g.padding.h, reach_w - g.padding.w);
+      if (direct_conv_applies(t)) return conv_forward_direct(t, dout, weight, nullptr, dx, /*flipped_weight=*/true);
       const int64_t og = g.out_per_group(), cg = g.in_per_group(), kh = g.kernel_h, kw = g.kernel_w;
       std::vector<float> flipped(static_cast<size_t>(g.out_channels * cg * kh * kw));
       parallel_for(0, g.out_channels, std::max<int64_t>(1, kParallelGrain / (cg * kh * kw)), [&](int64_t begin, int64_t end) {

@@ -2,6 +2,7 @@
 // ops/conv_winograd.cpp). Internal to ops/: the public API is ops/conv.h.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "ops/spatial.h"
 
@@ -32,5 +33,17 @@ struct ConvGeometry {
 bool winograd_applies(const ConvGeometry& g);
 // out = conv(x, weight) + bias (bias may be null), float32, via the packed GEMM.
 void conv_forward_winograd(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out);
+
+// Direct convolution through a padded, stride-phase-split input copy (ops/conv_direct.cpp): any
+// non-pointwise float32 conv on AVX2/FMA CPUs whose output rows fill most of a 16-pixel tile.
+bool direct_conv_applies(const ConvGeometry& g);
+// The micro-tile the direct convolution would use for g ("avx512 8x32", ...; "" when it does not
+// apply), and a switch that keeps it to AVX2 kernels on AVX-512 CPUs: for tests and benchmarks.
+std::string direct_conv_tile(const ConvGeometry& g);
+void allow_avx512_conv(bool allowed);
+// With flipped_weight, `weight` is the kernel of the stride-1 convolution whose input gradient g
+// computes ([g.in_channels][g.out_per_group][kh][kw]), used spatially flipped and in/out-swapped.
+void conv_forward_direct(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out,
+                         bool flipped_weight = false);
 
 }  // namespace mrcnn::cpu

@@ -2,6 +2,11 @@
 // geometries, gradchecks (groups, dilation, stride 2 on odd sizes, 1x1, k2 s2 transpose), errors.
 #include "ops/conv.h"
 
+#include <string>
+
+#include "ops/conv_geometry.h"
+#include "ops/gemm.h"
+
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -86,9 +91,49 @@ TEST_CASE("conv2d: matches a direct loop on every geometry") {
   }
 }
 
+namespace {
+
+// float32 forward and backward vs float64 (im2col + Eigen, an independent path) on one geometry.
+void expect_float32_matches_float64(const ConvCase& c, uint64_t& seed) {
+  CAPTURE(shape_str(c.x));
+  CAPTURE(shape_str(c.w));
+  const Tensor x = leaf(c.x, ++seed), w = leaf(c.w, ++seed);
+  const Tensor b = c.bias ? leaf({c.w[0]}, ++seed) : Tensor();
+  const Tensor x32 = ops::to(x.detach(), kFloat32).set_requires_grad(true);
+  const Tensor w32 = ops::to(w.detach(), kFloat32).set_requires_grad(true);
+  const Tensor b32 = c.bias ? ops::to(b.detach(), kFloat32).set_requires_grad(true) : Tensor();
+  const Tensor y = ops::conv2d(x, w, b, c.options), y32 = ops::conv2d(x32, w32, b32, c.options);
+  const Tensor r = leaf(y.sizes(), ++seed).detach();
+  autograd::backward(ops::sum(ops::mul(y, r)));
+  autograd::backward(ops::sum(ops::mul(y32, ops::to(r, kFloat32))));
+  // float32 rounding of a K-term sum grows with the sum's magnitude, so the bound scales with the
+  // largest reference value: 1e-6 of it (measured: <= 4.5e-7 for the direct path and <= 7.2e-7 for
+  // Winograd on the 256-channel cases, whose outputs reach ~250), plus 1e-5 for tiny outputs.
+  const auto bound = [](const Tensor& reference) {
+    return 1e-6 * (reference.numel() ? ops::max(ops::abs(reference)).item<double>() : 0.0) + 1e-5;
+  };
+  CHECK(test::max_abs_diff(ops::to(y32, kFloat64), y) <= bound(y));
+  CHECK(test::max_abs_diff(ops::to(x32.grad(), kFloat64), x.grad()) <= bound(x.grad()));
+  CHECK(test::max_abs_diff(ops::to(w32.grad(), kFloat64), w.grad()) < 1e-3 * std::max<int64_t>(1, c.x[0]));
+  if (c.bias) CHECK(test::max_abs_diff(ops::to(b32.grad(), kFloat64), b.grad()) < 1e-3);
+}
+
+cpu::ConvGeometry geometry_of(const ConvCase& c) {
+  cpu::ConvGeometry g;
+  g.batch = c.x[0], g.in_channels = c.x[1], g.in_h = c.x[2], g.in_w = c.x[3];
+  g.out_channels = c.w[0], g.kernel_h = c.w[2], g.kernel_w = c.w[3];
+  g.stride = c.options.stride, g.padding = c.options.padding, g.dilation = c.options.dilation;
+  g.groups = c.options.groups;
+  g.out_h = (g.in_h + 2 * g.padding.h - g.dilation.h * (g.kernel_h - 1) - 1) / g.stride.h + 1;
+  g.out_w = (g.in_w + 2 * g.padding.w - g.dilation.w * (g.kernel_w - 1) - 1) / g.stride.w + 1;
+  return g;
+}
+
+}  // namespace
+
 TEST_CASE("conv2d: float32 forward and backward agree with float64 on every geometry") {
-  // float32 runs the packed GEMM with implicit im2col (batch-merged for small maps, per image for
-  // maps over 2048 pixels, as in the last case), float64 runs im2col + Eigen: independent paths.
+  // float32 runs the packed GEMM with implicit im2col (batch-merged for small maps), the direct
+  // kernel (ops/conv_direct.cpp) for wide maps, or Winograd; float64 runs im2col + Eigen.
   std::vector<ConvCase> cases = kConvCases;
   cases.push_back({{2, 3, 50, 47}, {4, 3, 3, 3}, {1, 1, 1, 1}, true});
   cases.push_back({{2, 2, 93, 91}, {3, 2, 3, 3}, {2, 1, 1, 1}, false});
@@ -97,28 +142,41 @@ TEST_CASE("conv2d: float32 forward and backward agree with float64 on every geom
   cases.push_back({{1, 256, 63, 61}, {264, 256, 3, 3}, {1, 2, 1, 1}, false});
   cases.push_back({{4, 256, 31, 33}, {256, 256, 3, 3}, {1, 1, 1, 1}, false});
   uint64_t seed = 150;
-  for (const ConvCase& c : cases) {
-    CAPTURE(shape_str(c.x));
-    const Tensor x = leaf(c.x, ++seed), w = leaf(c.w, ++seed);
-    const Tensor b = c.bias ? leaf({c.w[0]}, ++seed) : Tensor();
-    const Tensor x32 = ops::to(x.detach(), kFloat32).set_requires_grad(true);
-    const Tensor w32 = ops::to(w.detach(), kFloat32).set_requires_grad(true);
-    const Tensor b32 = c.bias ? ops::to(b.detach(), kFloat32).set_requires_grad(true) : Tensor();
-    const Tensor y = ops::conv2d(x, w, b, c.options), y32 = ops::conv2d(x32, w32, b32, c.options);
-    const Tensor r = leaf(y.sizes(), ++seed).detach();
-    autograd::backward(ops::sum(ops::mul(y, r)));
-    autograd::backward(ops::sum(ops::mul(y32, ops::to(r, kFloat32))));
-    // float32 rounding of a K-term sum grows with the sum's magnitude, so the bound scales with the
-    // largest reference value: 1e-6 of it (measured: <= 4.5e-7 for the direct path and <= 7.2e-7 for
-    // Winograd on the 256-channel cases, whose outputs reach ~250), plus 1e-5 for tiny outputs.
-    const auto bound = [](const Tensor& reference) {
-      return 1e-6 * (reference.numel() ? ops::max(ops::abs(reference)).item<double>() : 0.0) + 1e-5;
-    };
-    CHECK(test::max_abs_diff(ops::to(y32, kFloat64), y) <= bound(y));
-    CHECK(test::max_abs_diff(ops::to(x32.grad(), kFloat64), x.grad()) <= bound(x.grad()));
-    CHECK(test::max_abs_diff(ops::to(w32.grad(), kFloat64), w.grad()) < 1e-3 * std::max<int64_t>(1, c.x[0]));
-    if (c.bias) CHECK(test::max_abs_diff(ops::to(b32.grad(), kFloat64), b.grad()) < 1e-3);
+  for (const ConvCase& c : cases) expect_float32_matches_float64(c, seed);
+}
+
+TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile") {
+  // Each case names the tile it must run on (so a routing change cannot silently skip a kernel):
+  // partial channel slivers (13, 20, 24 outputs), partial pixel tiles, several depth passes
+  // (K = 630 > 384), stride-2 phase split, dilation with groups, the 7x7 stem, a strided 1x1, and
+  // row pairs over an odd number of 8-pixel rows. The input gradient of the stride-1 cases runs the
+  // direct kernel too, on the flipped weights read in place.
+  struct DirectCase {
+    ConvCase conv;
+    const char* avx512_tile;  // tile with AVX-512 kernels allowed
+    const char* avx2_tile;    // tile on AVX2 kernels only
+  };
+  const std::vector<DirectCase> cases = {
+      {{{2, 16, 20, 64}, {13, 16, 3, 3}, {1, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16"},
+      {{{1, 70, 9, 30}, {20, 70, 3, 3}, {1, 1, 1, 1}, false}, "avx512 8x32", "avx2 6x16"},
+      {{{2, 8, 31, 61}, {10, 8, 3, 3}, {2, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16"},
+      {{{1, 8, 20, 36}, {12, 4, 3, 3}, {1, 2, 2, 2}, true}, "avx512 16x16", "avx2 6x16"},
+      {{{1, 3, 40, 64}, {16, 3, 7, 7}, {2, 3, 1, 1}, true}, "avx512 8x32", "avx2 6x16"},
+      {{{2, 24, 32, 32}, {20, 24, 1, 1}, {2, 0, 1, 1}, false}, "avx512 16x16", "avx2 6x16"},
+      {{{2, 32, 7, 8}, {24, 32, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x(2x8)", ""},
+  };
+  const bool has_avx512 = __builtin_cpu_supports("avx512f");
+  if (!cpu::cpu_has_avx2_fma()) MESSAGE("SKIPPED: no AVX2/FMA, the direct kernel is not used on this CPU");
+  uint64_t seed = 400;
+  for (const bool avx512 : {true, false}) {
+    if (!cpu::cpu_has_avx2_fma() || (avx512 && !has_avx512)) continue;
+    cpu::allow_avx512_conv(avx512);
+    for (const DirectCase& c : cases) {
+      CHECK(cpu::direct_conv_tile(geometry_of(c.conv)) == std::string(avx512 ? c.avx512_tile : c.avx2_tile));
+      expect_float32_matches_float64(c.conv, seed);
+    }
   }
+  cpu::allow_avx512_conv(true);
 }
 
 TEST_CASE("gradcheck: conv2d on every geometry") {

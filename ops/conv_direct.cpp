@@ -1,0 +1,355 @@
+// Direct float32 convolution without an im2col matrix ("indirect GEMM"). It is the packed GEMM's
+// 6x16 micro-tile (6 output channels x 16 output pixels of one row, accumulators in registers), but
+// the B operand is read straight from a zero-padded copy of the input through a table of tap
+// offsets: tap k = (c, ki, kj) of the 16 pixels starting at p lies at base(p) + offset[k]. The
+// implicit-im2col GEMM spends a fifth of its time gathering B slivers; here nothing is gathered.
+// A stride s is handled by splitting the padded input into s x s phases (padded pixel (y, x) goes to
+// phase (y % s, x % s) at (y / s, x / s)), so 16 consecutive output pixels read 16 consecutive floats
+// at every tap, and the padding means no tap needs a bounds check.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <atomic>
+#include <string>
+#include <vector>
+
+#include "ops/conv_geometry.h"
+#include "ops/gemm.h"
+#include "tensor/parallel.h"
+
+namespace mrcnn::cpu {
+
+namespace {
+
+constexpr int64_t kMaxDepth = 384;   // taps per pass: one tile's input rows (~12 KB) stay in L1
+constexpr int64_t kMaxBlockRows = 96;  // output channels per block: their packed weights stay in L2
+
+// Where the padded, phase-split input keeps its pixels.
+struct PaddedLayout {
+  int64_t rows = 0, cols = 0;       // of one phase
+  int64_t phase_plane = 0;          // floats per phase
+  int64_t channel_stride = 0;       // floats per channel (all phases)
+
+  explicit PaddedLayout(const ConvGeometry& g) {
+    rows = (g.in_h + 2 * g.padding.h + g.stride.h - 1) / g.stride.h;
+    cols = (g.in_w + 2 * g.padding.w + g.stride.w - 1) / g.stride.w;
+    // Channel planes a multiple of 4 KB apart would all map to the same cache sets, and a tile reads
+    // the same rows of many channels: keep the stride off such multiples.
+    phase_plane = (rows * cols + 15) / 16 * 16;
+    if (phase_plane % 1024 == 0) phase_plane += 16;
+    channel_stride = g.stride.h * g.stride.w * phase_plane;
+  }
+  // Floats read past the last channel by the last tile of a row (its lanes beyond out_w; tiles are
+  // at most 32 wide).
+  int64_t slack() const { return cols + 32; }
+};
+
+// padded[n][c] <- x[n][c] with zero padding, split into stride phases.
+void pad_input(const ConvGeometry& g, const PaddedLayout& layout, const float* x, float* padded) {
+  const int64_t sh = g.stride.h, sw = g.stride.w, planes = g.batch * g.in_channels;
+  parallel_for(0, planes, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(layout.channel_stride, 1)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t plane = begin; plane < end; ++plane) {
+                   const float* src = x + plane * g.in_plane();
+                   float* dst = padded + plane * layout.channel_stride;
+                   for (int64_t py = 0; py < sh; ++py)
+                     for (int64_t px = 0; px < sw; ++px) {
+                       float* phase = dst + (py * sw + px) * layout.phase_plane;
+                       // Phase column q holds input column q * sw + px - padding: in [0, in_w) for q in [lo, hi).
+                       const int64_t first = px - g.padding.w;
+                       const int64_t lo = std::min(layout.cols, first >= 0 ? 0 : (-first + sw - 1) / sw);
+                       const int64_t hi = std::max(lo, std::min(layout.cols, (g.in_w - first + sw - 1) / sw));
+                       for (int64_t r = 0; r < layout.rows; ++r) {
+                         const int64_t y = r * sh + py - g.padding.h;
+                         float* row = phase + r * layout.cols;
+                         if (y < 0 || y >= g.in_h) {
+                           std::fill(row, row + layout.cols, 0.0f);
+                           continue;
+                         }
+                         const float* in = src + y * g.in_w + first;
+                         std::fill(row, row + lo, 0.0f);
+                         if (sw == 1) std::copy(in + lo, in + hi, row + lo);
+                         else
+                           for (int64_t q = lo; q < hi; ++q) row[q] = in[q * sw];
+                         std::fill(row + hi, row + layout.cols, 0.0f);
+                       }
+                     }
+                 }
+               });
+}
+
+// offsets[k] for the taps k = (c, ki, kj) of one group, relative to the group's first channel.
+std::vector<int64_t> tap_offsets(const ConvGeometry& g, const PaddedLayout& layout) {
+  std::vector<int64_t> offsets;
+  offsets.reserve(static_cast<size_t>(g.col_rows()));
+  for (int64_t c = 0; c < g.in_per_group(); ++c)
+    for (int64_t ki = 0; ki < g.kernel_h; ++ki)
+      for (int64_t kj = 0; kj < g.kernel_w; ++kj) {
+        const int64_t dy = ki * g.dilation.h, dx = kj * g.dilation.w;
+        const int64_t phase = dy % g.stride.h * g.stride.w + dx % g.stride.w;
+        offsets.push_back(c * layout.channel_stride + phase * layout.phase_plane + dy / g.stride.h * layout.cols +
+                          dx / g.stride.w);
+      }
+  return offsets;
+}
+
+// Where weight (o, tap) of one group lies: group_base + o * row_stride + tap_offset[tap]. For a
+// plain convolution that is the weight's own [og][K] layout; for the input gradient of a stride-1
+// convolution (run as a convolution of dout) it is the original kernel flipped and in/out-swapped,
+// read in place instead of copied into a flipped tensor first.
+struct WeightLayout {
+  int64_t group_stride = 0, row_stride = 0;
+  std::vector<int64_t> tap_offset;
+
+  WeightLayout(const ConvGeometry& g, bool flipped) {
+    const int64_t taps = g.kernel_h * g.kernel_w;
+    if (!flipped) {
+      group_stride = g.out_per_group() * g.col_rows(), row_stride = g.col_rows();
+      for (int64_t t = 0; t < g.col_rows(); ++t) tap_offset.push_back(t);
+      return;
+    }
+    // The original weight is [in_channels][out_per_group][kh][kw] in g's terms (g's input is the
+    // original's output): tap (c, ki, kj) of row o is weight[grp * in_per_group + c][o][kh-1-ki][kw-1-kj].
+    group_stride = g.in_per_group() * g.out_per_group() * taps, row_stride = taps;
+    for (int64_t c = 0; c < g.in_per_group(); ++c)
+      for (int64_t tap = 0; tap < taps; ++tap) tap_offset.push_back(c * g.out_per_group() * taps + taps - 1 - tap);
+  }
+};
+
+// R rows of weights -> dst[t * R + r], tap-major with one read stream per row; a constant R lets the
+// compiler unroll the row loop.
+template <int R>
+void pack_sliver(const float* src, int64_t row_stride, const int64_t* tap_offset, int64_t k, float* dst) {
+  for (int64_t t = 0; t < k; ++t, dst += R) {
+    const float* column = src + tap_offset[t];
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) dst[r] = column[r * row_stride];
+  }
+}
+
+// Weights -> per group, slivers of `rows` output channels stored k-major (dst[k * rows + r]), rows
+// past og zero.
+void pack_weights(const ConvGeometry& g, int64_t rows, const float* weight, const WeightLayout& layout, float* packed) {
+  const int64_t og = g.out_per_group(), k = g.col_rows(), slivers = (og + rows - 1) / rows;
+  const int64_t* taps = layout.tap_offset.data();
+  parallel_for(0, g.groups * slivers, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t s = begin; s < end; ++s) {
+      const int64_t grp = s / slivers, o0 = s % slivers * rows;
+      float* dst = packed + s * rows * k;
+      const int64_t valid = std::min(rows, og - o0), stride = layout.row_stride;
+      const float* src = weight + grp * layout.group_stride + o0 * stride;
+      if (valid == rows && rows == 16) pack_sliver<16>(src, stride, taps, k, dst);
+      else if (valid == rows && rows == 8) pack_sliver<8>(src, stride, taps, k, dst);
+      else if (valid == rows && rows == 6) pack_sliver<6>(src, stride, taps, k, dst);
+      else
+        for (int64_t t = 0; t < k; ++t, dst += rows) {
+          for (int64_t r = 0; r < valid; ++r) dst[r] = src[r * stride + taps[t]];
+          for (int64_t r = valid; r < rows; ++r) dst[r] = 0.0f;
+        }
+    }
+  });
+}
+
+// C tile (R x 8V, rows ldc apart) = [C or bias or 0] + sum over kc taps of a[k] x base[offsets[k] + 0..8V-1],
+// a holding R weights per tap. AVX2: 8-float vectors, R x V accumulators in registers.
+template <int R, int V>
+__attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a, const float* base,
+                                                     const int64_t* offsets, int64_t /*row_step*/, float* c,
+                                                     int64_t ldc, const float* bias, bool accumulate) {
+  __m256 acc[R][V];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm256_setzero_ps();
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k, a += R) {
+    const float* b = base + offsets[k];
+    __m256 bv[V];
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m256 w = _mm256_broadcast_ss(a + r);
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(w, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      float* out = c + r * ldc + 8 * v;
+      __m256 value = acc[r][v];
+      if (accumulate) value = _mm256_add_ps(value, _mm256_loadu_ps(out));
+      else if (bias) value = _mm256_add_ps(value, _mm256_set1_ps(bias[r]));
+      _mm256_storeu_ps(out, value);
+    }
+}
+
+// The same with 16-float AVX-512 vectors: 32 registers hold larger tiles, so fewer loads per
+// multiply (the broadcast weights fold into the FMAs as memory operands). With kRowPair (V = 1) a
+// tile is two output rows of 8 pixels, the second row's inputs row_step floats after the first's:
+// maps 8 pixels wide (FPN's P5, ResNet's last stage at 256 px) then still fill every lane.
+template <int R, int V, bool kRowPair = false>
+__attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a, const float* base,
+                                                      const int64_t* offsets, int64_t row_step, float* c, int64_t ldc,
+                                                      const float* bias, bool accumulate) {
+  __m512 acc[R][V];
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k, a += R) {
+    const float* b = base + offsets[k];
+    __m512 bv[V];
+    if constexpr (kRowPair) {
+      static_assert(V == 1, "a row pair fills one vector");
+      // Lanes 0-7 from the first row, lanes 8-15 from the second: two masked loads, no shuffle.
+      bv[0] = _mm512_mask_loadu_ps(_mm512_maskz_loadu_ps(0x00FF, b), 0xFF00, b + row_step - 8);
+    } else {
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) bv[v] = _mm512_loadu_ps(b + 16 * v);
+    }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      const __m512 w = _mm512_set1_ps(a[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(w, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      float* out = c + r * ldc + 16 * v;
+      __m512 value = acc[r][v];
+      if (accumulate) value = _mm512_add_ps(value, _mm512_loadu_ps(out));
+      else if (bias) value = _mm512_add_ps(value, _mm512_set1_ps(bias[r]));
+      _mm512_storeu_ps(out, value);
+    }
+}
+
+using TileKernel = void (*)(int64_t kc, const float* a, const float* base, const int64_t* offsets, int64_t row_step,
+                            float* c, int64_t ldc, const float* bias, bool accumulate);
+
+// One micro-tile shape: rows (output channels) x cols (consecutive output pixels: of one output row,
+// or of two 8-pixel rows when row_pair) and its kernel.
+struct Tile {
+  int64_t rows = 0, cols = 0;
+  TileKernel kernel = nullptr;
+  bool row_pair = false;
+  const char* name = "";
+};
+
+std::atomic<bool> g_allow_avx512{true};
+
+bool use_avx512() {
+  static const bool supported = __builtin_cpu_supports("avx512f");
+  return supported && g_allow_avx512.load(std::memory_order_relaxed);
+}
+
+// A partial tile (fewer output channels or pixels) goes through a full scratch tile; only its
+// rows x cols part is written back.
+void edge_tile(const Tile& tile, int64_t kc, const float* a, const float* base, const int64_t* offsets,
+               int64_t row_step, float* c, int64_t ldc, const float* bias, bool accumulate, int64_t rows, int64_t cols) {
+  alignas(64) float scratch[24 * 64];
+  tile.kernel(kc, a, base, offsets, row_step, scratch, tile.cols, nullptr, false);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < cols; ++j) {
+      const float start = accumulate ? c[r * ldc + j] : bias ? bias[r] : 0.0f;
+      c[r * ldc + j] = start + scratch[r * tile.cols + j];
+    }
+}
+
+// Share of a row's tiles' lanes that hold real output pixels.
+double lane_use(int64_t out_w, int64_t cols) { return double(out_w) / double((out_w + cols - 1) / cols * cols); }
+
+// The widest tile whose lanes the output rows mostly fill; cols = 0 when none does.
+Tile choose_tile(const ConvGeometry& g) {
+  if (gemm_kernel() != GemmKernel::Packed) return {};
+  // Measured on 64-channel 3x3 convs (Zen 4): 8x32, 6x32, 4x64 and 16x16 within noise of each
+  // other, 12x32 and 24x16 slower (register spills); AVX2's 6x16 ~10% slower than 8x32.
+  if (use_avx512()) {
+    if (lane_use(g.out_w, 32) >= 0.75) return {8, 32, kernel_avx512<8, 2>, false, "avx512 8x32"};
+    if (lane_use(g.out_w, 16) >= 0.75) return {16, 16, kernel_avx512<16, 1>, false, "avx512 16x16"};
+    if (g.out_w == 8) return {16, 16, kernel_avx512<16, 1, true>, true, "avx512 16x(2x8)"};
+    return {};
+  }
+  if (lane_use(g.out_w, 16) >= 0.75) return {6, 16, kernel_avx2<6, 2>, false, "avx2 6x16"};
+  return {};
+}
+
+// n parts of near-equal size, each a multiple of `unit` (the last may be shorter).
+int64_t balanced_part(int64_t total, int64_t max_part, int64_t unit) {
+  const int64_t parts = (total + max_part - 1) / max_part;
+  return ((total + parts - 1) / parts + unit - 1) / unit * unit;
+}
+
+}  // namespace
+
+void allow_avx512_conv(bool allowed) { g_allow_avx512.store(allowed, std::memory_order_relaxed); }
+
+std::string direct_conv_tile(const ConvGeometry& g) { return g.pointwise() ? "" : choose_tile(g).name; }
+
+bool direct_conv_applies(const ConvGeometry& g) {
+  // Tiles run along one output row: narrow rows would leave most lanes idle, and there the
+  // batch-merged implicit GEMM is faster.
+  return !g.pointwise() && g.out_h > 0 && choose_tile(g).kernel != nullptr;
+}
+
+void conv_forward_direct(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out,
+                         bool flipped_weight) {
+  const Tile tile = choose_tile(g);
+  const PaddedLayout layout(g);
+  const int64_t og = g.out_per_group(), depth = g.col_rows(), plane = g.out_plane();
+  const int64_t slivers = (og + tile.rows - 1) / tile.rows;
+  thread_local std::vector<float> padded, packed;  // kept between calls: no fresh pages to fault in
+  padded.resize(static_cast<size_t>(g.batch * g.in_channels * layout.channel_stride + layout.slack()));
+  packed.resize(static_cast<size_t>(g.groups * slivers * tile.rows * depth));
+  pad_input(g, layout, x, padded.data());
+  pack_weights(g, tile.rows, weight, WeightLayout(g, flipped_weight), packed.data());
+  const std::vector<int64_t> offsets = tap_offsets(g, layout);
+  // The buffers are this thread's; the workers below must not name the thread_locals.
+  const float* padded_input = padded.data();
+  const float* packed_weights = packed.data();
+
+  // Work items: (image, group, block of output channels, band of output rows), each writing its own
+  // part of `out`. A band holds at least 8 tiles so a block's packed weights serve several tiles.
+  const int64_t block_rows = balanced_part(og, kMaxBlockRows, tile.rows), blocks = (og + block_rows - 1) / block_rows;
+  const int64_t rows_per_tile = tile.row_pair ? 2 : 1;
+  const int64_t tiles_per_row = (g.out_w + tile.cols - 1) / tile.cols;
+  const int64_t band = std::max<int64_t>(1, 8 / tiles_per_row) * rows_per_tile, bands = (g.out_h + band - 1) / band;
+  const int64_t kc_max = balanced_part(depth, kMaxDepth, 1);
+  parallel_for(0, g.batch * g.groups * blocks * bands, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t item = begin; item < end; ++item) {
+      const int64_t b = item % bands, blk = item / bands % blocks, grp = item / bands / blocks % g.groups;
+      const int64_t n = item / bands / blocks / g.groups;
+      const int64_t o_begin = blk * block_rows, o_end = std::min(og, o_begin + block_rows);
+      const int64_t y_begin = b * band, y_end = std::min(g.out_h, y_begin + band);
+      const float* image = padded_input + (n * g.in_channels + grp * g.in_per_group()) * layout.channel_stride;
+      float* y = out + (n * g.out_channels + grp * og) * plane;
+      for (int64_t k0 = 0; k0 < depth; k0 += kc_max) {
+        const int64_t kc = std::min(kc_max, depth - k0);
+        for (int64_t oy = y_begin; oy < y_end; oy += rows_per_tile)
+          for (int64_t ox = 0; ox < g.out_w; ox += tile.cols) {
+            const float* base = image + oy * layout.cols + ox;
+            // Valid lanes: the rest of the row, or of the row pair (one row when oy is the last).
+            const int64_t cols = tile.row_pair ? 8 * std::min<int64_t>(2, y_end - oy) : std::min(tile.cols, g.out_w - ox);
+            for (int64_t o = o_begin; o < o_end; o += tile.rows) {
+              const float* a = packed_weights + ((grp * slivers + o / tile.rows) * depth + k0) * tile.rows;
+              const float* tile_bias = bias ? bias + grp * og + o : nullptr;
+              float* c = y + o * plane + oy * g.out_w + ox;
+              const int64_t rows = std::min(tile.rows, o_end - o);
+              if (rows == tile.rows && cols == tile.cols)
+                tile.kernel(kc, a, base, offsets.data() + k0, layout.cols, c, plane, tile_bias, k0 > 0);
+              else
+                edge_tile(tile, kc, a, base, offsets.data() + k0, layout.cols, c, plane, tile_bias, k0 > 0, rows, cols);
+            }
+          }
+      }
+    }
+  });
+}
+
+}  // namespace mrcnn::cpu
