@@ -150,20 +150,23 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
   // partial channel slivers (13, 20, 24 outputs), partial pixel tiles, several depth passes
   // (K = 630 > 384), stride-2 phase split, dilation with groups, the 7x7 stem, a strided 1x1, and
   // row pairs over an odd number of 8-pixel rows. The input gradient of the stride-1 cases runs the
-  // direct kernel too, on the flipped weights read in place.
+  // direct kernel too, on the flipped weights read in place; the weight gradient of those with
+  // <= 64 input channels and >= 4096 output pixels runs the dot-product kernel (partial channel
+  // and tap tiles, masked row tails).
   struct DirectCase {
     ConvCase conv;
-    const char* avx512_tile;  // tile with AVX-512 kernels allowed
-    const char* avx2_tile;    // tile on AVX2 kernels only
+    const char* avx512_tile;  // forward tile with AVX-512 kernels allowed
+    const char* avx2_tile;    // forward tile on AVX2 kernels only
+    bool avx512_weight_grad;  // whether the weight gradient runs the direct dot-product kernel
   };
   const std::vector<DirectCase> cases = {
-      {{{2, 16, 20, 64}, {13, 16, 3, 3}, {1, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16"},
-      {{{1, 70, 9, 30}, {20, 70, 3, 3}, {1, 1, 1, 1}, false}, "avx512 8x32", "avx2 6x16"},
-      {{{2, 8, 31, 61}, {10, 8, 3, 3}, {2, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16"},
-      {{{1, 8, 20, 36}, {12, 4, 3, 3}, {1, 2, 2, 2}, true}, "avx512 16x16", "avx2 6x16"},
-      {{{1, 3, 40, 64}, {16, 3, 7, 7}, {2, 3, 1, 1}, true}, "avx512 8x32", "avx2 6x16"},
-      {{{2, 24, 32, 32}, {20, 24, 1, 1}, {2, 0, 1, 1}, false}, "avx512 16x16", "avx2 6x16"},
-      {{{2, 32, 7, 8}, {24, 32, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x(2x8)", ""},
+      {{{2, 16, 40, 64}, {13, 16, 3, 3}, {1, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},
+      {{{1, 70, 9, 30}, {20, 70, 3, 3}, {1, 1, 1, 1}, false}, "avx512 8x32", "avx2 6x16", false},
+      {{{4, 8, 127, 61}, {10, 8, 3, 3}, {2, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},
+      {{{2, 8, 64, 36}, {12, 4, 3, 3}, {1, 2, 2, 2}, true}, "avx512 16x16", "avx2 6x16", true},
+      {{{2, 3, 128, 64}, {16, 3, 7, 7}, {2, 3, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},
+      {{{2, 24, 128, 64}, {20, 24, 1, 1}, {2, 0, 1, 1}, false}, "avx512 8x32", "avx2 6x16", true},
+      {{{2, 32, 7, 8}, {24, 32, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x(2x8)", "", false},
   };
   const bool has_avx512 = __builtin_cpu_supports("avx512f");
   if (!cpu::cpu_has_avx2_fma()) MESSAGE("SKIPPED: no AVX2/FMA, the direct kernel is not used on this CPU");
@@ -173,6 +176,7 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
     cpu::allow_avx512_conv(avx512);
     for (const DirectCase& c : cases) {
       CHECK(cpu::direct_conv_tile(geometry_of(c.conv)) == std::string(avx512 ? c.avx512_tile : c.avx2_tile));
+      CHECK(cpu::direct_weight_grad_applies(geometry_of(c.conv)) == (avx512 && c.avx512_weight_grad));
       expect_float32_matches_float64(c.conv, seed);
     }
   }

@@ -23,7 +23,8 @@ std::vector<Tensor> workload() {
   return {c, loss, a.grad(), b.grad(), ops::sum(big), ops::sum(big, {1}), ops::sum(big, {0}),
           ops::sort(ops::select(big, 0, 0)).values, ops::max(big, 1).values};
 }
-// The vision ops in float32 (packed GEMM, implicit im2col for large and batch-merged small maps).
+// The vision ops in float32: the first conv runs the direct kernels (forward, flipped-weight input
+// gradient, dot-product weight gradient), the second the batch-merged implicit-im2col GEMM.
 std::vector<Tensor> vision_workload() {
   Generator g(6);
   Tensor x = randn({2, 8, 50, 48}, kFloat32, kCPU, &g).set_requires_grad(true);
