@@ -28,7 +28,7 @@ fi
 
 out=${OUT:-/tmp}
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$out/gpu.txt"
-cudnn=$(python3 -c 'import nvidia.cudnn, os; print(os.path.dirname(nvidia.cudnn.__file__))')
+cudnn=$(python3 -c 'import nvidia.cudnn as m; print(list(m.__path__)[0])')  # a namespace package: no __file__
 cudnn_lib=$(ls "$cudnn"/lib/libcudnn.so* | head -1)
 echo "cuDNN: $cudnn_lib"
 export LD_LIBRARY_PATH="$cudnn/lib:${LD_LIBRARY_PATH:-}"
