@@ -9,7 +9,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <atomic>
 #include <string>
 #include <vector>
 
@@ -250,12 +249,7 @@ struct Tile {
   const char* name = "";
 };
 
-std::atomic<bool> g_allow_avx512{true};
 
-bool use_avx512() {
-  static const bool supported = __builtin_cpu_supports("avx512f");
-  return supported && g_allow_avx512.load(std::memory_order_relaxed);
-}
 
 // A partial tile (fewer output channels or pixels) goes through a full scratch tile; only its
 // rows x cols part is written back.
@@ -295,8 +289,6 @@ int64_t balanced_part(int64_t total, int64_t max_part, int64_t unit) {
 }
 
 }  // namespace
-
-void allow_avx512_conv(bool allowed) { g_allow_avx512.store(allowed, std::memory_order_relaxed); }
 
 std::string direct_conv_tile(const ConvGeometry& g) { return g.pointwise() ? "" : choose_tile(g).name; }
 

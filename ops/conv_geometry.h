@@ -42,9 +42,8 @@ bool direct_conv_applies(const ConvGeometry& g);
 bool direct_weight_grad_applies(const ConvGeometry& g);
 void conv_backward_weight_direct(const ConvGeometry& g, const float* dout, const float* x, float* dweight);
 // The micro-tile the direct convolution would use for g ("avx512 8x32", ...; "" when it does not
-// apply), and a switch that keeps it to AVX2 kernels on AVX-512 CPUs: for tests and benchmarks.
+// apply; ops/gemm.h's allow_avx512 switches the AVX-512 tiles off): for tests and benchmarks.
 std::string direct_conv_tile(const ConvGeometry& g);
-void allow_avx512_conv(bool allowed);
 // With flipped_weight, `weight` is the kernel of the stride-1 convolution whose input gradient g
 // computes ([g.in_channels][g.out_per_group][kh][kw]), used spatially flipped and in/out-swapped.
 void conv_forward_direct(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out,

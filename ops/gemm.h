@@ -19,6 +19,12 @@ void set_gemm_kernel(GemmKernel kernel);
 GemmKernel gemm_kernel();  // what float GEMMs use now (Eigen when the CPU lacks AVX2/FMA)
 
 bool cpu_has_avx2_fma();
+// Whether the direct convolution kernels (ops/conv_direct.cpp) use their AVX-512 variants: where the
+// CPU has AVX-512F, unless switched off (tests and benchmarks compare both). The packed GEMM stays
+// on AVX2: an AVX-512 16x16 micro-kernel measured no faster here (bench_gemm, Zen 4, 86-91% of peak
+// either way).
+bool use_avx512();
+void allow_avx512(bool allowed);
 
 // The packed kernel reads B as slivers of kPackedNR columns, each stored k-major: a packer writes
 // op(B)[k0 : k0 + kc, j0 : j0 + nc] to dst[(j / kPackedNR) * kc * kPackedNR + k * kPackedNR + j % kPackedNR]

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -156,6 +157,17 @@ __attribute__((target("avx2,fma"))) void edge_kernel(int64_t kc, const float* a,
 bool cpu_has_avx2_fma() {
   static const bool supported = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return supported;
+}
+
+namespace {
+std::atomic<bool> g_allow_avx512{true};
+}  // namespace
+
+void allow_avx512(bool allowed) { g_allow_avx512.store(allowed, std::memory_order_relaxed); }
+
+bool use_avx512() {
+  static const bool supported = __builtin_cpu_supports("avx512f");
+  return supported && cpu_has_avx2_fma() && g_allow_avx512.load(std::memory_order_relaxed);
 }
 
 namespace {

@@ -173,14 +173,14 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
   uint64_t seed = 400;
   for (const bool avx512 : {true, false}) {
     if (!cpu::cpu_has_avx2_fma() || (avx512 && !has_avx512)) continue;
-    cpu::allow_avx512_conv(avx512);
+    cpu::allow_avx512(avx512);
     for (const DirectCase& c : cases) {
       CHECK(cpu::direct_conv_tile(geometry_of(c.conv)) == std::string(avx512 ? c.avx512_tile : c.avx2_tile));
       CHECK(cpu::direct_weight_grad_applies(geometry_of(c.conv)) == (avx512 && c.avx512_weight_grad));
       expect_float32_matches_float64(c.conv, seed);
     }
   }
-  cpu::allow_avx512_conv(true);
+  cpu::allow_avx512(true);
 }
 
 TEST_CASE("gradcheck: conv2d on every geometry") {
