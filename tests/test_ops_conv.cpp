@@ -148,7 +148,8 @@ TEST_CASE("conv2d: float32 forward and backward agree with float64 on every geom
 TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile") {
   // Each case names the tile it must run on (so a routing change cannot silently skip a kernel):
   // partial channel slivers (13, 20, 24 outputs), partial pixel tiles, several depth passes
-  // (K = 630 > 384), stride-2 phase split, dilation with groups, the 7x7 stem, a strided 1x1, and
+  // (K = 630 > 384), stride-2 phase split, dilation with groups, the 7x7 stem, strided 1x1s (direct only with >= 256
+  // outputs), and
   // row pairs over an odd number of 8-pixel rows. The input gradient of the stride-1 cases runs the
   // direct kernel too, on the flipped weights read in place; the weight gradient of those with
   // <= 64 input channels and >= 4096 output pixels runs the dot-product kernel (partial channel
@@ -165,7 +166,8 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
       {{{4, 8, 127, 61}, {10, 8, 3, 3}, {2, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},
       {{{2, 8, 64, 36}, {12, 4, 3, 3}, {1, 2, 2, 2}, true}, "avx512 16x16", "avx2 6x16", true},
       {{{2, 3, 128, 64}, {16, 3, 7, 7}, {2, 3, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},
-      {{{2, 24, 128, 64}, {20, 24, 1, 1}, {2, 0, 1, 1}, false}, "avx512 8x32", "avx2 6x16", true},
+      {{{2, 24, 128, 64}, {256, 24, 1, 1}, {2, 0, 1, 1}, false}, "avx512 8x32", "avx2 6x16", true},
+      {{{2, 24, 64, 64}, {20, 24, 1, 1}, {2, 0, 1, 1}, false}, "", "", false},  // few outputs: implicit GEMM
       {{{2, 32, 7, 8}, {24, 32, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x(2x8)", "", false},
   };
   const bool has_avx512 = __builtin_cpu_supports("avx512f");
