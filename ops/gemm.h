@@ -45,10 +45,14 @@ void sgemm_packed_serial(int64_t m, int64_t n, int64_t k, const float* a, int64_
                          float* c, int64_t ldc);
 
 // How a product is split for threads, from its shape alone: small products run whole; large ones
-// are cut along the longer side of C into up to 8 panels of at least 64 rows/columns.
+// are cut along the longer side of C into 2, 4, 6 or 8 panels of about 64 rows/columns or more. A large
+// product whose C is too small for two panels (a weight gradient summed over many pixels, 64 x 64
+// over 32768) is cut along K instead (depth_chunks > 1, float kernel only): partial products summed
+// in chunk order.
 struct GemmPanels {
   bool split_columns = true;
   int64_t count = 1, width = 0;
+  int64_t depth_chunks = 1;
 };
 GemmPanels gemm_panels(int64_t m, int64_t n, int64_t k);
 

@@ -264,6 +264,41 @@ bool empty_product(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, bool 
   return true;
 }
 
+// C (m x n, small) = or += op(A) op(B) with K cut into `chunks` parts, each multiplied on its own
+// thread into a private buffer; the parts are then added to C in chunk order, so the result does
+// not depend on the thread count.
+void depth_split(int64_t chunks, const Operand& op_a, int64_t m, int64_t n, int64_t k, const PackB& pack_b, float* c,
+                 int64_t ldc, bool accumulate) {
+  const int64_t depth = (k + chunks - 1) / chunks;
+  chunks = (k + depth - 1) / depth;
+  std::vector<float> partial(static_cast<size_t>(chunks * m * n));
+  parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
+    thread_local AlignedFloats a_buffer, b_buffer;
+    for (int64_t chunk = begin; chunk < end; ++chunk) {
+      const int64_t k_begin = chunk * depth, kc = std::min(depth, k - k_begin);
+      a_buffer.reserve(static_cast<size_t>((kMC + kMR) * kKC));
+      b_buffer.reserve(static_cast<size_t>((kNC + kNR) * kKC));
+      run_blocks(
+          m, n, kc,
+          [&](int64_t i0, int64_t mc, int64_t k0, int64_t kk) {
+            pack_a(op_a, i0, mc, k_begin + k0, kk, a_buffer.data());
+            return static_cast<const float*>(a_buffer.data());
+          },
+          [&](int64_t j0, int64_t nc, int64_t k0, int64_t kk) {
+            pack_b(k_begin + k0, kk, j0, nc, b_buffer.data());
+            return static_cast<const float*>(b_buffer.data());
+          },
+          partial.data() + chunk * m * n, n, false);
+    }
+  });
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      float sum = accumulate ? c[i * ldc + j] : 0.0f;
+      for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += partial[(chunk * m + i) * n + j];
+      c[i * ldc + j] = sum;
+    }
+}
+
 }  // namespace
 
 void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const PackB& pack_b,
@@ -271,6 +306,7 @@ void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* 
   if (empty_product(m, n, k, c, ldc, accumulate)) return;
   const Operand op_a{a, lda, trans_a};
   const GemmPanels panels = gemm_panels(m, n, k);
+  if (panels.depth_chunks > 1) return depth_split(panels.depth_chunks, op_a, m, n, k, pack_b, c, ldc, accumulate);
   if (panels.split_columns) {
     // Each panel packs its own columns of B (no B element is packed twice) and reads the shared A.
     thread_local AlignedFloats shared_a;

@@ -71,9 +71,11 @@ TEST_CASE("gemm: float32 accumulate mode adds into C") {
 
 TEST_CASE("gemm: packed float kernel on edge shapes, every transpose, both panel splits") {
   // Shapes cross the kernel's tile (6 x 16), depth block (256) and column block (3072) edges; the
-  // last two have enough work for several panels, split by rows and by columns respectively.
-  const std::vector<std::array<int64_t, 3>> shapes = {{1, 1, 1},     {7, 19, 5},   {6, 16, 256},
-                                                      {13, 33, 300}, {300, 100, 300}, {50, 3100, 40}};
+  // next two have enough work for several panels, split by rows and by columns respectively; the
+  // last has a C too small for panels and is split along K (4 chunks of 1250).
+  const std::vector<std::array<int64_t, 3>> shapes = {{1, 1, 1},       {7, 19, 5},     {6, 16, 256},
+                                                      {13, 33, 300},   {300, 100, 300}, {50, 3100, 40},
+                                                      {40, 50, 5000}};
   Generator g(43);
   for (const cpu::GemmKernel kernel : {cpu::GemmKernel::Packed, cpu::GemmKernel::Eigen}) {
     cpu::set_gemm_kernel(kernel);

@@ -18,9 +18,11 @@ std::vector<Tensor> workload() {
   Tensor b = randn({500, 700}, kFloat32, kCPU, &g).set_requires_grad(true);
   const Tensor big = randn({3, 100000}, kFloat32, kCPU, &g);
   Tensor c = ops::matmul(a, b);
+  // A small C over a long K: split along K into chunks summed in order.
+  const Tensor deep = ops::matmul(randn({48, 6000}, kFloat32, kCPU, &g), randn({6000, 40}, kFloat32, kCPU, &g));
   Tensor loss = ops::sum(ops::softmax(ops::tanh(c), 1) * c) + ops::mean(ops::exp(ops::neg(ops::abs(c))));
   autograd::backward(loss);
-  return {c, loss, a.grad(), b.grad(), ops::sum(big), ops::sum(big, {1}), ops::sum(big, {0}),
+  return {c, deep, loss, a.grad(), b.grad(), ops::sum(big), ops::sum(big, {1}), ops::sum(big, {0}),
           ops::sort(ops::select(big, 0, 0)).values, ops::max(big, 1).values};
 }
 // The vision ops in float32: the first conv runs the direct kernels (forward, flipped-weight input
