@@ -9,6 +9,7 @@
 #include "autograd/node.h"
 #include "ops/channel_kernels.h"
 #include "ops/elementwise.h"
+#include "ops/spatial.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
@@ -180,9 +181,7 @@ cpu::ChannelLayout channel_layout(const Tensor& x) {
 void check_norm_input(const Tensor& x, const char* op) {
   check(x.defined() && x.dim() >= 2, op, ": expected an input [N, C, *] with at least 2 dims, got ",
         x.defined() ? shape_str(x.sizes()) : std::string("an undefined tensor"));
-  check(x.dtype() == kFloat32 || x.dtype() == kFloat64, op, ": expected a float32 or float64 input, got ",
-        dtype_name(x.dtype()));
-  check(x.device().is_cpu(), op, ": CUDA tensors are not supported yet (CPU only)");
+  check_float_cpu_input(x, op);
 }
 
 // A per-channel parameter or buffer: undefined (when allowed) or a [C] vector of x's dtype.

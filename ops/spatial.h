@@ -1,5 +1,5 @@
 // Shared pieces of the 2-D spatial ops (conv, pooling, interpolation, norms, RoIAlign): the (h, w)
-// pair their options take, and the argument check every one of them starts with.
+// pair their options take, and the argument checks they start with.
 #pragma once
 #include <cstdint>
 
@@ -17,5 +17,7 @@ struct Size2 {
 
 // Checks that x is a CPU float tensor of `dims` dimensions ("[N, C, H, W]" names them in the message).
 void check_spatial_input(const Tensor& x, int64_t dims, const char* layout, const char* op);
+// The dtype and device half of that check, for ops whose inputs vary in rank (the norms).
+void check_float_cpu_input(const Tensor& x, const char* op);
 
 }  // namespace mrcnn::ops
