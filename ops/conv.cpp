@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -30,10 +29,14 @@ void valid_range(int64_t in, int64_t out, int64_t stride, int64_t start, int64_t
   lo = std::min(lo, hi);
 }
 
-// Scratch that is written before it is read: no zero-initialisation.
+// The calling thread's scratch buffer (one per scalar type), kept between calls: a fresh multi-MB
+// allocation per call cost a page fault per 4 KB (7% of a strided conv's backward). Each caller
+// uses one at a time and writes it before reading.
 template <typename T>
-std::unique_ptr<T[]> scratch(int64_t n) {
-  return std::unique_ptr<T[]>(new T[static_cast<size_t>(std::max<int64_t>(n, 1))]);
+T* scratch(int64_t n) {
+  thread_local std::vector<T> buffer;
+  if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
+  return buffer.data();
 }
 
 // col[(c * kH + ki) * kW + kj][oy * out_w + ox] = x[c][oy * sh - ph + ki * dh][ox * sw - pw + kj * dw], 0 outside.
@@ -197,14 +200,6 @@ void pack_im2col_transposed(const ConvGeometry& g, const float* x, int64_t image
   }
 }
 
-// The calling thread's staging buffer for batch-merged GEMMs, kept between calls: a fresh
-// zero-filled vector per call cost a memset and a page fault per 4 KB (~5% of a 1x1 conv).
-float* reused_scratch(int64_t n) {
-  thread_local std::vector<float> buffer;
-  if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
-  return buffer.data();
-}
-
 // Images share one GEMM when their output planes are at most this many pixels: below it a
 // per-image GEMM is too narrow to amortise packing the weights.
 constexpr int64_t kMergePlane = 2048;
@@ -219,7 +214,7 @@ void conv_forward_implicit(const ConvGeometry& g, const float* x, const float* w
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   const int64_t merged = images_per_gemm(g);
   const int64_t image_stride = g.in_channels * g.in_plane();
-  float* staging = merged > 1 ? reused_scratch(og * merged * plane) : nullptr;
+  float* staging = merged > 1 ? scratch<float>(og * merged * plane) : nullptr;
   for (int64_t n0 = 0; n0 < g.batch; n0 += merged)
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       const float* xg = x + (n0 * g.in_channels + grp * g.in_per_group()) * g.in_plane();
@@ -246,7 +241,7 @@ void conv_backward_weight_implicit(const ConvGeometry& g, const float* dout, con
   if (g.batch == 0) std::fill(dweight, dweight + g.out_channels * rows, 0.0f);
   const int64_t merged = images_per_gemm(g);
   const int64_t image_stride = g.in_channels * g.in_plane();
-  float* staging = merged > 1 ? reused_scratch(og * merged * plane) : nullptr;
+  float* staging = merged > 1 ? scratch<float>(og * merged * plane) : nullptr;
   for (int64_t n0 = 0; n0 < g.batch; n0 += merged)
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       const float* xg = x + (n0 * g.in_channels + grp * g.in_per_group()) * g.in_plane();
@@ -282,7 +277,7 @@ void conv_forward(const ConvGeometry& g, const T* x, const T* weight, const T* b
     if (direct_conv_applies(g)) return conv_forward_direct(g, x, weight, bias, out);
     if (use_implicit_gemm(g)) return conv_forward_implicit(g, x, weight, bias, out);
   }
-  auto col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
+  T* col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
   for (int64_t n = 0; n < g.batch; ++n)
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       const T* xg = x + (n * g.in_channels + grp * g.in_per_group()) * g.in_plane();
@@ -291,8 +286,8 @@ void conv_forward(const ConvGeometry& g, const T* x, const T* weight, const T* b
         for (int64_t o = 0; o < og; ++o) std::fill(yg + o * plane, yg + (o + 1) * plane, bias[grp * og + o]);
       const T* b = xg;
       if (!g.pointwise()) {
-        im2col(g, xg, col.get());
-        b = col.get();
+        im2col(g, xg, col);
+        b = col;
       }
       gemm<T>(false, false, og, plane, rows, weight + grp * og * rows, rows, b, plane, yg, plane, bias != nullptr);
     }
@@ -329,7 +324,7 @@ void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, 
     }
   }
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
-  auto col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
+  T* col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
   for (int64_t n = 0; n < g.batch; ++n)
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       const T* dg = dout + (n * g.out_channels + grp * og) * plane;
@@ -338,8 +333,8 @@ void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, 
       if (g.pointwise()) {
         gemm<T>(true, false, rows, plane, og, wg, rows, dg, plane, dxg, plane);
       } else {
-        gemm<T>(true, false, rows, plane, og, wg, rows, dg, plane, col.get(), plane);
-        col2im(g, col.get(), dxg);
+        gemm<T>(true, false, rows, plane, og, wg, rows, dg, plane, col, plane);
+        col2im(g, col, dxg);
       }
     }
 }
@@ -353,15 +348,15 @@ void conv_backward_weight(const ConvGeometry& g, const T* dout, const T* x, T* d
     if (use_implicit_gemm(g)) return conv_backward_weight_implicit(g, dout, x, dweight);
   }
   if (g.batch == 0) std::fill(dweight, dweight + g.out_channels * rows, T(0));
-  auto col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
+  T* col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
   for (int64_t n = 0; n < g.batch; ++n)
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       const T* dg = dout + (n * g.out_channels + grp * og) * plane;
       const T* xg = x + (n * g.in_channels + grp * g.in_per_group()) * g.in_plane();
       const T* b = xg;
       if (!g.pointwise()) {
-        im2col(g, xg, col.get());
-        b = col.get();
+        im2col(g, xg, col);
+        b = col;
       }
       gemm<T>(false, true, og, rows, plane, dg, plane, b, plane, dweight + grp * og * rows, rows, n > 0);
     }
