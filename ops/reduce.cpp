@@ -103,7 +103,9 @@ struct ReduceLayout {
   Shape out_shape;   // output without keepdim
 };
 
-ReduceLayout layout_for(const Tensor& x, std::vector<int64_t> dims, const char* op) {
+// With allow_copy false, reduced dims that are not one consecutive block leave layout.x undefined
+// (the caller reduces block by block instead of copying x permuted).
+ReduceLayout layout_for(const Tensor& x, std::vector<int64_t> dims, const char* op, bool allow_copy = true) {
   std::vector<bool> is_reduced(static_cast<size_t>(x.dim()), false);
   for (int64_t& d : dims) {
     d = wrap_dim(d, x.dim(), op);
@@ -128,6 +130,8 @@ ReduceLayout layout_for(const Tensor& x, std::vector<int64_t> dims, const char* 
     } else {
       layout.outer = x.numel();
     }
+  } else if (!allow_copy) {
+    return layout;
   } else {
     // Move kept dims first, reduced dims last, then one contiguous copy.
     std::vector<int64_t> order;
@@ -161,12 +165,32 @@ Tensor sum_forward(const ReduceLayout& l, const Tensor& x, bool keepdim) {
   return out;
 }
 
+// Sums over reduced dims that form several blocks (dims 0, 2, 3 of [N, C, H, W]: a per-channel
+// bias gradient) one block at a time, last block first, each in place, instead of copying x
+// transposed. The partial sums fix the order, so the result is still independent of threads.
+Tensor sum_by_blocks(const Tensor& x, std::vector<int64_t> dims) {
+  for (int64_t& d : dims) d = wrap_dim(d, x.dim(), "sum");
+  std::sort(dims.begin(), dims.end());
+  Tensor partial = x.detach();
+  for (size_t end = dims.size(); end > 0;) {
+    size_t begin = end - 1;
+    while (begin > 0 && dims[begin - 1] + 1 == dims[begin]) --begin;
+    const std::vector<int64_t> block(dims.begin() + static_cast<std::ptrdiff_t>(begin),
+                                     dims.begin() + static_cast<std::ptrdiff_t>(end));
+    partial = sum_forward(layout_for(partial, block, "sum"), partial, /*keepdim=*/true);
+    end = begin;
+  }
+  return partial;
+}
+
 }  // namespace
 
 Tensor sum(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
   check(is_floating(x.dtype()), "sum: expected a float32 or float64 tensor, got ", dtype_name(x.dtype()));
-  const ReduceLayout l = layout_for(x, dims, "sum");
-  return record("sum", sum_forward(l, x, keepdim), {x}, [in_sizes = x.sizes(), keep = l.keep_shape](const Tensor& d) {
+  const ReduceLayout l = layout_for(x, dims, "sum", /*allow_copy=*/false);
+  const Tensor out = l.x.defined() ? sum_forward(l, x, keepdim)
+                                   : contiguous(reshape(sum_by_blocks(x, dims), keepdim ? l.keep_shape : l.out_shape));
+  return record("sum", out, {x}, [in_sizes = x.sizes(), keep = l.keep_shape](const Tensor& d) {
     return std::vector<Tensor>{expand(reshape(d, keep), in_sizes)};
   });
 }

@@ -13,6 +13,20 @@ TEST_CASE("reduce: sum, mean, max, min, argmax over dims with keepdim") {
   CHECK(values(ops::sum(x, {1})) == std::vector<double>{12, 15, 18, 21, 48, 51, 54, 57});
   CHECK(ops::sum(x, {1}, true).sizes() == Shape{2, 1, 4});
   CHECK(values(ops::sum(x, {0, 2})) == std::vector<double>{60, 92, 124});
+  CHECK(ops::sum(x, {2, 0}, true).sizes() == Shape{1, 3, 1});
+  // Dims in two blocks of a 4-D non-contiguous input (reduced block by block, not copied permuted):
+  // y[a][b][c][d] = x4[a][c][b][d], sum over (0, 2, 3) -> per b.
+  const Tensor x4 = ops::reshape(arange(0, 120, 1, kFloat64), {2, 3, 4, 5});
+  const Tensor y = ops::transpose(x4, 1, 2);  // [2, 4, 3, 5]
+  std::vector<double> expected(4, 0.0);
+  const auto xv = values(x4);
+  for (int64_t a = 0; a < 2; ++a)
+    for (int64_t b = 0; b < 4; ++b)
+      for (int64_t c = 0; c < 3; ++c)
+        for (int64_t d = 0; d < 5; ++d) expected[b] += xv[((a * 3 + c) * 4 + b) * 5 + d];
+  CHECK(values(ops::sum(y, {0, 2, 3})) == expected);
+  CHECK(ops::sum(y, {0, 2, 3}, true).sizes() == Shape{1, 4, 1, 1});
+  CHECK(values(ops::mean(y, {3, 0})) == values(ops::div(ops::sum(y, {0, 3}), 10.0)));
   CHECK(values(ops::sum(x, {-1})) == std::vector<double>{6, 22, 38, 54, 70, 86});
   CHECK(values(ops::mean(x, {2})) == std::vector<double>{1.5, 5.5, 9.5, 13.5, 17.5, 21.5});
   CHECK(values(ops::mean(x)) == std::vector<double>{11.5});
