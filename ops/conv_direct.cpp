@@ -1,11 +1,12 @@
-// Direct float32 convolution without an im2col matrix ("indirect GEMM"). It is the packed GEMM's
-// 6x16 micro-tile (6 output channels x 16 output pixels of one row, accumulators in registers), but
-// the B operand is read straight from a zero-padded copy of the input through a table of tap
-// offsets: tap k = (c, ki, kj) of the 16 pixels starting at p lies at base(p) + offset[k]. The
-// implicit-im2col GEMM spends a fifth of its time gathering B slivers; here nothing is gathered.
-// A stride s is handled by splitting the padded input into s x s phases (padded pixel (y, x) goes to
-// phase (y % s, x % s) at (y / s, x / s)), so 16 consecutive output pixels read 16 consecutive floats
-// at every tap, and the padding means no tap needs a bounds check.
+// Direct float32 convolution without an im2col matrix ("indirect GEMM"). It is a GEMM micro-tile
+// (output channels x output pixels of one row, accumulators in registers) whose B operand is read
+// straight from a zero-padded copy of the input through a table of tap offsets: tap k = (c, ki, kj)
+// of the pixels starting at p lies at base(p) + offset[k]. The implicit-im2col GEMM spends a fifth
+// of its time gathering B slivers; here nothing is gathered. A stride s is handled by splitting the
+// padded input into s x s phases (padded pixel (y, x) goes to phase (y % s, x % s) at
+// (y / s, x / s)), so consecutive output pixels read consecutive floats at every tap, and the padding
+// means no tap needs a bounds check. The same padded copy serves the weight gradient (bottom of the
+// file), computed as dot products along output rows.
 #include <immintrin.h>
 
 #include <algorithm>
