@@ -344,7 +344,7 @@ template <typename T>
 void conv_backward_weight(const ConvGeometry& g, const T* dout, const T* x, T* dweight) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   if constexpr (std::is_same_v<T, float>) {
-    if (!g.pointwise() && direct_weight_grad_applies(g)) return conv_backward_weight_direct(g, dout, x, dweight);
+    if (direct_weight_grad_applies(g)) return conv_backward_weight_direct(g, dout, x, dweight);
     if (use_implicit_gemm(g)) return conv_backward_weight_implicit(g, dout, x, dweight);
   }
   if (g.batch == 0) std::fill(dweight, dweight + g.out_channels * rows, T(0));

@@ -432,8 +432,8 @@ bool direct_weight_grad_applies(const ConvGeometry& g) {
   // (3 channels) 1.5x faster, 64 channels ~1.1x, 128 even, 256 ~7% slower (each loaded vector
   // feeds 2.4 FMAs where the GEMM's packed slivers feed more); and each weight's 16 lanes are summed
   // at the end, which costs 1.5x at 512-pixel reductions.
-  return gemm_kernel() == GemmKernel::Packed && use_avx512() && g.out_h > 0 && lane_use(g.out_w, 16) >= 0.75 &&
-         g.in_per_group() <= 64 && g.batch * g.out_plane() >= kGradMinPixels;
+  return gemm_kernel() == GemmKernel::Packed && use_avx512() && !g.pointwise() && g.out_h > 0 &&
+         lane_use(g.out_w, 16) >= 0.75 && g.in_per_group() <= 64 && g.batch * g.out_plane() >= kGradMinPixels;
 }
 
 void conv_backward_weight_direct(const ConvGeometry& g, const float* dout, const float* x, float* dweight) {

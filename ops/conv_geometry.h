@@ -37,8 +37,8 @@ void conv_forward_winograd(const ConvGeometry& g, const float* x, const float* w
 // Direct convolution through a padded, stride-phase-split input copy (ops/conv_direct.cpp): any
 // non-pointwise float32 conv on AVX2/FMA CPUs whose output rows fill most of a 16-pixel tile.
 bool direct_conv_applies(const ConvGeometry& g);
-// dweight of a float32 convolution as dot products along rows of output pixels (AVX-512 CPUs whose
-// output rows fill most of a 16-lane vector).
+// dweight of a float32 non-pointwise convolution as dot products along rows of output pixels
+// (AVX-512 CPUs; few input channels, output rows that fill most of a 16-lane vector).
 bool direct_weight_grad_applies(const ConvGeometry& g);
 void conv_backward_weight_direct(const ConvGeometry& g, const float* dout, const float* x, float* dweight);
 // The micro-tile the direct convolution would use for g ("avx512 8x32", ...; "" when it does not

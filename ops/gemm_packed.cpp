@@ -274,10 +274,10 @@ void depth_split(int64_t chunks, const Operand& op_a, int64_t m, int64_t n, int6
   std::vector<float> partial(static_cast<size_t>(chunks * m * n));
   parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
     thread_local AlignedFloats a_buffer, b_buffer;
+    a_buffer.reserve(static_cast<size_t>((kMC + kMR) * kKC));
+    b_buffer.reserve(static_cast<size_t>((kNC + kNR) * kKC));
     for (int64_t chunk = begin; chunk < end; ++chunk) {
       const int64_t k_begin = chunk * depth, kc = std::min(depth, k - k_begin);
-      a_buffer.reserve(static_cast<size_t>((kMC + kMR) * kKC));
-      b_buffer.reserve(static_cast<size_t>((kNC + kNR) * kKC));
       run_blocks(
           m, n, kc,
           [&](int64_t i0, int64_t mc, int64_t k0, int64_t kk) {
