@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/timing.h"
 #include "ops/gemm.h"
 #include "tensor/parallel.h"
 #include "tensor/random.h"
@@ -40,20 +41,6 @@ double measured_ghz() {
     best = std::max(best, static_cast<double>(adds) / s / 1e9);
   }
   return best;
-}
-
-// Median seconds of `reps` timed runs after one warm-up.
-template <typename F>
-double median_seconds(int reps, const F& f) {
-  f();
-  std::vector<double> times;
-  for (int r = 0; r < reps; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    f();
-    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
 }
 
 }  // namespace
@@ -101,9 +88,12 @@ int main() {
           continue;
         }
         set_num_threads(threads);
-        const double t = median_seconds(reps, [&] {
-          cpu::gemm<float>(false, false, c.m, c.n, c.k, a.data<float>(), c.k, b.data<float>(), c.n, out.data<float>(), c.n);
-        });
+        const double t = bench::median_seconds(
+            [&] {
+              cpu::gemm<float>(false, false, c.m, c.n, c.k, a.data<float>(), c.k, b.data<float>(), c.n,
+                               out.data<float>(), c.n);
+            },
+            {reps, 0.0, reps});
         const double gf = flops / t / 1e9;
         std::printf(" %7.1f (%4.1f%%)", gf, 100 * gf / (threads * peak_per_core));
       }

@@ -3,8 +3,6 @@
 // Case lines (the driver writes the same shapes for PyTorch):
 //   conv NAME N C H W O K STRIDE PADDING BIAS(0/1)
 //   roi NAME ROIS CHANNELS OUT LEVELS MAP   (LEVELS maps of MAP >> level pixels, scales 1/4 >> level)
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <functional>
 #include <iostream>
@@ -12,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/timing.h"
 #include "ops/ops.h"
 #include "ops/conv.h"
 #include "ops/roi_align.h"
@@ -20,21 +19,9 @@ using namespace mrcnn;
 
 namespace {
 
-// Median of timed runs of `run` (ms); `prepare` runs untimed before each. At least 5 runs and
-// about 0.4 s, at most 30, after one warm-up.
+// Median milliseconds of at least 5 timed runs and about 0.4 s, at most 30, after one warm-up.
 double median_ms(const std::function<void()>& prepare, const std::function<void()>& run) {
-  std::vector<double> times;
-  double total = 0;
-  prepare(), run();
-  while (times.size() < 5 || (total < 0.4 && times.size() < 30)) {
-    prepare();
-    const auto start = std::chrono::steady_clock::now();
-    run();
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    times.push_back(s * 1e3), total += s;
-  }
-  std::nth_element(times.begin(), times.begin() + times.size() / 2, times.end());
-  return times[times.size() / 2];
+  return 1e3 * bench::median_seconds(run, {5, 0.4, 30}, prepare);
 }
 
 void time_forward_backward(const std::string& name, const std::function<Tensor()>& forward, const std::vector<Tensor*>& leaves) {
