@@ -29,14 +29,12 @@ void valid_range(int64_t in, int64_t out, int64_t stride, int64_t start, int64_t
   lo = std::min(lo, hi);
 }
 
-// The calling thread's scratch buffer (one per scalar type), kept between calls: a fresh multi-MB
-// allocation per call cost a page fault per 4 KB (7% of a strided conv's backward). Each caller
-// uses one at a time and writes it before reading.
+// The calling thread's scratch buffer (one per scalar type), kept between calls (a fresh one cost
+// 7% of a strided conv's backward in page faults). Each caller uses one at a time.
 template <typename T>
 T* scratch(int64_t n) {
   thread_local std::vector<T> buffer;
-  if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
-  return buffer.data();
+  return grown(buffer, n);
 }
 
 // col[(c * kH + ki) * kW + kj][oy * out_w + ox] = x[c][oy * sh - ph + ki * dh][ox * sw - pw + kj * dw], 0 outside.

@@ -90,9 +90,9 @@ void pad_input(const ConvGeometry& g, const PaddedLayout& layout, const float* x
 // x padded and phase-split into the calling thread's buffer, kept between calls (no fresh pages).
 const float* padded_copy(const ConvGeometry& g, const PaddedLayout& layout, const float* x) {
   thread_local std::vector<float> padded;
-  padded.resize(static_cast<size_t>(g.batch * g.in_channels * layout.channel_stride + layout.slack()));
-  pad_input(g, layout, x, padded.data());
-  return padded.data();
+  float* data = grown(padded, g.batch * g.in_channels * layout.channel_stride + layout.slack());
+  pad_input(g, layout, x, data);
+  return data;
 }
 
 // offsets[k] for the taps k = (c, ki, kj) of one group, relative to the group's first channel.
@@ -259,13 +259,14 @@ struct Tile {
   const char* name = "";
 };
 
-
+// The largest tile choose_tile picks (8 x 32 and 16 x 16 hold 256 floats; this leaves room for 16 x 32).
+constexpr int64_t kMaxTileFloats = 16 * 32;
 
 // A partial tile (fewer output channels or pixels) goes through a full scratch tile; only its
 // rows x cols part is written back.
 void edge_tile(const Tile& tile, int64_t kc, const float* a, const float* base, const int64_t* offsets,
                int64_t row_step, float* c, int64_t ldc, const float* bias, bool accumulate, int64_t rows, int64_t cols) {
-  alignas(64) float scratch[24 * 64];
+  alignas(64) float scratch[kMaxTileFloats];
   tile.kernel(kc, a, base, offsets, row_step, scratch, tile.cols, nullptr, false);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < cols; ++j) {
@@ -317,13 +318,11 @@ void conv_forward_direct(const ConvGeometry& g, const float* x, const float* wei
   const PaddedLayout layout(g);
   const int64_t og = g.out_per_group(), depth = g.col_rows(), plane = g.out_plane();
   const int64_t slivers = (og + tile.rows - 1) / tile.rows;
-  thread_local std::vector<float> packed;  // kept between calls: no fresh pages to fault in
-  packed.resize(static_cast<size_t>(g.groups * slivers * tile.rows * depth));
+  thread_local std::vector<float> packed;
   const float* padded_input = padded_copy(g, layout, x);
-  pack_weights(g, tile.rows, weight, WeightLayout(g, flipped_weight), packed.data());
+  float* packed_weights = grown(packed, g.groups * slivers * tile.rows * depth);
+  pack_weights(g, tile.rows, weight, WeightLayout(g, flipped_weight), packed_weights);
   const std::vector<int64_t> offsets = tap_offsets(g, layout);
-  // The buffer is this thread's; the workers below must not name the thread_local.
-  const float* packed_weights = packed.data();
 
   // Work items: (image, group, block of output channels, band of output rows), each writing its own
   // part of `out`. A band holds at least 8 tiles so a block's packed weights serve several tiles.

@@ -3,10 +3,20 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "ops/spatial.h"
 
 namespace mrcnn::cpu {
+
+// `buffer` grown (never shrunk) to at least n elements; the caller writes before it reads. The
+// convolution kernels keep such buffers thread_local: a fresh multi-MB allocation per call would
+// page-fault every 4 KB.
+template <typename T>
+T* grown(std::vector<T>& buffer, int64_t n) {
+  if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
+  return buffer.data();
+}
 
 // Input [batch, in_channels, in_h, in_w] -> output [batch, out_channels, out_h, out_w],
 // weight [out_channels, in_channels/groups, kernel_h, kernel_w].

@@ -21,12 +21,6 @@ int64_t tile_chunk(int64_t channels, int64_t outs) {
   return std::clamp<int64_t>((int64_t{1} << 18) / (channels + outs) / 16 * 16, 64, 2048);
 }
 
-// Scratch that keeps its pages between calls (fresh large allocations cost a page fault per 4 KB).
-float* scratch(std::vector<float>& buffer, int64_t n) {
-  if (buffer.size() < static_cast<size_t>(n)) buffer.resize(static_cast<size_t>(n));
-  return buffer.data();
-}
-
 // U[xi][o][c] for xi = 4 * i + j, the transformed 4x4 kernel of (o, c).
 void transform_weights(const ConvGeometry& g, const float* weight, float* u) {
   const int64_t pairs = g.out_channels * g.in_channels;
@@ -67,9 +61,9 @@ void conv_forward_winograd(const ConvGeometry& g, const float* x, const float* w
   const int64_t tiles = g.batch * per_image;
   const int64_t chunk = std::min(tiles, tile_chunk(channels, outs));
   thread_local std::vector<float> u_buffer, v_buffer, m_buffer;
-  float* u = scratch(u_buffer, 16 * outs * channels);
-  float* v = scratch(v_buffer, 16 * channels * chunk);
-  float* m = scratch(m_buffer, 16 * outs * chunk);
+  float* u = grown(u_buffer, 16 * outs * channels);
+  float* v = grown(v_buffer, 16 * channels * chunk);
+  float* m = grown(m_buffer, 16 * outs * chunk);
   transform_weights(g, weight, u);
   for (int64_t t0 = 0; t0 < tiles; t0 += chunk) {
     const int64_t tc = std::min(chunk, tiles - t0);
