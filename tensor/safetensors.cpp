@@ -27,10 +27,11 @@ struct DiskType {
 };
 
 DiskType disk_type(const std::string& name, const std::string& file) {
-  static const DiskType kTypes[] = {{"F32", 4}, {"F64", 8}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"U8", 1}, {"BOOL", 1}};
+  static const DiskType kTypes[] = {{"F32", 4}, {"F64", 8}, {"F16", 2}, {"BF16", 2}, {"I64", 8}, {"I32", 4}, {"I16", 2}, {"I8", 1},
+                                     {"U8", 1}, {"BOOL", 1}};
   for (const DiskType& t : kTypes)
     if (name == t.name) return t;
-  fail(file, "unsupported dtype '" + name + "' (supported: F32, F64, F16, BF16, I64, U8, BOOL)");
+  fail(file, "unsupported dtype '" + name + "' (supported: F32, F64, F16, BF16, I64, I32, I16, I8, U8, BOOL)");
 }
 
 uint64_t read_u64_le(const unsigned char* p) {
@@ -154,7 +155,7 @@ File parse(const std::string& bytes, const std::string& name) {
     try {
       numel = shape_numel(shape);
     } catch (const Error&) {
-      fail(name, where + " shape " + shape_str(shape) + " overflows");
+      fail(name, str_cat(where, " shape ", shape_str(shape), " overflows"));
     }
     const json& offsets = entry["data_offsets"];
     if (!offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned())
@@ -186,6 +187,23 @@ File parse(const std::string& bytes, const std::string& name) {
     } else if (dt == "F64" || dt == "I64") {
       t = empty(shape, dt == "F64" ? kFloat64 : kInt64);
       if (numel) std::memcpy(t.raw_data(), src, static_cast<size_t>(numel) * 8);
+    } else if (dt == "I32" || dt == "I16" || dt == "I8") {
+      // Narrow signed integers widen to int64 (exact); the parity fixture stores int8 weight codes.
+      t = empty(shape, kInt64);
+      int64_t* out = t.data<int64_t>();
+      for (int64_t i = 0; i < numel; ++i) {
+        if (dt == "I8") {
+          out[i] = static_cast<int8_t>(src[i]);
+        } else if (dt == "I16") {
+          int16_t v;
+          std::memcpy(&v, src + 2 * i, 2);
+          out[i] = v;
+        } else {
+          int32_t v;
+          std::memcpy(&v, src + 4 * i, 4);
+          out[i] = v;
+        }
+      }
     } else {
       t = empty(shape, kBool);
       uint8_t* out = t.data<uint8_t>();

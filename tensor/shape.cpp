@@ -8,11 +8,16 @@
 
 namespace mrcnn {
 
-std::string shape_str(const Shape& shape) {
-  std::ostringstream out;
+std::ostream& operator<<(std::ostream& out, ShapeText text) {
+  const Shape& shape = *text.shape;
   out << '[';
   for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << ']';
+  return out << ']';
+}
+
+ShapeText::operator std::string() const {
+  std::ostringstream out;
+  out << *this;
   return out.str();
 }
 

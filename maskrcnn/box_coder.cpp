@@ -1,0 +1,96 @@
+// Box coding in float32 exactly as torchvision writes the expressions (same operation order, so the
+// same rounding up to the compiler's FMA contraction).
+#include "maskrcnn/box_coder.h"
+
+#include <algorithm>
+
+namespace mrcnn::detection {
+
+namespace {
+void check_boxes(const Tensor& boxes, const char* what) {
+  check(boxes.dim() == 2 && boxes.size(1) == 4 && boxes.dtype() == kFloat32 && boxes.is_contiguous(),
+        "BoxCoder: ", what, " must be contiguous float32 [N, 4], got ", shape_str(boxes.sizes()));
+}
+}  // namespace
+
+Tensor BoxCoder::encode(const Tensor& reference_boxes, const Tensor& proposals) const {
+  check_boxes(reference_boxes, "reference boxes");
+  check_boxes(proposals, "proposals");
+  check(reference_boxes.size(0) == proposals.size(0), "BoxCoder::encode: ", reference_boxes.size(0),
+        " reference boxes for ", proposals.size(0), " proposals");
+  const int64_t n = proposals.size(0);
+  Tensor out = empty({n, 4});
+  const float* gt = reference_boxes.data<float>();
+  const float* p = proposals.data<float>();
+  float* d = out.data<float>();
+  const float wx = static_cast<float>(weights_[0]), wy = static_cast<float>(weights_[1]);
+  const float ww = static_cast<float>(weights_[2]), wh = static_cast<float>(weights_[3]);
+  for (int64_t i = 0; i < n; ++i) {
+    const float* a = p + i * 4;
+    const float* g = gt + i * 4;
+    const float ex_w = a[2] - a[0], ex_h = a[3] - a[1];
+    const float ex_x = a[0] + 0.5f * ex_w, ex_y = a[1] + 0.5f * ex_h;
+    const float gt_w = g[2] - g[0], gt_h = g[3] - g[1];
+    const float gt_x = g[0] + 0.5f * gt_w, gt_y = g[1] + 0.5f * gt_h;
+    d[i * 4 + 0] = wx * (gt_x - ex_x) / ex_w;
+    d[i * 4 + 1] = wy * (gt_y - ex_y) / ex_h;
+    d[i * 4 + 2] = ww * std::log(gt_w / ex_w);
+    d[i * 4 + 3] = wh * std::log(gt_h / ex_h);
+  }
+  return out;
+}
+
+Tensor BoxCoder::decode(const Tensor& rel_codes, const Tensor& boxes) const {
+  check_boxes(boxes, "boxes");
+  check(rel_codes.dim() == 2 && rel_codes.size(0) == boxes.size(0) && rel_codes.size(1) % 4 == 0 &&
+            rel_codes.dtype() == kFloat32,
+        "BoxCoder::decode: codes ", shape_str(rel_codes.sizes()), " do not fit boxes ", shape_str(boxes.sizes()));
+  const Tensor codes = copy_as(rel_codes, kFloat32, kCPU);
+  const int64_t n = boxes.size(0), k = codes.size(1) / 4;
+  Tensor out = empty({n, k, 4});
+  const float* b = boxes.data<float>();
+  const float* c = codes.data<float>();
+  float* o = out.data<float>();
+  const float wx = static_cast<float>(weights_[0]), wy = static_cast<float>(weights_[1]);
+  const float ww = static_cast<float>(weights_[2]), wh = static_cast<float>(weights_[3]);
+  const float clip = static_cast<float>(clip_);
+  for (int64_t i = 0; i < n; ++i) {
+    const float width = b[i * 4 + 2] - b[i * 4 + 0], height = b[i * 4 + 3] - b[i * 4 + 1];
+    const float ctr_x = b[i * 4 + 0] + 0.5f * width, ctr_y = b[i * 4 + 1] + 0.5f * height;
+    for (int64_t j = 0; j < k; ++j) {
+      const float* r = c + (i * k + j) * 4;
+      const float dx = r[0] / wx, dy = r[1] / wy;
+      const float dw = std::min(r[2] / ww, clip), dh = std::min(r[3] / wh, clip);
+      const float pred_x = dx * width + ctr_x, pred_y = dy * height + ctr_y;
+      const float half_w = 0.5f * (std::exp(dw) * width), half_h = 0.5f * (std::exp(dh) * height);
+      float* dst = o + (i * k + j) * 4;
+      dst[0] = pred_x - half_w;
+      dst[1] = pred_y - half_h;
+      dst[2] = pred_x + half_w;
+      dst[3] = pred_y + half_h;
+    }
+  }
+  return out;
+}
+
+void clip_boxes_to_image(const Tensor& boxes, int64_t height, int64_t width) {
+  check_boxes(boxes, "boxes to clip");
+  float* b = boxes.data<float>();
+  const float h = static_cast<float>(height), w = static_cast<float>(width);
+  for (int64_t i = 0; i < boxes.numel(); i += 2) {
+    b[i] = std::clamp(b[i], 0.0f, w);
+    b[i + 1] = std::clamp(b[i + 1], 0.0f, h);
+  }
+}
+
+std::vector<int64_t> small_boxes_removed(const Tensor& boxes, double min_size) {
+  check_boxes(boxes, "boxes");
+  const float* b = boxes.data<float>();
+  const float m = static_cast<float>(min_size);
+  std::vector<int64_t> keep;
+  for (int64_t i = 0; i < boxes.size(0); ++i)
+    if (b[i * 4 + 2] - b[i * 4 + 0] >= m && b[i * 4 + 3] - b[i * 4 + 1] >= m) keep.push_back(i);
+  return keep;
+}
+
+}  // namespace mrcnn::detection

@@ -1,0 +1,31 @@
+// BoxCoder (torchvision.models.detection._utils): boxes <-> regression deltas (dx, dy, dw, dh)
+// relative to reference boxes, each divided by its weight; widths are x2 - x1 (no +1). Index work:
+// float32 arithmetic in torchvision's order, not differentiable (the losses compare deltas).
+#pragma once
+#include <array>
+#include <cmath>
+
+#include "tensor/tensor.h"
+
+namespace mrcnn::detection {
+
+class BoxCoder {
+ public:
+  explicit BoxCoder(std::array<double, 4> weights, double bbox_xform_clip = std::log(1000.0 / 16))
+      : weights_(weights), clip_(bbox_xform_clip) {}
+  // The deltas that take each `proposals` row to the matching `reference_boxes` row: [N, 4].
+  Tensor encode(const Tensor& reference_boxes, const Tensor& proposals) const;
+  // rel_codes [N, K * 4] applied to boxes [N, 4] -> [N, K, 4]; dw and dh clamped to the clip first.
+  Tensor decode(const Tensor& rel_codes, const Tensor& boxes) const;
+
+ private:
+  std::array<double, 4> weights_;
+  double clip_;
+};
+
+// Clip [N, 4] boxes to [0, width] x [0, height] (torchvision.ops.clip_boxes_to_image), in place.
+void clip_boxes_to_image(const Tensor& boxes, int64_t height, int64_t width);
+// Indices of boxes with width and height >= min_size (remove_small_boxes).
+std::vector<int64_t> small_boxes_removed(const Tensor& boxes, double min_size);
+
+}  // namespace mrcnn::detection

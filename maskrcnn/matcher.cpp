@@ -1,0 +1,75 @@
+// Matching and sampling on plain index vectors: the IoU matrix is read once, column by column.
+#include "maskrcnn/matcher.h"
+
+#include <algorithm>
+#include <numeric>
+
+namespace mrcnn::detection {
+
+std::vector<int64_t> Matcher::operator()(const Tensor& match_quality) const {
+  check(match_quality.dim() == 2 && match_quality.dtype() == kFloat32, "Matcher: expected a float32 [G, P] matrix, got ",
+        shape_str(match_quality.sizes()));
+  check(match_quality.size(0) > 0, "Matcher: no ground-truth boxes (the caller handles images without targets)");
+  const Tensor q = copy_as(match_quality, kFloat32, kCPU);
+  const int64_t g = q.size(0), p = q.size(1);
+  const float* m = q.data<float>();
+  std::vector<int64_t> matches(static_cast<size_t>(p));
+  std::vector<float> best(static_cast<size_t>(p));
+  for (int64_t j = 0; j < p; ++j) {
+    // torch.max over dim 0: the first maximal gt on ties.
+    int64_t arg = 0;
+    float value = m[j];
+    for (int64_t i = 1; i < g; ++i)
+      if (m[i * p + j] > value) value = m[i * p + j], arg = i;
+    best[j] = value;
+    matches[j] = arg;
+  }
+  const std::vector<int64_t> all_matches = matches;
+  const float high = static_cast<float>(high_), low = static_cast<float>(low_);
+  for (int64_t j = 0; j < p; ++j) {
+    if (best[j] < low) matches[j] = kBelowLowThreshold;
+    else if (best[j] < high) matches[j] = kBetweenThresholds;
+  }
+  if (allow_low_quality_) {
+    for (int64_t i = 0; i < g; ++i) {
+      const float* row = m + i * p;
+      const float highest = *std::max_element(row, row + p);
+      for (int64_t j = 0; j < p; ++j)
+        if (row[j] == highest) matches[j] = all_matches[j];
+    }
+  }
+  return matches;
+}
+
+namespace {
+// k of `candidates` chosen uniformly: the candidates ordered by a random key each, first k taken.
+std::vector<int64_t> choose(const std::vector<int64_t>& candidates, int64_t k, Generator& generator) {
+  const int64_t n = static_cast<int64_t>(candidates.size());
+  if (k >= n) return candidates;
+  const std::vector<double> keys = to_vector<double>(rand({n}, kFloat64, kCPU, &generator));
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return keys[a] < keys[b]; });
+  std::vector<int64_t> chosen;
+  for (int64_t i = 0; i < k; ++i) chosen.push_back(candidates[order[i]]);
+  return chosen;
+}
+}  // namespace
+
+BalancedPositiveNegativeSampler::Masks BalancedPositiveNegativeSampler::operator()(const std::vector<int64_t>& labels,
+                                                                                   Generator& generator) const {
+  std::vector<int64_t> positive, negative;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] >= 1) positive.push_back(static_cast<int64_t>(i));
+    else if (labels[i] == 0) negative.push_back(static_cast<int64_t>(i));
+  }
+  const int64_t num_pos = std::min<int64_t>(static_cast<int64_t>(positive.size()),
+                                            static_cast<int64_t>(batch_size_ * positive_fraction_));
+  const int64_t num_neg = std::min<int64_t>(static_cast<int64_t>(negative.size()), batch_size_ - num_pos);
+  Masks masks{std::vector<uint8_t>(labels.size(), 0), std::vector<uint8_t>(labels.size(), 0)};
+  for (int64_t i : choose(positive, num_pos, generator)) masks.positive[i] = 1;
+  for (int64_t i : choose(negative, num_neg, generator)) masks.negative[i] = 1;
+  return masks;
+}
+
+}  // namespace mrcnn::detection

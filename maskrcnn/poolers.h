@@ -1,0 +1,27 @@
+// MultiScaleRoIAlign (torchvision.ops.poolers): each box is pooled from one FPN level chosen by the
+// LevelMapper, level = floor(4 + log2(sqrt(area) / 224) + 1e-6) clamped to the levels present
+// (canonical box 224 px on level 4, as in the FPN paper); roi_align with sampling_ratio 2 and
+// aligned=false, as torchvision's detectors use it.
+#pragma once
+#include "maskrcnn/image_list.h"
+#include "ops/spatial.h"
+
+namespace mrcnn::detection {
+
+class MultiScaleRoIAlign {
+ public:
+  MultiScaleRoIAlign(int64_t output_size, int64_t sampling_ratio = 2)
+      : output_size_(output_size), sampling_ratio_(sampling_ratio) {}
+  // features: the levels to pool from (FPN "0".."3"); boxes: per image [R_i, 4] in the resized
+  // image's pixels -> [sum R_i, C, S, S], rows in the order of the boxes. Differentiable in features.
+  Tensor forward(const std::vector<Tensor>& features, const std::vector<Tensor>& boxes,
+                 const std::vector<ImageSize>& image_sizes) const;
+  // Level index (0 = first feature map) of each box, and each level's spatial scale.
+  std::vector<int64_t> map_levels(const std::vector<Tensor>& boxes, int64_t k_min, int64_t k_max) const;
+  static std::vector<double> infer_scales(const std::vector<Tensor>& features, const std::vector<ImageSize>& image_sizes);
+
+ private:
+  int64_t output_size_, sampling_ratio_;
+};
+
+}  // namespace mrcnn::detection

@@ -1,0 +1,215 @@
+// RoI heads training samples, losses and inference postprocessing, following roi_heads.py.
+#include "maskrcnn/roi_heads.h"
+
+#include "autograd/node.h"
+#include "ops/ops.h"
+
+namespace mrcnn::detection {
+
+namespace {
+Tensor index_tensor(const std::vector<int64_t>& v) { return from_vector(v, {static_cast<int64_t>(v.size())}); }
+}  // namespace
+
+RoIHeads::RoIHeads(const Config& config)
+    : config_(config),
+      box_roi_pool_(7, 2),
+      mask_roi_pool_(14, 2),
+      box_coder_({config.bbox_reg_weights[0], config.bbox_reg_weights[1], config.bbox_reg_weights[2],
+                  config.bbox_reg_weights[3]}),
+      matcher_(config.box_fg_iou_thresh, config.box_bg_iou_thresh, false),
+      sampler_(config.box_batch_size_per_image, config.box_positive_fraction),
+      generator_(config.seed * 2 + 2) {
+  const int64_t channels = config.fpn_out_channels;
+  box_head = register_module("box_head", std::make_shared<TwoMLPHead>(channels * 7 * 7, config.representation_size));
+  box_predictor = register_module("box_predictor",
+                                  std::make_shared<FastRCNNPredictor>(config.representation_size, config.num_classes));
+  mask_head = register_module("mask_head", make_mask_head(channels, config.mask_layers, config.mask_dilation));
+  mask_predictor = register_module(
+      "mask_predictor",
+      std::make_shared<MaskRCNNPredictor>(config.mask_layers.back(), config.mask_dim_reduced, config.num_classes));
+}
+
+TrainingSamples RoIHeads::select_training_samples(const std::vector<Tensor>& proposals,
+                                                  const std::vector<Target>& targets) {
+  autograd::NoGradGuard no_grad;
+  check(proposals.size() == targets.size(), "RoIHeads: ", proposals.size(), " proposal sets for ", targets.size(), " targets");
+  TrainingSamples samples;
+  for (size_t image = 0; image < proposals.size(); ++image) {
+    const Target& target = targets[image];
+    check(target.boxes.dtype() == kFloat32 && target.labels.dtype() == kInt64,
+          "RoIHeads: target boxes must be float32 and labels int64");
+    // add_gt_proposals: the gt boxes join the candidates, so every gt has a perfect match.
+    const Tensor candidates = ops::contiguous(ops::cat({proposals[image].detach(), target.boxes}, 0));
+    const int64_t n = candidates.size(0);
+    std::vector<int64_t> matched(static_cast<size_t>(n), 0), labels(static_cast<size_t>(n), 0);
+    if (target.boxes.size(0) > 0) {
+      const auto matches = matcher_(ops::box_iou(target.boxes, candidates));
+      const auto gt_labels = to_vector<int64_t>(target.labels);
+      for (int64_t i = 0; i < n; ++i) {
+        matched[i] = std::max<int64_t>(matches[i], 0);
+        labels[i] = matches[i] == Matcher::kBelowLowThreshold ? 0
+                    : matches[i] == Matcher::kBetweenThresholds ? -1
+                                                                : gt_labels[matched[i]];
+      }
+    }
+    const auto masks = sampler_(labels, generator_);
+    std::vector<int64_t> keep, kept_matched, kept_labels;
+    for (int64_t i = 0; i < n; ++i)
+      if (masks.positive[i] || masks.negative[i]) keep.push_back(i), kept_matched.push_back(matched[i]), kept_labels.push_back(labels[i]);
+    const Tensor sampled = ops::contiguous(ops::index_select(candidates, 0, index_tensor(keep)));
+    const Tensor gt_boxes = target.boxes.size(0) > 0 ? target.boxes : zeros({1, 4});
+    const Tensor matched_gt = ops::contiguous(ops::index_select(gt_boxes, 0, index_tensor(kept_matched)));
+    samples.proposals.push_back(sampled);
+    samples.matched_idxs.push_back(index_tensor(kept_matched));
+    samples.labels.push_back(index_tensor(kept_labels));
+    samples.regression_targets.push_back(box_coder_.encode(matched_gt, sampled));
+  }
+  return samples;
+}
+
+std::pair<Tensor, Tensor> fastrcnn_loss(const Tensor& class_logits, const Tensor& box_regression,
+                                        const std::vector<Tensor>& labels, const std::vector<Tensor>& regression_targets) {
+  const Tensor all_labels = ops::cat(labels, 0);
+  const Tensor targets = ops::cat(regression_targets, 0);
+  const Tensor classification_loss = ops::cross_entropy(class_logits, all_labels);
+  const auto label_values = to_vector<int64_t>(all_labels);
+  const int64_t n = class_logits.size(0), k = box_regression.size(1) / 4;
+  std::vector<int64_t> positive, positive_rows;
+  for (int64_t i = 0; i < n; ++i)
+    if (label_values[i] > 0) positive.push_back(i), positive_rows.push_back(i * k + label_values[i]);
+  const Tensor per_class = ops::reshape(box_regression, {n * k, 4});
+  const Tensor box_loss = ops::smooth_l1_loss(ops::index_select(per_class, 0, index_tensor(positive_rows)),
+                                              ops::index_select(targets, 0, index_tensor(positive)), 1.0 / 9,
+                                              ops::Reduction::Sum) /
+                          static_cast<double>(n);
+  return {classification_loss, box_loss};
+}
+
+Tensor maskrcnn_loss(const Tensor& mask_logits, const std::vector<Tensor>& proposals, const std::vector<Target>& targets,
+                     const std::vector<Tensor>& matched_idxs) {
+  const int64_t m = mask_logits.size(-1), k = mask_logits.size(1);
+  std::vector<Tensor> mask_targets;
+  std::vector<int64_t> rows;
+  int64_t row = 0;
+  {
+    autograd::NoGradGuard no_grad;
+    for (size_t image = 0; image < proposals.size(); ++image) {
+      const auto idx = to_vector<int64_t>(matched_idxs[image]);
+      const auto gt_labels = to_vector<int64_t>(targets[image].labels);
+      for (int64_t i : idx) rows.push_back(row++ * k + gt_labels[i]);
+      if (idx.empty()) continue;
+      // project_masks_on_boxes: roi_align of the gt mask over each proposal (aligned=false, adaptive sampling).
+      const Tensor gt_masks = ops::unsqueeze(ops::to(targets[image].masks, kFloat32), 1);
+      std::vector<float> index_column(idx.begin(), idx.end());
+      const Tensor rois = ops::contiguous(ops::cat(
+          {from_vector(index_column, {static_cast<int64_t>(idx.size()), 1}), proposals[image]}, 1));
+      mask_targets.push_back(ops::select(ops::roi_align(gt_masks, rois, {m, m}, 1.0, -1, false), 1, 0));
+    }
+  }
+  if (rows.empty()) return ops::sum(mask_logits) * 0.0;
+  const Tensor logits = ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows));
+  return ops::binary_cross_entropy_with_logits(logits, ops::cat(mask_targets, 0));
+}
+
+std::vector<Tensor> maskrcnn_inference(const Tensor& mask_logits, const std::vector<Tensor>& labels) {
+  const int64_t k = mask_logits.size(1), m = mask_logits.size(-1);
+  std::vector<int64_t> rows;
+  int64_t row = 0;
+  for (const auto& l : labels)
+    for (int64_t label : to_vector<int64_t>(l)) rows.push_back(row++ * k + label);
+  const Tensor probs = ops::sigmoid(ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows)));
+  std::vector<Tensor> out;
+  int64_t start = 0;
+  for (const auto& l : labels) {
+    out.push_back(ops::unsqueeze(ops::narrow(probs, 0, start, l.size(0)), 1));
+    start += l.size(0);
+  }
+  return out;
+}
+
+std::vector<Detections> RoIHeads::postprocess_detections(const Tensor& class_logits, const Tensor& box_regression,
+                                                         const std::vector<Tensor>& proposals,
+                                                         const std::vector<ImageSize>& image_sizes) const {
+  autograd::NoGradGuard no_grad;
+  const Tensor all_proposals = ops::contiguous(ops::cat(proposals, 0));
+  const Tensor pred_boxes = box_coder_.decode(ops::contiguous(box_regression.detach()), all_proposals);  // [N, K, 4]
+  const Tensor pred_scores = ops::contiguous(ops::softmax(class_logits.detach(), -1));
+  const int64_t k = pred_scores.size(1);
+  std::vector<Detections> results;
+  int64_t start = 0;
+  for (size_t image = 0; image < proposals.size(); ++image) {
+    const int64_t n = proposals[image].size(0);
+    Tensor boxes = ops::contiguous(ops::reshape(ops::narrow(pred_boxes, 0, start, n), {n * k, 4}));
+    clip_boxes_to_image(boxes, image_sizes[image].first, image_sizes[image].second);
+    const float* scores = pred_scores.data<float>() + start * k;
+    const float* box_values = boxes.data<float>();
+    // Background column dropped; rows in (proposal, class) order; score > thresh; width/height >= 1e-2.
+    std::vector<int64_t> keep, labels;
+    std::vector<float> kept_scores;
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t c = 1; c < k; ++c) {
+        const int64_t r = i * k + c;
+        if (!(scores[r] > static_cast<float>(config_.box_score_thresh))) continue;
+        const float* b = box_values + r * 4;
+        if (!(b[2] - b[0] >= 1e-2f && b[3] - b[1] >= 1e-2f)) continue;
+        keep.push_back(r), labels.push_back(c), kept_scores.push_back(scores[r]);
+      }
+    const int64_t count = static_cast<int64_t>(keep.size());
+    const Tensor kept_boxes = ops::index_select(boxes, 0, index_tensor(keep));
+    const Tensor score_tensor = from_vector(kept_scores, {count});
+    const Tensor label_tensor = index_tensor(labels);
+    Tensor nms_keep = ops::batched_nms(kept_boxes, score_tensor, label_tensor, config_.box_nms_thresh);
+    nms_keep = ops::narrow(nms_keep, 0, 0, std::min(config_.box_detections_per_img, nms_keep.size(0)));
+    Detections d;
+    d.boxes = ops::contiguous(ops::index_select(kept_boxes, 0, nms_keep));
+    d.scores = ops::contiguous(ops::index_select(score_tensor, 0, nms_keep));
+    d.labels = ops::contiguous(ops::index_select(label_tensor, 0, nms_keep));
+    results.push_back(d);
+    start += n;
+  }
+  return results;
+}
+
+RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std::vector<Tensor>& proposals,
+                                 const std::vector<ImageSize>& image_sizes, const std::vector<Target>* targets) {
+  RoIHeadsOutput out;
+  TrainingSamples samples;
+  if (is_training()) {
+    check(targets != nullptr && targets->size() == proposals.size(), "RoIHeads: training needs one target per image");
+    samples = select_training_samples(proposals, *targets);
+    out.proposals = samples.proposals;
+  } else {
+    out.proposals = proposals;
+  }
+  const Tensor box_features = box_head->forward(box_roi_pool_.forward(features, out.proposals, image_sizes));
+  std::tie(out.class_logits, out.box_regression) = box_predictor->forward(box_features);
+
+  std::vector<Tensor> mask_proposals, positive_matched;
+  if (is_training()) {
+    std::tie(out.loss_classifier, out.loss_box_reg) =
+        fastrcnn_loss(out.class_logits, out.box_regression, samples.labels, samples.regression_targets);
+    for (size_t image = 0; image < proposals.size(); ++image) {
+      std::vector<int64_t> positive;
+      const auto labels = to_vector<int64_t>(samples.labels[image]);
+      for (size_t i = 0; i < labels.size(); ++i)
+        if (labels[i] > 0) positive.push_back(static_cast<int64_t>(i));
+      mask_proposals.push_back(ops::contiguous(ops::index_select(samples.proposals[image], 0, index_tensor(positive))));
+      positive_matched.push_back(ops::index_select(samples.matched_idxs[image], 0, index_tensor(positive)));
+    }
+  } else {
+    out.detections = postprocess_detections(out.class_logits, out.box_regression, out.proposals, image_sizes);
+    for (const auto& d : out.detections) mask_proposals.push_back(d.boxes);
+  }
+  out.mask_logits = mask_predictor->forward(mask_head->forward(mask_roi_pool_.forward(features, mask_proposals, image_sizes)));
+  if (is_training()) {
+    out.loss_mask = maskrcnn_loss(out.mask_logits, mask_proposals, *targets, positive_matched);
+  } else {
+    std::vector<Tensor> labels;
+    for (const auto& d : out.detections) labels.push_back(d.labels);
+    const auto probs = maskrcnn_inference(out.mask_logits, labels);
+    for (size_t i = 0; i < probs.size(); ++i) out.detections[i].masks = probs[i];
+  }
+  return out;
+}
+
+}  // namespace mrcnn::detection

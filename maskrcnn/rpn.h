@@ -1,0 +1,65 @@
+// The region proposal network (torchvision.models.detection.rpn): a shared 3x3 conv head predicts
+// objectness and box deltas for every anchor of every FPN level; proposals are the decoded anchors
+// after per-level top-k, clipping, small-box removal and per-level NMS. In training it also matches
+// anchors to ground truth and returns loss_objectness and loss_rpn_box_reg.
+#pragma once
+#include "maskrcnn/anchor_generator.h"
+#include "maskrcnn/box_coder.h"
+#include "maskrcnn/config.h"
+#include "maskrcnn/image_list.h"
+#include "maskrcnn/matcher.h"
+#include "nn/layers.h"
+
+namespace mrcnn::detection {
+
+class RPNHead : public nn::Module {
+ public:
+  RPNHead(int64_t in_channels, int64_t num_anchors);
+  // Per level: objectness [N, A, H, W] and deltas [N, 4A, H, W].
+  std::pair<std::vector<Tensor>, std::vector<Tensor>> forward(const std::vector<Tensor>& features);
+
+ private:
+  std::shared_ptr<nn::Sequential> conv_;
+  std::shared_ptr<nn::Conv2d> cls_logits_, bbox_pred_;
+};
+
+struct RPNOutput {
+  std::vector<Tensor> boxes, scores;             // per image: proposals [P, 4] and their sigmoid scores
+  std::vector<Tensor> objectness, pred_bbox_deltas;  // the head's raw outputs per level
+  Tensor anchors;                                // [A_total, 4], the same for every image
+  Tensor loss_objectness, loss_rpn_box_reg;      // defined in training only
+};
+
+class RegionProposalNetwork : public nn::Module {
+ public:
+  explicit RegionProposalNetwork(const Config& config);
+  // `features` are the FPN levels the RPN uses (all five); targets required in training.
+  RPNOutput forward(const ImageList& images, const std::vector<Tensor>& features,
+                    const std::vector<Target>* targets);
+  // The inference part alone, from the head's outputs: decode, top-k per level, NMS.
+  std::pair<std::vector<Tensor>, std::vector<Tensor>> filter_proposals(
+      const std::vector<Tensor>& objectness, const std::vector<Tensor>& pred_bbox_deltas, const Tensor& anchors,
+      const std::vector<ImageSize>& image_sizes) const;
+  // The training losses from the head's outputs: (loss_objectness, loss_rpn_box_reg).
+  std::pair<Tensor, Tensor> compute_loss(const std::vector<Tensor>& objectness,
+                                         const std::vector<Tensor>& pred_bbox_deltas, const Tensor& anchors,
+                                         const std::vector<Target>& targets);
+  const AnchorGenerator& anchor_generator() const { return anchor_generator_; }
+  Generator& generator() { return generator_; }
+
+  std::shared_ptr<RPNHead> head;
+
+ private:
+  Config config_;
+  AnchorGenerator anchor_generator_;
+  BoxCoder box_coder_;
+  Matcher matcher_;
+  BalancedPositiveNegativeSampler sampler_;
+  Generator generator_;
+};
+
+// [N, A*C, H, W] per level -> [N * sum(H*W*A), C] rows in (image, level, y, x, anchor) order, like
+// torchvision's concat_box_prediction_layers; differentiable.
+Tensor flatten_predictions(const std::vector<Tensor>& per_level, int64_t values_per_anchor);
+
+}  // namespace mrcnn::detection

@@ -1,0 +1,126 @@
+// Image batching and the inverse mapping of detections, with torchvision's float32 size arithmetic.
+#include "maskrcnn/transform.h"
+
+#include <cmath>
+
+#include "autograd/node.h"
+#include "ops/ops.h"
+
+namespace mrcnn::detection {
+
+ImageSize GeneralizedRCNNTransform::resized_size(ImageSize size, int64_t min_size) const {
+  const float short_side = static_cast<float>(std::min(size.first, size.second));
+  const float long_side = static_cast<float>(std::max(size.first, size.second));
+  const float scale = std::min(static_cast<float>(min_size) / short_side,
+                               static_cast<float>(config_.max_size) / long_side);
+  // interpolate(scale_factor=scale.item(), recompute_scale_factor=True): floor(in * scale) in double.
+  const double s = static_cast<double>(scale);
+  return {static_cast<int64_t>(std::floor(static_cast<double>(size.first) * s)),
+          static_cast<int64_t>(std::floor(static_cast<double>(size.second) * s))};
+}
+
+Tensor resize_boxes(const Tensor& boxes, ImageSize from, ImageSize to) {
+  const float ratio_h = static_cast<float>(to.first) / static_cast<float>(from.first);
+  const float ratio_w = static_cast<float>(to.second) / static_cast<float>(from.second);
+  Tensor out = copy_as(boxes, kFloat32, kCPU);
+  float* b = out.data<float>();
+  for (int64_t i = 0; i < out.numel(); i += 2) b[i] *= ratio_w, b[i + 1] *= ratio_h;
+  return out;
+}
+
+ImageList GeneralizedRCNNTransform::forward(const std::vector<Tensor>& images, std::vector<Target>* targets,
+                                            Generator* generator) const {
+  autograd::NoGradGuard no_grad;
+  check(!images.empty(), "transform: no images");
+  if (targets != nullptr)
+    check(targets->size() == images.size(), "transform: ", images.size(), " images but ", targets->size(), " targets");
+  const int64_t channels = config_.in_channels;
+  const Tensor mean = from_vector(std::vector<float>(config_.image_mean.begin(), config_.image_mean.end()), {channels, 1, 1});
+  const Tensor std = from_vector(std::vector<float>(config_.image_std.begin(), config_.image_std.end()), {channels, 1, 1});
+  std::vector<Tensor> resized;
+  ImageList list;
+  for (size_t i = 0; i < images.size(); ++i) {
+    const Tensor& image = images[i];
+    check(image.dim() == 3 && image.size(0) == channels && image.dtype() == kFloat32,
+          "transform: image ", i, " must be float32 [", channels, ", H, W], got ", shape_str(image.sizes()), " ",
+          dtype_name(image.dtype()));
+    int64_t min_size = config_.min_size.back();
+    if (generator != nullptr) {
+      const double u = to_vector<double>(rand({1}, kFloat64, kCPU, generator))[0];
+      min_size = config_.min_size[std::min<size_t>(static_cast<size_t>(u * static_cast<double>(config_.min_size.size())),
+                                                   config_.min_size.size() - 1)];
+    }
+    const ImageSize original{image.size(1), image.size(2)};
+    const ImageSize size = resized_size(original, min_size);
+    const Tensor normalized = ops::div(ops::sub(image, mean), std);
+    resized.push_back(ops::select(
+        ops::interpolate(ops::unsqueeze(normalized, 0), {size.first, size.second}, ops::InterpolateMode::Bilinear), 0, 0));
+    list.image_sizes.push_back(size);
+    if (targets != nullptr) {
+      Target& t = (*targets)[i];
+      t.boxes = resize_boxes(t.boxes, original, size);
+      if (t.masks.defined() && t.masks.size(0) > 0) {
+        const Tensor m = ops::interpolate(ops::unsqueeze(ops::to(t.masks, kFloat32), 1), {size.first, size.second},
+                                          ops::InterpolateMode::Nearest);
+        t.masks = ops::to(ops::select(m, 1, 0), kBool);
+      } else {
+        t.masks = zeros({0, size.first, size.second}, kBool);
+      }
+    }
+  }
+  // batch_images: zero padding to the largest size rounded up to size_divisible.
+  int64_t max_h = 0, max_w = 0;
+  for (auto [h, w] : list.image_sizes) max_h = std::max(max_h, h), max_w = std::max(max_w, w);
+  const int64_t d = config_.size_divisible;
+  max_h = (max_h + d - 1) / d * d;
+  max_w = (max_w + d - 1) / d * d;
+  list.tensors = zeros({static_cast<int64_t>(images.size()), channels, max_h, max_w});
+  for (size_t i = 0; i < resized.size(); ++i) {
+    const Tensor slot = ops::narrow(ops::narrow(ops::select(list.tensors, 0, static_cast<int64_t>(i)), 1, 0,
+                                                resized[i].size(1)), 2, 0, resized[i].size(2));
+    copy_into(slot, resized[i]);
+  }
+  return list;
+}
+
+Tensor paste_masks_in_image(const Tensor& masks, const Tensor& boxes, ImageSize image_size, int64_t padding) {
+  autograd::NoGradGuard no_grad;
+  const int64_t n = masks.size(0), m = masks.size(-1);
+  const auto [im_h, im_w] = image_size;
+  Tensor out = zeros({n, 1, im_h, im_w});
+  if (n == 0) return out;
+  const double scale = static_cast<double>(m + 2 * padding) / static_cast<double>(m);
+  const Tensor b = copy_as(boxes, kFloat32, kCPU);
+  const float* bp = b.data<float>();
+  for (int64_t i = 0; i < n; ++i) {
+    // expand_boxes in float32, then .to(int64) (truncation toward zero).
+    const float* box = bp + i * 4;
+    const float w_half = (box[2] - box[0]) * 0.5f * static_cast<float>(scale);
+    const float h_half = (box[3] - box[1]) * 0.5f * static_cast<float>(scale);
+    const float x_c = (box[2] + box[0]) * 0.5f, y_c = (box[3] + box[1]) * 0.5f;
+    const int64_t x0 = static_cast<int64_t>(x_c - w_half), y0 = static_cast<int64_t>(y_c - h_half);
+    const int64_t x1 = static_cast<int64_t>(x_c + w_half), y1 = static_cast<int64_t>(y_c + h_half);
+    const int64_t w = std::max<int64_t>(x1 - x0 + 1, 1), h = std::max<int64_t>(y1 - y0 + 1, 1);
+    Tensor padded = zeros({1, 1, m + 2 * padding, m + 2 * padding});
+    copy_into(ops::narrow(ops::narrow(padded, 2, padding, m), 3, padding, m),
+              ops::reshape(ops::select(masks, 0, i), {1, 1, m, m}));
+    const Tensor pasted = ops::contiguous(ops::interpolate(padded, {h, w}, ops::InterpolateMode::Bilinear));
+    const int64_t cx0 = std::max<int64_t>(x0, 0), cx1 = std::min<int64_t>(x1 + 1, im_w);
+    const int64_t cy0 = std::max<int64_t>(y0, 0), cy1 = std::min<int64_t>(y1 + 1, im_h);
+    if (cx1 <= cx0 || cy1 <= cy0) continue;
+    const Tensor src = ops::narrow(ops::narrow(ops::reshape(pasted, {h, w}), 0, cy0 - y0, cy1 - cy0), 1, cx0 - x0, cx1 - cx0);
+    copy_into(ops::narrow(ops::narrow(ops::select(ops::select(out, 0, i), 0, 0), 0, cy0, cy1 - cy0), 1, cx0, cx1 - cx0), src);
+  }
+  return out;
+}
+
+void GeneralizedRCNNTransform::postprocess(std::vector<Detections>& detections, const std::vector<ImageSize>& image_sizes,
+                                           const std::vector<ImageSize>& original_sizes) const {
+  for (size_t i = 0; i < detections.size(); ++i) {
+    detections[i].boxes = resize_boxes(detections[i].boxes, image_sizes[i], original_sizes[i]);
+    if (detections[i].masks.defined())
+      detections[i].masks = paste_masks_in_image(detections[i].masks, detections[i].boxes, original_sizes[i]);
+  }
+}
+
+}  // namespace mrcnn::detection

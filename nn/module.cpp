@@ -1,0 +1,118 @@
+// Module tree bookkeeping: recursive names, state_dict load with exact shape checks, train/eval.
+#include "nn/module.h"
+
+#include <set>
+#include <sstream>
+
+#include "autograd/node.h"
+
+namespace mrcnn::nn {
+
+Tensor Module::register_parameter(const std::string& name, Tensor value, bool requires_grad) {
+  value.set_requires_grad(requires_grad);
+  parameters_.emplace_back(name, value);
+  return value;
+}
+
+Tensor Module::register_buffer(const std::string& name, Tensor value) {
+  buffers_.emplace_back(name, value);
+  return value;
+}
+
+void Module::collect(const std::string& prefix, bool buffers, NamedTensors& out) const {
+  for (const auto& [name, tensor] : buffers ? buffers_ : parameters_) out.emplace_back(prefix + name, tensor);
+  for (const auto& [name, child] : children_) child->collect(prefix + name + ".", buffers, out);
+}
+
+NamedTensors Module::named_parameters() const {
+  NamedTensors out;
+  collect("", false, out);
+  return out;
+}
+
+NamedTensors Module::named_buffers() const {
+  NamedTensors out;
+  collect("", true, out);
+  return out;
+}
+
+std::vector<Tensor> Module::parameters() const {
+  std::vector<Tensor> out;
+  for (auto& [name, t] : named_parameters()) out.push_back(t);
+  return out;
+}
+
+std::vector<Tensor> Module::trainable_parameters() const {
+  std::vector<Tensor> out;
+  for (auto& [name, t] : named_parameters())
+    if (t.requires_grad()) out.push_back(t);
+  return out;
+}
+
+std::map<std::string, Tensor> Module::state_dict() const {
+  std::map<std::string, Tensor> out;
+  for (auto& [name, t] : named_parameters()) out[name] = t;
+  for (auto& [name, t] : named_buffers()) out[name] = t;
+  return out;
+}
+
+void Module::load_state_dict(const std::map<std::string, Tensor>& state, bool strict) {
+  const auto own = state_dict();
+  std::vector<std::string> missing, unexpected;
+  for (const auto& [name, target] : own) {
+    const auto it = state.find(name);
+    if (it == state.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    check(it->second.sizes() == target.sizes(), "load_state_dict: ", name, " has shape ",
+          shape_str(it->second.sizes()), " in the checkpoint but ", shape_str(target.sizes()), " in the model");
+  }
+  for (const auto& [name, tensor] : state)
+    if (!own.count(name)) unexpected.push_back(name);
+  if (strict && (!missing.empty() || !unexpected.empty())) {
+    std::ostringstream message;
+    message << "load_state_dict: ";
+    auto list = [&](const char* what, const std::vector<std::string>& names) {
+      message << names.size() << " " << what;
+      for (size_t i = 0; i < names.size() && i < 5; ++i) message << (i ? ", " : " (") << names[i];
+      if (!names.empty()) message << (names.size() > 5 ? ", ...)" : ")");
+    };
+    list("missing", missing);
+    message << "; ";
+    list("unexpected", unexpected);
+    throw Error(message.str());
+  }
+  autograd::NoGradGuard no_grad;
+  for (const auto& [name, target] : own) {
+    const auto it = state.find(name);
+    if (it != state.end()) copy_into(target, copy_as(it->second, target.dtype(), target.device()));
+  }
+}
+
+void Module::train(bool on) {
+  training_ = on;
+  for (auto& [name, child] : children_) child->train(on);
+  on_train(on);
+}
+
+void Module::set_requires_grad(bool on) {
+  for (auto& [name, t] : named_parameters()) t.set_requires_grad(on);
+}
+
+void Module::zero_grad() {
+  for (auto& [name, t] : named_parameters()) t.zero_grad();
+}
+
+void Sequential::push_back(std::shared_ptr<Layer> layer) {
+  register_module(std::to_string(layers_.size()), layer);
+  layers_.push_back(std::move(layer));
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  Tensor y = x;
+  for (auto& layer : layers_) y = layer->forward(y);
+  return y;
+}
+
+}  // namespace mrcnn::nn

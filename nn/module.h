@@ -1,0 +1,82 @@
+// Module: a node of the model tree holding named parameters (leaves that train), buffers (state that
+// does not: running statistics, frozen norms) and child modules. Names join with "." exactly like
+// PyTorch's state_dict keys, so checkpoints read and write torchvision's names.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace mrcnn::nn {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+class Module {
+ public:
+  virtual ~Module() = default;
+  Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // In registration order, recursively, with dotted names ("layer1.0.conv1.weight").
+  NamedTensors named_parameters() const;
+  NamedTensors named_buffers() const;
+  std::vector<Tensor> parameters() const;             // all of them
+  std::vector<Tensor> trainable_parameters() const;   // those with requires_grad
+  // Parameters then buffers, by name.
+  std::map<std::string, Tensor> state_dict() const;
+  // Copies each tensor's values into the module's own (shapes must match exactly, dtype converted).
+  // strict: every key of the module must be present and no unknown key may be given; the Error
+  // lists what is missing or unexpected.
+  void load_state_dict(const std::map<std::string, Tensor>& state, bool strict = true);
+
+  // Training mode: batch norm uses batch statistics and the detector samples and returns losses.
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+  // requires_grad on every parameter of this module and its children.
+  void set_requires_grad(bool on);
+  void zero_grad();
+
+ protected:
+  // The returned Tensor shares storage with the registered one: keep it as a member.
+  Tensor register_parameter(const std::string& name, Tensor value, bool requires_grad = true);
+  Tensor register_buffer(const std::string& name, Tensor value);
+  template <typename M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    children_.emplace_back(name, module);
+    return module;
+  }
+  // Called by train(); modules whose children are not all registered override it.
+  virtual void on_train(bool) {}
+
+ private:
+  void collect(const std::string& prefix, bool buffers, NamedTensors& out) const;
+  NamedTensors parameters_, buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+// A module whose forward maps one tensor to one tensor (layers, blocks, Sequential).
+class Layer : public Module {
+ public:
+  virtual Tensor forward(const Tensor& x) = 0;
+  Tensor operator()(const Tensor& x) { return forward(x); }
+};
+
+// Children named "0", "1", ... applied in order, like torch.nn.Sequential.
+class Sequential : public Layer {
+ public:
+  void push_back(std::shared_ptr<Layer> layer);
+  Tensor forward(const Tensor& x) override;
+  size_t size() const { return layers_.size(); }
+  const std::shared_ptr<Layer>& operator[](size_t i) const { return layers_[i]; }
+
+ private:
+  std::vector<std::shared_ptr<Layer>> layers_;
+};
+
+}  // namespace mrcnn::nn
