@@ -1,0 +1,33 @@
+// Checkpoints as one safetensors file: the model's parameters and buffers under their torchvision
+// names, the optimizer's state under "optimizer.<param>.<slot>", and in __metadata__ the config
+// JSON, the step and the random generators' states, so training resumes exactly. Written to a
+// temporary file and renamed: an interrupted save never leaves a half-written checkpoint.
+#pragma once
+#include <map>
+#include <string>
+
+#include "nn/module.h"
+#include "tensor/random.h"
+
+namespace mrcnn::nn {
+
+class Optimizer;
+
+struct Checkpoint {
+  std::map<std::string, Tensor> model;      // torchvision names
+  std::map<std::string, Tensor> optimizer;  // "<param>.<slot>" and "step"; empty for weights only
+  std::string config_json;                  // the model config ("" when absent)
+  int64_t step = 0;
+  std::map<std::string, std::pair<uint64_t, uint64_t>> generators;  // name -> (seed, offset)
+  std::map<std::string, std::string> extra;                          // other metadata, kept as is
+};
+
+Checkpoint make_checkpoint(const Module& model, const Optimizer* optimizer, const std::string& config_json,
+                           int64_t step, const std::map<std::string, const Generator*>& generators = {});
+void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
+// Errors name the file; a file that is not a checkpoint (no model tensors) is rejected.
+Checkpoint load_checkpoint(const std::string& path);
+// Restores generator states saved by make_checkpoint (missing names are an error).
+void restore_generators(const Checkpoint& checkpoint, const std::map<std::string, Generator*>& generators);
+
+}  // namespace mrcnn::nn

@@ -1,0 +1,167 @@
+// Update rules written over raw float/double buffers (parameters are contiguous leaves); the state
+// lives in tensors of the parameter's shape so checkpoints carry it unchanged.
+#include "nn/optim.h"
+
+#include <cmath>
+
+#include "autograd/node.h"
+#include "ops/reduce.h"
+#include "tensor/dispatch.h"
+
+namespace mrcnn::nn {
+
+Optimizer::Optimizer(NamedTensors params, double learning_rate)
+    : lr(learning_rate), params_(std::move(params)), slots_(params_.size()) {
+  for (const auto& [name, p] : params_) {
+    check(p.requires_grad() && p.is_contiguous() && is_floating(p.dtype()) && p.device().is_cpu(),
+          "optimizer: parameter ", name, " must be a contiguous CPU floating leaf that requires grad");
+  }
+}
+
+void Optimizer::step() {
+  autograd::NoGradGuard no_grad;
+  ++steps_;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i].second;
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    update(i, p, g.is_contiguous() ? g : copy_as(g, g.dtype(), g.device()));
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (auto& [name, p] : params_) p.zero_grad();
+}
+
+bool Optimizer::has_slot(size_t index, const std::string& name) const { return slots_[index].count(name) > 0; }
+
+Tensor& Optimizer::slot(size_t index, const std::string& name) {
+  auto& slots = slots_[index];
+  auto it = slots.find(name);
+  if (it == slots.end()) it = slots.emplace(name, zeros_like(params_[index].second)).first;
+  return it->second;
+}
+
+std::map<std::string, Tensor> Optimizer::state_dict() const {
+  std::map<std::string, Tensor> state;
+  for (size_t i = 0; i < params_.size(); ++i)
+    for (const auto& [slot_name, t] : slots_[i]) state[params_[i].first + "." + slot_name] = t;
+  state["step"] = full({}, static_cast<double>(steps_), kInt64);
+  return state;
+}
+
+void Optimizer::load_state_dict(const std::map<std::string, Tensor>& state) {
+  const auto step = state.find("step");
+  check(step != state.end() && step->second.numel() == 1, "optimizer state: no step count");
+  steps_ = step->second.item<int64_t>();
+  std::map<std::string, size_t> index;
+  for (size_t i = 0; i < params_.size(); ++i) index[params_[i].first] = i, slots_[i].clear();
+  for (const auto& [key, t] : state) {
+    if (key == "step") continue;
+    const auto dot = key.rfind('.');
+    const auto it = dot == std::string::npos ? index.end() : index.find(key.substr(0, dot));
+    check(it != index.end(), "optimizer state: ", key, " names no trainable parameter");
+    const Tensor& p = params_[it->second].second;
+    check(t.sizes() == p.sizes(), "optimizer state: ", key, " has shape ", shape_str(t.sizes()), " but the parameter ",
+          shape_str(p.sizes()));
+    slots_[it->second][key.substr(dot + 1)] = copy_as(t, p.dtype(), p.device());
+  }
+}
+
+SGD::SGD(NamedTensors params, const SGDOptions& sgd_options) : Optimizer(std::move(params), sgd_options.lr), options(sgd_options) {
+  check(!options.nesterov || (options.momentum > 0 && options.dampening == 0),
+        "SGD: nesterov needs momentum > 0 and dampening 0");
+}
+
+void SGD::update(size_t index, const Tensor& param, const Tensor& grad) {
+  const bool first = options.momentum != 0 && !has_slot(index, "momentum_buffer");
+  Tensor buffer = options.momentum != 0 ? slot(index, "momentum_buffer") : Tensor();
+  dispatch_floating(param.dtype(), "SGD", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    scalar_t* p = param.data<scalar_t>();
+    const scalar_t* g = grad.data<scalar_t>();
+    scalar_t* b = buffer.defined() ? buffer.data<scalar_t>() : nullptr;
+    const scalar_t wd = static_cast<scalar_t>(options.weight_decay), m = static_cast<scalar_t>(options.momentum);
+    const scalar_t damp = static_cast<scalar_t>(1 - options.dampening), rate = static_cast<scalar_t>(lr);
+    for (int64_t i = 0; i < param.numel(); ++i) {
+      scalar_t d = g[i] + wd * p[i];
+      if (b != nullptr) {
+        b[i] = first ? d : m * b[i] + damp * d;
+        d = options.nesterov ? d + m * b[i] : b[i];
+      }
+      p[i] -= rate * d;
+    }
+  });
+}
+
+AdamW::AdamW(NamedTensors params, const AdamWOptions& adam_options)
+    : Optimizer(std::move(params), adam_options.lr), options(adam_options) {}
+
+void AdamW::update(size_t index, const Tensor& param, const Tensor& grad) {
+  Tensor& exp_avg = slot(index, "exp_avg");
+  Tensor& exp_avg_sq = slot(index, "exp_avg_sq");
+  const double t = static_cast<double>(steps_);
+  const double correction1 = 1 - std::pow(options.beta1, t), correction2 = 1 - std::pow(options.beta2, t);
+  dispatch_floating(param.dtype(), "AdamW", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    scalar_t* p = param.data<scalar_t>();
+    const scalar_t* g = grad.data<scalar_t>();
+    scalar_t* m = exp_avg.data<scalar_t>();
+    scalar_t* v = exp_avg_sq.data<scalar_t>();
+    const scalar_t b1 = static_cast<scalar_t>(options.beta1), b2 = static_cast<scalar_t>(options.beta2);
+    const scalar_t decay = static_cast<scalar_t>(1 - lr * options.weight_decay);
+    const scalar_t step_size = static_cast<scalar_t>(lr / correction1);
+    const scalar_t sqrt_c2 = static_cast<scalar_t>(std::sqrt(correction2)), eps = static_cast<scalar_t>(options.eps);
+    for (int64_t i = 0; i < param.numel(); ++i) {
+      p[i] *= decay;
+      m[i] = b1 * m[i] + (1 - b1) * g[i];
+      v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+      p[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_c2 + eps);
+    }
+  });
+}
+
+double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
+  autograd::NoGradGuard no_grad;
+  double total = 0;
+  for (const auto& p : params) {
+    if (!p.grad().defined()) continue;
+    const auto v = to_vector<double>(p.grad());
+    for (double x : v) total += x * x;
+  }
+  total = std::sqrt(total);
+  const double coefficient = max_norm / (total + 1e-6);
+  if (coefficient < 1) {
+    for (const auto& p : params) {
+      if (!p.grad().defined()) continue;
+      const Tensor g = p.grad();
+      dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
+    using scalar_t = decltype(tag);
+        Tensor scaled = copy_as(g, g.dtype(), g.device());
+        scalar_t* d = scaled.data<scalar_t>();
+        for (int64_t i = 0; i < scaled.numel(); ++i) d[i] *= static_cast<scalar_t>(coefficient);
+        const_cast<Tensor&>(p).set_grad(scaled);
+      });
+    }
+  }
+  return total;
+}
+
+double LRSchedule::lr_at(int64_t iteration) const {
+  double factor = 1.0;
+  if (iteration < warmup_iters) {
+    const double alpha = static_cast<double>(iteration) / static_cast<double>(warmup_iters);
+    factor = warmup_factor * (1 - alpha) + alpha;
+  }
+  double lr = base_lr;
+  if (kind == Kind::MultiStep) {
+    for (int64_t m : milestones)
+      if (iteration >= m) lr *= gamma;
+  } else if (kind == Kind::Cosine && total_iters > 0) {
+    const double progress = std::min(1.0, static_cast<double>(iteration) / static_cast<double>(total_iters));
+    lr = min_lr + (base_lr - min_lr) * 0.5 * (1 + std::cos(M_PI * progress));
+  }
+  return lr * factor;
+}
+
+}  // namespace mrcnn::nn

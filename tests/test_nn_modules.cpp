@@ -1,0 +1,126 @@
+// Modules: torchvision parameter names, initialisation statistics, train/eval, freezing; the model
+// config's JSON keys and its error messages.
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "maskrcnn/config.h"
+#include "maskrcnn/mask_rcnn.h"
+#include "nn/init.h"
+#include "nn/layers.h"
+#include "tests/helpers.h"
+
+using namespace mrcnn;
+
+namespace {
+double mean_of(const Tensor& t) { return ops::mean(ops::to(t, kFloat64)).item<double>(); }
+double std_of(const Tensor& t) {
+  const Tensor x = ops::to(t, kFloat64);
+  const Tensor centred = ops::sub(x, ops::mean(x));
+  return std::sqrt(ops::mean(ops::mul(centred, centred)).item<double>());
+}
+}  // namespace
+
+TEST_CASE("init: torch.nn.init distributions") {
+  const Tensor w = empty({256, 128, 3, 3});
+  CHECK(nn::init::fan_in(w) == 128 * 9);
+  CHECK(nn::init::fan_out(w) == 256 * 9);
+  nn::init::kaiming_normal_fan_out_(w);
+  // std sqrt(2 / fan_out); 295k samples put the estimate within 1%.
+  CHECK(std_of(w) == doctest::Approx(std::sqrt(2.0 / (256 * 9))).epsilon(0.01));
+  CHECK(std::abs(mean_of(w)) < 1e-3);
+  nn::init::kaiming_uniform_(w, 1.0);
+  const double bound = std::sqrt(3.0 / (128 * 9));
+  CHECK(ops::max(w).item<double>() <= bound);
+  CHECK(ops::min(w).item<double>() >= -bound);
+  CHECK(std_of(w) == doctest::Approx(bound / std::sqrt(3.0)).epsilon(0.01));
+}
+
+TEST_CASE("modules: names, buffers, train/eval, load_state_dict") {
+  nn::BatchNorm2d bn(4);
+  const auto params = bn.named_parameters();
+  REQUIRE(params.size() == 2);
+  CHECK(params[0].first == "weight");
+  CHECK(params[1].first == "bias");
+  const auto buffers = bn.named_buffers();
+  REQUIRE(buffers.size() == 3);
+  CHECK(buffers[2].first == "num_batches_tracked");
+  // Training updates running statistics; eval does not.
+  const Tensor x = test::leaf({2, 4, 3, 3}, 1, 2.0, 1.0).detach();
+  const Tensor x32 = ops::to(x, kFloat32);
+  bn.forward(x32);
+  CHECK(bn.num_batches_tracked.item<int64_t>() == 1);
+  const double moved = ops::sum(ops::abs(bn.running_mean)).item<double>();
+  CHECK(moved > 0.01);
+  bn.eval();
+  CHECK(!bn.is_training());
+  bn.forward(x32);
+  CHECK(bn.num_batches_tracked.item<int64_t>() == 1);
+  CHECK(ops::sum(ops::abs(bn.running_mean)).item<double>() == moved);
+
+  nn::Sequential seq;
+  seq.push_back(std::make_shared<nn::Conv2d>(nn::Conv2dSpec{3, 8, 3, {}, true}));
+  seq.push_back(std::make_shared<nn::ReLU>());
+  seq.push_back(std::make_shared<nn::FrozenBatchNorm2d>(8));
+  const auto names = seq.state_dict();
+  CHECK(names.count("0.weight") == 1);
+  CHECK(names.count("2.running_var") == 1);
+  CHECK(seq.named_parameters().size() == 2);  // FrozenBatchNorm2d has buffers only
+  seq.set_requires_grad(false);
+  CHECK(seq.trainable_parameters().empty());
+}
+
+TEST_CASE("maskrcnn: torchvision state_dict names and trainable layers") {
+  detection::Config c;
+  c.block = "basic";
+  c.layers = {1, 1, 1, 1};
+  c.num_classes = 2;
+  c.fpn_out_channels = 32;
+  c.representation_size = 64;
+  c.mask_layers = {32, 32};
+  c.mask_dim_reduced = 32;
+  detection::MaskRCNN net(c);
+  const auto state = net.state_dict();
+  for (const char* name : {"backbone.body.conv1.weight", "backbone.body.bn1.running_var", "backbone.body.layer2.0.downsample.0.weight",
+                           "backbone.body.layer2.0.downsample.1.weight", "backbone.fpn.inner_blocks.3.0.bias",
+                           "backbone.fpn.layer_blocks.0.0.weight", "rpn.head.conv.0.0.weight", "rpn.head.cls_logits.bias",
+                           "rpn.head.bbox_pred.weight", "roi_heads.box_head.fc6.weight", "roi_heads.box_head.fc7.bias",
+                           "roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.bbox_pred.bias",
+                           "roi_heads.mask_head.1.0.weight", "roi_heads.mask_predictor.conv5_mask.weight",
+                           "roi_heads.mask_predictor.mask_fcn_logits.bias"})
+    CHECK_MESSAGE(state.count(name) == 1, name);
+  CHECK(state.at("roi_heads.box_predictor.bbox_pred.weight").sizes() == Shape{8, 64});
+  CHECK(state.at("roi_heads.mask_predictor.conv5_mask.weight").sizes() == Shape{32, 32, 2, 2});
+  // trainable_layers 3: conv1 and layer1 frozen, layer2..4 train.
+  for (const auto& [name, p] : net.named_parameters()) {
+    const bool frozen = name.rfind("backbone.body.conv1", 0) == 0 || name.rfind("backbone.body.layer1", 0) == 0;
+    CHECK_MESSAGE(p.requires_grad() == !frozen, name);
+  }
+  // RPN head init: normal(0, 0.01) weights, zero bias.
+  CHECK(std_of(state.at("rpn.head.conv.0.0.weight")) == doctest::Approx(0.01).epsilon(0.05));
+  CHECK(ops::sum(ops::abs(state.at("rpn.head.cls_logits.bias"))).item<double>() == 0.0);
+}
+
+TEST_CASE("config: torchvision keys and defaults, clear errors") {
+  const auto c = detection::config_from_json(nlohmann::json::parse(R"({"num_classes": 2, "min_size": [640, 672]})"));
+  CHECK(c.num_classes == 2);
+  CHECK(c.min_size == std::vector<int64_t>{640, 672});
+  CHECK(c.max_size == 1333);
+  CHECK(c.rpn_pre_nms_top_n_test == 1000);
+  CHECK(c.box_batch_size_per_image == 512);
+  CHECK(c.bbox_reg_weights == std::vector<double>{10, 10, 5, 5});
+  CHECK(c.stage_blocks() == std::vector<int64_t>{3, 4, 6, 3});
+  CHECK(c.block_kind() == "bottleneck");
+  // Round trip.
+  const auto again = detection::config_from_json(detection::config_to_json(c));
+  CHECK(detection::config_to_json(again) == detection::config_to_json(c));
+  auto error = [](const char* text) {
+    return test::error_of([&] { detection::config_from_json(nlohmann::json::parse(text)); });
+  };
+  CHECK(error(R"({"num_clases": 2})") == "config: unknown key \"num_clases\"");
+  CHECK(error(R"({"max_size": "big"})") == "config: max_size has the wrong type (string)");
+  CHECK(error(R"({"norm": "ln"})") == "config: norm must be \"frozen_bn\", \"bn\" or \"gn\"");
+  CHECK(error(R"({"depth": 20})") == "config: depth 20 is not one of 18, 34, 50, 101, 152 (or give block and layers)");
+  CHECK(error(R"({"in_channels": 1})") == "config: image_mean needs one value per input channel");
+  CHECK(error(R"({"num_classes": 1})") == "config: num_classes must be >= 2 (background + at least one class)");
+  CHECK(error("[1]") == "config: expected a JSON object, got array");
+}

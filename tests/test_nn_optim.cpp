@@ -1,0 +1,144 @@
+// Optimizers, clipping, schedules and checkpoints. Expected optimizer values come from torch 1.13:
+// p = [1, -2, 0.5] (float64), three steps with grads [.1, .2, -.3], [.4, -.1, .2], [-.2, .3, .1]:
+//   torch.optim.SGD(lr=0.1[, momentum=0.9, weight_decay=1e-2, nesterov=True, dampening=0.5])
+//   torch.optim.AdamW(lr=0.01, weight_decay=0.1)
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "nn/checkpoint.h"
+#include "nn/layers.h"
+#include "nn/optim.h"
+#include "tests/helpers.h"
+
+using namespace mrcnn;
+
+namespace {
+
+std::vector<double> run_three_steps(const std::function<std::unique_ptr<nn::Optimizer>(nn::NamedTensors)>& make) {
+  Tensor p = from_vector(std::vector<double>{1.0, -2.0, 0.5}, {3});
+  p.set_requires_grad(true);
+  auto optimizer = make({{"p", p}});
+  const std::vector<std::vector<double>> grads = {{0.1, 0.2, -0.3}, {0.4, -0.1, 0.2}, {-0.2, 0.3, 0.1}};
+  for (const auto& g : grads) {
+    p.set_grad(from_vector(g, {3}));
+    optimizer->step();
+  }
+  CHECK(optimizer->steps() == 3);
+  return to_vector<double>(p);
+}
+
+void expect_values(const std::vector<double>& actual, const std::vector<double>& expected) {
+  REQUIRE(actual.size() == expected.size());
+  for (size_t i = 0; i < actual.size(); ++i) CHECK(actual[i] == doctest::Approx(expected[i]).epsilon(1e-12));
+}
+
+}  // namespace
+
+TEST_CASE("SGD matches torch.optim.SGD: plain, momentum + weight decay, nesterov, dampening") {
+  auto sgd = [](nn::SGDOptions o) {
+    return [o](nn::NamedTensors p) { return std::make_unique<nn::SGD>(std::move(p), o); };
+  };
+  expect_values(run_three_steps(sgd({0.1, 0, 0, 0, false})), {0.97, -2.04, 0.5});
+  expect_values(run_three_steps(sgd({0.1, 0.9, 0, 1e-2, false})), {0.911372789, -2.053923618, 0.5304034295});
+  expect_values(run_three_steps(sgd({0.1, 0.9, 0, 1e-2, true})), {0.887422212551, -2.082440079462, 0.5257159163405});
+  expect_values(run_three_steps(sgd({0.1, 0.9, 0.5, 0, false})), {0.9449, -2.0597, 0.5573});
+  CHECK(test::error_of([] { nn::SGD({}, {0.1, 0.0, 0, 0, true}); }) == "SGD: nesterov needs momentum > 0 and dampening 0");
+}
+
+TEST_CASE("AdamW matches torch.optim.AdamW") {
+  expect_values(run_three_steps([](nn::NamedTensors p) {
+                  return std::make_unique<nn::AdamW>(std::move(p), nn::AdamWOptions{0.01, 0.9, 0.999, 1e-8, 0.1});
+                }),
+                {0.9748270752348335, -2.012999915898297, 0.509293071083868});
+}
+
+TEST_CASE("clip_grad_norm scales to max_norm like torch.nn.utils.clip_grad_norm_") {
+  Tensor p = zeros({2}, kFloat64).set_requires_grad(true), q = zeros({1}, kFloat64).set_requires_grad(true);
+  p.set_grad(from_vector(std::vector<double>{3, 4}, {2}));
+  q.set_grad(from_vector(std::vector<double>{12}, {1}));
+  CHECK(nn::clip_grad_norm({p, q}, 6.5) == doctest::Approx(13.0));
+  expect_values(to_vector<double>(p.grad()), {1.4999998846153937, 1.9999998461538582});
+  expect_values(to_vector<double>(q.grad()), {5.999999538461575});
+  // Below the limit nothing changes.
+  CHECK(nn::clip_grad_norm({p, q}, 100) == doctest::Approx(6.5).epsilon(1e-6));
+  expect_values(to_vector<double>(q.grad()), {5.999999538461575});
+}
+
+TEST_CASE("LR schedules: linear warmup, multistep, cosine") {
+  nn::LRSchedule s;
+  s.base_lr = 0.02;
+  s.warmup_iters = 100;
+  s.warmup_factor = 0.001;
+  s.kind = nn::LRSchedule::Kind::MultiStep;
+  s.milestones = {1000, 1500};
+  CHECK(s.lr_at(0) == doctest::Approx(0.02 * 0.001));
+  CHECK(s.lr_at(50) == doctest::Approx(0.02 * (0.001 * 0.5 + 0.5)));
+  CHECK(s.lr_at(100) == doctest::Approx(0.02));
+  CHECK(s.lr_at(999) == doctest::Approx(0.02));
+  CHECK(s.lr_at(1000) == doctest::Approx(0.002));
+  CHECK(s.lr_at(1600) == doctest::Approx(0.0002));
+  s.kind = nn::LRSchedule::Kind::Cosine;
+  s.warmup_iters = 0;
+  s.total_iters = 200;
+  s.min_lr = 0.001;
+  CHECK(s.lr_at(0) == doctest::Approx(0.02));
+  CHECK(s.lr_at(100) == doctest::Approx(0.001 + 0.019 * 0.5));
+  CHECK(s.lr_at(200) == doctest::Approx(0.001));
+  CHECK(s.lr_at(300) == doctest::Approx(0.001));
+}
+
+TEST_CASE("checkpoint: model, optimizer state, step, RNG and config round-trip exactly") {
+  const auto dir = std::filesystem::temp_directory_path() / "mrcnn_test_checkpoint";
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "ckpt.safetensors").string();
+  nn::Linear layer(3, 2);
+  nn::SGD sgd(layer.named_parameters(), {0.1, 0.9, 0, 1e-4, false});
+  layer.weight.set_grad(ones({2, 3}));
+  layer.bias.set_grad(ones({2}));
+  sgd.step();
+  Generator g(42);
+  (void)rand({5}, kFloat32, kCPU, &g);
+  nn::save_checkpoint(path, nn::make_checkpoint(layer, &sgd, "{\"num_classes\": 2}", 17, {{"sampler", &g}}));
+  CHECK(!std::filesystem::exists(path + ".tmp"));
+
+  const auto loaded = nn::load_checkpoint(path);
+  CHECK(loaded.step == 17);
+  CHECK(loaded.config_json == "{\"num_classes\": 2}");
+  CHECK(loaded.model.size() == 2);
+  CHECK(test::bitwise_equal(loaded.model.at("weight"), layer.weight));
+  nn::Linear restored(3, 2);
+  restored.load_state_dict(loaded.model);
+  CHECK(test::bitwise_equal(restored.weight, layer.weight));
+  nn::SGD restored_sgd(restored.named_parameters(), {0.1, 0.9, 0, 1e-4, false});
+  restored_sgd.load_state_dict(loaded.optimizer);
+  CHECK(restored_sgd.steps() == 1);
+  Generator h(0);
+  nn::restore_generators(loaded, {{"sampler", &h}});
+  CHECK(h.seed() == 42);
+  CHECK(h.offset() == g.offset());
+  // One more identical step on both gives identical weights (the momentum buffer came back).
+  for (auto* l : {&layer, &restored}) l->weight.set_grad(full({2, 3}, 0.5)), l->bias.set_grad(full({2}, 0.5));
+  sgd.step();
+  restored_sgd.step();
+  CHECK(test::bitwise_equal(restored.weight, layer.weight));
+  CHECK(test::bitwise_equal(restored.bias, layer.bias));
+
+  // Shape mismatch and unknown names are clear errors.
+  nn::Linear wider(4, 2);
+  CHECK(test::error_of([&] { wider.load_state_dict(loaded.model); }) ==
+        "load_state_dict: weight has shape [2, 3] in the checkpoint but [2, 4] in the model");
+  auto extra = loaded.model;
+  extra["head.weight"] = zeros({1});
+  extra.erase("bias");
+  CHECK(test::error_of([&] { restored.load_state_dict(extra); }) ==
+        "load_state_dict: 1 missing (bias); 1 unexpected (head.weight)");
+  auto bad_state = loaded.optimizer;
+  bad_state["nothing.momentum_buffer"] = zeros({2});
+  CHECK(test::error_of([&] { restored_sgd.load_state_dict(bad_state); }) ==
+        "optimizer state: nothing.momentum_buffer names no trainable parameter");
+  std::ofstream(dir / "garbage.safetensors") << "not a checkpoint";
+  CHECK(test::error_of([&] { nn::load_checkpoint((dir / "garbage.safetensors").string()); }).find("garbage.safetensors") !=
+        std::string::npos);
+  std::filesystem::remove_all(dir);
+}
