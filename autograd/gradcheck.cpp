@@ -23,7 +23,7 @@ std::vector<int64_t> logical_offsets(const Tensor& t) {
   std::vector<int64_t> offsets;
   offsets.reserve(static_cast<size_t>(t.numel()));
   std::vector<int64_t> index(t.sizes().size(), 0);
-  for (int64_t n = 0; n < t.numel(); ++n) {
+  for (int64_t n = 0, count = t.numel(); n < count; ++n) {
     int64_t off = 0;
     for (size_t d = 0; d < index.size(); ++d) off += index[d] * t.strides()[d];
     offsets.push_back(off);

@@ -77,7 +77,7 @@ void clip_boxes_to_image(const Tensor& boxes, int64_t height, int64_t width) {
   check_boxes(boxes, "boxes to clip");
   float* b = boxes.data<float>();
   const float h = static_cast<float>(height), w = static_cast<float>(width);
-  for (int64_t i = 0; i < boxes.numel(); i += 2) {
+  for (int64_t i = 0, count = boxes.numel(); i < count; i += 2) {
     b[i] = std::clamp(b[i], 0.0f, w);
     b[i + 1] = std::clamp(b[i + 1], 0.0f, h);
   }

@@ -24,7 +24,7 @@ Tensor resize_boxes(const Tensor& boxes, ImageSize from, ImageSize to) {
   const float ratio_w = static_cast<float>(to.second) / static_cast<float>(from.second);
   Tensor out = copy_as(boxes, kFloat32, kCPU);
   float* b = out.data<float>();
-  for (int64_t i = 0; i < out.numel(); i += 2) b[i] *= ratio_w, b[i + 1] *= ratio_h;
+  for (int64_t i = 0, count = out.numel(); i < count; i += 2) b[i] *= ratio_w, b[i + 1] *= ratio_h;
   return out;
 }
 

@@ -32,14 +32,14 @@ int64_t fan_out(const Tensor& w) {
 void uniform_(const Tensor& t, double low, double high, Generator* generator) {
   Tensor u = rand(t.sizes(), kFloat64, kCPU, generator);
   double* p = u.data<double>();
-  for (int64_t i = 0; i < u.numel(); ++i) p[i] = low + (high - low) * p[i];
+  for (int64_t i = 0, count = u.numel(); i < count; ++i) p[i] = low + (high - low) * p[i];
   fill_from(t, u);
 }
 
 void normal_(const Tensor& t, double mean, double std, Generator* generator) {
   Tensor n = randn(t.sizes(), kFloat64, kCPU, generator);
   double* p = n.data<double>();
-  for (int64_t i = 0; i < n.numel(); ++i) p[i] = mean + std * p[i];
+  for (int64_t i = 0, count = n.numel(); i < count; ++i) p[i] = mean + std * p[i];
   fill_from(t, n);
 }
 

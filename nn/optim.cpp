@@ -83,7 +83,7 @@ void SGD::update(size_t index, const Tensor& param, const Tensor& grad) {
     scalar_t* b = buffer.defined() ? buffer.data<scalar_t>() : nullptr;
     const scalar_t wd = static_cast<scalar_t>(options.weight_decay), m = static_cast<scalar_t>(options.momentum);
     const scalar_t damp = static_cast<scalar_t>(1 - options.dampening), rate = static_cast<scalar_t>(lr);
-    for (int64_t i = 0; i < param.numel(); ++i) {
+    for (int64_t i = 0, count = param.numel(); i < count; ++i) {
       scalar_t d = g[i] + wd * p[i];
       if (b != nullptr) {
         b[i] = first ? d : m * b[i] + damp * d;
@@ -112,7 +112,7 @@ void AdamW::update(size_t index, const Tensor& param, const Tensor& grad) {
     const scalar_t decay = static_cast<scalar_t>(1 - lr * options.weight_decay);
     const scalar_t step_size = static_cast<scalar_t>(lr / correction1);
     const scalar_t sqrt_c2 = static_cast<scalar_t>(std::sqrt(correction2)), eps = static_cast<scalar_t>(options.eps);
-    for (int64_t i = 0; i < param.numel(); ++i) {
+    for (int64_t i = 0, count = param.numel(); i < count; ++i) {
       p[i] *= decay;
       m[i] = b1 * m[i] + (1 - b1) * g[i];
       v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
@@ -126,8 +126,12 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   double total = 0;
   for (const auto& p : params) {
     if (!p.grad().defined()) continue;
-    const auto v = to_vector<double>(p.grad());
-    for (double x : v) total += x * x;
+    const Tensor g = p.grad().is_contiguous() ? p.grad() : copy_as(p.grad(), p.grad().dtype(), p.grad().device());
+    dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
+      using scalar_t = decltype(tag);
+      const scalar_t* d = g.data<scalar_t>();
+      for (int64_t i = 0, count = g.numel(); i < count; ++i) total += static_cast<double>(d[i]) * static_cast<double>(d[i]);
+    });
   }
   total = std::sqrt(total);
   const double coefficient = max_norm / (total + 1e-6);
@@ -135,13 +139,14 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     for (const auto& p : params) {
       if (!p.grad().defined()) continue;
       const Tensor g = p.grad();
+      Tensor scaled = copy_as(g, g.dtype(), g.device());
       dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
-    using scalar_t = decltype(tag);
-        Tensor scaled = copy_as(g, g.dtype(), g.device());
+        using scalar_t = decltype(tag);
         scalar_t* d = scaled.data<scalar_t>();
-        for (int64_t i = 0; i < scaled.numel(); ++i) d[i] *= static_cast<scalar_t>(coefficient);
-        const_cast<Tensor&>(p).set_grad(scaled);
+        for (int64_t i = 0, count = scaled.numel(); i < count; ++i) d[i] *= static_cast<scalar_t>(coefficient);
       });
+      Tensor target = p;  // shares the parameter's impl: set_grad reaches the parameter itself
+      target.set_grad(scaled);
     }
   }
   return total;

@@ -16,7 +16,7 @@ namespace {
 void check_indices(const Tensor& index, int64_t bound, int64_t dim, const char* op) {
   check(index.dtype() == kInt64, op, ": index must be int64, got ", dtype_name(index.dtype()));
   const int64_t* p = index.data<int64_t>();
-  for (int64_t i = 0; i < index.numel(); ++i)
+  for (int64_t i = 0, count = index.numel(); i < count; ++i)
     check(p[i] >= 0 && p[i] < bound, op, ": index ", p[i], " is out of bounds for dim ", dim, " with size ", bound);
 }
 
@@ -209,7 +209,7 @@ Tensor nonzero(const Tensor& x) {
   dispatch_all(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* p = xc.data<T>();
-    for (int64_t i = 0; i < xc.numel(); ++i) {
+    for (int64_t i = 0, count = xc.numel(); i < count; ++i) {
       if (p[i] == T(0)) continue;
       int64_t rest = i;
       const size_t at = coords.size();

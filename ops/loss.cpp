@@ -34,7 +34,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
   check(target.device().is_cpu(), "cross_entropy: CUDA tensors are not supported yet (CPU only)");
   const Tensor classes = contiguous(target);
   const int64_t* t = classes.data<int64_t>();
-  for (int64_t i = 0; i < classes.numel(); ++i)
+  for (int64_t i = 0, count = classes.numel(); i < count; ++i)
     check(t[i] >= 0 && t[i] < logits.size(1), "cross_entropy: target ", t[i], " at position ", i,
           " is out of range for ", logits.size(1), " classes");
   const Tensor picked = gather(log_softmax(logits, 1), 1, unsqueeze(classes, 1));
