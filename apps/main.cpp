@@ -1,8 +1,10 @@
-// The `mrcnn` binary. For now: `version` (build facts: CUDA, threads) and `inspect` (list the tensors
-// of a safetensors file). train/predict/eval/bench/selftest arrive with the model issues.
+// The `mrcnn` binary: one line per error on stderr and a non-zero exit, never a crash.
+//   version   build and machine facts         inspect  tensors and metadata of a safetensors file
+//   predict   detections as COCO results JSON  bench    train-step and inference timing
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "apps/commands.h"
 #include "cuda/context.h"
 #include "tensor/parallel.h"
 #include "tensor/safetensors.h"
@@ -14,6 +16,27 @@ int main(int argc, char** argv) {
   auto* inspect = app.add_subcommand("inspect", "list the tensors and metadata of a safetensors file");
   std::string path;
   inspect->add_option("file", path, "a .safetensors file")->required();
+
+  mrcnn::apps::PredictOptions predict;
+  auto* predict_cmd = app.add_subcommand("predict", "detect and segment: COCO results JSON, optional overlay PNGs");
+  predict_cmd->add_option("--weights", predict.weights, "checkpoint (.safetensors)")->required();
+  predict_cmd->add_option("--config", predict.config, "model config JSON (default: the checkpoint's)");
+  predict_cmd->add_option("images", predict.images, "image files (JPEG, PNG, BMP, ...)")->required();
+  predict_cmd->add_option("--json", predict.json_out, "output: COCO results JSON")->required();
+  predict_cmd->add_option("--out", predict.out_dir, "also write an overlay PNG per image into this folder");
+  predict_cmd->add_option("--score-thresh", predict.score_thresh, "drop detections scoring below this (default 0)");
+  predict_cmd->add_option("--device", predict.device, "cpu (default)");
+
+  mrcnn::apps::BenchOptions bench;
+  auto* bench_cmd = app.add_subcommand("bench", "median train-step and inference time on a synthetic batch");
+  bench_cmd->add_option("--config", bench.config, "model config JSON")->required();
+  bench_cmd->add_option("--size", bench.size, "image size HxW (default 256x256)");
+  bench_cmd->add_option("--batch", bench.batch, "images per step (default 2)");
+  bench_cmd->add_option("--steps", bench.steps, "timed steps (default 10)");
+  bench_cmd->add_option("--warmup", bench.warmup, "untimed steps first (default 2)");
+  bench_cmd->add_option("--device", bench.device, "cpu (default)");
+  bench_cmd->add_option("--json", bench.json_out, "also write the figures as JSON");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*version) {
@@ -26,6 +49,10 @@ int main(int argc, char** argv) {
       for (const auto& [key, value] : file.metadata) std::cout << "metadata " << key << " = " << value << "\n";
       for (const auto& [name, tensor] : file.tensors)
         std::cout << name << " " << mrcnn::dtype_name(tensor.dtype()) << " " << mrcnn::shape_str(tensor.sizes()) << "\n";
+    } else if (*predict_cmd) {
+      return mrcnn::apps::predict(predict);
+    } else if (*bench_cmd) {
+      return mrcnn::apps::bench(bench);
     }
   } catch (const std::exception& e) {
     std::cerr << "mrcnn: error: " << e.what() << "\n";

@@ -1,0 +1,116 @@
+// `mrcnn bench`: median train-step (forward, backward, SGD update) and inference times of a model
+// built from a config with random weights, on a synthetic batch, plus the process's peak RSS.
+// bench/model_vs_torch.py runs the same work in torchvision and prints the ratios.
+#include <sys/resource.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <nlohmann/json.hpp>
+
+#include "apps/commands.h"
+#include "bench/timing.h"
+#include "maskrcnn/mask_rcnn.h"
+#include "nn/optim.h"
+#include "ops/ops.h"
+#include "tensor/parallel.h"
+
+namespace mrcnn::apps {
+
+using namespace detection;
+
+namespace {
+
+std::pair<int64_t, int64_t> parse_size(const std::string& text) {
+  int64_t h = 0, w = 0;
+  char x = 0;
+  std::istringstream in(text);
+  check(static_cast<bool>(in >> h >> x >> w) && x == 'x' && h > 0 && w > 0 && in.peek() == EOF, "--size ", text,
+        ": expected HxW, e.g. 512x512");
+  return {h, w};
+}
+
+// One image with a bright ellipse and its box and mask as the target.
+std::pair<Tensor, Target> synthetic_sample(int64_t channels, int64_t h, int64_t w, uint64_t seed) {
+  Generator g(seed);
+  Tensor image = ops::mul(rand({channels, h, w}, kFloat32, kCPU, &g), 0.3);
+  float* px = image.data<float>();
+  std::vector<uint8_t> mask(static_cast<size_t>(h * w));
+  const double cy = h * 0.45, cx = w * 0.55, ry = h * 0.15, rx = w * 0.12;
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x) {
+      const double d = (y - cy) * (y - cy) / (ry * ry) + (x - cx) * (x - cx) / (rx * rx);
+      mask[y * w + x] = d <= 1;
+      if (d <= 1)
+        for (int64_t c = 0; c < channels; ++c) px[(c * h + y) * w + x] += 0.6f;
+    }
+  Target t{from_vector(std::vector<float>{static_cast<float>(cx - rx), static_cast<float>(cy - ry),
+                                          static_cast<float>(cx + rx), static_cast<float>(cy + ry)},
+                       {1, 4}),
+           from_vector(std::vector<int64_t>{1}, {1}), from_vector(mask, {1, h, w})};
+  return {image, t};
+}
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+}  // namespace
+
+int bench(const BenchOptions& options) {
+  require_cpu(options.device);
+  check(options.batch > 0 && options.steps > 0, "bench: --batch and --steps must be positive");
+  const Config config = load_config(options.config);
+  const auto [h, w] = parse_size(options.size);
+  manual_seed(config.seed);
+  MaskRCNN model(config);
+  std::vector<Tensor> images;
+  std::vector<Target> targets;
+  for (int64_t i = 0; i < options.batch; ++i) {
+    auto [image, target] = synthetic_sample(config.in_channels, h, w, 100 + static_cast<uint64_t>(i));
+    images.push_back(image);
+    targets.push_back(target);
+  }
+  std::vector<std::pair<std::string, Tensor>> trainable;
+  for (auto& [name, p] : model.named_parameters())
+    if (p.requires_grad()) trainable.emplace_back(name, p);
+  nn::SGD sgd(trainable, {0.01, 0.9, 0, 1e-4, false});
+  std::fprintf(stderr, "bench: %s, %s, batch %lld, %d threads\n", options.config.c_str(), options.size.c_str(),
+               static_cast<long long>(options.batch), num_threads());
+
+  model.train();
+  const auto train_step = [&] {
+    sgd.zero_grad();
+    const auto out = model.forward(images, &targets);
+    autograd::backward(total_loss(out.losses));
+    sgd.step();
+  };
+  model.eval();
+  const auto infer_step = [&] {
+    autograd::NoGradGuard no_grad;
+    (void)model.forward(images);
+  };
+  const int steps = static_cast<int>(options.steps);
+  const bench::Repeats repeats{steps, 0.0, steps};
+  model.train();
+  for (int64_t i = 1; i < options.warmup; ++i) train_step();  // median_seconds adds one more
+  const double train_ms = 1e3 * bench::median_seconds(train_step, repeats);
+  model.eval();
+  for (int64_t i = 1; i < options.warmup; ++i) infer_step();
+  const double infer_ms = 1e3 * bench::median_seconds(infer_step, repeats);
+  const double rss = peak_rss_mb();
+  std::printf("train step %.1f ms, inference %.1f ms (median of %lld), peak RSS %.0f MB\n", train_ms, infer_ms,
+              static_cast<long long>(options.steps), rss);
+  if (!options.json_out.empty()) {
+    std::ofstream(options.json_out) << nlohmann::json{{"train_ms", train_ms}, {"infer_ms", infer_ms}, {"peak_rss_mb", rss},
+                                                      {"batch", options.batch}, {"size", options.size},
+                                                      {"threads", num_threads()}}
+                                           .dump()
+                                    << "\n";
+  }
+  return 0;
+}
+
+}  // namespace mrcnn::apps

@@ -1,0 +1,24 @@
+// The `mrcnn` subcommands; main.cpp parses the command line into these option structs.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace mrcnn::apps {
+
+struct PredictOptions {
+  std::string weights, config, json_out, out_dir, device = "cpu";
+  std::vector<std::string> images;
+  double score_thresh = 0.0;
+};
+int predict(const PredictOptions& options);
+
+struct BenchOptions {
+  std::string config, size = "256x256", device = "cpu", json_out;
+  int64_t batch = 2, steps = 10, warmup = 2;
+};
+int bench(const BenchOptions& options);
+
+// Only "cpu" runs the model for now; anything else is a clear error.
+void require_cpu(const std::string& device);
+
+}  // namespace mrcnn::apps

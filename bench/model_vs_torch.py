@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""Whole-model speed: `mrcnn bench` against torchvision 0.14's MaskRCNN on the same config, image
+size, batch and synthetic targets, both with 2 threads, each in its own process (so peak RSS is
+per framework). Prints median train-step (forward + backward + SGD step) and inference times and
+the ratios ours / torchvision (below 1: we are faster).
+
+    /usr/bin/python3 bench/model_vs_torch.py [--mrcnn build/mrcnn] [--steps 10] [--device cpu]
+Cases: R18-FPN at 256x256 and R50-FPN at 512x512, batch 2 (bench/configs/*.json).
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CASES = [("R18-FPN", "r18_fpn_256.json", "256x256"), ("R50-FPN", "r50_fpn_512.json", "512x512")]
+
+
+def synthetic_batch(torch, channels, h, w, batch):
+    """The same picture as `mrcnn bench`: noise plus a bright ellipse, its box and mask as target."""
+    images, targets = [], []
+    cy, cx, ry, rx = h * 0.45, w * 0.55, h * 0.15, w * 0.12
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    inside = (yy - cy) ** 2 / ry ** 2 + (xx - cx) ** 2 / rx ** 2 <= 1
+    for i in range(batch):
+        g = torch.Generator().manual_seed(100 + i)
+        image = torch.rand((channels, h, w), generator=g) * 0.3 + 0.6 * inside.float()
+        images.append(image)
+        targets.append({"boxes": torch.tensor([[cx - rx, cy - ry, cx + rx, cy + ry]], dtype=torch.float32),
+                        "labels": torch.ones(1, dtype=torch.int64), "masks": inside[None].to(torch.uint8)})
+    return images, targets
+
+
+def torch_worker(config_path, size, batch, steps, device):
+    import torch
+    import torchvision
+    from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+    torch.set_num_threads(2)
+    with open(config_path) as f:
+        cfg = json.load(f)
+    backbone = resnet_fpn_backbone(backbone_name=f"resnet{cfg['depth']}", weights=None,
+                                   trainable_layers=cfg.get("trainable_layers", 3))
+    model = MaskRCNN(backbone, num_classes=cfg["num_classes"], min_size=cfg["min_size"][0], max_size=cfg["max_size"]).to(device)
+    h, w = (int(v) for v in size.split("x"))
+    images, targets = synthetic_batch(torch, 3, h, w, batch)
+    images = [im.to(device) for im in images]
+    targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
+    params = [p for p in model.parameters() if p.requires_grad]
+    sgd = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4)
+
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    def train_step():
+        sgd.zero_grad()
+        losses = model(images, targets)
+        sum(losses.values()).backward()
+        sgd.step()
+
+    def infer_step():
+        with torch.no_grad():
+            model(images)
+
+    def median_ms(fn):
+        fn(), fn()
+        times = []
+        for _ in range(steps):
+            sync()
+            t = time.perf_counter()
+            fn()
+            sync()
+            times.append((time.perf_counter() - t) * 1e3)
+        return sorted(times)[len(times) // 2]
+
+    model.train()
+    train_ms = median_ms(train_step)
+    model.eval()
+    infer_ms = median_ms(infer_step)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"train_ms": train_ms, "infer_ms": infer_ms, "peak_rss_mb": rss,
+                      "torch": torch.__version__, "torchvision": torchvision.__version__}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mrcnn", default=os.path.join(HERE, "..", "build", "mrcnn"))
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cases", default="R18-FPN,R50-FPN")
+    parser.add_argument("--torch-worker", nargs=2, metavar=("CONFIG", "SIZE"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.torch_worker:
+        torch_worker(args.torch_worker[0], args.torch_worker[1], args.batch, args.steps, args.device)
+        return
+    env = dict(os.environ, OMP_NUM_THREADS="2")
+    print(f"{'case':<10} {'':<12} {'ours':>10} {'torchvision':>12} {'ratio':>7}")
+    for name, config, size in CASES:
+        if name not in args.cases.split(","):
+            continue
+        config_path = os.path.join(HERE, "configs", config)
+        with tempfile.NamedTemporaryFile(suffix=".json") as out:
+            subprocess.run([args.mrcnn, "bench", "--config", config_path, "--size", size, "--batch", str(args.batch),
+                            "--steps", str(args.steps), "--device", args.device, "--json", out.name],
+                           check=True, env=env, stdout=subprocess.DEVNULL)
+            ours = json.load(open(out.name))
+        theirs = json.loads(subprocess.run([sys.executable, __file__, "--torch-worker", config_path, size, "--batch",
+                                            str(args.batch), "--steps", str(args.steps), "--device", args.device],
+                                           check=True, env=env, capture_output=True, text=True).stdout)
+        for key, label in [("train_ms", "train step"), ("infer_ms", "inference"), ("peak_rss_mb", "peak RSS MB")]:
+            print(f"{name:<10} {label:<12} {ours[key]:>10.1f} {theirs[key]:>12.1f} {ours[key] / theirs[key]:>7.2f}")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

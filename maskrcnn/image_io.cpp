@@ -1,0 +1,53 @@
+// stb's implementations live in this one translation unit.
+#define STB_IMAGE_IMPLEMENTATION
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include "maskrcnn/image_io.h"
+
+#include <stb_image.h>
+#include <stb_image_write.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+namespace mrcnn::detection {
+
+Tensor load_image(const std::string& path, int64_t channels) {
+  check(channels == 1 || channels == 3, "load_image: the model takes ", channels, " channels; only 1 or 3 are supported");
+  int width = 0, height = 0, file_channels = 0;
+  const bool sixteen = stbi_is_16_bit(path.c_str()) != 0;
+  std::unique_ptr<void, void (*)(void*)> pixels(
+      sixteen ? static_cast<void*>(stbi_load_16(path.c_str(), &width, &height, &file_channels, static_cast<int>(channels)))
+              : static_cast<void*>(stbi_load(path.c_str(), &width, &height, &file_channels, static_cast<int>(channels))),
+      stbi_image_free);
+  if (!pixels) {
+    const char* reason = stbi_failure_reason();
+    throw Error(str_cat(path, ": cannot read image (", reason ? reason : "unknown error", ")"));
+  }
+  check(width > 0 && height > 0, path, ": image has no pixels");
+  Tensor image = empty({channels, height, width});
+  float* out = image.data<float>();
+  const int64_t plane = static_cast<int64_t>(width) * height;
+  const float scale = sixteen ? 1.0f / 65535.0f : 1.0f / 255.0f;
+  for (int64_t i = 0; i < plane; ++i)
+    for (int64_t c = 0; c < channels; ++c) {
+      const float v = sixteen ? static_cast<const uint16_t*>(pixels.get())[i * channels + c]
+                              : static_cast<const uint8_t*>(pixels.get())[i * channels + c];
+      out[c * plane + i] = v * scale;
+    }
+  return image;
+}
+
+void write_png(const std::string& path, const std::vector<uint8_t>& rgb, int64_t height, int64_t width) {
+  check(static_cast<int64_t>(rgb.size()) == height * width * 3, "write_png: ", rgb.size(), " bytes for ", height, "x",
+        width, " RGB");
+  const std::string tmp = path + ".tmp";
+  check(stbi_write_png(tmp.c_str(), static_cast<int>(width), static_cast<int>(height), 3, rgb.data(),
+                       static_cast<int>(width * 3)) != 0,
+        path, ": cannot write PNG");
+  std::error_code error;
+  std::filesystem::rename(tmp, path, error);
+  check(!error, path, ": cannot write PNG (", error.message(), ")");
+}
+
+}  // namespace mrcnn::detection

@@ -1,0 +1,18 @@
+// Image files in and out (stb_image / stb_image_write): JPEG, PNG (8- and 16-bit), BMP, ... read
+// into float32 [C, H, W] in [0, 1] with the model's channel count; PNG written from 8-bit RGB.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace mrcnn::detection {
+
+// channels 1: colour images become luminance (ITU-R 601 weights, as stb converts); channels 3: gray
+// images are repeated on three channels; alpha is dropped. Errors name the file and stb's reason.
+Tensor load_image(const std::string& path, int64_t channels);
+
+// rgb: height * width * 3 bytes, row-major. Written atomically (temp file + rename).
+void write_png(const std::string& path, const std::vector<uint8_t>& rgb, int64_t height, int64_t width);
+
+}  // namespace mrcnn::detection
