@@ -64,6 +64,21 @@ TEST_CASE("safetensors: F16 and BF16 storage round to nearest even") {
   CHECK(values(bf16.tensors.at("x")) == std::vector<double>{0.10009765625, -3.5, 1000.0});
 }
 
+TEST_CASE("safetensors: narrow signed integers widen to int64") {
+  std::string bytes = make_file(R"({"a":{"dtype":"I8","shape":[3],"data_offsets":[0,3]},)"
+                                R"("b":{"dtype":"I16","shape":[1],"data_offsets":[3,5]},)"
+                                R"("c":{"dtype":"I32","shape":[1],"data_offsets":[5,9]}})",
+                                9);
+  const size_t data = bytes.size() - 9;
+  const unsigned char payload[9] = {0x80, 0x7f, 0xff, 0x00, 0x80, 0xfe, 0xff, 0xff, 0xff};
+  for (size_t i = 0; i < 9; ++i) bytes[data + i] = static_cast<char>(payload[i]);
+  const auto f = safetensors::parse(bytes, "ints");
+  CHECK(f.tensors.at("a").dtype() == kInt64);
+  CHECK(to_vector<int64_t>(f.tensors.at("a")) == std::vector<int64_t>{-128, 127, -1});
+  CHECK(to_vector<int64_t>(f.tensors.at("b")) == std::vector<int64_t>{-32768});
+  CHECK(to_vector<int64_t>(f.tensors.at("c")) == std::vector<int64_t>{-2});
+}
+
 TEST_CASE("safetensors: hostile files are rejected with one clear error") {
   const std::string ok_entry = R"("t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]})";
   CHECK(parse_error(make_file("{" + ok_entry + "}", 8)).empty());
@@ -85,7 +100,7 @@ TEST_CASE("safetensors: hostile files are rejected with one clear error") {
             R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
             8)) == "safetensors: bad.safetensors: tensors 'a' and 'b' overlap in the data section");
   CHECK(parse_error(make_file(R"({"t":{"dtype":"Q7","shape":[2],"data_offsets":[0,8]}})", 8)) ==
-        "safetensors: bad.safetensors: unsupported dtype 'Q7' (supported: F32, F64, F16, BF16, I64, U8, BOOL)");
+        "safetensors: bad.safetensors: unsupported dtype 'Q7' (supported: F32, F64, F16, BF16, I64, I32, I16, I8, U8, BOOL)");
   CHECK(parse_error(make_file(R"({"t":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})", 8)) ==
         "safetensors: bad.safetensors: tensor 't' has a shape entry that is not a non-negative integer");
   CHECK(parse_error(make_file(R"({"t":{"dtype":"F32","shape":[4294967296,4294967296,4],"data_offsets":[0,8]}})", 8)) ==

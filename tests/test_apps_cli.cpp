@@ -1,0 +1,151 @@
+// The `mrcnn` binary end to end: predict writes COCO results that agree with the library's own
+// detections (boxes in original pixels, RLE masks binarised at 0.5); bad input gives one error line
+// naming the file and a non-zero exit.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "maskrcnn/image_io.h"
+#include "maskrcnn/model_io.h"
+#include "maskrcnn/rle.h"
+#include "tests/helpers.h"
+
+using namespace mrcnn;
+using namespace mrcnn::detection;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+  int status;
+  std::string output;  // stdout + stderr
+};
+
+Run run_mrcnn(const std::string& args) {
+  const fs::path log = fs::temp_directory_path() / "mrcnn_cli_test.log";
+  const std::string command = std::string(MRCNN_BINARY) + " " + args + " > " + log.string() + " 2>&1";
+  const int status = std::system(command.c_str());
+  std::ifstream in(log);
+  std::stringstream text;
+  text << in.rdbuf();
+  return {WEXITSTATUS(status), text.str()};
+}
+
+Config tiny_config() {
+  Config c;
+  c.block = "basic";
+  c.layers = {1, 1, 1, 1};
+  c.norm = "gn";
+  c.num_classes = 2;
+  c.min_size = {64};
+  c.max_size = 96;
+  c.in_channels = 1;
+  c.image_mean = {0.5};
+  c.image_std = {0.25};
+  c.fpn_out_channels = 32;
+  c.representation_size = 32;
+  c.mask_layers = {32};
+  c.mask_dim_reduced = 32;
+  c.anchor_sizes = {{8}, {16}, {32}, {64}, {128}};
+  c.box_score_thresh = 0.0;  // random weights: keep every detection so the output is not empty
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
+  const fs::path dir = fs::temp_directory_path() / "mrcnn_cli_predict";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  manual_seed(11);
+  MaskRCNN model(tiny_config());
+  const std::string weights = (dir / "model.safetensors").string();
+  nn::save_checkpoint(weights, nn::make_checkpoint(model, nullptr, config_to_json(tiny_config()).dump(), 0));
+  // A 70x90 gray image with a bright blob, written as PNG (8-bit, so reading it back is exact).
+  std::vector<uint8_t> rgb(70 * 90 * 3);
+  for (int y = 0; y < 70; ++y)
+    for (int x = 0; x < 90; ++x)
+      for (int k = 0; k < 3; ++k) rgb[(y * 90 + x) * 3 + k] = (y - 30) * (y - 30) + (x - 50) * (x - 50) < 150 ? 220 : 60 + (x % 7);
+  const std::string image = (dir / "slice_1.png").string();
+  write_png(image, rgb, 70, 90);
+
+  const std::string json = (dir / "out.json").string();
+  const Run run = run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --out " + (dir / "png").string());
+  INFO(run.output);
+  REQUIRE(run.status == 0);
+  CHECK(fs::exists(dir / "png" / "slice_1_overlay.png"));
+  nlohmann::json results;
+  std::ifstream(json) >> results;
+
+  model.eval();
+  autograd::NoGradGuard no_grad;
+  const auto out = model.forward({load_image(image, 1)});
+  const Detections& d = out.detections[0];
+  REQUIRE(d.scores.size(0) > 0);
+  REQUIRE(results.size() == static_cast<size_t>(d.scores.size(0)));
+  const auto boxes = to_vector<float>(d.boxes);
+  const Tensor masks = ops::contiguous(d.masks);
+  for (size_t k = 0; k < results.size(); ++k) {
+    const auto& r = results[k];
+    CHECK(r["file_name"] == "slice_1.png");
+    CHECK(r["image_id"] == 1);
+    CHECK(r["category_id"] == 1);
+    CHECK(r["score"].get<float>() == to_vector<float>(d.scores)[k]);
+    CHECK(r["bbox"][0].get<float>() == boxes[k * 4]);
+    CHECK(r["bbox"][2].get<float>() == doctest::Approx(boxes[k * 4 + 2] - boxes[k * 4]));
+    CHECK(r["segmentation"]["size"] == nlohmann::json({70, 90}));
+    const auto decoded = rle_decode(rle_from_string(r["segmentation"]["counts"], 70, 90));
+    const float* m = masks.data<float>() + k * 70 * 90;
+    int64_t mismatches = 0;
+    for (size_t i = 0; i < decoded.size(); ++i) mismatches += decoded[i] != (m[i] >= 0.5f);
+    CHECK(mismatches == 0);
+  }
+  // --score-thresh filters further.
+  const float median_score = results[results.size() / 2]["score"];
+  REQUIRE(run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --score-thresh " +
+                    std::to_string(median_score)).status == 0);
+  nlohmann::json filtered;
+  std::ifstream(json) >> filtered;
+  CHECK(filtered.size() < results.size());
+  for (const auto& r : filtered) CHECK(r["score"].get<float>() >= median_score);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("mrcnn: bad input is one error line naming the file") {
+  const fs::path dir = fs::temp_directory_path() / "mrcnn_cli_errors";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  manual_seed(12);
+  MaskRCNN model(tiny_config());
+  const std::string weights = (dir / "model.safetensors").string();
+  nn::save_checkpoint(weights, nn::make_checkpoint(model, nullptr, config_to_json(tiny_config()).dump(), 0));
+  const std::string json = (dir / "out.json").string();
+  std::ofstream(dir / "broken.jpg") << "\xff\xd8\xff\xe0 truncated";
+
+  Run run = run_mrcnn("predict --weights " + weights + " " + (dir / "missing.png").string() + " --json " + json);
+  CHECK(run.status == 1);
+  CHECK(run.output == "mrcnn: error: " + (dir / "missing.png").string() + ": cannot read image (can't fopen)\n");
+  run = run_mrcnn("predict --weights " + weights + " " + (dir / "broken.jpg").string() + " --json " + json);
+  CHECK(run.status == 1);
+  CHECK(run.output.rfind("mrcnn: error: " + (dir / "broken.jpg").string() + ": cannot read image (", 0) == 0);
+  // A config that the weights do not fit (another class count).
+  auto other = config_to_json(tiny_config());
+  other["num_classes"] = 3;
+  std::ofstream(dir / "other.json") << other.dump();
+  run = run_mrcnn("predict --weights " + weights + " --config " + (dir / "other.json").string() + " x.png --json " + json);
+  CHECK(run.status == 1);
+  CHECK(run.output.find(weights + ": does not fit the config: load_state_dict: roi_heads.box_predictor.bbox_pred.bias has shape [8] in the checkpoint but [12] in the model") != std::string::npos);
+  std::ofstream(dir / "hostile.safetensors") << std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8) << "{";
+  run = run_mrcnn("predict --weights " + (dir / "hostile.safetensors").string() + " x.png --json " + json);
+  CHECK(run.status == 1);
+  CHECK(run.output.find((dir / "hostile.safetensors").string()) != std::string::npos);
+  CHECK(std::count(run.output.begin(), run.output.end(), '\n') == 1);
+  run = run_mrcnn("predict --weights " + weights + " x.png --json " + json + " --device cuda");
+  CHECK(run.status == 1);
+  CHECK(run.output == "mrcnn: error: --device cuda: only cpu runs the model in this build (CUDA model support is issue 6)\n");
+  CHECK(!fs::exists(json));  // nothing half-written
+  fs::remove_all(dir);
+}
