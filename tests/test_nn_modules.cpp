@@ -1,10 +1,12 @@
 // Modules: torchvision parameter names, initialisation statistics, train/eval, freezing; the model
 // config's JSON keys and its error messages.
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "maskrcnn/config.h"
 #include "maskrcnn/mask_rcnn.h"
+#include "maskrcnn/model_io.h"
 #include "nn/init.h"
 #include "nn/layers.h"
 #include "tests/helpers.h"
@@ -123,4 +125,32 @@ TEST_CASE("config: torchvision keys and defaults, clear errors") {
   CHECK(error(R"({"in_channels": 1})") == "config: image_mean needs one value per input channel");
   CHECK(error(R"({"num_classes": 1})") == "config: num_classes must be >= 2 (background + at least one class)");
   CHECK(error("[1]") == "config: expected a JSON object, got array");
+}
+
+TEST_CASE("load_pretrained: RGB conv1 summed for 1 channel, class-specific layers re-initialised") {
+  detection::Config rgb;
+  rgb.block = "basic";
+  rgb.layers = {1, 1, 1, 1};
+  rgb.num_classes = 91;
+  rgb.fpn_out_channels = 16;
+  rgb.representation_size = 16;
+  rgb.mask_layers = {16};
+  rgb.mask_dim_reduced = 16;
+  detection::Config gray = rgb;
+  gray.in_channels = 1;
+  gray.image_mean = {0.5};
+  gray.image_std = {0.25};
+  gray.num_classes = 2;
+  detection::MaskRCNN source(rgb), target(gray);
+  const Tensor before = ops::clone(target.roi_heads->box_predictor->cls_score->weight);
+  const auto notes = detection::load_pretrained(target, source.state_dict());
+  const Tensor summed = ops::sum(source.backbone->body->named_parameters()[0].second, {1}, true);
+  CHECK(target.state_dict().at("backbone.body.conv1.weight").sizes() == Shape{64, 1, 7, 7});
+  CHECK(test::max_abs_diff(target.state_dict().at("backbone.body.conv1.weight"), summed) == 0.0);
+  CHECK(test::bitwise_equal(target.state_dict().at("backbone.fpn.layer_blocks.0.0.weight"),
+                            source.state_dict().at("backbone.fpn.layer_blocks.0.0.weight")));
+  CHECK(test::bitwise_equal(target.roi_heads->box_predictor->cls_score->weight, before));
+  CHECK(std::count_if(notes.begin(), notes.end(), [](const std::string& n) { return n.rfind("re-initialised", 0) == 0; }) == 6);
+  CHECK(std::find(notes.begin(), notes.end(),
+                  "summed the RGB filters of backbone.body.conv1.weight for 1-channel input") != notes.end());
 }
