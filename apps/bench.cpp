@@ -76,7 +76,9 @@ int bench(const BenchOptions& options) {
   std::vector<std::pair<std::string, Tensor>> trainable;
   for (auto& [name, p] : model.named_parameters())
     if (p.requires_grad()) trainable.emplace_back(name, p);
-  nn::SGD sgd(trainable, {0.01, 0.9, 0, 1e-4, false});
+  // lr 0: the update arithmetic runs in full but the weights stay put, so every timed step does the
+  // same work (a random-init model trained at a real lr diverges within steps and then proposes nothing).
+  nn::SGD sgd(trainable, {0.0, 0.9, 0, 1e-4, false});
   std::fprintf(stderr, "bench: %s, %s, batch %lld, %d threads\n", options.config.c_str(), options.size.c_str(),
                static_cast<long long>(options.batch), num_threads());
 

@@ -51,7 +51,7 @@ def torch_worker(config_path, size, batch, steps, device):
     images = [im.to(device) for im in images]
     targets = [{k: v.to(device) for k, v in t.items()} for t in targets]
     params = [p for p in model.parameters() if p.requires_grad]
-    sgd = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4)
+    sgd = torch.optim.SGD(params, lr=0.0, momentum=0.9, weight_decay=1e-4)  # as mrcnn bench: weights stay put
 
     def sync():
         if device == "cuda":
