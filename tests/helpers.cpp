@@ -72,4 +72,24 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.numel()) * dtype_size(ca.dtype())) == 0;
 }
 
+detection::Config small_maskrcnn_config(int64_t min_size, int64_t max_size) {
+  detection::Config c;
+  c.block = "basic";
+  c.layers = {1, 1, 1, 1};
+  c.norm = "gn";
+  c.trainable_layers = 5;
+  c.num_classes = 2;
+  c.min_size = {min_size};
+  c.max_size = max_size;
+  c.in_channels = 1;
+  c.image_mean = {0.5};
+  c.image_std = {0.25};
+  c.fpn_out_channels = 32;
+  c.representation_size = 32;
+  c.mask_layers = {32};
+  c.mask_dim_reduced = 32;
+  c.anchor_sizes = {{8}, {16}, {32}, {64}, {128}};
+  return c;
+}
+
 }  // namespace mrcnn::test

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "autograd/gradcheck.h"
+#include "maskrcnn/config.h"
 #include "ops/ops.h"
 #include "tensor/parallel.h"
 
@@ -26,5 +27,9 @@ std::vector<double> values(const Tensor& t);
 std::string error_of(const std::function<void()>& f);
 // Bytewise equality of two tensors' contents (same shape and dtype).
 bool bitwise_equal(const Tensor& a, const Tensor& b);
+
+// A Mask R-CNN small enough for unit tests: basic blocks [1, 1, 1, 1], GroupNorm, all layers
+// trainable, 1 input channel, FPN/heads 32 wide, anchors 8..128 px, images resized to min_size.
+detection::Config small_maskrcnn_config(int64_t min_size = 64, int64_t max_size = 64);
 
 }  // namespace mrcnn::test

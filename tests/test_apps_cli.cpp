@@ -35,23 +35,18 @@ Run run_mrcnn(const std::string& args) {
 }
 
 Config tiny_config() {
-  Config c;
-  c.block = "basic";
-  c.layers = {1, 1, 1, 1};
-  c.norm = "gn";
-  c.num_classes = 2;
-  c.min_size = {64};
-  c.max_size = 96;
-  c.in_channels = 1;
-  c.image_mean = {0.5};
-  c.image_std = {0.25};
-  c.fpn_out_channels = 32;
-  c.representation_size = 32;
-  c.mask_layers = {32};
-  c.mask_dim_reduced = 32;
-  c.anchor_sizes = {{8}, {16}, {32}, {64}, {128}};
+  Config c = test::small_maskrcnn_config(64, 96);
   c.box_score_thresh = 0.0;  // random weights: keep every detection so the output is not empty
   return c;
+}
+
+// A randomly initialised tiny model saved with its config in `dir`; returns the checkpoint path.
+std::string save_tiny_model(const fs::path& dir, uint64_t seed) {
+  manual_seed(seed);
+  MaskRCNN model(tiny_config());
+  const std::string weights = (dir / "model.safetensors").string();
+  nn::save_checkpoint(weights, nn::make_checkpoint(model, nullptr, config_to_json(tiny_config()).dump(), 0));
+  return weights;
 }
 
 }  // namespace
@@ -60,10 +55,9 @@ TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
   const fs::path dir = fs::temp_directory_path() / "mrcnn_cli_predict";
   fs::remove_all(dir);
   fs::create_directories(dir);
-  manual_seed(11);
-  MaskRCNN model(tiny_config());
-  const std::string weights = (dir / "model.safetensors").string();
-  nn::save_checkpoint(weights, nn::make_checkpoint(model, nullptr, config_to_json(tiny_config()).dump(), 0));
+  const std::string weights = save_tiny_model(dir, 11);
+  auto loaded = load_model(weights);
+  MaskRCNN& model = *loaded;
   // A 70x90 gray image with a bright blob, written as PNG (8-bit, so reading it back is exact).
   std::vector<uint8_t> rgb(70 * 90 * 3);
   for (int y = 0; y < 70; ++y)
@@ -118,10 +112,7 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   const fs::path dir = fs::temp_directory_path() / "mrcnn_cli_errors";
   fs::remove_all(dir);
   fs::create_directories(dir);
-  manual_seed(12);
-  MaskRCNN model(tiny_config());
-  const std::string weights = (dir / "model.safetensors").string();
-  nn::save_checkpoint(weights, nn::make_checkpoint(model, nullptr, config_to_json(tiny_config()).dump(), 0));
+  const std::string weights = save_tiny_model(dir, 12);
   const std::string json = (dir / "out.json").string();
   std::ofstream(dir / "broken.jpg") << "\xff\xd8\xff\xe0 truncated";
 

@@ -74,22 +74,9 @@ TEST_CASE("MultiScaleRoIAlign: level mapper with canonical 224 px on level 4") {
 }
 
 TEST_CASE("overfit: 200 SGD steps on one synthetic image cut the total loss below 10%") {
-  Config c;
-  c.block = "basic";
-  c.layers = {1, 1, 1, 1};
-  c.norm = "gn";
-  c.trainable_layers = 5;
-  c.num_classes = 2;
-  c.min_size = {64};
-  c.max_size = 64;
-  c.in_channels = 1;
-  c.image_mean = {0.5};
-  c.image_std = {0.25};
-  c.fpn_out_channels = 32;
+  Config c = test::small_maskrcnn_config();
   c.representation_size = 64;
   c.mask_layers = {32, 32};
-  c.mask_dim_reduced = 32;
-  c.anchor_sizes = {{8}, {16}, {32}, {64}, {128}};
   c.rpn_batch_size_per_image = 64;
   c.box_batch_size_per_image = 64;
   manual_seed(3);

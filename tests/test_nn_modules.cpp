@@ -128,19 +128,12 @@ TEST_CASE("config: torchvision keys and defaults, clear errors") {
 }
 
 TEST_CASE("load_pretrained: RGB conv1 summed for 1 channel, class-specific layers re-initialised") {
-  detection::Config rgb;
-  rgb.block = "basic";
-  rgb.layers = {1, 1, 1, 1};
+  detection::Config gray = test::small_maskrcnn_config();
+  detection::Config rgb = gray;
+  rgb.in_channels = 3;
+  rgb.image_mean = {0.485, 0.456, 0.406};
+  rgb.image_std = {0.229, 0.224, 0.225};
   rgb.num_classes = 91;
-  rgb.fpn_out_channels = 16;
-  rgb.representation_size = 16;
-  rgb.mask_layers = {16};
-  rgb.mask_dim_reduced = 16;
-  detection::Config gray = rgb;
-  gray.in_channels = 1;
-  gray.image_mean = {0.5};
-  gray.image_std = {0.25};
-  gray.num_classes = 2;
   detection::MaskRCNN source(rgb), target(gray);
   const Tensor before = ops::clone(target.roi_heads->box_predictor->cls_score->weight);
   const auto notes = detection::load_pretrained(target, source.state_dict());

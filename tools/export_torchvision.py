@@ -17,12 +17,12 @@ For torchvision's COCO-pretrained model (needs torchvision's weight download, do
 """
 import argparse
 import json
-import os
 import re
-import struct
 import sys
 
 import torch
+
+import safetensors_writer  # tools/, next to this script
 
 DEPTHS = {("basic", (2, 2, 2, 2)): 18, ("basic", (3, 4, 6, 3)): 34, ("bottleneck", (3, 4, 6, 3)): 50,
           ("bottleneck", (3, 4, 23, 3)): 101, ("bottleneck", (3, 8, 36, 3)): 152}
@@ -85,25 +85,14 @@ def infer_config(state):
 
 
 def save(path, state, config):
-    dtypes = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
-    header, blobs, offset = {}, [], 0
-    for name in sorted(state):
-        t = state[name].detach().contiguous()
-        if t.dtype in (torch.float16, torch.bfloat16):
-            t = t.float()
-        if t.dtype not in dtypes:
+    tensors = {}
+    for name, t in state.items():
+        t = t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+        if t.dtype not in safetensors_writer.DTYPES:
             sys.exit(f"export_torchvision: {name} has unsupported dtype {t.dtype}")
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    header["__metadata__"] = {"format": "mrcnn-checkpoint/1", "config": json.dumps(config), "step": "0",
-                              "rng": "{}", "source": "tools/export_torchvision.py"}
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path + ".tmp", "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-    os.replace(path + ".tmp", path)
+        tensors[name] = t
+    safetensors_writer.write(path, tensors, {"format": "mrcnn-checkpoint/1", "config": json.dumps(config), "step": "0",
+                                             "rng": "{}", "source": "tools/export_torchvision.py"})
 
 
 def main():

@@ -24,7 +24,6 @@ Input images are 8-bit gray, stored as int8 codes (value = (code + 128) / 255).
 import argparse
 import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -38,6 +37,8 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.resnet import BasicBlock, ResNet
 from torchvision.ops import FrozenBatchNorm2d
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool
+
+import safetensors_writer  # tools/, next to this script
 
 FIXTURE_VERSION = "1"
 QUANTIZE_ABOVE = 4096
@@ -243,23 +244,6 @@ def run_model(key, model, images, targets):
             store_grad(p + f"train.grad.{name}", param.grad)
 
 
-def save(path, metadata):
-    dtypes = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.int8: "I8", torch.bool: "BOOL"}
-    header, blobs, offset = {}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name]
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    header["__metadata__"] = metadata
-    text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
-    with open(path + ".tmp", "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
-    os.replace(path + ".tmp", path)
-
-
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -290,7 +274,7 @@ def main():
         store_weights(key, model, codes)
         run_model(key, model, [im.expand(3, *im.shape) for im in images], targets)
     configs = {k: dict(v, **SAMPLE_ALL) for k, v in CONFIGS.items()}
-    save(args.out, {"version": FIXTURE_VERSION, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    safetensors_writer.write(args.out, tensors, {"version": FIXTURE_VERSION, "torch": torch.__version__, "torchvision": torchvision.__version__,
                     "script": "tools/make_torchvision_fixture.py", "images": json.dumps(names),
                     "config.a": json.dumps(configs["a"]), "config.b": json.dumps(configs["b"])})
     print(f"wrote {args.out}: {len(tensors)} tensors, {os.path.getsize(args.out) / 1e6:.2f} MB, images {names}")
