@@ -113,3 +113,38 @@ TEST_CASE("overfit: 200 SGD steps on one synthetic image cut the total loss belo
   CHECK(std::isfinite(last));
   CHECK(last < 0.1 * first);
 }
+
+TEST_CASE("maskrcnn: an image without annotations trains; a model that detects nothing returns empty tensors") {
+  Config c = test::small_maskrcnn_config();
+  manual_seed(4);
+  MaskRCNN net(c);
+  Generator g(9);
+  const std::vector<Tensor> images = {rand({1, 64, 80}, kFloat32, kCPU, &g), rand({1, 70, 64}, kFloat32, kCPU, &g)};
+  std::vector<uint8_t> mask(64 * 80, 0);
+  for (int y = 10; y < 30; ++y)
+    for (int x = 20; x < 50; ++x) mask[y * 80 + x] = 1;
+  const std::vector<Target> targets = {
+      {from_vector(std::vector<float>{20, 10, 50, 30}, {1, 4}), from_vector(std::vector<int64_t>{1}, {1}), from_vector(mask, {1, 64, 80})},
+      {zeros({0, 4}), zeros({0}, kInt64), zeros({0, 70, 64}, kBool)}};  // a negative slice
+  net.train();
+  const auto out = net.forward(images, &targets);
+  REQUIRE(out.losses.size() == 5);
+  for (const auto& [name, loss] : out.losses) {
+    CAPTURE(name);
+    CHECK(std::isfinite(loss.item<double>()));
+  }
+  autograd::backward(total_loss(out.losses));
+  CHECK(net.roi_heads->box_predictor->cls_score->weight.grad().defined());
+
+  net.eval();
+  c.box_score_thresh = 1.0;  // nothing can score above 1
+  MaskRCNN silent(c);
+  silent.load_state_dict(net.state_dict());
+  silent.eval();
+  autograd::NoGradGuard no_grad;
+  const auto none = silent.forward(images);
+  REQUIRE(none.detections.size() == 2);
+  CHECK(none.detections[0].boxes.sizes() == Shape{0, 4});
+  CHECK(none.detections[0].scores.sizes() == Shape{0});
+  CHECK(none.detections[1].masks.sizes() == Shape{0, 1, 70, 64});
+}
