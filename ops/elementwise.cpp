@@ -225,7 +225,9 @@ Tensor sign(const Tensor& x) {
 Tensor relu(const Tensor& x) {
   Tensor out = unary(UnaryOp::Relu, "relu", x);
   return record("relu", out, {x},
-                [y = out.detach()](const Tensor& d) { return std::vector<Tensor>{where(gt(y, 0.0), d, 0.0)}; });
+                [y = out.detach()](const Tensor& d) {
+                  return std::vector<Tensor>{binary(BinaryOp::ReluBackward, "relu_backward", d, y)};
+                });
 }
 
 Tensor sigmoid(const Tensor& x) {

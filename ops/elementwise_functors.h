@@ -12,7 +12,7 @@
 namespace mrcnn {
 
 enum class UnaryOp { Neg, Exp, Log, Sqrt, Abs, Sign, Relu, Sigmoid, Tanh, Pow, Clamp };
-enum class BinaryOp { Add, Sub, Mul, Div, Maximum, Minimum, BceWithLogits, SmoothL1 };
+enum class BinaryOp { Add, Sub, Mul, Div, Maximum, Minimum, BceWithLogits, SmoothL1, ReluBackward };
 enum class CompareOp { Gt, Lt, Ge, Le, Eq, Ne };
 
 // C math by overload, callable from host and device code alike.
@@ -118,6 +118,12 @@ struct SmoothL1F {
     return d < beta ? T(0.5) * d * d / beta : d - T(0.5) * beta;
   }
 };
+// ReLU's gradient in one pass: dout where the output y is > 0, else 0 (NaN y gives 0, like
+// PyTorch's threshold_backward).
+struct ReluBackwardF {
+  double param;
+  template <typename T> MRCNN_HD T operator()(T dout, T y) const { return y > T(0) ? dout : T(0); }
+};
 
 template <typename Fn>
 decltype(auto) with_binary_functor(BinaryOp op, double param, Fn&& fn) {
@@ -130,6 +136,7 @@ decltype(auto) with_binary_functor(BinaryOp op, double param, Fn&& fn) {
     case BinaryOp::Minimum: return fn(MinimumF{param});
     case BinaryOp::BceWithLogits: return fn(BceWithLogitsF{param});
     case BinaryOp::SmoothL1: return fn(SmoothL1F{param});
+    case BinaryOp::ReluBackward: return fn(ReluBackwardF{param});
   }
   throw Error("unknown binary op");
 }

@@ -1,7 +1,10 @@
 // Storage allocation: aligned host memory or CUDA device memory.
 #include "tensor/storage.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <map>
+#include <mutex>
 #include <new>
 
 #include "cuda/context.h"
@@ -9,20 +12,96 @@
 
 namespace mrcnn {
 
+namespace {
+
+constexpr size_t kCachedMinBytes = size_t{1} << 20;  // below this malloc reuses memory well by itself
+// At most this much is kept; MRCNN_HOST_CACHE_MB overrides it (0 turns the cache off).
+size_t cache_limit_bytes() {
+  static const size_t limit = [] {
+    const char* env = std::getenv("MRCNN_HOST_CACHE_MB");
+    return env ? static_cast<size_t>(std::strtoull(env, nullptr, 10)) << 20 : size_t{1} << 30;
+  }();
+  return limit;
+}
+
+// Sizes >= 1 MB round up to a multiple of 1/8 of their power of two, so blocks of nearby sizes (the
+// detector's shapes vary a little from step to step) share a class; at most 12.5% is wasted.
+size_t host_block_bytes(size_t nbytes) {
+  const size_t bytes = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;  // aligned_alloc wants a multiple
+  if (bytes < kCachedMinBytes) return bytes;
+  size_t power = kCachedMinBytes;
+  while (power * 2 <= bytes) power *= 2;
+  const size_t step = power / 8;
+  return (bytes + step - 1) / step * step;
+}
+
+class HostCache {
+ public:
+  void* take(size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    const auto it = free_.find(bytes);
+    if (it == free_.end()) {
+      ++stats_.misses;
+      return nullptr;
+    }
+    void* p = it->second;
+    free_.erase(it);
+    stats_.cached_bytes -= bytes;
+    ++stats_.hits;
+    return p;
+  }
+  // False when the cache is full: the caller frees the block.
+  bool give(void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (stats_.cached_bytes + bytes > cache_limit_bytes()) return false;
+    free_.emplace(bytes, p);
+    stats_.cached_bytes += bytes;
+    return true;
+  }
+  void clear() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [bytes, p] : free_) std::free(p);
+    free_.clear();
+    stats_.cached_bytes = 0;
+  }
+  HostCacheStats stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::multimap<size_t, void*> free_;
+  HostCacheStats stats_;
+};
+
+// Never destroyed: Storages freed during static destruction still find it.
+HostCache& host_cache() {
+  static HostCache* cache = new HostCache();
+  return *cache;
+}
+
+}  // namespace
+
+HostCacheStats host_cache_stats() { return host_cache().stats(); }
+void empty_host_cache() { host_cache().clear(); }
+
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   if (device.is_cuda()) {
     data_ = nbytes ? cuda::device_malloc(nbytes) : nullptr;
     return;
   }
-  // 64-byte alignment for AVX loads; aligned_alloc needs a size that is a multiple of it.
-  const size_t rounded = (std::max<size_t>(nbytes, 1) + 63) / 64 * 64;
-  data_ = std::aligned_alloc(64, rounded);
+  // 64-byte alignment for AVX loads.
+  const size_t bytes = host_block_bytes(nbytes);
+  if (bytes >= kCachedMinBytes) data_ = host_cache().take(bytes);
+  if (!data_) data_ = std::aligned_alloc(64, bytes);
   if (!data_) throw Error(str_cat("out of host memory allocating ", nbytes, " bytes"));
 }
 
 Storage::~Storage() {
   if (device_.is_cuda()) cuda::device_free(data_);
-  else std::free(data_);
+  else if (const size_t bytes = host_block_bytes(nbytes_); bytes < kCachedMinBytes || !host_cache().give(data_, bytes))
+    std::free(data_);
 }
 
 }  // namespace mrcnn

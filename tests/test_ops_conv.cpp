@@ -210,7 +210,9 @@ TEST_CASE("conv_transpose2d: is the adjoint of conv2d") {
   const std::vector<Case> cases = {{{2, 3, 8, 8}, {4, 3, 2, 2}, 2, 0, 0, 1, 1},
                                    {{1, 4, 9, 7}, {6, 2, 3, 3}, 2, 1, 0, 1, 2},
                                    {{1, 2, 12, 12}, {3, 2, 3, 3}, 3, 1, 2, 1, 1},
-                                   {{1, 2, 9, 9}, {2, 2, 3, 3}, 1, 2, 0, 2, 1}};
+                                   {{1, 2, 9, 9}, {2, 2, 3, 3}, 1, 2, 0, 2, 1},
+                                   // non-overlapping 3x3 windows: the batch-merged GEMM path
+                                   {{3, 2, 9, 12}, {5, 2, 3, 3}, 3, 0, 0, 1, 1}};
   uint64_t seed = 300;
   for (const Case& c : cases) {
     CAPTURE(shape_str(c.x));

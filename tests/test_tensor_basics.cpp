@@ -122,3 +122,24 @@ TEST_CASE("random: rand lies in 0..1, randn has mean 0 and std 1, randint stays 
   CHECK(*std::min_element(r.begin(), r.end()) == -3);
   CHECK(*std::max_element(r.begin(), r.end()) == 3);
 }
+
+TEST_CASE("host block cache: freed large blocks are reused, small ones are not cached") {
+  empty_host_cache();
+  const HostCacheStats before = host_cache_stats();
+  const void* first = nullptr;
+  {
+    Tensor big = empty({1 << 19});  // 2 MB
+    first = big.raw_data();
+  }
+  CHECK(host_cache_stats().cached_bytes == (size_t{2} << 20));
+  {
+    Tensor again = empty({(1 << 19) - 1000});  // a little smaller: the same size class
+    CHECK(again.raw_data() == first);
+    CHECK(host_cache_stats().hits == before.hits + 1);
+    CHECK(host_cache_stats().cached_bytes == 0);
+  }
+  { Tensor small = empty({1000}); }
+  CHECK(host_cache_stats().cached_bytes == (size_t{2} << 20));
+  empty_host_cache();
+  CHECK(host_cache_stats().cached_bytes == 0);
+}
