@@ -11,6 +11,7 @@
 #include "apps/commands.h"
 #include "bench/timing.h"
 #include "maskrcnn/mask_rcnn.h"
+#include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "ops/ops.h"
 #include "tensor/parallel.h"
@@ -66,6 +67,15 @@ int bench(const BenchOptions& options) {
   const auto [h, w] = parse_size(options.size);
   manual_seed(config.seed);
   MaskRCNN model(config);
+  if (!options.weights.empty()) {
+    // Given weights (e.g. the very ones torchvision runs, from bench/model_vs_torch.py) make the
+    // work identical on both sides: the same proposals and detections, hence the same head costs.
+    try {
+      model.load_state_dict(nn::load_checkpoint(options.weights).model);
+    } catch (const Error& e) {
+      throw Error(str_cat(options.weights, ": does not fit the config: ", e.what()));
+    }
+  }
   std::vector<Tensor> images;
   std::vector<Target> targets;
   for (int64_t i = 0; i < options.batch; ++i) {

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   mrcnn::apps::BenchOptions bench;
   auto* bench_cmd = app.add_subcommand("bench", "median train-step and inference time on a synthetic batch");
   bench_cmd->add_option("--config", bench.config, "model config JSON")->required();
+  bench_cmd->add_option("--weights", bench.weights, "start from these weights instead of a random init");
   bench_cmd->add_option("--size", bench.size, "image size HxW (default 256x256)");
   bench_cmd->add_option("--batch", bench.batch, "images per step (default 2)");
   bench_cmd->add_option("--steps", bench.steps, "timed steps (default 10)");

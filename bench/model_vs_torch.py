@@ -1,11 +1,14 @@
 #!/usr/bin/python3
-"""Whole-model speed: `mrcnn bench` against torchvision 0.14's MaskRCNN on the same config, image
-size, batch and synthetic targets, both with 2 threads, each in its own process (so peak RSS is
+"""Whole-model speed: `mrcnn bench` against torchvision 0.14's MaskRCNN on the same config, the same
+weights (torchvision's seeded random init, exported), image size, batch and synthetic targets, both
+with 2 threads, each in its own process (so peak RSS is
 per framework). Prints median train-step (forward + backward + SGD step) and inference times and
 the ratios ours / torchvision (below 1: we are faster).
 
     /usr/bin/python3 bench/model_vs_torch.py [--mrcnn build/mrcnn] [--steps 10] [--device cpu]
-Cases: R18-FPN at 256x256 and R50-FPN at 512x512, batch 2 (bench/configs/*.json).
+Cases: R18-FPN at 256x256 and R50-FPN at 512x512, batch 2 (bench/configs/*.json). The configs set
+box_score_thresh 0 so both models keep box_detections_per_img (100) detections per image whatever
+their random weights score, and the mask head does the same work on both sides.
 """
 import argparse
 import json
@@ -35,17 +38,25 @@ def synthetic_batch(torch, channels, h, w, batch):
     return images, targets
 
 
-def torch_worker(config_path, size, batch, steps, device):
+def build_torch_model(config_path):
     import torch
-    import torchvision
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
-    torch.set_num_threads(2)
     with open(config_path) as f:
         cfg = json.load(f)
     backbone = resnet_fpn_backbone(backbone_name=f"resnet{cfg['depth']}", weights=None,
                                    trainable_layers=cfg.get("trainable_layers", 3))
-    model = MaskRCNN(backbone, num_classes=cfg["num_classes"], min_size=cfg["min_size"][0], max_size=cfg["max_size"]).to(device)
+    return MaskRCNN(backbone, num_classes=cfg["num_classes"], min_size=cfg["min_size"][0], max_size=cfg["max_size"],
+                    box_score_thresh=cfg.get("box_score_thresh", 0.05))
+
+
+def torch_worker(config_path, weights_pth, size, batch, steps, device):
+    import torch
+    import torchvision
+    torch.set_num_threads(2)
+    model = build_torch_model(config_path)
+    model.load_state_dict(torch.load(weights_pth))
+    model = model.to(device)
     h, w = (int(v) for v in size.split("x"))
     images, targets = synthetic_batch(torch, 3, h, w, batch)
     images = [im.to(device) for im in images]
@@ -94,10 +105,10 @@ def main():
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cases", default="R18-FPN,R50-FPN")
-    parser.add_argument("--torch-worker", nargs=2, metavar=("CONFIG", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--torch-worker", nargs=3, metavar=("CONFIG", "WEIGHTS", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_worker:
-        torch_worker(args.torch_worker[0], args.torch_worker[1], args.batch, args.steps, args.device)
+        torch_worker(*args.torch_worker, args.batch, args.steps, args.device)
         return
     env = dict(os.environ, OMP_NUM_THREADS="2")
     print(f"{'case':<10} {'':<12} {'ours':>10} {'torchvision':>12} {'ratio':>7}")
@@ -105,14 +116,24 @@ def main():
         if name not in args.cases.split(","):
             continue
         config_path = os.path.join(HERE, "configs", config)
-        with tempfile.NamedTemporaryFile(suffix=".json") as out:
-            subprocess.run([args.mrcnn, "bench", "--config", config_path, "--size", size, "--batch", str(args.batch),
-                            "--steps", str(args.steps), "--device", args.device, "--json", out.name],
-                           check=True, env=env, stdout=subprocess.DEVNULL)
-            ours = json.load(open(out.name))
-        theirs = json.loads(subprocess.run([sys.executable, __file__, "--torch-worker", config_path, size, "--batch",
-                                            str(args.batch), "--steps", str(args.steps), "--device", args.device],
-                                           check=True, env=env, capture_output=True, text=True).stdout)
+        with tempfile.TemporaryDirectory() as tmp:
+            # One random init (torchvision's, seeded) for both: the same proposals and detections, so
+            # the heads do the same work. Random weights of each framework's own make RPN keep 400 or
+            # 1000 proposals per image by chance, and the head costs with them.
+            import torch
+            torch.manual_seed(0)
+            pth, weights, out = (os.path.join(tmp, n) for n in ("init.pth", "init.safetensors", "ours.json"))
+            torch.save(build_torch_model(config_path).state_dict(), pth)
+            subprocess.run([sys.executable, os.path.join(HERE, "..", "tools", "export_torchvision.py"), pth, weights],
+                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([args.mrcnn, "bench", "--config", config_path, "--weights", weights, "--size", size,
+                            "--batch", str(args.batch), "--steps", str(args.steps), "--device", args.device,
+                            "--json", out], check=True, env=env, stdout=subprocess.DEVNULL)
+            ours = json.load(open(out))
+            theirs = json.loads(subprocess.run([sys.executable, __file__, "--torch-worker", config_path, pth, size,
+                                                "--batch", str(args.batch), "--steps", str(args.steps),
+                                                "--device", args.device],
+                                               check=True, env=env, capture_output=True, text=True).stdout)
         for key, label in [("train_ms", "train step"), ("infer_ms", "inference"), ("peak_rss_mb", "peak RSS MB")]:
             print(f"{name:<10} {label:<12} {ours[key]:>10.1f} {theirs[key]:>12.1f} {ours[key] / theirs[key]:>7.2f}")
         sys.stdout.flush()

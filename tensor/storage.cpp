@@ -7,6 +7,8 @@
 #include <mutex>
 #include <new>
 
+#include <unistd.h>
+
 #include "cuda/context.h"
 #include "tensor/error.h"
 
@@ -15,11 +17,14 @@ namespace mrcnn {
 namespace {
 
 constexpr size_t kCachedMinBytes = size_t{1} << 20;  // below this malloc reuses memory well by itself
-// At most this much is kept; MRCNN_HOST_CACHE_MB overrides it (0 turns the cache off).
+// At most this much is kept: 1 GB, or 1/16 of the machine's memory if that is less;
+// MRCNN_HOST_CACHE_MB overrides it (0 turns the cache off).
 size_t cache_limit_bytes() {
   static const size_t limit = [] {
-    const char* env = std::getenv("MRCNN_HOST_CACHE_MB");
-    return env ? static_cast<size_t>(std::strtoull(env, nullptr, 10)) << 20 : size_t{1} << 30;
+    if (const char* env = std::getenv("MRCNN_HOST_CACHE_MB")) return static_cast<size_t>(std::strtoull(env, nullptr, 10)) << 20;
+    const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGESIZE);
+    const size_t physical = pages > 0 && page_size > 0 ? static_cast<size_t>(pages) * static_cast<size_t>(page_size) : 0;
+    return physical ? std::min(size_t{1} << 30, physical / 16) : size_t{1} << 30;
   }();
   return limit;
 }

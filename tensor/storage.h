@@ -26,8 +26,8 @@ class Storage {
   Device device_;
 };
 
-// The host block cache: freed CPU blocks of >= 1 MB are kept (up to 1 GB, or $MRCNN_HOST_CACHE_MB;
-// 0 turns it off) and reused by later
+// The host block cache: freed CPU blocks of >= 1 MB are kept (up to 1 GB or 1/16 of the machine's
+// memory, or $MRCNN_HOST_CACHE_MB; 0 turns it off) and reused by later
 // allocations of about the same size, instead of going back to the kernel and coming back as fresh
 // pages it must zero (that page clearing was ~7% of a training step).
 struct HostCacheStats {
