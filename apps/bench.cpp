@@ -3,6 +3,7 @@
 // bench/model_vs_torch.py runs the same work in torchvision and prints the ratios.
 #include <sys/resource.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -31,20 +32,22 @@ std::pair<int64_t, int64_t> parse_size(const std::string& text) {
   return {h, w};
 }
 
-// One image with a bright ellipse and its box and mask as the target.
-std::pair<Tensor, Target> synthetic_sample(int64_t channels, int64_t h, int64_t w, uint64_t seed) {
-  Generator g(seed);
-  Tensor image = ops::mul(rand({channels, h, w}, kFloat32, kCPU, &g), 0.3);
+// One image: a smooth deterministic texture (the same formula as bench/model_vs_torch.py, so both
+// frameworks see the same pixels and propose the same boxes) plus a bright ellipse, which is the target.
+std::pair<Tensor, Target> synthetic_sample(int64_t channels, int64_t h, int64_t w, int64_t index) {
+  Tensor image = empty({channels, h, w});
   float* px = image.data<float>();
   std::vector<uint8_t> mask(static_cast<size_t>(h * w));
   const double cy = h * 0.45, cx = w * 0.55, ry = h * 0.15, rx = w * 0.12;
-  for (int64_t y = 0; y < h; ++y)
-    for (int64_t x = 0; x < w; ++x) {
-      const double d = (y - cy) * (y - cy) / (ry * ry) + (x - cx) * (x - cx) / (rx * rx);
-      mask[y * w + x] = d <= 1;
-      if (d <= 1)
-        for (int64_t c = 0; c < channels; ++c) px[(c * h + y) * w + x] += 0.6f;
-    }
+  const double k = static_cast<double>(index);
+  for (int64_t c = 0; c < channels; ++c)
+    for (int64_t y = 0; y < h; ++y)
+      for (int64_t x = 0; x < w; ++x) {
+        const double d = (y - cy) * (y - cy) / (ry * ry) + (x - cx) * (x - cx) / (rx * rx);
+        mask[y * w + x] = d <= 1;
+        const double texture = 0.15 + 0.15 * std::sin(0.37 * x + 0.61 * y + 1.3 * c + 2.1 * k) * std::cos(0.23 * x - 0.41 * y + k);
+        px[(c * h + y) * w + x] = static_cast<float>(texture + (d <= 1 ? 0.6 : 0.0));
+      }
   Target t{from_vector(std::vector<float>{static_cast<float>(cx - rx), static_cast<float>(cy - ry),
                                           static_cast<float>(cx + rx), static_cast<float>(cy + ry)},
                        {1, 4}),
@@ -79,7 +82,7 @@ int bench(const BenchOptions& options) {
   std::vector<Tensor> images;
   std::vector<Target> targets;
   for (int64_t i = 0; i < options.batch; ++i) {
-    auto [image, target] = synthetic_sample(config.in_channels, h, w, 100 + static_cast<uint64_t>(i));
+    auto [image, target] = synthetic_sample(config.in_channels, h, w, i);
     images.push_back(image);
     targets.push_back(target);
   }

@@ -24,15 +24,16 @@ CASES = [("R18-FPN", "r18_fpn_256.json", "256x256"), ("R50-FPN", "r50_fpn_512.js
 
 
 def synthetic_batch(torch, channels, h, w, batch):
-    """The same picture as `mrcnn bench`: noise plus a bright ellipse, its box and mask as target."""
+    """The same pixels as `mrcnn bench`: a smooth deterministic texture plus a bright ellipse, whose
+    box and mask are the target (float64 formula, then float32, as the C++ side computes it)."""
     images, targets = [], []
     cy, cx, ry, rx = h * 0.45, w * 0.55, h * 0.15, w * 0.12
     yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     inside = (yy - cy) ** 2 / ry ** 2 + (xx - cx) ** 2 / rx ** 2 <= 1
     for i in range(batch):
-        g = torch.Generator().manual_seed(100 + i)
-        image = torch.rand((channels, h, w), generator=g) * 0.3 + 0.6 * inside.float()
-        images.append(image)
+        planes = [0.15 + 0.15 * torch.sin(0.37 * xx + 0.61 * yy + 1.3 * c + 2.1 * i) * torch.cos(0.23 * xx - 0.41 * yy + i)
+                  + 0.6 * inside.double() for c in range(channels)]
+        images.append(torch.stack(planes).float())
         targets.append({"boxes": torch.tensor([[cx - rx, cy - ry, cx + rx, cy + ry]], dtype=torch.float32),
                         "labels": torch.ones(1, dtype=torch.int64), "masks": inside[None].to(torch.uint8)})
     return images, targets
