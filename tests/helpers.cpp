@@ -72,6 +72,18 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.numel()) * dtype_size(ca.dtype())) == 0;
 }
 
+safetensors::File load_fixture(const std::string& relative_path) {
+  const char* env = std::getenv("MRCNN_SOURCE_DIR");
+  const std::string root = env ? env : MRCNN_TEST_SOURCE_DIR;
+  return safetensors::load(root + "/" + relative_path);
+}
+
+Tensor fixture_tensor(const safetensors::File& file, const std::string& name) {
+  const auto it = file.tensors.find(name);
+  REQUIRE_MESSAGE(it != file.tensors.end(), "fixture has no tensor " << name);
+  return it->second;
+}
+
 detection::Config small_maskrcnn_config(int64_t min_size, int64_t max_size) {
   detection::Config c;
   c.block = "basic";

@@ -8,6 +8,7 @@
 
 #include "autograd/gradcheck.h"
 #include "maskrcnn/config.h"
+#include "tensor/safetensors.h"
 #include "ops/ops.h"
 #include "tensor/parallel.h"
 
@@ -27,6 +28,11 @@ std::vector<double> values(const Tensor& t);
 std::string error_of(const std::function<void()>& f);
 // Bytewise equality of two tensors' contents (same shape and dtype).
 bool bitwise_equal(const Tensor& a, const Tensor& b);
+
+// A committed fixture file (path relative to the source tree: $MRCNN_SOURCE_DIR, set by ctest, or the
+// tree the test was built from), and one of its tensors (failing the test, naming it, when absent).
+safetensors::File load_fixture(const std::string& relative_path);
+Tensor fixture_tensor(const safetensors::File& file, const std::string& name);
 
 // A Mask R-CNN small enough for unit tests: basic blocks [1, 1, 1, 1], GroupNorm, all layers
 // trainable, 1 input channel, FPN/heads 32 wide, anchors 8..128 px, images resized to min_size.

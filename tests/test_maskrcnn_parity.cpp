@@ -22,19 +22,11 @@ using namespace mrcnn::detection;
 namespace {
 
 const safetensors::File& fixture() {
-  static const safetensors::File file = [] {
-    const char* env = std::getenv("MRCNN_SOURCE_DIR");
-    const std::string root = env ? env : MRCNN_TEST_SOURCE_DIR;
-    return safetensors::load(root + "/tests/fixtures/maskrcnn_fixture.safetensors");
-  }();
+  static const safetensors::File file = test::load_fixture("tests/fixtures/maskrcnn_fixture.safetensors");
   return file;
 }
 
-Tensor stored(const std::string& name) {
-  const auto it = fixture().tensors.find(name);
-  REQUIRE_MESSAGE(it != fixture().tensors.end(), "fixture has no tensor " << name);
-  return it->second;
-}
+Tensor stored(const std::string& name) { return test::fixture_tensor(fixture(), name); }
 bool has(const std::string& name) { return fixture().tensors.count(name) > 0; }
 
 // The worst figure of each kind over the run, printed at exit for the issue note.

@@ -22,19 +22,11 @@ using V = std::vector<Tensor>;
 namespace {
 
 const safetensors::File& fixture() {
-  static const safetensors::File file = [] {
-    const char* env = std::getenv("MRCNN_SOURCE_DIR");
-    const std::string root = env ? env : MRCNN_TEST_SOURCE_DIR;
-    return safetensors::load(root + "/tests/fixtures/ops_fixture.safetensors");
-  }();
+  static const safetensors::File file = test::load_fixture("tests/fixtures/ops_fixture.safetensors");
   return file;
 }
 
-Tensor torch_ref(const std::string& name) {
-  const auto it = fixture().tensors.find(name);
-  REQUIRE_MESSAGE(it != fixture().tensors.end(), "fixture has no tensor " << name);
-  return it->second;
-}
+Tensor torch_ref(const std::string& name) { return test::fixture_tensor(fixture(), name); }
 
 // max |a - b| / max |b|: the relative figure the tolerance applies to.
 double relative_error(const Tensor& actual, const Tensor& expected) {
