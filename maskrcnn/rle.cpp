@@ -1,6 +1,10 @@
 // pycocotools' maskApi.c rules (rleEncode, rleToString, rleFrString) in C++.
 #include "maskrcnn/rle.h"
 
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
 #include "tensor/error.h"
 
 namespace mrcnn::detection {
@@ -85,6 +89,95 @@ int64_t rle_area(const Rle& rle) {
   int64_t area = 0;
   for (size_t i = 1; i < rle.counts.size(); i += 2) area += rle.counts[i];
   return area;
+}
+
+Rle rle_from_polygon(const std::vector<double>& xy, int64_t height, int64_t width) {
+  check(xy.size() >= 6 && xy.size() % 2 == 0, "polygon: needs at least 3 (x, y) points, got ", xy.size(), " numbers");
+  constexpr double kScale = 5;  // sub-pixel resolution of the outline walk
+  const size_t k = xy.size() / 2;
+  std::vector<int64_t> px(k + 1), py(k + 1);
+  for (size_t j = 0; j < k; ++j) {
+    px[j] = static_cast<int64_t>(kScale * xy[2 * j] + 0.5);  // C's (int) cast: truncation toward zero
+    py[j] = static_cast<int64_t>(kScale * xy[2 * j + 1] + 0.5);
+  }
+  px[k] = px[0], py[k] = py[0];
+  // Every outline point, walking each edge one step at a time along its longer axis.
+  std::vector<int64_t> u, v;
+  for (size_t j = 0; j < k; ++j) {
+    int64_t xs = px[j], xe = px[j + 1], ys = py[j], ye = py[j + 1];
+    const int64_t dx = std::llabs(xe - xs), dy = std::llabs(ys - ye);
+    const bool flip = (dx >= dy && xs > xe) || (dx < dy && ys > ye);
+    if (flip) std::swap(xs, xe), std::swap(ys, ye);
+    const double slope = dx >= dy ? static_cast<double>(ye - ys) / static_cast<double>(dx)
+                                  : static_cast<double>(xe - xs) / static_cast<double>(dy);
+    const int64_t steps = std::max(dx, dy);
+    for (int64_t d = 0; d <= steps; ++d) {
+      const int64_t t = flip ? steps - d : d;
+      if (dx >= dy) u.push_back(t + xs), v.push_back(static_cast<int64_t>(static_cast<double>(ys) + slope * static_cast<double>(t) + 0.5));
+      else v.push_back(t + ys), u.push_back(static_cast<int64_t>(static_cast<double>(xs) + slope * static_cast<double>(t) + 0.5));
+    }
+  }
+  // Where the outline crosses a pixel-centre column, the first pixel at or below the crossing toggles.
+  std::vector<uint64_t> toggles;
+  for (size_t j = 1; j < u.size(); ++j) {
+    if (u[j] == u[j - 1]) continue;
+    double xd = static_cast<double>(u[j] < u[j - 1] ? u[j] : u[j] - 1);
+    xd = (xd + 0.5) / kScale - 0.5;
+    if (std::floor(xd) != xd || xd < 0 || xd > static_cast<double>(width - 1)) continue;
+    double yd = static_cast<double>(v[j] < v[j - 1] ? v[j] : v[j - 1]);
+    yd = (yd + 0.5) / kScale - 0.5;
+    yd = std::ceil(std::clamp(yd, 0.0, static_cast<double>(height)));
+    toggles.push_back(static_cast<uint64_t>(xd) * static_cast<uint64_t>(height) + static_cast<uint64_t>(yd));
+  }
+  toggles.push_back(static_cast<uint64_t>(height * width));
+  std::sort(toggles.begin(), toggles.end());
+  // Differences are the runs; a zero-length run merges its neighbours (two toggles cancel).
+  std::vector<uint64_t> runs;
+  uint64_t previous = 0;
+  for (uint64_t t : toggles) runs.push_back(t - previous), previous = t;
+  Rle rle{height, width, {}};
+  size_t j = 0;
+  rle.counts.push_back(static_cast<uint32_t>(runs[j++]));
+  while (j < runs.size()) {
+    if (runs[j] > 0) {
+      rle.counts.push_back(static_cast<uint32_t>(runs[j++]));
+    } else if (++j < runs.size()) {
+      rle.counts.back() += static_cast<uint32_t>(runs[j++]);
+    }
+  }
+  return rle;
+}
+
+Rle rle_union(const std::vector<Rle>& rles) {
+  check(!rles.empty(), "rle_union: no masks");
+  Rle merged = rles[0];
+  for (size_t i = 1; i < rles.size(); ++i) {
+    const Rle& b = rles[i];
+    check(b.height == merged.height && b.width == merged.width, "rle_union: masks of different sizes");
+    // Walk both run lists together, emitting a run whenever the union's value changes.
+    Rle out{merged.height, merged.width, {}};
+    size_t ia = 0, ib = 0;
+    uint64_t left_a = merged.counts.empty() ? 0 : merged.counts[0], left_b = b.counts.empty() ? 0 : b.counts[0];
+    bool va = false, vb = false, value = false;
+    uint64_t run = 0;
+    const uint64_t total = static_cast<uint64_t>(merged.height * merged.width);
+    uint64_t done = 0;
+    while (done < total) {
+      while (left_a == 0 && ia + 1 < merged.counts.size()) left_a = merged.counts[++ia], va = !va;
+      while (left_b == 0 && ib + 1 < b.counts.size()) left_b = b.counts[++ib], vb = !vb;
+      const uint64_t step = std::min(left_a, left_b);
+      check(step > 0, "rle_union: runs do not cover the mask");
+      if ((va || vb) != value) {
+        out.counts.push_back(static_cast<uint32_t>(run));
+        run = 0;
+        value = !value;
+      }
+      run += step, done += step, left_a -= step, left_b -= step;
+    }
+    out.counts.push_back(static_cast<uint32_t>(run));
+    merged = out;
+  }
+  return merged;
 }
 
 }  // namespace mrcnn::detection

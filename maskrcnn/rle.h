@@ -21,5 +21,11 @@ std::string rle_to_string(const Rle& rle);
 // Throws on a malformed string (bad characters, runs past height * width).
 Rle rle_from_string(const std::string& counts, int64_t height, int64_t width);
 int64_t rle_area(const Rle& rle);
+// A polygon [x0, y0, x1, y1, ...] in pixel coordinates rasterised with pycocotools' rule (frPyObjects /
+// rleFrPoly): vertices scaled by 5 and rounded, edges walked densely, and a pixel (x, y) is inside
+// when its centre column crosses the outline above it; the result equals pycocotools' bit for bit.
+Rle rle_from_polygon(const std::vector<double>& xy, int64_t height, int64_t width);
+// Union of masks of one size (pycocotools' rleMerge with intersect=0): an annotation's polygons.
+Rle rle_union(const std::vector<Rle>& rles);
 
 }  // namespace mrcnn::detection

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "maskrcnn/image_io.h"
 #include "maskrcnn/model_io.h"
 #include "maskrcnn/rle.h"
@@ -24,13 +26,17 @@ struct Run {
   std::string output;  // stdout + stderr
 };
 
+// ctest runs test cases in parallel processes: each gets its own log file.
 Run run_mrcnn(const std::string& args) {
-  const fs::path log = fs::temp_directory_path() / "mrcnn_cli_test.log";
+  const fs::path log = fs::temp_directory_path() / ("mrcnn_cli_test_" + std::to_string(getpid()) + ".log");
   const std::string command = std::string(MRCNN_BINARY) + " " + args + " > " + log.string() + " 2>&1";
   const int status = std::system(command.c_str());
-  std::ifstream in(log);
   std::stringstream text;
-  text << in.rdbuf();
+  {
+    std::ifstream in(log);
+    text << in.rdbuf();
+  }
+  fs::remove(log);
   return {WEXITSTATUS(status), text.str()};
 }
 

@@ -28,7 +28,7 @@ TEST_CASE("autograd: backward with an explicit gradient, and its shape is checke
   CHECK(values(x.grad()) == std::vector<double>{3, -3});
 }
 
-TEST_CASE("autograd: saved tensors are freed; a second backward throws unless retained") {
+TEST_CASE("autograd: saved tensors are freed, and a second backward throws unless retained") {
   Tensor x = from_vector<double>({2}, {1}).set_requires_grad(true);
   Tensor y = ops::sum(ops::exp(x));
   autograd::backward(y, Tensor(), /*retain_graph=*/true);

@@ -40,7 +40,7 @@ TEST_CASE("BoxCoder: encode/decode inverse, weights and clamp") {
   CHECK(test::values(huge)[2] - test::values(huge)[0] == doctest::Approx(2 * 1000.0 / 16).epsilon(1e-5));
 }
 
-TEST_CASE("Matcher: thresholds and low-quality matches; sampler counts") {
+TEST_CASE("Matcher: thresholds and low-quality matches, and sampler counts") {
   // 2 gt x 4 predictions.
   const Tensor iou = from_vector(std::vector<float>{0.8f, 0.5f, 0.1f, 0.2f,  //
                                                     0.1f, 0.6f, 0.2f, 0.25f},
@@ -114,7 +114,7 @@ TEST_CASE("overfit: 200 SGD steps on one synthetic image cut the total loss belo
   CHECK(last < 0.1 * first);
 }
 
-TEST_CASE("maskrcnn: an image without annotations trains; a model that detects nothing returns empty tensors") {
+TEST_CASE("maskrcnn: an image without annotations trains, and a model that detects nothing returns empty tensors") {
   Config c = test::small_maskrcnn_config();
   manual_seed(4);
   MaskRCNN net(c);

@@ -39,3 +39,35 @@ TEST_CASE("RLE: malformed strings are clear errors") {
   CHECK(test::error_of([] { rle_from_string(";32", 5, 7); }) == "RLE: runs cover 16 pixels of a 5x7 mask");
   CHECK(test::error_of([] { rle_from_string("\x01", 5, 7); }) == "RLE: invalid character '\x01'");
 }
+
+TEST_CASE("polygons rasterise exactly as pycocotools (frPyObjects + merge)") {
+  // Expected: pycocotools.mask.merge(pycocotools.mask.frPyObjects(polygons, 12, 14)) for a 12x14 image.
+  struct Case {
+    const char* name;
+    std::vector<std::vector<double>> polygons;
+    const char* counts;
+    int64_t area;
+  };
+  const std::vector<Case> cases = {
+      {"triangle", {{2.0, 1.0, 9.5, 3.2, 4.1, 8.7}}, "i02:3N1NO1O2N1Oj1", 25},
+      {"concave", {{1, 1, 12, 1, 12, 10, 7, 4, 1, 10}}, "=84O1O1O1O1O1002N1O1O1f0", 62},
+      {"two parts", {{0.5, 0.5, 5, 0.5, 5, 5}, {8, 6, 13.7, 6.2, 11, 11.9, 7.6, 10}}, "i01;1O1X11fN1O1OO1N2NL", 30},
+      {"partly outside the image", {{-3, -2, 6, -1, 18, 14, 2, 9}}, "0662N1O001O000100O1O2O0O1O1O", 111},
+      {"smaller than a pixel", {{3.2, 3.2, 3.6, 3.3, 3.4, 3.7}}, "W11P4", 1},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.name);
+    std::vector<Rle> parts;
+    for (const auto& p : c.polygons) parts.push_back(rle_from_polygon(p, 12, 14));
+    const Rle merged = rle_union(parts);
+    CHECK(rle_to_string(merged) == c.counts);
+    CHECK(rle_area(merged) == c.area);
+  }
+  // A hand-checkable square: corners (1, 1)-(4, 3) cover pixel centres x 1..3, y 1..2.
+  const auto square = rle_decode(rle_from_polygon({1, 1, 4, 1, 4, 3, 1, 3}, 5, 6));
+  std::vector<uint8_t> expected(30, 0);
+  for (int y = 1; y <= 2; ++y)
+    for (int x = 1; x <= 3; ++x) expected[y * 6 + x] = 1;
+  CHECK(square == expected);
+  CHECK(test::error_of([] { rle_from_polygon({1, 2, 3, 4}, 5, 5); }) == "polygon: needs at least 3 (x, y) points, got 4 numbers");
+}
