@@ -1,0 +1,50 @@
+// COCO-format datasets as the Make Sense labelling tool exports them: images, polygon (or RLE)
+// annotations with float xywh boxes, categories. Category ids map to contiguous labels 1..K in id
+// order; images without annotations stay in the set as negatives. Structural problems (not JSON,
+// missing keys, wrong types) are fatal errors naming the file and the entry; unusable annotations
+// (polygon with < 3 points, zero area, box outside the image, unknown category) are skipped, each
+// with one warning line, and counted.
+#pragma once
+#include <array>
+#include <string>
+#include <vector>
+
+#include "maskrcnn/image_list.h"
+#include "maskrcnn/rle.h"
+
+namespace mrcnn::detection {
+
+struct CocoCategory {
+  int64_t id = 0;
+  std::string name;
+};
+
+struct CocoAnnotation {
+  int64_t id = 0, category_id = 0, label = 0;  // label: 1..K
+  std::array<double, 4> bbox{};                // x, y, w, h in pixels
+  bool iscrowd = false;
+  std::vector<std::vector<double>> polygons;    // each [x0, y0, x1, y1, ...]
+  Rle rle;                                       // used when polygons is empty
+};
+
+struct CocoImage {
+  int64_t id = 0, width = 0, height = 0;
+  std::string file_name;
+  std::vector<CocoAnnotation> annotations;
+};
+
+struct CocoDataset {
+  std::vector<CocoImage> images;
+  std::vector<CocoCategory> categories;  // by label - 1
+  std::vector<std::string> warnings;     // one line per skipped annotation
+};
+
+CocoDataset load_coco(const std::string& path);
+CocoDataset parse_coco(const std::string& json_text, const std::string& name);  // name: for messages
+
+// The annotation's mask (its polygons' union, or its RLE) at the image's size, row-major bytes.
+std::vector<uint8_t> annotation_mask(const CocoAnnotation& annotation, int64_t height, int64_t width);
+// Training target of an image: boxes (x1, y1, x2, y2), labels, masks; crowd annotations left out.
+Target coco_target(const CocoImage& image);
+
+}  // namespace mrcnn::detection
