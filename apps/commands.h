@@ -1,5 +1,6 @@
 // The `mrcnn` subcommands; main.cpp parses the command line into these option structs.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,13 @@ struct BenchOptions {
   int64_t batch = 2, steps = 10, warmup = 2;
 };
 int bench(const BenchOptions& options);
+
+struct SplitOptions {
+  std::string data, group_regex = "^([^_]+)_", train_out, val_out;
+  double val_fraction = 0.15;
+  uint64_t seed = 0;
+};
+int split(const SplitOptions& options);
 
 // Only "cpu" runs the model for now; anything else is a clear error.
 void require_cpu(const std::string& device);

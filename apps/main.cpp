@@ -1,6 +1,7 @@
 // The `mrcnn` binary: one line per error on stderr and a non-zero exit, never a crash.
 //   version   build and machine facts         inspect  tensors and metadata of a safetensors file
 //   predict   detections as COCO results JSON  bench    train-step and inference timing
+//   split     patient-grouped train/val split of a COCO file
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -38,6 +39,16 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--device", bench.device, "cpu (default)");
   bench_cmd->add_option("--json", bench.json_out, "also write the figures as JSON");
 
+  mrcnn::apps::SplitOptions split;
+  auto* split_cmd = app.add_subcommand("split", "split a COCO file into train/val with no patient in both");
+  split_cmd->add_option("--data", split.data, "COCO JSON with every image")->required();
+  split_cmd->add_option("--val-fraction", split.val_fraction, "share of images for validation (default 0.15)");
+  split_cmd->add_option("--group-regex", split.group_regex,
+                        "first capture group of this on file_name = the patient (default '^([^_]+)_')");
+  split_cmd->add_option("--seed", split.seed, "which patients go to val (default 0)");
+  split_cmd->add_option("--train-out", split.train_out, "default: <data>.train.json next to the input");
+  split_cmd->add_option("--val-out", split.val_out, "default: <data>.val.json next to the input");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*version) {
@@ -54,6 +65,8 @@ int main(int argc, char** argv) {
       return mrcnn::apps::predict(predict);
     } else if (*bench_cmd) {
       return mrcnn::apps::bench(bench);
+    } else if (*split_cmd) {
+      return mrcnn::apps::split(split);
     }
   } catch (const std::exception& e) {
     std::cerr << "mrcnn: error: " << e.what() << "\n";

@@ -47,4 +47,15 @@ std::vector<uint8_t> annotation_mask(const CocoAnnotation& annotation, int64_t h
 // Training target of an image: boxes (x1, y1, x2, y2), labels, masks; crowd annotations left out.
 Target coco_target(const CocoImage& image);
 
+// Patient-grouped split of a COCO JSON: images are grouped by the first capture group of
+// `group_regex` on their file_name (the whole match without one); groups, in an order shuffled from
+// `seed`, go to val until it holds at least val_fraction of the images. No group is in both halves.
+// Other top-level keys (info, licenses, categories) are kept in both. Errors name unmatched files.
+struct CocoSplit {
+  std::string train_json, val_json;
+  int64_t train_groups = 0, val_groups = 0, train_images = 0, val_images = 0;
+};
+CocoSplit split_coco(const std::string& json_text, const std::string& name, double val_fraction,
+                     const std::string& group_regex, uint64_t seed);
+
 }  // namespace mrcnn::detection

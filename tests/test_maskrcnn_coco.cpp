@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <set>
 
 #include "maskrcnn/coco.h"
 #include "tests/helpers.h"
@@ -96,4 +98,36 @@ TEST_CASE("coco: the brain-tumour split loads (skipped without ../shared/dataset
   MESSAGE("train: " << annotations << " annotations kept, " << train.warnings.size() << " skipped");
   const Target t = coco_target(train.images[0]);
   CHECK(t.masks.size(1) == train.images[0].height);
+}
+
+TEST_CASE("coco split: no patient in both halves, the requested share, reproducible") {
+  // 10 patients with 1..4 slices each.
+  nlohmann::json root = {{"info", {{"description", "x"}}}, {"categories", {{{"id", 1}, {"name", "tumor"}}}},
+                         {"images", nlohmann::json::array()}, {"annotations", nlohmann::json::array()}};
+  int64_t id = 0;
+  for (int p = 0; p < 10; ++p)
+    for (int s = 0; s <= p % 4; ++s) {
+      ++id;
+      root["images"].push_back({{"id", id}, {"file_name", "000" + std::to_string(p) + "_" + std::to_string(s) + ".jpg"},
+                                {"width", 8}, {"height", 8}});
+      root["annotations"].push_back({{"id", id}, {"image_id", id}, {"category_id", 1}, {"iscrowd", 0},
+                                     {"bbox", {1, 1, 4, 4}}, {"segmentation", {{1, 1, 5, 1, 5, 5, 1, 5}}}});
+    }
+  const auto result = split_coco(root.dump(), "all.json", 0.3, "^([^_]+)_", 7);
+  const auto train = nlohmann::json::parse(result.train_json), val = nlohmann::json::parse(result.val_json);
+  CHECK(result.train_images + result.val_images == id);
+  CHECK(result.train_groups + result.val_groups == 10);
+  CHECK(static_cast<double>(result.val_images) >= 0.3 * static_cast<double>(id));
+  CHECK(static_cast<double>(result.val_images) < 0.3 * static_cast<double>(id) + 4);  // at most one group over
+  std::set<std::string> train_patients, val_patients;
+  for (const auto& im : train["images"]) train_patients.insert(im["file_name"].get<std::string>().substr(0, 4));
+  for (const auto& im : val["images"]) val_patients.insert(im["file_name"].get<std::string>().substr(0, 4));
+  for (const auto& p : val_patients) CHECK(train_patients.count(p) == 0);
+  CHECK(val["annotations"].size() == val["images"].size());  // annotations follow their images
+  CHECK(val["categories"] == root["categories"]);
+  CHECK(split_coco(root.dump(), "all.json", 0.3, "^([^_]+)_", 7).val_json == result.val_json);
+  CHECK(test::error_of([&] { split_coco(root.dump(), "all.json", 0.3, "^(x+)_", 7); }) ==
+        "all.json: file_name '0000_0.jpg' does not match --group-regex '^(x+)_'");
+  CHECK(test::error_of([&] { split_coco(root.dump(), "all.json", 1.5, "^([^_]+)_", 7); }) ==
+        "split: --val-fraction must be in (0, 1), got 1.5");
 }

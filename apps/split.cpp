@@ -1,0 +1,44 @@
+// `mrcnn split`: a COCO file into train and val files with no patient (file-name group) in both.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "apps/commands.h"
+#include "maskrcnn/coco.h"
+
+namespace mrcnn::apps {
+
+namespace {
+void write_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    out << text << "\n";
+    check(static_cast<bool>(out), path, ": cannot write");
+  }
+  std::filesystem::rename(tmp, path);
+}
+}  // namespace
+
+int split(const SplitOptions& options) {
+  std::ifstream in(options.data, std::ios::binary);
+  check(static_cast<bool>(in), options.data, ": cannot open");
+  std::stringstream text;
+  text << in.rdbuf();
+  const auto result = detection::split_coco(text.str(), options.data, options.val_fraction, options.group_regex, options.seed);
+  const std::filesystem::path data(options.data);
+  const auto sibling = [&](const char* suffix) {
+    return (data.parent_path() / (data.stem().string() + suffix)).string();
+  };
+  const std::string train = options.train_out.empty() ? sibling(".train.json") : options.train_out;
+  const std::string val = options.val_out.empty() ? sibling(".val.json") : options.val_out;
+  write_atomically(train, result.train_json);
+  write_atomically(val, result.val_json);
+  std::printf("split %s: train %lld groups / %lld images -> %s; val %lld groups / %lld images -> %s\n",
+              options.data.c_str(), static_cast<long long>(result.train_groups), static_cast<long long>(result.train_images),
+              train.c_str(), static_cast<long long>(result.val_groups), static_cast<long long>(result.val_images), val.c_str());
+  return 0;
+}
+
+}  // namespace mrcnn::apps
