@@ -97,6 +97,7 @@ CocoDataset parse_coco(const std::string& json_text, const std::string& name) {
           where, ": 'bbox' must be 4 numbers [x, y, w, h]");
     for (int k = 0; k < 4; ++k) ann.bbox[k] = box[k].get<double>();
     ann.iscrowd = a.contains("iscrowd") && r.integer(a, "iscrowd", where) != 0;
+    ann.area = a.contains("area") ? r.number(a, "area", where) : -1;  // -1: filled in from the mask below
     const auto image_it = image_index.find(image_id);
     check(image_it != image_index.end(), name, ": ", where, ": image_id ", image_id, " is not in 'images'");
     CocoImage& image = data.images[image_it->second];
@@ -154,14 +155,16 @@ CocoDataset parse_coco(const std::string& json_text, const std::string& name) {
     // Boxes reaching past the border are clipped to it (Make Sense can export a vertex a hair outside).
     const double x1 = std::max(0.0, x), y1 = std::max(0.0, y);
     ann.bbox = {x1, y1, std::min<double>(image.width, x + w) - x1, std::min<double>(image.height, y + h) - y1};
-    if (rle_area(ann.polygons.empty() ? ann.rle : rle_union([&] {
-          std::vector<Rle> parts;
-          for (const auto& p : ann.polygons) parts.push_back(rle_from_polygon(p, image.height, image.width));
-          return parts;
-        }())) == 0) {
+    const int64_t mask_area = rle_area(ann.polygons.empty() ? ann.rle : rle_union([&] {
+      std::vector<Rle> parts;
+      for (const auto& p : ann.polygons) parts.push_back(rle_from_polygon(p, image.height, image.width));
+      return parts;
+    }()));
+    if (mask_area == 0) {
       skip("mask covers no pixel");
       continue;
     }
+    if (ann.area < 0) ann.area = static_cast<double>(mask_area);
     image.annotations.push_back(std::move(ann));
   }
   return data;

@@ -22,6 +22,7 @@ struct CocoCategory {
 struct CocoAnnotation {
   int64_t id = 0, category_id = 0, label = 0;  // label: 1..K
   std::array<double, 4> bbox{};                // x, y, w, h in pixels
+  double area = 0;                              // the JSON's "area" (COCO evaluation's size ranges use it)
   bool iscrowd = false;
   std::vector<std::vector<double>> polygons;    // each [x0, y0, x1, y1, ...]
   Rle rle;                                       // used when polygons is empty
