@@ -7,6 +7,7 @@
 #include <set>
 
 #include "maskrcnn/coco.h"
+#include "maskrcnn/image_io.h"
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -80,7 +81,7 @@ TEST_CASE("coco: structural errors are fatal and name the file and the entry") {
   CHECK(test::error_of([] { load_coco("/nonexistent/labels.json"); }) == "/nonexistent/labels.json: cannot open");
 }
 
-TEST_CASE("coco: the brain-tumour split loads (skipped without ../shared/datasets/brain-tumor)") {
+TEST_CASE("coco: the brain-tumour split and its JPEG slices load (skipped without ../shared/datasets/brain-tumor)") {
   const char* env = std::getenv("MRCNN_DATA");
   const std::string dir = env ? env : std::string(MRCNN_TEST_SOURCE_DIR) + "/../shared/datasets/brain-tumor";
   if (!std::filesystem::exists(dir + "/train.json")) {
@@ -98,6 +99,11 @@ TEST_CASE("coco: the brain-tumour split loads (skipped without ../shared/dataset
   MESSAGE("train: " << annotations << " annotations kept, " << train.warnings.size() << " skipped");
   const Target t = coco_target(train.images[0]);
   CHECK(t.masks.size(1) == train.images[0].height);
+  // The JPEG slices decode at the size the JSON states, gray in [0, 1].
+  const Tensor image = load_image(dir + "/images/" + train.images[0].file_name, 1);
+  CHECK(image.sizes() == Shape{1, train.images[0].height, train.images[0].width});
+  CHECK(ops::max(image).item<double>() <= 1.0);
+  CHECK(ops::max(image).item<double>() > 0.1);
 }
 
 TEST_CASE("coco split: no patient in both halves, the requested share, reproducible") {
