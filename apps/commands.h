@@ -26,6 +26,9 @@ struct SplitOptions {
 };
 int split(const SplitOptions& options);
 
+// Writes to PATH.tmp, then renames: a crash never leaves half a file. Errors name the path.
+void write_file_atomically(const std::string& path, const std::string& text);
+
 // Only "cpu" runs the model for now; anything else is a clear error.
 void require_cpu(const std::string& device);
 

@@ -4,7 +4,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
@@ -100,14 +99,7 @@ int predict(const PredictOptions& options) {
     std::fprintf(stderr, "[%zu/%zu] %s: %zu detections (%.0f ms)\n", index + 1, options.images.size(), file_name.c_str(),
                  kept.size(), ms);
   }
-  const std::string tmp = options.json_out + ".tmp";
-  {
-    std::ofstream out(tmp);
-    check(static_cast<bool>(out), options.json_out, ": cannot write");
-    out << results.dump() << "\n";
-    check(static_cast<bool>(out), options.json_out, ": write failed");
-  }
-  std::filesystem::rename(tmp, options.json_out);
+  write_file_atomically(options.json_out, results.dump());
   std::fprintf(stderr, "wrote %zu detections to %s\n", results.size(), options.json_out.c_str());
   return 0;
 }

@@ -9,17 +9,17 @@
 
 namespace mrcnn::apps {
 
-namespace {
-void write_atomically(const std::string& path, const std::string& text) {
+void write_file_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);
     out << text << "\n";
     check(static_cast<bool>(out), path, ": cannot write");
   }
-  std::filesystem::rename(tmp, path);
+  std::error_code error;
+  std::filesystem::rename(tmp, path, error);
+  check(!error, path, ": cannot write (", error.message(), ")");
 }
-}  // namespace
 
 int split(const SplitOptions& options) {
   std::ifstream in(options.data, std::ios::binary);
@@ -33,8 +33,8 @@ int split(const SplitOptions& options) {
   };
   const std::string train = options.train_out.empty() ? sibling(".train.json") : options.train_out;
   const std::string val = options.val_out.empty() ? sibling(".val.json") : options.val_out;
-  write_atomically(train, result.train_json);
-  write_atomically(val, result.val_json);
+  write_file_atomically(train, result.train_json);
+  write_file_atomically(val, result.val_json);
   std::printf("split %s: train %lld groups / %lld images -> %s; val %lld groups / %lld images -> %s\n",
               options.data.c_str(), static_cast<long long>(result.train_groups), static_cast<long long>(result.train_images),
               train.c_str(), static_cast<long long>(result.val_groups), static_cast<long long>(result.val_images), val.c_str());

@@ -72,11 +72,12 @@ bool bitwise_equal(const Tensor& a, const Tensor& b) {
   return std::memcmp(ca.raw_data(), cb.raw_data(), static_cast<size_t>(ca.numel()) * dtype_size(ca.dtype())) == 0;
 }
 
-safetensors::File load_fixture(const std::string& relative_path) {
+std::string source_path(const std::string& relative_path) {
   const char* env = std::getenv("MRCNN_SOURCE_DIR");
-  const std::string root = env ? env : MRCNN_TEST_SOURCE_DIR;
-  return safetensors::load(root + "/" + relative_path);
+  return std::string(env ? env : MRCNN_TEST_SOURCE_DIR) + "/" + relative_path;
 }
+
+safetensors::File load_fixture(const std::string& relative_path) { return safetensors::load(source_path(relative_path)); }
 
 Tensor fixture_tensor(const safetensors::File& file, const std::string& name) {
   const auto it = file.tensors.find(name);

@@ -31,6 +31,7 @@ bool bitwise_equal(const Tensor& a, const Tensor& b);
 
 // A committed fixture file (path relative to the source tree: $MRCNN_SOURCE_DIR, set by ctest, or the
 // tree the test was built from), and one of its tensors (failing the test, naming it, when absent).
+std::string source_path(const std::string& relative_path);
 safetensors::File load_fixture(const std::string& relative_path);
 Tensor fixture_tensor(const safetensors::File& file, const std::string& name);
 

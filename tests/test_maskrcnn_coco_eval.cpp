@@ -13,8 +13,7 @@ using namespace mrcnn::detection;
 
 namespace {
 std::string read_fixture(const std::string& name) {
-  const char* env = std::getenv("MRCNN_SOURCE_DIR");
-  std::ifstream in(std::string(env ? env : MRCNN_TEST_SOURCE_DIR) + "/tests/fixtures/coco_eval/" + name);
+  std::ifstream in(test::source_path("tests/fixtures/coco_eval/" + name));
   REQUIRE_MESSAGE(static_cast<bool>(in), "missing fixture " << name);
   std::stringstream text;
   text << in.rdbuf();
