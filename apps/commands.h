@@ -26,6 +26,22 @@ struct SplitOptions {
 };
 int split(const SplitOptions& options);
 
+struct TrainOptions {
+  std::string config, train, val, images, out, weights, device = "cpu", group_regex = "^([^_]+)_";
+  double val_fraction = 0;
+  bool resume = false;
+  int64_t epochs = 0;             // overrides the recipe's train.epochs when > 0
+  int64_t stop_after_epochs = 0;  // save and exit after this many epochs (continue with --resume)
+};
+int train(const TrainOptions& options);
+
+struct EvalOptions {
+  std::string weights, config, data, images, report_dir, json_out, detections_out, device = "cpu",
+      group_regex = "^([^_]+)_";
+  double score_thresh = 0.5, lesion_iou = 0.5;
+};
+int eval(const EvalOptions& options);
+
 // Writes to PATH.tmp, then renames: a crash never leaves half a file. Errors name the path.
 void write_file_atomically(const std::string& path, const std::string& text);
 

@@ -2,6 +2,7 @@
 //   version   build and machine facts         inspect  tensors and metadata of a safetensors file
 //   predict   detections as COCO results JSON  bench    train-step and inference timing
 //   split     patient-grouped train/val split of a COCO file
+//   train     train from a recipe on COCO data     eval     COCO AP, Dice/HD95, lesions, HTML report
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -49,6 +50,21 @@ int main(int argc, char** argv) {
   split_cmd->add_option("--train-out", split.train_out, "default: <data>.train.json next to the input");
   split_cmd->add_option("--val-out", split.val_out, "default: <data>.val.json next to the input");
 
+  mrcnn::apps::TrainOptions train;
+  auto* train_cmd = app.add_subcommand("train", "train on COCO data; RUN/ gets logs, metrics, checkpoints, curves.png");
+  train_cmd->add_option("--config", train.config, "recipe: model config + \"train\" settings (e.g. configs/brain_tumor_cpu.json)");
+  train_cmd->add_option("--train", train.train, "COCO JSON of the training images");
+  train_cmd->add_option("--val", train.val, "COCO JSON of the validation images");
+  train_cmd->add_option("--val-fraction", train.val_fraction, "instead of --val: hold out whole patients of --train");
+  train_cmd->add_option("--group-regex", train.group_regex, "patient = first capture group on file_name (default '^([^_]+)_')");
+  train_cmd->add_option("--images", train.images, "folder holding the images");
+  train_cmd->add_option("--out", train.out, "run folder")->required();
+  train_cmd->add_option("--weights", train.weights, "start from these weights (ours or exported torchvision)");
+  train_cmd->add_flag("--resume", train.resume, "continue RUN/last.safetensors exactly where it stopped");
+  train_cmd->add_option("--epochs", train.epochs, "override the recipe's train.epochs");
+  train_cmd->add_option("--stop-after-epochs", train.stop_after_epochs, "save and exit after this many epochs");
+  train_cmd->add_option("--device", train.device, "cpu (default)");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*version) {
@@ -67,6 +83,8 @@ int main(int argc, char** argv) {
       return mrcnn::apps::bench(bench);
     } else if (*split_cmd) {
       return mrcnn::apps::split(split);
+    } else if (*train_cmd) {
+      return mrcnn::apps::train(train);
     }
   } catch (const std::exception& e) {
     std::cerr << "mrcnn: error: " << e.what() << "\n";

@@ -7,34 +7,45 @@
 #include <set>
 
 #include "maskrcnn/coco.h"
+#include "maskrcnn/dataset.h"
 #include "tensor/random.h"
 
 namespace mrcnn::detection {
 
 using nlohmann::json;
 
+std::vector<std::string> file_groups(const std::vector<std::string>& file_names, const std::string& group_regex,
+                                     const std::string& name) {
+  std::regex pattern;
+  try {
+    pattern = std::regex(group_regex);
+  } catch (const std::regex_error& e) {
+    throw Error(str_cat("bad --group-regex '", group_regex, "': ", e.what()));
+  }
+  std::vector<std::string> groups;
+  for (const std::string& file : file_names) {
+    std::smatch match;
+    check(std::regex_search(file, match, pattern), name, ": file_name '", file, "' does not match --group-regex '",
+          group_regex, "'");
+    groups.push_back(match.size() > 1 ? match[1].str() : match[0].str());
+  }
+  return groups;
+}
+
 CocoSplit split_coco(const std::string& json_text, const std::string& name, double val_fraction,
                      const std::string& group_regex, uint64_t seed) {
   check(val_fraction > 0 && val_fraction < 1, "split: --val-fraction must be in (0, 1), got ", val_fraction);
   parse_coco(json_text, name);  // the same validation as training will apply
   const json root = json::parse(json_text);
-  std::regex pattern;
-  try {
-    pattern = std::regex(group_regex);
-  } catch (const std::regex_error& e) {
-    throw Error(str_cat("split: bad --group-regex '", group_regex, "': ", e.what()));
-  }
   // Groups in order of first appearance, then shuffled by random keys from the seed.
+  std::vector<std::string> file_names;
+  for (const json& image : root["images"]) file_names.push_back(image["file_name"].get<std::string>());
+  const auto groups = file_groups(file_names, group_regex, name);
   std::map<std::string, std::vector<int64_t>> members;
   std::vector<std::string> order;
-  for (const json& image : root["images"]) {
-    const std::string file = image["file_name"].get<std::string>();
-    std::smatch match;
-    check(std::regex_search(file, match, pattern), name, ": file_name '", file, "' does not match --group-regex '",
-          group_regex, "'");
-    const std::string group = match.size() > 1 ? match[1].str() : match[0].str();
-    if (!members.count(group)) order.push_back(group);
-    members[group].push_back(image["id"].get<int64_t>());
+  for (size_t i = 0; i < groups.size(); ++i) {
+    if (!members.count(groups[i])) order.push_back(groups[i]);
+    members[groups[i]].push_back(root["images"][i]["id"].get<int64_t>());
   }
   Generator generator(seed);
   const auto keys = to_vector<double>(rand({static_cast<int64_t>(order.size())}, kFloat64, kCPU, &generator));

@@ -132,8 +132,10 @@ Config config_from_json(const nlohmann::json& json) {
       throw Error(str_cat("config: ", key, " has the wrong type (", it->type_name(), ")"));
     }
   });
+  // "train" holds a recipe's training settings (read by `mrcnn train`), so one file serves train,
+  // predict and eval.
   for (const auto& [key, value] : json.items())
-    check(std::find(known.begin(), known.end(), key) != known.end(), "config: unknown key \"", key, "\"");
+    check(key == "train" || std::find(known.begin(), known.end(), key) != known.end(), "config: unknown key \"", key, "\"");
   config.validate();
   return config;
 }

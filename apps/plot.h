@@ -1,0 +1,27 @@
+// Small raster charts for the run folder, drawn without any plotting library: line plots on a
+// white canvas with axes, tick labels and a legend in a built-in 3x5 pixel font, saved as PNG.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace mrcnn::apps {
+
+struct Series {
+  std::string name;
+  std::vector<double> x, y;  // NaN y values are gaps
+};
+
+struct Chart {
+  std::string title;
+  std::vector<Series> series;
+  bool log_y = false;
+};
+
+// Charts side by side in one PNG (each 480x360 pixels).
+void draw_charts(const std::string& path, const std::vector<Chart>& charts);
+
+// RUN/curves.png from RUN/epochs.jsonl (mean loss terms per epoch) and RUN/metrics.jsonl
+// (validation AP and Dice per validated epoch).
+void draw_training_curves(const std::string& run_dir);
+
+}  // namespace mrcnn::apps

@@ -1,0 +1,92 @@
+// Recipe "train" section <-> TrainSettings.
+#include "apps/train_settings.h"
+
+#include <algorithm>
+
+#include "tensor/error.h"
+
+namespace mrcnn::apps {
+
+namespace {
+
+template <typename Fn>
+void for_each_setting(TrainSettings& s, Fn&& fn) {
+  fn("epochs", s.epochs);
+  fn("batch_size", s.batch_size);
+  fn("optimizer", s.optimizer);
+  fn("lr", s.lr);
+  fn("momentum", s.momentum);
+  fn("weight_decay", s.weight_decay);
+  fn("schedule", s.schedule);
+  fn("milestones", s.milestones);
+  fn("gamma", s.gamma);
+  fn("min_lr", s.min_lr);
+  fn("warmup_iters", s.warmup_iters);
+  fn("warmup_factor", s.warmup_factor);
+  fn("clip_grad_norm", s.clip_grad_norm);
+  fn("flip", s.flip);
+  fn("brightness", s.brightness);
+  fn("contrast", s.contrast);
+  fn("log_every", s.log_every);
+  fn("val_every", s.val_every);
+  fn("val_score_thresh", s.val_score_thresh);
+  fn("seed", s.seed);
+}
+
+}  // namespace
+
+nn::LRSchedule TrainSettings::lr_schedule(int64_t iterations_per_epoch) const {
+  nn::LRSchedule schedule_;
+  schedule_.kind = schedule == "cosine"      ? nn::LRSchedule::Kind::Cosine
+                   : schedule == "multistep" ? nn::LRSchedule::Kind::MultiStep
+                                             : nn::LRSchedule::Kind::Constant;
+  schedule_.base_lr = lr;
+  schedule_.warmup_iters = warmup_iters;
+  schedule_.warmup_factor = warmup_factor;
+  for (int64_t epoch : milestones) schedule_.milestones.push_back(epoch * iterations_per_epoch);
+  schedule_.gamma = gamma;
+  schedule_.total_iters = epochs * iterations_per_epoch;
+  schedule_.min_lr = min_lr;
+  return schedule_;
+}
+
+TrainSettings train_settings_from_json(const nlohmann::json& json) {
+  check(json.is_object(), "config: \"train\" must be an object, got ", json.type_name());
+  TrainSettings settings;
+  std::vector<std::string> known;
+  for_each_setting(settings, [&](const char* key, auto& field) {
+    known.push_back(key);
+    const auto it = json.find(key);
+    if (it == json.end() || it->is_null()) return;
+    try {
+      field = it->template get<std::decay_t<decltype(field)>>();
+    } catch (const nlohmann::json::exception&) {
+      throw Error(str_cat("config: train.", key, " has the wrong type (", it->type_name(), ")"));
+    }
+  });
+  for (const auto& [key, value] : json.items())
+    check(std::find(known.begin(), known.end(), key) != known.end(), "config: unknown key \"train.", key, "\"");
+  auto need = [](bool ok, const char* key, const char* why) { check(ok, "config: train.", key, " ", why); };
+  need(settings.epochs >= 1, "epochs", "must be >= 1");
+  need(settings.batch_size >= 1, "batch_size", "must be >= 1");
+  need(settings.optimizer == "sgd" || settings.optimizer == "adamw", "optimizer", "must be \"sgd\" or \"adamw\"");
+  need(settings.lr > 0, "lr", "must be positive");
+  need(settings.schedule == "constant" || settings.schedule == "multistep" || settings.schedule == "cosine", "schedule",
+       "must be \"constant\", \"multistep\" or \"cosine\"");
+  need(settings.warmup_iters >= 0, "warmup_iters", "must be >= 0");
+  need(settings.clip_grad_norm >= 0, "clip_grad_norm", "must be >= 0 (0 turns clipping off)");
+  need(settings.flip >= 0 && settings.flip <= 1, "flip", "is a probability in [0, 1]");
+  need(settings.brightness >= 0 && settings.contrast >= 0 && settings.contrast < 1, "brightness",
+       "and contrast must be >= 0 (contrast < 1)");
+  need(settings.log_every >= 1 && settings.val_every >= 1, "log_every", "and val_every must be >= 1");
+  return settings;
+}
+
+nlohmann::json train_settings_to_json(const TrainSettings& settings) {
+  nlohmann::json json = nlohmann::json::object();
+  TrainSettings copy = settings;
+  for_each_setting(copy, [&](const char* key, auto& field) { json[key] = field; });
+  return json;
+}
+
+}  // namespace mrcnn::apps

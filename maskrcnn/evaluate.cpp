@@ -1,0 +1,186 @@
+// Per-image and per-patient segmentation metrics and lesion-level detection counts.
+#include "maskrcnn/evaluate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+
+#include "maskrcnn/mask_rcnn.h"
+#include "ops/ops.h"
+
+namespace mrcnn::detection {
+
+ImagePrediction predict_image(MaskRCNN& model, const Tensor& image, int64_t image_id,
+                              const std::vector<int64_t>& category_ids) {
+  autograd::NoGradGuard no_grad;
+  const auto out = model.forward({image});
+  const Detections& d = out.detections[0];
+  const int64_t h = image.size(1), w = image.size(2);
+  const auto scores = to_vector<float>(d.scores);
+  const auto labels = to_vector<int64_t>(d.labels);
+  const auto boxes = to_vector<float>(d.boxes);
+  const Tensor masks = ops::contiguous(d.masks);
+  const float* m = masks.data<float>();
+  ImagePrediction prediction;
+  for (size_t k = 0; k < scores.size(); ++k) {
+    std::vector<uint8_t> binary(static_cast<size_t>(h * w));
+    const float* mk = m + static_cast<int64_t>(k) * h * w;
+    for (int64_t i = 0; i < h * w; ++i) binary[i] = mk[i] >= 0.5f;
+    const float* b = &boxes[k * 4];
+    EvalDetection det;
+    det.image_id = image_id;
+    det.category_id = category_ids.at(static_cast<size_t>(labels[k] - 1));
+    det.bbox = {b[0], b[1], b[2] - b[0], b[3] - b[1]};
+    det.score = scores[k];
+    det.segmentation = rle_encode(binary.data(), h, w);
+    prediction.detections.push_back(std::move(det));
+    prediction.masks.push_back(std::move(binary));
+  }
+  return prediction;
+}
+
+std::vector<uint8_t> truth_union(const CocoImage& image) {
+  std::vector<uint8_t> mask(static_cast<size_t>(image.height * image.width), 0);
+  for (const auto& a : image.annotations) {
+    if (a.iscrowd) continue;
+    const auto m = annotation_mask(a, image.height, image.width);
+    for (size_t i = 0; i < mask.size(); ++i) mask[i] |= m[i];
+  }
+  return mask;
+}
+
+namespace {
+
+double mask_iou(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
+  int64_t inter = 0, uni = 0;
+  for (size_t i = 0; i < a.size(); ++i) inter += a[i] && b[i], uni += a[i] || b[i];
+  return uni ? static_cast<double>(inter) / static_cast<double>(uni) : 0.0;
+}
+
+// Greedy lesion matching (see the header): returns (detected lesions, false positives).
+std::pair<int64_t, int64_t> match_lesions(const std::vector<std::vector<uint8_t>>& lesions, const ImagePrediction& p,
+                                          double score_thresh, double lesion_iou) {
+  std::vector<size_t> order;
+  for (size_t k = 0; k < p.detections.size(); ++k)
+    if (p.detections[k].score >= score_thresh) order.push_back(k);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return p.detections[a].score > p.detections[b].score; });
+  std::vector<bool> claimed(lesions.size(), false);
+  int64_t detected = 0, false_positives = 0;
+  for (size_t k : order) {
+    double best = lesion_iou;
+    int64_t best_lesion = -1;
+    for (size_t l = 0; l < lesions.size(); ++l) {
+      if (claimed[l]) continue;
+      const double iou = mask_iou(p.masks[k], lesions[l]);
+      if (iou >= best) best = iou, best_lesion = static_cast<int64_t>(l);
+    }
+    if (best_lesion >= 0) {
+      claimed[static_cast<size_t>(best_lesion)] = true;
+      ++detected;
+    } else {
+      ++false_positives;
+    }
+  }
+  return {detected, false_positives};
+}
+
+}  // namespace
+
+SegmentationSummary summarize_segmentation(const CocoDataset& truth, const std::vector<ImagePrediction>& predictions,
+                                           const std::vector<std::string>& patients, double score_thresh,
+                                           double lesion_iou) {
+  check(predictions.size() == truth.images.size() && patients.size() == truth.images.size(),
+        "summarize_segmentation: ", predictions.size(), " predictions and ", patients.size(), " patients for ",
+        truth.images.size(), " images");
+  SegmentationSummary summary;
+  struct Pool {
+    int64_t images = 0, intersection = 0, truth = 0, predicted = 0, hd95_count = 0;
+    double hd95_sum = 0;
+  };
+  std::map<std::string, Pool> pools;
+  std::vector<std::string> patient_order;
+  double hd95_sum = 0;
+  for (size_t i = 0; i < truth.images.size(); ++i) {
+    const CocoImage& image = truth.images[i];
+    const ImagePrediction& p = predictions[i];
+    const auto truth_mask = truth_union(image);
+    std::vector<uint8_t> predicted(truth_mask.size(), 0);
+    for (size_t k = 0; k < p.detections.size(); ++k)
+      if (p.detections[k].score >= score_thresh)
+        for (size_t j = 0; j < predicted.size(); ++j) predicted[j] |= p.masks[k][j];
+    ImageScore score;
+    score.file_name = image.file_name;
+    score.patient = patients[i];
+    score.image_id = image.id;
+    score.overlap = overlap_metrics(truth_mask, predicted, image.height, image.width);
+    std::vector<std::vector<uint8_t>> lesions;
+    for (const auto& a : image.annotations)
+      if (!a.iscrowd) lesions.push_back(annotation_mask(a, image.height, image.width));
+    score.lesions = static_cast<int64_t>(lesions.size());
+    std::tie(score.detected, score.false_positives) = match_lesions(lesions, p, score_thresh, lesion_iou);
+    summary.lesions += score.lesions;
+    summary.detected += score.detected;
+    summary.false_positives += score.false_positives;
+    summary.mean_dice += score.overlap.dice;
+    summary.mean_iou += score.overlap.iou;
+    if (std::isnan(score.overlap.hd95)) {
+      ++summary.hd95_undefined;
+    } else {
+      hd95_sum += score.overlap.hd95;
+    }
+    if (!pools.count(score.patient)) patient_order.push_back(score.patient);
+    Pool& pool = pools[score.patient];
+    ++pool.images;
+    for (size_t j = 0; j < predicted.size(); ++j) pool.intersection += truth_mask[j] && predicted[j];
+    pool.truth += score.overlap.truth_pixels;
+    pool.predicted += score.overlap.predicted_pixels;
+    if (!std::isnan(score.overlap.hd95)) pool.hd95_sum += score.overlap.hd95, ++pool.hd95_count;
+    summary.images.push_back(std::move(score));
+  }
+  const double n = static_cast<double>(truth.images.size());
+  if (n > 0) summary.mean_dice /= n, summary.mean_iou /= n, summary.false_positives_per_image = summary.false_positives / n;
+  const int64_t defined = static_cast<int64_t>(truth.images.size()) - summary.hd95_undefined;
+  summary.mean_hd95 = defined > 0 ? hd95_sum / static_cast<double>(defined) : std::nan("");
+  summary.sensitivity = summary.lesions ? static_cast<double>(summary.detected) / static_cast<double>(summary.lesions) : std::nan("");
+  for (const std::string& name : patient_order) {
+    const Pool& pool = pools[name];
+    PatientScore ps;
+    ps.patient = name;
+    ps.images = pool.images;
+    const int64_t sum = pool.truth + pool.predicted;
+    ps.dice = sum ? 2.0 * static_cast<double>(pool.intersection) / static_cast<double>(sum) : 1.0;
+    const int64_t uni = sum - pool.intersection;
+    ps.iou = uni ? static_cast<double>(pool.intersection) / static_cast<double>(uni) : 1.0;
+    ps.hd95 = pool.hd95_count ? pool.hd95_sum / static_cast<double>(pool.hd95_count) : std::nan("");
+    summary.patients.push_back(ps);
+  }
+  return summary;
+}
+
+DatasetEvaluation evaluate_dataset(MaskRCNN& model, const CocoDataset& truth, const std::vector<Sample>& samples,
+                                   const std::vector<std::string>& patients, double score_thresh, double lesion_iou,
+                                   const std::function<void(size_t, size_t)>& progress) {
+  check(samples.size() == truth.images.size(), "evaluate_dataset: ", samples.size(), " samples for ",
+        truth.images.size(), " images");
+  std::vector<int64_t> category_ids;
+  for (const auto& c : truth.categories) category_ids.push_back(c.id);
+  const bool was_training = model.is_training();
+  model.eval();
+  DatasetEvaluation result;
+  std::vector<EvalDetection> all;
+  for (size_t i = 0; i < samples.size(); ++i) {
+    result.predictions.push_back(predict_image(model, samples[i].image, samples[i].info.id, category_ids));
+    const auto& d = result.predictions.back().detections;
+    all.insert(all.end(), d.begin(), d.end());
+    if (progress) progress(i + 1, samples.size());
+  }
+  if (was_training) model.train();
+  result.bbox = coco_evaluate(truth, all, IouType::Bbox);
+  result.segm = coco_evaluate(truth, all, IouType::Segm);
+  result.segmentation = summarize_segmentation(truth, result.predictions, patients, score_thresh, lesion_iou);
+  return result;
+}
+
+}  // namespace mrcnn::detection
