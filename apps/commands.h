@@ -42,6 +42,14 @@ struct EvalOptions {
 };
 int eval(const EvalOptions& options);
 
+struct SynthOptions {
+  std::string out;
+  int64_t patients = 12, slices = 8, val_patients = 3, height = 128, width = 128;
+  double negative_fraction = 0.15;  // slices without a tumour
+  uint64_t seed = 0;
+};
+int synth(const SynthOptions& options);
+
 // Writes to PATH.tmp, then renames: a crash never leaves half a file. Errors name the path.
 void write_file_atomically(const std::string& path, const std::string& text);
 

@@ -65,6 +65,31 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--stop-after-epochs", train.stop_after_epochs, "save and exit after this many epochs");
   train_cmd->add_option("--device", train.device, "cpu (default)");
 
+  mrcnn::apps::EvalOptions eval;
+  auto* eval_cmd = app.add_subcommand("eval", "COCO AP, Dice/IoU/HD95 per image and patient, lesion counts, HTML report");
+  eval_cmd->add_option("--weights", eval.weights, "checkpoint (.safetensors)")->required();
+  eval_cmd->add_option("--config", eval.config, "model config JSON (default: the checkpoint's)");
+  eval_cmd->add_option("--data", eval.data, "COCO JSON with the truth")->required();
+  eval_cmd->add_option("--images", eval.images, "folder holding the images")->required();
+  eval_cmd->add_option("--score-thresh", eval.score_thresh, "detections in the Dice/lesion metrics (default 0.5; AP uses all)");
+  eval_cmd->add_option("--lesion-iou", eval.lesion_iou, "mask IoU for a lesion to count as found (default 0.5)");
+  eval_cmd->add_option("--group-regex", eval.group_regex, "patient = first capture group on file_name (default '^([^_]+)_')");
+  eval_cmd->add_option("--json", eval.json_out, "write every figure, per image and per patient, as JSON");
+  eval_cmd->add_option("--detections", eval.detections_out, "write the detections as COCO results JSON");
+  eval_cmd->add_option("--report", eval.report_dir, "write an HTML report with overlays here");
+  eval_cmd->add_option("--device", eval.device, "cpu (default)");
+
+  mrcnn::apps::SynthOptions synth;
+  auto* synth_cmd = app.add_subcommand("synth", "write a synthetic MRI-like COCO dataset (demo and tests)");
+  synth_cmd->add_option("--out", synth.out, "folder: images/, train.json, val.json")->required();
+  synth_cmd->add_option("--patients", synth.patients, "patients (default 12)");
+  synth_cmd->add_option("--slices", synth.slices, "slices per patient (default 8)");
+  synth_cmd->add_option("--val-patients", synth.val_patients, "patients in val.json (default 3)");
+  synth_cmd->add_option("--height", synth.height, "image height (default 128)");
+  synth_cmd->add_option("--width", synth.width, "image width (default 128)");
+  synth_cmd->add_option("--negative-fraction", synth.negative_fraction, "share of slices without tumour (default 0.15)");
+  synth_cmd->add_option("--seed", synth.seed, "random seed (default 0)");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*version) {
@@ -83,6 +108,10 @@ int main(int argc, char** argv) {
       return mrcnn::apps::bench(bench);
     } else if (*split_cmd) {
       return mrcnn::apps::split(split);
+    } else if (*synth_cmd) {
+      return mrcnn::apps::synth(synth);
+    } else if (*eval_cmd) {
+      return mrcnn::apps::eval(eval);
     } else if (*train_cmd) {
       return mrcnn::apps::train(train);
     }

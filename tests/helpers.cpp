@@ -5,6 +5,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace mrcnn::test {
 
@@ -83,6 +89,20 @@ Tensor fixture_tensor(const safetensors::File& file, const std::string& name) {
   const auto it = file.tensors.find(name);
   REQUIRE_MESSAGE(it != file.tensors.end(), "fixture has no tensor " << name);
   return it->second;
+}
+
+// ctest runs test cases in parallel processes: each gets its own log file.
+Run run_mrcnn(const std::string& args) {
+  const auto log = std::filesystem::temp_directory_path() / ("mrcnn_cli_test_" + std::to_string(getpid()) + ".log");
+  const std::string command = std::string(MRCNN_BINARY) + " " + args + " > " + log.string() + " 2>&1";
+  const int status = std::system(command.c_str());
+  std::stringstream text;
+  {
+    std::ifstream in(log);
+    text << in.rdbuf();
+  }
+  std::filesystem::remove(log);
+  return {WEXITSTATUS(status), text.str()};
 }
 
 detection::Config small_maskrcnn_config(int64_t min_size, int64_t max_size) {

@@ -35,6 +35,13 @@ std::string source_path(const std::string& relative_path);
 safetensors::File load_fixture(const std::string& relative_path);
 Tensor fixture_tensor(const safetensors::File& file, const std::string& name);
 
+// Runs the built `mrcnn` binary with `args` (a shell command line); stdout and stderr together.
+struct Run {
+  int status;
+  std::string output;
+};
+Run run_mrcnn(const std::string& args);
+
 // A Mask R-CNN small enough for unit tests: basic blocks [1, 1, 1, 1], GroupNorm, all layers
 // trainable, 1 input channel, FPN/heads 32 wide, anchors 8..128 px, images resized to min_size.
 detection::Config small_maskrcnn_config(int64_t min_size = 64, int64_t max_size = 64);

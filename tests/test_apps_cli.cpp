@@ -21,25 +21,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Run {
-  int status;
-  std::string output;  // stdout + stderr
-};
-
-// ctest runs test cases in parallel processes: each gets its own log file.
-Run run_mrcnn(const std::string& args) {
-  const fs::path log = fs::temp_directory_path() / ("mrcnn_cli_test_" + std::to_string(getpid()) + ".log");
-  const std::string command = std::string(MRCNN_BINARY) + " " + args + " > " + log.string() + " 2>&1";
-  const int status = std::system(command.c_str());
-  std::stringstream text;
-  {
-    std::ifstream in(log);
-    text << in.rdbuf();
-  }
-  fs::remove(log);
-  return {WEXITSTATUS(status), text.str()};
-}
-
 Config tiny_config() {
   Config c = test::small_maskrcnn_config(64, 96);
   c.box_score_thresh = 0.0;  // random weights: keep every detection so the output is not empty
@@ -73,7 +54,7 @@ TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
   write_png(image, rgb, 70, 90);
 
   const std::string json = (dir / "out.json").string();
-  const Run run = run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --out " + (dir / "png").string());
+  const test::Run run = test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --out " + (dir / "png").string());
   INFO(run.output);
   REQUIRE(run.status == 0);
   CHECK(fs::exists(dir / "png" / "slice_1_overlay.png"));
@@ -105,7 +86,7 @@ TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
   }
   // --score-thresh filters further.
   const float median_score = results[results.size() / 2]["score"];
-  REQUIRE(run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --score-thresh " +
+  REQUIRE(test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --score-thresh " +
                     std::to_string(median_score)).status == 0);
   nlohmann::json filtered;
   std::ifstream(json) >> filtered;
@@ -122,25 +103,25 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   const std::string json = (dir / "out.json").string();
   std::ofstream(dir / "broken.jpg") << "\xff\xd8\xff\xe0 truncated";
 
-  Run run = run_mrcnn("predict --weights " + weights + " " + (dir / "missing.png").string() + " --json " + json);
+  test::Run run = test::run_mrcnn("predict --weights " + weights + " " + (dir / "missing.png").string() + " --json " + json);
   CHECK(run.status == 1);
   CHECK(run.output == "mrcnn: error: " + (dir / "missing.png").string() + ": cannot read image (can't fopen)\n");
-  run = run_mrcnn("predict --weights " + weights + " " + (dir / "broken.jpg").string() + " --json " + json);
+  run = test::run_mrcnn("predict --weights " + weights + " " + (dir / "broken.jpg").string() + " --json " + json);
   CHECK(run.status == 1);
   CHECK(run.output.rfind("mrcnn: error: " + (dir / "broken.jpg").string() + ": cannot read image (", 0) == 0);
   // A config that the weights do not fit (another class count).
   auto other = config_to_json(tiny_config());
   other["num_classes"] = 3;
   std::ofstream(dir / "other.json") << other.dump();
-  run = run_mrcnn("predict --weights " + weights + " --config " + (dir / "other.json").string() + " x.png --json " + json);
+  run = test::run_mrcnn("predict --weights " + weights + " --config " + (dir / "other.json").string() + " x.png --json " + json);
   CHECK(run.status == 1);
   CHECK(run.output.find(weights + ": does not fit the config: load_state_dict: roi_heads.box_predictor.bbox_pred.bias has shape [8] in the checkpoint but [12] in the model") != std::string::npos);
   std::ofstream(dir / "hostile.safetensors") << std::string("\xff\xff\xff\xff\xff\xff\xff\x7f", 8) << "{";
-  run = run_mrcnn("predict --weights " + (dir / "hostile.safetensors").string() + " x.png --json " + json);
+  run = test::run_mrcnn("predict --weights " + (dir / "hostile.safetensors").string() + " x.png --json " + json);
   CHECK(run.status == 1);
   CHECK(run.output.find((dir / "hostile.safetensors").string()) != std::string::npos);
   CHECK(std::count(run.output.begin(), run.output.end(), '\n') == 1);
-  run = run_mrcnn("predict --weights " + weights + " x.png --json " + json + " --device cuda");
+  run = test::run_mrcnn("predict --weights " + weights + " x.png --json " + json + " --device cuda");
   CHECK(run.status == 1);
   CHECK(run.output == "mrcnn: error: --device cuda: only cpu runs the model in this build (CUDA model support is issue 6)\n");
   CHECK(!fs::exists(json));  // nothing half-written

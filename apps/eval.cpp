@@ -1,0 +1,225 @@
+// `mrcnn eval`: a checkpoint and a labelled COCO set in; COCO AP (bbox, segm), per-image and
+// per-patient Dice/IoU/HD95, lesion sensitivity and false positives out, as a table on stdout,
+// optionally JSON (--json), the detections in COCO results format (--detections) and an HTML
+// report with one overlay per image, worst Dice first (--report).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "apps/commands.h"
+#include "apps/progress.h"
+#include "maskrcnn/evaluate.h"
+#include "maskrcnn/image_io.h"
+#include "maskrcnn/model_io.h"
+
+namespace mrcnn::apps {
+
+using namespace detection;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+json finite(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+json stats_json(const CocoEvalResult& r) {
+  static const char* names[] = {"AP", "AP50", "AP75", "APs", "APm", "APl"};
+  json j;
+  for (int i = 0; i < 6; ++i) j[names[i]] = r.stats[i];
+  return j;
+}
+
+std::string fmt(double v, const char* format = "%.3f") {
+  if (!std::isfinite(v)) return "n/a";
+  char text[32];
+  std::snprintf(text, sizeof text, format, v);
+  return text;
+}
+
+void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images) {
+  static const char* rows[] = {"AP @[.50:.95]", "AP50", "AP75", "AP small", "AP medium", "AP large"};
+  std::printf("COCO metrics (pycocotools' algorithm, maxDets 100)   bbox    segm\n");
+  for (int i = 0; i < 6; ++i)
+    std::printf("  %-50s %6s  %6s\n", rows[i], e.bbox.stats[i] < 0 ? "-" : fmt(e.bbox.stats[i]).c_str(),
+                e.segm.stats[i] < 0 ? "-" : fmt(e.segm.stats[i]).c_str());
+  const auto& s = e.segmentation;
+  std::printf("Segmentation: union of masks scoring >= %.2f vs union of truth, %zu images\n", o.score_thresh, images);
+  std::printf("  Dice %s   IoU %s   HD95 %s px (over %lld images; undefined on %lld with one mask empty)\n",
+              fmt(s.mean_dice).c_str(), fmt(s.mean_iou).c_str(), fmt(s.mean_hd95, "%.2f").c_str(),
+              static_cast<long long>(static_cast<int64_t>(images) - s.hd95_undefined),
+              static_cast<long long>(s.hd95_undefined));
+  std::printf("Lesions (mask IoU >= %.2f): %lld of %lld found (sensitivity %s), %lld false positives (%s per image)\n",
+              o.lesion_iou, static_cast<long long>(s.detected), static_cast<long long>(s.lesions),
+              fmt(s.sensitivity).c_str(), static_cast<long long>(s.false_positives),
+              fmt(s.false_positives_per_image, "%.2f").c_str());
+  std::printf("Per patient (Dice and IoU pooled over the patient's slices; HD95: mean over slices)\n");
+  std::printf("  %-16s %6s %6s %6s %8s\n", "patient", "slices", "Dice", "IoU", "HD95");
+  for (const auto& p : s.patients)
+    std::printf("  %-16s %6lld %6s %6s %8s\n", p.patient.c_str(), static_cast<long long>(p.images), fmt(p.dice).c_str(),
+                fmt(p.iou).c_str(), fmt(p.hd95, "%.2f").c_str());
+}
+
+json results_json(const DatasetEvaluation& e, const EvalOptions& o) {
+  const auto& s = e.segmentation;
+  json images = json::array(), patients = json::array();
+  for (const auto& i : s.images)
+    images.push_back({{"file_name", i.file_name}, {"image_id", i.image_id}, {"patient", i.patient},
+                      {"dice", i.overlap.dice}, {"iou", i.overlap.iou}, {"hd95", finite(i.overlap.hd95)},
+                      {"truth_pixels", i.overlap.truth_pixels}, {"predicted_pixels", i.overlap.predicted_pixels},
+                      {"lesions", i.lesions}, {"detected", i.detected}, {"false_positives", i.false_positives}});
+  for (const auto& p : s.patients)
+    patients.push_back({{"patient", p.patient}, {"images", p.images}, {"dice", p.dice}, {"iou", p.iou}, {"hd95", finite(p.hd95)}});
+  return {{"weights", o.weights},
+          {"data", o.data},
+          {"score_thresh", o.score_thresh},
+          {"lesion_iou", o.lesion_iou},
+          {"bbox", stats_json(e.bbox)},
+          {"segm", stats_json(e.segm)},
+          {"dice", s.mean_dice},
+          {"iou", s.mean_iou},
+          {"hd95", finite(s.mean_hd95)},
+          {"hd95_undefined", s.hd95_undefined},
+          {"lesions", {{"total", s.lesions}, {"detected", s.detected}, {"sensitivity", finite(s.sensitivity)},
+                       {"false_positives", s.false_positives}, {"false_positives_per_image", s.false_positives_per_image}}},
+          {"patients", patients},
+          {"images", images}};
+}
+
+json detections_json(const DatasetEvaluation& e, const CocoDataset& truth) {
+  json list = json::array();
+  for (size_t i = 0; i < e.predictions.size(); ++i)
+    for (const auto& d : e.predictions[i].detections)
+      list.push_back({{"file_name", truth.images[i].file_name},
+                      {"image_id", d.image_id},
+                      {"category_id", d.category_id},
+                      {"bbox", {d.bbox[0], d.bbox[1], d.bbox[2], d.bbox[3]}},
+                      {"score", d.score},
+                      {"segmentation", {{"size", {d.segmentation.height, d.segmentation.width}},
+                                        {"counts", rle_to_string(d.segmentation)}}}});
+  return list;
+}
+
+// Overlay for the report: the slice in gray, the prediction filled in red, the truth outlined in green.
+std::vector<uint8_t> report_overlay(const Sample& sample, const std::vector<uint8_t>& predicted) {
+  const Tensor& image = sample.image;
+  const int64_t c = image.size(0), h = image.size(1), w = image.size(2);
+  const float* px = image.data<float>();
+  const auto truth = truth_union(sample.info);
+  std::vector<uint8_t> rgb(static_cast<size_t>(h * w * 3));
+  for (int64_t i = 0; i < h * w; ++i) {
+    float gray = 0;
+    for (int64_t k = 0; k < c; ++k) gray += px[k * h * w + i] / static_cast<float>(c);
+    const auto g = static_cast<uint8_t>(std::clamp(gray, 0.0f, 1.0f) * 255.0f + 0.5f);
+    rgb[i * 3] = predicted[i] ? static_cast<uint8_t>((g + 255) / 2) : g;
+    rgb[i * 3 + 1] = predicted[i] ? static_cast<uint8_t>(g / 2) : g;
+    rgb[i * 3 + 2] = predicted[i] ? static_cast<uint8_t>(g / 2) : g;
+  }
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x) {
+      if (!truth[y * w + x]) continue;
+      const bool edge = x == 0 || y == 0 || x == w - 1 || y == h - 1 || !truth[y * w + x - 1] || !truth[y * w + x + 1] ||
+                        !truth[(y - 1) * w + x] || !truth[(y + 1) * w + x];
+      if (edge) rgb[(y * w + x) * 3] = 0, rgb[(y * w + x) * 3 + 1] = 255, rgb[(y * w + x) * 3 + 2] = 0;
+    }
+  return rgb;
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '<') out += "&lt;";
+    else if (ch == '>') out += "&gt;";
+    else if (ch == '&') out += "&amp;";
+    else if (ch == '"') out += "&quot;";
+    else out += ch;
+  }
+  return out;
+}
+
+void write_report(const std::string& dir, const DatasetEvaluation& e, const std::vector<Sample>& samples,
+                  const EvalOptions& o) {
+  const fs::path root(dir);
+  fs::create_directories(root / "images");
+  const auto& s = e.segmentation;
+  std::vector<size_t> order(s.images.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return s.images[a].overlap.dice < s.images[b].overlap.dice; });
+  std::string html = "<!doctype html><html><head><meta charset=\"utf-8\"><title>mrcnn eval report</title><style>"
+                     "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:4px 10px;"
+                     "border-bottom:1px solid #ddd;text-align:right}td.l,th.l{text-align:left}img{image-rendering:pixelated}"
+                     ".bad{color:#b00}</style></head><body>\n";
+  html += "<h1>Segmentation report</h1>\n<p>Model <code>" + html_escape(o.weights) + "</code> on <code>" +
+          html_escape(o.data) + "</code>, " + std::to_string(samples.size()) + " images. Prediction: union of masks scoring &ge; " +
+          fmt(o.score_thresh, "%.2f") + " (red fill). Truth: green outline.</p>\n";
+  html += "<h2>Summary</h2><table><tr><th class=l>metric</th><th>value</th></tr>";
+  const std::pair<std::string, std::string> rows[] = {
+      {"mean Dice", fmt(s.mean_dice)}, {"mean IoU", fmt(s.mean_iou)}, {"mean HD95 (px)", fmt(s.mean_hd95, "%.2f")},
+      {"lesion sensitivity", fmt(s.sensitivity) + " (" + std::to_string(s.detected) + "/" + std::to_string(s.lesions) + ")"},
+      {"false positives per image", fmt(s.false_positives_per_image, "%.2f")},
+      {"segm AP / AP50 / AP75", fmt(e.segm.stats[0]) + " / " + fmt(e.segm.stats[1]) + " / " + fmt(e.segm.stats[2])},
+      {"bbox AP / AP50 / AP75", fmt(e.bbox.stats[0]) + " / " + fmt(e.bbox.stats[1]) + " / " + fmt(e.bbox.stats[2])}};
+  for (const auto& [k, v] : rows) html += "<tr><td class=l>" + k + "</td><td>" + v + "</td></tr>";
+  html += "</table>\n<h2>Per patient</h2><table><tr><th class=l>patient</th><th>slices</th><th>Dice</th><th>IoU</th><th>HD95</th></tr>";
+  for (const auto& p : s.patients)
+    html += "<tr><td class=l>" + html_escape(p.patient) + "</td><td>" + std::to_string(p.images) + "</td><td>" + fmt(p.dice) +
+            "</td><td>" + fmt(p.iou) + "</td><td>" + fmt(p.hd95, "%.2f") + "</td></tr>";
+  html += "</table>\n<h2>Images, worst Dice first</h2><table><tr><th class=l>image</th><th>Dice</th><th>IoU</th><th>HD95</th>"
+          "<th>lesions found</th><th>false pos.</th><th class=l>overlay</th></tr>\n";
+  for (size_t i : order) {
+    const ImageScore& score = s.images[i];
+    const Sample& sample = samples[i];
+    const int64_t h = sample.info.height, w = sample.info.width;
+    std::vector<uint8_t> predicted(static_cast<size_t>(h * w), 0);
+    const ImagePrediction& p = e.predictions[i];
+    for (size_t k = 0; k < p.detections.size(); ++k)
+      if (p.detections[k].score >= o.score_thresh)
+        for (size_t j = 0; j < predicted.size(); ++j) predicted[j] |= p.masks[k][j];
+    const std::string png = "images/" + fs::path(sample.info.file_name).stem().string() + ".png";
+    write_png((root / png).string(), report_overlay(sample, predicted), h, w);
+    html += "<tr><td class=l>" + html_escape(score.file_name) + "</td><td" + (score.overlap.dice < 0.5 ? " class=bad" : "") + ">" +
+            fmt(score.overlap.dice) + "</td><td>" + fmt(score.overlap.iou) + "</td><td>" + fmt(score.overlap.hd95, "%.2f") +
+            "</td><td>" + std::to_string(score.detected) + "/" + std::to_string(score.lesions) + "</td><td>" +
+            std::to_string(score.false_positives) + "</td><td class=l><img src=\"" + html_escape(png) + "\" width=" +
+            std::to_string(w) + "></td></tr>\n";
+  }
+  html += "</table></body></html>\n";
+  write_file_atomically((root / "index.html").string(), html);
+}
+
+}  // namespace
+
+int eval(const EvalOptions& o) {
+  require_cpu(o.device);
+  check(o.lesion_iou > 0 && o.lesion_iou <= 1, "eval: --lesion-iou must be in (0, 1]");
+  const nn::Checkpoint checkpoint = nn::load_checkpoint(o.weights);
+  auto model = load_model(checkpoint, o.weights, o.config);
+  const CocoDataset truth = load_coco(o.data);
+  for (const auto& w : truth.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  const auto categories = checkpoint_categories(checkpoint, model->config().num_classes);
+  check(categories.size() == truth.categories.size(), o.data, ": ", truth.categories.size(), " categories but the model has ",
+        categories.size());
+  for (size_t k = 0; k < categories.size(); ++k)
+    if (categories[k].first != truth.categories[k].id)
+      std::fprintf(stderr, "warning: label %zu is category %lld in the checkpoint but %lld in %s\n", k + 1,
+                   static_cast<long long>(categories[k].first), static_cast<long long>(truth.categories[k].id), o.data.c_str());
+  const auto samples = load_samples(truth, o.images, model->config().in_channels);
+  std::vector<std::string> names;
+  for (const auto& image : truth.images) names.push_back(image.file_name);
+  const auto patients = file_groups(names, o.group_regex, o.data);
+  Progress progress("eval", static_cast<int64_t>(samples.size()), 10);
+  const auto e = evaluate_dataset(*model, truth, samples, patients, o.score_thresh, o.lesion_iou,
+                                  [&](size_t done, size_t) { progress.update(static_cast<int64_t>(done)); });
+  progress.finish();
+  print_table(e, o, samples.size());
+  if (!o.json_out.empty()) write_file_atomically(o.json_out, results_json(e, o).dump(1) + "\n");
+  if (!o.detections_out.empty()) write_file_atomically(o.detections_out, detections_json(e, truth).dump() + "\n");
+  if (!o.report_dir.empty()) {
+    write_report(o.report_dir, e, samples, o);
+    std::fprintf(stderr, "report: %s\n", (fs::path(o.report_dir) / "index.html").string().c_str());
+  }
+  return 0;
+}
+
+}  // namespace mrcnn::apps

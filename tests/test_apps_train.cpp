@@ -1,0 +1,285 @@
+// `mrcnn synth`, `train`, `eval` and `predict` end to end on a small synthetic set: training
+// writes its logs, metrics, checkpoints and curves; resuming (after --stop-after-epochs or Ctrl-C
+// mid-epoch) gives bit-identical weights to an uninterrupted run; a diverging run stops with a clear
+// message and keeps its last good checkpoint; eval's figures agree with its own detections.
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>
+
+#include "maskrcnn/coco_eval.h"
+#include "maskrcnn/config.h"
+#include "nn/checkpoint.h"
+#include "tests/helpers.h"
+
+using namespace mrcnn;
+using namespace mrcnn::detection;
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+std::vector<json> read_lines(const fs::path& path) {
+  std::vector<json> lines;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) lines.push_back(json::parse(line));
+  return lines;
+}
+
+json read_json(const fs::path& path) {
+  std::ifstream in(path);
+  return json::parse(in);
+}
+
+// 4 patients x 2 slices of 64x64: 6 training images, 2 validation images (one patient).
+const fs::path& synthetic_set() {
+  static const fs::path dir = [] {
+    const fs::path d = fs::temp_directory_path() / ("mrcnn_train_test_data_" + std::to_string(getpid()));
+    fs::remove_all(d);
+    const auto run = test::run_mrcnn("synth --out " + d.string() +
+                                     " --patients 4 --slices 2 --val-patients 1 --height 64 --width 64 --seed 3");
+    INFO(run.output);
+    REQUIRE(run.status == 0);
+    return d;
+  }();
+  return dir;
+}
+
+// The tiny test model plus a "train" section: 3 iterations per epoch, validation every epoch.
+fs::path write_recipe(const fs::path& dir, const json& train_overrides = json::object()) {
+  json recipe = config_to_json(test::small_maskrcnn_config(64, 64));
+  recipe["train"] = {{"epochs", 4}, {"batch_size", 2}, {"lr", 0.01}, {"warmup_iters", 2}, {"log_every", 1},
+                     {"val_every", 1}, {"val_score_thresh", 0.3}};
+  for (const auto& [key, value] : train_overrides.items()) recipe["train"][key] = value;
+  fs::create_directories(dir);
+  const fs::path path = dir / "recipe.json";
+  std::ofstream(path) << recipe.dump(1);
+  return path;
+}
+
+std::string data_args() {
+  const fs::path d = synthetic_set();
+  return " --train " + (d / "train.json").string() + " --val " + (d / "val.json").string() + " --images " +
+         (d / "images").string();
+}
+
+void check_same_state(const fs::path& a, const fs::path& b) {
+  const auto x = nn::load_checkpoint(a.string()), y = nn::load_checkpoint(b.string());
+  REQUIRE(x.model.size() == y.model.size());
+  for (const auto& [name, t] : x.model) {
+    INFO(name);
+    CHECK(test::bitwise_equal(t, y.model.at(name)));
+  }
+  REQUIRE(x.optimizer.size() == y.optimizer.size());
+  for (const auto& [name, t] : x.optimizer) {
+    INFO(name);
+    CHECK(test::bitwise_equal(t, y.optimizer.at(name)));
+  }
+  CHECK(x.step == y.step);
+  CHECK(x.generators == y.generators);
+}
+
+fs::path scratch(const std::string& name) {
+  const fs::path d = fs::temp_directory_path() / ("mrcnn_train_test_" + name + "_" + std::to_string(getpid()));
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+}  // namespace
+
+TEST_CASE("mrcnn synth: COCO JSON with patient-named slices, polygons and negatives") {
+  const fs::path d = synthetic_set();
+  const json train = read_json(d / "train.json"), val = read_json(d / "val.json");
+  CHECK(train["images"].size() == 6);
+  CHECK(val["images"].size() == 2);
+  for (const auto& image : val["images"]) CHECK(image["file_name"].get<std::string>().rfind("p003_", 0) == 0);
+  const CocoDataset parsed = load_coco((d / "train.json").string());
+  CHECK(parsed.warnings.empty());
+  REQUIRE(!parsed.images.empty());
+  int64_t tumours = 0;
+  for (const auto& image : parsed.images) {
+    CHECK(fs::exists(d / "images" / image.file_name));
+    for (const auto& a : image.annotations) {
+      ++tumours;
+      CHECK(a.polygons.size() == 1);
+      CHECK(a.polygons[0].size() == 56);  // 28 vertices
+      CHECK(a.area >= 12);  // radii >= ~2 px even on 64x64 slices: never a sliver
+    }
+  }
+  CHECK(tumours >= 4);
+  // Same seed, same files.
+  const fs::path again = scratch("synth_again");
+  REQUIRE(test::run_mrcnn("synth --out " + again.string() + " --patients 4 --slices 2 --val-patients 1 --height 64 --width 64 --seed 3").status == 0);
+  CHECK(read_json(again / "train.json") == train);
+}
+
+TEST_CASE("mrcnn train: logs, metrics, checkpoints, curves, and resume after stopping equals one run") {
+  const fs::path dir = scratch("resume");
+  const fs::path recipe = write_recipe(dir);
+  const auto full = test::run_mrcnn("train --config " + recipe.string() + data_args() + " --out " + (dir / "full").string());
+  INFO(full.output);
+  REQUIRE(full.status == 0);
+  CHECK(read_lines(dir / "full" / "log.jsonl").size() == 12);  // 4 epochs x 3 iterations, log_every 1
+  const auto metrics = read_lines(dir / "full" / "metrics.jsonl");
+  REQUIRE(metrics.size() == 4);
+  for (const auto& m : metrics) {
+    CHECK(m["segm"]["AP"].get<double>() >= 0);
+    CHECK(m["dice"].get<double>() >= 0);
+    CHECK(m["dice"].get<double>() <= 1);
+  }
+  CHECK(metrics[3]["epoch"] == 4);
+  CHECK(fs::exists(dir / "full" / "best.safetensors"));
+  CHECK(fs::file_size(dir / "full" / "curves.png") > 1000);
+  const auto last = nn::load_checkpoint((dir / "full" / "last.safetensors").string());
+  CHECK(last.step == 12);
+  CHECK(last.extra.at("epoch") == "4");
+  CHECK(last.extra.at("categories") == R"([{"id":1,"name":"tumor"}])");
+
+  // 2 epochs, stop; resume for the other 2: the same weights, optimizer state and RNG states.
+  const fs::path split = dir / "split";
+  auto first = test::run_mrcnn("train --config " + recipe.string() + data_args() + " --out " + split.string() +
+                               " --stop-after-epochs 2");
+  INFO(first.output);
+  REQUIRE(first.status == 0);
+  CHECK(first.output.find("continue with --resume") != std::string::npos);
+  CHECK(nn::load_checkpoint((split / "last.safetensors").string()).step == 6);
+  const auto again = test::run_mrcnn("train --config " + recipe.string() + data_args() + " --out " + split.string());
+  CHECK(again.status == 1);
+  CHECK(again.output.find("exists: continue it with --resume, or choose another --out") != std::string::npos);
+  const auto second = test::run_mrcnn("train --resume --out " + split.string());  // data paths from the checkpoint
+  INFO(second.output);
+  REQUIRE(second.status == 0);
+  check_same_state(dir / "full" / "last.safetensors", split / "last.safetensors");
+  CHECK(read_lines(split / "metrics.jsonl") == metrics);
+}
+
+TEST_CASE("mrcnn train: Ctrl-C mid-epoch saves a checkpoint that resumes bit-exactly") {
+  const fs::path dir = scratch("sigint");
+  const fs::path recipe = write_recipe(dir, {{"epochs", 2}});
+  REQUIRE(test::run_mrcnn("train --config " + recipe.string() + data_args() + " --out " + (dir / "full").string()).status == 0);
+  // Interrupt once the second iteration is logged: the run is then somewhere inside epoch 1 or 2.
+  const fs::path run = dir / "interrupted";
+  const std::string script = "(" + std::string(MRCNN_BINARY) + " train --config " + recipe.string() + data_args() +
+                             " --out " + run.string() + " > " + (dir / "log.txt").string() + " 2>&1 & pid=$!; " +
+                             "while [ \"$(cat " + (run / "log.jsonl").string() + " 2>/dev/null | wc -l)\" -lt 2 ]; do sleep 0.05; done; " +
+                             "kill -INT $pid; wait $pid; echo $? > " + (dir / "status.txt").string() + ")";
+  REQUIRE(std::system(("bash -c '" + script + "'").c_str()) == 0);
+  std::ifstream status_file(dir / "status.txt");
+  int status = -1;
+  status_file >> status;
+  std::ifstream log_file(dir / "log.txt");
+  const std::string log((std::istreambuf_iterator<char>(log_file)), std::istreambuf_iterator<char>());
+  INFO(log);
+  // 130 when the signal landed during training; 0 if the run had already finished (a very fast machine).
+  REQUIRE((status == 130 || status == 0));
+  if (status == 130) {
+    CHECK(log.find("interrupted: saved") != std::string::npos);
+    CHECK(nn::load_checkpoint((run / "last.safetensors").string()).step < 6);
+    const auto resumed = test::run_mrcnn("train --resume --out " + run.string());
+    INFO(resumed.output);
+    REQUIRE(resumed.status == 0);
+  }
+  check_same_state(dir / "full" / "last.safetensors", run / "last.safetensors");
+}
+
+TEST_CASE("mrcnn train: a diverging loss stops with a clear message and keeps the last good checkpoint") {
+  const fs::path dir = scratch("nan");
+  // lr x 1e12 from epoch 2 on: the weights blow up and the loss stops being finite.
+  const fs::path recipe = write_recipe(dir, {{"epochs", 3}, {"schedule", "multistep"}, {"milestones", {1}}, {"gamma", 1e12}});
+  const auto run = test::run_mrcnn("train --config " + recipe.string() + data_args() + " --out " + (dir / "run").string());
+  INFO(run.output);
+  CHECK(run.status == 1);
+  CHECK(run.output.find("mrcnn: error: train: the loss is ") != std::string::npos);
+  CHECK(run.output.find("stopped before updating. " + (dir / "run" / "last.safetensors").string() +
+                        " holds the last good state") != std::string::npos);
+  const auto last = nn::load_checkpoint((dir / "run" / "last.safetensors").string());
+  CHECK(last.extra.at("epoch") == "1");
+  int64_t non_finite = 0;
+  for (const auto& [name, t] : last.model)
+    if (t.dtype() == kFloat32)
+      for (float v : to_vector<float>(t)) non_finite += !std::isfinite(v);
+  CHECK(non_finite == 0);
+}
+
+TEST_CASE("mrcnn train: bad recipes and data are one error line") {
+  const fs::path dir = scratch("bad");
+  const fs::path d = synthetic_set();
+  auto expect_error = [&](const std::string& args, const std::string& message) {
+    const auto run = test::run_mrcnn(args);
+    INFO(run.output);
+    CHECK(run.status == 1);
+    CHECK(run.output.find(message) != std::string::npos);
+  };
+  const fs::path unknown = write_recipe(dir / "a", {{"learning_rate", 0.1}});
+  expect_error("train --config " + unknown.string() + data_args() + " --out " + (dir / "r").string(),
+               unknown.string() + ": config: unknown key \"train.learning_rate\"");
+  const fs::path wrong_type = write_recipe(dir / "b", {{"epochs", "many"}});
+  expect_error("train --config " + wrong_type.string() + data_args() + " --out " + (dir / "r").string(),
+               wrong_type.string() + ": config: train.epochs has the wrong type (string)");
+  const fs::path recipe = write_recipe(dir / "c");
+  expect_error("train --config " + recipe.string() + " --train " + (d / "train.json").string() + " --val " +
+                   (d / "val.json").string() + " --images " + (dir / "nowhere").string() + " --out " + (dir / "r").string(),
+               (dir / "nowhere").string());
+  expect_error("train --resume --out " + (dir / "empty").string(),
+               (dir / "empty" / "last.safetensors").string() + ": no checkpoint to resume from");
+  json three_classes = read_json(recipe);
+  three_classes["num_classes"] = 3;
+  std::ofstream(dir / "three.json") << three_classes.dump();
+  expect_error("train --config " + (dir / "three.json").string() + data_args() + " --out " + (dir / "r").string(),
+               "1 categories but the config's num_classes is 3");
+}
+
+TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained model") {
+  const fs::path dir = scratch("eval");
+  const fs::path d = synthetic_set();
+  const fs::path recipe = write_recipe(dir, {{"epochs", 1}});
+  const auto trained = test::run_mrcnn("train --config " + recipe.string() + " --train " + (d / "train.json").string() +
+                                       " --val-fraction 0.3 --images " + (d / "images").string() + " --out " +
+                                       (dir / "run").string());
+  INFO(trained.output);
+  REQUIRE(trained.status == 0);
+  CHECK(trained.output.find("2 patients / 4 images for training, 1 / 2 for validation") != std::string::npos);
+
+  const std::string weights = (dir / "run" / "last.safetensors").string();
+  const auto evaluated = test::run_mrcnn("eval --weights " + weights + " --data " + (d / "val.json").string() + " --images " +
+                                         (d / "images").string() + " --score-thresh 0.3 --json " + (dir / "eval.json").string() +
+                                         " --detections " + (dir / "dets.json").string() + " --report " +
+                                         (dir / "report").string());
+  INFO(evaluated.output);
+  REQUIRE(evaluated.status == 0);
+  CHECK(evaluated.output.find("COCO metrics (pycocotools' algorithm, maxDets 100)") != std::string::npos);
+  CHECK(evaluated.output.find("Per patient") != std::string::npos);
+  const json e = read_json(dir / "eval.json");
+  REQUIRE(e["images"].size() == 2);
+  CHECK(e["patients"].size() == 1);
+  CHECK(e["patients"][0]["patient"] == "p003");
+  double dice_sum = 0;
+  for (const auto& image : e["images"]) dice_sum += image["dice"].get<double>();
+  CHECK(e["dice"].get<double>() == doctest::Approx(dice_sum / 2).epsilon(1e-12));
+  // The AP figures are those of the detections it wrote.
+  const CocoDataset truth = load_coco((d / "val.json").string());
+  std::ifstream dets_file(dir / "dets.json");
+  const std::string dets_text((std::istreambuf_iterator<char>(dets_file)), std::istreambuf_iterator<char>());
+  const auto detections = parse_results(dets_text, "dets.json", truth);
+  CHECK(coco_evaluate(truth, detections, IouType::Segm).stats[0] == doctest::Approx(e["segm"]["AP"].get<double>()).epsilon(1e-12));
+  CHECK(coco_evaluate(truth, detections, IouType::Bbox).stats[1] == doctest::Approx(e["bbox"]["AP50"].get<double>()).epsilon(1e-12));
+  // The report lists images worst Dice first, each with its overlay.
+  std::ifstream html_file(dir / "report" / "index.html");
+  const std::string html((std::istreambuf_iterator<char>(html_file)), std::istreambuf_iterator<char>());
+  const auto& images = e["images"];
+  const bool first_is_worse = images[0]["dice"].get<double>() <= images[1]["dice"].get<double>();
+  const std::string worse = images[first_is_worse ? 0 : 1]["file_name"], better = images[first_is_worse ? 1 : 0]["file_name"];
+  CHECK(html.find("<td class=l>" + worse) < html.find("<td class=l>" + better));
+  for (const auto& image : images)
+    CHECK(fs::exists(dir / "report" / "images" / (fs::path(image["file_name"].get<std::string>()).stem().string() + ".png")));
+
+  const auto predicted = test::run_mrcnn("predict --weights " + weights + " " + (d / "images" / "p003_00.png").string() +
+                                         " --json " + (dir / "predict.json").string());
+  REQUIRE(predicted.status == 0);
+  CHECK(read_json(dir / "predict.json").is_array());
+}
