@@ -153,9 +153,10 @@ CocoEvalResult coco_evaluate(const CocoDataset& truth, const std::vector<EvalDet
             ignored[t] = gt_ignore[static_cast<size_t>(m)];
             gt_matched[static_cast<size_t>(m)][t] = true;
           }
-          // Unmatched detections outside the size range are ignored too.
-          const double area = type == IouType::Bbox ? dt[i]->bbox[2] * dt[i]->bbox[3]
-                                                    : static_cast<double>(rle_area(dt[i]->segmentation));
+          // Unmatched detections outside the size range are ignored too. Their size is the box's
+          // area for segm as well: pycocotools' loadRes sets area = w * h whenever results carry a
+          // bbox (ours always do), and only falls back to the mask's area for segm-only results.
+          const double area = dt[i]->bbox[2] * dt[i]->bbox[3];
           for (int t = 0; t < kThresholds; ++t)
             if (!matched[t] && (area < lo || area > hi)) ignored[t] = true;
           e.scores.push_back(dt[i]->score);

@@ -1,7 +1,8 @@
 // Dice, IoU and HD95 against MedPy 0.5 (pip: medpy.metric.binary.dc, jc, hd95) on the masks built
-// below, and the stated conventions for empty masks.
+// below, the stated conventions for empty masks, and the per-image/per-patient/lesion summary.
 #include <cmath>
 
+#include "maskrcnn/evaluate.h"
 #include "maskrcnn/metrics.h"
 #include "tests/helpers.h"
 
@@ -47,4 +48,78 @@ TEST_CASE("overlap metrics: empty-mask conventions") {
   CHECK(false_alarm.iou == 0.0);
   CHECK(std::isnan(false_alarm.hd95));
   CHECK(test::error_of([&] { overlap_metrics(none, some, 4, 4); }) == "overlap_metrics: masks of 12 and 12 pixels for a 4x4 image");
+}
+
+namespace {
+
+// A w x h mask with the rectangle [x0, x1) x [y0, y1) set.
+std::vector<uint8_t> rectangle(int64_t h, int64_t w, int64_t x0, int64_t y0, int64_t x1, int64_t y1) {
+  std::vector<uint8_t> m(static_cast<size_t>(h * w), 0);
+  for (int64_t y = y0; y < y1; ++y)
+    for (int64_t x = x0; x < x1; ++x) m[y * w + x] = 1;
+  return m;
+}
+
+detection::CocoAnnotation lesion(const std::vector<uint8_t>& mask, int64_t h, int64_t w) {
+  detection::CocoAnnotation a;
+  a.category_id = a.label = 1;
+  a.rle = detection::rle_encode(mask.data(), h, w);
+  return a;
+}
+
+void add_detection(detection::ImagePrediction& p, const std::vector<uint8_t>& mask, double score) {
+  detection::EvalDetection d;
+  d.score = score;
+  p.detections.push_back(d);
+  p.masks.push_back(mask);
+}
+
+}  // namespace
+
+TEST_CASE("evaluation summary: per-image, per-patient and lesion figures on hand-made masks") {
+  using namespace detection;
+  constexpr int64_t h = 10, w = 10;
+  CocoDataset truth;
+  CocoImage a{1, w, h, "p1_a.png", {}}, b{2, w, h, "p1_b.png", {}}, c{3, w, h, "p2_a.png", {}};
+  a.annotations = {lesion(rectangle(h, w, 1, 1, 4, 4), h, w), lesion(rectangle(h, w, 6, 6, 8, 8), h, w)};
+  c.annotations = {lesion(rectangle(h, w, 2, 2, 5, 5), h, w)};
+  truth.images = {a, b, c};
+  std::vector<ImagePrediction> predictions(3);
+  add_detection(predictions[0], rectangle(h, w, 1, 1, 4, 4), 0.9);  // the first lesion exactly
+  add_detection(predictions[0], rectangle(h, w, 8, 0, 10, 1), 0.8); // 2 pixels of nothing: a false positive
+  add_detection(predictions[0], rectangle(h, w, 6, 6, 8, 8), 0.3);  // the second lesion, below the threshold
+  // Image b: nothing in truth, nothing predicted. Image c: a lesion, nothing predicted.
+  const auto s = summarize_segmentation(truth, predictions, {"p1", "p1", "p2"}, 0.5, 0.5);
+  REQUIRE(s.images.size() == 3);
+  // a: truth 9 + 4 px, prediction 9 + 2 px, overlap 9.
+  CHECK(s.images[0].overlap.dice == doctest::Approx(18.0 / 24.0));
+  CHECK(s.images[0].overlap.iou == doctest::Approx(9.0 / 15.0));
+  CHECK(s.images[0].lesions == 2);
+  CHECK(s.images[0].detected == 1);
+  CHECK(s.images[0].false_positives == 1);
+  CHECK(s.images[1].overlap.dice == 1.0);  // both empty: a correct "no tumour"
+  CHECK(s.images[1].overlap.hd95 == 0.0);
+  CHECK(s.images[2].overlap.dice == 0.0);  // missed lesion
+  CHECK(std::isnan(s.images[2].overlap.hd95));
+  CHECK(s.mean_dice == doctest::Approx((0.75 + 1.0 + 0.0) / 3));
+  CHECK(s.hd95_undefined == 1);
+  CHECK(s.mean_hd95 == doctest::Approx((s.images[0].overlap.hd95 + 0.0) / 2));
+  CHECK(s.lesions == 3);
+  CHECK(s.detected == 1);
+  CHECK(s.sensitivity == doctest::Approx(1.0 / 3));
+  CHECK(s.false_positives_per_image == doctest::Approx(1.0 / 3));
+  REQUIRE(s.patients.size() == 2);
+  CHECK(s.patients[0].patient == "p1");
+  CHECK(s.patients[0].images == 2);
+  CHECK(s.patients[0].dice == doctest::Approx(0.75));  // pooled: b adds no pixels
+  CHECK(s.patients[1].dice == 0.0);
+  CHECK(std::isnan(s.patients[1].hd95));
+  // Lowering the threshold brings in the second lesion's detection.
+  const auto low = summarize_segmentation(truth, predictions, {"p1", "p1", "p2"}, 0.25, 0.5);
+  CHECK(low.images[0].detected == 2);
+  CHECK(low.images[0].overlap.dice == doctest::Approx(26.0 / 28.0));
+  // A stricter lesion rule: a half-overlapping detection no longer counts.
+  predictions[0].masks[0] = rectangle(h, w, 1, 1, 4, 3);  // 6 of the lesion's 9 pixels: IoU 0.67
+  CHECK(summarize_segmentation(truth, predictions, {"p1", "p1", "p2"}, 0.5, 0.7).images[0].detected == 0);
+  CHECK(summarize_segmentation(truth, predictions, {"p1", "p1", "p2"}, 0.5, 0.6).images[0].detected == 1);
 }
