@@ -50,6 +50,9 @@ struct SynthOptions {
 };
 int synth(const SynthOptions& options);
 
+// Gradchecks of every op family (and CPU/CUDA parity with a device); pass/fail table; 1 on failure.
+int selftest();
+
 // Writes to PATH.tmp, then renames: a crash never leaves half a file. Errors name the path.
 void write_file_atomically(const std::string& path, const std::string& text);
 

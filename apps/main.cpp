@@ -3,6 +3,7 @@
 //   predict   detections as COCO results JSON  bench    train-step and inference timing
 //   split     patient-grouped train/val split of a COCO file
 //   train     train from a recipe on COCO data     eval     COCO AP, Dice/HD95, lesions, HTML report
+//   synth     synthetic MRI-like COCO set          selftest gradchecks (and CUDA parity) on this machine
 #include <CLI/CLI.hpp>
 #include <iostream>
 
@@ -90,6 +91,8 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("--negative-fraction", synth.negative_fraction, "share of slices without tumour (default 0.15)");
   synth_cmd->add_option("--seed", synth.seed, "random seed (default 0)");
 
+  auto* selftest_cmd = app.add_subcommand("selftest", "check every op's gradients (and CUDA vs CPU) on this machine");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*version) {
@@ -108,6 +111,8 @@ int main(int argc, char** argv) {
       return mrcnn::apps::bench(bench);
     } else if (*split_cmd) {
       return mrcnn::apps::split(split);
+    } else if (*selftest_cmd) {
+      return mrcnn::apps::selftest();
     } else if (*synth_cmd) {
       return mrcnn::apps::synth(synth);
     } else if (*eval_cmd) {

@@ -76,7 +76,7 @@ std::string tick_label(double v) {
   return text;
 }
 
-const uint8_t kBlack[3] = {0, 0, 0}, kGrey[3] = {220, 220, 220};
+const uint8_t kBlack[3] = {0, 0, 0}, kGrey[3] = {220, 220, 220}, kWhite[3] = {255, 255, 255};
 const uint8_t kColours[][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40}, {148, 103, 189}, {140, 86, 75}};
 
 void draw_chart(Canvas& canvas, int64_t left, const Chart& chart) {
@@ -89,6 +89,8 @@ void draw_chart(Canvas& canvas, int64_t left, const Chart& chart) {
       x_lo = std::min(x_lo, s.x[i]), x_hi = std::max(x_hi, s.x[i]);
       y_lo = std::min(y_lo, ty(s.y[i])), y_hi = std::max(y_hi, ty(s.y[i]));
     }
+  if (std::isfinite(chart.y_min)) y_lo = ty(chart.y_min);
+  if (std::isfinite(chart.y_max)) y_hi = ty(chart.y_max);
   canvas.text(left + kMarginL, 8, chart.title, kBlack);
   if (!std::isfinite(x_lo)) return;  // nothing to draw yet
   if (x_hi == x_lo) x_hi = x_lo + 1;
@@ -105,7 +107,7 @@ void draw_chart(Canvas& canvas, int64_t left, const Chart& chart) {
   }
   for (int t = 0; t <= 4; ++t) {
     const double v = x_lo + t / 4.0 * (x_hi - x_lo);
-    canvas.text(static_cast<int64_t>(X(v)) - 8, static_cast<int64_t>(py0) + 6, tick_label(std::round(v * 10) / 10), kBlack);
+    canvas.text(static_cast<int64_t>(X(v)) - 8, static_cast<int64_t>(py0) + 6, tick_label(std::round(v)), kBlack);
   }
   canvas.text(static_cast<int64_t>((px0 + px1) / 2) - 20, kH - 14, "epoch", kBlack);
   canvas.line(px0, py0, px1, py0, kBlack);
@@ -125,9 +127,12 @@ void draw_chart(Canvas& canvas, int64_t left, const Chart& chart) {
       canvas.line(x - 1, y - 1, x + 1, y + 1, c, 2);
       prev_x = x, prev_y = y, have_previous = true;
     }
-    const int64_t ly = kTop + 4 + static_cast<int64_t>(k) * 14;  // legend, top right
-    canvas.line(px1 - 130, ly + 4, px1 - 114, ly + 4, c, 2);
-    canvas.text(static_cast<int64_t>(px1) - 108, ly, s.name, kBlack);
+  }
+  for (size_t k = 0; k < chart.series.size(); ++k) {  // legend last, top right, on white
+    const int64_t ly = kTop + 4 + static_cast<int64_t>(k) * 14;
+    for (int64_t y = ly - 2; y < ly + 12; ++y) canvas.line(px1 - 134, static_cast<double>(y), px1 - 2, static_cast<double>(y), kWhite);
+    canvas.line(px1 - 130, ly + 4, px1 - 114, ly + 4, kColours[k % 6], 2);
+    canvas.text(static_cast<int64_t>(px1) - 108, ly, chart.series[k].name, kBlack);
   }
 }
 
@@ -175,7 +180,7 @@ void draw_training_curves(const std::string& run_dir) {
     for (const auto& e : epochs) s.x.push_back(number_at(e, {"epoch"})), s.y.push_back(number_at(e, {key}));
     losses.series.push_back(s);
   }
-  Chart metrics{"validation", {}, false};
+  Chart metrics{"validation", {}, false, 0.0, 1.0};
   const auto val = read_lines(run / "metrics.jsonl");
   const std::pair<std::vector<const char*>, const char*> keys[] = {
       {{"segm", "AP"}, "segm AP"}, {{"segm", "AP50"}, "segm AP50"}, {{"bbox", "AP"}, "bbox AP"}, {{"dice"}, "Dice"}};

@@ -1,6 +1,7 @@
 // Small raster charts for the run folder, drawn without any plotting library: line plots on a
 // white canvas with axes, tick labels and a legend in a built-in 3x5 pixel font, saved as PNG.
 #pragma once
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@ struct Chart {
   std::string title;
   std::vector<Series> series;
   bool log_y = false;
+  double y_min = NAN, y_max = NAN;  // fixed y range (e.g. 0..1 for metrics); NaN: from the data
 };
 
 // Charts side by side in one PNG (each 480x360 pixels).

@@ -8,23 +8,36 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <limits>
 #include <memory>
+#include <sstream>
 
 namespace mrcnn::detection {
 
-Tensor load_image(const std::string& path, int64_t channels) {
+Tensor decode_image(const std::string& bytes, const std::string& name, int64_t channels) {
   check(channels == 1 || channels == 3, "load_image: the model takes ", channels, " channels; only 1 or 3 are supported");
+  check(bytes.size() <= static_cast<size_t>(std::numeric_limits<int>::max()), name, ": file too large for an image");
+  const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
+  const int size = static_cast<int>(bytes.size());
   int width = 0, height = 0, file_channels = 0;
-  const bool sixteen = stbi_is_16_bit(path.c_str()) != 0;
+  // Header first: a hostile header must not make stb allocate gigabytes before failing.
+  if (stbi_info_from_memory(data, size, &width, &height, &file_channels) == 0) {
+    const char* reason = stbi_failure_reason();
+    throw Error(str_cat(name, ": cannot read image (", reason ? reason : "unknown format", ")"));
+  }
+  check(width > 0 && height > 0, name, ": image has no pixels");
+  check(static_cast<int64_t>(width) * height <= kMaxImagePixels, name, ": image is ", width, "x", height,
+        ", more than the ", kMaxImagePixels / 1000000, " megapixels this tool accepts");
+  const bool sixteen = stbi_is_16_bit_from_memory(data, size) != 0;
   std::unique_ptr<void, void (*)(void*)> pixels(
-      sixteen ? static_cast<void*>(stbi_load_16(path.c_str(), &width, &height, &file_channels, static_cast<int>(channels)))
-              : static_cast<void*>(stbi_load(path.c_str(), &width, &height, &file_channels, static_cast<int>(channels))),
+      sixteen ? static_cast<void*>(stbi_load_16_from_memory(data, size, &width, &height, &file_channels, static_cast<int>(channels)))
+              : static_cast<void*>(stbi_load_from_memory(data, size, &width, &height, &file_channels, static_cast<int>(channels))),
       stbi_image_free);
   if (!pixels) {
     const char* reason = stbi_failure_reason();
-    throw Error(str_cat(path, ": cannot read image (", reason ? reason : "unknown error", ")"));
+    throw Error(str_cat(name, ": cannot read image (", reason ? reason : "unknown error", ")"));
   }
-  check(width > 0 && height > 0, path, ": image has no pixels");
   Tensor image = empty({channels, height, width});
   float* out = image.data<float>();
   const int64_t plane = static_cast<int64_t>(width) * height;
@@ -36,6 +49,15 @@ Tensor load_image(const std::string& path, int64_t channels) {
       out[c * plane + i] = v * scale;
     }
   return image;
+}
+
+Tensor load_image(const std::string& path, int64_t channels) {
+  std::ifstream in(path, std::ios::binary);
+  check(static_cast<bool>(in), path, ": cannot read image (cannot open file)");
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  check(!in.bad(), path, ": cannot read image (read error)");
+  return decode_image(bytes.str(), path, channels);
 }
 
 void write_png(const std::string& path, const std::vector<uint8_t>& rgb, int64_t height, int64_t width) {

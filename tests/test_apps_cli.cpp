@@ -105,7 +105,7 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
 
   test::Run run = test::run_mrcnn("predict --weights " + weights + " " + (dir / "missing.png").string() + " --json " + json);
   CHECK(run.status == 1);
-  CHECK(run.output == "mrcnn: error: " + (dir / "missing.png").string() + ": cannot read image (can't fopen)\n");
+  CHECK(run.output == "mrcnn: error: " + (dir / "missing.png").string() + ": cannot read image (cannot open file)\n");
   run = test::run_mrcnn("predict --weights " + weights + " " + (dir / "broken.jpg").string() + " --json " + json);
   CHECK(run.status == 1);
   CHECK(run.output.rfind("mrcnn: error: " + (dir / "broken.jpg").string() + ": cannot read image (", 0) == 0);
