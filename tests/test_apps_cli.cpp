@@ -10,6 +10,7 @@
 
 #include <unistd.h>
 
+#include "cuda/context.h"
 #include "maskrcnn/image_io.h"
 #include "maskrcnn/model_io.h"
 #include "maskrcnn/rle.h"
@@ -126,4 +127,21 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   CHECK(run.output == "mrcnn: error: --device cuda: only cpu runs the model in this build (CUDA model support is issue 6)\n");
   CHECK(!fs::exists(json));  // nothing half-written
   fs::remove_all(dir);
+}
+
+TEST_CASE("mrcnn selftest: every op family's gradcheck passes, with a table") {
+  const test::Run run = test::run_mrcnn("selftest");
+  INFO(run.output);
+  CHECK(run.status == 0);
+  for (const char* op : {"conv2d 3x3 pad 1 + bias", "conv_transpose2d 2x2 stride 2", "roi_align 3x3 sampling 2",
+                         "group_norm 2 groups", "cross_entropy", "max_pool2d 3x3 stride 2 pad 1"})
+    CHECK(run.output.find(op) != std::string::npos);
+  CHECK(run.output.find("FAIL") == std::string::npos);
+  // 23 CPU cases; with a device each also runs on the GPU, without one the table says why not.
+  if (cuda::is_available()) {
+    CHECK(run.output.find("46 passed, 0 failed") != std::string::npos);
+  } else {
+    CHECK(run.output.find("23 passed, 0 failed") != std::string::npos);
+    CHECK(run.output.find("CUDA vs CPU: skipped (") != std::string::npos);
+  }
 }
