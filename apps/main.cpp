@@ -4,10 +4,12 @@
 //   split     patient-grouped train/val split of a COCO file
 //   train     train from a recipe on COCO data     eval     COCO AP, Dice/HD95, lesions, HTML report
 //   synth     synthetic MRI-like COCO set          selftest gradchecks (and CUDA parity) on this machine
+//   curves    redraw a run's curves.png
 #include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "apps/commands.h"
+#include "apps/plot.h"
 #include "cuda/context.h"
 #include "tensor/parallel.h"
 #include "tensor/safetensors.h"
@@ -91,6 +93,9 @@ int main(int argc, char** argv) {
   synth_cmd->add_option("--negative-fraction", synth.negative_fraction, "share of slices without tumour (default 0.15)");
   synth_cmd->add_option("--seed", synth.seed, "random seed (default 0)");
 
+  std::string curves_run;
+  auto* curves_cmd = app.add_subcommand("curves", "redraw RUN/curves.png from a run's epochs.jsonl and metrics.jsonl");
+  curves_cmd->add_option("run", curves_run, "run folder (mrcnn train --out)")->required();
   auto* selftest_cmd = app.add_subcommand("selftest", "check every op's gradients (and CUDA vs CPU) on this machine");
 
   CLI11_PARSE(app, argc, argv);
@@ -111,6 +116,9 @@ int main(int argc, char** argv) {
       return mrcnn::apps::bench(bench);
     } else if (*split_cmd) {
       return mrcnn::apps::split(split);
+    } else if (*curves_cmd) {
+      mrcnn::apps::draw_training_curves(curves_run);
+      std::printf("wrote %s/curves.png\n", curves_run.c_str());
     } else if (*selftest_cmd) {
       return mrcnn::apps::selftest();
     } else if (*synth_cmd) {

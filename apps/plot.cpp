@@ -76,11 +76,11 @@ std::string tick_label(double v) {
   return text;
 }
 
-const uint8_t kBlack[3] = {0, 0, 0}, kGrey[3] = {220, 220, 220}, kWhite[3] = {255, 255, 255};
+const uint8_t kBlack[3] = {0, 0, 0}, kGrey[3] = {220, 220, 220};
 const uint8_t kColours[][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40}, {148, 103, 189}, {140, 86, 75}};
 
 void draw_chart(Canvas& canvas, int64_t left, const Chart& chart) {
-  constexpr int64_t kW = 480, kH = 360, kMarginL = 56, kMarginR = 16, kTop = 30, kBottom = 40;
+  constexpr int64_t kW = 480, kH = 360, kMarginL = 56, kMarginR = 16, kTop = 56, kBottom = 40;
   double x_lo = INFINITY, x_hi = -INFINITY, y_lo = INFINITY, y_hi = -INFINITY;
   const auto ty = [&](double v) { return chart.log_y ? std::log10(v) : v; };
   for (const auto& s : chart.series)
@@ -91,7 +91,7 @@ void draw_chart(Canvas& canvas, int64_t left, const Chart& chart) {
     }
   if (std::isfinite(chart.y_min)) y_lo = ty(chart.y_min);
   if (std::isfinite(chart.y_max)) y_hi = ty(chart.y_max);
-  canvas.text(left + kMarginL, 8, chart.title, kBlack);
+  canvas.text(left + kMarginL, 6, chart.title, kBlack);
   if (!std::isfinite(x_lo)) return;  // nothing to draw yet
   if (x_hi == x_lo) x_hi = x_lo + 1;
   if (y_hi == y_lo) y_hi = y_lo + 1;
@@ -128,11 +128,15 @@ void draw_chart(Canvas& canvas, int64_t left, const Chart& chart) {
       prev_x = x, prev_y = y, have_previous = true;
     }
   }
-  for (size_t k = 0; k < chart.series.size(); ++k) {  // legend last, top right, on white
-    const int64_t ly = kTop + 4 + static_cast<int64_t>(k) * 14;
-    for (int64_t y = ly - 2; y < ly + 12; ++y) canvas.line(px1 - 134, static_cast<double>(y), px1 - 2, static_cast<double>(y), kWhite);
-    canvas.line(px1 - 130, ly + 4, px1 - 114, ly + 4, kColours[k % 6], 2);
-    canvas.text(static_cast<int64_t>(px1) - 108, ly, chart.series[k].name, kBlack);
+  // Legend in the top margin, flowing left to right (never over the data).
+  int64_t lx = left + kMarginL, ly = 22;
+  for (size_t k = 0; k < chart.series.size(); ++k) {
+    const int64_t width = 24 + 8 * static_cast<int64_t>(chart.series[k].name.size()) + 12;
+    if (lx + width > left + kW - kMarginR) lx = left + kMarginL, ly += 14;
+    canvas.line(static_cast<double>(lx), static_cast<double>(ly + 4), static_cast<double>(lx + 16),
+                static_cast<double>(ly + 4), kColours[k % 6], 2);
+    canvas.text(lx + 22, ly, chart.series[k].name, kBlack);
+    lx += width;
   }
 }
 

@@ -31,7 +31,7 @@ recipe = {
     "block": "basic", "layers": [1, 1, 1, 1], "norm": "gn", "trainable_layers": 5, "fpn_out_channels": 32,
     "representation_size": 32, "mask_layers": [32], "mask_dim_reduced": 32,
     "anchor_sizes": [[8], [16], [32], [64], [128]], "box_score_thresh": 0.0,
-    "train": {"epochs": 1, "batch_size": 2, "lr": 0.01, "warmup_iters": 2, "val_every": 1},
+    "train": {"epochs": 4, "batch_size": 2, "lr": 0.02, "warmup_iters": 2, "val_every": 4},
 }
 with open(os.path.join(work, "recipe.json"), "w") as f:
     json.dump(recipe, f)
