@@ -118,6 +118,16 @@ CocoDataset parse_coco(const std::string& json_text, const std::string& name) {
         skip(ann.polygons.empty() && !bad_polygon ? "no polygon" : "polygon with fewer than 3 points");
         continue;
       }
+      // A vertex far outside the image is a labelling or export error, and rasterising its edge
+      // would walk (and allocate) one step per 1/5 pixel of its length.
+      const double extent = static_cast<double>(std::max(image.width, image.height));
+      const bool far_outside = std::any_of(ann.polygons.begin(), ann.polygons.end(), [&](const std::vector<double>& p) {
+        return std::any_of(p.begin(), p.end(), [&](double v) { return !(v >= -extent && v <= 2 * extent); });
+      });
+      if (far_outside) {
+        skip(str_cat("polygon vertex far outside the ", image.width, "x", image.height, " image"));
+        continue;
+      }
     } else if (seg.is_object()) {
       const json& size = r.array(seg, "size", where + ".segmentation");
       check(size.size() == 2 && size[0] == image.height && size[1] == image.width, context, "RLE size ", size.dump(),

@@ -6,6 +6,7 @@
 #include <stb_image.h>
 #include <stb_image_write.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -15,9 +16,58 @@
 
 namespace mrcnn::detection {
 
+namespace {
+
+// Debian's stb_image 2.27 writes past its 257-entry Huffman size table, and past the 256 code values
+// after it, when a JPEG's DHT segment declares more than 256 codes for one table (fixed upstream in
+// 2.28; found by tests/fuzz/fuzz_image). Such a file is corrupt anyway, so it is refused before stb
+// parses it. The walk follows stb's reading: tables are read while the segment's remaining length
+// is positive, 17 header bytes plus the declared codes each, even past the declared length.
+void check_jpeg_huffman_tables(const std::string& bytes, const std::string& name) {
+  const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  if (n < 4 || b[0] != 0xFF || b[1] != 0xD8) return;  // not a JPEG
+  size_t i = 2;
+  while (i + 4 <= n) {
+    if (b[i] != 0xFF) {  // entropy-coded data: look for the next marker
+      ++i;
+      continue;
+    }
+    const unsigned char marker = b[i + 1];
+    if (marker == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (marker == 0x00 || marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) {  // stuffing, TEM, RSTn, SOI
+      i += 2;
+      continue;
+    }
+    if (marker == 0xD9) return;  // EOI
+    const size_t length = (static_cast<size_t>(b[i + 2]) << 8) | b[i + 3];
+    size_t next = i + 2 + length;
+    if (marker == 0xC4) {
+      int64_t remaining = static_cast<int64_t>(length) - 2;
+      size_t p = i + 4;
+      while (remaining > 0 && p + 17 <= n) {
+        if ((b[p] >> 4) > 1 || (b[p] & 15) > 3) break;  // stb rejects the table class/id itself
+        size_t codes = 0;
+        for (size_t k = 1; k <= 16; ++k) codes += b[p + k];
+        check(codes <= 256, name, ": cannot read image (corrupt JPEG: a Huffman table declares ", codes, " codes, at most 256)");
+        remaining -= static_cast<int64_t>(17 + codes);
+        p += 17 + codes;
+      }
+      next = std::max(next, p);
+    }
+    i = next;
+  }
+}
+
+}  // namespace
+
 Tensor decode_image(const std::string& bytes, const std::string& name, int64_t channels) {
   check(channels == 1 || channels == 3, "load_image: the model takes ", channels, " channels; only 1 or 3 are supported");
   check(bytes.size() <= static_cast<size_t>(std::numeric_limits<int>::max()), name, ": file too large for an image");
+  check_jpeg_huffman_tables(bytes, name);
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int size = static_cast<int>(bytes.size());
   int width = 0, height = 0, file_channels = 0;

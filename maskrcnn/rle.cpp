@@ -96,6 +96,9 @@ Rle rle_from_polygon(const std::vector<double>& xy, int64_t height, int64_t widt
   constexpr double kScale = 5;  // sub-pixel resolution of the outline walk
   const size_t k = xy.size() / 2;
   std::vector<int64_t> px(k + 1), py(k + 1);
+  // Coordinates are bounded first: the walk below takes one step per 1/5 pixel of each edge.
+  const double limit = 4.0 * static_cast<double>(std::max<int64_t>({height, width, 1}));
+  for (double c : xy) check(c >= -limit && c <= limit, "polygon: vertex coordinate ", c, " is far outside the ", width, "x", height, " image");
   for (size_t j = 0; j < k; ++j) {
     px[j] = static_cast<int64_t>(kScale * xy[2 * j] + 0.5);  // C's (int) cast: truncation toward zero
     py[j] = static_cast<int64_t>(kScale * xy[2 * j + 1] + 0.5);
@@ -108,8 +111,12 @@ Rle rle_from_polygon(const std::vector<double>& xy, int64_t height, int64_t widt
     const int64_t dx = std::llabs(xe - xs), dy = std::llabs(ys - ye);
     const bool flip = (dx >= dy && xs > xe) || (dx < dy && ys > ye);
     if (flip) std::swap(xs, xe), std::swap(ys, ye);
-    const double slope = dx >= dy ? static_cast<double>(ye - ys) / static_cast<double>(dx)
-                                  : static_cast<double>(xe - xs) / static_cast<double>(dy);
+    // A repeated vertex (dx = dy = 0) gives pycocotools 0/0 = NaN here and an (int)NaN outline
+    // point; that point sits between two of the same column and is never read, so slope 0 (a
+    // defined value) gives the same mask without the undefined conversion.
+    const double slope = dx == 0 && dy == 0 ? 0.0
+                         : dx >= dy         ? static_cast<double>(ye - ys) / static_cast<double>(dx)
+                                            : static_cast<double>(xe - xs) / static_cast<double>(dy);
     const int64_t steps = std::max(dx, dy);
     for (int64_t d = 0; d <= steps; ++d) {
       const int64_t t = flip ? steps - d : d;

@@ -28,7 +28,8 @@ const char* kExport = R"({
     {"id": 3, "iscrowd": 0, "image_id": 2, "category_id": 7, "segmentation": [[1, 2, 3, 4]], "bbox": [1, 2, 2, 2], "area": 2},
     {"id": 4, "iscrowd": 0, "image_id": 2, "category_id": 9, "segmentation": [[1, 1, 5, 1, 5, 5]], "bbox": [1, 1, 4, 4], "area": 8},
     {"id": 5, "iscrowd": 0, "image_id": 2, "category_id": 7, "segmentation": [[1, 1, 5, 1, 5, 5]], "bbox": [1, 1, 0, 4], "area": 0},
-    {"id": 6, "iscrowd": 0, "image_id": 2, "category_id": 7, "segmentation": [[1, 1, 5, 1, 5, 5]], "bbox": [20, 1, 4, 4], "area": 8}
+    {"id": 6, "iscrowd": 0, "image_id": 2, "category_id": 7, "segmentation": [[1, 1, 5, 1, 5, 5]], "bbox": [20, 1, 4, 4], "area": 8},
+    {"id": 7, "iscrowd": 0, "image_id": 2, "category_id": 7, "segmentation": [[1, 1, 5, 1, 5, 5e9]], "bbox": [1, 1, 4, 4], "area": 8}
   ]
 })";
 }  // namespace
@@ -42,13 +43,14 @@ TEST_CASE("coco: Make Sense export, labels by category id, negatives kept, unusa
   REQUIRE(data.images[0].annotations.size() == 2);
   CHECK(data.images[0].annotations[0].label == 2);
   CHECK(data.images[0].annotations[1].label == 1);
-  CHECK(data.images[1].annotations.empty());  // all four were unusable
+  CHECK(data.images[1].annotations.empty());  // all five were unusable
   CHECK(data.images[2].annotations.empty());  // a negative slice, kept
-  REQUIRE(data.warnings.size() == 4);
+  REQUIRE(data.warnings.size() == 5);
   CHECK(data.warnings[0] == "labels.json: annotations[2] (p1_4.jpg): polygon with fewer than 3 points; skipped");
   CHECK(data.warnings[1] == "labels.json: annotations[3] (p1_4.jpg): unknown category_id 9; skipped");
   CHECK(data.warnings[2] == "labels.json: annotations[4] (p1_4.jpg): zero-area bbox [1, 1, 0, 4]; skipped");
   CHECK(data.warnings[3] == "labels.json: annotations[5] (p1_4.jpg): bbox [20, 1, 4, 4] lies outside the 14x12 image; skipped");
+  CHECK(data.warnings[4] == "labels.json: annotations[6] (p1_4.jpg): polygon vertex far outside the 14x12 image; skipped");
 
   const Target t = coco_target(data.images[0]);
   CHECK(t.boxes.sizes() == Shape{2, 4});

@@ -89,6 +89,18 @@ TEST_CASE("images: gray, RGB, RGBA, BMP and 16-bit PNG, converted to the model's
   CHECK(test::error_of([&] { load_image((dir / "broken.png").string(), 1); }).rfind((dir / "broken.png").string() + ": cannot read image (", 0) == 0);
   CHECK(test::error_of([&] { load_image((dir / "rgb.png").string(), 2); }) ==
         "load_image: the model takes 2 channels; only 1 or 3 are supported");
+  // A JPEG whose Huffman table declares 937 codes: Debian's stb 2.27 would write past its tables
+  // (found by fuzz_image); it is refused before decoding. The committed fuzz corpus keeps the file.
+  std::ifstream hostile_file(test::source_path("tests/fuzz/corpus/image/regression_dht_too_many_codes.jpg"), std::ios::binary);
+  const std::string hostile((std::istreambuf_iterator<char>(hostile_file)), std::istreambuf_iterator<char>());
+  REQUIRE(hostile.size() > 100);
+  CHECK(test::error_of([&] { decode_image(hostile, "hostile.jpg", 1); }) ==
+        "hostile.jpg: cannot read image (corrupt JPEG: a Huffman table declares 937 codes, at most 256)");
+  // Dimensions are checked from the header before any pixel memory: a 30000x30000 PNG header.
+  std::string huge = png16(2, 2, {0, 0, 0, 0});
+  for (int k = 0; k < 2; ++k) huge[16 + k * 4] = 0, huge[17 + k * 4] = 0, huge[18 + k * 4] = 0x75, huge[19 + k * 4] = 0x30;
+  CHECK(test::error_of([&] { decode_image(huge, "huge.png", 1); }) ==
+        "huge.png: image is 30000x30000, more than the 100 megapixels this tool accepts");
   fs::remove_all(dir);
 }
 

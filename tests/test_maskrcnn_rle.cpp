@@ -54,6 +54,9 @@ TEST_CASE("polygons rasterise exactly as pycocotools (frPyObjects + merge)") {
       {"two parts", {{0.5, 0.5, 5, 0.5, 5, 5}, {8, 6, 13.7, 6.2, 11, 11.9, 7.6, 10}}, "i01;1O1X11fN1O1OO1N2NL", 30},
       {"partly outside the image", {{-3, -2, 6, -1, 18, 14, 2, 9}}, "0662N1O001O000100O1O2O0O1O1O", 111},
       {"smaller than a pixel", {{3.2, 3.2, 3.6, 3.3, 3.4, 3.7}}, "W11P4", 1},
+      // A vertex repeated (a double click in the labelling tool): pycocotools divides 0 by 0 there
+      // (found by fuzz_coco as undefined behaviour in our port); the mask is the triangle's.
+      {"repeated vertices", {{2, 1, 2, 1, 9.5, 3.2, 9.5, 3.2, 4.1, 8.7}}, "i02:3N1NO1O2N1Oj1", 25},
   };
   for (const auto& c : cases) {
     CAPTURE(c.name);
@@ -70,4 +73,7 @@ TEST_CASE("polygons rasterise exactly as pycocotools (frPyObjects + merge)") {
     for (int x = 1; x <= 3; ++x) expected[y * 6 + x] = 1;
   CHECK(square == expected);
   CHECK(test::error_of([] { rle_from_polygon({1, 2, 3, 4}, 5, 5); }) == "polygon: needs at least 3 (x, y) points, got 4 numbers");
+  // A far-away vertex would make the outline walk allocate for every fifth of a pixel of its edge.
+  CHECK(test::error_of([] { rle_from_polygon({1, 2, 3, 4, 1e12, 1}, 5, 5); }) ==
+        "polygon: vertex coordinate 1e+12 is far outside the 5x5 image");
 }
