@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "maskrcnn/json_fields.h"
 #include "tensor/error.h"
 
 namespace mrcnn::apps {
@@ -53,19 +54,7 @@ nn::LRSchedule TrainSettings::lr_schedule(int64_t iterations_per_epoch) const {
 TrainSettings train_settings_from_json(const nlohmann::json& json) {
   check(json.is_object(), "config: \"train\" must be an object, got ", json.type_name());
   TrainSettings settings;
-  std::vector<std::string> known;
-  for_each_setting(settings, [&](const char* key, auto& field) {
-    known.push_back(key);
-    const auto it = json.find(key);
-    if (it == json.end() || it->is_null()) return;
-    try {
-      field = it->template get<std::decay_t<decltype(field)>>();
-    } catch (const nlohmann::json::exception&) {
-      throw Error(str_cat("config: train.", key, " has the wrong type (", it->type_name(), ")"));
-    }
-  });
-  for (const auto& [key, value] : json.items())
-    check(std::find(known.begin(), known.end(), key) != known.end(), "config: unknown key \"train.", key, "\"");
+  detection::read_json_fields(json, settings, [](TrainSettings& s, auto&& fn) { for_each_setting(s, fn); }, "train.");
   auto need = [](bool ok, const char* key, const char* why) { check(ok, "config: train.", key, " ", why); };
   need(settings.epochs >= 1, "epochs", "must be >= 1");
   need(settings.batch_size >= 1, "batch_size", "must be >= 1");

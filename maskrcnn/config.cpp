@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "maskrcnn/json_fields.h"
 #include "tensor/error.h"
 
 namespace mrcnn::detection {
@@ -121,21 +122,9 @@ void Config::validate() const {
 Config config_from_json(const nlohmann::json& json) {
   check(json.is_object(), "config: expected a JSON object, got ", json.type_name());
   Config config;
-  std::vector<std::string> known;
-  for_each_field(config, [&](const char* key, auto& field) {
-    known.push_back(key);
-    const auto it = json.find(key);
-    if (it == json.end() || it->is_null()) return;
-    try {
-      field = it->template get<std::decay_t<decltype(field)>>();
-    } catch (const nlohmann::json::exception&) {
-      throw Error(str_cat("config: ", key, " has the wrong type (", it->type_name(), ")"));
-    }
-  });
   // "train" holds a recipe's training settings (read by `mrcnn train`), so one file serves train,
   // predict and eval.
-  for (const auto& [key, value] : json.items())
-    check(key == "train" || std::find(known.begin(), known.end(), key) != known.end(), "config: unknown key \"", key, "\"");
+  read_json_fields(json, config, [](Config& c, auto&& fn) { for_each_field(c, fn); }, "", {"train"});
   config.validate();
   return config;
 }

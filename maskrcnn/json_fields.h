@@ -1,0 +1,33 @@
+// Reading a settings struct from a JSON object through a field visitor
+// (`for_each_field(object, [](const char* key, auto& field) {...})`): each present, non-null key is
+// converted to its field's type; a wrong type or a key the visitor does not declare is an error that
+// names the key as `prefix + key`. Used for the model config and a recipe's "train" section.
+#pragma once
+#include <algorithm>
+#include <string>
+#include <vector>
+#include <nlohmann/json.hpp>
+
+#include "tensor/error.h"
+
+namespace mrcnn::detection {
+
+template <typename Object, typename ForEachField>
+void read_json_fields(const nlohmann::json& json, Object& object, ForEachField&& for_each_field, const std::string& prefix,
+                      const std::vector<std::string>& other_keys = {}) {
+  std::vector<std::string> known = other_keys;
+  for_each_field(object, [&](const char* key, auto& field) {
+    known.push_back(key);
+    const auto it = json.find(key);
+    if (it == json.end() || it->is_null()) return;
+    try {
+      field = it->template get<std::decay_t<decltype(field)>>();
+    } catch (const nlohmann::json::exception&) {
+      throw Error(str_cat("config: ", prefix, key, " has the wrong type (", it->type_name(), ")"));
+    }
+  });
+  for (const auto& [key, value] : json.items())
+    check(std::find(known.begin(), known.end(), key) != known.end(), "config: unknown key \"", prefix, key, "\"");
+}
+
+}  // namespace mrcnn::detection
