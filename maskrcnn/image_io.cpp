@@ -26,8 +26,10 @@ namespace {
 void check_jpeg_huffman_tables(const std::string& bytes, const std::string& name) {
   const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
   const size_t n = bytes.size();
-  if (n < 4 || b[0] != 0xFF || b[1] != 0xD8) return;  // not a JPEG
-  size_t i = 2;
+  size_t i = 0;
+  while (i < n && b[i] == 0xFF) ++i;  // stb accepts fill bytes before SOI too
+  if (i == 0 || i >= n || b[i] != 0xD8) return;  // not a JPEG
+  ++i;
   while (i + 4 <= n) {
     if (b[i] != 0xFF) {  // entropy-coded data: look for the next marker
       ++i;
@@ -46,12 +48,14 @@ void check_jpeg_huffman_tables(const std::string& bytes, const std::string& name
     const size_t length = (static_cast<size_t>(b[i + 2]) << 8) | b[i + 3];
     size_t next = i + 2 + length;
     if (marker == 0xC4) {
+      // Past the end of the file stb reads zeros; so does this walk (a truncated table still counts).
+      const auto at = [&](size_t k) -> size_t { return k < n ? b[k] : 0; };
       int64_t remaining = static_cast<int64_t>(length) - 2;
       size_t p = i + 4;
-      while (remaining > 0 && p + 17 <= n) {
-        if ((b[p] >> 4) > 1 || (b[p] & 15) > 3) break;  // stb rejects the table class/id itself
+      while (remaining > 0) {
+        if ((at(p) >> 4) > 1 || (at(p) & 15) > 3) break;  // stb rejects the table class/id itself
         size_t codes = 0;
-        for (size_t k = 1; k <= 16; ++k) codes += b[p + k];
+        for (size_t k = 1; k <= 16; ++k) codes += at(p + k);
         check(codes <= 256, name, ": cannot read image (corrupt JPEG: a Huffman table declares ", codes, " codes, at most 256)");
         remaining -= static_cast<int64_t>(17 + codes);
         p += 17 + codes;
@@ -64,7 +68,7 @@ void check_jpeg_huffman_tables(const std::string& bytes, const std::string& name
 
 }  // namespace
 
-Tensor decode_image(const std::string& bytes, const std::string& name, int64_t channels) {
+Tensor decode_image(const std::string& bytes, const std::string& name, int64_t channels, int64_t max_pixels) {
   check(channels == 1 || channels == 3, "load_image: the model takes ", channels, " channels; only 1 or 3 are supported");
   check(bytes.size() <= static_cast<size_t>(std::numeric_limits<int>::max()), name, ": file too large for an image");
   check_jpeg_huffman_tables(bytes, name);
@@ -77,8 +81,8 @@ Tensor decode_image(const std::string& bytes, const std::string& name, int64_t c
     throw Error(str_cat(name, ": cannot read image (", reason ? reason : "unknown format", ")"));
   }
   check(width > 0 && height > 0, name, ": image has no pixels");
-  check(static_cast<int64_t>(width) * height <= kMaxImagePixels, name, ": image is ", width, "x", height,
-        ", more than the ", kMaxImagePixels / 1000000, " megapixels this tool accepts");
+  check(static_cast<int64_t>(width) * height <= max_pixels, name, ": image is ", width, "x", height,
+        ", more than the ", max_pixels / 1000000.0, " megapixels this tool accepts");
   const bool sixteen = stbi_is_16_bit_from_memory(data, size) != 0;
   std::unique_ptr<void, void (*)(void*)> pixels(
       sixteen ? static_cast<void*>(stbi_load_16_from_memory(data, size, &width, &height, &file_channels, static_cast<int>(channels)))

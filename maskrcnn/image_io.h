@@ -13,8 +13,9 @@ namespace mrcnn::detection {
 Tensor load_image(const std::string& path, int64_t channels);
 // The same from the file's bytes already in memory; `name` is used in error messages. Images over
 // kMaxImagePixels are refused from their header, before any pixel memory is allocated.
-Tensor decode_image(const std::string& bytes, const std::string& name, int64_t channels);
 constexpr int64_t kMaxImagePixels = 100'000'000;
+Tensor decode_image(const std::string& bytes, const std::string& name, int64_t channels,
+                    int64_t max_pixels = kMaxImagePixels);
 
 // rgb: height * width * 3 bytes, row-major. Written atomically (temp file + rename).
 void write_png(const std::string& path, const std::vector<uint8_t>& rgb, int64_t height, int64_t width);

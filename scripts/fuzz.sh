@@ -28,7 +28,9 @@ for target in "${targets[@]}"; do
   cp tests/fuzz/corpus/$target/* "$corpus"/
   log=build-fuzz/fuzz_$target.log
   # One process (-jobs would share the 2 cores with nothing to gain); 2 GB RSS cap catches allocation bombs.
-  if build-fuzz/fuzz_$target "$corpus" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
+  # A fixed seed: runs on the same corpus try the same inputs in the same order (a time limit only cuts
+  # the sequence shorter or longer), so a clean run here predicts a clean run in CI.
+  if build-fuzz/fuzz_$target "$corpus" -seed="${FUZZ_SEED:-1}" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \
        -max_len=65536 -artifact_prefix="$findings/" -print_final_stats=1 > "$log" 2>&1; then
     result=ok
   else
