@@ -21,11 +21,17 @@ namespace {
 // Debian's stb_image 2.27 writes past its 257-entry Huffman size table, and past the 256 code values
 // after it, when a JPEG's DHT segment declares more than 256 codes for one table (fixed upstream in
 // 2.28; found by tests/fuzz/fuzz_image). Such a file is corrupt anyway, so it is refused before stb
-// parses it. The walk follows stb's reading: tables are read while the segment's remaining length
-// is positive, 17 header bytes plus the declared codes each, even past the declared length.
+// parses it, and so is one whose scan uses an undefined table (see below). The walk follows stb's
+// reading: tables are read while the segment's remaining length is positive, 17 header bytes plus the
+// declared codes each, even past the declared length.
 void check_jpeg_huffman_tables(const std::string& bytes, const std::string& name) {
   const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
   const size_t n = bytes.size();
+  // Past the end of the file stb reads zeros; so does this walk (a truncated table still counts).
+  const auto at = [&](size_t k) -> size_t { return k < n ? b[k] : 0; };
+  // stb mallocs its decoder without clearing it: a scan that decodes with a table no DHT defined
+  // reads garbage code tables and then far out of bounds (a crash; upstream 2.28 bounds the symbol).
+  bool defined[2][4] = {};
   size_t i = 0;
   while (i < n && b[i] == 0xFF) ++i;  // stb accepts fill bytes before SOI too
   if (i == 0 || i >= n || b[i] != 0xD8) return;  // not a JPEG
@@ -47,13 +53,21 @@ void check_jpeg_huffman_tables(const std::string& bytes, const std::string& name
     if (marker == 0xD9) return;  // EOI
     const size_t length = (static_cast<size_t>(b[i + 2]) << 8) | b[i + 3];
     size_t next = i + 2 + length;
+    if (marker == 0xDA) {  // SOS: every Huffman table the scan decodes with must exist by now
+      const size_t components = at(i + 4);
+      const size_t ss = at(i + 5 + 2 * components), se = at(i + 6 + 2 * components);
+      for (size_t c = 0; c < components; ++c) {
+        const size_t tables = at(i + 6 + 2 * c), dc = tables >> 4, ac = tables & 15;
+        check((ss != 0 || dc > 3 || defined[0][dc]) && (se == 0 || ac > 3 || defined[1][ac]), name,
+              ": cannot read image (corrupt JPEG: a scan uses a Huffman table that was never defined)");
+      }
+    }
     if (marker == 0xC4) {
-      // Past the end of the file stb reads zeros; so does this walk (a truncated table still counts).
-      const auto at = [&](size_t k) -> size_t { return k < n ? b[k] : 0; };
       int64_t remaining = static_cast<int64_t>(length) - 2;
       size_t p = i + 4;
       while (remaining > 0) {
         if ((at(p) >> 4) > 1 || (at(p) & 15) > 3) break;  // stb rejects the table class/id itself
+        defined[at(p) >> 4][at(p) & 15] = true;
         size_t codes = 0;
         for (size_t k = 1; k <= 16; ++k) codes += at(p + k);
         check(codes <= 256, name, ": cannot read image (corrupt JPEG: a Huffman table declares ", codes, " codes, at most 256)");

@@ -96,6 +96,17 @@ TEST_CASE("images: gray, RGB, RGBA, BMP and 16-bit PNG, converted to the model's
   REQUIRE(hostile.size() > 100);
   CHECK(test::error_of([&] { decode_image(hostile, "hostile.jpg", 1); }) ==
         "hostile.jpg: cannot read image (corrupt JPEG: a Huffman table declares 937 codes, at most 256)");
+  // A scan that decodes with a Huffman table no DHT defined: stb 2.27 would read garbage tables and
+  // crash (found by fuzz_image in CI). Valid progressive JPEGs, whose DC scans name an AC table
+  // defined only later, still decode.
+  const auto corpus_file = [](const std::string& file) {
+    std::ifstream in(test::source_path("tests/fuzz/corpus/image/" + file), std::ios::binary);
+    return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  };
+  CHECK(test::error_of([&] { decode_image(corpus_file("regression_undefined_huffman_table.jpg"), "scan.jpg", 1); }) ==
+        "scan.jpg: cannot read image (corrupt JPEG: a scan uses a Huffman table that was never defined)");
+  CHECK(decode_image(corpus_file("rgb_progressive.jpg"), "progressive.jpg", 3).sizes() == Shape{3, 8, 16});
+  CHECK(decode_image(corpus_file("gray.jpg"), "gray.jpg", 1).sizes() == Shape{1, 8, 8});
   // Dimensions are checked from the header before any pixel memory: a 30000x30000 PNG header.
   std::string huge = png16(2, 2, {0, 0, 0, 0});
   for (int k = 0; k < 2; ++k) huge[16 + k * 4] = 0, huge[17 + k * 4] = 0, huge[18 + k * 4] = 0x75, huge[19 + k * 4] = 0x30;
