@@ -1,6 +1,9 @@
 // Device query, the stream, library handles, device memory and copies.
+#include <algorithm>
+#include <cstring>
 #include <mutex>
 
+#include "cuda/allocator.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
 
@@ -70,28 +73,108 @@ cudnnHandle_t cudnn_handle() {
   return handle;
 }
 
+namespace {
+
+// Never destroyed: tensors freed during static destruction still find it (and the driver may already
+// be shutting down then, so nothing is handed back at exit).
+CachingAllocator& allocator() {
+  static CachingAllocator* instance = new CachingAllocator(
+      [](size_t nbytes) -> void* {
+        void* ptr = nullptr;
+        if (cudaMalloc(&ptr, nbytes) != cudaSuccess) {
+          cudaGetLastError();  // out of memory is reported by the allocator, not left sticky
+          return nullptr;
+        }
+        return ptr;
+      },
+      [](void* ptr) { cudaFree(ptr); });
+  return *instance;
+}
+
+// Host<->device copies go through two pinned buffers: pageable memory cannot be copied
+// asynchronously (the driver stages it synchronously), pinned memory can. A host-to-device copy
+// returns once its bytes are in a staging buffer; each buffer's event says when the GPU has read it.
+constexpr size_t kStagingBytes = size_t(8) << 20;
+
+struct Staging {
+  void* buffer[2] = {nullptr, nullptr};
+  cudaEvent_t done[2] = {nullptr, nullptr};
+  int next = 0;
+  std::mutex mutex;
+  Staging() {
+    for (int i = 0; i < 2; ++i) {
+      MRCNN_CUDA_CHECK(cudaHostAlloc(&buffer[i], kStagingBytes, cudaHostAllocDefault));
+      MRCNN_CUDA_CHECK(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming));
+    }
+  }
+};
+
+Staging& staging() {
+  static Staging* instance = new Staging();
+  return *instance;
+}
+
+}  // namespace
+
+bool fill_uninitialized = false;
+
+void set_fill_uninitialized(bool fill) { fill_uninitialized = fill; }
+
 void* device_malloc(size_t nbytes) {
   check(is_available(), "CUDA tensor requested but ", unavailable_reason());
-  void* ptr = nullptr;
-  // Stream-ordered allocation: frees and reuses follow the stream, no device-wide sync. The caching
-  // allocator with statistics replaces this in the CUDA backend issue.
-  MRCNN_CUDA_CHECK(cudaMallocAsync(&ptr, nbytes, stream()));
+  void* ptr = allocator().allocate(nbytes);
+  if (fill_uninitialized && ptr) MRCNN_CUDA_CHECK(cudaMemsetAsync(ptr, 0xFF, nbytes, stream()));
   return ptr;
 }
 
 void device_free(void* ptr) noexcept {
-  if (ptr) cudaFreeAsync(ptr, stream());
+  if (ptr) allocator().release(ptr);
+}
+
+MemoryStats memory_stats() { return is_available() ? allocator().stats() : MemoryStats{}; }
+void empty_cache() {
+  if (!is_available()) return;
+  synchronize();  // blocks handed back must not be in use by queued kernels
+  allocator().empty_cache();
+}
+void reset_peak_memory() {
+  if (is_available()) allocator().reset_peak();
 }
 
 void copy_host_to_device(void* dst, const void* src, size_t nbytes) {
-  MRCNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, stream()));
-  // The host buffer may be freed as soon as we return (it is pageable): wait for the copy.
-  MRCNN_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  Staging& s = staging();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  for (size_t offset = 0; offset < nbytes; offset += kStagingBytes) {
+    const size_t chunk = std::min(kStagingBytes, nbytes - offset);
+    const int b = s.next;
+    s.next = 1 - b;
+    MRCNN_CUDA_CHECK(cudaEventSynchronize(s.done[b]));  // the GPU has finished reading this buffer
+    std::memcpy(s.buffer[b], static_cast<const char*>(src) + offset, chunk);
+    MRCNN_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + offset, s.buffer[b], chunk, cudaMemcpyHostToDevice, stream()));
+    MRCNN_CUDA_CHECK(cudaEventRecord(s.done[b], stream()));
+  }
 }
 
 void copy_device_to_host(void* dst, const void* src, size_t nbytes) {
-  MRCNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, stream()));
-  MRCNN_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  Staging& s = staging();
+  std::lock_guard<std::mutex> lock(s.mutex);
+  // Two chunks in flight: the GPU fills one buffer while the host empties the other.
+  auto start = [&](size_t offset, int b) {
+    const size_t chunk = std::min(kStagingBytes, nbytes - offset);
+    MRCNN_CUDA_CHECK(cudaEventSynchronize(s.done[b]));
+    MRCNN_CUDA_CHECK(cudaMemcpyAsync(s.buffer[b], static_cast<const char*>(src) + offset, chunk, cudaMemcpyDeviceToHost, stream()));
+    MRCNN_CUDA_CHECK(cudaEventRecord(s.done[b], stream()));
+  };
+  if (nbytes == 0) return;
+  int b = s.next;
+  start(0, b);
+  for (size_t offset = 0; offset < nbytes; offset += kStagingBytes) {
+    if (offset + kStagingBytes < nbytes) start(offset + kStagingBytes, 1 - b);
+    MRCNN_CUDA_CHECK(cudaEventSynchronize(s.done[b]));
+    std::memcpy(static_cast<char*>(dst) + offset, s.buffer[b], std::min(kStagingBytes, nbytes - offset));
+    b = 1 - b;
+  }
+  s.next = b;
 }
 
 void copy_device_to_device(void* dst, const void* src, size_t nbytes) {

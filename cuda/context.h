@@ -20,5 +20,8 @@ void copy_device_to_host(void* dst, const void* src, size_t nbytes);  // waits f
 void copy_device_to_device(void* dst, const void* src, size_t nbytes);
 void memset_zero(void* dst, size_t nbytes);
 void synchronize();
+// Tests: every block handed out is first filled with 0xFF bytes (NaN for floats, -1 for int64), so an
+// output element a kernel forgot to write shows up in a comparison.
+void set_fill_uninitialized(bool fill);
 
 }  // namespace mrcnn::cuda

@@ -1,7 +1,18 @@
 // The CUDA API when the project is built without CUDA (MRCNN_CUDA=OFF or no nvcc/cuDNN): queries
 // report no device and anything that would touch one throws a clear error.
+#include "cuda/allocator.h"
+#include "cuda/boxes.h"
 #include "cuda/context.h"
+#include "cuda/conv.h"
 #include "cuda/elementwise.h"
+#include "cuda/index.h"
+#include "cuda/interpolate.h"
+#include "cuda/linalg.h"
+#include "cuda/pool.h"
+#include "cuda/reduce.h"
+#include "cuda/roi_align.h"
+#include "cuda/softmax.h"
+#include "cuda/sort.h"
 
 namespace mrcnn::cuda {
 
@@ -23,6 +34,7 @@ void copy_device_to_host(void*, const void*, size_t) { unavailable("copy_device_
 void copy_device_to_device(void*, const void*, size_t) { unavailable("copy_device_to_device"); }
 void memset_zero(void*, size_t) { unavailable("memset_zero"); }
 void synchronize() {}
+void set_fill_uninitialized(bool) {}
 
 void fill(const Tensor&, double) { unavailable("fill"); }
 void copy_strided(const Tensor&, const Tensor&) { unavailable("copy"); }
@@ -31,5 +43,36 @@ void binary_forward(BinaryOp, double, const Tensor&, const Tensor&, const Tensor
 void compare_forward(CompareOp, const Tensor&, const Tensor&, const Tensor&) { unavailable("compare op"); }
 void where_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&) { unavailable("where"); }
 void sum_reduce(const Tensor&, int64_t, int64_t, int64_t, const Tensor&) { unavailable("sum"); }
+
+
+MemoryStats memory_stats() { return {}; }
+void empty_cache() {}
+void reset_peak_memory() {}
+void set_allow_tf32(bool) {}
+bool allow_tf32() { return false; }
+void set_deterministic(bool) {}
+bool deterministic() { return false; }
+
+void gemm_batched(bool, bool, int64_t, int64_t, int64_t, const Tensor&, int64_t, int64_t, const Tensor&, int64_t, int64_t,
+                  const Tensor&, int64_t) { unavailable("matmul"); }
+void conv_forward(const ConvShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("conv2d"); }
+void conv_backward_input(const ConvShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("conv2d"); }
+void conv_backward_weight(const ConvShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("conv2d"); }
+void add_channel_bias(const Tensor&, const Tensor&) { unavailable("conv2d"); }
+void max_pool2d_forward(const PoolShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("max_pool2d"); }
+void max_pool2d_backward(const PoolShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("max_pool2d"); }
+void interpolate_forward(const ResizeTaps&, const Tensor&, const Tensor&) { unavailable("interpolate"); }
+void interpolate_backward(const ResizeTaps&, const Tensor&, const Tensor&) { unavailable("interpolate"); }
+void roi_align_forward(const RoiAlignShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("roi_align"); }
+void roi_align_backward(const RoiAlignShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("roi_align"); }
+void softmax_forward(const Tensor&, int64_t, int64_t, int64_t, bool, const Tensor&) { unavailable("softmax"); }
+void arg_extreme(const Tensor&, int64_t, int64_t, int64_t, bool, const Tensor&, const Tensor&) { unavailable("max/min"); }
+void index_select(const Tensor&, int64_t, int64_t, int64_t, const Tensor&, const Tensor&) { unavailable("index_select"); }
+void index_add(const Tensor&, int64_t, int64_t, int64_t, const Tensor&, const Tensor&) { unavailable("index_add"); }
+void gather_scatter(const Tensor&, int64_t, const Tensor&, const Tensor&, bool) { unavailable("gather/scatter_add"); }
+void sort_rows(const Tensor&, int64_t, int64_t, bool, const Tensor&, const Tensor&) { unavailable("sort"); }
+void box_area(const Tensor&, const Tensor&) { unavailable("box_area"); }
+void box_iou(const Tensor&, const Tensor&, const Tensor&) { unavailable("box_iou"); }
+int64_t nms_sorted(const Tensor&, const Tensor&, double, const Tensor&) { unavailable("nms"); }
 
 }  // namespace mrcnn::cuda

@@ -7,6 +7,11 @@
 #include <numeric>
 #include <vector>
 
+#include "cuda/boxes.h"
+#include "ops/box_geometry.h"
+#include "ops/elementwise.h"
+#include "ops/reduce.h"
+#include "ops/sort.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
@@ -17,15 +22,12 @@ namespace {
 
 template <typename T>
 T area_of(const T* b) {
-  return (b[2] - b[0]) * (b[3] - b[1]);
+  return box_area_of(b);
 }
 
-// Area of the overlap of two boxes, 0 when they do not overlap.
 template <typename T>
 T intersection_of(const T* p, const T* q) {
-  const T w = std::max(T(0), std::min(p[2], q[2]) - std::max(p[0], q[0]));
-  const T h = std::max(T(0), std::min(p[3], q[3]) - std::max(p[1], q[1]));
-  return w * h;
+  return box_intersection_of(p, q);
 }
 
 template <typename T>
@@ -80,7 +82,6 @@ void check_boxes(const Tensor& boxes, const char* name, const char* op) {
         " must be [N, 4] rows of (x1, y1, x2, y2), got ", boxes.defined() ? shape_str(boxes.sizes()) : std::string("an undefined tensor"));
   check(boxes.dtype() == kFloat32 || boxes.dtype() == kFloat64, op, ": ", name, " must be float32 or float64, got ",
         dtype_name(boxes.dtype()));
-  check(boxes.device().is_cpu(), op, ": CUDA tensors are not supported yet (CPU only)");
 }
 
 void check_scores(const Tensor& boxes, const Tensor& scores, const char* op) {
@@ -97,6 +98,11 @@ Tensor index_tensor(const std::vector<int64_t>& v) { return from_vector<int64_t>
 Tensor box_area(const Tensor& boxes) {
   check_boxes(boxes, "boxes", "box_area");
   const Tensor b = contiguous(boxes.detach());
+  if (b.device().is_cuda()) {
+    Tensor out = empty({b.size(0)}, b.dtype(), b.device());
+    cuda::box_area(b, out);
+    return out;
+  }
   Tensor out = empty({b.size(0)}, b.dtype());
   dispatch_floating(b.dtype(), "box_area", [&](auto tag) {
     using T = decltype(tag);
@@ -110,7 +116,14 @@ Tensor box_iou(const Tensor& boxes1, const Tensor& boxes2) {
   check_boxes(boxes2, "boxes2", "box_iou");
   check(boxes1.dtype() == boxes2.dtype(), "box_iou: boxes1 is ", dtype_name(boxes1.dtype()), " but boxes2 is ",
         dtype_name(boxes2.dtype()));
+  check(boxes1.device() == boxes2.device(), "box_iou: boxes1 is on ", boxes1.device().str(), " but boxes2 on ",
+        boxes2.device().str());
   const Tensor a = contiguous(boxes1.detach()), b = contiguous(boxes2.detach());
+  if (a.device().is_cuda()) {
+    Tensor out = empty({a.size(0), b.size(0)}, a.dtype(), a.device());
+    cuda::box_iou(a, b, out);
+    return out;
+  }
   Tensor out = empty({a.size(0), b.size(0)}, a.dtype());
   dispatch_floating(a.dtype(), "box_iou", [&](auto tag) {
     using T = decltype(tag);
@@ -122,7 +135,16 @@ Tensor box_iou(const Tensor& boxes1, const Tensor& boxes2) {
 Tensor nms(const Tensor& boxes, const Tensor& scores, double iou_threshold) {
   check_boxes(boxes, "boxes", "nms");
   check_scores(boxes, scores, "nms");
+  check(boxes.device() == scores.device(), "nms: boxes are on ", boxes.device().str(), " but scores on ",
+        scores.device().str());
   const Tensor b = contiguous(boxes.detach()), s = contiguous(scores.detach());
+  if (b.device().is_cuda()) {
+    // Stable descending sort (CUB radix sort on the GPU), so ties keep index order as on the CPU.
+    const Tensor order = sort(s, 0, /*descending=*/true).indices;
+    Tensor keep = empty({b.size(0)}, kInt64, b.device());
+    const int64_t kept = cuda::nms_sorted(b, order, iou_threshold, keep);
+    return contiguous(narrow(keep, 0, 0, kept));
+  }
   return dispatch_floating(b.dtype(), "nms", [&](auto tag) {
     using T = decltype(tag);
     return index_tensor(cpu::nms<T>(b.data<T>(), s.data<T>(), b.size(0), iou_threshold));
@@ -137,7 +159,15 @@ Tensor batched_nms(const Tensor& boxes, const Tensor& scores, const Tensor& idxs
         ": idxs must be an int64 vector of ", boxes.size(0), " category indices, got ",
         idxs.defined() ? dtype_name(idxs.dtype()) : "undefined", " ", idxs.defined() ? shape_str(idxs.sizes()) : std::string());
   const int64_t n = boxes.size(0);
-  if (n == 0) return empty({0}, kInt64);
+  if (n == 0) return empty({0}, kInt64, boxes.device());
+  if (boxes.device().is_cuda()) {
+    // torchvision's coordinate trick, on the device: category k moves by k * (largest coordinate + 1)
+    // so boxes of different categories never overlap, then one NMS over all of them.
+    check(idxs.device() == boxes.device(), op, ": idxs are on ", idxs.device().str(), " but boxes on ", boxes.device().str());
+    const Tensor b = boxes.detach();
+    const Tensor offsets = mul(to(idxs, b.dtype()), add(max(b), 1.0));
+    return nms(add(b, unsqueeze(offsets, 1)), scores, iou_threshold);
+  }
   const Tensor b = contiguous(boxes.detach()), s = contiguous(scores.detach()), c = contiguous(idxs.detach());
   const int64_t* cat = c.data<int64_t>();
   return dispatch_floating(b.dtype(), op, [&](auto tag) {

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "cuda/conv.h"
+#include "ops/reduce.h"
 #include "ops/channel_kernels.h"
 #include "ops/conv_geometry.h"
 #include "ops/gemm.h"
@@ -445,6 +447,34 @@ void check_window(Size2 stride, Size2 padding, Size2 dilation, const char* op) {
 // Wires the backward of conv2d (transposed = false) or conv_transpose2d (true), both expressed with
 // the direct convolution g: the transpose's input gradient is g's forward, its weight gradient is
 // g's weight gradient with the roles of input and output swapped.
+cuda::ConvShape cuda_shape(const cpu::ConvGeometry& g) {
+  cuda::ConvShape s;
+  s.batch = g.batch, s.in_channels = g.in_channels, s.in_h = g.in_h, s.in_w = g.in_w;
+  s.out_channels = g.out_channels, s.out_h = g.out_h, s.out_w = g.out_w, s.kernel_h = g.kernel_h, s.kernel_w = g.kernel_w;
+  s.stride_h = g.stride.h, s.stride_w = g.stride.w, s.pad_h = g.padding.h, s.pad_w = g.padding.w;
+  s.dilation_h = g.dilation.h, s.dilation_w = g.dilation.w, s.groups = g.groups;
+  return s;
+}
+
+// The CUDA backward: the same three products as the CPU's, through cuDNN; the bias gradient is a sum.
+std::vector<Tensor> conv_backward_cuda(const Tensor& d, const Tensor& xc, const Tensor& wc, const cpu::ConvGeometry& g,
+                                       bool transposed, bool need_x, bool need_w, bool need_b) {
+  Tensor dx, dw, db;
+  const cuda::ConvShape s = cuda_shape(g);
+  if (need_b) db = sum(d, {0, 2, 3});
+  if (need_x) {
+    dx = empty(xc.sizes(), xc.dtype(), xc.device());
+    if (transposed) cuda::conv_forward(s, d, wc, dx);
+    else cuda::conv_backward_input(s, d, wc, dx);
+  }
+  if (need_w) {
+    dw = empty(wc.sizes(), wc.dtype(), wc.device());
+    if (transposed) cuda::conv_backward_weight(s, xc, d, dw);
+    else cuda::conv_backward_weight(s, d, xc, dw);
+  }
+  return {dx, dw, db};
+}
+
 Tensor record_conv(const char* op, const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                    const Tensor& xc, const Tensor& wc, const cpu::ConvGeometry& g, bool transposed) {
   return autograd::record(
@@ -452,6 +482,7 @@ Tensor record_conv(const char* op, const Tensor& out, const Tensor& x, const Ten
       [xc, wc, g, transposed, need_x = x.requires_grad(), need_w = weight.requires_grad(),
        need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
         const Tensor d = contiguous(dout);
+        if (d.device().is_cuda()) return conv_backward_cuda(d, xc, wc, g, transposed, need_x, need_w, need_b);
         Tensor dx, dw, db;
         dispatch_floating(d.dtype(), "conv backward", [&](auto tag) {
           using T = decltype(tag);
@@ -501,6 +532,12 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 
   const Tensor xc = contiguous(x.detach()), wc = contiguous(weight.detach());
   const Tensor bc = bias.defined() ? contiguous(bias.detach()) : Tensor();
+  if (x.device().is_cuda()) {
+    Tensor out = empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype(), x.device());
+    cuda::conv_forward(cuda_shape(g), xc, wc, out);
+    if (bc.defined()) cuda::add_channel_bias(out, bc);
+    return record_conv(op, out, x, weight, bias, xc, wc, g, false);
+  }
   Tensor out = empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
   dispatch_floating(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
@@ -532,6 +569,12 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
         g.in_w, " with padding (", g.padding.h, ", ", g.padding.w, ")");
 
   const Tensor xc = contiguous(x.detach()), wc = contiguous(weight.detach());
+  if (x.device().is_cuda()) {
+    Tensor out = empty({g.batch, g.in_channels, g.in_h, g.in_w}, x.dtype(), x.device());
+    cuda::conv_backward_input(cuda_shape(g), xc, wc, out);
+    if (bias.defined()) cuda::add_channel_bias(out, contiguous(bias.detach()));
+    return record_conv(op, out, x, weight, bias, xc, wc, g, true);
+  }
   Tensor out = empty({g.batch, g.in_channels, g.in_h, g.in_w}, x.dtype());
   dispatch_floating(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);

@@ -3,6 +3,7 @@
 #include "ops/index.h"
 
 #include "autograd/node.h"
+#include "cuda/index.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
@@ -15,18 +16,21 @@ namespace {
 
 void check_indices(const Tensor& index, int64_t bound, int64_t dim, const char* op) {
   check(index.dtype() == kInt64, op, ": index must be int64, got ", dtype_name(index.dtype()));
-  const int64_t* p = index.data<int64_t>();
+  // CUDA indices are checked on the host: one small copy and a synchronisation, the price of an
+  // error that names the bad index instead of a device-side fault.
+  const Tensor host = index.device().is_cuda() ? to(index, kCPU) : index;
+  const int64_t* p = host.data<int64_t>();
   for (int64_t i = 0, count = index.numel(); i < count; ++i)
     check(p[i] >= 0 && p[i] < bound, op, ": index ", p[i], " is out of bounds for dim ", dim, " with size ", bound);
 }
 
-void check_cpu(const char* op, const Tensor& a, const Tensor& b) {
-  check(a.device().is_cpu() && b.device().is_cpu(), op, ": CUDA tensors are not supported yet (CPU only)");
+void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
+  check(a.device() == b.device(), op, ": tensors on different devices: ", a.device().str(), " and ", b.device().str());
 }
 
 // The destination and source of an accumulating op (index_add, scatter_add).
 void check_accumulate_operands(const char* op, const Tensor& self, const Tensor& src) {
-  check_cpu(op, self, src);
+  check_same_device(op, self, src);
   check(self.dtype() == src.dtype(), op, ": dtype mismatch: ", dtype_name(self.dtype()), " and ", dtype_name(src.dtype()));
 }
 
@@ -65,7 +69,7 @@ struct FiberMap {
 }  // namespace
 
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
-  check_cpu("index_select", x, index);
+  check_same_device("index_select", x, index);
   check(index.dim() == 1, "index_select: index must be 1-D, got ", shape_str(index.sizes()));
   check(x.dim() > 0, "index_select: input must have at least one dim");
   dim = wrap_dim(dim, x.dim(), "index_select");
@@ -78,7 +82,8 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   Shape out_shape = x.sizes();
   out_shape[dim] = count;
   Tensor out = empty(out_shape, x.dtype(), x.device());
-  dispatch_all(x.dtype(), [&](auto tag) {
+  if (x.device().is_cuda()) cuda::index_select(xc, outer, n, inner, idx, out);
+  else dispatch_all(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* src = xc.data<T>();
     T* dst = out.data<T>();
@@ -111,7 +116,8 @@ Tensor index_add(const Tensor& self, int64_t dim, const Tensor& index, const Ten
   int64_t outer, inner;
   split_around(self.sizes(), dim, outer, inner);
   const int64_t n = self.sizes()[dim], count = idx.numel();
-  dispatch_all(self.dtype(), [&](auto tag) {
+  if (self.device().is_cuda()) cuda::index_add(out, outer, n, inner, idx, sc);
+  else dispatch_all(self.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if constexpr (!std::is_same_v<T, uint8_t>) {
       const T* s = sc.data<T>();
@@ -139,7 +145,7 @@ Tensor index_add(const Tensor& self, int64_t dim, const Tensor& index, const Ten
 }
 
 Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
-  check_cpu("gather", x, index);
+  check_same_device("gather", x, index);
   dim = wrap_dim(dim, x.dim(), "gather");
   check_gather_shapes(x, dim, index, "gather");
   const Tensor idx = contiguous(index);
@@ -147,7 +153,8 @@ Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   const Tensor xc = contiguous(x.detach());
   Tensor out = empty(idx.sizes(), x.dtype(), x.device());
   const FiberMap map{idx.sizes(), xc.strides(), dim};
-  dispatch_all(x.dtype(), [&](auto tag) {
+  if (x.device().is_cuda()) cuda::gather_scatter(xc, dim, idx, out, false);
+  else dispatch_all(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     const T* src = xc.data<T>();
     T* dst = out.data<T>();
@@ -175,7 +182,8 @@ Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const T
   int64_t outer = 1, inner = 1;
   if (idx.dim() > 0) split_around(idx.sizes(), dim, outer, inner);
   const int64_t len = idx.dim() > 0 ? idx.sizes()[dim] : 1;
-  dispatch_all(self.dtype(), [&](auto tag) {
+  if (self.device().is_cuda()) cuda::gather_scatter(out, dim, idx, sc, true);
+  else dispatch_all(self.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if constexpr (!std::is_same_v<T, uint8_t>) {
       const T* s = sc.data<T>();
@@ -202,7 +210,9 @@ Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const T
 }
 
 Tensor nonzero(const Tensor& x) {
-  check(x.device().is_cpu(), "nonzero: CUDA tensors are not supported yet (CPU only)");
+  // The result's size depends on the data: CUDA input is read back to the host (a synchronisation
+  // the shape needs anyway), and the coordinates go back to the device.
+  if (x.device().is_cuda()) return to(nonzero(to(x.detach(), kCPU)), x.device());
   const Tensor xc = contiguous(x.detach());
   std::vector<int64_t> coords;
   const int64_t nd = x.dim();

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "autograd/node.h"
+#include "cuda/interpolate.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
@@ -134,6 +135,24 @@ void interpolate_backward(const ResizeTaps<T>& r, const T* dout, T* dx) {
 
 namespace mrcnn::ops {
 
+namespace {
+
+// The CPU's taps as device tensors, so the CUDA kernels read the same indices and weights.
+cuda::ResizeTaps cuda_taps(const Shape& in_shape, Size2 size, InterpolateMode mode, bool align_corners, DType dtype,
+                           Device device) {
+  return dispatch_floating(dtype, "interpolate", [&](auto tag) {
+    using T = decltype(tag);
+    const cpu::ResizeTaps<T> r = cpu::make_taps<T>(in_shape, size, mode, align_corners);
+    auto ints = [&](const std::vector<int64_t>& v) { return to(from_vector<int64_t>(v, {static_cast<int64_t>(v.size())}), device); };
+    auto reals = [&](const std::vector<T>& v) { return to(from_vector<T>(v, {static_cast<int64_t>(v.size())}), device); };
+    return cuda::ResizeTaps{r.planes, r.in_h, r.in_w, r.out_h, r.out_w,
+                            ints(r.ys.in0), ints(r.ys.in1), reals(r.ys.w0), reals(r.ys.w1),
+                            ints(r.xs.in0), ints(r.xs.in1), reals(r.xs.w0), reals(r.xs.w1)};
+  });
+}
+
+}  // namespace
+
 Tensor interpolate(const Tensor& x, Size2 size, InterpolateMode mode, bool align_corners) {
   const char* op = "interpolate";
   check_spatial_input(x, 4, "[N, C, H, W]", op);
@@ -141,6 +160,16 @@ Tensor interpolate(const Tensor& x, Size2 size, InterpolateMode mode, bool align
   check(x.size(2) >= 1 && x.size(3) >= 1, op, ": input ", shape_str(x.sizes()), " has an empty spatial size");
   check(!(align_corners && mode == InterpolateMode::Nearest), op, ": align_corners only applies to bilinear mode");
   const Tensor xc = contiguous(x.detach());
+  if (x.device().is_cuda()) {
+    const cuda::ResizeTaps taps = cuda_taps(x.sizes(), size, mode, align_corners, x.dtype(), x.device());
+    Tensor out = empty({x.size(0), x.size(1), size.h, size.w}, x.dtype(), x.device());
+    cuda::interpolate_forward(taps, xc, out);
+    return autograd::record(op, out, {x}, [taps, in_shape = x.sizes(), dtype = x.dtype(), device = x.device()](const Tensor& dout) {
+      Tensor dx = empty(in_shape, dtype, device);
+      cuda::interpolate_backward(taps, contiguous(dout), dx);
+      return std::vector<Tensor>{dx};
+    });
+  }
   Tensor out = empty({x.size(0), x.size(1), size.h, size.w}, x.dtype());
   dispatch_floating(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);

@@ -2,6 +2,7 @@
 #include "ops/linalg.h"
 
 #include "autograd/node.h"
+#include "cuda/linalg.h"
 #include "ops/elementwise.h"
 #include "ops/gemm.h"
 #include "ops/reduce.h"
@@ -39,6 +40,11 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
   Tensor out = empty(batched ? Shape{batch, m, n} : Shape{m, n}, a.dtype(), a.device());
   const MatrixLayout la = matrix_layout(a), lb = matrix_layout(b);
+  if (a.device().is_cuda()) {
+    const int64_t sa = batched ? la.t.strides()[0] : 0, sb = batched ? lb.t.strides()[0] : 0;
+    cuda::gemm_batched(la.transposed, lb.transposed, m, n, k, la.t, la.ld, sa, lb.t, lb.ld, sb, out, batch);
+    return out;
+  }
   dispatch_floating(a.dtype(), "matmul", [&](auto tag) {
     using T = decltype(tag);
     const T* pa = static_cast<const T*>(la.t.raw_data());
@@ -58,7 +64,6 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
 Tensor matmul(const Tensor& a, const Tensor& b) {
   check(a.device() == b.device(), "matmul: tensors on different devices: ", a.device().str(), " and ", b.device().str());
   check(a.dtype() == b.dtype(), "matmul: dtype mismatch: ", dtype_name(a.dtype()), " and ", dtype_name(b.dtype()));
-  check(a.device().is_cpu(), "matmul: CUDA tensors are not supported yet (CPU only)");
   if (a.dim() == 3 && b.dim() == 2) {
     // [B, M, K] @ [K, N] is one [B*M, K] @ [K, N] product.
     check(a.size(2) == b.size(0), "matmul: shapes ", shape_str(a.sizes()), " and ", shape_str(b.sizes()),

@@ -9,6 +9,7 @@
 #include "autograd/node.h"
 #include "ops/channel_kernels.h"
 #include "ops/elementwise.h"
+#include "ops/reduce.h"
 #include "ops/spatial.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
@@ -181,7 +182,7 @@ cpu::ChannelLayout channel_layout(const Tensor& x) {
 void check_norm_input(const Tensor& x, const char* op) {
   check(x.defined() && x.dim() >= 2, op, ": expected an input [N, C, *] with at least 2 dims, got ",
         x.defined() ? shape_str(x.sizes()) : std::string("an undefined tensor"));
-  check_float_cpu_input(x, op);
+  check_float_input(x, op);
 }
 
 // A per-channel parameter or buffer: undefined (when allowed) or a [C] vector of x's dtype.
@@ -193,6 +194,40 @@ void check_channel_vector(const Tensor& v, const Tensor& x, const char* name, bo
   check(v.dim() == 1 && v.size(0) == x.size(1) && v.dtype() == x.dtype() && v.device() == x.device(), op, ": ", name,
         " must be a ", dtype_name(x.dtype()), " vector of ", x.size(1), " elements (channels of ", shape_str(x.sizes()),
         "), got ", dtype_name(v.dtype()), " ", shape_str(v.sizes()));
+}
+
+// [C] -> [1, C, 1, ...] so it broadcasts against x.
+Tensor per_channel(const Tensor& v, const Tensor& x) {
+  Shape shape(static_cast<size_t>(x.dim()), 1);
+  shape[1] = x.size(1);
+  return reshape(v, shape);
+}
+
+// Dims 0, 2, 3, ... of x: everything but the channel.
+std::vector<int64_t> non_channel_dims(const Tensor& x) {
+  std::vector<int64_t> dims{0};
+  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
+  return dims;
+}
+
+// Training batch norm on CUDA, composed from ops (reductions and elementwise kernels): autograd
+// derives the backward. Biased variance normalises; the running variance gets the unbiased one.
+Tensor batch_norm_train_cuda(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                             const Tensor& bias, double momentum, double eps, int64_t count) {
+  const std::vector<int64_t> dims = non_channel_dims(x);
+  const Tensor m = mean(x, dims, true);
+  const Tensor centered = sub(x, m);
+  const Tensor v = mean(mul(centered, centered), dims, true);
+  Tensor out = mul(centered, pow(add(v, eps), -0.5));
+  if (weight.defined()) out = mul(out, per_channel(weight, x));
+  if (bias.defined()) out = add(out, per_channel(bias, x));
+  autograd::NoGradGuard no_grad;
+  const double unbias = static_cast<double>(count) / static_cast<double>(count - 1);
+  if (running_mean.defined())
+    copy_into(running_mean, add(mul(running_mean, 1 - momentum), mul(reshape(m.detach(), {-1}), momentum)));
+  if (running_var.defined())
+    copy_into(running_var, add(mul(running_var, 1 - momentum), mul(reshape(v.detach(), {-1}), momentum * unbias)));
+  return out;
 }
 
 template <typename T>
@@ -216,6 +251,7 @@ Tensor batch_norm_train(const Tensor& x, const Tensor& running_mean, const Tenso
   const cpu::ChannelLayout l = channel_layout(x);
   check(l.count() > 1, "batch_norm: expected more than 1 value per channel when training, got input ",
         shape_str(x.sizes()));
+  if (x.device().is_cuda()) return batch_norm_train_cuda(x, running_mean, running_var, weight, bias, momentum, eps, l.count());
   const Tensor xc = contiguous(x.detach());
   const Tensor w = weight.defined() ? contiguous(weight.detach()) : Tensor();
   Tensor out = empty(x.sizes(), x.dtype()), mean = empty({l.channels}, x.dtype()), invstd = empty({l.channels}, x.dtype());
@@ -292,6 +328,7 @@ Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift)
   check_norm_input(x, op);
   check_channel_vector(scale, x, "scale", true, op);
   check_channel_vector(shift, x, "shift", true, op);
+  if (x.device().is_cuda()) return add(mul(x, per_channel(scale, x)), per_channel(shift, x));
   const cpu::ChannelLayout l = channel_layout(x);
   const Tensor xc = contiguous(x.detach()), sc = contiguous(scale.detach()), bc = contiguous(shift.detach());
   Tensor out = empty(x.sizes(), x.dtype());
@@ -325,6 +362,16 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
         " cannot be split into ", num_groups, " groups");
   check_channel_vector(weight, x, "weight", false, op);
   check_channel_vector(bias, x, "bias", false, op);
+  if (x.device().is_cuda()) {
+    // Composed from ops on CUDA: statistics per (sample, group) over [N, G, C/G * inner].
+    const Tensor grouped = reshape(x, {x.size(0), num_groups, -1});
+    const Tensor centered = sub(grouped, mean(grouped, {2}, true));
+    const Tensor v = mean(mul(centered, centered), {2}, true);
+    Tensor out = reshape(mul(centered, pow(add(v, eps), -0.5)), x.sizes());
+    if (weight.defined()) out = mul(out, per_channel(weight, x));
+    if (bias.defined()) out = add(out, per_channel(bias, x));
+    return out;
+  }
   cpu::GroupLayout g;
   g.l = channel_layout(x), g.groups = num_groups;
   const Tensor xc = contiguous(x.detach());

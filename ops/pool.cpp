@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "autograd/node.h"
+#include "cuda/pool.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
@@ -103,6 +104,17 @@ Tensor max_pool2d(const Tensor& x, const MaxPool2dOptions& options) {
   check(g.out_h >= 1 && g.out_w >= 1, op, ": input ", shape_str(x.sizes()), " is too small for kernel (", k.h, ", ",
         k.w, ") with padding (", p.h, ", ", p.w, ") and dilation (", d.h, ", ", d.w, ")");
   const Tensor xc = contiguous(x.detach());
+  if (x.device().is_cuda()) {
+    const cuda::PoolShape cs{g.planes, g.in_h, g.in_w, g.out_h, g.out_w, k.h, k.w, s.h, s.w, p.h, p.w, d.h, d.w};
+    Tensor out = empty({x.size(0), x.size(1), g.out_h, g.out_w}, x.dtype(), x.device());
+    Tensor argmax = empty(out.sizes(), kInt64, x.device());
+    cuda::max_pool2d_forward(cs, xc, out, argmax);
+    return autograd::record(op, out, {x}, [cs, argmax, in_shape = x.sizes(), dtype = x.dtype(), device = x.device()](const Tensor& dout) {
+      Tensor dx = empty(in_shape, dtype, device);
+      cuda::max_pool2d_backward(cs, contiguous(dout), argmax, dx);
+      return std::vector<Tensor>{dx};
+    });
+  }
   Tensor out = empty({x.size(0), x.size(1), g.out_h, g.out_w}, x.dtype());
   Tensor argmax = empty(out.sizes(), kInt64);
   dispatch_floating(x.dtype(), op, [&](auto tag) {

@@ -7,6 +7,7 @@
 
 #include "autograd/node.h"
 #include "cuda/elementwise.h"
+#include "cuda/reduce.h"
 #include "ops/elementwise.h"
 #include "ops/index.h"
 #include "ops/view.h"
@@ -210,13 +211,13 @@ Tensor mean(const Tensor& x) { return mean(x, all_dims(x), false); }
 
 namespace {
 ValuesIndices extreme(const Tensor& x, int64_t dim, bool keepdim, bool largest, const char* op) {
-  check(x.device().is_cpu(), op, ": CUDA tensors are not supported yet (CPU only)");
   check(x.dtype() != kBool, op, ": bool tensors are not supported");
   if (x.dim() > 0) check(x.size(dim) > 0, op, ": cannot reduce over an empty dim of shape ", shape_str(x.sizes()));
   const ReduceLayout l = layout_for(x, {dim}, op);
   ValuesIndices result{empty(keepdim ? l.keep_shape : l.out_shape, x.dtype(), x.device()),
                        empty(keepdim ? l.keep_shape : l.out_shape, kInt64, x.device())};
-  dispatch_all(x.dtype(), [&](auto tag) {
+  if (x.device().is_cuda()) cuda::arg_extreme(l.x, l.outer, l.reduced, l.inner, largest, result.values, result.indices);
+  else dispatch_all(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if constexpr (!std::is_same_v<T, uint8_t>)
       cpu::arg_extreme<T>(static_cast<const T*>(l.x.raw_data()), l.outer, l.reduced, l.inner, largest,

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "cuda/roi_align.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
@@ -168,6 +169,24 @@ Tensor roi_align(const Tensor& x, const Tensor& rois, Size2 output_size, double 
   g.pooled = output_size, g.spatial_scale = spatial_scale, g.sampling_ratio = sampling_ratio, g.aligned = aligned;
   check(g.rois == 0 || (g.height >= 1 && g.width >= 1), op, ": input ", shape_str(x.sizes()), " has an empty feature map");
   const Tensor xc = contiguous(x.detach()), rc = contiguous(rois.detach());
+  if (x.device().is_cuda()) {
+    // The batch-index check reads the RoIs on the host: R x 5 numbers, one small copy.
+    const std::vector<double> host = to_vector<double>(to(rc, kCPU));
+    for (int64_t n = 0; n < g.rois; ++n) {
+      const double b = host[static_cast<size_t>(n * 5)];
+      check(b >= 0 && b < static_cast<double>(g.batch) && std::floor(b) == b, op, ": RoI ", n, " has batch index ", b,
+            " but the input holds ", g.batch, " images");
+    }
+    const cuda::RoiAlignShape cs{g.batch, g.channels, g.height, g.width, g.rois, output_size.h, output_size.w,
+                                 spatial_scale, sampling_ratio, aligned};
+    Tensor out = empty({g.rois, g.channels, output_size.h, output_size.w}, x.dtype(), x.device());
+    cuda::roi_align_forward(cs, xc, rc, out);
+    return autograd::record(op, out, {x}, [cs, rc, dtype = x.dtype(), device = x.device()](const Tensor& dout) {
+      Tensor dx = empty({cs.batch, cs.channels, cs.height, cs.width}, dtype, device);
+      cuda::roi_align_backward(cs, contiguous(dout), rc, dx);
+      return std::vector<Tensor>{dx};
+    });
+  }
   Tensor out = empty({g.rois, g.channels, output_size.h, output_size.w}, x.dtype());
   dispatch_floating(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);

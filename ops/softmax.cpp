@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "autograd/node.h"
+#include "cuda/softmax.h"
 #include "ops/elementwise.h"
 #include "ops/elementwise_functors.h"
 #include "ops/reduce.h"
@@ -17,7 +18,6 @@ namespace mrcnn::ops {
 namespace {
 
 Tensor softmax_forward(const Tensor& x, int64_t dim, bool log_output, const char* op) {
-  check(x.device().is_cpu(), op, ": CUDA tensors are not supported yet (CPU only)");
   const Tensor xc = contiguous(x.detach());
   Tensor out = empty(x.sizes(), x.dtype(), x.device());
   if (x.numel() == 0) return out;
@@ -25,6 +25,10 @@ Tensor softmax_forward(const Tensor& x, int64_t dim, bool log_output, const char
   for (int64_t d = 0; d < dim; ++d) outer *= x.sizes()[d];
   for (int64_t d = dim + 1; d < x.dim(); ++d) inner *= x.sizes()[d];
   const int64_t n = x.dim() == 0 ? 1 : x.sizes()[dim];
+  if (x.device().is_cuda()) {
+    cuda::softmax_forward(xc, outer, n, inner, log_output, out);
+    return out;
+  }
   dispatch_floating(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
     const T* in = xc.data<T>();

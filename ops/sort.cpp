@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "cuda/sort.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
@@ -14,9 +15,17 @@ namespace {
 
 // Sorts each lane of x along dim and keeps the first `keep` entries.
 ValuesIndices sorted_lanes(const Tensor& x, int64_t dim, int64_t keep, bool descending, const char* op) {
-  check(x.device().is_cpu(), op, ": CUDA tensors are not supported yet (CPU only)");
   check(x.dtype() != kBool, op, ": bool tensors are not supported");
-  if (x.dim() == 0) return {x.detach(), zeros({}, kInt64)};
+  if (x.dim() == 0) return {x.detach(), zeros({}, kInt64, x.device())};
+  if (x.device().is_cuda()) {
+    // Sort rows of x with dim moved last, keep the first `keep` columns, move dim back.
+    const Tensor rows = contiguous(transpose(x.detach(), dim, -1));
+    const int64_t n = x.sizes()[dim], lanes = n > 0 ? rows.numel() / n : 0;
+    Tensor values = empty(rows.sizes(), x.dtype(), x.device()), indices = empty(rows.sizes(), kInt64, x.device());
+    cuda::sort_rows(rows, lanes, n, descending, values, indices);
+    auto back = [&](const Tensor& t) { return contiguous(transpose(narrow(t, -1, 0, keep), dim, -1)); };
+    return {back(values), back(indices)};
+  }
   const Tensor xc = contiguous(x.detach());
   int64_t outer = 1, inner = 1;
   for (int64_t d = 0; d < dim; ++d) outer *= x.sizes()[d];

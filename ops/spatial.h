@@ -18,6 +18,6 @@ struct Size2 {
 // Checks that x is a CPU float tensor of `dims` dimensions ("[N, C, H, W]" names them in the message).
 void check_spatial_input(const Tensor& x, int64_t dims, const char* layout, const char* op);
 // The dtype and device half of that check, for ops whose inputs vary in rank (the norms).
-void check_float_cpu_input(const Tensor& x, const char* op);
+void check_float_input(const Tensor& x, const char* op);
 
 }  // namespace mrcnn::ops

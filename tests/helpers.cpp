@@ -9,10 +9,65 @@
 #include <fstream>
 #include <sstream>
 
+#include <iostream>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cuda/context.h"
+
 namespace mrcnn::test {
+
+bool skip_without_cuda(const std::string& what) {
+  if (cuda::is_available()) {
+    cuda::set_fill_uninitialized(true);
+    return false;
+  }
+  std::cout << "SKIPPED: " << what << ": " << cuda::unavailable_reason() << "\n";
+  MESSAGE("SKIPPED: " << what << ": " << cuda::unavailable_reason());
+  return true;
+}
+
+void expect_cuda_matches_cpu(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& inputs,
+                             double tol) {
+  auto run = [&](Device device) {
+    std::vector<Tensor> in;
+    for (const Tensor& x : inputs) {
+      Tensor copy = ops::to(x.detach(), device);
+      // A non-contiguous input stays non-contiguous on the device (same strides, through a transpose).
+      if (!x.is_contiguous() && x.dim() >= 2) copy = ops::transpose(ops::contiguous(ops::transpose(copy, -1, -2)), -1, -2);
+      in.push_back(x.requires_grad() ? copy.detach().set_requires_grad(true) : copy);
+    }
+    const Tensor out = f(in);
+    std::vector<Tensor> results{ops::to(out.detach(), kCPU)};
+    if (is_floating(out.dtype()) && out.requires_grad()) {
+      Generator g(4242);
+      const Tensor weights = ops::to(randn(out.sizes(), out.dtype(), kCPU, &g), device);
+      autograd::backward(ops::sum(ops::mul(out, weights)));
+      for (const Tensor& x : in)
+        if (x.requires_grad()) results.push_back(ops::to(x.grad(), kCPU));
+    }
+    return results;
+  };
+  const std::vector<Tensor> cpu = run(kCPU), gpu = run(kCUDA);
+  REQUIRE(cpu.size() == gpu.size());
+  CHECK(cpu[0].sizes() == gpu[0].sizes());
+  for (size_t i = 0; i < cpu.size(); ++i) {
+    INFO("result " << i << " (0 = output, then input gradients)");
+    const double diff = max_abs_diff(cpu[i], gpu[i]);
+    CHECK(diff <= tol);  // also fails on NaN: an element the CUDA kernel never wrote
+  }
+}
+
+void expect_cuda_gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& inputs) {
+  expect_gradcheck(
+      [&](const std::vector<Tensor>& in) {
+        std::vector<Tensor> on_device;
+        for (const Tensor& x : in) on_device.push_back(ops::to(x, kCUDA));
+        return ops::to(f(on_device), kCPU);
+      },
+      inputs);
+}
 
 Tensor leaf(const Shape& shape, uint64_t seed, double scale, double shift) {
   Generator generator(seed);

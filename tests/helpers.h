@@ -29,6 +29,18 @@ std::string error_of(const std::function<void()>& f);
 // Bytewise equality of two tensors' contents (same shape and dtype).
 bool bitwise_equal(const Tensor& a, const Tensor& b);
 
+// CUDA tests: true, after printing "SKIPPED: <what>: <reason>", when no CUDA device is present.
+bool skip_without_cuda(const std::string& what);
+// Runs f on `inputs` (CPU) and on CUDA copies of them (CUDA memory pre-filled with NaN bytes, so an
+// element a kernel never wrote shows up), then backward of sum(out * R) for a fixed random R on
+// both: the outputs and every input gradient must agree within tol (absolute).
+void expect_cuda_matches_cpu(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& inputs,
+                             double tol);
+// f64 gradcheck of f with its work on the GPU: the CPU inputs are copied to CUDA inside the checked
+// function and the output copied back (both copies are differentiable), so the analytic gradient is
+// the CUDA backward's.
+void expect_cuda_gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& inputs);
+
 // A committed fixture file (path relative to the source tree: $MRCNN_SOURCE_DIR, set by ctest, or the
 // tree the test was built from), and one of its tensors (failing the test, naming it, when absent).
 std::string source_path(const std::string& relative_path);

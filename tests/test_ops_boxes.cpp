@@ -100,3 +100,30 @@ TEST_CASE("boxes: error messages") {
   CHECK(test::error_of([] { ops::batched_nms(zeros({2, 4}), zeros({2}), zeros({2}), 0.5); }) ==
         "batched_nms: idxs must be an int64 vector of 2 category indices, got float32 [2]");
 }
+
+TEST_CASE("cuda: box_area, box_iou, nms and batched_nms match the CPU") {
+  if (test::skip_without_cuda("box ops on CUDA")) return;
+  // Random overlapping boxes in a 100 x 100 image, with tied scores.
+  Generator g(7);
+  const int64_t n = 700;
+  const Tensor corner = ops::mul(rand({n, 2}, kFloat64, kCPU, &g), 80.0);
+  const Tensor size = ops::add(ops::mul(rand({n, 2}, kFloat64, kCPU, &g), 30.0), 1.0);
+  const Tensor boxes = ops::cat({corner, ops::add(corner, size)}, 1);
+  const Tensor scores = ops::div(ops::to(ops::to(ops::mul(rand({n}, kFloat64, kCPU, &g), 50.0), kInt64), kFloat64), 50.0);
+  const Tensor classes = ops::to(ops::mul(rand({n}, kFloat64, kCPU, &g), 3.0), kInt64);
+  for (const DType dt : {kFloat64, kFloat32}) {
+    const Tensor b = ops::to(boxes, dt), s = ops::to(scores, dt);
+    const Tensor gb = ops::to(b, kCUDA), gs = ops::to(s, kCUDA);
+    CHECK(test::max_abs_diff(ops::box_area(b), ops::to(ops::box_area(gb), kCPU)) == 0.0);
+    CHECK(test::max_abs_diff(ops::box_iou(b, ops::narrow(b, 0, 0, 50)), ops::to(ops::box_iou(gb, ops::narrow(gb, 0, 0, 50)), kCPU)) <=
+          1e-6);
+    for (const double threshold : {0.3, 0.5, 0.7}) {
+      const Tensor kept = ops::nms(gb, gs, threshold);
+      CHECK(kept.device() == kCUDA);
+      CHECK(test::values(ops::nms(b, s, threshold)) == test::values(kept));
+      CHECK(test::values(ops::batched_nms(b, s, classes, threshold)) ==
+            test::values(ops::batched_nms(gb, gs, ops::to(classes, kCUDA), threshold)));
+    }
+  }
+  CHECK(ops::nms(zeros({0, 4}, kFloat32, kCUDA), zeros({0}, kFloat32, kCUDA), 0.5).numel() == 0);
+}

@@ -259,3 +259,43 @@ TEST_CASE("conv2d: error messages") {
   CHECK(test::error_of([&] { ops::conv_transpose2d(x, zeros({4, 2, 2, 2}), Tensor(), {2, 0, 2}); }) ==
         "conv_transpose2d: output_padding (2, 2) must be smaller than stride or dilation");
 }
+
+// --- CUDA (skipped without a device) -------------------------------------------------------------
+namespace {
+Tensor f32(const Tensor& x) { return ops::to(x, kFloat32); }
+}  // namespace
+
+TEST_CASE("cuda: conv2d and conv_transpose2d match the CPU (cuDNN)") {
+  if (test::skip_without_cuda("conv2d/conv_transpose2d on CUDA")) return;
+  using ops::conv2d;
+  using ops::conv_transpose2d;
+  using test::leaf;
+  using VT = std::vector<Tensor>;
+  // float64: cuDNN and the CPU's GEMM sum the same <= 300 products of O(1) terms in different
+  // orders; 1e-11 is ~1000 ulp of the O(10) results. float32: the same at 1e-7 relative -> 1e-4.
+  for (const bool single : {false, true}) {
+    const double tol = single ? 1e-4 : 1e-11;
+    auto in = [&](const Shape& s, uint64_t seed) { return single ? f32(leaf(s, seed)) : leaf(s, seed); };
+    test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], v[2], {1, 1, 1, 1}); },
+                                  {in({2, 3, 9, 8}, 1), in({4, 3, 3, 3}, 2), in({4}, 3)}, tol);
+    test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], Tensor(), {2, 3, 1, 1}); },
+                                  {in({2, 1, 17, 15}, 4), in({3, 1, 7, 7}, 5)}, tol);
+    test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], Tensor(), {1, 2, 2, 2}); },
+                                  {in({1, 4, 9, 9}, 6), in({4, 2, 3, 3}, 7)}, tol);
+    test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], v[2], {}); },
+                                  {in({2, 6, 5, 4}, 8), in({5, 6, 1, 1}, 9), in({5}, 10)}, tol);
+    test::expect_cuda_matches_cpu([](const VT& v) { return conv_transpose2d(v[0], v[1], v[2], {2}); },
+                                  {in({2, 3, 4, 5}, 11), in({3, 2, 2, 2}, 12), in({2}, 13)}, tol);
+    test::expect_cuda_matches_cpu([](const VT& v) { return conv_transpose2d(v[0], v[1], Tensor(), {2, 1, 1}); },
+                                  {in({1, 4, 3, 3}, 14), in({4, 3, 3, 3}, 15)}, tol);
+  }
+  // A non-contiguous input and an empty batch.
+  test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], Tensor(), {1, 1, 1, 1}); },
+                                {test::noncontiguous_leaf({1, 2, 6, 7}, 16), leaf({3, 2, 3, 3}, 17)}, 1e-11);
+  test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], v[2], {1, 1, 1, 1}); },
+                                {leaf({0, 3, 5, 5}, 18), leaf({4, 3, 3, 3}, 19), leaf({4}, 20)}, 0.0);
+  test::expect_cuda_gradcheck([](const VT& v) { return conv2d(v[0], v[1], v[2], {2, 1, 1, 1}); },
+                              {leaf({1, 2, 5, 6}, 21), leaf({3, 2, 3, 3}, 22), leaf({3}, 23)});
+  test::expect_cuda_gradcheck([](const VT& v) { return conv_transpose2d(v[0], v[1], v[2], {2}); },
+                              {leaf({1, 2, 3, 3}, 24), leaf({2, 3, 2, 2}, 25), leaf({3}, 26)});
+}

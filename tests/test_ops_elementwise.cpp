@@ -117,17 +117,9 @@ TEST_CASE("elementwise: ties in maximum split the gradient, like PyTorch") {
 
 // --- CUDA parity -----------------------------------------------------------------------------------
 
-namespace {
-bool skip_without_cuda() {
-  if (cuda::is_available()) return false;
-  MESSAGE("SKIPPED: " << cuda::unavailable_reason());
-  std::cout << "SKIPPED: CUDA test needs a GPU (" << cuda::unavailable_reason() << ")\n";
-  return true;
-}
-}  // namespace
 
 TEST_CASE("cuda: elementwise forward and backward match the CPU") {
-  if (skip_without_cuda()) return;
+  if (test::skip_without_cuda("elementwise on CUDA")) return;
   for (DType dtype : {kFloat32, kFloat64}) {
     Generator g(11);
     const Tensor a_cpu = copy_as(randn({7, 1, 33}, kFloat64, kCPU, &g), dtype, kCPU);
@@ -151,7 +143,7 @@ TEST_CASE("cuda: elementwise forward and backward match the CPU") {
 }
 
 TEST_CASE("cuda: copies, fills and empty tensors round-trip") {
-  if (skip_without_cuda()) return;
+  if (test::skip_without_cuda("elementwise on CUDA")) return;
   const Tensor x = arange(0, 24, 1, kFloat64);
   const Tensor permuted = ops::permute(ops::reshape(x, {2, 3, 4}), {2, 0, 1});
   const Tensor on_gpu = ops::contiguous(ops::to(permuted, kCUDA));

@@ -48,3 +48,29 @@ TEST_CASE("gradcheck: index ops") {
   expect_gradcheck([](const V& in) { return ops::index_add(in[0], 0, idx({1, 1, 0}, {3}), in[1]); },
                    {leaf({2, 4}, 76), leaf({3, 4}, 77)});
 }
+
+TEST_CASE("cuda: index ops match the CPU") {
+  if (test::skip_without_cuda("index ops on CUDA")) return;
+  const Tensor rows = from_vector<int64_t>({2, 0, 2, 1}, {4});
+  const Tensor fibers = from_vector<int64_t>({0, 2, 1, 1, 0, 2}, {3, 2});
+  // Copies are exact; gradients are atomic sums of a few O(1) values: 1e-14.
+  test::expect_cuda_matches_cpu([&](const V& v) { return ops::index_select(v[0], 0, ops::to(rows, v[0].device())); },
+                                {leaf({3, 4}, 1)}, 1e-14);
+  test::expect_cuda_matches_cpu([&](const V& v) { return ops::index_select(v[0], 1, ops::to(rows, v[0].device())); },
+                                {test::noncontiguous_leaf({2, 3}, 2)}, 1e-14);
+  test::expect_cuda_matches_cpu([&](const V& v) { return ops::gather(v[0], 1, ops::to(fibers, v[0].device())); },
+                                {leaf({3, 3}, 3)}, 1e-14);
+  test::expect_cuda_matches_cpu(
+      [&](const V& v) { return ops::scatter_add(v[0], 1, ops::to(fibers, v[0].device()), v[1]); },
+      {leaf({3, 3}, 4), leaf({3, 2}, 5)}, 1e-14);
+  test::expect_cuda_matches_cpu([&](const V& v) { return ops::index_add(v[0], 0, ops::to(rows, v[0].device()), v[1]); },
+                                {leaf({3, 2}, 6), leaf({4, 2}, 7)}, 1e-14);
+  test::expect_cuda_matches_cpu([&](const V& v) { return ops::index_select(v[0], 0, zeros({0}, kInt64, v[0].device())); },
+                                {leaf({3, 4}, 8)}, 0.0);
+  const Tensor mask = from_vector<double>({0, 1, 0, 2, 0, 3}, {2, 3});
+  CHECK(test::values(ops::nonzero(ops::to(mask, kCUDA))) == test::values(ops::nonzero(mask)));
+  CHECK(ops::nonzero(ops::to(mask, kCUDA)).device() == kCUDA);
+  test::expect_cuda_gradcheck([&](const V& v) { return ops::gather(v[0], 1, ops::to(fibers, kCUDA)); }, {leaf({3, 3}, 9)});
+  CHECK(test::error_of([] { ops::index_select(zeros({3}, kFloat32, kCUDA), 0, ops::to(from_vector<int64_t>({3}, {1}), kCUDA)); }) ==
+        "index_select: index 3 is out of bounds for dim 0 with size 3");
+}

@@ -53,3 +53,21 @@ TEST_CASE("interpolate: error messages") {
   CHECK(test::error_of([] { ops::interpolate(zeros({1, 1, 2, 2}), {3, 3}, InterpolateMode::Nearest, true); }) ==
         "interpolate: align_corners only applies to bilinear mode");
 }
+
+TEST_CASE("cuda: interpolate matches the CPU") {
+  if (test::skip_without_cuda("interpolate on CUDA")) return;
+  using VT = std::vector<Tensor>;
+  using test::leaf;
+  const auto nearest = ops::InterpolateMode::Nearest, bilinear = ops::InterpolateMode::Bilinear;
+  // The same taps (computed once on the host) and the same expression order: outputs agree to the
+  // last bit but for FMA contraction on the GPU (float64 1e-14); gradients are atomic sums of <= 16 terms.
+  test::expect_cuda_matches_cpu([&](const VT& v) { return ops::interpolate(v[0], {8, 6}, nearest); }, {leaf({2, 3, 4, 3}, 1)}, 1e-14);
+  test::expect_cuda_matches_cpu([&](const VT& v) { return ops::interpolate(v[0], {7, 9}, nearest); }, {leaf({1, 2, 5, 4}, 2)}, 1e-14);
+  test::expect_cuda_matches_cpu([&](const VT& v) { return ops::interpolate(v[0], {7, 9}, bilinear); }, {leaf({1, 2, 4, 5}, 3)}, 1e-14);
+  test::expect_cuda_matches_cpu([&](const VT& v) { return ops::interpolate(v[0], {3, 4}, bilinear, true); },
+                                {test::noncontiguous_leaf({1, 2, 6, 7}, 4)}, 1e-14);
+  test::expect_cuda_matches_cpu([&](const VT& v) { return ops::interpolate(v[0], {13, 11}, bilinear); },
+                                {ops::to(leaf({2, 2, 6, 5}, 5), kFloat32)}, 1e-5);
+  test::expect_cuda_matches_cpu([&](const VT& v) { return ops::interpolate(v[0], {4, 4}, bilinear); }, {leaf({0, 2, 3, 3}, 6)}, 0.0);
+  test::expect_cuda_gradcheck([&](const VT& v) { return ops::interpolate(v[0], {5, 7}, bilinear); }, {leaf({1, 2, 3, 4}, 7)});
+}

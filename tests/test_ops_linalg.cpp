@@ -105,3 +105,26 @@ TEST_CASE("gemm: packed float kernel on edge shapes, every transpose, both panel
   }
   cpu::set_gemm_kernel(cpu::GemmKernel::Packed);
 }
+
+TEST_CASE("cuda: matmul and linear match the CPU (cuBLAS)") {
+  if (test::skip_without_cuda("matmul on CUDA")) return;
+  using test::leaf;
+  using VT = std::vector<Tensor>;
+  // float64 sums of <= 40 O(1) products in another order: 1e-12. float32 (TF32 off): 1e-4.
+  for (const bool single : {false, true}) {
+    const double tol = single ? 1e-4 : 1e-12;
+    auto in = [&](const Shape& s, uint64_t seed) { return single ? ops::to(leaf(s, seed), kFloat32) : leaf(s, seed); };
+    test::expect_cuda_matches_cpu([](const VT& v) { return ops::matmul(v[0], v[1]); }, {in({7, 40}, 1), in({40, 9}, 2)}, tol);
+    test::expect_cuda_matches_cpu([](const VT& v) { return ops::matmul(v[0], v[1]); }, {in({3, 5, 6}, 3), in({3, 6, 4}, 4)}, tol);
+    test::expect_cuda_matches_cpu([](const VT& v) { return ops::matmul(v[0], v[1]); }, {in({3, 5, 6}, 5), in({6, 4}, 6)}, tol);
+    test::expect_cuda_matches_cpu([](const VT& v) { return ops::linear(v[0], v[1], v[2]); },
+                                  {in({5, 12}, 7), in({3, 12}, 8), in({3}, 9)}, tol);
+  }
+  // Transposed views go to cuBLAS as transposed operands; empty and k = 0 products.
+  test::expect_cuda_matches_cpu([](const VT& v) { return ops::matmul(ops::transpose(v[0], 0, 1), v[1]); },
+                                {leaf({6, 5}, 10), test::noncontiguous_leaf({6, 3}, 11)}, 1e-12);
+  test::expect_cuda_matches_cpu([](const VT& v) { return ops::matmul(v[0], v[1]); }, {leaf({0, 4}, 12), leaf({4, 3}, 13)}, 0.0);
+  test::expect_cuda_matches_cpu([](const VT& v) { return ops::matmul(v[0], v[1]); }, {leaf({2, 0}, 14), leaf({0, 3}, 15)}, 0.0);
+  test::expect_cuda_gradcheck([](const VT& v) { return ops::linear(v[0], v[1], v[2]); },
+                              {leaf({4, 5}, 16), leaf({3, 5}, 17), leaf({3}, 18)});
+}

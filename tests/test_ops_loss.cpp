@@ -53,3 +53,22 @@ TEST_CASE("gradcheck: losses") {
                      {leaf({3, 4}, 97), leaf({3, 4}, 98)});
   expect_gradcheck([](const V& in) { return ops::l1_loss(in[0], in[1]); }, {leaf({3, 4}, 99), leaf({3, 4}, 100)});
 }
+
+TEST_CASE("cuda: losses match the CPU") {
+  if (test::skip_without_cuda("losses on CUDA")) return;
+  const Tensor classes = from_vector<int64_t>({0, 2, 1, 4, 4, 3}, {6});
+  const Tensor targets = from_vector<double>({0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 0, 1}, {3, 4});
+  // O(1) sums of a few log/exp terms: 1e-13 in float64.
+  test::expect_cuda_matches_cpu([&](const V& v) { return ops::cross_entropy(v[0], ops::to(classes, v[0].device())); },
+                                {leaf({6, 5}, 1)}, 1e-13);
+  test::expect_cuda_matches_cpu(
+      [&](const V& v) { return ops::binary_cross_entropy_with_logits(v[0], ops::to(targets, v[0].device()), Reduction::Sum); },
+      {leaf({3, 4}, 2)}, 1e-13);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::smooth_l1_loss(v[0], v[1], 1.0 / 9, Reduction::Sum); },
+                                {leaf({5, 4}, 3), leaf({5, 4}, 4)}, 1e-13);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::l1_loss(v[0], v[1]); }, {leaf({5, 4}, 5), leaf({5, 4}, 6)}, 1e-13);
+  test::expect_cuda_gradcheck([&](const V& v) { return ops::cross_entropy(v[0], ops::to(classes, kCUDA)); }, {leaf({6, 5}, 7)});
+  CHECK(test::error_of([] {
+          ops::cross_entropy(zeros({2, 3}, kFloat32, kCUDA), ops::to(from_vector<int64_t>({0, 3}, {2}), kCUDA));
+        }) == "cross_entropy: target 3 at position 1 is out of range for 3 classes");
+}

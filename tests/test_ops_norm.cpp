@@ -86,3 +86,36 @@ TEST_CASE("norms: error messages") {
   CHECK(test::error_of([] { ops::frozen_batch_norm(zeros({2, 6}), zeros({6}), zeros({6}), zeros({6}), Tensor()); }) ==
         "frozen_batch_norm: running_var is required");
 }
+
+TEST_CASE("cuda: batch, frozen and group norm match the CPU") {
+  if (test::skip_without_cuda("norms on CUDA")) return;
+  // CUDA composes the norms from reductions and elementwise kernels (float sums in another order and
+  // precision than the CPU's double accumulation): float64 1e-12 on O(1) values, float32 1e-4.
+  for (const bool single : {false, true}) {
+    const double tol = single ? 1e-4 : 1e-12;
+    auto in = [&](const Shape& s, uint64_t seed, double scale = 1, double shift = 0) {
+      const Tensor t = leaf(s, seed, scale, shift);
+      return single ? ops::to(t, kFloat32) : t;
+    };
+    const DType dt = single ? kFloat32 : kFloat64;
+    test::expect_cuda_matches_cpu([](const V& v) { return ops::group_norm(v[0], 2, v[1], v[2]); },
+                                  {in({2, 4, 5, 3}, 1), in({4}, 2, 0.5, 1.0), in({4}, 3)}, tol);
+    test::expect_cuda_matches_cpu([](const V& v) { return ops::frozen_batch_norm(v[0], v[1], v[2], v[3], v[4]); },
+                                  {in({2, 3, 4, 4}, 4), in({3}, 5), in({3}, 6), in({3}, 7), in({3}, 8, 0.1, 1.0)}, tol);
+    // Training batch norm: output, gradients, and the running statistics it updates in place.
+    Tensor mean_cpu = zeros({3}, dt), var_cpu = ones({3}, dt);
+    Tensor mean_gpu = zeros({3}, dt, kCUDA), var_gpu = ones({3}, dt, kCUDA);
+    test::expect_cuda_matches_cpu(
+        [&](const V& v) {
+          const bool gpu = v[0].device().is_cuda();
+          return ops::batch_norm(v[0], gpu ? mean_gpu : mean_cpu, gpu ? var_gpu : var_cpu, v[1], v[2], true, 0.1, 1e-5);
+        },
+        {in({4, 3, 2, 5}, 9), in({3}, 10, 0.5, 1.0), in({3}, 11)}, tol);
+    CHECK(test::max_abs_diff(mean_cpu, ops::to(mean_gpu, kCPU)) <= tol);
+    CHECK(test::max_abs_diff(var_cpu, ops::to(var_gpu, kCPU)) <= tol);
+  }
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::group_norm(v[0], 1, v[1], v[2]); },
+                                {test::noncontiguous_leaf({2, 3, 4, 5}, 12), leaf({3}, 13), leaf({3}, 14)}, 1e-12);
+  test::expect_cuda_gradcheck([](const V& v) { return ops::group_norm(v[0], 2, v[1], v[2]); },
+                              {leaf({2, 4, 3, 3}, 15), leaf({4}, 16, 0.5, 1.0), leaf({4}, 17)});
+}

@@ -47,3 +47,17 @@ TEST_CASE("max_pool2d: error messages") {
   CHECK(test::error_of([] { ops::max_pool2d(zeros({4, 4}), {2}); }) ==
         "max_pool2d: expected a 4-D input [N, C, H, W], got shape [4, 4]");
 }
+
+TEST_CASE("cuda: max_pool2d matches the CPU") {
+  if (test::skip_without_cuda("max_pool2d on CUDA")) return;
+  // Same window scan, same maxima: exact; gradients are single adds of dout (overlaps add the same
+  // values in another order: float64 exact here since each pixel gets at most a few O(1) terms... 1e-14).
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::max_pool2d(v[0], {3, 2, 1}); }, {leaf({2, 3, 9, 8}, 1)}, 1e-14);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::max_pool2d(v[0], {1, 2, 0}); }, {leaf({1, 2, 5, 5}, 2)}, 0.0);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::max_pool2d(v[0], {{3, 2}, {1, 2}, {1, 0}, 1, true}); },
+                                {test::noncontiguous_leaf({1, 2, 6, 7}, 3)}, 1e-14);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::max_pool2d(v[0], {2, 1, 0, 2}); },
+                                {ops::to(leaf({1, 2, 5, 6}, 4), kFloat32)}, 1e-6);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::max_pool2d(v[0], {3, 2, 1}); }, {leaf({0, 3, 9, 8}, 5)}, 0.0);
+  test::expect_cuda_gradcheck([](const V& v) { return ops::max_pool2d(v[0], {3, 2, 1}); }, {leaf({1, 2, 7, 6}, 6)});
+}

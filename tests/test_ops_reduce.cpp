@@ -63,3 +63,17 @@ TEST_CASE("gradcheck: reductions") {
   expect_gradcheck([](const V& in) { return ops::sum(in[0], {1}); }, {test::noncontiguous_leaf({4, 6}, 32)});
   expect_gradcheck([](const V& in) { return ops::sum_to(in[0], {4, 1}); }, {leaf({2, 4, 3}, 33)});
 }
+
+TEST_CASE("cuda: reductions match the CPU") {
+  if (test::skip_without_cuda("reductions on CUDA")) return;
+  // Sums of <= 35 O(1) terms in the same order per lane: 1e-13 (float64).
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::sum(v[0], {1}); }, {leaf({3, 5, 7}, 1)}, 1e-13);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::mean(v[0], {0, 2}, true); }, {leaf({3, 5, 7}, 2)}, 1e-13);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::sum(v[0]); }, {test::noncontiguous_leaf({4, 6}, 3)}, 1e-13);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::max(v[0], 1).values; }, {leaf({4, 9, 3}, 4)}, 0.0);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::min(v[0], 0, true).values; }, {leaf({6, 5}, 5)}, 0.0);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::argmax(v[0], 1); }, {leaf({4, 9, 3}, 6)}, 0.0);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::max(v[0]); }, {leaf({7, 3}, 7)}, 0.0);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::sum(v[0], {0}); }, {leaf({0, 4}, 8)}, 0.0);
+  test::expect_cuda_gradcheck([](const V& v) { return ops::max(v[0], 1).values; }, {leaf({3, 6}, 9)});
+}

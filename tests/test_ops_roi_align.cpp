@@ -1,5 +1,6 @@
 // roi_align: exact values on linear feature maps, torchvision's border and small-RoI rules,
 // gradchecks on edge cases (outside, smaller than a bin, shared pixels, empty list), thread invariance.
+#include "cuda/roi_align.h"
 #include "ops/roi_align.h"
 #include "tests/helpers.h"
 
@@ -103,4 +104,33 @@ TEST_CASE("roi_align: error messages") {
         "roi_align: RoI 0 has batch index 1 but the input holds 1 images");
   CHECK(test::error_of([] { ops::roi_align(ramp(), zeros({1, 5}), 2, 1.0); }) ==
         "roi_align: rois are float32 on cpu but the input is float64 on cpu");
+}
+
+TEST_CASE("cuda: roi_align matches the CPU, atomic and deterministic backward") {
+  if (test::skip_without_cuda("roi_align on CUDA")) return;
+  // RoIs over the border, degenerate, and on both images; integer batch indices.
+  const Tensor rois = from_vector<double>({0, 0.5, 0.7, 4.2, 5.1, 1, 1.3, 0.2, 6.8, 3.9, 0, -1.0, 2.0, 3.0, 8.5,
+                                           1, 3.0, 3.0, 3.0, 3.0, 0, 5.5, 4.5, 9.0, 7.0},
+                                          {5, 5});
+  // The same per-sample arithmetic: outputs equal but for FMA contraction (1e-14 in float64 on O(1)
+  // values); atomic gradients add the same terms in arrival order.
+  for (const bool deterministic : {false, true}) {
+    cuda::set_deterministic(deterministic);
+    test::expect_cuda_matches_cpu([&](const V& v) { return ops::roi_align(v[0], ops::to(rois, v[0].device()), {3, 3}, 1.0, 2, false); },
+                                  {leaf({2, 3, 6, 7}, 1)}, 1e-13);
+    test::expect_cuda_matches_cpu([&](const V& v) { return ops::roi_align(v[0], ops::to(rois, v[0].device()), {2, 2}, 0.5, -1, true); },
+                                  {leaf({2, 2, 12, 14}, 2)}, 1e-13);
+    test::expect_cuda_matches_cpu(
+        [&](const V& v) { return ops::roi_align(v[0], ops::to(ops::to(rois, kFloat32), v[0].device()), {7, 7}, 0.25, 2, true); },
+        {ops::to(leaf({2, 4, 24, 28}, 3), kFloat32)}, 1e-5);
+  }
+  cuda::set_deterministic(false);
+  test::expect_cuda_matches_cpu([&](const V& v) { return ops::roi_align(v[0], zeros({0, 5}, kFloat64, v[0].device()), {2, 2}, 1.0, 2, false); },
+                                {leaf({1, 2, 5, 5}, 4)}, 0.0);
+  test::expect_cuda_gradcheck([&](const V& v) { return ops::roi_align(v[0], ops::to(rois, kCUDA), {2, 2}, 1.0, 2, true); },
+                              {leaf({2, 2, 6, 7}, 5)});
+  CHECK(test::error_of([] {
+          ops::roi_align(zeros({1, 1, 4, 4}, kFloat32, kCUDA), ops::to(from_vector<float>({1, 0, 0, 1, 1}, {1, 5}), kCUDA),
+                         {2, 2}, 1.0, 2, false);
+        }) == "roi_align: RoI 0 has batch index 1 but the input holds 1 images");
 }

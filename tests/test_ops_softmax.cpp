@@ -29,3 +29,14 @@ TEST_CASE("gradcheck: softmax and log_softmax") {
   }
   expect_gradcheck([](const V& in) { return ops::softmax(in[0], -1); }, {test::noncontiguous_leaf({3, 5}, 82)});
 }
+
+TEST_CASE("cuda: softmax and log_softmax match the CPU") {
+  if (test::skip_without_cuda("softmax on CUDA")) return;
+  // Same lane loop; exp/log of libdevice vs glibc differ by an ulp or two: 1e-14 (f64), 1e-6 (f32).
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::softmax(v[0], 1); }, {leaf({4, 7}, 1)}, 1e-14);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::log_softmax(v[0], 0); }, {leaf({5, 3, 2}, 2)}, 1e-14);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::log_softmax(v[0], -1); }, {test::noncontiguous_leaf({3, 6}, 3)}, 1e-14);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::softmax(v[0], 1); }, {ops::to(leaf({8, 91}, 4), kFloat32)}, 1e-6);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::softmax(v[0], 1); }, {leaf({0, 5}, 5)}, 0.0);
+  test::expect_cuda_gradcheck([](const V& v) { return ops::log_softmax(v[0], 1); }, {leaf({3, 4}, 6)});
+}

@@ -30,3 +30,27 @@ TEST_CASE("topk: largest and smallest k in order") {
   Tensor g = ones({3}, kFloat64).set_requires_grad(true);
   CHECK(!ops::sort(g).values.requires_grad());
 }
+
+TEST_CASE("cuda: sort and topk match the CPU (CUB, stable)") {
+  if (test::skip_without_cuda("sort on CUDA")) return;
+  // Ties (repeated values) must keep index order, as the CPU's stable sort does.
+  const Tensor x = from_vector<double>({3, 1, 2, 3, 0, 1, 5, 5, -1, 2, 2, 7}, {3, 4});
+  for (const DType dt : {kFloat32, kFloat64, kInt64}) {
+    const Tensor cpu_x = ops::to(x, dt), gpu_x = ops::to(cpu_x, kCUDA);
+    for (const bool descending : {false, true})
+      for (const int64_t dim : {0, 1}) {
+        const auto c = ops::sort(cpu_x, dim, descending), g = ops::sort(gpu_x, dim, descending);
+        CHECK(test::values(c.values) == test::values(g.values));
+        CHECK(test::values(c.indices) == test::values(g.indices));
+      }
+    const auto c = ops::topk(cpu_x, 2, 1), g = ops::topk(gpu_x, 2, 1);
+    CHECK(test::values(c.values) == test::values(g.values));
+    CHECK(test::values(c.indices) == test::values(g.indices));
+  }
+  // One long row (the single-segment path) of random values with many ties.
+  Generator gen(5);
+  const Tensor scores = ops::to(ops::mul(randn({5000}, kFloat64, kCPU, &gen), 3.0), kInt64);
+  const auto c = ops::sort(scores, 0, true), g = ops::sort(ops::to(scores, kCUDA), 0, true);
+  CHECK(test::values(c.indices) == test::values(g.indices));
+  CHECK(ops::sort(zeros({0}, kFloat32, kCUDA), 0).values.numel() == 0);
+}

@@ -1,6 +1,9 @@
 // Tensor metadata, factories, raw views, dtype/device copies, printing and the Philox RNG.
 #include <cmath>
+#include <map>
 
+#include "cuda/allocator.h"
+#include "cuda/context.h"
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -142,4 +145,80 @@ TEST_CASE("host block cache: freed large blocks are reused, small ones are not c
   CHECK(host_cache_stats().cached_bytes == (size_t{2} << 20));
   empty_host_cache();
   CHECK(host_cache_stats().cached_bytes == 0);
+}
+
+// --- CUDA caching allocator: bookkeeping tested with host memory standing in for the device ------
+TEST_CASE("caching allocator: size classes, reuse, statistics, empty_cache, out of memory") {
+  int mallocs = 0, frees = 0;
+  size_t budget = size_t(8) << 20;  // a "device" with 8 MiB
+  size_t taken = 0;
+  std::map<void*, size_t> sizes;
+  cuda::CachingAllocator allocator(
+      [&](size_t n) -> void* {
+        if (taken + n > budget) return nullptr;
+        taken += n;
+        ++mallocs;
+        void* p = std::malloc(n);
+        sizes[p] = n;
+        return p;
+      },
+      [&](void* p) {
+        ++frees;
+        taken -= sizes[p];
+        sizes.erase(p);
+        std::free(p);
+      });
+  CHECK(cuda::CachingAllocator::size_class(1) == 512);
+  CHECK(cuda::CachingAllocator::size_class(513) == 1024);
+  CHECK(cuda::CachingAllocator::size_class((1 << 20) - 1) == (1 << 20));
+  CHECK(cuda::CachingAllocator::size_class((1 << 20) + 1) == (size_t(2) << 20));
+  CHECK(allocator.allocate(0) == nullptr);
+  void* a = allocator.allocate(1000);  // class 1024
+  void* b = allocator.allocate(3 << 20);  // class 4 MiB
+  CHECK(allocator.stats().in_use == 1024 + (size_t(4) << 20));
+  allocator.release(a);
+  CHECK(allocator.stats().cached == 1024);
+  void* c = allocator.allocate(600);  // same class: the cached block comes back, no driver call
+  CHECK(c == a);
+  CHECK(mallocs == 2);
+  const cuda::MemoryStats s = allocator.stats();
+  CHECK(s.requests == 3);
+  CHECK(s.cache_hits == 1);
+  CHECK(s.driver_allocs == 2);
+  CHECK(s.peak_in_use == 1024 + (size_t(4) << 20));
+  allocator.release(b);
+  // 6 MiB does not fit next to the cached 4 MiB block: the cache is handed back and the call retried.
+  void* d = allocator.allocate(6 << 20);
+  CHECK(d != nullptr);
+  CHECK(frees == 1);
+  CHECK(allocator.stats().cached == 0);
+  CHECK(test::error_of([&] { allocator.allocate(16 << 20); }).rfind("CUDA out of memory: could not allocate 16777216 bytes", 0) == 0);
+  allocator.release(c);
+  allocator.release(d);
+  CHECK(allocator.stats().in_use == 0);
+  CHECK(allocator.stats().peak_in_use == 1024 + (size_t(6) << 20));
+  allocator.empty_cache();
+  CHECK(allocator.stats().reserved == 0);
+  CHECK(frees == mallocs);
+  CHECK(test::error_of([&] { allocator.release(&mallocs); }) == "CUDA allocator: release of a pointer it did not allocate");
+}
+
+TEST_CASE("cuda: tensors come from the caching allocator; copies round-trip through pinned staging") {
+  if (test::skip_without_cuda("CUDA allocator")) return;
+  cuda::empty_cache();
+  const cuda::MemoryStats before = cuda::memory_stats();
+  {
+    const Tensor t = zeros({1000, 1000}, kFloat32, kCUDA);  // 4 MB: a 4 MiB class block
+    CHECK(cuda::memory_stats().in_use >= before.in_use + 4000000);
+  }
+  const cuda::MemoryStats after_free = cuda::memory_stats();
+  CHECK(after_free.cached >= 4000000);
+  const Tensor again = zeros({1000, 1000}, kFloat32, kCUDA);
+  CHECK(cuda::memory_stats().cache_hits > after_free.cache_hits);
+  // 20 MB crosses several 8 MiB staging chunks both ways.
+  Generator g(3);
+  const Tensor big = randn({5, 1000, 1000}, kFloat32, kCPU, &g);
+  CHECK(test::bitwise_equal(big, ops::to(ops::to(big, kCUDA), kCPU)));
+  const Tensor odd = arange(0, 12345, 1, kFloat64);
+  CHECK(test::bitwise_equal(odd, ops::to(ops::to(odd, kCUDA), kCPU)));
 }

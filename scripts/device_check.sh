@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Runs the CUDA checks on a machine with a GPU, from binaries built elsewhere (CUDA compiled for
+# sm_90) and copied into DIR (default .devbin; a DIR/bin.tar.xz of them is unpacked first, since the
+# binaries travel to the GPU machine compressed): every test binary's CUDA cases, then `mrcnn selftest`.
+# Make DIR here with: scripts/device_check.sh --pack [BUILD] [DIR]
+# The GPU machine's CUDA/cuDNN libraries may live in a Python environment, not in the linker's
+# path: this finds them. Usage: scripts/device_check.sh [DIR] [OUT]
+set -uo pipefail
+if [ "${1:-}" = "--pack" ]; then
+  build=${2:-build} dir=${3:-.devbin}
+  rm -rf "$dir" "$dir.tmp" && mkdir -p "$dir" "$dir.tmp"
+  for src in tests/test_*.cpp; do
+    grep -q "skip_without_cuda" "$src" && cp "$build/$(basename "$src" .cpp)" "$dir.tmp/"
+  done
+  cp "$build/mrcnn" "$dir.tmp/" && strip "$dir.tmp"/*
+  tar cJf "$dir/bin.tar.xz" -C "$dir.tmp" . && rm -rf "$dir.tmp"
+  ls -la "$dir"
+  exit 0
+fi
+dir=${1:-.devbin}
+if [ -f "$dir/bin.tar.xz" ]; then
+  mkdir -p /tmp/device_bin && tar xJf "$dir/bin.tar.xz" -C /tmp/device_bin && dir=/tmp/device_bin
+fi
+out=${2:-${OUT:-/tmp/device_check}}
+mkdir -p "$out"
+nvidia-smi -L || true
+libdirs=""
+for lib in libcudart.so.13 libcublas.so.13 libcublasLt.so.13 libcudnn.so.9; do
+  found=$(find /usr/local /opt /usr/lib -name "$lib" 2>/dev/null | head -1)
+  [ -n "$found" ] && libdirs="$libdirs:$(dirname "$found")"
+  echo "device_check: $lib -> ${found:-not found}"
+done
+export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export MRCNN_SOURCE_DIR=$PWD
+status=0
+for t in "$dir"/test_*; do
+  [ -x "$t" ] || continue
+  name=$(basename "$t")
+  # doctest filters are case-insensitive wildcards: every CUDA case has "cuda" in its name.
+  if "$t" --test-case='*cuda*' >"$out/$name.log" 2>&1; then
+    echo "device_check: $name: $(grep -E '^\[doctest\] (test cases|assertions)' "$out/$name.log" | tr '\n' ' ')"
+  else
+    status=1
+    echo "device_check: $name FAILED"; tail -40 "$out/$name.log"
+  fi
+done
+if [ -x "$dir/mrcnn" ]; then
+  "$dir/mrcnn" selftest 2>&1 | tee "$out/selftest.log" | tail -40 || status=1
+fi
+exit $status
