@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "cuda/allocator.h"
+#include "cuda/context.h"
 #include "bench/timing.h"
 #include "maskrcnn/mask_rcnn.h"
 #include "nn/checkpoint.h"
@@ -64,7 +66,7 @@ double peak_rss_mb() {
 }  // namespace
 
 int bench(const BenchOptions& options) {
-  require_cpu(options.device);
+  const Device device = model_device(options.device);
   check(options.batch > 0 && options.steps > 0, "bench: --batch and --steps must be positive");
   const Config config = load_config(options.config);
   const auto [h, w] = parse_size(options.size);
@@ -79,6 +81,7 @@ int bench(const BenchOptions& options) {
       throw Error(str_cat(options.weights, ": does not fit the config: ", e.what()));
     }
   }
+  model.to(device);
   std::vector<Tensor> images;
   std::vector<Target> targets;
   for (int64_t i = 0; i < options.batch; ++i) {
@@ -101,27 +104,37 @@ int bench(const BenchOptions& options) {
     const auto out = model.forward(images, &targets);
     autograd::backward(total_loss(out.losses));
     sgd.step();
+    cuda::synchronize();  // GPU work is queued: time it to the end (no-op on the CPU)
   };
   model.eval();
   const auto infer_step = [&] {
     autograd::NoGradGuard no_grad;
     (void)model.forward(images);
+    cuda::synchronize();
   };
   const int steps = static_cast<int>(options.steps);
   const bench::Repeats repeats{steps, 0.0, steps};
   model.train();
+  cuda::reset_peak_memory();
   for (int64_t i = 1; i < options.warmup; ++i) train_step();  // median_seconds adds one more
   const double train_ms = 1e3 * bench::median_seconds(train_step, repeats);
+  const double train_gpu_mb = static_cast<double>(cuda::memory_stats().peak_in_use) / (1 << 20);
   model.eval();
+  cuda::reset_peak_memory();
   for (int64_t i = 1; i < options.warmup; ++i) infer_step();
   const double infer_ms = 1e3 * bench::median_seconds(infer_step, repeats);
+  const double infer_gpu_mb = static_cast<double>(cuda::memory_stats().peak_in_use) / (1 << 20);
   const double rss = peak_rss_mb();
   std::printf("train step %.1f ms, inference %.1f ms (median of %lld), peak RSS %.0f MB\n", train_ms, infer_ms,
               static_cast<long long>(options.steps), rss);
+  if (device.is_cuda())
+    std::printf("peak GPU memory held by tensors: train %.0f MB, inference %.0f MB (%s)\n", train_gpu_mb, infer_gpu_mb,
+                cuda::device_name(device.index).c_str());
   if (!options.json_out.empty()) {
     std::ofstream(options.json_out) << nlohmann::json{{"train_ms", train_ms}, {"infer_ms", infer_ms}, {"peak_rss_mb", rss},
                                                       {"batch", options.batch}, {"size", options.size},
-                                                      {"threads", num_threads()}}
+                                                      {"threads", num_threads()}, {"device", device.str()},
+                                                      {"train_gpu_peak_mb", train_gpu_mb}, {"infer_gpu_peak_mb", infer_gpu_mb}}
                                            .dump()
                                     << "\n";
   }

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "tensor/dtype.h"
+
 namespace mrcnn::apps {
 
 struct PredictOptions {
@@ -56,7 +58,7 @@ int selftest();
 // Writes to PATH.tmp, then renames: a crash never leaves half a file. Errors name the path.
 void write_file_atomically(const std::string& path, const std::string& text);
 
-// Only "cpu" runs the model for now; anything else is a clear error.
-void require_cpu(const std::string& device);
+// --device: "cpu", "cuda" or "cuda:N"; a CUDA device that is not there is an error saying why.
+Device model_device(const std::string& device);
 
 }  // namespace mrcnn::apps

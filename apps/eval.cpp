@@ -191,10 +191,11 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
 }  // namespace
 
 int eval(const EvalOptions& o) {
-  require_cpu(o.device);
+  const Device device = model_device(o.device);
   check(o.lesion_iou > 0 && o.lesion_iou <= 1, "eval: --lesion-iou must be in (0, 1]");
   const nn::Checkpoint checkpoint = nn::load_checkpoint(o.weights);
   auto model = load_model(checkpoint, o.weights, o.config);
+  model->to(device);
   const CocoDataset truth = load_coco(o.data);
   for (const auto& w : truth.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   const auto categories = checkpoint_categories(checkpoint, model->config().num_classes);

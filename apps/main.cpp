@@ -11,6 +11,7 @@
 #include "apps/commands.h"
 #include "apps/plot.h"
 #include "cuda/context.h"
+#include "cuda/linalg.h"
 #include "tensor/parallel.h"
 #include "tensor/safetensors.h"
 
@@ -30,7 +31,7 @@ int main(int argc, char** argv) {
   predict_cmd->add_option("--json", predict.json_out, "output: COCO results JSON")->required();
   predict_cmd->add_option("--out", predict.out_dir, "also write an overlay PNG per image into this folder");
   predict_cmd->add_option("--score-thresh", predict.score_thresh, "drop detections scoring below this (default 0)");
-  predict_cmd->add_option("--device", predict.device, "cpu (default)");
+  predict_cmd->add_option("--device", predict.device, "cpu (default), cuda or cuda:N");
 
   mrcnn::apps::BenchOptions bench;
   auto* bench_cmd = app.add_subcommand("bench", "median train-step and inference time on a synthetic batch");
@@ -40,7 +41,7 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--batch", bench.batch, "images per step (default 2)");
   bench_cmd->add_option("--steps", bench.steps, "timed steps (default 10)");
   bench_cmd->add_option("--warmup", bench.warmup, "untimed steps first (default 2)");
-  bench_cmd->add_option("--device", bench.device, "cpu (default)");
+  bench_cmd->add_option("--device", bench.device, "cpu (default), cuda or cuda:N");
   bench_cmd->add_option("--json", bench.json_out, "also write the figures as JSON");
 
   mrcnn::apps::SplitOptions split;
@@ -66,7 +67,7 @@ int main(int argc, char** argv) {
   train_cmd->add_flag("--resume", train.resume, "continue RUN/last.safetensors exactly where it stopped");
   train_cmd->add_option("--epochs", train.epochs, "override the recipe's train.epochs");
   train_cmd->add_option("--stop-after-epochs", train.stop_after_epochs, "save and exit after this many epochs");
-  train_cmd->add_option("--device", train.device, "cpu (default)");
+  train_cmd->add_option("--device", train.device, "cpu (default), cuda or cuda:N");
 
   mrcnn::apps::EvalOptions eval;
   auto* eval_cmd = app.add_subcommand("eval", "COCO AP, Dice/IoU/HD95 per image and patient, lesion counts, HTML report");
@@ -80,7 +81,7 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--json", eval.json_out, "write every figure, per image and per patient, as JSON");
   eval_cmd->add_option("--detections", eval.detections_out, "write the detections as COCO results JSON");
   eval_cmd->add_option("--report", eval.report_dir, "write an HTML report with overlays here");
-  eval_cmd->add_option("--device", eval.device, "cpu (default)");
+  eval_cmd->add_option("--device", eval.device, "cpu (default), cuda or cuda:N");
 
   mrcnn::apps::SynthOptions synth;
   auto* synth_cmd = app.add_subcommand("synth", "write a synthetic MRI-like COCO dataset (demo and tests)");
@@ -98,7 +99,11 @@ int main(int argc, char** argv) {
   curves_cmd->add_option("run", curves_run, "run folder (mrcnn train --out)")->required();
   auto* selftest_cmd = app.add_subcommand("selftest", "check every op's gradients (and CUDA vs CPU) on this machine");
 
+  bool tf32 = false;
+  app.add_flag("--tf32", tf32,
+               "CUDA: float32 matrix products and convolutions on TF32 tensor cores (faster; 10-bit mantissa)");
   CLI11_PARSE(app, argc, argv);
+  mrcnn::cuda::set_allow_tf32(tf32);
   try {
     if (*version) {
       std::cout << "mrcnn 0.1\n"

@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "cuda/allocator.h"
+#include "cuda/context.h"
 #include "maskrcnn/image_io.h"
 #include "maskrcnn/model_io.h"
 #include "maskrcnn/rle.h"
@@ -16,8 +18,12 @@ namespace mrcnn::apps {
 
 using namespace detection;
 
-void require_cpu(const std::string& device) {
-  check(device == "cpu", "--device ", device, ": only cpu runs the model in this build (CUDA model support is issue 6)");
+Device model_device(const std::string& device) {
+  const Device d = parse_device(device);
+  if (d.is_cuda())
+    check(cuda::is_available() && d.index < cuda::device_count(), "--device ", device, ": ",
+          cuda::is_available() ? str_cat("this machine has ", cuda::device_count(), " CUDA device(s)") : cuda::unavailable_reason());
+  return d;
 }
 
 namespace {
@@ -53,10 +59,11 @@ std::vector<uint8_t> overlay(const Tensor& image, const std::vector<std::vector<
 }  // namespace
 
 int predict(const PredictOptions& options) {
-  require_cpu(options.device);
+  const Device device = model_device(options.device);
   check(!options.images.empty(), "predict: no images given");
   const nn::Checkpoint checkpoint = nn::load_checkpoint(options.weights);
   auto model = load_model(checkpoint, options.weights, options.config);
+  model->to(device);
   const auto categories = checkpoint_categories(checkpoint, model->config().num_classes);
   if (!options.out_dir.empty()) std::filesystem::create_directories(options.out_dir);
   nlohmann::json results = nlohmann::json::array();

@@ -127,7 +127,7 @@ json metrics_line(int64_t epoch, const DatasetEvaluation& e) {
 }  // namespace
 
 int train(const TrainOptions& options) {
-  require_cpu(options.device);
+  const Device device = model_device(options.device);
   check(!options.out.empty(), "train: --out RUN is required");
   const fs::path run(options.out);
   const fs::path last = run / "last.safetensors", best = run / "best.safetensors";
@@ -181,6 +181,7 @@ int train(const TrainOptions& options) {
 
   manual_seed(config.seed);
   MaskRCNN model(config);
+  model.to(device);
   if (!o.resume && !o.weights.empty()) {
     for (const auto& line : load_pretrained(model, nn::load_checkpoint(o.weights).model))
       std::fprintf(stderr, "weights: %s\n", line.c_str());

@@ -5,7 +5,9 @@ with 2 threads, each in its own process (so peak RSS is
 per framework). Prints median train-step (forward + backward + SGD step) and inference times and
 the ratios ours / torchvision (below 1: we are faster).
 
-    /usr/bin/python3 bench/model_vs_torch.py [--mrcnn build/mrcnn] [--steps 10] [--device cpu]
+    /usr/bin/python3 bench/model_vs_torch.py [--mrcnn build/mrcnn] [--steps 10] [--device cpu|cuda] [--batch 2]
+On a GPU machine (any PyTorch/torchvision there; ours built with CUDA):
+    python3 bench/model_vs_torch.py --device cuda --cases R50-FPN --batch 2   (and --batch 8)
 Cases: R18-FPN at 256x256 and R50-FPN at 512x512, batch 2 (bench/configs/*.json). The configs set
 box_score_thresh 0 so both models keep box_detections_per_img (100) detections per image whatever
 their random weights score, and the mask head does the same work on both sides.
@@ -90,12 +92,24 @@ def torch_worker(config_path, weights_pth, size, batch, steps, device):
             times.append((time.perf_counter() - t) * 1e3)
         return sorted(times)[len(times) // 2]
 
+    def gpu_peak_mb():
+        return torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else 0.0
+
+    def reset_peak():
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+
     model.train()
+    reset_peak()
     train_ms = median_ms(train_step)
+    train_gpu = gpu_peak_mb()
     model.eval()
+    reset_peak()
     infer_ms = median_ms(infer_step)
+    infer_gpu = gpu_peak_mb()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"train_ms": train_ms, "infer_ms": infer_ms, "peak_rss_mb": rss,
+                      "train_gpu_peak_mb": train_gpu, "infer_gpu_peak_mb": infer_gpu,
                       "torch": torch.__version__, "torchvision": torchvision.__version__}))
 
 
@@ -135,7 +149,11 @@ def main():
                                                 "--batch", str(args.batch), "--steps", str(args.steps),
                                                 "--device", args.device],
                                                check=True, env=env, capture_output=True, text=True).stdout)
-        for key, label in [("train_ms", "train step"), ("infer_ms", "inference"), ("peak_rss_mb", "peak RSS MB")]:
+        rows = [("train_ms", "train step"), ("infer_ms", "inference"), ("peak_rss_mb", "peak RSS MB")]
+        if args.device.startswith("cuda"):
+            # Both count bytes held by live tensors (caching allocators' reserve excluded).
+            rows += [("train_gpu_peak_mb", "GPU MB train"), ("infer_gpu_peak_mb", "GPU MB infer")]
+        for key, label in rows:
             print(f"{name:<10} {label:<12} {ours[key]:>10.1f} {theirs[key]:>12.1f} {ours[key] / theirs[key]:>7.2f}")
         sys.stdout.flush()
 

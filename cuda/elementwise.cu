@@ -2,24 +2,14 @@
 // functor and StridedIndex the CPU uses. Launch-time checks only; no host synchronisation.
 #include <cstdint>
 
-#include "cuda/check.h"
 #include "cuda/elementwise.h"
+#include "cuda/launch.cuh"
 #include "tensor/dispatch.h"
 #include "tensor/strided_index.h"
 
 namespace mrcnn::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
-
-int blocks_for(int64_t n) {
-  const int64_t blocks = (n + kThreads - 1) / kThreads;
-  return static_cast<int>(blocks < 65535 * 8 ? blocks : 65535 * 8);  // grid-stride covers the rest
-}
-
-#define MRCNN_GRID_STRIDE(i, n) \
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(blockDim.x) * gridDim.x)
 
 template <typename T>
 __global__ void fill_kernel(T* out, int64_t n, T value) {
@@ -62,14 +52,36 @@ __global__ void where_kernel(StridedIndex<4> index, T* out, const uint8_t* c, co
   }
 }
 
-// One thread per output element sums its column in order: deterministic, like the CPU.
+// Sums accumulate in double for float32 too (as the CPU does): norm statistics sum up to ~10^5
+// values per group, where float accumulation loses 3-4 digits.
+// Rows (inner == 1): one block per row, threads stride over it, then a fixed shared-memory tree:
+// deterministic, and fast for long rows (group norm statistics).
+template <typename T>
+__global__ void sum_rows_kernel(const T* x, int64_t rows, int64_t length, T* out) {
+  __shared__ double partial[kThreads];
+  for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    const T* p = x + row * length;
+    double acc = 0;
+    for (int64_t j = threadIdx.x; j < length; j += blockDim.x) acc += static_cast<double>(p[j]);
+    partial[threadIdx.x] = acc;
+    __syncthreads();
+    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
+      if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+      __syncthreads();
+    }
+    if (threadIdx.x == 0) out[row] = static_cast<T>(partial[0]);
+    __syncthreads();
+  }
+}
+
+// Columns (inner > 1): one thread per output element sums its column in order.
 template <typename T>
 __global__ void sum_kernel(const T* x, int64_t outer, int64_t reduced, int64_t inner, T* out) {
   MRCNN_GRID_STRIDE(j, outer * inner) {
     const int64_t o = j / inner, i = j % inner;
-    T acc = 0;
-    for (int64_t r = 0; r < reduced; ++r) acc += x[(o * reduced + r) * inner + i];
-    out[j] = acc;
+    double acc = 0;
+    for (int64_t r = 0; r < reduced; ++r) acc += static_cast<double>(x[(o * reduced + r) * inner + i]);
+    out[j] = static_cast<T>(acc);
   }
 }
 
@@ -156,8 +168,15 @@ void where_forward(const Tensor& condition, const Tensor& a, const Tensor& b, co
 void sum_reduce(const Tensor& x, int64_t outer, int64_t reduced, int64_t inner, const Tensor& out) {
   dispatch_floating(x.dtype(), "sum", [&](auto tag) {
     using T = decltype(tag);
-    sum_kernel<T><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(static_cast<const T*>(x.raw_data()), outer,
-                                                                        reduced, inner, static_cast<T*>(out.raw_data()));
+    const T* in = static_cast<const T*>(x.raw_data());
+    T* o = static_cast<T*>(out.raw_data());
+    // Long rows with few outputs: a block per row; otherwise a thread per output.
+    if (inner == 1 && reduced >= 1024 && outer < 65536 * 4) {
+      const int grid = static_cast<int>(outer < 65535 ? outer : 65535);
+      sum_rows_kernel<T><<<grid > 0 ? grid : 1, kThreads, 0, stream()>>>(in, outer, reduced, o);
+    } else {
+      sum_kernel<T><<<blocks_for(outer * inner), kThreads, 0, stream()>>>(in, outer, reduced, inner, o);
+    }
   });
   MRCNN_CUDA_CHECK_LAUNCH();
 }

@@ -2,6 +2,7 @@
 #include "maskrcnn/mask_rcnn.h"
 
 #include "ops/elementwise.h"
+#include "ops/view.h"
 
 namespace mrcnn::detection {
 
@@ -23,6 +24,10 @@ MaskRCNNOutput MaskRCNN::forward(const std::vector<Tensor>& images, const std::v
   out.images = transform_.forward(images, targets ? &resized_targets : nullptr,
                                   is_training() ? &transform_generator_ : nullptr);
   const std::vector<Target>* stage_targets = targets ? &resized_targets : nullptr;
+  // On a GPU the dense stages (backbone, FPN, heads, RoIAlign) run on the device; images and targets
+  // arrive on the host, and the index work (anchors, matching, sampling, NMS) and the losses stay
+  // there, joined to the device through differentiable copies (see rpn.cpp and roi_heads.cpp).
+  out.images.tensors = ops::to(out.images.tensors, device());
   out.features = backbone->forward(out.images.tensors);
   out.rpn = rpn->forward(out.images, out.features, is_training() ? stage_targets : nullptr);
   const std::vector<Tensor> roi_features(out.features.begin(), out.features.begin() + 4);

@@ -183,6 +183,9 @@ RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std:
   }
   const Tensor box_features = box_head->forward(box_roi_pool_.forward(features, out.proposals, image_sizes));
   std::tie(out.class_logits, out.box_regression) = box_predictor->forward(box_features);
+  // Losses and postprocessing on the host (differentiable copies back from a GPU).
+  out.class_logits = ops::to(out.class_logits, kCPU);
+  out.box_regression = ops::to(out.box_regression, kCPU);
 
   std::vector<Tensor> mask_proposals, positive_matched;
   if (is_training()) {
@@ -200,7 +203,8 @@ RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std:
     out.detections = postprocess_detections(out.class_logits, out.box_regression, out.proposals, image_sizes);
     for (const auto& d : out.detections) mask_proposals.push_back(d.boxes);
   }
-  out.mask_logits = mask_predictor->forward(mask_head->forward(mask_roi_pool_.forward(features, mask_proposals, image_sizes)));
+  out.mask_logits = ops::to(
+      mask_predictor->forward(mask_head->forward(mask_roi_pool_.forward(features, mask_proposals, image_sizes))), kCPU);
   if (is_training()) {
     out.loss_mask = maskrcnn_loss(out.mask_logits, mask_proposals, *targets, positive_matched);
   } else {

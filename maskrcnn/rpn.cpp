@@ -171,6 +171,10 @@ RPNOutput RegionProposalNetwork::forward(const ImageList& images, const std::vec
                                          const std::vector<Target>* targets) {
   RPNOutput out;
   std::tie(out.objectness, out.pred_bbox_deltas) = head->forward(features);
+  // Proposal selection and the losses run on the host: a GPU's predictions come back through
+  // differentiable copies, so the loss gradients flow back to the device head.
+  for (auto* outputs : {&out.objectness, &out.pred_bbox_deltas})
+    for (Tensor& t : *outputs) t = ops::to(t, kCPU);
   std::vector<std::pair<int64_t, int64_t>> feature_sizes;
   for (const auto& f : features) feature_sizes.emplace_back(f.size(2), f.size(3));
   out.anchors = anchor_generator_.grid_anchors({images.tensors.size(2), images.tensors.size(3)}, feature_sizes);

@@ -57,7 +57,12 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps_, double momentum_) : eps(
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x) {
-  if (is_training()) num_batches_tracked.data<int64_t>()[0] += 1;
+  if (is_training()) {
+    // A one-element counter: bumped on the host (a copy each way when the module is on a GPU).
+    Tensor host = copy_as(num_batches_tracked, kInt64, kCPU);
+    host.data<int64_t>()[0] += 1;
+    copy_into(num_batches_tracked, host);
+  }
   return ops::batch_norm(x, running_mean, running_var, weight, bias, is_training(), momentum, eps);
 }
 

@@ -8,6 +8,25 @@
 
 namespace mrcnn::nn {
 
+void Module::to(Device device) {
+  NamedTensors all = named_parameters();
+  for (auto& named : named_buffers()) all.push_back(named);
+  for (auto& [name, t] : all) {
+    if (t.device() == device) continue;
+    const Tensor moved = copy_as(t, t.dtype(), device);
+    TensorImpl& impl = t.impl();
+    impl.storage = moved.storage();
+    impl.offset = 0;
+    impl.strides = moved.strides();
+    impl.grad.reset();
+  }
+}
+
+Device Module::device() const {
+  const NamedTensors params = named_parameters();
+  return params.empty() ? kCPU : params.front().second.device();
+}
+
 Tensor Module::register_parameter(const std::string& name, Tensor value, bool requires_grad) {
   value.set_requires_grad(requires_grad);
   parameters_.emplace_back(name, value);

@@ -40,6 +40,10 @@ class Module {
   // requires_grad on every parameter of this module and its children.
   void set_requires_grad(bool on);
   void zero_grad();
+  // Moves every parameter and buffer to `device` in place: handles held by modules, optimizers and
+  // callers keep pointing at the same tensors, now on the device. Gradients are dropped.
+  void to(Device device);
+  Device device() const;  // of the first parameter (CPU for a module without parameters)
 
  protected:
   // The returned Tensor shares storage with the registered one: keep it as a member.

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "autograd/node.h"
+#include "ops/elementwise.h"
 #include "ops/reduce.h"
 #include "tensor/dispatch.h"
 
@@ -13,8 +14,8 @@ namespace mrcnn::nn {
 Optimizer::Optimizer(NamedTensors params, double learning_rate)
     : lr(learning_rate), params_(std::move(params)), slots_(params_.size()) {
   for (const auto& [name, p] : params_) {
-    check(p.requires_grad() && p.is_contiguous() && is_floating(p.dtype()) && p.device().is_cpu(),
-          "optimizer: parameter ", name, " must be a contiguous CPU floating leaf that requires grad");
+    check(p.requires_grad() && p.is_contiguous() && is_floating(p.dtype()),
+          "optimizer: parameter ", name, " must be a contiguous floating leaf that requires grad");
   }
 }
 
@@ -76,6 +77,16 @@ SGD::SGD(NamedTensors params, const SGDOptions& sgd_options) : Optimizer(std::mo
 void SGD::update(size_t index, const Tensor& param, const Tensor& grad) {
   const bool first = options.momentum != 0 && !has_slot(index, "momentum_buffer");
   Tensor buffer = options.momentum != 0 ? slot(index, "momentum_buffer") : Tensor();
+  if (param.device().is_cuda()) {
+    // The same update from elementwise kernels (one launch per term; the CPU loop fuses them).
+    Tensor d = ops::add(grad, ops::mul(param, options.weight_decay));
+    if (buffer.defined()) {
+      copy_into(buffer, first ? d : ops::add(ops::mul(buffer, options.momentum), ops::mul(d, 1 - options.dampening)));
+      d = options.nesterov ? ops::add(d, ops::mul(buffer, options.momentum)) : buffer;
+    }
+    copy_into(param, ops::sub(param, ops::mul(d, lr)));
+    return;
+  }
   dispatch_floating(param.dtype(), "SGD", [&](auto tag) {
     using scalar_t = decltype(tag);
     scalar_t* p = param.data<scalar_t>();
@@ -102,6 +113,14 @@ void AdamW::update(size_t index, const Tensor& param, const Tensor& grad) {
   Tensor& exp_avg_sq = slot(index, "exp_avg_sq");
   const double t = static_cast<double>(steps_);
   const double correction1 = 1 - std::pow(options.beta1, t), correction2 = 1 - std::pow(options.beta2, t);
+  if (param.device().is_cuda()) {
+    copy_into(param, ops::mul(param, 1 - lr * options.weight_decay));
+    copy_into(exp_avg, ops::add(ops::mul(exp_avg, options.beta1), ops::mul(grad, 1 - options.beta1)));
+    copy_into(exp_avg_sq, ops::add(ops::mul(exp_avg_sq, options.beta2), ops::mul(ops::mul(grad, grad), 1 - options.beta2)));
+    const Tensor denom = ops::add(ops::div(ops::sqrt(exp_avg_sq), std::sqrt(correction2)), options.eps);
+    copy_into(param, ops::sub(param, ops::mul(ops::div(exp_avg, denom), lr / correction1)));
+    return;
+  }
   dispatch_floating(param.dtype(), "AdamW", [&](auto tag) {
     using scalar_t = decltype(tag);
     scalar_t* p = param.data<scalar_t>();
@@ -126,6 +145,10 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   double total = 0;
   for (const auto& p : params) {
     if (!p.grad().defined()) continue;
+    if (p.grad().device().is_cuda()) {  // the square sum on the device, one number back
+      total += ops::sum(ops::mul(p.grad(), p.grad())).item<double>();
+      continue;
+    }
     const Tensor g = p.grad().is_contiguous() ? p.grad() : copy_as(p.grad(), p.grad().dtype(), p.grad().device());
     dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
       using scalar_t = decltype(tag);
@@ -139,13 +162,17 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
     for (const auto& p : params) {
       if (!p.grad().defined()) continue;
       const Tensor g = p.grad();
+      Tensor target = p;  // shares the parameter's impl: set_grad reaches the parameter itself
+      if (g.device().is_cuda()) {
+        target.set_grad(ops::mul(g, coefficient));
+        continue;
+      }
       Tensor scaled = copy_as(g, g.dtype(), g.device());
       dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
         using scalar_t = decltype(tag);
         scalar_t* d = scaled.data<scalar_t>();
         for (int64_t i = 0, count = scaled.numel(); i < count; ++i) d[i] *= static_cast<scalar_t>(coefficient);
       });
-      Tensor target = p;  // shares the parameter's impl: set_grad reaches the parameter itself
       target.set_grad(scaled);
     }
   }

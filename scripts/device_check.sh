@@ -45,6 +45,14 @@ for t in "$dir"/test_*; do
   fi
 done
 if [ -x "$dir/mrcnn" ]; then
-  "$dir/mrcnn" selftest 2>&1 | tee "$out/selftest.log" | tail -40 || status=1
+  "$dir/mrcnn" selftest > "$out/selftest.log" 2>&1 || status=1
+  tail -26 "$out/selftest.log"
+fi
+# BENCH=1: R50-FPN at 512x512 against the machine's PyTorch/torchvision, batch 2 and 8.
+if [ "${BENCH:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
+  for batch in ${BENCH_BATCHES:-2 8}; do
+    python3 bench/model_vs_torch.py --mrcnn "$dir/mrcnn" --device cuda --cases R50-FPN --batch "$batch" \
+      --steps "${BENCH_STEPS:-10}" 2>&1 | tee "$out/bench_batch$batch.log" || status=1
+  done
 fi
 exit $status

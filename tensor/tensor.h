@@ -55,6 +55,9 @@ class Tensor {
   template <typename T> T* data() const {
     check(DTypeOf<T>::value == dtype(), "Tensor::data: tensor is ", dtype_name(dtype()),
           ", requested ", dtype_name(DTypeOf<T>::value));
+    // Host code reading device memory would crash or read garbage: say so instead.
+    check(!device().is_cuda(), "Tensor::data: the tensor is on ", device().str(),
+          "; host code needs a CPU copy (ops::to(t, kCPU))");
     return static_cast<T*>(raw_data());
   }
   void* raw_data() const;

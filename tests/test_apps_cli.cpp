@@ -122,10 +122,14 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   CHECK(run.status == 1);
   CHECK(run.output.find((dir / "hostile.safetensors").string()) != std::string::npos);
   CHECK(std::count(run.output.begin(), run.output.end(), '\n') == 1);
-  run = test::run_mrcnn("predict --weights " + weights + " x.png --json " + json + " --device cuda");
+  // A device that is not there: one line saying why (here: no GPU or no CUDA build).
+  run = test::run_mrcnn("predict --weights " + weights + " x.png --json " + json + " --device cuda:7");
   CHECK(run.status == 1);
-  CHECK(run.output == "mrcnn: error: --device cuda: only cpu runs the model in this build (CUDA model support is issue 6)\n");
+  CHECK(run.output.rfind("mrcnn: error: --device cuda:7: ", 0) == 0);
+  CHECK(std::count(run.output.begin(), run.output.end(), '\n') == 1);
   CHECK(!fs::exists(json));  // nothing half-written
+  run = test::run_mrcnn("predict --weights " + weights + " x.png --json " + json + " --device tpu");
+  CHECK(run.output == "mrcnn: error: unknown device 'tpu': expected cpu, cuda or cuda:N\n");
   fs::remove_all(dir);
 }
 

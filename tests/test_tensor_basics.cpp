@@ -203,7 +203,7 @@ TEST_CASE("caching allocator: size classes, reuse, statistics, empty_cache, out 
   CHECK(test::error_of([&] { allocator.release(&mallocs); }) == "CUDA allocator: release of a pointer it did not allocate");
 }
 
-TEST_CASE("cuda: tensors come from the caching allocator; copies round-trip through pinned staging") {
+TEST_CASE("cuda: tensors come from the caching allocator, copies round-trip through pinned staging") {
   if (test::skip_without_cuda("CUDA allocator")) return;
   cuda::empty_cache();
   const cuda::MemoryStats before = cuda::memory_stats();

@@ -1,0 +1,125 @@
+// The whole detector on a GPU against the same detector on the CPU: one training step (five losses,
+// every parameter gradient, the SGD update) and inference. Skipped without a CUDA device.
+#include <cmath>
+
+#include "cuda/context.h"
+#include "maskrcnn/mask_rcnn.h"
+#include "nn/optim.h"
+#include "tests/helpers.h"
+
+using namespace mrcnn;
+using namespace mrcnn::detection;
+
+namespace {
+
+// Two 64 x 64 images, each with one bright rectangle as its object, on a smooth background.
+std::pair<std::vector<Tensor>, std::vector<Target>> batch() {
+  std::vector<Tensor> images;
+  std::vector<Target> targets;
+  for (int i = 0; i < 2; ++i) {
+    const int64_t x0 = 10 + 8 * i, y0 = 14, x1 = 40 + 6 * i, y1 = 44 - 4 * i;
+    std::vector<float> pixels(64 * 64);
+    std::vector<uint8_t> mask(64 * 64);
+    for (int64_t y = 0; y < 64; ++y)
+      for (int64_t x = 0; x < 64; ++x) {
+        const bool inside = x >= x0 && x < x1 && y >= y0 && y < y1;
+        mask[y * 64 + x] = inside;
+        pixels[y * 64 + x] = static_cast<float>(0.2 + 0.1 * std::sin(0.3 * x + 0.2 * y + i) + (inside ? 0.5 : 0.0));
+      }
+    images.push_back(from_vector(pixels, {1, 64, 64}));
+    targets.push_back({from_vector(std::vector<float>{float(x0), float(y0), float(x1), float(y1)}, {1, 4}),
+                       from_vector(std::vector<int64_t>{1}, {1}), from_vector(mask, {1, 64, 64})});
+  }
+  return {images, targets};
+}
+
+double relative_norm_error(const Tensor& actual, const Tensor& expected) {
+  const Tensor a = ops::to(ops::to(actual, kCPU), kFloat64), e = ops::to(ops::to(expected, kCPU), kFloat64);
+  const Tensor d = ops::sub(a, e);
+  const double ref = std::sqrt(ops::sum(ops::mul(e, e)).item<double>());
+  return std::sqrt(ops::sum(ops::mul(d, d)).item<double>()) / std::max(ref, 1e-30);
+}
+
+}  // namespace
+
+TEST_CASE("cuda: one training step and inference of the whole model match the CPU") {
+  if (test::skip_without_cuda("Mask R-CNN on CUDA")) return;
+  const Config config = test::small_maskrcnn_config(64, 64);
+  manual_seed(1);
+  MaskRCNN cpu_model(config), gpu_model(config);
+  gpu_model.load_state_dict(cpu_model.state_dict());
+  gpu_model.to(kCUDA);
+  CHECK(gpu_model.device() == kCUDA);
+  const auto [images, targets] = batch();
+
+  std::map<std::string, double> losses;
+  for (MaskRCNN* model : {&cpu_model, &gpu_model}) {
+    model->train();
+    const auto out = model->forward(images, &targets);
+    for (const auto& [name, loss] : out.losses) {
+      if (model == &cpu_model) {
+        losses[name] = loss.item<double>();
+        continue;
+      }
+      // float32 everywhere; the GPU sums convolutions and reductions in other orders: the losses are
+      // O(1) sums of thousands of terms, 1e-4 relative is ~1000 float32 ulp.
+      CAPTURE(name);
+      CHECK(std::abs(loss.item<double>() - losses[name]) <= 1e-4 * std::max(std::abs(losses[name]), 1e-3));
+    }
+    autograd::backward(total_loss(out.losses));
+  }
+  const auto cpu_params = cpu_model.named_parameters(), gpu_params = gpu_model.named_parameters();
+  REQUIRE(cpu_params.size() == gpu_params.size());
+  int compared = 0;
+  for (size_t i = 0; i < cpu_params.size(); ++i) {
+    const Tensor& g_cpu = cpu_params[i].second.grad();
+    const Tensor& g_gpu = gpu_params[i].second.grad();
+    CAPTURE(cpu_params[i].first);
+    REQUIRE(g_cpu.defined() == g_gpu.defined());
+    if (!g_cpu.defined()) continue;
+    CHECK(g_gpu.device() == kCUDA);
+    // Gradients of a random-init model are sums over every pixel and RoI: 1e-3 of their norm, the
+    // tolerance the torchvision parity test uses for our CPU kernels against PyTorch's.
+    CHECK(relative_norm_error(g_gpu, g_cpu) <= 1e-3);
+    ++compared;
+  }
+  CHECK(compared == static_cast<int>(cpu_params.size()));
+
+  // One SGD step on each: the parameters move identically up to rounding.
+  for (MaskRCNN* model : {&cpu_model, &gpu_model}) {
+    nn::SGD sgd(model->named_parameters(), {0.01, 0.9, 0, 1e-4, false});
+    sgd.step();
+  }
+  for (size_t i = 0; i < cpu_params.size(); ++i) {
+    CAPTURE(cpu_params[i].first);
+    CHECK(test::max_abs_diff(cpu_params[i].second, ops::to(gpu_params[i].second, kCPU)) <= 1e-5);
+  }
+
+  // Inference after the step: the same detections (boxes within 1e-3 px, scores within 1e-4).
+  cpu_model.eval();
+  gpu_model.eval();
+  autograd::NoGradGuard no_grad;
+  const auto cpu_out = cpu_model.forward(images), gpu_out = gpu_model.forward(images);
+  for (size_t i = 0; i < images.size(); ++i) {
+    REQUIRE(cpu_out.detections[i].boxes.sizes() == gpu_out.detections[i].boxes.sizes());
+    CHECK(test::max_abs_diff(cpu_out.detections[i].boxes, gpu_out.detections[i].boxes) <= 1e-3);
+    CHECK(test::max_abs_diff(cpu_out.detections[i].scores, gpu_out.detections[i].scores) <= 1e-4);
+    CHECK(gpu_out.detections[i].masks.device() == kCPU);
+  }
+}
+
+TEST_CASE("model device: Module::to moves parameters in place, --device errors") {
+  const Config config = test::small_maskrcnn_config(64, 64);
+  MaskRCNN model(config);
+  const Tensor first = model.named_parameters().front().second;
+  CHECK(model.device() == kCPU);
+  if (!cuda::is_available()) {
+    CHECK(test::error_of([&] { model.to(kCUDA); }).find("CUDA tensor requested but") == 0);
+    const auto run = test::run_mrcnn("bench --config /dev/null --device cuda");
+    CHECK(run.status != 0);
+    CHECK(run.output.find("--device cuda: ") != std::string::npos);
+    return;
+  }
+  model.to(kCUDA);
+  CHECK(first.device() == kCUDA);  // the handle taken before the move sees the moved tensor
+}
