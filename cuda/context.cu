@@ -183,6 +183,8 @@ void copy_device_to_device(void* dst, const void* src, size_t nbytes) {
 
 void memset_zero(void* dst, size_t nbytes) { MRCNN_CUDA_CHECK(cudaMemsetAsync(dst, 0, nbytes, stream())); }
 
-void synchronize() { MRCNN_CUDA_CHECK(cudaStreamSynchronize(stream())); }
+void synchronize() {
+  if (is_available()) MRCNN_CUDA_CHECK(cudaStreamSynchronize(stream()));  // nothing queued without a device
+}
 
 }  // namespace mrcnn::cuda
