@@ -14,6 +14,7 @@
 #include "cuda/context.h"
 #include "bench/timing.h"
 #include "maskrcnn/mask_rcnn.h"
+#include "maskrcnn/profile.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "ops/ops.h"
@@ -102,8 +103,14 @@ int bench(const BenchOptions& options) {
   const auto train_step = [&] {
     sgd.zero_grad();
     const auto out = model.forward(images, &targets);
-    autograd::backward(total_loss(out.losses));
-    sgd.step();
+    {
+      const Stage stage("backward");
+      autograd::backward(total_loss(out.losses));
+    }
+    {
+      const Stage stage("optimizer step");
+      sgd.step();
+    }
     cuda::synchronize();  // GPU work is queued: time it to the end (no-op on the CPU)
   };
   model.eval();
@@ -130,6 +137,19 @@ int bench(const BenchOptions& options) {
   if (device.is_cuda())
     std::printf("peak GPU memory held by tensors: train %.0f MB, inference %.0f MB (%s)\n", train_gpu_mb, infer_gpu_mb,
                 cuda::device_name(device.index).c_str());
+  if (options.profile) {
+    // Separate, untimed passes: the stage timers wait for the GPU at every boundary.
+    set_profiling(true);
+    for (const bool training : {true, false}) {
+      model.train(training);
+      reset_stage_times();
+      const int passes = 3;
+      for (int i = 0; i < passes; ++i) training ? train_step() : infer_step();
+      std::printf("%s stages (mean of %d, ms):\n", training ? "train step" : "inference", passes);
+      for (const auto& [name, ms] : stage_times()) std::printf("  %-36s %8.2f\n", name.c_str(), ms / passes);
+    }
+    set_profiling(false);
+  }
   if (!options.json_out.empty()) {
     std::ofstream(options.json_out) << nlohmann::json{{"train_ms", train_ms}, {"infer_ms", infer_ms}, {"peak_rss_mb", rss},
                                                       {"batch", options.batch}, {"size", options.size},

@@ -18,6 +18,7 @@ int predict(const PredictOptions& options);
 struct BenchOptions {
   std::string config, weights, size = "256x256", device = "cpu", json_out;
   int64_t batch = 2, steps = 10, warmup = 2;
+  bool profile = false;
 };
 int bench(const BenchOptions& options);
 

@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--warmup", bench.warmup, "untimed steps first (default 2)");
   bench_cmd->add_option("--device", bench.device, "cpu (default), cuda or cuda:N");
   bench_cmd->add_option("--json", bench.json_out, "also write the figures as JSON");
+  bench_cmd->add_flag("--profile", bench.profile, "also print the time of each stage (transform, backbone, RPN, heads, ...)");
 
   mrcnn::apps::SplitOptions split;
   auto* split_cmd = app.add_subcommand("split", "split a COCO file into train/val with no patient in both");

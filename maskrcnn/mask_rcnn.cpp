@@ -3,6 +3,7 @@
 
 #include "ops/elementwise.h"
 #include "ops/view.h"
+#include "maskrcnn/profile.h"
 
 namespace mrcnn::detection {
 
@@ -21,14 +22,20 @@ MaskRCNNOutput MaskRCNN::forward(const std::vector<Tensor>& images, const std::v
   if (targets != nullptr) resized_targets = *targets;
   std::vector<ImageSize> original_sizes;
   for (const auto& image : images) original_sizes.emplace_back(image.size(-2), image.size(-1));
-  out.images = transform_.forward(images, targets ? &resized_targets : nullptr,
-                                  is_training() ? &transform_generator_ : nullptr);
+  {
+    const Stage stage("transform");
+    out.images = transform_.forward(images, targets ? &resized_targets : nullptr,
+                                    is_training() ? &transform_generator_ : nullptr);
+    out.images.tensors = ops::to(out.images.tensors, device());
+  }
   const std::vector<Target>* stage_targets = targets ? &resized_targets : nullptr;
   // On a GPU the dense stages (backbone, FPN, heads, RoIAlign) run on the device; images and targets
   // arrive on the host, and the index work (anchors, matching, sampling, NMS) and the losses stay
   // there, joined to the device through differentiable copies (see rpn.cpp and roi_heads.cpp).
-  out.images.tensors = ops::to(out.images.tensors, device());
-  out.features = backbone->forward(out.images.tensors);
+  {
+    const Stage stage("backbone + FPN");
+    out.features = backbone->forward(out.images.tensors);
+  }
   out.rpn = rpn->forward(out.images, out.features, is_training() ? stage_targets : nullptr);
   const std::vector<Tensor> roi_features(out.features.begin(), out.features.begin() + 4);
   out.roi = roi_heads->forward(roi_features, out.rpn.boxes, out.images.image_sizes,
@@ -39,6 +46,7 @@ MaskRCNNOutput MaskRCNN::forward(const std::vector<Tensor>& images, const std::v
                   {"loss_rpn_box_reg", out.rpn.loss_rpn_box_reg}};
   } else {
     out.detections = out.roi.detections;
+    const Stage stage("postprocess (paste masks)");
     transform_.postprocess(out.detections, out.images.image_sizes, original_sizes);
   }
   return out;

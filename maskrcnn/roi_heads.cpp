@@ -1,7 +1,10 @@
 // RoI heads training samples, losses and inference postprocessing, following roi_heads.py.
 #include "maskrcnn/roi_heads.h"
 
+#include <optional>
+
 #include "autograd/node.h"
+#include "maskrcnn/profile.h"
 #include "ops/ops.h"
 
 namespace mrcnn::detection {
@@ -176,16 +179,21 @@ RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std:
   TrainingSamples samples;
   if (is_training()) {
     check(targets != nullptr && targets->size() == proposals.size(), "RoIHeads: training needs one target per image");
+    const Stage stage("roi sampling (host)");
     samples = select_training_samples(proposals, *targets);
     out.proposals = samples.proposals;
   } else {
     out.proposals = proposals;
   }
-  const Tensor box_features = box_head->forward(box_roi_pool_.forward(features, out.proposals, image_sizes));
-  std::tie(out.class_logits, out.box_regression) = box_predictor->forward(box_features);
-  // Losses and postprocessing on the host (differentiable copies back from a GPU).
-  out.class_logits = ops::to(out.class_logits, kCPU);
-  out.box_regression = ops::to(out.box_regression, kCPU);
+  {
+    const Stage stage("box RoIAlign + head");
+    const Tensor box_features = box_head->forward(box_roi_pool_.forward(features, out.proposals, image_sizes));
+    std::tie(out.class_logits, out.box_regression) = box_predictor->forward(box_features);
+    // Losses and postprocessing on the host (differentiable copies back from a GPU).
+    out.class_logits = ops::to(out.class_logits, kCPU);
+    out.box_regression = ops::to(out.box_regression, kCPU);
+  }
+  std::optional<Stage> host_stage(std::in_place, "box loss / detections (host)");
 
   std::vector<Tensor> mask_proposals, positive_matched;
   if (is_training()) {
@@ -203,8 +211,12 @@ RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std:
     out.detections = postprocess_detections(out.class_logits, out.box_regression, out.proposals, image_sizes);
     for (const auto& d : out.detections) mask_proposals.push_back(d.boxes);
   }
+  host_stage.reset();
+  std::optional<Stage> mask_stage(std::in_place, "mask RoIAlign + head");
   out.mask_logits = ops::to(
       mask_predictor->forward(mask_head->forward(mask_roi_pool_.forward(features, mask_proposals, image_sizes))), kCPU);
+  mask_stage.reset();
+  const Stage mask_host_stage("mask loss / probabilities (host)");
   if (is_training()) {
     out.loss_mask = maskrcnn_loss(out.mask_logits, mask_proposals, *targets, positive_matched);
   } else {

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "autograd/node.h"
+#include "maskrcnn/profile.h"
 #include "nn/init.h"
 #include "ops/ops.h"
 
@@ -170,7 +171,11 @@ std::pair<Tensor, Tensor> RegionProposalNetwork::compute_loss(const std::vector<
 RPNOutput RegionProposalNetwork::forward(const ImageList& images, const std::vector<Tensor>& features,
                                          const std::vector<Target>* targets) {
   RPNOutput out;
-  std::tie(out.objectness, out.pred_bbox_deltas) = head->forward(features);
+  {
+    const Stage stage("rpn head");
+    std::tie(out.objectness, out.pred_bbox_deltas) = head->forward(features);
+  }
+  const Stage stage("rpn proposals + loss (host)");
   // Proposal selection and the losses run on the host: a GPU's predictions come back through
   // differentiable copies, so the loss gradients flow back to the device head.
   for (auto* outputs : {&out.objectness, &out.pred_bbox_deltas})

@@ -198,6 +198,8 @@ void copy_into(const Tensor& dst, const Tensor& src) {
   else cpu_copy_strided(dst, src);
 }
 
+void device_synchronize() { cuda::synchronize(); }
+
 Tensor copy_as(const Tensor& src, DType dtype, Device device) {
   Tensor out = empty(src.sizes(), dtype, device);
   if (out.numel() == 0) return out;

@@ -120,6 +120,8 @@ std::vector<T> to_vector(const Tensor& tensor);
 Tensor copy_as(const Tensor& src, DType dtype, Device device);
 // Element-wise copy of `src` into the (possibly strided) view `dst` of the same shape and dtype.
 void copy_into(const Tensor& dst, const Tensor& src);
+// Waits until the GPU has finished all queued work (no-op without one): for timing.
+void device_synchronize();
 // a + b for tensors of one shape, dtype and device, not recorded by autograd: the engine's
 // gradient accumulation (which sits below ops/ and cannot call ops::add).
 Tensor add_same_shape(const Tensor& a, const Tensor& b);
