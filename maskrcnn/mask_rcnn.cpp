@@ -25,8 +25,7 @@ MaskRCNNOutput MaskRCNN::forward(const std::vector<Tensor>& images, const std::v
   {
     const Stage stage("transform");
     out.images = transform_.forward(images, targets ? &resized_targets : nullptr,
-                                    is_training() ? &transform_generator_ : nullptr);
-    out.images.tensors = ops::to(out.images.tensors, device());
+                                    is_training() ? &transform_generator_ : nullptr, device());
   }
   const std::vector<Target>* stage_targets = targets ? &resized_targets : nullptr;
   // On a GPU the dense stages (backbone, FPN, heads, RoIAlign) run on the device; images and targets

@@ -58,7 +58,7 @@ RegionProposalNetwork::RegionProposalNetwork(const Config& config)
 
 std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::filter_proposals(
     const std::vector<Tensor>& objectness, const std::vector<Tensor>& pred_bbox_deltas, const Tensor& anchors,
-    const std::vector<ImageSize>& image_sizes) const {
+    const std::vector<ImageSize>& image_sizes, Device nms_device) const {
   autograd::NoGradGuard no_grad;
   const int64_t num_images = static_cast<int64_t>(image_sizes.size());
   const Tensor scores_all = ops::contiguous(ops::reshape(flatten_predictions(objectness, 1).detach(), {num_images, -1}));
@@ -107,9 +107,10 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::filte
     for (int64_t i : keep) kept_scores.push_back(scores[i]), kept_levels.push_back(level_of[i]);
     const Tensor kept_boxes = ops::index_select(boxes, 0, keep_index);
     const Tensor score_tensor = from_vector(kept_scores, {static_cast<int64_t>(keep.size())});
-    Tensor nms_keep = ops::batched_nms(kept_boxes, score_tensor,
-                                       from_vector(kept_levels, {static_cast<int64_t>(keep.size())}),
-                                       config_.rpn_nms_thresh);
+    const Tensor level_tensor = from_vector(kept_levels, {static_cast<int64_t>(keep.size())});
+    Tensor nms_keep = ops::to(ops::batched_nms(ops::to(kept_boxes, nms_device), ops::to(score_tensor, nms_device),
+                                               ops::to(level_tensor, nms_device), config_.rpn_nms_thresh),
+                              kCPU);
     nms_keep = ops::narrow(nms_keep, 0, 0, std::min(post_nms_top_n, nms_keep.size(0)));
     boxes_out.push_back(ops::contiguous(ops::index_select(kept_boxes, 0, nms_keep)));
     scores_out.push_back(ops::contiguous(ops::index_select(score_tensor, 0, nms_keep)));
@@ -183,7 +184,8 @@ RPNOutput RegionProposalNetwork::forward(const ImageList& images, const std::vec
   std::vector<std::pair<int64_t, int64_t>> feature_sizes;
   for (const auto& f : features) feature_sizes.emplace_back(f.size(2), f.size(3));
   out.anchors = anchor_generator_.grid_anchors({images.tensors.size(2), images.tensors.size(3)}, feature_sizes);
-  std::tie(out.boxes, out.scores) = filter_proposals(out.objectness, out.pred_bbox_deltas, out.anchors, images.image_sizes);
+  std::tie(out.boxes, out.scores) =
+      filter_proposals(out.objectness, out.pred_bbox_deltas, out.anchors, images.image_sizes, features[0].device());
   if (is_training()) {
     check(targets != nullptr && targets->size() == images.image_sizes.size(), "RPN: training needs one target per image");
     std::tie(out.loss_objectness, out.loss_rpn_box_reg) =

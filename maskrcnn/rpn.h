@@ -37,9 +37,10 @@ class RegionProposalNetwork : public nn::Module {
   RPNOutput forward(const ImageList& images, const std::vector<Tensor>& features,
                     const std::vector<Target>* targets);
   // The inference part alone, from the head's outputs: decode, top-k per level, NMS.
+  // nms_device: where the per-image NMS runs (the quadratic part: a GPU when the model is on one).
   std::pair<std::vector<Tensor>, std::vector<Tensor>> filter_proposals(
       const std::vector<Tensor>& objectness, const std::vector<Tensor>& pred_bbox_deltas, const Tensor& anchors,
-      const std::vector<ImageSize>& image_sizes) const;
+      const std::vector<ImageSize>& image_sizes, Device nms_device = kCPU) const;
   // The training losses from the head's outputs: (loss_objectness, loss_rpn_box_reg).
   std::pair<Tensor, Tensor> compute_loss(const std::vector<Tensor>& objectness,
                                          const std::vector<Tensor>& pred_bbox_deltas, const Tensor& anchors,

@@ -29,14 +29,16 @@ Tensor resize_boxes(const Tensor& boxes, ImageSize from, ImageSize to) {
 }
 
 ImageList GeneralizedRCNNTransform::forward(const std::vector<Tensor>& images, std::vector<Target>* targets,
-                                            Generator* generator) const {
+                                            Generator* generator, Device device) const {
   autograd::NoGradGuard no_grad;
   check(!images.empty(), "transform: no images");
   if (targets != nullptr)
     check(targets->size() == images.size(), "transform: ", images.size(), " images but ", targets->size(), " targets");
   const int64_t channels = config_.in_channels;
-  const Tensor mean = from_vector(std::vector<float>(config_.image_mean.begin(), config_.image_mean.end()), {channels, 1, 1});
-  const Tensor std = from_vector(std::vector<float>(config_.image_std.begin(), config_.image_std.end()), {channels, 1, 1});
+  const Tensor mean =
+      ops::to(from_vector(std::vector<float>(config_.image_mean.begin(), config_.image_mean.end()), {channels, 1, 1}), device);
+  const Tensor std =
+      ops::to(from_vector(std::vector<float>(config_.image_std.begin(), config_.image_std.end()), {channels, 1, 1}), device);
   std::vector<Tensor> resized;
   ImageList list;
   for (size_t i = 0; i < images.size(); ++i) {
@@ -52,7 +54,7 @@ ImageList GeneralizedRCNNTransform::forward(const std::vector<Tensor>& images, s
     }
     const ImageSize original{image.size(1), image.size(2)};
     const ImageSize size = resized_size(original, min_size);
-    const Tensor normalized = ops::div(ops::sub(image, mean), std);
+    const Tensor normalized = ops::div(ops::sub(ops::to(image, device), mean), std);
     resized.push_back(ops::select(
         ops::interpolate(ops::unsqueeze(normalized, 0), {size.first, size.second}, ops::InterpolateMode::Bilinear), 0, 0));
     list.image_sizes.push_back(size);
@@ -74,7 +76,7 @@ ImageList GeneralizedRCNNTransform::forward(const std::vector<Tensor>& images, s
   const int64_t d = config_.size_divisible;
   max_h = (max_h + d - 1) / d * d;
   max_w = (max_w + d - 1) / d * d;
-  list.tensors = zeros({static_cast<int64_t>(images.size()), channels, max_h, max_w});
+  list.tensors = zeros({static_cast<int64_t>(images.size()), channels, max_h, max_w}, kFloat32, device);
   for (size_t i = 0; i < resized.size(); ++i) {
     const Tensor slot = ops::narrow(ops::narrow(ops::select(list.tensors, 0, static_cast<int64_t>(i)), 1, 0,
                                                 resized[i].size(1)), 2, 0, resized[i].size(2));

@@ -14,8 +14,10 @@ class GeneralizedRCNNTransform {
  public:
   explicit GeneralizedRCNNTransform(const Config& config) : config_(config) {}
   // images: [C, H, W] float32 in [0, 1]. In training one min_size is drawn per image from `generator`
-  // (null: the last min_size, torchvision's eval choice). targets may be null.
-  ImageList forward(const std::vector<Tensor>& images, std::vector<Target>* targets, Generator* generator = nullptr) const;
+  // (null: the last min_size, torchvision's eval choice). targets may be null. The batch is built on
+  // `device` (images are normalised and resized there); target masks stay on the host.
+  ImageList forward(const std::vector<Tensor>& images, std::vector<Target>* targets, Generator* generator = nullptr,
+                    Device device = kCPU) const;
   // The resized size of an (h, w) image for `min_size`.
   ImageSize resized_size(ImageSize size, int64_t min_size) const;
   // Boxes and masks back to each original size.
