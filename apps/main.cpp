@@ -12,6 +12,7 @@
 #include "apps/plot.h"
 #include "cuda/context.h"
 #include "cuda/linalg.h"
+#include "cuda/roi_align.h"
 #include "tensor/parallel.h"
 #include "tensor/safetensors.h"
 
@@ -103,8 +104,12 @@ int main(int argc, char** argv) {
   bool tf32 = false;
   app.add_flag("--tf32", tf32,
                "CUDA: float32 matrix products and convolutions on TF32 tensor cores (faster; 10-bit mantissa)");
+  bool deterministic = false;
+  app.add_flag("--deterministic", deterministic,
+               "CUDA: RoIAlign backward without atomic adds (bit-identical run to run, slower)");
   CLI11_PARSE(app, argc, argv);
   mrcnn::cuda::set_allow_tf32(tf32);
+  mrcnn::cuda::set_deterministic(deterministic);
   try {
     if (*version) {
       std::cout << "mrcnn 0.1\n"

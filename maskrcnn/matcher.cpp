@@ -49,7 +49,9 @@ std::vector<int64_t> choose(const std::vector<int64_t>& candidates, int64_t k, G
   const std::vector<double> keys = to_vector<double>(rand({n}, kFloat64, kCPU, &generator));
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return keys[a] < keys[b]; });
+  // The k smallest keys in order, ties by position: what a stable sort's first k are, in O(n log k).
+  std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                    [&](int64_t a, int64_t b) { return keys[a] < keys[b] || (keys[a] == keys[b] && a < b); });
   std::vector<int64_t> chosen;
   for (int64_t i = 0; i < k; ++i) chosen.push_back(candidates[order[i]]);
   return chosen;

@@ -2,6 +2,7 @@
 #include "maskrcnn/rpn.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "autograd/node.h"
 #include "maskrcnn/profile.h"
@@ -65,6 +66,7 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::filte
   const Tensor deltas = ops::contiguous(flatten_predictions(pred_bbox_deltas, 4).detach());
   const int64_t total = anchors.size(0);
   check(scores_all.size(1) == total, "RPN: ", scores_all.size(1), " predictions for ", total, " anchors");
+  std::optional<Stage> stage(std::in_place, "  rpn proposals: decode");
   std::vector<Tensor> anchors_per_image(static_cast<size_t>(num_images), anchors);
   const Tensor proposals =
       box_coder_.decode(deltas, ops::contiguous(ops::cat(anchors_per_image, 0))).detach();  // [N*total, 1, 4]
@@ -77,6 +79,7 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::filte
 
   std::vector<Tensor> boxes_out, scores_out;
   for (int64_t image = 0; image < num_images; ++image) {
+    stage.emplace("  rpn proposals: top-k per level");
     const Tensor image_scores = ops::select(scores_all, 0, image);
     std::vector<int64_t> picked, level_of;
     int64_t offset = 0;
@@ -107,6 +110,7 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::filte
     for (int64_t i : keep) kept_scores.push_back(scores[i]), kept_levels.push_back(level_of[i]);
     const Tensor kept_boxes = ops::index_select(boxes, 0, keep_index);
     const Tensor score_tensor = from_vector(kept_scores, {static_cast<int64_t>(keep.size())});
+    stage.emplace("  rpn proposals: nms");
     const Tensor level_tensor = from_vector(kept_levels, {static_cast<int64_t>(keep.size())});
     Tensor nms_keep = ops::to(ops::batched_nms(ops::to(kept_boxes, nms_device), ops::to(score_tensor, nms_device),
                                                ops::to(level_tensor, nms_device), config_.rpn_nms_thresh),
@@ -176,17 +180,21 @@ RPNOutput RegionProposalNetwork::forward(const ImageList& images, const std::vec
     const Stage stage("rpn head");
     std::tie(out.objectness, out.pred_bbox_deltas) = head->forward(features);
   }
-  const Stage stage("rpn proposals + loss (host)");
+  std::optional<Stage> stage(std::in_place, "rpn outputs to host");
   // Proposal selection and the losses run on the host: a GPU's predictions come back through
   // differentiable copies, so the loss gradients flow back to the device head.
   for (auto* outputs : {&out.objectness, &out.pred_bbox_deltas})
     for (Tensor& t : *outputs) t = ops::to(t, kCPU);
+  stage.emplace("rpn anchors (host)");
   std::vector<std::pair<int64_t, int64_t>> feature_sizes;
   for (const auto& f : features) feature_sizes.emplace_back(f.size(2), f.size(3));
   out.anchors = anchor_generator_.grid_anchors({images.tensors.size(2), images.tensors.size(3)}, feature_sizes);
+  stage.emplace("rpn proposals (host)");
   std::tie(out.boxes, out.scores) =
       filter_proposals(out.objectness, out.pred_bbox_deltas, out.anchors, images.image_sizes, features[0].device());
+  stage.reset();
   if (is_training()) {
+    const Stage loss_stage("rpn loss (host)");
     check(targets != nullptr && targets->size() == images.image_sizes.size(), "RPN: training needs one target per image");
     std::tie(out.loss_objectness, out.loss_rpn_box_reg) =
         compute_loss(out.objectness, out.pred_bbox_deltas, out.anchors, *targets);

@@ -52,8 +52,14 @@ ValuesIndices sorted_lanes(const Tensor& x, int64_t dim, int64_t keep, bool desc
                        if (va != va) return false;
                        return vb != vb || va < vb;
                      };
-                     if (descending) std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return less(b, a); });
-                     else std::stable_sort(order.begin(), order.end(), less);
+                     // Equal values keep index order (a stable sort); written as a strict order with the
+                     // index as tie-break so that top-k can partially sort (O(n log k)) with the same result.
+                     auto before = [&](int64_t a, int64_t b) {
+                       const bool ab = descending ? less(b, a) : less(a, b), ba = descending ? less(a, b) : less(b, a);
+                       return ab || (!ba && a < b);
+                     };
+                     if (keep < n) std::partial_sort(order.begin(), order.begin() + keep, order.end(), before);
+                     else std::sort(order.begin(), order.end(), before);
                      for (int64_t j = 0; j < keep; ++j) {
                        const int64_t at = o * keep * inner + j * inner + i;
                        values[at] = p[order[j] * inner];
