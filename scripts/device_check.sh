@@ -55,4 +55,21 @@ if [ "${BENCH:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
       --steps "${BENCH_STEPS:-10}" 2>&1 | tee "$out/bench_batch$batch.log" || status=1
   done
 fi
+# APP=1: the application end to end on the GPU: synthetic data, train (with a stop and a resume),
+# predict and evaluate with --device ${APP_DEVICE:-cuda}.
+if [ "${APP:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
+  m="$dir/mrcnn" d=/tmp/device_app dev=${APP_DEVICE:-cuda}
+  rm -rf $d
+  {
+    $m synth --out $d/data --patients 12 --slices 8 --val-patients 3 > /dev/null &&
+    $m train --config configs/synthetic_demo.json --train $d/data/train.json --val $d/data/val.json --images $d/data/images \
+      --out $d/run --device "$dev" --epochs "${APP_EPOCHS:-8}" --stop-after-epochs 2 &&
+    $m train --config configs/synthetic_demo.json --train $d/data/train.json --val $d/data/val.json --images $d/data/images \
+      --out $d/run --device "$dev" --epochs "${APP_EPOCHS:-8}" --resume &&
+    $m predict --weights $d/run/best.safetensors $(ls $d/data/images/* | head -4) --json $d/predictions.json \
+      --device "$dev" --score-thresh 0.5 &&
+    $m eval --weights $d/run/best.safetensors --data $d/data/val.json --images $d/data/images --device "$dev"
+  } > "$out/app.log" 2>&1 || status=1
+  grep -v "^\[" "$out/app.log" | tail -30
+fi
 exit $status
