@@ -1,7 +1,7 @@
-// softmax along one dim: one thread per lane, max-subtracted, in the CPU's order of operations.
+// softmax along one dim: one thread per lane running the CPU's lane body (ops/lane_kernels.h).
 #include "cuda/launch.cuh"
 #include "cuda/softmax.h"
-#include "ops/elementwise_functors.h"
+#include "ops/lane_kernels.h"
 #include "tensor/dispatch.h"
 
 namespace mrcnn::cuda {
@@ -11,20 +11,7 @@ namespace {
 template <typename T>
 void lanes(const T* in, T* o, int64_t outer, int64_t n, int64_t inner, bool log_output) {
   for_each_index(outer * inner, [=] __device__(int64_t lane) {
-    const int64_t base = (lane / inner) * n * inner + lane % inner;
-    T peak = in[base];
-    for (int64_t j = 1; j < n; ++j) peak = peak < in[base + j * inner] ? in[base + j * inner] : peak;
-    T total = 0;
-    for (int64_t j = 0; j < n; ++j) {
-      const T e = m_exp(in[base + j * inner] - peak);
-      total += e;
-      if (!log_output) o[base + j * inner] = e;
-    }
-    const T log_total = m_log(total);
-    for (int64_t j = 0; j < n; ++j) {
-      if (log_output) o[base + j * inner] = in[base + j * inner] - peak - log_total;
-      else o[base + j * inner] /= total;
-    }
+    softmax_lane(in, o, (lane / inner) * n * inner + lane % inner, n, inner, log_output);
   });
 }
 }  // namespace

@@ -10,6 +10,7 @@
 #include "cuda/reduce.h"
 #include "ops/elementwise.h"
 #include "ops/index.h"
+#include "ops/lane_kernels.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
@@ -71,21 +72,9 @@ template <typename T>
 void arg_extreme(const T* x, int64_t outer, int64_t reduced, int64_t inner, bool largest, T* values, int64_t* indices) {
   parallel_for(0, outer * inner, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(reduced, 1)),
                [&](int64_t begin, int64_t end) {
-                 for (int64_t job = begin; job < end; ++job) {
-                   const int64_t o = job / inner, i = job % inner;
-                   const T* p = x + o * reduced * inner + i;
-                   T best = p[0];
-                   int64_t best_r = 0;
-                   for (int64_t r = 1; r < reduced && best == best; ++r) {
-                     const T v = p[r * inner];
-                     if (v != v || (largest ? v > best : v < best)) {
-                       best = v;
-                       best_r = r;
-                     }
-                   }
-                   values[job] = best;
-                   indices[job] = best_r;
-                 }
+                 for (int64_t job = begin; job < end; ++job)
+                   extreme_lane(x + (job / inner) * reduced * inner + job % inner, reduced, inner, largest, values + job,
+                                indices + job);
                });
 }
 

@@ -9,6 +9,7 @@
 
 #include "autograd/node.h"
 #include "cuda/roi_align.h"
+#include "ops/roi_align_kernels.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
@@ -40,61 +41,19 @@ struct RoiTaps {
   std::vector<SampleTaps<T>> taps;
 };
 
-// torchvision's arithmetic, in T and in its order, so values match it to the last bit where the
-// compiler keeps the order: y = start + bin * size + (iy + 0.5f) * size / grid.
+// The grid and taps of one RoI in (bin_y, bin_x, sample_y, sample_x) order, from the shared body
+// (ops/roi_align_kernels.h) the CUDA kernels use too.
 template <typename T>
 void roi_taps(const RoiAlignGeometry& g, const T* roi, RoiTaps<T>& r) {
-  const T scale = static_cast<T>(g.spatial_scale);
-  const T offset = g.aligned ? T(0.5) : T(0);
-  const T start_w = roi[1] * scale - offset, start_h = roi[2] * scale - offset;
-  T roi_w = roi[3] * scale - offset - start_w, roi_h = roi[4] * scale - offset - start_h;
-  if (!g.aligned) {  // malformed RoIs are forced to 1x1
-    roi_w = std::max(roi_w, T(1));
-    roi_h = std::max(roi_h, T(1));
-  }
-  const T bin_h = roi_h / static_cast<T>(g.pooled.h), bin_w = roi_w / static_cast<T>(g.pooled.w);
-  r.batch_index = static_cast<int64_t>(roi[0]);
-  r.grid_h = g.sampling_ratio > 0 ? g.sampling_ratio : static_cast<int64_t>(std::ceil(roi_h / static_cast<T>(g.pooled.h)));
-  r.grid_w = g.sampling_ratio > 0 ? g.sampling_ratio : static_cast<int64_t>(std::ceil(roi_w / static_cast<T>(g.pooled.w)));
-  r.count = static_cast<T>(std::max<int64_t>(r.grid_h * r.grid_w, 1));
+  const RoiAlignParams p{g.height, g.width, g.pooled.h, g.pooled.w, g.spatial_scale, g.sampling_ratio, g.aligned};
+  const RoiGrid<T> grid = roi_grid(p, roi);
+  r.batch_index = grid.batch_index, r.grid_h = grid.grid_h, r.grid_w = grid.grid_w, r.count = grid.count;
   r.taps.resize(static_cast<size_t>(std::max<int64_t>(g.pooled.h * g.pooled.w * r.grid_h * r.grid_w, 0)));
-  const T height = static_cast<T>(g.height), width = static_cast<T>(g.width);
   size_t k = 0;
   for (int64_t ph = 0; ph < g.pooled.h; ++ph)
     for (int64_t pw = 0; pw < g.pooled.w; ++pw)
-      for (int64_t iy = 0; iy < r.grid_h; ++iy) {
-        const T yy = start_h + static_cast<T>(ph) * bin_h +
-                     static_cast<T>(static_cast<float>(iy) + .5f) * bin_h / static_cast<T>(r.grid_h);
-        for (int64_t ix = 0; ix < r.grid_w; ++ix) {
-          const T xx = start_w + static_cast<T>(pw) * bin_w +
-                       static_cast<T>(static_cast<float>(ix) + .5f) * bin_w / static_cast<T>(r.grid_w);
-          SampleTaps<T>& s = r.taps[k++];
-          // Samples more than one pixel outside the map contribute nothing; NaN lands here too.
-          if (!(yy >= -1 && yy <= height && xx >= -1 && xx <= width)) {
-            s = SampleTaps<T>{{0, 0, 0, 0}, {T(0), T(0), T(0), T(0)}};
-            continue;
-          }
-          T y = yy <= 0 ? T(0) : yy, x = xx <= 0 ? T(0) : xx;
-          int64_t y_low = static_cast<int64_t>(y), x_low = static_cast<int64_t>(x), y_high, x_high;
-          if (y_low >= g.height - 1) {
-            y_high = y_low = g.height - 1;
-            y = static_cast<T>(y_low);
-          } else {
-            y_high = y_low + 1;
-          }
-          if (x_low >= g.width - 1) {
-            x_high = x_low = g.width - 1;
-            x = static_cast<T>(x_low);
-          } else {
-            x_high = x_low + 1;
-          }
-          const T ly = y - static_cast<T>(y_low), lx = x - static_cast<T>(x_low);
-          const T hy = T(1) - ly, hx = T(1) - lx;
-          s = SampleTaps<T>{{y_low * g.width + x_low, y_low * g.width + x_high, y_high * g.width + x_low,
-                             y_high * g.width + x_high},
-                            {hy * hx, hy * lx, ly * hx, ly * lx}};
-        }
-      }
+      for (int64_t iy = 0; iy < r.grid_h; ++iy)
+        for (int64_t ix = 0; ix < r.grid_w; ++ix, ++k) sample_taps(p, grid, ph, pw, iy, ix, r.taps[k].pos, r.taps[k].w);
 }
 
 template <typename T>

@@ -8,6 +8,7 @@
 #include "cuda/softmax.h"
 #include "ops/elementwise.h"
 #include "ops/elementwise_functors.h"
+#include "ops/lane_kernels.h"
 #include "ops/reduce.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
@@ -34,22 +35,8 @@ Tensor softmax_forward(const Tensor& x, int64_t dim, bool log_output, const char
     const T* in = xc.data<T>();
     T* o = out.data<T>();
     parallel_for(0, outer * inner, std::max<int64_t>(1, kParallelGrain / (4 * n)), [&](int64_t begin, int64_t end) {
-      for (int64_t lane = begin; lane < end; ++lane) {
-        const int64_t base = (lane / inner) * n * inner + lane % inner;
-        T peak = in[base];
-        for (int64_t j = 1; j < n; ++j) peak = std::max(peak, in[base + j * inner]);
-        T total = 0;
-        for (int64_t j = 0; j < n; ++j) {
-          const T e = m_exp(in[base + j * inner] - peak);
-          total += e;
-          if (!log_output) o[base + j * inner] = e;
-        }
-        const T log_total = m_log(total);
-        for (int64_t j = 0; j < n; ++j) {
-          if (log_output) o[base + j * inner] = in[base + j * inner] - peak - log_total;
-          else o[base + j * inner] /= total;
-        }
-      }
+      for (int64_t lane = begin; lane < end; ++lane)
+        softmax_lane(in, o, (lane / inner) * n * inner + lane % inner, n, inner, log_output);
     });
   });
   return out;
