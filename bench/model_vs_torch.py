@@ -53,10 +53,14 @@ def build_torch_model(config_path):
                     box_score_thresh=cfg.get("box_score_thresh", 0.05))
 
 
-def torch_worker(config_path, weights_pth, size, batch, steps, device):
+def torch_worker(config_path, weights_pth, size, batch, steps, device, tf32):
     import torch
     import torchvision
     torch.set_num_threads(2)
+    # PyTorch's defaults run convolutions (not matmuls) on TF32 tensor cores; mrcnn runs plain float32
+    # unless --tf32. Both sides get the same precision: strict float32, or TF32 for both with --tf32.
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
     model = build_torch_model(config_path)
     model.load_state_dict(torch.load(weights_pth))
     model = model.to(device)
@@ -120,10 +124,11 @@ def main():
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cases", default="R18-FPN,R50-FPN")
+    parser.add_argument("--tf32", action="store_true", help="CUDA: TF32 convolutions and matmuls on both sides")
     parser.add_argument("--torch-worker", nargs=3, metavar=("CONFIG", "WEIGHTS", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_worker:
-        torch_worker(*args.torch_worker, args.batch, args.steps, args.device)
+        torch_worker(*args.torch_worker, args.batch, args.steps, args.device, args.tf32)
         return
     env = dict(os.environ, OMP_NUM_THREADS="2")
     print(f"{'case':<10} {'':<12} {'ours':>10} {'torchvision':>12} {'ratio':>7}")
@@ -141,13 +146,13 @@ def main():
             torch.save(build_torch_model(config_path).state_dict(), pth)
             subprocess.run([sys.executable, os.path.join(HERE, "..", "tools", "export_torchvision.py"), pth, weights],
                            check=True, stdout=subprocess.DEVNULL)
-            subprocess.run([args.mrcnn, "bench", "--config", config_path, "--weights", weights, "--size", size,
+            subprocess.run([args.mrcnn] + (["--tf32"] if args.tf32 else []) + ["bench", "--config", config_path, "--weights", weights, "--size", size,
                             "--batch", str(args.batch), "--steps", str(args.steps), "--device", args.device,
                             "--json", out], check=True, env=env, stdout=subprocess.DEVNULL)
             ours = json.load(open(out))
             theirs = json.loads(subprocess.run([sys.executable, __file__, "--torch-worker", config_path, pth, size,
                                                 "--batch", str(args.batch), "--steps", str(args.steps),
-                                                "--device", args.device],
+                                                "--device", args.device] + (["--tf32"] if args.tf32 else []),
                                                check=True, env=env, capture_output=True, text=True).stdout)
         rows = [("train_ms", "train step"), ("infer_ms", "inference"), ("peak_rss_mb", "peak RSS MB")]
         if args.device.startswith("cuda"):
