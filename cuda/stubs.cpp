@@ -8,6 +8,7 @@
 #include "cuda/index.h"
 #include "cuda/interpolate.h"
 #include "cuda/linalg.h"
+#include "cuda/optim.h"
 #include "cuda/pool.h"
 #include "cuda/reduce.h"
 #include "cuda/roi_align.h"
@@ -73,6 +74,10 @@ void gather_scatter(const Tensor&, int64_t, const Tensor&, const Tensor&, bool) 
 void sort_rows(const Tensor&, int64_t, int64_t, bool, const Tensor&, const Tensor&) { unavailable("sort"); }
 void box_area(const Tensor&, const Tensor&) { unavailable("box_area"); }
 void box_iou(const Tensor&, const Tensor&, const Tensor&) { unavailable("box_iou"); }
+void sgd_step(float*, const float*, float*, const SgdScalars<float>&, int64_t) { unavailable("sgd step"); }
+void sgd_step(double*, const double*, double*, const SgdScalars<double>&, int64_t) { unavailable("sgd step"); }
+void adamw_step(float*, const float*, float*, float*, const AdamWScalars<float>&, int64_t) { unavailable("adamw step"); }
+void adamw_step(double*, const double*, double*, double*, const AdamWScalars<double>&, int64_t) { unavailable("adamw step"); }
 int64_t nms_sorted(const Tensor&, const Tensor&, double, const Tensor&) { unavailable("nms"); }
 
 }  // namespace mrcnn::cuda

@@ -6,6 +6,7 @@
 
 #include "autograd/node.h"
 #include "ops/elementwise.h"
+#include "ops/optim.h"
 #include "ops/reduce.h"
 #include "tensor/dispatch.h"
 
@@ -76,68 +77,16 @@ SGD::SGD(NamedTensors params, const SGDOptions& sgd_options) : Optimizer(std::mo
 
 void SGD::update(size_t index, const Tensor& param, const Tensor& grad) {
   const bool first = options.momentum != 0 && !has_slot(index, "momentum_buffer");
-  Tensor buffer = options.momentum != 0 ? slot(index, "momentum_buffer") : Tensor();
-  if (param.device().is_cuda()) {
-    // The same update from elementwise kernels (one launch per term; the CPU loop fuses them).
-    Tensor d = ops::add(grad, ops::mul(param, options.weight_decay));
-    if (buffer.defined()) {
-      copy_into(buffer, first ? d : ops::add(ops::mul(buffer, options.momentum), ops::mul(d, 1 - options.dampening)));
-      d = options.nesterov ? ops::add(d, ops::mul(buffer, options.momentum)) : buffer;
-    }
-    copy_into(param, ops::sub(param, ops::mul(d, lr)));
-    return;
-  }
-  dispatch_floating(param.dtype(), "SGD", [&](auto tag) {
-    using scalar_t = decltype(tag);
-    scalar_t* p = param.data<scalar_t>();
-    const scalar_t* g = grad.data<scalar_t>();
-    scalar_t* b = buffer.defined() ? buffer.data<scalar_t>() : nullptr;
-    const scalar_t wd = static_cast<scalar_t>(options.weight_decay), m = static_cast<scalar_t>(options.momentum);
-    const scalar_t damp = static_cast<scalar_t>(1 - options.dampening), rate = static_cast<scalar_t>(lr);
-    for (int64_t i = 0, count = param.numel(); i < count; ++i) {
-      scalar_t d = g[i] + wd * p[i];
-      if (b != nullptr) {
-        b[i] = first ? d : m * b[i] + damp * d;
-        d = options.nesterov ? d + m * b[i] : b[i];
-      }
-      p[i] -= rate * d;
-    }
-  });
+  const Tensor buffer = options.momentum != 0 ? slot(index, "momentum_buffer") : Tensor();
+  ops::sgd_step_(param, grad, buffer, {lr, options.momentum, options.dampening, options.weight_decay, options.nesterov, first});
 }
 
 AdamW::AdamW(NamedTensors params, const AdamWOptions& adam_options)
     : Optimizer(std::move(params), adam_options.lr), options(adam_options) {}
 
 void AdamW::update(size_t index, const Tensor& param, const Tensor& grad) {
-  Tensor& exp_avg = slot(index, "exp_avg");
-  Tensor& exp_avg_sq = slot(index, "exp_avg_sq");
-  const double t = static_cast<double>(steps_);
-  const double correction1 = 1 - std::pow(options.beta1, t), correction2 = 1 - std::pow(options.beta2, t);
-  if (param.device().is_cuda()) {
-    copy_into(param, ops::mul(param, 1 - lr * options.weight_decay));
-    copy_into(exp_avg, ops::add(ops::mul(exp_avg, options.beta1), ops::mul(grad, 1 - options.beta1)));
-    copy_into(exp_avg_sq, ops::add(ops::mul(exp_avg_sq, options.beta2), ops::mul(ops::mul(grad, grad), 1 - options.beta2)));
-    const Tensor denom = ops::add(ops::div(ops::sqrt(exp_avg_sq), std::sqrt(correction2)), options.eps);
-    copy_into(param, ops::sub(param, ops::mul(ops::div(exp_avg, denom), lr / correction1)));
-    return;
-  }
-  dispatch_floating(param.dtype(), "AdamW", [&](auto tag) {
-    using scalar_t = decltype(tag);
-    scalar_t* p = param.data<scalar_t>();
-    const scalar_t* g = grad.data<scalar_t>();
-    scalar_t* m = exp_avg.data<scalar_t>();
-    scalar_t* v = exp_avg_sq.data<scalar_t>();
-    const scalar_t b1 = static_cast<scalar_t>(options.beta1), b2 = static_cast<scalar_t>(options.beta2);
-    const scalar_t decay = static_cast<scalar_t>(1 - lr * options.weight_decay);
-    const scalar_t step_size = static_cast<scalar_t>(lr / correction1);
-    const scalar_t sqrt_c2 = static_cast<scalar_t>(std::sqrt(correction2)), eps = static_cast<scalar_t>(options.eps);
-    for (int64_t i = 0, count = param.numel(); i < count; ++i) {
-      p[i] *= decay;
-      m[i] = b1 * m[i] + (1 - b1) * g[i];
-      v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
-      p[i] -= step_size * m[i] / (std::sqrt(v[i]) / sqrt_c2 + eps);
-    }
-  });
+  ops::adamw_step_(param, grad, slot(index, "exp_avg"), slot(index, "exp_avg_sq"),
+                   {lr, options.beta1, options.beta2, options.eps, options.weight_decay, steps_});
 }
 
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {

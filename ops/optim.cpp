@@ -1,0 +1,61 @@
+// Optimizer updates: argument checks, then the shared per-element body (ops/optim_kernels.h) in a CPU
+// loop or a CUDA kernel. Elements are independent, so the loop order does not change any bit.
+#include "ops/optim.h"
+
+#include <cmath>
+
+#include "cuda/optim.h"
+#include "ops/optim_kernels.h"
+#include "tensor/dispatch.h"
+
+namespace mrcnn::ops {
+
+namespace {
+void check_operand(const Tensor& t, const Tensor& param, const char* name, const char* op) {
+  check(t.defined() && t.sizes() == param.sizes() && t.dtype() == param.dtype() && t.device() == param.device() &&
+            t.is_contiguous(),
+        op, ": ", name, " must be a contiguous ", dtype_name(param.dtype()), " tensor of shape ", shape_str(param.sizes()),
+        " on ", param.device().str());
+}
+}  // namespace
+
+void sgd_step_(const Tensor& param, const Tensor& grad, const Tensor& momentum_buffer, const SgdStep& step) {
+  const char* op = "sgd_step_";
+  check(param.is_contiguous() && is_floating(param.dtype()), op, ": the parameter must be a contiguous float tensor");
+  check_operand(grad, param, "grad", op);
+  if (momentum_buffer.defined()) check_operand(momentum_buffer, param, "momentum_buffer", op);
+  dispatch_floating(param.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    const SgdScalars<T> s{static_cast<T>(step.weight_decay), static_cast<T>(step.momentum),
+                          static_cast<T>(1 - step.dampening), static_cast<T>(step.lr), step.nesterov, step.first};
+    T* p = static_cast<T*>(param.raw_data());
+    const T* g = static_cast<const T*>(grad.raw_data());
+    T* b = momentum_buffer.defined() ? static_cast<T*>(momentum_buffer.raw_data()) : nullptr;
+    if (param.device().is_cuda()) return cuda::sgd_step(p, g, b, s, param.numel());
+    for (int64_t i = 0, n = param.numel(); i < n; ++i) sgd_element(p + i, g[i], b ? b + i : nullptr, s);
+  });
+}
+
+void adamw_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamWStep& step) {
+  const char* op = "adamw_step_";
+  check(param.is_contiguous() && is_floating(param.dtype()), op, ": the parameter must be a contiguous float tensor");
+  check_operand(grad, param, "grad", op);
+  check_operand(exp_avg, param, "exp_avg", op);
+  check_operand(exp_avg_sq, param, "exp_avg_sq", op);
+  const double t = static_cast<double>(step.step);
+  const double correction1 = 1 - std::pow(step.beta1, t), correction2 = 1 - std::pow(step.beta2, t);
+  dispatch_floating(param.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    const AdamWScalars<T> s{static_cast<T>(step.beta1), static_cast<T>(step.beta2), static_cast<T>(1 - step.lr * step.weight_decay),
+                            static_cast<T>(step.lr / correction1), static_cast<T>(std::sqrt(correction2)),
+                            static_cast<T>(step.eps)};
+    T* p = static_cast<T*>(param.raw_data());
+    const T* g = static_cast<const T*>(grad.raw_data());
+    T* m = static_cast<T*>(exp_avg.raw_data());
+    T* v = static_cast<T*>(exp_avg_sq.raw_data());
+    if (param.device().is_cuda()) return cuda::adamw_step(p, g, m, v, s, param.numel());
+    for (int64_t i = 0, n = param.numel(); i < n; ++i) adamw_element(p + i, g[i], m + i, v + i, s);
+  });
+}
+
+}  // namespace mrcnn::ops

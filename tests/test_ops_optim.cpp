@@ -1,0 +1,69 @@
+// Fused optimizer updates: hand-computed SGD and AdamW steps, argument errors, CUDA vs CPU.
+#include <cmath>
+
+#include "ops/optim.h"
+#include "tests/helpers.h"
+
+using namespace mrcnn;
+using test::values;
+
+TEST_CASE("sgd_step_: weight decay, momentum (first and later steps), nesterov") {
+  Tensor p = from_vector<double>({1.0, -2.0}, {2});
+  const Tensor g = from_vector<double>({0.5, 0.25}, {2});
+  Tensor buffer = zeros({2}, kFloat64);
+  // d = g + 0.1 p; first step: buffer = d; p -= 0.5 d (the same double operations: exact).
+  ops::sgd_step_(p, g, buffer, {0.5, 0.9, 0.0, 0.1, false, true});
+  const double d0 = 0.5 + 0.1 * 1.0, d1 = 0.25 + 0.1 * -2.0;
+  CHECK(values(buffer) == std::vector<double>{d0, d1});
+  CHECK(values(p) == std::vector<double>{1.0 - 0.5 * d0, -2.0 - 0.5 * d1});
+  // Second step: d = g + 0.1 p; buffer = 0.9 buffer + d; nesterov: step = d + 0.9 buffer.
+  const double p0 = 1.0 - 0.5 * d0, d = 0.5 + 0.1 * p0, b0 = 0.9 * d0 + d;
+  ops::sgd_step_(p, g, buffer, {0.5, 0.9, 0.0, 0.1, true, false});
+  CHECK(values(buffer)[0] == doctest::Approx(b0).epsilon(1e-15));
+  CHECK(values(p)[0] == doctest::Approx(p0 - 0.5 * (d + 0.9 * b0)).epsilon(1e-15));
+  // No momentum: plain p -= lr (g + wd p).
+  Tensor q = from_vector<float>({2.0f}, {1});
+  ops::sgd_step_(q, from_vector<float>({1.0f}, {1}), Tensor(), {0.25, 0, 0, 0.5, false, false});
+  CHECK(values(q) == std::vector<double>{2.0 - 0.25 * (1.0 + 0.5 * 2.0)});
+}
+
+TEST_CASE("adamw_step_: one step by hand") {
+  Tensor p = from_vector<double>({1.0}, {1}), m = zeros({1}, kFloat64), v = zeros({1}, kFloat64);
+  ops::adamw_step_(p, from_vector<double>({0.5}, {1}), m, v, {0.1, 0.9, 0.999, 1e-8, 0.01, 1});
+  // p *= 1 - lr wd; m = 0.05; v = 0.00025; p -= lr / (1 - 0.9) * m / (sqrt(v) / sqrt(1 - 0.999) + eps).
+  const double expected = 1.0 * (1 - 0.1 * 0.01) - 0.1 / 0.1 * 0.05 / (std::sqrt(0.00025) / std::sqrt(0.001) + 1e-8);
+  CHECK(values(m)[0] == doctest::Approx(0.05).epsilon(1e-15));
+  CHECK(values(v)[0] == doctest::Approx(0.00025).epsilon(1e-15));
+  CHECK(values(p)[0] == doctest::Approx(expected).epsilon(1e-14));
+}
+
+TEST_CASE("optimizer steps: error messages") {
+  const Tensor p = zeros({2}, kFloat32);
+  CHECK(test::error_of([&] { ops::sgd_step_(p, zeros({3}, kFloat32), Tensor(), {}); }) ==
+        "sgd_step_: grad must be a contiguous float32 tensor of shape [2] on cpu");
+  CHECK(test::error_of([&] { ops::adamw_step_(p, zeros({2}, kFloat32), zeros({2}, kFloat64), zeros({2}, kFloat32), {}); }) ==
+        "adamw_step_: exp_avg must be a contiguous float32 tensor of shape [2] on cpu");
+}
+
+TEST_CASE("cuda: optimizer steps match the CPU") {
+  if (test::skip_without_cuda("optimizer steps on CUDA")) return;
+  Generator gen(3);
+  for (const DType dt : {kFloat32, kFloat64}) {
+    const Tensor p0 = randn({1000}, dt, kCPU, &gen), g = randn({1000}, dt, kCPU, &gen), b0 = randn({1000}, dt, kCPU, &gen);
+    Tensor p_cpu = copy_as(p0, dt, kCPU), b_cpu = copy_as(b0, dt, kCPU);
+    Tensor p_gpu = copy_as(p0, dt, kCUDA), b_gpu = copy_as(b0, dt, kCUDA);
+    const ops::SgdStep sgd{0.1, 0.9, 0.1, 1e-4, true, false};
+    ops::sgd_step_(p_cpu, g, b_cpu, sgd);
+    ops::sgd_step_(p_gpu, ops::to(g, kCUDA), b_gpu, sgd);
+    // The same element body; the GPU may contract a * b + c into one FMA: a few ulp.
+    const double tol = dt == kFloat32 ? 1e-6 : 1e-15;
+    CHECK(test::max_abs_diff(p_cpu, ops::to(p_gpu, kCPU)) <= tol);
+    CHECK(test::max_abs_diff(b_cpu, ops::to(b_gpu, kCPU)) <= tol);
+    Tensor m_cpu = zeros({1000}, dt), v_cpu = zeros({1000}, dt), m_gpu = zeros({1000}, dt, kCUDA), v_gpu = zeros({1000}, dt, kCUDA);
+    const ops::AdamWStep adam{1e-3, 0.9, 0.999, 1e-8, 0.01, 3};
+    ops::adamw_step_(p_cpu, g, m_cpu, v_cpu, adam);
+    ops::adamw_step_(p_gpu, ops::to(g, kCUDA), m_gpu, v_gpu, adam);
+    CHECK(test::max_abs_diff(p_cpu, ops::to(p_gpu, kCPU)) <= tol);
+    CHECK(test::max_abs_diff(v_cpu, ops::to(v_gpu, kCPU)) <= tol);
+  }
+}
