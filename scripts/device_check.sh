@@ -2,7 +2,8 @@
 # Runs the CUDA checks on a machine with a GPU, from binaries built elsewhere (CUDA compiled for
 # sm_90) and copied into DIR (default .devbin; a DIR/bin.tar.xz of them is unpacked first, since the
 # binaries travel to the GPU machine compressed): every test binary's CUDA cases, then `mrcnn selftest`.
-# Make DIR here with: scripts/device_check.sh --pack [BUILD] [DIR]
+# Make DIR here with: scripts/device_check.sh --pack [BUILD] [DIR]; DIR is git-ignored, so the device
+# tool's call must name it in `carry`. Env: BENCH=1 (PyTorch comparison), APP=1 (train/predict/eval).
 # The GPU machine's CUDA/cuDNN libraries may live in a Python environment, not in the linker's
 # path: this finds them. Usage: scripts/device_check.sh [DIR] [OUT]
 set -uo pipefail
