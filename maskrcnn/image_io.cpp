@@ -7,7 +7,9 @@
 #include <stb_image_write.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -80,12 +82,34 @@ void check_jpeg_huffman_tables(const std::string& bytes, const std::string& name
   }
 }
 
+// Debian's stb_image 2.27 grows its IDAT buffer to each chunk's declared length before reading the
+// chunk, so a 200-byte PNG that declares a 1.6 GB IDAT makes it allocate 1.6 GB before failing (found
+// by fuzz_image in CI, as an out-of-memory). A chunk (length, type, data, CRC) must fit in the file.
+void check_png_chunks(const std::string& bytes, const std::string& name) {
+  static const unsigned char signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  const auto* b = reinterpret_cast<const unsigned char*>(bytes.data());
+  const size_t n = bytes.size();
+  if (n < 8 || std::memcmp(b, signature, 8) != 0) return;  // not a PNG
+  for (size_t i = 8; i + 8 <= n;) {
+    const uint64_t length = (uint64_t(b[i]) << 24) | (uint64_t(b[i + 1]) << 16) | (uint64_t(b[i + 2]) << 8) | b[i + 3];
+    std::string type(reinterpret_cast<const char*>(b + i + 4), 4);
+    for (char& c : type)
+      if (!std::isalnum(static_cast<unsigned char>(c))) c = '?';
+    const uint64_t remaining = n - i - 8;
+    check(length + 4 <= remaining, name, ": cannot read image (corrupt PNG: chunk ", type, " declares ", length,
+          " bytes but the file has ", remaining, " left)");
+    if (type == "IEND") return;
+    i += 12 + static_cast<size_t>(length);
+  }
+}
+
 }  // namespace
 
 Tensor decode_image(const std::string& bytes, const std::string& name, int64_t channels, int64_t max_pixels) {
   check(channels == 1 || channels == 3, "load_image: the model takes ", channels, " channels; only 1 or 3 are supported");
   check(bytes.size() <= static_cast<size_t>(std::numeric_limits<int>::max()), name, ": file too large for an image");
   check_jpeg_huffman_tables(bytes, name);
+  check_png_chunks(bytes, name);
   const auto* data = reinterpret_cast<const stbi_uc*>(bytes.data());
   const int size = static_cast<int>(bytes.size());
   int width = 0, height = 0, file_channels = 0;
