@@ -7,6 +7,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "tensor/json_number.h"
+
 namespace mrcnn::detection {
 
 namespace {
@@ -30,7 +32,7 @@ struct Reader {
   int64_t integer(const json& object, const char* key, const std::string& where) const {
     const json& v = get(object, key, where);
     check(v.is_number_integer(), name, ": ", where, ": '", key, "' must be an integer, got ", v.type_name());
-    return v.get<int64_t>();
+    return json_number<int64_t>(v, str_cat(name, ": ", where, ": '", key, "'"));
   }
   std::string string(const json& object, const char* key, const std::string& where) const {
     const json& v = get(object, key, where);
@@ -138,7 +140,8 @@ CocoDataset parse_coco(const std::string& json_text, const std::string& name) {
           ann.rle = rle_from_string(counts.get<std::string>(), image.height, image.width);
         } else {
           check(counts.is_array(), "RLE counts must be a string or a list of integers");
-          ann.rle = {image.height, image.width, counts.get<std::vector<uint32_t>>()};
+          ann.rle = {image.height, image.width, {}};
+          for (const json& count : counts) ann.rle.counts.push_back(json_number<uint32_t>(count, "each RLE count"));
           int64_t total = 0;
           for (uint32_t c : ann.rle.counts) total += c;
           check(total == image.height * image.width, "RLE runs cover ", total, " of ", image.height * image.width, " pixels");

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
+#include "tensor/json_number.h"
+
 namespace mrcnn::detection {
 
 namespace {
@@ -75,9 +77,9 @@ std::vector<EvalDetection> parse_results(const std::string& json_text, const std
     const std::string where = str_cat(name, ": [", i, "]: ");
     try {
       EvalDetection d;
-      d.image_id = r.at("image_id").get<int64_t>();
-      d.category_id = r.at("category_id").get<int64_t>();
-      d.score = r.at("score").get<double>();
+      d.image_id = json_number<int64_t>(r.at("image_id"), "image_id");
+      d.category_id = json_number<int64_t>(r.at("category_id"), "category_id");
+      d.score = json_number<double>(r.at("score"), "score");
       const auto box = r.at("bbox").get<std::vector<double>>();
       check(box.size() == 4, "bbox must have 4 numbers");
       std::copy(box.begin(), box.end(), d.bbox.begin());
@@ -85,6 +87,7 @@ std::vector<EvalDetection> parse_results(const std::string& json_text, const std
       check(image != images.end(), "image_id ", d.image_id, " is not in the ground truth");
       if (r.contains("segmentation")) {
         const auto& seg = r["segmentation"];
+        check(json_numbers_fit<std::vector<int64_t>>(seg.at("size")), "segmentation size must be two integers, got ", seg.at("size").dump());
         const auto size = seg.at("size").get<std::vector<int64_t>>();
         check(size.size() == 2 && size[0] == image->second->height && size[1] == image->second->width,
               "segmentation size differs from the image's");

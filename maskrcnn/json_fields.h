@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tensor/error.h"
+#include "tensor/json_number.h"
 
 namespace mrcnn::detection {
 
@@ -20,8 +21,10 @@ void read_json_fields(const nlohmann::json& json, Object& object, ForEachField&&
     known.push_back(key);
     const auto it = json.find(key);
     if (it == json.end() || it->is_null()) return;
+    using Field = std::decay_t<decltype(field)>;
+    check(json_numbers_fit<Field>(*it), "config: ", prefix, key, " has a number out of range (", it->dump(), ")");
     try {
-      field = it->template get<std::decay_t<decltype(field)>>();
+      field = it->template get<Field>();
     } catch (const nlohmann::json::exception&) {
       throw Error(str_cat("config: ", prefix, key, " has the wrong type (", it->type_name(), ")"));
     }

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "ops/ops.h"
+#include "tensor/json_number.h"
 
 namespace mrcnn::detection {
 
@@ -26,7 +27,7 @@ std::vector<std::pair<int64_t, std::string>> checkpoint_categories(const nn::Che
   const auto it = checkpoint.extra.find("categories");
   if (it != checkpoint.extra.end()) {
     try {
-      for (const auto& c : nlohmann::json::parse(it->second)) categories.emplace_back(c.at("id").get<int64_t>(), c.at("name").get<std::string>());
+      for (const auto& c : nlohmann::json::parse(it->second)) categories.emplace_back(json_number<int64_t>(c.at("id"), "category id"), c.at("name").get<std::string>());
     } catch (const std::exception& e) {
       throw Error(str_cat("checkpoint: bad \"categories\" metadata: ", e.what()));
     }

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "nn/optim.h"
+#include "tensor/json_number.h"
 #include "tensor/safetensors.h"
 
 namespace mrcnn::nn {
@@ -65,7 +66,8 @@ Checkpoint load_checkpoint(const std::string& path) {
     if (!rng.empty()) {
       const nlohmann::json states = nlohmann::json::parse(rng);  // must outlive the items() proxy
       for (const auto& [name, value] : states.items())
-        c.generators[name] = {value.at(0).get<uint64_t>(), value.at(1).get<uint64_t>()};
+        c.generators[name] = {json_number<uint64_t>(value.at(0), "generator " + name + " seed"),
+                              json_number<uint64_t>(value.at(1), "generator " + name + " offset")};
     }
   } catch (const std::exception& e) {
     throw Error(str_cat(path, ": malformed checkpoint metadata (step/rng): ", e.what()));

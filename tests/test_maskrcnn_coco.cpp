@@ -80,6 +80,19 @@ TEST_CASE("coco: structural errors are fatal and name the file and the entry") {
   CHECK(error(R"({"categories": [{"id": 1, "name": "t"}], "images": [{"id": 1, "file_name": "a.jpg", "width": 4, "height": 4}],
                   "annotations": [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "segmentation": {"size": [4, 4], "counts": "zz"}}]})")
             .rfind("bad.json: annotations[0] (a.jpg): RLE: ", 0) == 0);
+  // RLE counts that are not uint32 (found by fuzz_coco: 1e30 reached a float-to-integer cast).
+  const auto rle_counts = [&](const std::string& counts) {
+    return error(R"({"categories": [{"id": 1, "name": "t"}], "images": [{"id": 1, "file_name": "a.jpg", "width": 2, "height": 2}],
+                    "annotations": [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "segmentation": {"size": [2, 2], "counts": )" +
+                 counts + "}}]}");
+  };
+  CHECK(rle_counts("[1e30, 0]") == "bad.json: annotations[0] (a.jpg): each RLE count must be a non-negative integer in range, got 1e+30");
+  CHECK(rle_counts("[-4, 8]") == "bad.json: annotations[0] (a.jpg): each RLE count must be a non-negative integer in range, got -4");
+  CHECK(rle_counts("[4294967296, 0]") ==
+        "bad.json: annotations[0] (a.jpg): each RLE count must be a non-negative integer in range, got 4294967296");
+  CHECK(rle_counts("[1, \"3\"]") == "bad.json: annotations[0] (a.jpg): each RLE count must be a non-negative integer in range, got string");
+  CHECK(error(R"({"categories": [], "annotations": [], "images": [{"id": 18446744073709551615, "file_name": "a.jpg", "width": 4, "height": 4}]})") ==
+        "bad.json: images[0]: 'id' must be an integer in range, got 18446744073709551615");
   CHECK(test::error_of([] { load_coco("/nonexistent/labels.json"); }) == "/nonexistent/labels.json: cannot open");
 }
 

@@ -48,4 +48,10 @@ TEST_CASE("coco eval: RLE IoU and the crowd rule, malformed results") {
   CHECK(test::error_of([&] { parse_results(R"([{"image_id": 9, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1}])", "r.json", truth); }) ==
         "r.json: [0]: image_id 9 is not in the ground truth");
   CHECK(test::error_of([&] { parse_results("{}", "r.json", truth); }) == "r.json: COCO results must be a JSON list, got object");
+  CHECK(test::error_of([&] { parse_results(R"([{"image_id": 1e30, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1}])", "r.json", truth); }) ==
+        "r.json: [0]: image_id must be an integer in range, got 1e+30");
+  CHECK(test::error_of([&] {
+          parse_results(R"([{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1, "segmentation": {"size": [1e20, 3], "counts": ""}}])",
+                        "r.json", truth);
+        }) == "r.json: [0]: segmentation size must be two integers, got [1e+20,3]");
 }

@@ -125,6 +125,10 @@ TEST_CASE("config: torchvision keys and defaults, clear errors") {
   CHECK(error(R"({"in_channels": 1})") == "config: image_mean needs one value per input channel");
   CHECK(error(R"({"num_classes": 1})") == "config: num_classes must be >= 2 (background + at least one class)");
   CHECK(error("[1]") == "config: expected a JSON object, got array");
+  // Numbers the field's type cannot hold are errors, not casts (1e30 -> int64 is undefined behaviour).
+  CHECK(error(R"({"max_size": 1e30})") == "config: max_size has a number out of range (1e+30)");
+  CHECK(error(R"({"min_size": [800, 2.5]})") == "config: min_size has a number out of range ([800,2.5])");
+  CHECK(detection::config_from_json(nlohmann::json::parse(R"({"max_size": 1000.0})")).max_size == 1000);
 }
 
 TEST_CASE("load_pretrained: RGB conv1 summed for 1 channel, class-specific layers re-initialised") {

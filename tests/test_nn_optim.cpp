@@ -9,6 +9,7 @@
 #include "nn/checkpoint.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
+#include "tensor/safetensors.h"
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -137,6 +138,18 @@ TEST_CASE("checkpoint: model, optimizer state, step, RNG and config round-trip e
   bad_state["nothing.momentum_buffer"] = zeros({2});
   CHECK(test::error_of([&] { restored_sgd.load_state_dict(bad_state); }) ==
         "optimizer state: nothing.momentum_buffer names no trainable parameter");
+  // Generator states out of uint64's range (a float cast to an integer would be undefined behaviour).
+  auto hostile = safetensors::load(path);
+  hostile.metadata["rng"] = R"({"sampler": [1e30, 0]})";
+  safetensors::save((dir / "hostile.safetensors").string(), hostile);
+  CHECK(test::error_of([&] { nn::load_checkpoint((dir / "hostile.safetensors").string()); }) ==
+        (dir / "hostile.safetensors").string() +
+            ": malformed checkpoint metadata (step/rng): generator sampler seed must be a non-negative integer in range, got 1e+30");
+  hostile.metadata["rng"] = R"({"sampler": [42, -1]})";
+  safetensors::save((dir / "hostile.safetensors").string(), hostile);
+  CHECK(test::error_of([&] { nn::load_checkpoint((dir / "hostile.safetensors").string()); }) ==
+        (dir / "hostile.safetensors").string() +
+            ": malformed checkpoint metadata (step/rng): generator sampler offset must be a non-negative integer in range, got -1");
   std::ofstream(dir / "garbage.safetensors") << "not a checkpoint";
   CHECK(test::error_of([&] { nn::load_checkpoint((dir / "garbage.safetensors").string()); }).find("garbage.safetensors") !=
         std::string::npos);

@@ -4,6 +4,7 @@
 
 #include "cuda/allocator.h"
 #include "cuda/context.h"
+#include "tensor/json_number.h"
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -73,6 +74,28 @@ TEST_CASE("tensor: devices parse and CUDA tensors fail cleanly without a device"
 }
 
 // Vectors from Random123's kat_vectors file (counter, key -> output).
+TEST_CASE("json numbers: read only when the C++ type holds them") {
+  using nlohmann::json;
+  CHECK(json_number<int64_t>(json::parse("-9223372036854775808"), "x") == INT64_MIN);
+  CHECK(json_number<uint64_t>(json::parse("18446744073709551615"), "x") == UINT64_MAX);
+  CHECK(json_number<int32_t>(json::parse("3.0"), "x") == 3);  // an integral float is an integer
+  CHECK(json_number<uint32_t>(json::parse("4294967295"), "x") == 4294967295u);
+  CHECK(json_number<float>(json::parse("1e38"), "x") == 1e38f);
+  CHECK(json_number<double>(json::parse("1e300"), "x") == 1e300);
+  CHECK(test::error_of([] { json_number<uint32_t>(json::parse("4294967296"), "n"); }) ==
+        "n must be a non-negative integer in range, got 4294967296");
+  CHECK(test::error_of([] { json_number<int64_t>(json::parse("9223372036854775808"), "n"); }) ==
+        "n must be an integer in range, got 9223372036854775808");
+  CHECK(test::error_of([] { json_number<int64_t>(json::parse("9.3e18"), "n"); }) == "n must be an integer in range, got 9.3e+18");
+  CHECK(test::error_of([] { json_number<int32_t>(json::parse("2.5"), "n"); }) == "n must be an integer in range, got 2.5");
+  CHECK(test::error_of([] { json_number<uint64_t>(json::parse("-1"), "n"); }) == "n must be a non-negative integer in range, got -1");
+  CHECK(test::error_of([] { json_number<float>(json::parse("1e39"), "n"); }) == "n must be a number in range, got 1e+39");
+  CHECK(test::error_of([] { json_number<double>(json::parse("\"1\""), "n"); }) == "n must be a number in range, got string");
+  CHECK(json_numbers_fit<std::vector<std::vector<int64_t>>>(json::parse("[[1, 2], [3.0]]")));
+  CHECK(!json_numbers_fit<std::vector<std::vector<int64_t>>>(json::parse("[[1, 2], [1e19]]")));
+  CHECK(json_numbers_fit<std::vector<int64_t>>(json::parse("\"not numbers\"")));  // left to get<T>()'s type check
+}
+
 TEST_CASE("random: Philox4x32-10 matches the Random123 known-answer vectors") {
   const auto zero = philox4x32({0, 0, 0, 0}, {0, 0});
   CHECK(zero == std::array<uint32_t, 4>{0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u});
