@@ -10,7 +10,9 @@
 namespace mrcnn::detection {
 
 namespace {
-Tensor index_tensor(const std::vector<int64_t>& v) { return from_vector(v, {static_cast<int64_t>(v.size())}); }
+Tensor index_tensor(const std::vector<int64_t>& v, Device device = kCPU) {
+  return from_vector(v, {static_cast<int64_t>(v.size())}, device);
+}
 }  // namespace
 
 RoIHeads::RoIHeads(const Config& config)
@@ -72,17 +74,19 @@ TrainingSamples RoIHeads::select_training_samples(const std::vector<Tensor>& pro
 
 std::pair<Tensor, Tensor> fastrcnn_loss(const Tensor& class_logits, const Tensor& box_regression,
                                         const std::vector<Tensor>& labels, const std::vector<Tensor>& regression_targets) {
+  // Labels and targets are host tensors; the losses run where the logits are.
+  const Device device = class_logits.device();
   const Tensor all_labels = ops::cat(labels, 0);
-  const Tensor targets = ops::cat(regression_targets, 0);
-  const Tensor classification_loss = ops::cross_entropy(class_logits, all_labels);
+  const Tensor targets = ops::to(ops::cat(regression_targets, 0), device);
+  const Tensor classification_loss = ops::cross_entropy(class_logits, ops::to(all_labels, device));
   const auto label_values = to_vector<int64_t>(all_labels);
   const int64_t n = class_logits.size(0), k = box_regression.size(1) / 4;
   std::vector<int64_t> positive, positive_rows;
   for (int64_t i = 0; i < n; ++i)
     if (label_values[i] > 0) positive.push_back(i), positive_rows.push_back(i * k + label_values[i]);
   const Tensor per_class = ops::reshape(box_regression, {n * k, 4});
-  const Tensor box_loss = ops::smooth_l1_loss(ops::index_select(per_class, 0, index_tensor(positive_rows)),
-                                              ops::index_select(targets, 0, index_tensor(positive)), 1.0 / 9,
+  const Tensor box_loss = ops::smooth_l1_loss(ops::index_select(per_class, 0, index_tensor(positive_rows, device)),
+                                              ops::index_select(targets, 0, index_tensor(positive, device)), 1.0 / 9,
                                               ops::Reduction::Sum) /
                           static_cast<double>(n);
   return {classification_loss, box_loss};
@@ -110,8 +114,11 @@ Tensor maskrcnn_loss(const Tensor& mask_logits, const std::vector<Tensor>& propo
     }
   }
   if (rows.empty()) return ops::sum(mask_logits) * 0.0;
-  const Tensor logits = ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows));
-  return ops::binary_cross_entropy_with_logits(logits, ops::cat(mask_targets, 0));
+  // Targets are made on the host (RoIAlign of the host masks); the loss gathers the true class's
+  // channel where the logits are, so only [P, M, M] targets travel, not [P, K, M, M] logits.
+  const Device device = mask_logits.device();
+  const Tensor logits = ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows, device));
+  return ops::binary_cross_entropy_with_logits(logits, ops::to(ops::cat(mask_targets, 0), device));
 }
 
 std::vector<Tensor> maskrcnn_inference(const Tensor& mask_logits, const std::vector<Tensor>& labels) {
@@ -120,7 +127,9 @@ std::vector<Tensor> maskrcnn_inference(const Tensor& mask_logits, const std::vec
   int64_t row = 0;
   for (const auto& l : labels)
     for (int64_t label : to_vector<int64_t>(l)) rows.push_back(row++ * k + label);
-  const Tensor probs = ops::sigmoid(ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows)));
+  // The detected class's channel is picked where the logits are; only [D, M, M] comes to the host.
+  const Tensor probs = ops::to(
+      ops::sigmoid(ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows, mask_logits.device()))), kCPU);
   std::vector<Tensor> out;
   int64_t start = 0;
   for (const auto& l : labels) {
@@ -189,11 +198,9 @@ RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std:
     const Stage stage("box RoIAlign + head");
     const Tensor box_features = box_head->forward(box_roi_pool_.forward(features, out.proposals, image_sizes));
     std::tie(out.class_logits, out.box_regression) = box_predictor->forward(box_features);
-    // Losses and postprocessing on the host (differentiable copies back from a GPU).
-    out.class_logits = ops::to(out.class_logits, kCPU);
-    out.box_regression = ops::to(out.box_regression, kCPU);
   }
-  std::optional<Stage> host_stage(std::in_place, "box loss / detections (host)");
+  // The losses run on the head outputs' device; detection postprocessing on the host.
+  std::optional<Stage> host_stage(std::in_place, "box loss / detections");
 
   std::vector<Tensor> mask_proposals, positive_matched;
   if (is_training()) {
@@ -208,15 +215,15 @@ RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std:
       positive_matched.push_back(ops::index_select(samples.matched_idxs[image], 0, index_tensor(positive)));
     }
   } else {
-    out.detections = postprocess_detections(out.class_logits, out.box_regression, out.proposals, image_sizes);
+    out.detections = postprocess_detections(ops::to(out.class_logits, kCPU), ops::to(out.box_regression, kCPU), out.proposals,
+                                            image_sizes);
     for (const auto& d : out.detections) mask_proposals.push_back(d.boxes);
   }
   host_stage.reset();
   std::optional<Stage> mask_stage(std::in_place, "mask RoIAlign + head");
-  out.mask_logits = ops::to(
-      mask_predictor->forward(mask_head->forward(mask_roi_pool_.forward(features, mask_proposals, image_sizes))), kCPU);
+  out.mask_logits = mask_predictor->forward(mask_head->forward(mask_roi_pool_.forward(features, mask_proposals, image_sizes)));
   mask_stage.reset();
-  const Stage mask_host_stage("mask loss / probabilities (host)");
+  const Stage mask_host_stage("mask loss / probabilities");
   if (is_training()) {
     out.loss_mask = maskrcnn_loss(out.mask_logits, mask_proposals, *targets, positive_matched);
   } else {

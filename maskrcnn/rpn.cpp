@@ -2,6 +2,7 @@
 #include "maskrcnn/rpn.h"
 
 #include <algorithm>
+#include <numeric>
 #include <optional>
 
 #include "autograd/node.h"
@@ -59,47 +60,59 @@ RegionProposalNetwork::RegionProposalNetwork(const Config& config)
 
 std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::filter_proposals(
     const std::vector<Tensor>& objectness, const std::vector<Tensor>& pred_bbox_deltas, const Tensor& anchors,
-    const std::vector<ImageSize>& image_sizes, Device nms_device) const {
+    const std::vector<ImageSize>& image_sizes) const {
   autograd::NoGradGuard no_grad;
   const int64_t num_images = static_cast<int64_t>(image_sizes.size());
-  const Tensor scores_all = ops::contiguous(ops::reshape(flatten_predictions(objectness, 1).detach(), {num_images, -1}));
-  const Tensor deltas = ops::contiguous(flatten_predictions(pred_bbox_deltas, 4).detach());
+  const Device device = objectness.at(0).device();
+  const Tensor scores_all = ops::reshape(flatten_predictions(objectness, 1).detach(), {num_images, -1});
+  const Tensor deltas = flatten_predictions(pred_bbox_deltas, 4).detach();  // [N * total, 4]
   const int64_t total = anchors.size(0);
   check(scores_all.size(1) == total, "RPN: ", scores_all.size(1), " predictions for ", total, " anchors");
-  std::optional<Stage> stage(std::in_place, "  rpn proposals: decode");
-  std::vector<Tensor> anchors_per_image(static_cast<size_t>(num_images), anchors);
-  const Tensor proposals =
-      box_coder_.decode(deltas, ops::contiguous(ops::cat(anchors_per_image, 0))).detach();  // [N*total, 1, 4]
-  const float* all_boxes = proposals.data<float>();
-
-  std::vector<int64_t> level_counts;
-  for (const auto& o : objectness) level_counts.push_back(o.size(1) * o.size(2) * o.size(3));
+  check(!anchors.device().is_cuda(), "RPN: anchors must be on the host");
   const int64_t pre_nms_top_n = is_training() ? config_.rpn_pre_nms_top_n_train : config_.rpn_pre_nms_top_n_test;
   const int64_t post_nms_top_n = is_training() ? config_.rpn_post_nms_top_n_train : config_.rpn_post_nms_top_n_test;
 
+  // Top-k per level where the predictions are, all images at once; only the picked logits, anchor
+  // indices and deltas reach the host (a few thousand rows instead of every anchor).
+  std::optional<Stage> stage(std::in_place, "  rpn proposals: top-k per level");
+  std::vector<int64_t> level_offsets, level_ks;
+  std::vector<Tensor> top_values, top_indices;
+  int64_t offset = 0;
+  for (const auto& o : objectness) {
+    const int64_t count = o.size(1) * o.size(2) * o.size(3);
+    const auto top = ops::topk(ops::narrow(scores_all, 1, offset, count), std::min(pre_nms_top_n, count), 1);
+    top_values.push_back(top.values);
+    top_indices.push_back(top.indices);
+    level_offsets.push_back(offset);
+    level_ks.push_back(top.indices.size(1));
+    offset += count;
+  }
+  const int64_t picked_per_image = std::accumulate(level_ks.begin(), level_ks.end(), int64_t{0});
+  const std::vector<float> logits = to_vector<float>(ops::cat(top_values, 1));           // [N, K] row-major
+  const std::vector<int64_t> within_level = to_vector<int64_t>(ops::cat(top_indices, 1));  // index inside its level
+  std::vector<int64_t> anchor_of(within_level.size()), level_of(within_level.size()), delta_rows(within_level.size());
+  for (int64_t image = 0; image < num_images; ++image)
+    for (size_t level = 0, column = 0; level < level_ks.size(); ++level)
+      for (int64_t j = 0; j < level_ks[level]; ++j, ++column) {
+        const size_t at = static_cast<size_t>(image * picked_per_image) + column;
+        anchor_of[at] = level_offsets[level] + within_level[at];
+        level_of[at] = static_cast<int64_t>(level);
+        delta_rows[at] = image * total + anchor_of[at];
+      }
+  const int64_t picked_total = static_cast<int64_t>(delta_rows.size());
+  const Tensor picked_deltas = ops::contiguous(ops::to(
+      ops::index_select(deltas, 0, from_vector(delta_rows, {picked_total}, device)), kCPU));
+
   std::vector<Tensor> boxes_out, scores_out;
   for (int64_t image = 0; image < num_images; ++image) {
-    stage.emplace("  rpn proposals: top-k per level");
-    const Tensor image_scores = ops::select(scores_all, 0, image);
-    std::vector<int64_t> picked, level_of;
-    int64_t offset = 0;
-    for (size_t level = 0; level < level_counts.size(); ++level) {
-      const int64_t count = level_counts[level];
-      const int64_t k = std::min(pre_nms_top_n, count);
-      const Tensor top = ops::topk(ops::narrow(image_scores, 0, offset, count), k).indices;
-      for (int64_t i : to_vector<int64_t>(top)) {
-        picked.push_back(offset + i);
-        level_of.push_back(static_cast<int64_t>(level));
-      }
-      offset += count;
-    }
-    const float* logits = image_scores.data<float>();
-    Tensor boxes = empty({static_cast<int64_t>(picked.size()), 4});
+    stage.emplace("  rpn proposals: decode");
+    const int64_t first = image * picked_per_image;
+    const std::vector<int64_t> picked(anchor_of.begin() + first, anchor_of.begin() + first + picked_per_image);
+    const Tensor picked_anchors = ops::contiguous(ops::index_select(anchors, 0, from_vector(picked, {picked_per_image})));
+    Tensor boxes = ops::reshape(
+        box_coder_.decode(ops::narrow(picked_deltas, 0, first, picked_per_image), picked_anchors), {picked_per_image, 4});
     std::vector<float> scores;
-    for (size_t i = 0; i < picked.size(); ++i) {
-      std::copy_n(all_boxes + (image * total + picked[i]) * 4, 4, boxes.data<float>() + i * 4);
-      scores.push_back(1.0f / (1.0f + std::exp(-logits[picked[i]])));
-    }
+    for (int64_t i = 0; i < picked_per_image; ++i) scores.push_back(1.0f / (1.0f + std::exp(-logits[first + i])));
     clip_boxes_to_image(boxes, image_sizes[image].first, image_sizes[image].second);
     std::vector<int64_t> keep;
     for (int64_t i : small_boxes_removed(boxes, 1e-3))
@@ -107,13 +120,14 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::filte
     const Tensor keep_index = from_vector(keep, {static_cast<int64_t>(keep.size())});
     std::vector<float> kept_scores;
     std::vector<int64_t> kept_levels;
-    for (int64_t i : keep) kept_scores.push_back(scores[i]), kept_levels.push_back(level_of[i]);
+    for (int64_t i : keep) kept_scores.push_back(scores[i]), kept_levels.push_back(level_of[first + i]);
     const Tensor kept_boxes = ops::index_select(boxes, 0, keep_index);
     const Tensor score_tensor = from_vector(kept_scores, {static_cast<int64_t>(keep.size())});
+    // NMS is the quadratic part: it runs on the predictions' device.
     stage.emplace("  rpn proposals: nms");
     const Tensor level_tensor = from_vector(kept_levels, {static_cast<int64_t>(keep.size())});
-    Tensor nms_keep = ops::to(ops::batched_nms(ops::to(kept_boxes, nms_device), ops::to(score_tensor, nms_device),
-                                               ops::to(level_tensor, nms_device), config_.rpn_nms_thresh),
+    Tensor nms_keep = ops::to(ops::batched_nms(ops::to(kept_boxes, device), ops::to(score_tensor, device),
+                                               ops::to(level_tensor, device), config_.rpn_nms_thresh),
                               kCPU);
     nms_keep = ops::narrow(nms_keep, 0, 0, std::min(post_nms_top_n, nms_keep.size(0)));
     boxes_out.push_back(ops::contiguous(ops::index_select(kept_boxes, 0, nms_keep)));
@@ -126,9 +140,12 @@ std::pair<Tensor, Tensor> RegionProposalNetwork::compute_loss(const std::vector<
                                                               const std::vector<Tensor>& pred_bbox_deltas,
                                                               const Tensor& anchors,
                                                               const std::vector<Target>& targets) {
-  std::vector<float> labels;
-  std::vector<Tensor> regression_targets;
+  // Targets depend only on anchors and ground truth: matching and sampling run on the host, and only
+  // the sampled rows (indices, labels, the positives' regression targets) go to the predictions'
+  // device, where the losses gather their few hundred rows.
+  std::vector<float> sampled_labels;
   std::vector<int64_t> positive, sampled;
+  std::vector<Tensor> positive_targets;
   {
     autograd::NoGradGuard no_grad;
     const int64_t total = anchors.size(0);
@@ -136,40 +153,43 @@ std::pair<Tensor, Tensor> RegionProposalNetwork::compute_loss(const std::vector<
     for (size_t image = 0; image < targets.size(); ++image) {
       const Tensor& gt = targets[image].boxes;
       std::vector<int64_t> image_labels(static_cast<size_t>(total), 0);
-      Tensor matched_gt = zeros({total, 4});
+      std::vector<int64_t> matches;
       if (gt.size(0) > 0) {
-        const auto matches = matcher_(ops::box_iou(gt, anchors));
-        std::vector<int64_t> clamped(matches.size());
-        for (size_t i = 0; i < matches.size(); ++i) {
-          clamped[i] = std::max<int64_t>(matches[i], 0);
+        matches = matcher_(ops::box_iou(gt, anchors));
+        for (size_t i = 0; i < matches.size(); ++i)
           image_labels[i] = matches[i] >= 0 ? 1 : (matches[i] == Matcher::kBelowLowThreshold ? 0 : -1);
-        }
-        matched_gt = ops::contiguous(ops::index_select(gt, 0, from_vector(clamped, {total})));
       }
-      regression_targets.push_back(box_coder_.encode(matched_gt, anchors));
       const auto masks = sampler_(image_labels, generator_);
       const int64_t base = static_cast<int64_t>(image) * total;
+      std::vector<int64_t> image_positive, matched;
       for (int64_t i = 0; i < total; ++i) {
-        labels.push_back(static_cast<float>(image_labels[i]));
-        if (masks.positive[i]) positive.push_back(base + i);
+        if (masks.positive[i]) image_positive.push_back(i), matched.push_back(matches[i]);
         if (masks.negative[i]) negative.push_back(base + i);
       }
+      const int64_t count = static_cast<int64_t>(image_positive.size());
+      if (count > 0)  // positives exist only when the image has ground truth boxes
+        positive_targets.push_back(box_coder_.encode(ops::contiguous(ops::index_select(gt, 0, from_vector(matched, {count}))),
+                                                     ops::contiguous(ops::index_select(anchors, 0, from_vector(image_positive, {count})))));
+      for (int64_t i : image_positive) positive.push_back(base + i);
     }
     sampled = positive;
     sampled.insert(sampled.end(), negative.begin(), negative.end());
+    sampled_labels.assign(positive.size(), 1.0f);
+    sampled_labels.resize(sampled.size(), 0.0f);
   }
+  const Device device = objectness.at(0).device();
   const Tensor scores = ops::reshape(flatten_predictions(objectness, 1), {-1});
   const Tensor deltas = flatten_predictions(pred_bbox_deltas, 4);
-  const Tensor positive_index = from_vector(positive, {static_cast<int64_t>(positive.size())});
-  const Tensor sampled_index = from_vector(sampled, {static_cast<int64_t>(sampled.size())});
-  const Tensor targets_all = ops::cat(regression_targets, 0);
-  const Tensor box_loss =
-      ops::smooth_l1_loss(ops::index_select(deltas, 0, positive_index), ops::index_select(targets_all, 0, positive_index),
-                          1.0 / 9, ops::Reduction::Sum) /
-      static_cast<double>(sampled.size());
-  const Tensor label_tensor = from_vector(labels, {static_cast<int64_t>(labels.size())});
+  const int64_t num_positive = static_cast<int64_t>(positive.size()), num_sampled = static_cast<int64_t>(sampled.size());
+  const Tensor positive_index = from_vector(positive, {num_positive}, device);
+  const Tensor sampled_index = from_vector(sampled, {num_sampled}, device);
+  const Tensor regression_targets =
+      positive_targets.empty() ? zeros({0, 4}, kFloat32, device) : ops::to(ops::cat(positive_targets, 0), device);
+  const Tensor box_loss = ops::smooth_l1_loss(ops::index_select(deltas, 0, positive_index), regression_targets, 1.0 / 9,
+                                              ops::Reduction::Sum) /
+                          static_cast<double>(num_sampled);
   const Tensor objectness_loss = ops::binary_cross_entropy_with_logits(
-      ops::index_select(scores, 0, sampled_index), ops::index_select(label_tensor, 0, sampled_index));
+      ops::index_select(scores, 0, sampled_index), from_vector(sampled_labels, {num_sampled}, device));
   return {objectness_loss, box_loss};
 }
 
@@ -180,21 +200,15 @@ RPNOutput RegionProposalNetwork::forward(const ImageList& images, const std::vec
     const Stage stage("rpn head");
     std::tie(out.objectness, out.pred_bbox_deltas) = head->forward(features);
   }
-  std::optional<Stage> stage(std::in_place, "rpn outputs to host");
-  // Proposal selection and the losses run on the host: a GPU's predictions come back through
-  // differentiable copies, so the loss gradients flow back to the device head.
-  for (auto* outputs : {&out.objectness, &out.pred_bbox_deltas})
-    for (Tensor& t : *outputs) t = ops::to(t, kCPU);
-  stage.emplace("rpn anchors (host)");
+  std::optional<Stage> stage(std::in_place, "rpn anchors (host)");
   std::vector<std::pair<int64_t, int64_t>> feature_sizes;
   for (const auto& f : features) feature_sizes.emplace_back(f.size(2), f.size(3));
   out.anchors = anchor_generator_.grid_anchors({images.tensors.size(2), images.tensors.size(3)}, feature_sizes);
-  stage.emplace("rpn proposals (host)");
-  std::tie(out.boxes, out.scores) =
-      filter_proposals(out.objectness, out.pred_bbox_deltas, out.anchors, images.image_sizes, features[0].device());
+  stage.emplace("rpn proposals");
+  std::tie(out.boxes, out.scores) = filter_proposals(out.objectness, out.pred_bbox_deltas, out.anchors, images.image_sizes);
   stage.reset();
   if (is_training()) {
-    const Stage loss_stage("rpn loss (host)");
+    const Stage loss_stage("rpn loss");
     check(targets != nullptr && targets->size() == images.image_sizes.size(), "RPN: training needs one target per image");
     std::tie(out.loss_objectness, out.loss_rpn_box_reg) =
         compute_loss(out.objectness, out.pred_bbox_deltas, out.anchors, *targets);

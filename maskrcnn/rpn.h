@@ -36,11 +36,11 @@ class RegionProposalNetwork : public nn::Module {
   // `features` are the FPN levels the RPN uses (all five); targets required in training.
   RPNOutput forward(const ImageList& images, const std::vector<Tensor>& features,
                     const std::vector<Target>* targets);
-  // The inference part alone, from the head's outputs: decode, top-k per level, NMS.
-  // nms_device: where the per-image NMS runs (the quadratic part: a GPU when the model is on one).
+  // The inference part alone, from the head's outputs: top-k per level, decode, NMS. Top-k and NMS
+  // run on the predictions' device, the rest on the host; anchors are host tensors.
   std::pair<std::vector<Tensor>, std::vector<Tensor>> filter_proposals(
       const std::vector<Tensor>& objectness, const std::vector<Tensor>& pred_bbox_deltas, const Tensor& anchors,
-      const std::vector<ImageSize>& image_sizes, Device nms_device = kCPU) const;
+      const std::vector<ImageSize>& image_sizes) const;
   // The training losses from the head's outputs: (loss_objectness, loss_rpn_box_reg).
   std::pair<Tensor, Tensor> compute_loss(const std::vector<Tensor>& objectness,
                                          const std::vector<Tensor>& pred_bbox_deltas, const Tensor& anchors,
