@@ -4,6 +4,7 @@
 
 #include "cuda/elementwise.h"
 #include "cuda/launch.cuh"
+#include "cuda/packs.h"
 #include "tensor/dispatch.h"
 #include "tensor/strided_index.h"
 
@@ -11,8 +12,71 @@ namespace mrcnn::cuda {
 
 namespace {
 
+__device__ inline int64_t global_thread() { return blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; }
+__device__ inline int64_t total_threads() { return static_cast<int64_t>(blockDim.x) * gridDim.x; }
+
+// Contiguous operands on pack alignment: one 16-byte access per operand and thread (packs.h), the
+// same per-element functor as the strided kernels, so the results are identical.
 template <typename T>
 __global__ void fill_kernel(T* out, int64_t n, T value) {
+  constexpr int W = pack_width<T>();
+  using P = Pack<T, W>;
+  P pack;
+  for (int k = 0; k < W; ++k) pack.v[k] = value;
+  packed_loop<W>(
+      global_thread(), total_threads(), n, [&](int64_t p) { reinterpret_cast<P*>(out)[p] = pack; },
+      [&](int64_t i) { out[i] = value; });
+}
+
+template <typename D, typename S>
+__global__ void copy_packed_kernel(D* out, const S* in, int64_t n) {
+  constexpr int W = pack_width<D, S>();
+  packed_loop<W>(
+      global_thread(), total_threads(), n,
+      [&](int64_t p) {
+        const Pack<S, W> x = reinterpret_cast<const Pack<S, W>*>(in)[p];
+        Pack<D, W> r;
+#pragma unroll
+        for (int k = 0; k < W; ++k) r.v[k] = cast_value<D>(x.v[k]);
+        reinterpret_cast<Pack<D, W>*>(out)[p] = r;
+      },
+      [&](int64_t i) { out[i] = cast_value<D>(in[i]); });
+}
+
+template <typename T, typename F>
+__global__ void unary_packed_kernel(T* out, const T* x, int64_t n, F f) {
+  constexpr int W = pack_width<T>();
+  using P = Pack<T, W>;
+  packed_loop<W>(
+      global_thread(), total_threads(), n,
+      [&](int64_t p) {
+        const P in = reinterpret_cast<const P*>(x)[p];
+        P r;
+#pragma unroll
+        for (int k = 0; k < W; ++k) r.v[k] = f(in.v[k]);
+        reinterpret_cast<P*>(out)[p] = r;
+      },
+      [&](int64_t i) { out[i] = f(x[i]); });
+}
+
+template <typename R, typename T, typename F>
+__global__ void binary_packed_kernel(R* out, const T* a, const T* b, int64_t n, F f) {
+  constexpr int W = pack_width<R, T>();
+  using P = Pack<T, W>;
+  packed_loop<W>(
+      global_thread(), total_threads(), n,
+      [&](int64_t p) {
+        const P x = reinterpret_cast<const P*>(a)[p], y = reinterpret_cast<const P*>(b)[p];
+        Pack<R, W> r;
+#pragma unroll
+        for (int k = 0; k < W; ++k) r.v[k] = f(x.v[k], y.v[k]);
+        reinterpret_cast<Pack<R, W>*>(out)[p] = r;
+      },
+      [&](int64_t i) { out[i] = f(a[i], b[i]); });
+}
+
+template <typename T>
+__global__ void fill_elements_kernel(T* out, int64_t n, T value) {
   MRCNN_GRID_STRIDE(i, n) out[i] = value;
 }
 
@@ -56,20 +120,35 @@ __global__ void where_kernel(StridedIndex<4> index, T* out, const uint8_t* c, co
 // values per group, where float accumulation loses 3-4 digits.
 // Rows (inner == 1): one block per row, threads stride over it, then a fixed shared-memory tree:
 // deterministic, and fast for long rows (group norm statistics).
+// Each thread reads 16-byte packs when the row is pack-aligned (packs.h); the block then reduces
+// with warp shuffles and one shared-memory step across warps, in a fixed order.
 template <typename T>
 __global__ void sum_rows_kernel(const T* x, int64_t rows, int64_t length, T* out) {
-  __shared__ double partial[kThreads];
+  constexpr int W = pack_width<T>();
+  __shared__ double warp_sums[kThreads / 32];
   for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* p = x + row * length;
     double acc = 0;
-    for (int64_t j = threadIdx.x; j < length; j += blockDim.x) acc += static_cast<double>(p[j]);
-    partial[threadIdx.x] = acc;
-    __syncthreads();
-    for (int stride = blockDim.x / 2; stride > 0; stride /= 2) {
-      if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
-      __syncthreads();
+    if (pack_aligned<T, W>(p)) {
+      packed_loop<W>(
+          threadIdx.x, blockDim.x, length,
+          [&](int64_t q) {
+            const Pack<T, W> v = reinterpret_cast<const Pack<T, W>*>(p)[q];
+#pragma unroll
+            for (int k = 0; k < W; ++k) acc += static_cast<double>(v.v[k]);
+          },
+          [&](int64_t j) { acc += static_cast<double>(p[j]); });
+    } else {
+      for (int64_t j = threadIdx.x; j < length; j += blockDim.x) acc += static_cast<double>(p[j]);
     }
-    if (threadIdx.x == 0) out[row] = static_cast<T>(partial[0]);
+    for (int offset = 16; offset > 0; offset /= 2) acc += __shfl_down_sync(0xffffffffu, acc, offset);
+    if (threadIdx.x % 32 == 0) warp_sums[threadIdx.x / 32] = acc;
+    __syncthreads();
+    if (threadIdx.x < 32) {
+      acc = threadIdx.x < blockDim.x / 32 ? warp_sums[threadIdx.x] : 0.0;
+      for (int offset = 16; offset > 0; offset /= 2) acc += __shfl_down_sync(0xffffffffu, acc, offset);
+      if (threadIdx.x == 0) out[row] = static_cast<T>(acc);
+    }
     __syncthreads();
   }
 }
@@ -85,6 +164,15 @@ __global__ void sum_kernel(const T* x, int64_t outer, int64_t reduced, int64_t i
   }
 }
 
+template <typename R, typename T, typename F>
+void launch_binary(const StridedIndex<3>& index, R* out, const T* a, const T* b, int64_t n, F f) {
+  constexpr int W = pack_width<R, T>();
+  if (index.all_contiguous() && pack_aligned<R, W>(out) && pack_aligned<T, W>(a) && pack_aligned<T, W>(b))
+    binary_packed_kernel<<<blocks_for(n / W), kThreads, 0, stream()>>>(out, a, b, n, f);
+  else
+    binary_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(index, out, a, b, n, f);
+}
+
 }  // namespace
 
 void fill(const Tensor& out, double value) {
@@ -92,7 +180,12 @@ void fill(const Tensor& out, double value) {
   if (n == 0) return;
   dispatch_all(out.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    fill_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(static_cast<T*>(out.raw_data()), n, cast_value<T>(value));
+    // Allocations are pack-aligned; a view with an odd storage offset takes the element loop.
+    T* p = static_cast<T*>(out.raw_data());
+    if (pack_aligned<T, pack_width<T>()>(p))
+      fill_kernel<T><<<blocks_for(n / pack_width<T>()), kThreads, 0, stream()>>>(p, n, cast_value<T>(value));
+    else
+      fill_elements_kernel<T><<<blocks_for(n), kThreads, 0, stream()>>>(p, n, cast_value<T>(value));
   });
   MRCNN_CUDA_CHECK_LAUNCH();
 }
@@ -105,8 +198,13 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
     using D = decltype(dst_tag);
     dispatch_all(src.dtype(), [&](auto src_tag) {
       using S = decltype(src_tag);
-      copy_kernel<D, S><<<blocks_for(n), kThreads, 0, stream()>>>(index, static_cast<D*>(dst.raw_data()),
-                                                                  static_cast<const S*>(src.raw_data()), n);
+      constexpr int W = pack_width<D, S>();
+      D* out = static_cast<D*>(dst.raw_data());
+      const S* in = static_cast<const S*>(src.raw_data());
+      if (index.all_contiguous() && pack_aligned<D, W>(out) && pack_aligned<S, W>(in))
+        copy_packed_kernel<D, S><<<blocks_for(n / W), kThreads, 0, stream()>>>(out, in, n);
+      else
+        copy_kernel<D, S><<<blocks_for(n), kThreads, 0, stream()>>>(index, out, in, n);
     });
   });
   MRCNN_CUDA_CHECK_LAUNCH();
@@ -117,9 +215,15 @@ void unary_forward(UnaryOp op, double p0, double p1, const Tensor& x, const Tens
   const auto index = make_strided_index<2>(out.sizes(), {&out, &x}, "unary");
   dispatch_floating(x.dtype(), "unary", [&](auto tag) {
     using T = decltype(tag);
+    constexpr int W = pack_width<T>();
+    T* o = static_cast<T*>(out.raw_data());
+    const T* in = static_cast<const T*>(x.raw_data());
+    const bool packed = index.all_contiguous() && pack_aligned<T, W>(o) && pack_aligned<T, W>(in);
     with_unary_functor(op, p0, p1, [&](auto f) {
-      unary_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(index, static_cast<T*>(out.raw_data()),
-                                                             static_cast<const T*>(x.raw_data()), n, f);
+      if (packed)
+        unary_packed_kernel<<<blocks_for(n / W), kThreads, 0, stream()>>>(o, in, n, f);
+      else
+        unary_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(index, o, in, n, f);
     });
   });
   MRCNN_CUDA_CHECK_LAUNCH();
@@ -131,9 +235,8 @@ void binary_forward(BinaryOp op, double param, const Tensor& a, const Tensor& b,
   dispatch_floating(a.dtype(), "binary", [&](auto tag) {
     using T = decltype(tag);
     with_binary_functor(op, param, [&](auto f) {
-      binary_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(index, static_cast<T*>(out.raw_data()),
-                                                              static_cast<const T*>(a.raw_data()),
-                                                              static_cast<const T*>(b.raw_data()), n, f);
+      launch_binary(index, static_cast<T*>(out.raw_data()), static_cast<const T*>(a.raw_data()),
+                    static_cast<const T*>(b.raw_data()), n, f);
     });
   });
   MRCNN_CUDA_CHECK_LAUNCH();
@@ -145,9 +248,8 @@ void compare_forward(CompareOp op, const Tensor& a, const Tensor& b, const Tenso
   dispatch_all(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     with_compare_functor(op, [&](auto f) {
-      binary_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(index, static_cast<uint8_t*>(out.raw_data()),
-                                                              static_cast<const T*>(a.raw_data()),
-                                                              static_cast<const T*>(b.raw_data()), n, f);
+      launch_binary(index, static_cast<uint8_t*>(out.raw_data()), static_cast<const T*>(a.raw_data()),
+                    static_cast<const T*>(b.raw_data()), n, f);
     });
   });
   MRCNN_CUDA_CHECK_LAUNCH();

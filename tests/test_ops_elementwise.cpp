@@ -4,6 +4,8 @@
 #include <iostream>
 
 #include "cuda/context.h"
+#include "cuda/elementwise.h"
+#include "cuda/packs.h"
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -115,6 +117,39 @@ TEST_CASE("elementwise: ties in maximum split the gradient, like PyTorch") {
   CHECK(values(b.grad()) == std::vector<double>{0.5, 1});
 }
 
+TEST_CASE("packed loop: every element exactly once, for any length, pack width and thread count") {
+  // The contiguous CUDA kernels split work with this function; here it runs for every thread index.
+  CHECK(cuda::pack_width<float>() == 4);
+  CHECK(cuda::pack_width<double>() == 2);
+  CHECK(cuda::pack_width<uint8_t, float>() == 4);   // compare: float inputs, bool output
+  CHECK(cuda::pack_width<double, uint8_t>() == 2);  // copy uint8 -> float64
+  CHECK(alignof(cuda::Pack<float, 4>) == 16);
+  CHECK(alignof(cuda::Pack<uint8_t, 4>) == 4);
+  auto check_cover = [](auto width_tag, int64_t n, int64_t threads) {
+    constexpr int W = decltype(width_tag)::value;
+    std::vector<int> visits(static_cast<size_t>(n), 0);
+    for (int64_t t = 0; t < threads; ++t)
+      cuda::packed_loop<W>(
+          t, threads, n,
+          [&](int64_t p) {
+            for (int k = 0; k < W; ++k) ++visits[static_cast<size_t>(p * W + k)];
+          },
+          [&](int64_t i) { ++visits[static_cast<size_t>(i)]; });
+    return std::all_of(visits.begin(), visits.end(), [](int v) { return v == 1; });
+  };
+  int cases = 0;
+  for (int64_t n : {0, 1, 3, 4, 5, 15, 16, 17, 255, 256, 257, 1023, 4099})
+    for (int64_t threads : {16, 32, 256, 512}) {
+      CAPTURE(n);
+      CAPTURE(threads);
+      CHECK(check_cover(std::integral_constant<int, 2>{}, n, threads));
+      CHECK(check_cover(std::integral_constant<int, 4>{}, n, threads));
+      CHECK(check_cover(std::integral_constant<int, 16>{}, n, threads));
+      ++cases;
+    }
+  CHECK(cases == 52);
+}
+
 // --- CUDA parity -----------------------------------------------------------------------------------
 
 
@@ -153,4 +188,48 @@ TEST_CASE("cuda: copies, fills and empty tensors round-trip") {
   CHECK((ops::exp(zeros({0, 4}, kFloat32, kCUDA))).sizes() == Shape{0, 4});
   const Tensor y = ops::add(ones({1000}, kFloat32, kCUDA), 1.0);
   CHECK(values(ops::sum(y)).at(0) == 2000);
+}
+
+TEST_CASE("cuda: packed contiguous kernels equal the strided ones and the CPU, tails and offsets included") {
+  if (test::skip_without_cuda("packed elementwise on CUDA")) return;
+  for (DType dtype : {kFloat32, kFloat64}) {
+    for (int64_t n : {1, 3, 4, 5, 17, 1001}) {
+      CAPTURE(n);
+      Generator g(static_cast<uint64_t>(n));
+      const Tensor a_cpu = copy_as(randn({n + 1}, kFloat64, kCPU, &g), dtype, kCPU);
+      const Tensor b_cpu = copy_as(randn({n + 1}, kFloat64, kCPU, &g), dtype, kCPU);
+      const Tensor a_gpu = ops::to(a_cpu, kCUDA), b_gpu = ops::to(b_cpu, kCUDA);
+      // Offset 0 takes the packed kernels; offset 1 is off the 16-byte alignment and takes the
+      // strided ones. The per-element functors are shared, so both equal each other bit for bit.
+      for (int64_t offset : {0, 1}) {
+        CAPTURE(offset);
+        const Tensor a = ops::narrow(a_gpu, 0, offset, n), b = ops::narrow(b_gpu, 0, offset, n);
+        const Tensor ac = ops::narrow(a_cpu, 0, offset, n), bc = ops::narrow(b_cpu, 0, offset, n);
+        const V gpu{ops::tanh(a), ops::mul(a, b), ops::to(ops::gt(a, b), dtype), ops::to(ops::to(a, kFloat64), dtype)};
+        const V cpu{ops::tanh(ac), ops::mul(ac, bc), ops::to(ops::gt(ac, bc), dtype), ops::to(ops::to(ac, kFloat64), dtype)};
+        const double tol = dtype == kFloat32 ? 1e-6 : 1e-14;  // tanh: a few ulp between glibc and libdevice
+        for (size_t i = 0; i < gpu.size(); ++i) {
+          CAPTURE(i);
+          CHECK(gpu[i].sizes() == Shape{n});
+          CHECK(test::max_abs_diff(gpu[i], cpu[i]) <= tol);
+        }
+        if (offset == 1) {
+          const V aligned{ops::tanh(ops::narrow(a_gpu, 0, 0, n + 1)), ops::mul(ops::narrow(a_gpu, 0, 0, n + 1), ops::narrow(b_gpu, 0, 0, n + 1))};
+          CHECK(test::bitwise_equal(ops::narrow(aligned[0], 0, 1, n), gpu[0]));
+          CHECK(test::bitwise_equal(ops::narrow(aligned[1], 0, 1, n), gpu[1]));
+        }
+      }
+      Tensor filled = empty({n + 1}, dtype, kCUDA);
+      cuda::fill(ops::narrow(filled, 0, 1, n), 3.5);  // off alignment: the element kernel
+      cuda::fill(ops::narrow(filled, 0, 0, 1), -1.0);
+      std::vector<double> expected(static_cast<size_t>(n + 1), 3.5);
+      expected[0] = -1.0;
+      CHECK(values(filled) == expected);
+    }
+  }
+  // Large row sums take the packed, warp-shuffle reduction: a row of 4099 ones and a misaligned row.
+  const Tensor ones_gpu = ones({3, 4099}, kFloat32, kCUDA);
+  CHECK(values(ops::sum(ones_gpu, {1})) == std::vector<double>{4099, 4099, 4099});
+  const Tensor shifted = ops::narrow(ones({4100}, kFloat32, kCUDA), 0, 1, 4099);
+  CHECK(values(ops::sum(shifted)) == std::vector<double>{4099});
 }
