@@ -1,6 +1,7 @@
 // `mrcnn predict`: images in, COCO results JSON out (bbox in original pixels, masks as compressed
 // RLE binarised at 0.5), and optionally an overlay PNG per image.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -9,10 +10,10 @@
 #include "apps/commands.h"
 #include "cuda/allocator.h"
 #include "cuda/context.h"
+#include "maskrcnn/evaluate.h"
 #include "maskrcnn/image_io.h"
 #include "maskrcnn/model_io.h"
 #include "maskrcnn/rle.h"
-#include "ops/ops.h"
 
 namespace mrcnn::apps {
 
@@ -28,8 +29,9 @@ Device model_device(const std::string& device) {
 
 namespace {
 
-// Overlay: the image in gray/colour, each kept mask tinted, its box outlined.
-std::vector<uint8_t> overlay(const Tensor& image, const std::vector<std::vector<uint8_t>>& masks, const Tensor& boxes) {
+// Overlay: the image in gray/colour, each kept mask tinted, its box (x, y, w, h) outlined.
+std::vector<uint8_t> overlay(const Tensor& image, const std::vector<std::vector<uint8_t>>& masks,
+                             const std::vector<std::array<double, 4>>& boxes) {
   const int64_t c = image.size(0), h = image.size(1), w = image.size(2);
   const float* px = image.data<float>();
   std::vector<uint8_t> rgb(static_cast<size_t>(h * w * 3));
@@ -37,16 +39,16 @@ std::vector<uint8_t> overlay(const Tensor& image, const std::vector<std::vector<
     for (int64_t k = 0; k < 3; ++k)
       rgb[i * 3 + k] = static_cast<uint8_t>(std::clamp(px[(c == 3 ? k : 0) * h * w + i], 0.0f, 1.0f) * 255.0f + 0.5f);
   static const uint8_t palette[][3] = {{255, 64, 64}, {64, 200, 255}, {255, 200, 0}, {120, 255, 120}, {255, 64, 255}};
-  const float* b = boxes.data<float>();
   for (size_t d = 0; d < masks.size(); ++d) {
     const uint8_t* colour = palette[d % 5];
     for (int64_t i = 0; i < h * w; ++i)
       if (masks[d][i])
         for (int k = 0; k < 3; ++k) rgb[i * 3 + k] = static_cast<uint8_t>((rgb[i * 3 + k] + colour[k]) / 2);
-    const int64_t x0 = std::clamp<int64_t>(static_cast<int64_t>(b[d * 4]), 0, w - 1);
-    const int64_t y0 = std::clamp<int64_t>(static_cast<int64_t>(b[d * 4 + 1]), 0, h - 1);
-    const int64_t x1 = std::clamp<int64_t>(static_cast<int64_t>(b[d * 4 + 2]), 0, w - 1);
-    const int64_t y1 = std::clamp<int64_t>(static_cast<int64_t>(b[d * 4 + 3]), 0, h - 1);
+    const auto& b = boxes[d];
+    const int64_t x0 = std::clamp<int64_t>(static_cast<int64_t>(b[0]), 0, w - 1);
+    const int64_t y0 = std::clamp<int64_t>(static_cast<int64_t>(b[1]), 0, h - 1);
+    const int64_t x1 = std::clamp<int64_t>(static_cast<int64_t>(b[0] + b[2]), 0, w - 1);
+    const int64_t y1 = std::clamp<int64_t>(static_cast<int64_t>(b[1] + b[3]), 0, h - 1);
     auto paint = [&](int64_t y, int64_t x) {
       for (int k = 0; k < 3; ++k) rgb[(y * w + x) * 3 + k] = colour[k];
     };
@@ -64,47 +66,41 @@ int predict(const PredictOptions& options) {
   const nn::Checkpoint checkpoint = nn::load_checkpoint(options.weights);
   auto model = load_model(checkpoint, options.weights, options.config);
   model->to(device);
-  const auto categories = checkpoint_categories(checkpoint, model->config().num_classes);
+  std::vector<int64_t> category_ids;
+  for (const auto& [id, name] : checkpoint_categories(checkpoint, model->config().num_classes)) category_ids.push_back(id);
   if (!options.out_dir.empty()) std::filesystem::create_directories(options.out_dir);
   nlohmann::json results = nlohmann::json::array();
   for (size_t index = 0; index < options.images.size(); ++index) {
     const std::string& path = options.images[index];
     const auto start = std::chrono::steady_clock::now();
     const Tensor image = load_image(path, model->config().in_channels);
-    const auto out = model->forward({image});
-    const Detections& d = out.detections[0];
     const int64_t h = image.size(1), w = image.size(2);
     const std::string file_name = std::filesystem::path(path).filename().string();
-    const auto scores = to_vector<float>(d.scores);
-    const auto labels = to_vector<int64_t>(d.labels);
-    const auto boxes = to_vector<float>(d.boxes);
-    const Tensor masks = ops::contiguous(d.masks);
-    const float* m = masks.data<float>();
+    // The same detections, masks (binarised at 0.5) and RLEs that `mrcnn eval` scores.
+    const ImagePrediction prediction = predict_image(*model, image, static_cast<int64_t>(index) + 1, category_ids);
     std::vector<std::vector<uint8_t>> kept_masks;
-    std::vector<int64_t> kept;
-    for (size_t k = 0; k < scores.size(); ++k) {
-      if (scores[k] < options.score_thresh) continue;
-      std::vector<uint8_t> binary(static_cast<size_t>(h * w));
-      for (int64_t i = 0; i < h * w; ++i) binary[i] = m[static_cast<int64_t>(k) * h * w + i] >= 0.5f;
-      const Rle rle = rle_encode(binary.data(), h, w);
-      const float* b = &boxes[k * 4];
+    std::vector<std::array<double, 4>> kept_boxes;
+    for (size_t k = 0; k < prediction.detections.size(); ++k) {
+      const EvalDetection& det = prediction.detections[k];
+      if (det.score < options.score_thresh) continue;
+      // Boxes and scores are float32 values: written as such, without float64 digits.
+      const auto& b = det.bbox;
       results.push_back({{"file_name", file_name},
-                         {"image_id", static_cast<int64_t>(index) + 1},
-                         {"category_id", categories.at(static_cast<size_t>(labels[k] - 1)).first},
-                         {"bbox", {b[0], b[1], b[2] - b[0], b[3] - b[1]}},
-                         {"score", scores[k]},
-                         {"segmentation", {{"size", {h, w}}, {"counts", rle_to_string(rle)}}}});
-      kept_masks.push_back(std::move(binary));
-      kept.push_back(static_cast<int64_t>(k));
+                         {"image_id", det.image_id},
+                         {"category_id", det.category_id},
+                         {"bbox", {static_cast<float>(b[0]), static_cast<float>(b[1]), static_cast<float>(b[2]), static_cast<float>(b[3])}},
+                         {"score", static_cast<float>(det.score)},
+                         {"segmentation", {{"size", {h, w}}, {"counts", rle_to_string(det.segmentation)}}}});
+      kept_masks.push_back(prediction.masks[k]);
+      kept_boxes.push_back(b);
     }
     if (!options.out_dir.empty()) {
-      const Tensor kept_boxes = ops::contiguous(ops::index_select(d.boxes, 0, from_vector(kept, {static_cast<int64_t>(kept.size())})));
       const std::string png = (std::filesystem::path(options.out_dir) / (std::filesystem::path(path).stem().string() + "_overlay.png")).string();
       write_png(png, overlay(image, kept_masks, kept_boxes), h, w);
     }
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::fprintf(stderr, "[%zu/%zu] %s: %zu detections (%.0f ms)\n", index + 1, options.images.size(), file_name.c_str(),
-                 kept.size(), ms);
+                 kept_masks.size(), ms);
   }
   write_file_atomically(options.json_out, results.dump());
   std::fprintf(stderr, "wrote %zu detections to %s\n", results.size(), options.json_out.c_str());
