@@ -21,6 +21,7 @@
 #include "apps/train_settings.h"
 #include "maskrcnn/dataset.h"
 #include "maskrcnn/evaluate.h"
+#include "maskrcnn/json_fields.h"
 #include "maskrcnn/mask_rcnn.h"
 #include "maskrcnn/model_io.h"
 #include "ops/ops.h"
@@ -40,16 +41,6 @@ std::atomic<bool> interrupted{false};
 void on_interrupt(int) {
   interrupted = true;
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C stops at once
-}
-
-json read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  check(static_cast<bool>(in), path, ": cannot open");
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw Error(str_cat(path, ": not valid JSON (", e.what(), ")"));
-  }
 }
 
 void append_line(const fs::path& path, const json& line) {
@@ -162,7 +153,7 @@ int train(const TrainOptions& options) {
   } else {
     check(!o.config.empty(), "train: --config C.json is required (or --resume)");
     check(!fs::exists(last), last.string(), " exists: continue it with --resume, or choose another --out");
-    const json recipe = read_json_file(o.config);
+    const json recipe = read_json_file(o.config, "recipe");
     try {
       config = config_from_json(recipe);
       if (recipe.contains("train")) settings = train_settings_from_json(recipe["train"]);

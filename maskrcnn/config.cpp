@@ -130,14 +130,7 @@ Config config_from_json(const nlohmann::json& json) {
 }
 
 Config load_config(const std::string& path) {
-  std::ifstream in(path);
-  check(static_cast<bool>(in), path, ": cannot open config");
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(in);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(str_cat(path, ": not valid JSON (", e.what(), ")"));
-  }
+  const nlohmann::json json = read_json_file(path, "config");
   try {
     return config_from_json(json);
   } catch (const Error& e) {

@@ -112,7 +112,6 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& state, bool st
 void Module::train(bool on) {
   training_ = on;
   for (auto& [name, child] : children_) child->train(on);
-  on_train(on);
 }
 
 void Module::set_requires_grad(bool on) {

@@ -54,8 +54,6 @@ class Module {
     children_.emplace_back(name, module);
     return module;
   }
-  // Called by train(); modules whose children are not all registered override it.
-  virtual void on_train(bool) {}
 
  private:
   void collect(const std::string& prefix, bool buffers, NamedTensors& out) const;
