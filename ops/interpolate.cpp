@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 #include "autograd/node.h"
 #include "cuda/interpolate.h"
@@ -138,8 +141,8 @@ namespace mrcnn::ops {
 namespace {
 
 // The CPU's taps as device tensors, so the CUDA kernels read the same indices and weights.
-cuda::ResizeTaps cuda_taps(const Shape& in_shape, Size2 size, InterpolateMode mode, bool align_corners, DType dtype,
-                           Device device) {
+cuda::ResizeTaps upload_taps(const Shape& in_shape, Size2 size, InterpolateMode mode, bool align_corners, DType dtype,
+                             Device device) {
   return dispatch_floating(dtype, "interpolate", [&](auto tag) {
     using T = decltype(tag);
     const cpu::ResizeTaps<T> r = cpu::make_taps<T>(in_shape, size, mode, align_corners);
@@ -149,6 +152,28 @@ cuda::ResizeTaps cuda_taps(const Shape& in_shape, Size2 size, InterpolateMode mo
                             ints(r.ys.in0), ints(r.ys.in1), reals(r.ys.w0), reals(r.ys.w1),
                             ints(r.xs.in0), ints(r.xs.in1), reals(r.xs.w0), reals(r.xs.w1)};
   });
+}
+
+// The taps depend only on the spatial sizes, mode, dtype and device, and a model resizes between a
+// handful of shapes (FPN levels, the batch size): uploading 8 small tensors per call would put host
+// work and copies on every resize, so they are kept per shape, like cuDNN's algorithm choices. The
+// map is never destroyed: its device tensors must not be freed after the CUDA context at exit.
+cuda::ResizeTaps cuda_taps(const Shape& in_shape, Size2 size, InterpolateMode mode, bool align_corners, DType dtype,
+                           Device device) {
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int, bool, int, int>;
+  static auto* cache = new std::map<Key, cuda::ResizeTaps>();
+  static std::mutex mutex;
+  const Key key{in_shape[2], in_shape[3], size.h, size.w, static_cast<int>(mode), align_corners, static_cast<int>(dtype),
+                device.index};
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto it = cache->find(key);
+  if (it == cache->end()) {
+    if (cache->size() >= 512) cache->clear();  // multi-scale training: a bound, not an LRU
+    it = cache->emplace(key, upload_taps(in_shape, size, mode, align_corners, dtype, device)).first;
+  }
+  cuda::ResizeTaps taps = it->second;
+  taps.planes = in_shape[0] * in_shape[1];
+  return taps;
 }
 
 }  // namespace

@@ -70,4 +70,9 @@ TEST_CASE("cuda: interpolate matches the CPU") {
                                 {ops::to(leaf({2, 2, 6, 5}, 5), kFloat32)}, 1e-5);
   test::expect_cuda_matches_cpu([&](const VT& v) { return ops::interpolate(v[0], {4, 4}, bilinear); }, {leaf({0, 2, 3, 3}, 6)}, 0.0);
   test::expect_cuda_gradcheck([&](const VT& v) { return ops::interpolate(v[0], {5, 7}, bilinear); }, {leaf({1, 2, 3, 4}, 7)});
+  // The uploaded taps are kept per spatial shape: the same resize on another batch and channel count
+  // (a cache hit with other planes), then a float32 input of that shape (another entry).
+  test::expect_cuda_matches_cpu([&](const VT& v) { return ops::interpolate(v[0], {7, 9}, bilinear); }, {leaf({3, 5, 4, 5}, 8)}, 1e-14);
+  test::expect_cuda_matches_cpu([&](const VT& v) { return ops::interpolate(v[0], {7, 9}, bilinear); },
+                                {ops::to(leaf({2, 1, 4, 5}, 9), kFloat32)}, 1e-5);
 }
