@@ -11,7 +11,7 @@ if [ "${1:-}" = "--pack" ]; then
   build=${2:-build} dir=${3:-.devbin}
   rm -rf "$dir" "$dir.tmp" && mkdir -p "$dir" "$dir.tmp"
   for src in tests/test_*.cpp; do
-    grep -q "skip_without_cuda" "$src" && cp "$build/$(basename "$src" .cpp)" "$dir.tmp/"
+    grep -q "setup_cuda_or_skip" "$src" && cp "$build/$(basename "$src" .cpp)" "$dir.tmp/"
   done
   cp "$build/mrcnn" "$dir.tmp/" && strip "$dir.tmp"/*
   tar cJf "$dir/bin.tar.xz" -C "$dir.tmp" . && rm -rf "$dir.tmp"

@@ -18,7 +18,7 @@
 
 namespace mrcnn::test {
 
-bool skip_without_cuda(const std::string& what) {
+bool setup_cuda_or_skip(const std::string& what) {
   if (cuda::is_available()) {
     cuda::set_fill_uninitialized(true);
     return false;

@@ -29,8 +29,10 @@ std::string error_of(const std::function<void()>& f);
 // Bytewise equality of two tensors' contents (same shape and dtype).
 bool bitwise_equal(const Tensor& a, const Tensor& b);
 
-// CUDA tests: true, after printing "SKIPPED: <what>: <reason>", when no CUDA device is present.
-bool skip_without_cuda(const std::string& what);
+// Every CUDA test case starts with it. Without a CUDA device: prints "SKIPPED: <what>: <reason>"
+// and returns true. With one: turns on NaN pre-filling of new CUDA memory for the rest of the
+// process (cuda::set_fill_uninitialized, so an element a kernel never wrote shows up) and returns false.
+bool setup_cuda_or_skip(const std::string& what);
 // Runs f on `inputs` (CPU) and on CUDA copies of them (CUDA memory pre-filled with NaN bytes, so an
 // element a kernel never wrote shows up), then backward of sum(out * R) for a fixed random R on
 // both: the outputs and every input gradient must agree within tol (absolute).

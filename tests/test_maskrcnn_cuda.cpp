@@ -43,7 +43,7 @@ double relative_norm_error(const Tensor& actual, const Tensor& expected) {
 }  // namespace
 
 TEST_CASE("cuda: one training step and inference of the whole model match the CPU") {
-  if (test::skip_without_cuda("Mask R-CNN on CUDA")) return;
+  if (test::setup_cuda_or_skip("Mask R-CNN on CUDA")) return;
   const Config config = test::small_maskrcnn_config(64, 64);
   manual_seed(1);
   MaskRCNN cpu_model(config), gpu_model(config);

@@ -345,7 +345,7 @@ TEST_CASE("maskrcnn parity: losses and gradients, GroupNorm model") { train_pari
 // The same fixture and tolerances with the model on a GPU: cuDNN/cuBLAS in float32 without TF32 sum
 // in other orders than torchvision's CPU kernels, like our CPU kernels do; the tolerances are the CPU's.
 TEST_CASE("cuda: maskrcnn parity on the GPU, eval and train, both models") {
-  if (test::skip_without_cuda("maskrcnn parity on CUDA")) return;
+  if (test::setup_cuda_or_skip("maskrcnn parity on CUDA")) return;
   for (const char* model : {"a", "b"}) {
     eval_on_device(model, kCUDA);
     train_parity(model, kCUDA);

@@ -102,7 +102,7 @@ TEST_CASE("boxes: error messages") {
 }
 
 TEST_CASE("cuda: box_area, box_iou, nms and batched_nms match the CPU") {
-  if (test::skip_without_cuda("box ops on CUDA")) return;
+  if (test::setup_cuda_or_skip("box ops on CUDA")) return;
   // Random overlapping boxes in a 100 x 100 image, with tied scores.
   Generator g(7);
   const int64_t n = 700;

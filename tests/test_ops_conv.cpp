@@ -266,7 +266,7 @@ Tensor f32(const Tensor& x) { return ops::to(x, kFloat32); }
 }  // namespace
 
 TEST_CASE("cuda: conv2d and conv_transpose2d match the CPU (cuDNN)") {
-  if (test::skip_without_cuda("conv2d/conv_transpose2d on CUDA")) return;
+  if (test::setup_cuda_or_skip("conv2d/conv_transpose2d on CUDA")) return;
   using ops::conv2d;
   using ops::conv_transpose2d;
   using test::leaf;

@@ -154,7 +154,7 @@ TEST_CASE("packed loop: every element exactly once, for any length, pack width a
 
 
 TEST_CASE("cuda: elementwise forward and backward match the CPU") {
-  if (test::skip_without_cuda("elementwise on CUDA")) return;
+  if (test::setup_cuda_or_skip("elementwise on CUDA")) return;
   for (DType dtype : {kFloat32, kFloat64}) {
     Generator g(11);
     const Tensor a_cpu = copy_as(randn({7, 1, 33}, kFloat64, kCPU, &g), dtype, kCPU);
@@ -178,7 +178,7 @@ TEST_CASE("cuda: elementwise forward and backward match the CPU") {
 }
 
 TEST_CASE("cuda: copies, fills and empty tensors round-trip") {
-  if (test::skip_without_cuda("elementwise on CUDA")) return;
+  if (test::setup_cuda_or_skip("elementwise on CUDA")) return;
   const Tensor x = arange(0, 24, 1, kFloat64);
   const Tensor permuted = ops::permute(ops::reshape(x, {2, 3, 4}), {2, 0, 1});
   const Tensor on_gpu = ops::contiguous(ops::to(permuted, kCUDA));
@@ -191,7 +191,7 @@ TEST_CASE("cuda: copies, fills and empty tensors round-trip") {
 }
 
 TEST_CASE("cuda: packed contiguous kernels equal the strided ones and the CPU, tails and offsets included") {
-  if (test::skip_without_cuda("packed elementwise on CUDA")) return;
+  if (test::setup_cuda_or_skip("packed elementwise on CUDA")) return;
   for (DType dtype : {kFloat32, kFloat64}) {
     for (int64_t n : {1, 3, 4, 5, 17, 1001}) {
       CAPTURE(n);

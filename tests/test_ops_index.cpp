@@ -50,7 +50,7 @@ TEST_CASE("gradcheck: index ops") {
 }
 
 TEST_CASE("cuda: index ops match the CPU") {
-  if (test::skip_without_cuda("index ops on CUDA")) return;
+  if (test::setup_cuda_or_skip("index ops on CUDA")) return;
   const Tensor rows = from_vector<int64_t>({2, 0, 2, 1}, {4});
   const Tensor fibers = from_vector<int64_t>({0, 2, 1, 1, 0, 2}, {3, 2});
   // Copies are exact; gradients are atomic sums of a few O(1) values: 1e-14.

@@ -55,7 +55,7 @@ TEST_CASE("interpolate: error messages") {
 }
 
 TEST_CASE("cuda: interpolate matches the CPU") {
-  if (test::skip_without_cuda("interpolate on CUDA")) return;
+  if (test::setup_cuda_or_skip("interpolate on CUDA")) return;
   using VT = std::vector<Tensor>;
   using test::leaf;
   const auto nearest = ops::InterpolateMode::Nearest, bilinear = ops::InterpolateMode::Bilinear;

@@ -107,7 +107,7 @@ TEST_CASE("gemm: packed float kernel on edge shapes, every transpose, both panel
 }
 
 TEST_CASE("cuda: matmul and linear match the CPU (cuBLAS)") {
-  if (test::skip_without_cuda("matmul on CUDA")) return;
+  if (test::setup_cuda_or_skip("matmul on CUDA")) return;
   using test::leaf;
   using VT = std::vector<Tensor>;
   // float64 sums of <= 40 O(1) products in another order: 1e-12. float32 (TF32 off): 1e-4.

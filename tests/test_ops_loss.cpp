@@ -55,7 +55,7 @@ TEST_CASE("gradcheck: losses") {
 }
 
 TEST_CASE("cuda: losses match the CPU") {
-  if (test::skip_without_cuda("losses on CUDA")) return;
+  if (test::setup_cuda_or_skip("losses on CUDA")) return;
   const Tensor classes = from_vector<int64_t>({0, 2, 1, 4, 4, 3}, {6});
   const Tensor targets = from_vector<double>({0, 1, 1, 0, 1, 0, 0, 0, 1, 1, 0, 1}, {3, 4});
   // O(1) sums of a few log/exp terms: 1e-13 in float64.

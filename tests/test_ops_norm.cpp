@@ -88,7 +88,7 @@ TEST_CASE("norms: error messages") {
 }
 
 TEST_CASE("cuda: batch, frozen and group norm match the CPU") {
-  if (test::skip_without_cuda("norms on CUDA")) return;
+  if (test::setup_cuda_or_skip("norms on CUDA")) return;
   // CUDA composes the norms from reductions and elementwise kernels (float sums in another order and
   // precision than the CPU's double accumulation): float64 1e-12 on O(1) values, float32 1e-4.
   for (const bool single : {false, true}) {

@@ -46,7 +46,7 @@ TEST_CASE("optimizer steps: error messages") {
 }
 
 TEST_CASE("cuda: optimizer steps match the CPU") {
-  if (test::skip_without_cuda("optimizer steps on CUDA")) return;
+  if (test::setup_cuda_or_skip("optimizer steps on CUDA")) return;
   Generator gen(3);
   for (const DType dt : {kFloat32, kFloat64}) {
     const Tensor p0 = randn({1000}, dt, kCPU, &gen), g = randn({1000}, dt, kCPU, &gen), b0 = randn({1000}, dt, kCPU, &gen);

@@ -49,7 +49,7 @@ TEST_CASE("max_pool2d: error messages") {
 }
 
 TEST_CASE("cuda: max_pool2d matches the CPU") {
-  if (test::skip_without_cuda("max_pool2d on CUDA")) return;
+  if (test::setup_cuda_or_skip("max_pool2d on CUDA")) return;
   // Same window scan, same maxima: exact; gradients are single adds of dout (overlaps add the same
   // values in another order: float64 exact here since each pixel gets at most a few O(1) terms... 1e-14).
   test::expect_cuda_matches_cpu([](const V& v) { return ops::max_pool2d(v[0], {3, 2, 1}); }, {leaf({2, 3, 9, 8}, 1)}, 1e-14);

@@ -65,7 +65,7 @@ TEST_CASE("gradcheck: reductions") {
 }
 
 TEST_CASE("cuda: reductions match the CPU") {
-  if (test::skip_without_cuda("reductions on CUDA")) return;
+  if (test::setup_cuda_or_skip("reductions on CUDA")) return;
   // Sums of <= 35 O(1) terms in the same order per lane: 1e-13 (float64).
   test::expect_cuda_matches_cpu([](const V& v) { return ops::sum(v[0], {1}); }, {leaf({3, 5, 7}, 1)}, 1e-13);
   test::expect_cuda_matches_cpu([](const V& v) { return ops::mean(v[0], {0, 2}, true); }, {leaf({3, 5, 7}, 2)}, 1e-13);

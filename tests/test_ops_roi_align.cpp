@@ -107,7 +107,7 @@ TEST_CASE("roi_align: error messages") {
 }
 
 TEST_CASE("cuda: roi_align matches the CPU, atomic and deterministic backward") {
-  if (test::skip_without_cuda("roi_align on CUDA")) return;
+  if (test::setup_cuda_or_skip("roi_align on CUDA")) return;
   // RoIs over the border, degenerate, and on both images; integer batch indices.
   const Tensor rois = from_vector<double>({0, 0.5, 0.7, 4.2, 5.1, 1, 1.3, 0.2, 6.8, 3.9, 0, -1.0, 2.0, 3.0, 8.5,
                                            1, 3.0, 3.0, 3.0, 3.0, 0, 5.5, 4.5, 9.0, 7.0},

@@ -31,7 +31,7 @@ TEST_CASE("gradcheck: softmax and log_softmax") {
 }
 
 TEST_CASE("cuda: softmax and log_softmax match the CPU") {
-  if (test::skip_without_cuda("softmax on CUDA")) return;
+  if (test::setup_cuda_or_skip("softmax on CUDA")) return;
   // Same lane loop; exp/log of libdevice vs glibc differ by an ulp or two: 1e-14 (f64), 1e-6 (f32).
   test::expect_cuda_matches_cpu([](const V& v) { return ops::softmax(v[0], 1); }, {leaf({4, 7}, 1)}, 1e-14);
   test::expect_cuda_matches_cpu([](const V& v) { return ops::log_softmax(v[0], 0); }, {leaf({5, 3, 2}, 2)}, 1e-14);

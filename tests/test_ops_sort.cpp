@@ -32,7 +32,7 @@ TEST_CASE("topk: largest and smallest k in order") {
 }
 
 TEST_CASE("cuda: sort and topk match the CPU (CUB, stable)") {
-  if (test::skip_without_cuda("sort on CUDA")) return;
+  if (test::setup_cuda_or_skip("sort on CUDA")) return;
   // Ties (repeated values) must keep index order, as the CPU's stable sort does.
   const Tensor x = from_vector<double>({3, 1, 2, 3, 0, 1, 5, 5, -1, 2, 2, 7}, {3, 4});
   for (const DType dt : {kFloat32, kFloat64, kInt64}) {
