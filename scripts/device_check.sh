@@ -3,7 +3,8 @@
 # sm_90) and copied into DIR (default .devbin; a DIR/bin.tar.xz of them is unpacked first, since the
 # binaries travel to the GPU machine compressed): every test binary's CUDA cases, then `mrcnn selftest`.
 # Make DIR here with: scripts/device_check.sh --pack [BUILD] [DIR]; DIR is git-ignored, so the device
-# tool's call must name it in `carry`. Env: BENCH=1 (PyTorch comparison), APP=1 (train/predict/eval).
+# tool's call must name it in `carry`. Env: BENCH=1 (PyTorch comparison; BENCH_TF32=1 adds TF32 on both
+# sides), PROFILE=1 (stage timings), APP=1 (train/predict/eval).
 # The GPU machine's CUDA/cuDNN libraries may live in a Python environment, not in the linker's
 # path: this finds them. Usage: scripts/device_check.sh [DIR] [OUT]
 set -uo pipefail
@@ -49,12 +50,20 @@ if [ -x "$dir/mrcnn" ]; then
   "$dir/mrcnn" selftest > "$out/selftest.log" 2>&1 || status=1
   tail -26 "$out/selftest.log"
 fi
-# BENCH=1: R50-FPN at 512x512 against the machine's PyTorch/torchvision, batch 2 and 8.
+# BENCH=1: R50-FPN at 512x512 against the machine's PyTorch/torchvision, batch 2 and 8, both sides
+# in strict float32; BENCH_TF32=1 adds the same with TF32 convolutions/matmuls on both sides.
 if [ "${BENCH:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
-  for batch in ${BENCH_BATCHES:-2 8}; do
-    python3 bench/model_vs_torch.py --mrcnn "$dir/mrcnn" --device cuda --cases R50-FPN --batch "$batch" \
-      --steps "${BENCH_STEPS:-10}" 2>&1 | tee "$out/bench_batch$batch.log" || status=1
+  for precision in strict ${BENCH_TF32:+tf32}; do
+    for batch in ${BENCH_BATCHES:-2 8}; do
+      python3 bench/model_vs_torch.py --mrcnn "$dir/mrcnn" --device cuda --cases R50-FPN --batch "$batch" \
+        --steps "${BENCH_STEPS:-10}" $([ $precision = tf32 ] && echo --tf32) 2>&1 | tee "$out/bench_${precision}_batch$batch.log" || status=1
+    done
   done
+fi
+# PROFILE=1: where a training step and an inference go, stage by stage (GPU-synchronised timers).
+if [ "${PROFILE:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
+  "$dir/mrcnn" bench --config bench/configs/r50_fpn_512.json --size 512x512 --batch 2 --device cuda --profile \
+    2>&1 | tee "$out/profile.log" || status=1
 fi
 # APP=1: the application end to end on the GPU: synthetic data, train (with a stop and a resume),
 # predict and evaluate with --device ${APP_DEVICE:-cuda}.
