@@ -1,10 +1,10 @@
 // Error-check macros for the CUDA runtime, cuBLAS and cuDNN: a failing call throws mrcnn::Error
 // naming the call, the file and line, and the library's error string. Only included by .cu files.
 #pragma once
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cudnn.h>
 
+#include "cuda/cublas_api.h"
 #include "tensor/error.h"
 
 #define MRCNN_CUDA_CHECK(call)                                                                           \
@@ -20,7 +20,7 @@
     const cublasStatus_t mrcnn_status = (call);                                                         \
     if (mrcnn_status != CUBLAS_STATUS_SUCCESS)                                                          \
       throw ::mrcnn::Error(::mrcnn::str_cat("cuBLAS error at ", __FILE__, ":", __LINE__, ": ", #call, ": ", \
-                                            cublasGetStatusString(mrcnn_status)));                      \
+                                            ::mrcnn::cuda::cublas().status_string(mrcnn_status)));       \
   } while (0)
 
 #define MRCNN_CUDNN_CHECK(call)                                                                          \

@@ -56,8 +56,8 @@ cudaStream_t stream() {
 cublasHandle_t cublas_handle() {
   static cublasHandle_t handle = [] {
     cublasHandle_t created = nullptr;
-    MRCNN_CUBLAS_CHECK(cublasCreate(&created));
-    MRCNN_CUBLAS_CHECK(cublasSetStream(created, stream()));
+    MRCNN_CUBLAS_CHECK(cublas().create(&created));
+    MRCNN_CUBLAS_CHECK(cublas().set_stream(created, stream()));
     return created;
   }();
   return handle;

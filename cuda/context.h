@@ -12,6 +12,8 @@ bool is_available();      // device_count() > 0
 std::string device_name(int index);
 // Why is_available() is false, for SKIPPED lines: "built without CUDA", "no CUDA device: ...".
 std::string unavailable_reason();
+// "" when cuBLAS (loaded on first use, not at start-up: cublas_api.h) is usable, else why not.
+std::string cublas_load_error();
 
 void* device_malloc(size_t nbytes);
 void device_free(void* ptr) noexcept;

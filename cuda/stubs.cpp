@@ -28,6 +28,7 @@ int device_count() { return 0; }
 bool is_available() { return false; }
 std::string device_name(int) { unavailable("device_name"); }
 std::string unavailable_reason() { return "built without CUDA"; }
+std::string cublas_load_error() { return "built without CUDA"; }
 void* device_malloc(size_t) { unavailable("CUDA tensor requested"); }
 void device_free(void*) noexcept {}
 void copy_host_to_device(void*, const void*, size_t) { unavailable("copy_host_to_device"); }

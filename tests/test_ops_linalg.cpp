@@ -1,4 +1,9 @@
 // matmul/linear: values against a naive product, transposed operands, batches, gradchecks.
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include "cuda/context.h"
 #include "ops/gemm.h"
 #include "tests/helpers.h"
 
@@ -104,6 +109,28 @@ TEST_CASE("gemm: packed float kernel on edge shapes, every transpose, both panel
           }
   }
   cpu::set_gemm_kernel(cpu::GemmKernel::Packed);
+}
+
+namespace {
+bool cublas_mapped() {
+  std::ifstream maps("/proc/self/maps");
+  std::stringstream text;
+  text << maps.rdbuf();
+  return text.str().find("libcublas") != std::string::npos;
+}
+}  // namespace
+
+TEST_CASE("cublas: not loaded at start-up, but on first use, with every entry point (no GPU needed)") {
+  if (!cuda::built_with_cuda()) {
+    MESSAGE("SKIPPED: cuBLAS loading: built without CUDA");
+    std::cout << "SKIPPED: cuBLAS loading: built without CUDA\n";
+    return;
+  }
+  // CPU work in a CUDA build never maps cuBLAS (nor the 500 MB libcublasLt it pulls in).
+  (void)ops::matmul(ones({4, 3}), ones({3, 2}));
+  CHECK(!cublas_mapped());
+  CHECK(cuda::cublas_load_error() == "");
+  CHECK(cublas_mapped());
 }
 
 TEST_CASE("cuda: matmul and linear match the CPU (cuBLAS)") {
