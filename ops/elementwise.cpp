@@ -156,19 +156,26 @@ Tensor sub(const Tensor& a, const Tensor& b) {
                 });
 }
 
+// Backward keeps only the operands its gradients read: x * scale with a constant scale (a frozen
+// norm, a loss weight) must not hold x, often a whole activation, until the backward pass.
 Tensor mul(const Tensor& a, const Tensor& b) {
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();
   return record("mul", binary(BinaryOp::Mul, "mul", a, b), {a, b},
-                [a = a.detach(), b = b.detach(), need_a = a.requires_grad(), need_b = b.requires_grad()](const Tensor& d) {
-                  return reduce_pair(need_a ? mul(d, b) : Tensor(), need_b ? mul(d, a) : Tensor(), a.sizes(), b.sizes());
+                [a_kept = need_b ? a.detach() : Tensor(), b_kept = need_a ? b.detach() : Tensor(), as = a.sizes(),
+                 bs = b.sizes()](const Tensor& d) {
+                  return reduce_pair(b_kept.defined() ? mul(d, b_kept) : Tensor(), a_kept.defined() ? mul(d, a_kept) : Tensor(),
+                                     as, bs);
                 });
 }
 
 Tensor div(const Tensor& a, const Tensor& b) {
+  const bool need_a = a.requires_grad(), need_b = b.requires_grad();
   return record("div", binary(BinaryOp::Div, "div", a, b), {a, b},
-                [a = a.detach(), b = b.detach(), need_a = a.requires_grad(), need_b = b.requires_grad()](const Tensor& d) {
+                [a_kept = need_b ? a.detach() : Tensor(), b_kept = b.detach(), need_a, need_b, as = a.sizes(),
+                 bs = b.sizes()](const Tensor& d) {
                   // d(a/b)/db = -a / b^2, written as PyTorch does.
-                  return reduce_pair(need_a ? div(d, b) : Tensor(), need_b ? neg(div(mul(d, a), mul(b, b))) : Tensor(),
-                                     a.sizes(), b.sizes());
+                  return reduce_pair(need_a ? div(d, b_kept) : Tensor(),
+                                     need_b ? neg(div(mul(d, a_kept), mul(b_kept, b_kept))) : Tensor(), as, bs);
                 });
 }
 

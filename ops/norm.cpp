@@ -336,14 +336,16 @@ Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift)
     using T = decltype(tag);
     cpu::channel_affine_forward<T>(l, xc.data<T>(), sc.data<T>(), bc.data<T>(), out.data<T>());
   });
+  // x is kept only when scale needs a gradient (not for a frozen norm: it would hold every conv output).
   return autograd::record(op, out, {x, scale, shift},
-                          [xc, sc, l, need_x = x.requires_grad(), need_scale = scale.requires_grad(),
-                           need_shift = shift.requires_grad()](const Tensor& dout) {
+                          [xc = scale.requires_grad() ? xc : Tensor(), sc, l, need_x = x.requires_grad(),
+                           need_scale = scale.requires_grad(), need_shift = shift.requires_grad(), dtype = x.dtype(),
+                           x_shape = x.sizes()](const Tensor& dout) {
                             const Tensor d = contiguous(dout);
-                            Tensor dx = need_x ? empty_like(xc) : Tensor();
-                            Tensor dscale = need_scale ? empty({l.channels}, xc.dtype()) : Tensor();
-                            Tensor dshift = need_shift ? empty({l.channels}, xc.dtype()) : Tensor();
-                            dispatch_floating(xc.dtype(), "channel_affine backward", [&](auto tag) {
+                            Tensor dx = need_x ? empty(x_shape, dtype) : Tensor();
+                            Tensor dscale = need_scale ? empty({l.channels}, dtype) : Tensor();
+                            Tensor dshift = need_shift ? empty({l.channels}, dtype) : Tensor();
+                            dispatch_floating(dtype, "channel_affine backward", [&](auto tag) {
                               using T = decltype(tag);
                               if (need_x) cpu::channel_affine_forward<T>(l, d.data<T>(), sc.data<T>(), nullptr, dx.data<T>());
                               if (need_scale || need_shift)
