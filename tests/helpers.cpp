@@ -147,6 +147,13 @@ Tensor fixture_tensor(const safetensors::File& file, const std::string& name) {
 }
 
 // ctest runs test cases in parallel processes: each gets its own log file.
+std::filesystem::path scratch_dir(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / (name + "_" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
 Run run_mrcnn(const std::string& args) {
   const auto log = std::filesystem::temp_directory_path() / ("mrcnn_cli_test_" + std::to_string(getpid()) + ".log");
   const std::string command = std::string(MRCNN_BINARY) + " " + args + " > " + log.string() + " 2>&1";

@@ -2,6 +2,7 @@
 #pragma once
 #include <doctest/doctest.h>
 
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -24,6 +25,9 @@ void expect_gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
 // Largest |a - b| over elements (same shape required).
 double max_abs_diff(const Tensor& a, const Tensor& b);
 std::vector<double> values(const Tensor& t);
+// A fresh directory of this name under the system temp directory, unique to this process (test
+// processes run in parallel, and a second checkout's tests may run at the same time).
+std::filesystem::path scratch_dir(const std::string& name);
 // Runs f and returns the message of the Error it throws ("" if none).
 std::string error_of(const std::function<void()>& f);
 // Bytewise equality of two tensors' contents (same shape and dtype).

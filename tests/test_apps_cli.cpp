@@ -40,9 +40,7 @@ std::string save_tiny_model(const fs::path& dir, uint64_t seed) {
 }  // namespace
 
 TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
-  const fs::path dir = fs::temp_directory_path() / "mrcnn_cli_predict";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = test::scratch_dir("mrcnn_cli_predict");
   const std::string weights = save_tiny_model(dir, 11);
   auto loaded = load_model(weights);
   MaskRCNN& model = *loaded;
@@ -97,9 +95,7 @@ TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
 }
 
 TEST_CASE("mrcnn: bad input is one error line naming the file") {
-  const fs::path dir = fs::temp_directory_path() / "mrcnn_cli_errors";
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = test::scratch_dir("mrcnn_cli_errors");
   const std::string weights = save_tiny_model(dir, 12);
   const std::string json = (dir / "out.json").string();
   std::ofstream(dir / "broken.jpg") << "\xff\xd8\xff\xe0 truncated";

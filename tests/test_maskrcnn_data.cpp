@@ -52,8 +52,7 @@ std::string png16(int width, int height, const std::vector<uint16_t>& pixels) {
 }  // namespace
 
 TEST_CASE("images: gray, RGB, RGBA, BMP and 16-bit PNG, converted to the model's channels") {
-  const fs::path dir = fs::temp_directory_path() / "mrcnn_image_io";
-  fs::create_directories(dir);
+  const fs::path dir = test::scratch_dir("mrcnn_image_io");
   // 3x2 RGB pixels with known values.
   const std::vector<uint8_t> rgb = {255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30, 100, 100, 100, 0, 0, 0};
   std::vector<uint8_t> rgba;

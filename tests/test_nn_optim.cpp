@@ -90,8 +90,7 @@ TEST_CASE("LR schedules: linear warmup, multistep, cosine") {
 }
 
 TEST_CASE("checkpoint: model, optimizer state, step, RNG and config round-trip exactly") {
-  const auto dir = std::filesystem::temp_directory_path() / "mrcnn_test_checkpoint";
-  std::filesystem::create_directories(dir);
+  const auto dir = test::scratch_dir("mrcnn_test_checkpoint");
   const std::string path = (dir / "ckpt.safetensors").string();
   nn::Linear layer(3, 2);
   nn::SGD sgd(layer.named_parameters(), {0.1, 0.9, 0, 1e-4, false});
