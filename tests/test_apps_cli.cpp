@@ -101,6 +101,7 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   std::ofstream(dir / "broken.jpg") << "\xff\xd8\xff\xe0 truncated";
 
   test::Run run = test::run_mrcnn("predict --weights " + weights + " " + (dir / "missing.png").string() + " --json " + json);
+  INFO("the last command printed: " << run.output);  // evaluated when a check fails: the current run
   CHECK(run.status == 1);
   CHECK(run.output == "mrcnn: error: " + (dir / "missing.png").string() + ": cannot read image (cannot open file)\n");
   run = test::run_mrcnn("predict --weights " + weights + " " + (dir / "broken.jpg").string() + " --json " + json);
