@@ -3,6 +3,7 @@
 // bench/model_vs_torch.py runs the same work in torchvision and prints the ratios.
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "autograd/engine.h"
 #include "cuda/allocator.h"
 #include "cuda/context.h"
 #include "bench/timing.h"
@@ -62,6 +64,29 @@ double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
+}
+
+// The ops that took most of backward's time, then the rest as one line; per pass.
+void print_backward_profile(const std::vector<autograd::OpTime>& ops, int passes) {
+  double total = 0;
+  for (const auto& op : ops) total += op.ms;
+  std::printf("backward by op (mean of %d, ms; calls per pass; each op waited for, so the sum exceeds the stage):\n", passes);
+  const size_t shown = std::min<size_t>(ops.size(), 16);
+  double rest = 0;
+  int64_t rest_calls = 0;
+  for (size_t i = 0; i < ops.size(); ++i) {
+    if (i < shown) {
+      std::printf("  %-36s %8.2f %6lld  %4.1f%%\n", ops[i].op.c_str(), ops[i].ms / passes,
+                  static_cast<long long>(ops[i].calls / passes), total > 0 ? 100 * ops[i].ms / total : 0.0);
+    } else {
+      rest += ops[i].ms;
+      rest_calls += ops[i].calls;
+    }
+  }
+  if (ops.size() > shown)
+    std::printf("  %-36s %8.2f %6lld  %4.1f%%\n", str_cat("(", ops.size() - shown, " other ops)").c_str(), rest / passes,
+                static_cast<long long>(rest_calls / passes), total > 0 ? 100 * rest / total : 0.0);
+  std::printf("  %-36s %8.2f\n", "total", total / passes);
 }
 
 }  // namespace
@@ -140,15 +165,22 @@ int bench(const BenchOptions& options) {
   if (options.profile) {
     // Separate, untimed passes: the stage timers wait for the GPU at every boundary.
     set_profiling(true);
+    const int passes = 3;
     for (const bool training : {true, false}) {
       model.train(training);
       reset_stage_times();
-      const int passes = 3;
       for (int i = 0; i < passes; ++i) training ? train_step() : infer_step();
       std::printf("%s stages (mean of %d, ms):\n", training ? "train step" : "inference", passes);
       for (const auto& [name, ms] : stage_times()) std::printf("  %-36s %8.2f\n", name.c_str(), ms / passes);
     }
     set_profiling(false);
+    // A third set of passes: timing each backward op adds a wait per op, which would skew the stages.
+    model.train();
+    autograd::reset_backward_profile();
+    autograd::set_backward_profiling(true);
+    for (int i = 0; i < passes; ++i) train_step();
+    autograd::set_backward_profiling(false);
+    print_backward_profile(autograd::backward_profile(), passes);
   }
   if (!options.json_out.empty()) {
     std::ofstream(options.json_out) << nlohmann::json{{"train_ms", train_ms}, {"infer_ms", infer_ms}, {"peak_rss_mb", rss},

@@ -2,6 +2,8 @@
 // pure function of the graph, so gradients are bit-identical from run to run.
 #include "autograd/engine.h"
 
+#include <algorithm>
+#include <chrono>
 #include <deque>
 #include <unordered_map>
 #include <unordered_set>
@@ -19,7 +21,45 @@ void check_gradient(const Node& target, const Tensor& grad, const std::string& f
         " for a tensor on ", target.device.str());
 }
 
+bool profiling = false;
+std::vector<OpTime> op_times;
+
+// Times `body` into op_times[op] when profiling, else just runs it.
+template <typename Body>
+auto timed(const std::string& op, Body body) {
+  if (!profiling) return body();
+  device_synchronize();  // work queued before this op is not its own
+  const auto start = std::chrono::steady_clock::now();
+  auto result = body();
+  device_synchronize();
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  auto entry = std::find_if(op_times.begin(), op_times.end(), [&](const OpTime& t) { return t.op == op; });
+  if (entry == op_times.end()) entry = op_times.insert(op_times.end(), OpTime{op, 0, 0});
+  ++entry->calls;
+  entry->ms += ms;
+  return result;
+}
+
+// Whether nothing but this one handle refers to the tensor's memory: a fresh contiguous buffer.
+bool sole_owner(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.impl().storage.use_count() == 1 && t.is_contiguous() && t.impl().offset == 0 &&
+         !t.requires_grad();
+}
+
+const std::string kSumOfGradients = "(sum of incoming gradients)";
+const std::string kIntoLeafGrad = "(accumulate into .grad)";
+
 }  // namespace
+
+void set_backward_profiling(bool on) { profiling = on; }
+
+std::vector<OpTime> backward_profile() {
+  std::vector<OpTime> sorted = op_times;
+  std::stable_sort(sorted.begin(), sorted.end(), [](const OpTime& a, const OpTime& b) { return a.ms > b.ms; });
+  return sorted;
+}
+
+void reset_backward_profile() { op_times.clear(); }
 
 void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
   check(root.defined(), "backward: undefined tensor");
@@ -64,10 +104,10 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
         // Leaves own a fresh contiguous buffer, never an alias of another tensor's gradient. A
         // gradient nothing else references (the usual case: a backward kernel's fresh output) is
         // taken as it is; anything shared is copied.
-        const bool sole_owner = dout.impl_ptr().use_count() == 1 && dout.impl().storage.use_count() == 1 &&
-                                dout.is_contiguous() && dout.impl().offset == 0 && !dout.requires_grad();
-        Tensor owned = leaf->grad ? add_same_shape(Tensor(leaf->grad), dout)
-                                  : sole_owner ? dout : copy_as(dout, dout.dtype(), dout.device());
+        Tensor owned = timed(kIntoLeafGrad, [&] {
+          return leaf->grad ? add_same_shape(Tensor(leaf->grad), dout)
+                            : sole_owner(dout) ? dout : copy_as(dout, dout.dtype(), dout.device());
+        });
         leaf->grad = owned.impl_ptr();
       }
       continue;
@@ -76,7 +116,7 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
       check(!node->released, "autograd: backward through '", node->name,
             "' a second time: its saved tensors were freed by the first backward; pass retain_graph=true "
             "to the first call");
-      std::vector<Tensor> grads = node->backward(dout);
+      std::vector<Tensor> grads = timed(node->name, [&] { return node->backward(dout); });
       check(grads.size() == node->next.size(), "autograd: '", node->name, "' returned ", grads.size(),
             " gradients for ", node->next.size(), " inputs");
       for (size_t i = 0; i < grads.size(); ++i) {
@@ -84,8 +124,17 @@ void backward(const Tensor& root, const Tensor& grad, bool retain_graph) {
         if (!next || !grads[i].defined()) continue;
         check_gradient(*next, grads[i], "'" + node->name + "' (input " + std::to_string(i) + ")");
         auto slot = pending.find(next);
-        if (slot == pending.end()) pending.emplace(next, grads[i]);
-        else slot->second = add_same_shape(slot->second, grads[i]);
+        if (slot == pending.end()) {
+          pending.emplace(next, grads[i]);
+        } else {
+          timed(kSumOfGradients, [&] {
+            // A buffer only the engine holds is summed into in place (like PyTorch's InputBuffer):
+            // one activation-sized allocation fewer per join in the graph.
+            if (sole_owner(slot->second)) add_into(slot->second, grads[i]);
+            else slot->second = add_same_shape(slot->second, grads[i]);
+            return 0;
+          });
+        }
       }
       if (!retain_graph) {
         node->backward = nullptr;

@@ -11,4 +11,17 @@ namespace mrcnn::autograd {
 // a second backward through the same nodes throws.
 void backward(const Tensor& root, const Tensor& grad = Tensor(), bool retain_graph = false);
 
+// Where backward's time goes, op by op (`mrcnn bench --profile`). While on, every backward function
+// (and the engine's own sums of incoming gradients and accumulations into .grad) waits for the GPU
+// before and after it, so each time is that op's own; off by default (then it costs one branch).
+struct OpTime {
+  std::string op;  // the node's name: "conv2d", "mul", ...
+  int64_t calls = 0;
+  double ms = 0;
+};
+void set_backward_profiling(bool on);
+// Accumulated since the last reset, slowest op first (ties in first-seen order).
+std::vector<OpTime> backward_profile();
+void reset_backward_profile();
+
 }  // namespace mrcnn::autograd

@@ -23,13 +23,23 @@ struct MatrixLayout {
   int64_t ld = 0;
 };
 
+bool row_major(const Tensor& x) {
+  const int64_t nd = x.dim();
+  const int64_t rows = x.sizes()[nd - 2], cols = x.sizes()[nd - 1];
+  return x.strides()[nd - 1] == 1 && (x.strides()[nd - 2] >= std::max<int64_t>(cols, 1) || rows == 1);
+}
+
+bool column_major(const Tensor& x) {
+  const int64_t nd = x.dim();
+  const int64_t rows = x.sizes()[nd - 2], cols = x.sizes()[nd - 1];
+  return x.strides()[nd - 2] == 1 && (x.strides()[nd - 1] >= std::max<int64_t>(rows, 1) || cols == 1);
+}
+
 MatrixLayout matrix_layout(const Tensor& x) {
   const int64_t nd = x.dim();
   const int64_t rows = x.sizes()[nd - 2], cols = x.sizes()[nd - 1];
-  const int64_t rs = x.strides()[nd - 2], cs = x.strides()[nd - 1];
-  if (cs == 1 && (rs >= std::max<int64_t>(cols, 1) || rows == 1))
-    return {x, false, rows == 1 ? std::max<int64_t>(cols, 1) : rs};
-  if (rs == 1 && (cs >= std::max<int64_t>(rows, 1) || cols == 1)) return {x, true, cols == 1 ? std::max<int64_t>(rows, 1) : cs};
+  if (row_major(x)) return {x, false, rows == 1 ? std::max<int64_t>(cols, 1) : x.strides()[nd - 2]};
+  if (column_major(x)) return {x, true, cols == 1 ? std::max<int64_t>(rows, 1) : x.strides()[nd - 1]};
   const Tensor c = contiguous(x.detach());
   return {c, false, std::max<int64_t>(cols, 1)};
 }
@@ -59,6 +69,14 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+// lhs @ rhs, stored the way `operand` is: an operand that is a transposed view (linear's weight^T)
+// gets its gradient as (rhs^T lhs^T)^T, the transpose of a contiguous product, so that the gradient
+// reaches the weight contiguous instead of being copied out of a transposed view there.
+Tensor product_laid_out_like(const Tensor& operand, const Tensor& lhs, const Tensor& rhs) {
+  if (operand.dim() != 2 || row_major(operand) || !column_major(operand)) return matmul(lhs, rhs);
+  return transpose(matmul(transpose(rhs, -1, -2), transpose(lhs, -1, -2)), -1, -2);
+}
+
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
@@ -78,8 +96,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return record("matmul", matmul_forward(a, b), {a, b},
                 [a = a.detach(), b = b.detach(), need_a = a.requires_grad(), need_b = b.requires_grad()](const Tensor& d) {
                   // dA = dC B^T, dB = A^T dC; the transposes are views GEMM reads in place.
-                  return std::vector<Tensor>{need_a ? matmul(d, transpose(b, -1, -2)) : Tensor(),
-                                             need_b ? matmul(transpose(a, -1, -2), d) : Tensor()};
+                  return std::vector<Tensor>{need_a ? product_laid_out_like(a, d, transpose(b, -1, -2)) : Tensor(),
+                                             need_b ? product_laid_out_like(b, transpose(a, -1, -2), d) : Tensor()};
                 });
 }
 

@@ -280,15 +280,16 @@ std::ostream& operator<<(std::ostream& out, const Tensor& tensor) { return out <
 
 namespace mrcnn {
 
-Tensor add_same_shape(const Tensor& a, const Tensor& b) {
-  check(a.sizes() == b.sizes() && a.dtype() == b.dtype() && a.device() == b.device(),
-        "add_same_shape: ", shape_str(a.sizes()), " ", dtype_name(a.dtype()), " vs ", shape_str(b.sizes()),
-        " ", dtype_name(b.dtype()));
-  Tensor out = empty_like(a);
-  if (a.device().is_cuda()) {
+namespace {
+
+// out = a + b elementwise (out may be a itself); shapes, dtypes and devices already checked.
+void add_elementwise(const Tensor& out, const Tensor& a, const Tensor& b) {
+  if (out.numel() == 0) return;
+  if (out.device().is_cuda()) {
     cuda::binary_forward(BinaryOp::Add, 0.0, a, b, out);
-    return out;
+    return;
   }
+  const bool contiguous = out.is_contiguous() && a.is_contiguous() && b.is_contiguous();
   const auto index = make_strided_index<3>(out.sizes(), {&out, &a, &b}, "add_same_shape");
   dispatch_all(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
@@ -296,6 +297,11 @@ Tensor add_same_shape(const Tensor& a, const Tensor& b) {
     const T* x = static_cast<const T*>(a.raw_data());
     const T* y = static_cast<const T*>(b.raw_data());
     parallel_for(0, out.numel(), kParallelGrain, [&](int64_t begin, int64_t end) {
+      if (contiguous) {
+        // The common case (fresh gradients): a loop the compiler vectorises.
+        for (int64_t i = begin; i < end; ++i) o[i] = static_cast<T>(x[i] + y[i]);
+        return;
+      }
       for (int64_t i = begin; i < end; ++i) {
         int64_t off[3];
         index.offsets(i, off);
@@ -303,7 +309,25 @@ Tensor add_same_shape(const Tensor& a, const Tensor& b) {
       }
     });
   });
+}
+
+void check_same_shape(const char* what, const Tensor& a, const Tensor& b) {
+  check(a.sizes() == b.sizes() && a.dtype() == b.dtype() && a.device() == b.device(), what, ": ",
+        shape_str(a.sizes()), " ", dtype_name(a.dtype()), " vs ", shape_str(b.sizes()), " ", dtype_name(b.dtype()));
+}
+
+}  // namespace
+
+Tensor add_same_shape(const Tensor& a, const Tensor& b) {
+  check_same_shape("add_same_shape", a, b);
+  Tensor out = empty_like(a);
+  add_elementwise(out, a, b);
   return out;
+}
+
+void add_into(const Tensor& dst, const Tensor& src) {
+  check_same_shape("add_into", dst, src);
+  add_elementwise(dst, dst, src);
 }
 
 }  // namespace mrcnn

@@ -125,5 +125,8 @@ void device_synchronize();
 // a + b for tensors of one shape, dtype and device, not recorded by autograd: the engine's
 // gradient accumulation (which sits below ops/ and cannot call ops::add).
 Tensor add_same_shape(const Tensor& a, const Tensor& b);
+// dst += src in place (same shape, dtype and device; dst may be strided but must not overlap src
+// except exactly): the engine's sum into a gradient buffer that only it holds.
+void add_into(const Tensor& dst, const Tensor& src);
 
 }  // namespace mrcnn

@@ -1,4 +1,6 @@
 // The backward engine: accumulation into leaves, graph release, NoGradGuard, detach, shape checks.
+#include <map>
+
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -71,4 +73,58 @@ TEST_CASE("autograd: a diamond graph sums both paths once") {
   autograd::backward(y);
   const double t = std::tanh(0.5), s = 1 / (1 + std::exp(-t));
   CHECK(values(x.grad())[0] == doctest::Approx((2 * t + s * (1 - s)) * (1 - t * t)).epsilon(1e-12));
+}
+
+TEST_CASE("autograd: joins are summed in place only into buffers nothing else holds") {
+  // add's backward hands the same gradient to both inputs, and view's backward returns an alias:
+  // summing into either in place would corrupt the other path. Expected values by hand.
+  Tensor x = from_vector<double>({1, 2, 3, 4}, {4}).set_requires_grad(true);
+  Tensor a = x * 2.0;                        // reached by three paths below
+  Tensor shared = a + a;                     // add: one gradient object for both inputs
+  Tensor aliased = ops::view(a, {2, 2});     // view: the gradient is a reshape of the incoming one
+  Tensor y = ops::sum(shared * 3.0) + ops::sum(ops::view(aliased, {4}) * x);
+  autograd::backward(y);
+  // dy/da = 3 + 3 + x; dy/dx = 2 * dy/da + a = 2 * (6 + x) + 2x
+  CHECK(values(x.grad()) == std::vector<double>{16, 20, 24, 28});
+  // The seed given by the caller is never written into.
+  Tensor z = from_vector<double>({1, 2}, {2}).set_requires_grad(true);
+  Tensor seed = from_vector<double>({1, 1}, {2});
+  Tensor w = z * 1.0;
+  autograd::backward(w + w, seed);
+  CHECK(values(seed) == std::vector<double>{1, 1});
+  CHECK(values(z.grad()) == std::vector<double>{2, 2});
+}
+
+TEST_CASE("autograd: the backward profile counts each op's calls and the engine's own sums") {
+  Tensor x = from_vector<double>({0.5, 1.5}, {2}).set_requires_grad(true);
+  Tensor h = ops::exp(x);
+  Tensor y = ops::sum(h * h) + ops::sum(ops::tanh(h));
+  autograd::reset_backward_profile();
+  autograd::set_backward_profiling(true);
+  autograd::backward(y);
+  autograd::set_backward_profiling(false);
+  std::map<std::string, int64_t> calls;
+  double total = 0;
+  for (const auto& op : autograd::backward_profile()) {
+    calls[op.op] = op.calls;
+    CHECK(op.ms >= 0);
+    total += op.ms;
+  }
+  CHECK(calls["exp"] == 1);
+  CHECK(calls["mul"] == 1);
+  CHECK(calls["tanh"] == 1);
+  CHECK(calls["sum"] == 2);
+  CHECK(calls["add"] == 1);
+  // h feeds mul (twice: one gradient per operand) and tanh: two sums into its buffer; x's gradient is
+  // one fresh tensor taken by the leaf.
+  CHECK(calls["(sum of incoming gradients)"] == 2);
+  CHECK(calls["(accumulate into .grad)"] == 1);
+  const auto sorted = autograd::backward_profile();
+  for (size_t i = 1; i < sorted.size(); ++i) CHECK(sorted[i - 1].ms >= sorted[i].ms);
+  // Off: nothing more is recorded; reset clears.
+  autograd::backward(ops::sum(ops::exp(x)));
+  CHECK(autograd::backward_profile().size() == calls.size());
+  autograd::reset_backward_profile();
+  CHECK(autograd::backward_profile().empty());
+  CHECK(total > 0);
 }

@@ -66,6 +66,37 @@ TEST_CASE("gradcheck: matmul and linear") {
                    {leaf({2, 3, 4}, 51), leaf({5, 4}, 52), leaf({5}, 53)});
 }
 
+TEST_CASE("linear: the weight's gradient is computed contiguous, equal to dout^T x") {
+  // linear multiplies by weight^T, a transposed view; its gradient is produced in the weight's own
+  // layout, so the leaf takes it without copying it out of a transposed view.
+  Generator g(54);
+  for (const DType dtype : {kFloat64, kFloat32}) {
+    Tensor x = ops::to(randn({7, 5}, kFloat64, kCPU, &g), dtype).set_requires_grad(true);
+    Tensor weight = ops::to(randn({3, 5}, kFloat64, kCPU, &g), dtype).set_requires_grad(true);
+    const Tensor dout = ops::to(randn({7, 3}, kFloat64, kCPU, &g), dtype);
+    autograd::backward(ops::linear(x, weight), dout);
+    REQUIRE(weight.grad().defined());
+    CHECK(weight.grad().is_contiguous());
+    const double tol = dtype == kFloat64 ? 1e-12 : 1e-5;
+    CHECK(test::max_abs_diff(weight.grad(), naive_matmul(ops::transpose(ops::to(dout, kFloat64), 0, 1), ops::to(x, kFloat64))) < tol);
+    CHECK(test::max_abs_diff(x.grad(), naive_matmul(ops::to(dout, kFloat64), ops::to(weight, kFloat64))) < tol);
+  }
+  // What matmul hands back for its transposed operand: the transpose of a contiguous [3, 5], i.e.
+  // strides {1, 5} like the operand itself (a probe op between transpose and matmul records it).
+  Tensor weight = randn({3, 5}, kFloat64, kCPU, &g).set_requires_grad(true);
+  Tensor seen;
+  const Tensor wt = ops::transpose(weight, 0, 1);
+  const Tensor probe = autograd::record("probe", wt.detach(), {wt}, [&seen](const Tensor& d) {
+    seen = d;
+    return std::vector<Tensor>{d};
+  });
+  autograd::backward(ops::sum(ops::matmul(randn({4, 5}, kFloat64, kCPU, &g), probe)));
+  REQUIRE(seen.defined());
+  CHECK(seen.sizes() == Shape{5, 3});
+  CHECK(seen.strides() == Shape{1, 5});
+  CHECK(weight.grad().is_contiguous());
+}
+
 TEST_CASE("gemm: float32 accumulate mode adds into C") {
   std::vector<float> a{1, 2, 3, 4}, b{1, 0, 0, 1}, c{10, 10, 10, 10};
   cpu::gemm<float>(false, false, 2, 2, 2, a.data(), 2, b.data(), 2, c.data(), 2, true);
