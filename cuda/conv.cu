@@ -1,6 +1,7 @@
 // Convolutions through cuDNN: forward, backward data and backward filter. The algorithm of each
-// (shape, direction) is found once by cuDNN's own timing search and cached; workspaces come from the
-// caching allocator, so after the first step a convolution allocates nothing from the driver.
+// (shape, direction) is found by cuDNN's own timing search, once per batch bucket, and cached;
+// workspaces come from the caching allocator, so after the first steps a convolution allocates
+// nothing from the driver.
 #include <map>
 #include <mutex>
 #include <string>
@@ -65,40 +66,127 @@ struct Workspace {
 
 enum class Direction { Forward, BackwardData, BackwardFilter };
 
+// What differs between the three cuDNN directions: the perf record, the search, the workspace
+// query and the call. `first` and `second` are the tensors in the order the public functions take
+// them: forward (x, w), backward data (dout, w), backward filter (dout, x).
+template <Direction D>
+struct Call;
+
+template <>
+struct Call<Direction::Forward> {
+  using Perf = cudnnConvolutionFwdAlgoPerf_t;
+  static void find(cudnnHandle_t h, const Descriptors& d, int n, int* count, Perf* r) {
+    MRCNN_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, d.x, d.w, d.conv, d.y, n, count, r));
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const Descriptors& d, const Perf& p, size_t* bytes) {
+    return cudnnGetConvolutionForwardWorkspaceSize(h, d.x, d.w, d.conv, d.y, p.algo, bytes);
+  }
+  static void run(cudnnHandle_t h, const Descriptors& d, const Perf& p, const void* one, const void* zero, const Tensor& x,
+                  const Tensor& w, void* ws, const Tensor& out) {
+    MRCNN_CUDNN_CHECK(cudnnConvolutionForward(h, one, d.x, x.raw_data(), d.w, w.raw_data(), d.conv, p.algo, ws, p.memory, zero,
+                                              d.y, out.raw_data()));
+  }
+};
+
+template <>
+struct Call<Direction::BackwardData> {
+  using Perf = cudnnConvolutionBwdDataAlgoPerf_t;
+  static void find(cudnnHandle_t h, const Descriptors& d, int n, int* count, Perf* r) {
+    MRCNN_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, d.w, d.y, d.conv, d.x, n, count, r));
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const Descriptors& d, const Perf& p, size_t* bytes) {
+    return cudnnGetConvolutionBackwardDataWorkspaceSize(h, d.w, d.y, d.conv, d.x, p.algo, bytes);
+  }
+  static void run(cudnnHandle_t h, const Descriptors& d, const Perf& p, const void* one, const void* zero, const Tensor& dout,
+                  const Tensor& w, void* ws, const Tensor& dx) {
+    MRCNN_CUDNN_CHECK(cudnnConvolutionBackwardData(h, one, d.w, w.raw_data(), d.y, dout.raw_data(), d.conv, p.algo, ws,
+                                                   p.memory, zero, d.x, dx.raw_data()));
+  }
+};
+
+template <>
+struct Call<Direction::BackwardFilter> {
+  using Perf = cudnnConvolutionBwdFilterAlgoPerf_t;
+  static void find(cudnnHandle_t h, const Descriptors& d, int n, int* count, Perf* r) {
+    MRCNN_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x, d.y, d.conv, d.w, n, count, r));
+  }
+  static cudnnStatus_t workspace(cudnnHandle_t h, const Descriptors& d, const Perf& p, size_t* bytes) {
+    return cudnnGetConvolutionBackwardFilterWorkspaceSize(h, d.x, d.y, d.conv, d.w, p.algo, bytes);
+  }
+  static void run(cudnnHandle_t h, const Descriptors& d, const Perf& p, const void* one, const void* zero, const Tensor& dout,
+                  const Tensor& x, void* ws, const Tensor& dw) {
+    MRCNN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, one, d.x, x.raw_data(), d.y, dout.raw_data(), d.conv, p.algo, ws,
+                                                     p.memory, zero, d.w, dw.raw_data()));
+  }
+};
+
 std::string shape_key(const ConvShape& s, DType dtype, Direction d) {
   return str_cat(static_cast<int>(d), ' ', dtype_name(dtype), ' ', allow_tf32(), ' ', s.batch, ' ', s.in_channels, ' ', s.in_h, ' ',
                  s.in_w, ' ', s.out_channels, ' ', s.out_h, ' ', s.out_w, ' ', s.kernel_h, ' ', s.kernel_w, ' ', s.stride_h,
                  ' ', s.stride_w, ' ', s.pad_h, ' ', s.pad_w, ' ', s.dilation_h, ' ', s.dilation_w, ' ', s.groups);
 }
 
-// The fastest algorithm cuDNN's search reports as working, with the math type it was timed with
-// (TF32 results are skipped unless TF32 is allowed). Cached per shape key.
-template <typename Perf, typename Search>
-Perf choose(const std::string& key, Search search) {
-  static std::mutex mutex;
-  static std::map<std::string, Perf> cache;
-  std::lock_guard<std::mutex> lock(mutex);
-  if (auto it = cache.find(key); it != cache.end()) return it->second;
+// The fastest algorithm cuDNN's timing search reports as working for `searched`, with the math type
+// it was timed with (TF32 results are skipped unless TF32 is allowed).
+template <Direction D>
+typename Call<D>::Perf search(cudnnHandle_t h, const Descriptors& searched, const std::string& key) {
+  using Perf = typename Call<D>::Perf;
   Perf results[16];
   int count = 0;
-  search(results, 16, &count);
+  Call<D>::find(h, searched, 16, &count, results);
   for (int i = 0; i < count; ++i) {
     if (results[i].status != CUDNN_STATUS_SUCCESS) continue;
     if (!allow_tf32() && results[i].mathType == CUDNN_TENSOR_OP_MATH) continue;
-    cache.emplace(key, results[i]);
     return results[i];
   }
   throw Error(str_cat("conv2d: cuDNN found no working algorithm for ", key));
 }
 
-template <typename T>
-void run(DType dtype, T body) {
+// The algorithm (and its workspace size) for one exact shape. The timing search runs once per
+// shape with the batch rounded up to a power of two (search_batch): the mask head's batch is the
+// number of RoIs, different at nearly every step, and a search per distinct count would cost more
+// than the convolutions. The bucket's algorithm is checked against the exact shape by asking for its
+// workspace; should cuDNN refuse it there, the exact shape is searched. Both maps are per process.
+template <Direction D>
+typename Call<D>::Perf plan(cudnnHandle_t h, const ConvShape& s, DType dtype, const Descriptors& d) {
+  using Perf = typename Call<D>::Perf;
+  static std::mutex mutex;
+  static std::map<std::string, Perf> by_shape, by_search_shape;
+  std::lock_guard<std::mutex> lock(mutex);
+  const std::string key = shape_key(s, dtype, D);
+  if (auto it = by_shape.find(key); it != by_shape.end()) return it->second;
+  ConvShape bucket = s;
+  bucket.batch = search_batch(s.batch);
+  const std::string bucket_key = shape_key(bucket, dtype, D);
+  auto found = by_search_shape.find(bucket_key);
+  if (found == by_search_shape.end()) {
+    const Descriptors searched(bucket, dtype);
+    found = by_search_shape.emplace(bucket_key, search<D>(h, searched, bucket_key)).first;
+  }
+  Perf perf = found->second;
+  MRCNN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, perf.mathType));
+  size_t bytes = 0;
+  if (Call<D>::workspace(h, d, perf, &bytes) == CUDNN_STATUS_SUCCESS) perf.memory = bytes;
+  else perf = search<D>(h, d, key);
+  by_shape.emplace(key, perf);
+  return perf;
+}
+
+// One convolution in direction D: out = op(first, second), overwritten.
+template <Direction D>
+void convolve(const ConvShape& s, const Tensor& first, const Tensor& second, const Tensor& out) {
+  const DType dtype = first.dtype();
+  const Descriptors d(s, dtype);
+  cudnnHandle_t h = cudnn_handle();
+  const auto perf = plan<D>(h, s, dtype, d);
+  MRCNN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, perf.mathType));
+  const Workspace ws(perf.memory);
   if (dtype == kFloat32) {
     const float one = 1, zero = 0;
-    body(static_cast<const void*>(&one), static_cast<const void*>(&zero));
+    Call<D>::run(h, d, perf, &one, &zero, first, second, ws.ptr, out);
   } else {
     const double one = 1, zero = 0;
-    body(static_cast<const void*>(&one), static_cast<const void*>(&zero));
+    Call<D>::run(h, d, perf, &one, &zero, first, second, ws.ptr, out);
   }
 }
 
@@ -110,51 +198,19 @@ void zero(const Tensor& t) {
 
 void conv_forward(const ConvShape& s, const Tensor& x, const Tensor& w, const Tensor& out) {
   if (out.numel() == 0) return;
-  const Descriptors d(s, x.dtype());
-  cudnnHandle_t h = cudnn_handle();
-  const auto perf = choose<cudnnConvolutionFwdAlgoPerf_t>(shape_key(s, x.dtype(), Direction::Forward), [&](auto* r, int n, int* count) {
-    MRCNN_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(h, d.x, d.w, d.conv, d.y, n, count, r));
-  });
-  MRCNN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, perf.mathType));
-  const Workspace ws(perf.memory);
-  run(x.dtype(), [&](const void* one, const void* zero_value) {
-    MRCNN_CUDNN_CHECK(cudnnConvolutionForward(h, one, d.x, x.raw_data(), d.w, w.raw_data(), d.conv, perf.algo, ws.ptr, ws.bytes,
-                                              zero_value, d.y, out.raw_data()));
-  });
+  convolve<Direction::Forward>(s, x, w, out);
 }
 
 void conv_backward_input(const ConvShape& s, const Tensor& dout, const Tensor& w, const Tensor& dx) {
   if (dx.numel() == 0) return;
   if (dout.numel() == 0) return zero(dx);
-  const Descriptors d(s, dout.dtype());
-  cudnnHandle_t h = cudnn_handle();
-  const auto perf = choose<cudnnConvolutionBwdDataAlgoPerf_t>(shape_key(s, dout.dtype(), Direction::BackwardData),
-                                                              [&](auto* r, int n, int* count) {
-    MRCNN_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(h, d.w, d.y, d.conv, d.x, n, count, r));
-  });
-  MRCNN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, perf.mathType));
-  const Workspace ws(perf.memory);
-  run(dout.dtype(), [&](const void* one, const void* zero_value) {
-    MRCNN_CUDNN_CHECK(cudnnConvolutionBackwardData(h, one, d.w, w.raw_data(), d.y, dout.raw_data(), d.conv, perf.algo, ws.ptr,
-                                                   ws.bytes, zero_value, d.x, dx.raw_data()));
-  });
+  convolve<Direction::BackwardData>(s, dout, w, dx);
 }
 
 void conv_backward_weight(const ConvShape& s, const Tensor& dout, const Tensor& x, const Tensor& dw) {
   if (dw.numel() == 0) return;
   if (s.batch == 0 || dout.numel() == 0) return zero(dw);
-  const Descriptors d(s, dout.dtype());
-  cudnnHandle_t h = cudnn_handle();
-  const auto perf = choose<cudnnConvolutionBwdFilterAlgoPerf_t>(shape_key(s, dout.dtype(), Direction::BackwardFilter),
-                                                                [&](auto* r, int n, int* count) {
-    MRCNN_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(h, d.x, d.y, d.conv, d.w, n, count, r));
-  });
-  MRCNN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, perf.mathType));
-  const Workspace ws(perf.memory);
-  run(dout.dtype(), [&](const void* one, const void* zero_value) {
-    MRCNN_CUDNN_CHECK(cudnnConvolutionBackwardFilter(h, one, d.x, x.raw_data(), d.y, dout.raw_data(), d.conv, perf.algo, ws.ptr,
-                                                     ws.bytes, zero_value, d.w, dw.raw_data()));
-  });
+  convolve<Direction::BackwardFilter>(s, dout, x, dw);
 }
 
 void add_channel_bias(const Tensor& y, const Tensor& bias) {
@@ -166,9 +222,10 @@ void add_channel_bias(const Tensor& y, const Tensor& bias) {
   MRCNN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(yd, CUDNN_TENSOR_NCHW, t, static_cast<int>(y.size(0)), static_cast<int>(y.size(1)),
                                                static_cast<int>(y.size(2)), static_cast<int>(y.size(3))));
   MRCNN_CUDNN_CHECK(cudnnSetTensor4dDescriptor(bd, CUDNN_TENSOR_NCHW, t, 1, static_cast<int>(y.size(1)), 1, 1));
-  run(y.dtype(), [&](const void* one, const void*) {
-    MRCNN_CUDNN_CHECK(cudnnAddTensor(cudnn_handle(), one, bd, bias.raw_data(), one, yd, y.raw_data()));
-  });
+  const float one_f = 1;
+  const double one_d = 1;
+  const void* one = y.dtype() == kFloat32 ? static_cast<const void*>(&one_f) : static_cast<const void*>(&one_d);
+  MRCNN_CUDNN_CHECK(cudnnAddTensor(cudnn_handle(), one, bd, bias.raw_data(), one, yd, y.raw_data()));
   cudnnDestroyTensorDescriptor(yd);
   cudnnDestroyTensorDescriptor(bd);
 }

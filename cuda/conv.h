@@ -16,6 +16,15 @@ struct ConvShape {
   int64_t groups = 1;
 };
 
+// The batch cuDNN's algorithm search is timed at for a convolution of batch n: n rounded up to a
+// power of two, so a head whose batch is the number of RoIs searches once per octave, not once per
+// count. (Header-only so CPU tests check it in every build.)
+constexpr int64_t search_batch(int64_t n) {
+  int64_t bucket = 1;
+  while (bucket < n) bucket *= 2;
+  return bucket;
+}
+
 void conv_forward(const ConvShape& s, const Tensor& x, const Tensor& w, const Tensor& out);
 void conv_backward_input(const ConvShape& s, const Tensor& dout, const Tensor& w, const Tensor& dx);
 void conv_backward_weight(const ConvShape& s, const Tensor& dout, const Tensor& x, const Tensor& dw);

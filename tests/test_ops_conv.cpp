@@ -2,11 +2,12 @@
 // geometries, gradchecks (groups, dilation, stride 2 on odd sizes, 1x1, k2 s2 transpose), errors.
 #include "ops/conv.h"
 
+#include <set>
 #include <string>
 
+#include "cuda/conv.h"
 #include "ops/conv_geometry.h"
 #include "ops/gemm.h"
-
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -265,6 +266,23 @@ namespace {
 Tensor f32(const Tensor& x) { return ops::to(x, kFloat32); }
 }  // namespace
 
+TEST_CASE("conv2d: on CUDA the algorithm search runs once per power-of-two batch (no GPU needed)") {
+  CHECK(cuda::search_batch(0) == 1);
+  CHECK(cuda::search_batch(1) == 1);
+  CHECK(cuda::search_batch(2) == 2);
+  CHECK(cuda::search_batch(3) == 4);
+  CHECK(cuda::search_batch(5) == 8);
+  CHECK(cuda::search_batch(8) == 8);
+  CHECK(cuda::search_batch(9) == 16);
+  CHECK(cuda::search_batch(255) == 256);
+  CHECK(cuda::search_batch(256) == 256);
+  CHECK(cuda::search_batch(257) == 512);
+  // 512 RoIs per image and 16 images: every count the heads see maps to one of 14 buckets.
+  std::set<int64_t> buckets;
+  for (int64_t n = 1; n <= 8192; ++n) buckets.insert(cuda::search_batch(n));
+  CHECK(buckets.size() == 14);
+}
+
 TEST_CASE("cuda: conv2d and conv_transpose2d match the CPU (cuDNN)") {
   if (test::setup_cuda_or_skip("conv2d/conv_transpose2d on CUDA")) return;
   using ops::conv2d;
@@ -294,6 +312,16 @@ TEST_CASE("cuda: conv2d and conv_transpose2d match the CPU (cuDNN)") {
                                 {test::noncontiguous_leaf({1, 2, 6, 7}, 16), leaf({3, 2, 3, 3}, 17)}, 1e-11);
   test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], v[2], {1, 1, 1, 1}); },
                                 {leaf({0, 3, 5, 5}, 18), leaf({4, 3, 3, 3}, 19), leaf({4}, 20)}, 0.0);
+  // Batches that share a search bucket (5, 6, 7 -> 8) and one that is its own (8): the algorithm
+  // searched for the bucket runs the other batches (the mask head's batch is the RoI count).
+  for (const int64_t batch : {5, 8, 6, 7, 3}) {
+    test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], v[2], {1, 1, 1, 1}); },
+                                  {f32(leaf({batch, 8, 14, 14}, 27 + batch)), f32(leaf({8, 8, 3, 3}, 28)), f32(leaf({8}, 29))},
+                                  1e-4);
+    test::expect_cuda_matches_cpu([](const VT& v) { return conv_transpose2d(v[0], v[1], v[2], {2}); },
+                                  {f32(leaf({batch, 8, 7, 7}, 40 + batch)), f32(leaf({8, 4, 2, 2}, 41)), f32(leaf({4}, 42))},
+                                  1e-4);
+  }
   test::expect_cuda_gradcheck([](const VT& v) { return conv2d(v[0], v[1], v[2], {2, 1, 1, 1}); },
                               {leaf({1, 2, 5, 6}, 21), leaf({3, 2, 3, 3}, 22), leaf({3}, 23)});
   test::expect_cuda_gradcheck([](const VT& v) { return conv_transpose2d(v[0], v[1], v[2], {2}); },
