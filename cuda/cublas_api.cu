@@ -1,7 +1,6 @@
 // The cuBLAS function table (cublas_api.h): dlopen + dlsym of the few entry points we call.
 #include <dlfcn.h>
 
-#include <mutex>
 #include <string>
 
 #include "cuda/cublas_api.h"

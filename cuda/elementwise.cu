@@ -28,33 +28,17 @@ __global__ void fill_kernel(T* out, int64_t n, T value) {
       [&](int64_t i) { out[i] = value; });
 }
 
-template <typename D, typename S>
-__global__ void copy_packed_kernel(D* out, const S* in, int64_t n) {
-  constexpr int W = pack_width<D, S>();
+template <typename R, typename T, typename F>
+__global__ void unary_packed_kernel(R* out, const T* x, int64_t n, F f) {
+  constexpr int W = pack_width<R, T>();
   packed_loop<W>(
       global_thread(), total_threads(), n,
       [&](int64_t p) {
-        const Pack<S, W> x = reinterpret_cast<const Pack<S, W>*>(in)[p];
-        Pack<D, W> r;
-#pragma unroll
-        for (int k = 0; k < W; ++k) r.v[k] = cast_value<D>(x.v[k]);
-        reinterpret_cast<Pack<D, W>*>(out)[p] = r;
-      },
-      [&](int64_t i) { out[i] = cast_value<D>(in[i]); });
-}
-
-template <typename T, typename F>
-__global__ void unary_packed_kernel(T* out, const T* x, int64_t n, F f) {
-  constexpr int W = pack_width<T>();
-  using P = Pack<T, W>;
-  packed_loop<W>(
-      global_thread(), total_threads(), n,
-      [&](int64_t p) {
-        const P in = reinterpret_cast<const P*>(x)[p];
-        P r;
+        const Pack<T, W> in = reinterpret_cast<const Pack<T, W>*>(x)[p];
+        Pack<R, W> r;
 #pragma unroll
         for (int k = 0; k < W; ++k) r.v[k] = f(in.v[k]);
-        reinterpret_cast<P*>(out)[p] = r;
+        reinterpret_cast<Pack<R, W>*>(out)[p] = r;
       },
       [&](int64_t i) { out[i] = f(x[i]); });
 }
@@ -80,17 +64,8 @@ __global__ void fill_elements_kernel(T* out, int64_t n, T value) {
   MRCNN_GRID_STRIDE(i, n) out[i] = value;
 }
 
-template <typename D, typename S>
-__global__ void copy_kernel(StridedIndex<2> index, D* out, const S* in, int64_t n) {
-  MRCNN_GRID_STRIDE(i, n) {
-    int64_t off[2];
-    index.offsets(i, off);
-    out[off[0]] = cast_value<D>(in[off[1]]);
-  }
-}
-
-template <typename T, typename F>
-__global__ void unary_kernel(StridedIndex<2> index, T* out, const T* x, int64_t n, F f) {
+template <typename R, typename T, typename F>
+__global__ void unary_kernel(StridedIndex<2> index, R* out, const T* x, int64_t n, F f) {
   MRCNN_GRID_STRIDE(i, n) {
     int64_t off[2];
     index.offsets(i, off);
@@ -164,6 +139,26 @@ __global__ void sum_kernel(const T* x, int64_t outer, int64_t reduced, int64_t i
   }
 }
 
+// A copy is the unary op "convert to D" (a functor: nvcc allows no device lambda in a generic one).
+template <typename D>
+struct CastTo {
+  template <typename S>
+  __device__ D operator()(S x) const {
+    return cast_value<D>(x);
+  }
+};
+
+// out = f(x) elementwise: packed when every operand is contiguous and pack-aligned, else strided.
+template <typename R, typename T, typename F>
+void launch_unary(const StridedIndex<2>& index, R* out, const T* x, int64_t n, F f) {
+  constexpr int W = pack_width<R, T>();
+  if (index.all_contiguous() && pack_aligned<R, W>(out) && pack_aligned<T, W>(x))
+    unary_packed_kernel<<<blocks_for(n / W), kThreads, 0, stream()>>>(out, x, n, f);
+  else
+    unary_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(index, out, x, n, f);
+}
+
+// The same for out = f(a, b).
 template <typename R, typename T, typename F>
 void launch_binary(const StridedIndex<3>& index, R* out, const T* a, const T* b, int64_t n, F f) {
   constexpr int W = pack_width<R, T>();
@@ -198,13 +193,7 @@ void copy_strided(const Tensor& dst, const Tensor& src) {
     using D = decltype(dst_tag);
     dispatch_all(src.dtype(), [&](auto src_tag) {
       using S = decltype(src_tag);
-      constexpr int W = pack_width<D, S>();
-      D* out = static_cast<D*>(dst.raw_data());
-      const S* in = static_cast<const S*>(src.raw_data());
-      if (index.all_contiguous() && pack_aligned<D, W>(out) && pack_aligned<S, W>(in))
-        copy_packed_kernel<D, S><<<blocks_for(n / W), kThreads, 0, stream()>>>(out, in, n);
-      else
-        copy_kernel<D, S><<<blocks_for(n), kThreads, 0, stream()>>>(index, out, in, n);
+      launch_unary(index, static_cast<D*>(dst.raw_data()), static_cast<const S*>(src.raw_data()), n, CastTo<D>{});
     });
   });
   MRCNN_CUDA_CHECK_LAUNCH();
@@ -215,15 +204,8 @@ void unary_forward(UnaryOp op, double p0, double p1, const Tensor& x, const Tens
   const auto index = make_strided_index<2>(out.sizes(), {&out, &x}, "unary");
   dispatch_floating(x.dtype(), "unary", [&](auto tag) {
     using T = decltype(tag);
-    constexpr int W = pack_width<T>();
-    T* o = static_cast<T*>(out.raw_data());
-    const T* in = static_cast<const T*>(x.raw_data());
-    const bool packed = index.all_contiguous() && pack_aligned<T, W>(o) && pack_aligned<T, W>(in);
     with_unary_functor(op, p0, p1, [&](auto f) {
-      if (packed)
-        unary_packed_kernel<<<blocks_for(n / W), kThreads, 0, stream()>>>(o, in, n, f);
-      else
-        unary_kernel<<<blocks_for(n), kThreads, 0, stream()>>>(index, o, in, n, f);
+      launch_unary(index, static_cast<T*>(out.raw_data()), static_cast<const T*>(x.raw_data()), n, f);
     });
   });
   MRCNN_CUDA_CHECK_LAUNCH();

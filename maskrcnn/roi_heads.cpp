@@ -74,20 +74,21 @@ TrainingSamples RoIHeads::select_training_samples(const std::vector<Tensor>& pro
 
 std::pair<Tensor, Tensor> fastrcnn_loss(const Tensor& class_logits, const Tensor& box_regression,
                                         const std::vector<Tensor>& labels, const std::vector<Tensor>& regression_targets) {
-  // Labels and targets are host tensors; the losses run where the logits are.
+  // Labels and targets are host tensors; the losses run where the logits are. The labels go to
+  // cross_entropy as host tensors (it checks them there and uploads them), and only the positives'
+  // regression targets are uploaded.
   const Device device = class_logits.device();
   const Tensor all_labels = ops::cat(labels, 0);
-  const Tensor targets = ops::to(ops::cat(regression_targets, 0), device);
-  const Tensor classification_loss = ops::cross_entropy(class_logits, ops::to(all_labels, device));
+  const Tensor classification_loss = ops::cross_entropy(class_logits, all_labels);
   const auto label_values = to_vector<int64_t>(all_labels);
   const int64_t n = class_logits.size(0), k = box_regression.size(1) / 4;
   std::vector<int64_t> positive, positive_rows;
   for (int64_t i = 0; i < n; ++i)
     if (label_values[i] > 0) positive.push_back(i), positive_rows.push_back(i * k + label_values[i]);
+  const Tensor positive_targets = ops::to(ops::index_select(ops::cat(regression_targets, 0), 0, index_tensor(positive)), device);
   const Tensor per_class = ops::reshape(box_regression, {n * k, 4});
   const Tensor box_loss = ops::smooth_l1_loss(ops::index_select(per_class, 0, index_tensor(positive_rows, device)),
-                                              ops::index_select(targets, 0, index_tensor(positive, device)), 1.0 / 9,
-                                              ops::Reduction::Sum) /
+                                              positive_targets, 1.0 / 9, ops::Reduction::Sum) /
                           static_cast<double>(n);
   return {classification_loss, box_loss};
 }

@@ -31,15 +31,16 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
   check(target.dim() == 1 && target.size(0) == logits.size(0), "cross_entropy: target ", shape_str(target.sizes()),
         " must be [N] for logits ", shape_str(logits.sizes()));
   check(target.dtype() == kInt64, "cross_entropy: target must be int64 class indices, got ", dtype_name(target.dtype()));
-  check(target.device() == logits.device(), "cross_entropy: target is on ", target.device().str(), " but logits on ",
-        logits.device().str());
-  const Tensor classes = contiguous(target);
-  // The range check reads the classes on the host (a copy from the GPU: N integers).
-  const Tensor host = classes.device().is_cuda() ? to(classes, kCPU) : classes;
+  const bool host_target_for_cuda = target.device().is_cpu() && logits.device().is_cuda();
+  check(target.device() == logits.device() || host_target_for_cuda, "cross_entropy: target is on ", target.device().str(),
+        " but logits on ", logits.device().str());
+  // The range check reads the classes on the host (from the GPU: a copy of N integers and a wait).
+  const Tensor host = target.device().is_cpu() ? contiguous(target) : to(target, kCPU);
   const int64_t* t = host.data<int64_t>();
-  for (int64_t i = 0, count = classes.numel(); i < count; ++i)
+  for (int64_t i = 0, count = host.numel(); i < count; ++i)
     check(t[i] >= 0 && t[i] < logits.size(1), "cross_entropy: target ", t[i], " at position ", i,
           " is out of range for ", logits.size(1), " classes");
+  const Tensor classes = host_target_for_cuda ? to(host, logits.device()) : contiguous(target);
   const Tensor picked = gather(log_softmax(logits, 1), 1, unsqueeze(classes, 1));
   return reduce(neg(reshape(picked, {-1})), reduction);
 }

@@ -7,6 +7,8 @@ namespace mrcnn::ops {
 enum class Reduction { None, Mean, Sum };
 
 // logits [N, K], target [N] int64 class indices in [0, K); mean over N like F.cross_entropy.
+// The classes are range-checked on the host; for CUDA logits they may also be given on the CPU
+// (checked there, then uploaded), which saves the download a CUDA target needs for the check.
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction = Reduction::Mean);
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target,
                                         Reduction reduction = Reduction::Mean);
