@@ -9,6 +9,7 @@
 #include "cuda/interpolate.h"
 #include "cuda/linalg.h"
 #include "cuda/optim.h"
+#include "cuda/paste_masks.h"
 #include "cuda/pool.h"
 #include "cuda/reduce.h"
 #include "cuda/roi_align.h"
@@ -65,6 +66,7 @@ void max_pool2d_forward(const PoolShape&, const Tensor&, const Tensor&, const Te
 void max_pool2d_backward(const PoolShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("max_pool2d"); }
 void interpolate_forward(const ResizeTaps&, const Tensor&, const Tensor&) { unavailable("interpolate"); }
 void interpolate_backward(const ResizeTaps&, const Tensor&, const Tensor&) { unavailable("interpolate"); }
+void paste_masks(const Tensor&, const std::vector<PasteBox>&, int64_t, const Tensor&) { unavailable("paste_masks"); }
 void roi_align_forward(const RoiAlignShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("roi_align"); }
 void roi_align_backward(const RoiAlignShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("roi_align"); }
 void softmax_forward(const Tensor&, int64_t, int64_t, int64_t, bool, const Tensor&) { unavailable("softmax"); }

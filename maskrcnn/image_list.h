@@ -21,6 +21,8 @@ struct Target {
   Tensor masks;   // [G, H, W] bool at the image's resolution
 };
 
+// boxes, scores and labels are host tensors; masks stay where the model runs (on a GPU, [D, 1, H, W]
+// floats are too large to download when the caller only wants them thresholded: see predict_image).
 struct Detections {
   Tensor boxes;   // [D, 4] float32
   Tensor scores;  // [D]

@@ -128,9 +128,10 @@ std::vector<Tensor> maskrcnn_inference(const Tensor& mask_logits, const std::vec
   int64_t row = 0;
   for (const auto& l : labels)
     for (int64_t label : to_vector<int64_t>(l)) rows.push_back(row++ * k + label);
-  // The detected class's channel is picked where the logits are; only [D, M, M] comes to the host.
-  const Tensor probs = ops::to(
-      ops::sigmoid(ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows, mask_logits.device()))), kCPU);
+  // The detected class's channel is picked where the logits are, and the probabilities stay there
+  // (postprocess pastes them into the image on that device).
+  const Tensor probs =
+      ops::sigmoid(ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows, mask_logits.device())));
   std::vector<Tensor> out;
   int64_t start = 0;
   for (const auto& l : labels) {

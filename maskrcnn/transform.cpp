@@ -86,34 +86,7 @@ ImageList GeneralizedRCNNTransform::forward(const std::vector<Tensor>& images, s
 }
 
 Tensor paste_masks_in_image(const Tensor& masks, const Tensor& boxes, ImageSize image_size, int64_t padding) {
-  autograd::NoGradGuard no_grad;
-  const int64_t n = masks.size(0), m = masks.size(-1);
-  const auto [im_h, im_w] = image_size;
-  Tensor out = zeros({n, 1, im_h, im_w});
-  if (n == 0) return out;
-  const double scale = static_cast<double>(m + 2 * padding) / static_cast<double>(m);
-  const Tensor b = copy_as(boxes, kFloat32, kCPU);
-  const float* bp = b.data<float>();
-  for (int64_t i = 0; i < n; ++i) {
-    // expand_boxes in float32, then .to(int64) (truncation toward zero).
-    const float* box = bp + i * 4;
-    const float w_half = (box[2] - box[0]) * 0.5f * static_cast<float>(scale);
-    const float h_half = (box[3] - box[1]) * 0.5f * static_cast<float>(scale);
-    const float x_c = (box[2] + box[0]) * 0.5f, y_c = (box[3] + box[1]) * 0.5f;
-    const int64_t x0 = static_cast<int64_t>(x_c - w_half), y0 = static_cast<int64_t>(y_c - h_half);
-    const int64_t x1 = static_cast<int64_t>(x_c + w_half), y1 = static_cast<int64_t>(y_c + h_half);
-    const int64_t w = std::max<int64_t>(x1 - x0 + 1, 1), h = std::max<int64_t>(y1 - y0 + 1, 1);
-    Tensor padded = zeros({1, 1, m + 2 * padding, m + 2 * padding});
-    copy_into(ops::narrow(ops::narrow(padded, 2, padding, m), 3, padding, m),
-              ops::reshape(ops::select(masks, 0, i), {1, 1, m, m}));
-    const Tensor pasted = ops::contiguous(ops::interpolate(padded, {h, w}, ops::InterpolateMode::Bilinear));
-    const int64_t cx0 = std::max<int64_t>(x0, 0), cx1 = std::min<int64_t>(x1 + 1, im_w);
-    const int64_t cy0 = std::max<int64_t>(y0, 0), cy1 = std::min<int64_t>(y1 + 1, im_h);
-    if (cx1 <= cx0 || cy1 <= cy0) continue;
-    const Tensor src = ops::narrow(ops::narrow(ops::reshape(pasted, {h, w}), 0, cy0 - y0, cy1 - cy0), 1, cx0 - x0, cx1 - cx0);
-    copy_into(ops::narrow(ops::narrow(ops::select(ops::select(out, 0, i), 0, 0), 0, cy0, cy1 - cy0), 1, cx0, cx1 - cx0), src);
-  }
-  return out;
+  return ops::paste_masks(masks, boxes, image_size.first, image_size.second, padding);
 }
 
 void GeneralizedRCNNTransform::postprocess(std::vector<Detections>& detections, const std::vector<ImageSize>& image_sizes,

@@ -11,6 +11,7 @@
 #include "ops/linalg.h"
 #include "ops/loss.h"
 #include "ops/norm.h"
+#include "ops/paste_masks.h"
 #include "ops/pool.h"
 #include "ops/reduce.h"
 #include "ops/roi_align.h"

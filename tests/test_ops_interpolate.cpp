@@ -76,3 +76,98 @@ TEST_CASE("cuda: interpolate matches the CPU") {
   test::expect_cuda_matches_cpu([&](const VT& v) { return ops::interpolate(v[0], {7, 9}, bilinear); },
                                 {ops::to(leaf({2, 1, 4, 5}, 9), kFloat32)}, 1e-5);
 }
+
+namespace {
+
+// paste_masks as torchvision composes it (and as this project did before the one-pass op): pad the
+// mask, resize it to the expanded box with interpolate, copy the part inside the image.
+Tensor paste_reference(const Tensor& masks, const Tensor& boxes, int64_t im_h, int64_t im_w, int64_t padding) {
+  const int64_t n = masks.size(0), m = masks.size(-1);
+  Tensor out = zeros({n, 1, im_h, im_w});
+  const double scale = static_cast<double>(m + 2 * padding) / static_cast<double>(m);
+  const auto bp = to_vector<float>(boxes);
+  for (int64_t i = 0; i < n; ++i) {
+    const float* box = bp.data() + i * 4;
+    const float w_half = (box[2] - box[0]) * 0.5f * static_cast<float>(scale);
+    const float h_half = (box[3] - box[1]) * 0.5f * static_cast<float>(scale);
+    const float x_c = (box[2] + box[0]) * 0.5f, y_c = (box[3] + box[1]) * 0.5f;
+    const int64_t x0 = static_cast<int64_t>(x_c - w_half), y0 = static_cast<int64_t>(y_c - h_half);
+    const int64_t x1 = static_cast<int64_t>(x_c + w_half), y1 = static_cast<int64_t>(y_c + h_half);
+    const int64_t w = std::max<int64_t>(x1 - x0 + 1, 1), h = std::max<int64_t>(y1 - y0 + 1, 1);
+    Tensor padded = zeros({1, 1, m + 2 * padding, m + 2 * padding});
+    copy_into(ops::narrow(ops::narrow(padded, 2, padding, m), 3, padding, m), ops::reshape(ops::select(masks, 0, i), {1, 1, m, m}));
+    const Tensor pasted = ops::contiguous(ops::interpolate(padded, {h, w}, InterpolateMode::Bilinear));
+    const int64_t cx0 = std::max<int64_t>(x0, 0), cx1 = std::min<int64_t>(x1 + 1, im_w);
+    const int64_t cy0 = std::max<int64_t>(y0, 0), cy1 = std::min<int64_t>(y1 + 1, im_h);
+    if (cx1 <= cx0 || cy1 <= cy0) continue;
+    const Tensor src = ops::narrow(ops::narrow(ops::reshape(pasted, {h, w}), 0, cy0 - y0, cy1 - cy0), 1, cx0 - x0, cx1 - cx0);
+    copy_into(ops::narrow(ops::narrow(ops::select(ops::select(out, 0, i), 0, 0), 0, cy0, cy1 - cy0), 1, cx0, cx1 - cx0), src);
+  }
+  return out;
+}
+
+// Boxes of every kind: inside, straddling each border, wholly outside, degenerate (zero or negative
+// size), one exactly the size of the padded mask (an unchanged axis copies), fractional corners.
+Tensor paste_test_boxes(int64_t im_h, int64_t im_w) {
+  const float h = static_cast<float>(im_h), w = static_cast<float>(im_w);
+  return from_vector<float>({3.2f, 4.7f, 20.9f, 31.1f,   -6.5f, -3.f, 9.f, 12.4f,   w - 10.f, h - 7.f, w + 5.f, h + 9.f,
+                             w + 3.f, 2.f, w + 20.f, 9.f,   5.f, 5.f, 5.f, 5.f,   12.f, 9.f, 7.f, 4.f,
+                             0.f, 0.f, 6.f, 6.f,   0.5f, 1.5f, w - 0.5f, h - 1.5f},
+                            {8, 4});
+}
+
+}  // namespace
+
+TEST_CASE("paste_masks: one pass equals pad + bilinear resize + copy to float rounding, every kind of box") {
+  Generator g(61);
+  for (const int64_t padding : {1, 0, 2}) {
+    for (const auto [m, im_h, im_w] : std::vector<std::array<int64_t, 3>>{{4, 37, 53}, {7, 64, 48}, {28, 120, 96}}) {
+      const Tensor masks = rand({8, 1, m, m}, kFloat32, kCPU, &g), boxes = paste_test_boxes(im_h, im_w);
+      const Tensor pasted = ops::paste_masks(masks, boxes, im_h, im_w, padding);
+      CHECK(pasted.sizes() == Shape{8, 1, im_h, im_w});
+      // The same float arithmetic in the same order; the compiler may fuse a product and a sum
+      // into one FMA in one place and not the other (-mfma), each a half-ulp rounding of values in
+      // [0, 1]: <= 4 roundings apart, 4 * 2^-23 = 4.8e-7. (Measured: 1.2e-7, one ulp.)
+      CHECK(test::max_abs_diff(pasted, paste_reference(masks, boxes, im_h, im_w, padding)) <= 4.8e-7);
+    }
+  }
+  // An unchanged axis: a 4x4 mask padded to 6 in a box that expands to exactly 6 pixels is copied.
+  const Tensor ones_mask = ones({1, 4, 4});
+  const Tensor copied = ops::paste_masks(ones_mask, from_vector<float>({1.f, 1.f, 4.75f, 4.75f}, {1, 4}), 8, 8);
+  const auto v = test::values(copied);
+  CHECK(v[0 * 8 + 0] == 0.0);  // the zero border
+  CHECK(v[1 * 8 + 1] == 1.0);
+  CHECK(v[4 * 8 + 4] == 1.0);
+  CHECK(v[7 * 8 + 7] == 0.0);
+  // No detections, an empty image.
+  CHECK(ops::paste_masks(zeros({0, 1, 28, 28}), zeros({0, 4}), 5, 6).sizes() == Shape{0, 1, 5, 6});
+  CHECK(ops::paste_masks(ones({2, 28, 28}), zeros({2, 4}), 0, 6).sizes() == Shape{2, 1, 0, 6});
+}
+
+TEST_CASE("paste_masks: error messages") {
+  CHECK(test::error_of([] { ops::paste_masks(zeros({2, 3, 5, 5}), zeros({2, 4}), 8, 8); }) ==
+        "paste_masks: masks must be [D, 1, M, M] or [D, M, M], got [2, 3, 5, 5]");
+  CHECK(test::error_of([] { ops::paste_masks(zeros({2, 5, 5}), zeros({3, 4}), 8, 8); }) ==
+        "paste_masks: boxes must be [2, 4], got [3, 4]");
+  CHECK(test::error_of([] { ops::paste_masks(zeros({2, 5, 5}, kFloat64), zeros({2, 4}), 8, 8); }) ==
+        "paste_masks: masks must be float32, got float64");
+  CHECK(test::error_of([] { ops::paste_masks(zeros({2, 5, 5}), zeros({2, 4}), -1, 8); }) ==
+        "paste_masks: image -1x8 and padding 1 must not be negative");
+}
+
+TEST_CASE("cuda: paste_masks matches the CPU") {
+  if (test::setup_cuda_or_skip("paste_masks on CUDA")) return;
+  Generator g(62);
+  for (const int64_t padding : {1, 0}) {
+    const Tensor masks = rand({8, 1, 28, 28}, kFloat32, kCPU, &g), boxes = paste_test_boxes(70, 90);
+    const Tensor cpu = ops::paste_masks(masks, boxes, 70, 90, padding);
+    // Boxes on either device; the result lives with the masks.
+    for (const Device box_device : {Device(kCPU), Device(kCUDA)}) {
+      const Tensor gpu = ops::paste_masks(ops::to(masks, kCUDA), ops::to(boxes, box_device), 70, 90, padding);
+      CHECK(gpu.device().is_cuda());
+      // nvcc may fuse the bilinear blend into FMAs: a few float ulps of values in [0, 1].
+      CHECK(test::max_abs_diff(ops::to(gpu, kCPU), cpu) < 1e-6);
+    }
+  }
+  CHECK(ops::paste_masks(zeros({0, 1, 28, 28}, kFloat32, kCUDA), zeros({0, 4}), 5, 6).sizes() == Shape{0, 1, 5, 6});
+}
