@@ -4,7 +4,7 @@
 # binaries travel to the GPU machine compressed): every test binary's CUDA cases, then `mrcnn selftest`.
 # Make DIR here with: scripts/device_check.sh --pack [BUILD] [DIR]; DIR is git-ignored, so the device
 # tool's call must name it in `carry`. Env: BENCH=1 (PyTorch comparison; BENCH_TF32=1 adds TF32 on both
-# sides), PROFILE=1 (stage timings), APP=1 (train/predict/eval).
+# sides), PROFILE=1 (stage and backward-op timings), APP=1 (train/predict/eval).
 # The GPU machine's CUDA/cuDNN libraries may live in a Python environment, not in the linker's
 # path: this finds them. Usage: scripts/device_check.sh [DIR] [OUT]
 set -uo pipefail
@@ -60,7 +60,8 @@ if [ "${BENCH:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
     done
   done
 fi
-# PROFILE=1: where a training step and an inference go, stage by stage (GPU-synchronised timers).
+# PROFILE=1: where a training step and an inference go, stage by stage, and backward op by op
+# (GPU-synchronised timers).
 if [ "${PROFILE:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
   "$dir/mrcnn" bench --config bench/configs/r50_fpn_512.json --size 512x512 --batch 2 --device cuda --profile \
     2>&1 | tee "$out/profile.log" || status=1
