@@ -8,6 +8,7 @@
 #include "cuda/index.h"
 #include "cuda/interpolate.h"
 #include "cuda/linalg.h"
+#include "cuda/norm.h"
 #include "cuda/optim.h"
 #include "cuda/paste_masks.h"
 #include "cuda/pool.h"
@@ -67,6 +68,9 @@ void max_pool2d_backward(const PoolShape&, const Tensor&, const Tensor&, const T
 void interpolate_forward(const ResizeTaps&, const Tensor&, const Tensor&) { unavailable("interpolate"); }
 void interpolate_backward(const ResizeTaps&, const Tensor&, const Tensor&) { unavailable("interpolate"); }
 void paste_masks(const Tensor&, const std::vector<PasteBox>&, int64_t, const Tensor&) { unavailable("paste_masks"); }
+void channel_affine(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, const Tensor&) {
+  unavailable("channel_affine");
+}
 void roi_align_forward(const RoiAlignShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("roi_align"); }
 void roi_align_backward(const RoiAlignShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("roi_align"); }
 void softmax_forward(const Tensor&, int64_t, int64_t, int64_t, bool, const Tensor&) { unavailable("softmax"); }

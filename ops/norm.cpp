@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "autograd/node.h"
+#include "cuda/norm.h"
 #include "ops/channel_kernels.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
@@ -328,31 +329,45 @@ Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift)
   check_norm_input(x, op);
   check_channel_vector(scale, x, "scale", true, op);
   check_channel_vector(shift, x, "shift", true, op);
-  if (x.device().is_cuda()) return add(mul(x, per_channel(scale, x)), per_channel(shift, x));
   const cpu::ChannelLayout l = channel_layout(x);
   const Tensor xc = contiguous(x.detach()), sc = contiguous(scale.detach()), bc = contiguous(shift.detach());
-  Tensor out = empty(x.sizes(), x.dtype());
-  dispatch_floating(x.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    cpu::channel_affine_forward<T>(l, xc.data<T>(), sc.data<T>(), bc.data<T>(), out.data<T>());
-  });
+  // y = x * scale + shift, or (shift undefined) x * scale: one pass on either device.
+  const auto affine = [l](const Tensor& in, const Tensor& s, const Tensor& b) {
+    Tensor y = empty(in.sizes(), in.dtype(), in.device());
+    if (in.device().is_cuda()) {
+      cuda::channel_affine(in, s, b, l.channels, l.inner, y);
+      return y;
+    }
+    dispatch_floating(in.dtype(), "channel_affine", [&](auto tag) {
+      using T = decltype(tag);
+      cpu::channel_affine_forward<T>(l, in.data<T>(), s.data<T>(), data_or_null<T>(b), y.data<T>());
+    });
+    return y;
+  };
+  const Tensor out = affine(xc, sc, bc);
   // x is kept only when scale needs a gradient (not for a frozen norm: it would hold every conv output).
   return autograd::record(op, out, {x, scale, shift},
-                          [xc = scale.requires_grad() ? xc : Tensor(), sc, l, need_x = x.requires_grad(),
-                           need_scale = scale.requires_grad(), need_shift = shift.requires_grad(), dtype = x.dtype(),
-                           x_shape = x.sizes()](const Tensor& dout) {
+                          [xc = scale.requires_grad() ? xc : Tensor(), sc, l, affine, need_x = x.requires_grad(),
+                           need_scale = scale.requires_grad(), need_shift = shift.requires_grad()](const Tensor& dout) {
                             const Tensor d = contiguous(dout);
-                            Tensor dx = need_x ? empty(x_shape, dtype) : Tensor();
-                            Tensor dscale = need_scale ? empty({l.channels}, dtype) : Tensor();
-                            Tensor dshift = need_shift ? empty({l.channels}, dtype) : Tensor();
-                            dispatch_floating(dtype, "channel_affine backward", [&](auto tag) {
-                              using T = decltype(tag);
-                              if (need_x) cpu::channel_affine_forward<T>(l, d.data<T>(), sc.data<T>(), nullptr, dx.data<T>());
-                              if (need_scale || need_shift)
+                            const Tensor dx = need_x ? affine(d, sc, Tensor()) : Tensor();
+                            Tensor dscale, dshift;
+                            if (d.device().is_cuda()) {
+                              // Per-channel sums through the CUDA reductions (double accumulation).
+                              const std::vector<int64_t> dims = non_channel_dims(d);
+                              if (need_scale) dscale = reshape(sum(mul(d, xc), dims), {l.channels});
+                              if (need_shift) dshift = reshape(sum(d, dims), {l.channels});
+                              return std::vector<Tensor>{dx, dscale, dshift};
+                            }
+                            dscale = need_scale ? empty({l.channels}, d.dtype()) : Tensor();
+                            dshift = need_shift ? empty({l.channels}, d.dtype()) : Tensor();
+                            if (need_scale || need_shift)
+                              dispatch_floating(d.dtype(), "channel_affine backward", [&](auto tag) {
+                                using T = decltype(tag);
                                 cpu::channel_sums<T>(l, d.data<T>(), need_scale ? xc.data<T>() : nullptr,
                                                      need_scale ? dscale.data<T>() : nullptr,
                                                      need_shift ? dshift.data<T>() : nullptr);
-                            });
+                              });
                             return std::vector<Tensor>{dx, dscale, dshift};
                           });
 }

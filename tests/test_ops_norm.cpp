@@ -2,6 +2,7 @@
 // hand-computed values, running-stat updates, gradchecks, errors.
 #include <cmath>
 
+#include "ops/affine_kernels.h"
 #include "ops/norm.h"
 #include "tests/helpers.h"
 
@@ -118,4 +119,30 @@ TEST_CASE("cuda: batch, frozen and group norm match the CPU") {
                                 {test::noncontiguous_leaf({2, 3, 4, 5}, 12), leaf({3}, 13), leaf({3}, 14)}, 1e-12);
   test::expect_cuda_gradcheck([](const V& v) { return ops::group_norm(v[0], 2, v[1], v[2]); },
                               {leaf({2, 4, 3, 3}, 15), leaf({4}, 16, 0.5, 1.0), leaf({4}, 17)});
+  // channel_affine's fused kernel: every input needing a gradient, or only x (a frozen norm), and
+  // 2-D and 3-D inputs (inner = 1, and a non-contiguous one).
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::channel_affine(v[0], v[1], v[2]); },
+                                {leaf({2, 5, 3, 4}, 18), leaf({5}, 19), leaf({5}, 20)}, 1e-12);
+  test::expect_cuda_matches_cpu(
+      [](const V& v) { return ops::channel_affine(v[0], ops::to(v[1], v[0].device()), ops::to(v[2], v[0].device())); },
+      {leaf({3, 4}, 21)}, 1e-12);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::channel_affine(v[0], v[1], v[2]); },
+                                {test::noncontiguous_leaf({2, 3, 5}, 22), leaf({3}, 23), leaf({3}, 24)}, 1e-12);
+  test::expect_cuda_gradcheck([](const V& v) { return ops::channel_affine(v[0], v[1], v[2]); },
+                              {leaf({2, 3, 2, 2}, 25), leaf({3}, 26), leaf({3}, 27)});
+}
+
+TEST_CASE("channel_affine: the CUDA kernel's per-element body indexes channels as the CPU loop does") {
+  for (const auto [batch, channels, inner] : std::vector<std::array<int64_t, 3>>{{2, 5, 12}, {3, 4, 1}, {1, 1, 7}}) {
+    const Tensor x = test::leaf({batch, channels, inner}, 28 + inner);
+    const Tensor scale = test::leaf({channels}, 29), shift = test::leaf({channels}, 30);
+    const auto expected = test::values(ops::channel_affine(x, scale, shift));
+    const auto unshifted = test::values(ops::channel_affine(x, scale, zeros({channels}, kFloat64)));
+    const auto xs = test::values(x), ss = test::values(scale), bs = test::values(shift);
+    for (int64_t i = 0; i < x.numel(); ++i) {
+      // x * a + b in double, each side free to fuse it: within an ulp of O(1) values.
+      CHECK(std::abs(channel_affine_element(xs.data(), ss.data(), bs.data(), i, channels, inner) - expected[i]) <= 1e-15);
+      CHECK(channel_affine_element<double>(xs.data(), ss.data(), nullptr, i, channels, inner) == unshifted[i]);
+    }
+  }
 }
