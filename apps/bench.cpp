@@ -181,6 +181,19 @@ int bench(const BenchOptions& options) {
     for (int i = 0; i < passes; ++i) train_step();
     autograd::set_backward_profiling(false);
     print_backward_profile(autograd::backward_profile(), passes);
+    if (device.is_cuda()) {
+      // Every download is a point where the host waits for the GPU to drain its queue.
+      for (const bool training : {true, false}) {
+        model.train(training);
+        cuda::reset_transfer_stats();
+        training ? train_step() : infer_step();
+        const cuda::TransferStats t = cuda::transfer_stats();
+        std::printf("%s: %lld downloads (%.1f KB; the host waits for the GPU at each), %lld uploads (%.1f KB)\n",
+                    training ? "host<->GPU copies per train step" : "host<->GPU copies per inference",
+                    static_cast<long long>(t.downloads), static_cast<double>(t.download_bytes) / 1024,
+                    static_cast<long long>(t.uploads), static_cast<double>(t.upload_bytes) / 1024);
+      }
+    }
   }
   if (!options.json_out.empty()) {
     std::ofstream(options.json_out) << nlohmann::json{{"train_ms", train_ms}, {"infer_ms", infer_ms}, {"peak_rss_mb", rss},

@@ -1,5 +1,6 @@
 // Device query, the stream, library handles, device memory and copies.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 
@@ -141,9 +142,18 @@ void reset_peak_memory() {
   if (is_available()) allocator().reset_peak();
 }
 
+namespace {
+std::atomic<int64_t> downloads{0}, download_bytes{0}, uploads{0}, upload_bytes{0};
+}  // namespace
+
+TransferStats transfer_stats() { return {downloads.load(), download_bytes.load(), uploads.load(), upload_bytes.load()}; }
+
+void reset_transfer_stats() { downloads = 0, download_bytes = 0, uploads = 0, upload_bytes = 0; }
+
 void copy_host_to_device(void* dst, const void* src, size_t nbytes) {
   Staging& s = staging();
   std::lock_guard<std::mutex> lock(s.mutex);
+  ++uploads, upload_bytes += static_cast<int64_t>(nbytes);
   for (size_t offset = 0; offset < nbytes; offset += kStagingBytes) {
     const size_t chunk = std::min(kStagingBytes, nbytes - offset);
     const int b = s.next;
@@ -158,6 +168,7 @@ void copy_host_to_device(void* dst, const void* src, size_t nbytes) {
 void copy_device_to_host(void* dst, const void* src, size_t nbytes) {
   Staging& s = staging();
   std::lock_guard<std::mutex> lock(s.mutex);
+  ++downloads, download_bytes += static_cast<int64_t>(nbytes);
   // Two chunks in flight: the GPU fills one buffer while the host empties the other.
   auto start = [&](size_t offset, int b) {
     const size_t chunk = std::min(kStagingBytes, nbytes - offset);

@@ -2,6 +2,7 @@
 // host<->device copies. Plain C++: implemented in context.cu, or by stubs.cpp when CUDA is off.
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace mrcnn::cuda {
@@ -22,6 +23,13 @@ void copy_device_to_host(void* dst, const void* src, size_t nbytes);  // waits f
 void copy_device_to_device(void* dst, const void* src, size_t nbytes);
 void memset_zero(void* dst, size_t nbytes);
 void synchronize();
+// Copies between host and GPU since the last reset: every download makes the host wait for the
+// GPU's queue, so `downloads` per training step is how often the pipeline drains (bench --profile).
+struct TransferStats {
+  int64_t downloads = 0, download_bytes = 0, uploads = 0, upload_bytes = 0;
+};
+TransferStats transfer_stats();
+void reset_transfer_stats();
 // Tests: every block handed out is first filled with 0xFF bytes (NaN for floats, -1 for int64), so an
 // output element a kernel forgot to write shows up in a comparison.
 void set_fill_uninitialized(bool fill);

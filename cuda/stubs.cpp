@@ -38,6 +38,8 @@ void copy_device_to_host(void*, const void*, size_t) { unavailable("copy_device_
 void copy_device_to_device(void*, const void*, size_t) { unavailable("copy_device_to_device"); }
 void memset_zero(void*, size_t) { unavailable("memset_zero"); }
 void synchronize() {}
+TransferStats transfer_stats() { return {}; }
+void reset_transfer_stats() {}
 void set_fill_uninitialized(bool) {}
 
 void fill(const Tensor&, double) { unavailable("fill"); }

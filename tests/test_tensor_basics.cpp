@@ -244,4 +244,13 @@ TEST_CASE("cuda: tensors come from the caching allocator, copies round-trip thro
   CHECK(test::bitwise_equal(big, ops::to(ops::to(big, kCUDA), kCPU)));
   const Tensor odd = arange(0, 12345, 1, kFloat64);
   CHECK(test::bitwise_equal(odd, ops::to(ops::to(odd, kCUDA), kCPU)));
+  // Transfers are counted (bench --profile reports them per step): one call each way, its bytes.
+  cuda::reset_transfer_stats();
+  const Tensor there = ops::to(odd, kCUDA);
+  const Tensor back = ops::to(there, kCPU);
+  const cuda::TransferStats t = cuda::transfer_stats();
+  CHECK(t.uploads == 1);
+  CHECK(t.upload_bytes == 12345 * 8);
+  CHECK(t.downloads == 1);
+  CHECK(t.download_bytes == 12345 * 8);
 }
