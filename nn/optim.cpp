@@ -8,6 +8,7 @@
 #include "ops/elementwise.h"
 #include "ops/optim.h"
 #include "ops/reduce.h"
+#include "ops/view.h"
 #include "tensor/dispatch.h"
 
 namespace mrcnn::nn {
@@ -92,10 +93,14 @@ void AdamW::update(size_t index, const Tensor& param, const Tensor& grad) {
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   autograd::NoGradGuard no_grad;
   double total = 0;
+  // GPU gradients: each square sum stays on the device, added in float64 in parameter order, and
+  // one number comes back for all of them (a download per parameter was a wait per parameter).
+  Tensor device_total;
   for (const auto& p : params) {
     if (!p.grad().defined()) continue;
-    if (p.grad().device().is_cuda()) {  // the square sum on the device, one number back
-      total += ops::sum(ops::mul(p.grad(), p.grad())).item<double>();
+    if (p.grad().device().is_cuda()) {
+      const Tensor squares = ops::to(ops::sum(ops::mul(p.grad(), p.grad())), kFloat64);
+      device_total = device_total.defined() ? ops::add(device_total, squares) : squares;
       continue;
     }
     const Tensor g = p.grad().is_contiguous() ? p.grad() : copy_as(p.grad(), p.grad().dtype(), p.grad().device());
@@ -105,6 +110,7 @@ double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
       for (int64_t i = 0, count = g.numel(); i < count; ++i) total += static_cast<double>(d[i]) * static_cast<double>(d[i]);
     });
   }
+  if (device_total.defined()) total += device_total.item<double>();
   total = std::sqrt(total);
   const double coefficient = max_norm / (total + 1e-6);
   if (coefficient < 1) {

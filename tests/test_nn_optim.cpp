@@ -66,6 +66,25 @@ TEST_CASE("clip_grad_norm scales to max_norm like torch.nn.utils.clip_grad_norm_
   expect_values(to_vector<double>(q.grad()), {5.999999538461575});
 }
 
+TEST_CASE("cuda: clip_grad_norm on GPU gradients equals the CPU's") {
+  if (test::setup_cuda_or_skip("clip_grad_norm on CUDA")) return;
+  // Three float32 gradients: the norm (float64 sums of float32 squares, one download) and the scaled
+  // gradients agree with the CPU's to float32 rounding of O(10) values.
+  Generator g(5);
+  std::vector<Tensor> cpu, gpu;
+  for (const Shape& shape : {Shape{7, 3}, Shape{11}, Shape{2, 5, 5}}) {
+    const Tensor grad = ops::mul(randn(shape, kFloat32, kCPU, &g), 3.0);
+    cpu.push_back(zeros(shape).set_requires_grad(true));
+    gpu.push_back(zeros(shape, kFloat32, kCUDA).set_requires_grad(true));
+    cpu.back().set_grad(grad);
+    gpu.back().set_grad(ops::to(grad, kCUDA));
+  }
+  const double norm_cpu = nn::clip_grad_norm(cpu, 1.0), norm_gpu = nn::clip_grad_norm(gpu, 1.0);
+  CHECK(norm_gpu == doctest::Approx(norm_cpu).epsilon(1e-6));
+  CHECK(norm_cpu > 1.0);
+  for (size_t i = 0; i < cpu.size(); ++i) CHECK(test::max_abs_diff(ops::to(gpu[i].grad(), kCPU), cpu[i].grad()) < 1e-6);
+}
+
 TEST_CASE("LR schedules: linear warmup, multistep, cosine") {
   nn::LRSchedule s;
   s.base_lr = 0.02;
