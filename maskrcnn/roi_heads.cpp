@@ -96,6 +96,7 @@ std::pair<Tensor, Tensor> fastrcnn_loss(const Tensor& class_logits, const Tensor
 Tensor maskrcnn_loss(const Tensor& mask_logits, const std::vector<Tensor>& proposals, const std::vector<Target>& targets,
                      const std::vector<Tensor>& matched_idxs) {
   const int64_t m = mask_logits.size(-1), k = mask_logits.size(1);
+  const Device device = mask_logits.device();
   std::vector<Tensor> mask_targets;
   std::vector<int64_t> rows;
   int64_t row = 0;
@@ -106,20 +107,21 @@ Tensor maskrcnn_loss(const Tensor& mask_logits, const std::vector<Tensor>& propo
       const auto gt_labels = to_vector<int64_t>(targets[image].labels);
       for (int64_t i : idx) rows.push_back(row++ * k + gt_labels[i]);
       if (idx.empty()) continue;
-      // project_masks_on_boxes: roi_align of the gt mask over each proposal (aligned=false, adaptive sampling).
-      const Tensor gt_masks = ops::unsqueeze(ops::to(targets[image].masks, kFloat32), 1);
+      // project_masks_on_boxes: roi_align of the gt mask over each proposal (aligned=false, adaptive
+      // sampling), where the logits are: the masks go up as bytes (a GPU samples the up to 128 x 28 x 28
+      // x grid points per image that one host core otherwise would).
+      const Tensor gt_masks = ops::unsqueeze(ops::to(ops::to(targets[image].masks, device), kFloat32), 1);
       std::vector<float> index_column(idx.begin(), idx.end());
-      const Tensor rois = ops::contiguous(ops::cat(
-          {from_vector(index_column, {static_cast<int64_t>(idx.size()), 1}), proposals[image]}, 1));
+      const Tensor rois = ops::to(
+          ops::contiguous(ops::cat({from_vector(index_column, {static_cast<int64_t>(idx.size()), 1}), proposals[image]}, 1)),
+          device);
       mask_targets.push_back(ops::select(ops::roi_align(gt_masks, rois, {m, m}, 1.0, -1, false), 1, 0));
     }
   }
   if (rows.empty()) return ops::sum(mask_logits) * 0.0;
-  // Targets are made on the host (RoIAlign of the host masks); the loss gathers the true class's
-  // channel where the logits are, so only [P, M, M] targets travel, not [P, K, M, M] logits.
-  const Device device = mask_logits.device();
+  // The loss gathers the true class's channel where the logits are ([P, M, M], not [P, K, M, M]).
   const Tensor logits = ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows, device));
-  return ops::binary_cross_entropy_with_logits(logits, ops::to(ops::cat(mask_targets, 0), device));
+  return ops::binary_cross_entropy_with_logits(logits, ops::cat(mask_targets, 0));
 }
 
 std::vector<Tensor> maskrcnn_inference(const Tensor& mask_logits, const std::vector<Tensor>& labels) {
