@@ -1,6 +1,6 @@
-// channel_affine in one pass (the frozen batch norm of every ResNet layer): the CPU's per-element
-// body (ops/affine_kernels.h), one thread per element. Composed from ops it took two kernels and an
-// activation-sized intermediate.
+// channel_affine in one pass (the frozen batch norm of every ResNet layer), and group norm's output
+// and input gradient: the CPU's per-element bodies (ops/affine_kernels.h), one thread per element.
+// (Group norm's statistics and sums come from the CUDA reductions, in ops/norm.cpp.)
 #include "cuda/launch.cuh"
 #include "cuda/norm.h"
 #include "ops/affine_kernels.h"
@@ -14,7 +14,53 @@ template <typename T>
 void affine(const T* x, const T* scale, const T* shift, int64_t channels, int64_t inner, T* y, int64_t n) {
   for_each_index(n, [=] __device__(int64_t i) { y[i] = channel_affine_element(x, scale, shift, i, channels, inner); });
 }
+template <typename T>
+void group_forward(const T* x, const T* mean, const T* invstd, const T* weight, const T* bias, int64_t groups,
+                   int64_t channels, int64_t inner, T* y, int64_t n) {
+  for_each_index(n, [=] __device__(int64_t i) {
+    const int64_t c = i / inner % channels, b = group_of(i, channels, groups, inner);
+    T a, shift;
+    group_norm_affine(mean[b], invstd[b], weight ? weight[c] : T(1), bias ? bias[c] : T(0), a, shift);
+    y[i] = x[i] * a + shift;
+  });
+}
+
+template <typename T>
+void group_input_grad(const T* dy, const T* x, const T* mean, const T* invstd, const T* weight, const T* mean_dxhat,
+                      const T* mean_dxhat_xhat, int64_t groups, int64_t channels, int64_t inner, T* dx, int64_t n) {
+  for_each_index(n, [=] __device__(int64_t i) {
+    const int64_t c = i / inner % channels, b = group_of(i, channels, groups, inner);
+    dx[i] = group_norm_dx(dy[i], x[i], mean[b], invstd[b], weight ? weight[c] : T(1), mean_dxhat[b],
+                                  mean_dxhat_xhat[b]);
+  });
+}
+
+template <typename T>
+const T* data_or_null(const Tensor& t) {
+  return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr;
+}
+
 }  // namespace
+
+void group_norm_forward(const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight, const Tensor& bias,
+                        int64_t groups, int64_t channels, int64_t inner, const Tensor& y) {
+  dispatch_floating(x.dtype(), "group_norm", [&](auto tag) {
+    using T = decltype(tag);
+    group_forward<T>(data_or_null<T>(x), data_or_null<T>(mean), data_or_null<T>(invstd), data_or_null<T>(weight),
+                     data_or_null<T>(bias), groups, channels, inner, static_cast<T*>(y.raw_data()), y.numel());
+  });
+}
+
+void group_norm_input_grad(const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight,
+                           const Tensor& mean_dxhat, const Tensor& mean_dxhat_xhat, int64_t groups, int64_t channels,
+                           int64_t inner, const Tensor& dx) {
+  dispatch_floating(x.dtype(), "group_norm backward", [&](auto tag) {
+    using T = decltype(tag);
+    group_input_grad<T>(data_or_null<T>(dy), data_or_null<T>(x), data_or_null<T>(mean), data_or_null<T>(invstd),
+                        data_or_null<T>(weight), data_or_null<T>(mean_dxhat), data_or_null<T>(mean_dxhat_xhat), groups,
+                        channels, inner, static_cast<T*>(dx.raw_data()), dx.numel());
+  });
+}
 
 void channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, int64_t channels, int64_t inner,
                     const Tensor& y) {

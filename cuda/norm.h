@@ -10,4 +10,13 @@ namespace mrcnn::cuda {
 void channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, int64_t channels, int64_t inner,
                     const Tensor& y);
 
+// Group norm over contiguous x, y [batch, channels, inner] from per-(sample, group) statistics
+// mean, invstd [batch * groups]; weight and bias [channels] may be undefined.
+void group_norm_forward(const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight, const Tensor& bias,
+                        int64_t groups, int64_t channels, int64_t inner, const Tensor& y);
+// Its input gradient, given each group's means of dxhat and dxhat * xhat [batch * groups].
+void group_norm_input_grad(const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight,
+                           const Tensor& mean_dxhat, const Tensor& mean_dxhat_xhat, int64_t groups, int64_t channels,
+                           int64_t inner, const Tensor& dx);
+
 }  // namespace mrcnn::cuda

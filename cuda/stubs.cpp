@@ -73,6 +73,14 @@ void paste_masks(const Tensor&, const std::vector<PasteBox>&, int64_t, const Ten
 void channel_affine(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, const Tensor&) {
   unavailable("channel_affine");
 }
+void group_norm_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, int64_t,
+                        const Tensor&) {
+  unavailable("group_norm");
+}
+void group_norm_input_grad(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                           const Tensor&, int64_t, int64_t, int64_t, const Tensor&) {
+  unavailable("group_norm");
+}
 void roi_align_forward(const RoiAlignShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("roi_align"); }
 void roi_align_backward(const RoiAlignShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("roi_align"); }
 void softmax_forward(const Tensor&, int64_t, int64_t, int64_t, bool, const Tensor&) { unavailable("softmax"); }

@@ -8,6 +8,7 @@
 
 #include "autograd/node.h"
 #include "cuda/norm.h"
+#include "ops/affine_kernels.h"
 #include "ops/channel_kernels.h"
 #include "ops/elementwise.h"
 #include "ops/reduce.h"
@@ -110,8 +111,8 @@ void group_norm_forward(const GroupLayout& g, const T* x, const T* weight, const
                    mean[b] = static_cast<T>(m), invstd[b] = static_cast<T>(r);
                    for (int64_t k = 0; k < g.per_group(); ++k) {
                      const int64_t c = b % g.groups * g.per_group() + k;
-                     const T a = static_cast<T>(r) * (weight ? weight[c] : T(1));
-                     const T shift = (bias ? bias[c] : T(0)) - static_cast<T>(m) * a;
+                     T a, shift;
+                     group_norm_affine(mean[b], invstd[b], weight ? weight[c] : T(1), bias ? bias[c] : T(0), a, shift);
                      const T* s = src + k * g.l.inner;
                      T* d = y + b * g.block() + k * g.l.inner;
                      for (int64_t i = 0; i < g.l.inner; ++i) d[i] = s[i] * a + shift;
@@ -145,7 +146,7 @@ void group_norm_backward(const GroupLayout& g, const T* x, const T* dy, const T*
                      for (int64_t k = 0; k < g.per_group(); ++k) {
                        const T w = weight ? weight[b % g.groups * g.per_group() + k] : T(1);
                        for (int64_t i = base + k * inner; i < base + (k + 1) * inner; ++i)
-                         dx[i] = invstd[b] * (dy[i] * w - a - (x[i] - mean[b]) * invstd[b] * bb);
+                         dx[i] = group_norm_dx(dy[i], x[i], mean[b], invstd[b], w, a, bb);
                      }
                    }
                  });
@@ -372,6 +373,50 @@ Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift)
                           });
 }
 
+namespace {
+
+// Group norm on CUDA: the statistics and the backward's sums through the CUDA reductions (double
+// accumulation), the output and the input gradient in one elementwise pass each with the CPU's
+// bodies. Backward keeps x and the [N, G] statistics only.
+Tensor group_norm_cuda(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, double eps) {
+  const cpu::ChannelLayout l = channel_layout(x);
+  const Tensor xc = contiguous(x.detach());
+  const Tensor w = weight.defined() ? contiguous(weight.detach()) : Tensor();
+  const Tensor b = bias.defined() ? contiguous(bias.detach()) : Tensor();
+  Tensor group_mean, invstd;
+  Tensor out = empty(x.sizes(), x.dtype(), x.device());
+  {
+    autograd::NoGradGuard no_grad;
+    const Tensor grouped = reshape(xc, {l.batch, num_groups, -1});
+    group_mean = mean(grouped, {2});  // [N, G]
+    const Tensor centered = sub(grouped, unsqueeze(group_mean, 2));
+    invstd = contiguous(pow(add(mean(mul(centered, centered), {2}), eps), -0.5));
+    cuda::group_norm_forward(xc, group_mean, invstd, w, b, num_groups, l.channels, l.inner, out);
+  }
+  return autograd::record(
+      "group_norm", out, {x, weight, bias},
+      [xc, w, group_mean, invstd, l, num_groups, need_x = x.requires_grad(), need_w = weight.defined() && weight.requires_grad(),
+       need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
+        const Tensor d = contiguous(dout);
+        const auto by_group = [&](const Tensor& t) { return reshape(t, {l.batch, num_groups, -1}); };
+        const Tensor xhat = reshape(mul(sub(by_group(xc), unsqueeze(group_mean, 2)), unsqueeze(invstd, 2)), xc.sizes());
+        Tensor dx, dw, db;
+        if (need_x) {
+          const Tensor dxhat = w.defined() ? mul(d, per_channel(w, d)) : d;
+          const Tensor mean_dxhat = contiguous(mean(by_group(dxhat), {2}));
+          const Tensor mean_dxhat_xhat = contiguous(mean(mul(by_group(dxhat), by_group(xhat)), {2}));
+          dx = empty(xc.sizes(), xc.dtype(), xc.device());
+          cuda::group_norm_input_grad(d, xc, group_mean, invstd, w, mean_dxhat, mean_dxhat_xhat, num_groups, l.channels,
+                                      l.inner, dx);
+        }
+        if (need_w) dw = reshape(sum(mul(d, xhat), non_channel_dims(d)), {l.channels});
+        if (need_b) db = reshape(sum(d, non_channel_dims(d)), {l.channels});
+        return std::vector<Tensor>{dx, dw, db};
+      });
+}
+
+}  // namespace
+
 Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, double eps) {
   const char* op = "group_norm";
   check_norm_input(x, op);
@@ -379,16 +424,7 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
         " cannot be split into ", num_groups, " groups");
   check_channel_vector(weight, x, "weight", false, op);
   check_channel_vector(bias, x, "bias", false, op);
-  if (x.device().is_cuda()) {
-    // Composed from ops on CUDA: statistics per (sample, group) over [N, G, C/G * inner].
-    const Tensor grouped = reshape(x, {x.size(0), num_groups, -1});
-    const Tensor centered = sub(grouped, mean(grouped, {2}, true));
-    const Tensor v = mean(mul(centered, centered), {2}, true);
-    Tensor out = reshape(mul(centered, pow(add(v, eps), -0.5)), x.sizes());
-    if (weight.defined()) out = mul(out, per_channel(weight, x));
-    if (bias.defined()) out = add(out, per_channel(bias, x));
-    return out;
-  }
+  if (x.device().is_cuda()) return group_norm_cuda(x, num_groups, weight, bias, eps);
   cpu::GroupLayout g;
   g.l = channel_layout(x), g.groups = num_groups;
   const Tensor xc = contiguous(x.detach());

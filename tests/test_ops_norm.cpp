@@ -2,6 +2,7 @@
 // hand-computed values, running-stat updates, gradchecks, errors.
 #include <cmath>
 
+#include "autograd/engine.h"
 #include "ops/affine_kernels.h"
 #include "ops/norm.h"
 #include "tests/helpers.h"
@@ -130,6 +131,52 @@ TEST_CASE("cuda: batch, frozen and group norm match the CPU") {
                                 {test::noncontiguous_leaf({2, 3, 5}, 22), leaf({3}, 23), leaf({3}, 24)}, 1e-12);
   test::expect_cuda_gradcheck([](const V& v) { return ops::channel_affine(v[0], v[1], v[2]); },
                               {leaf({2, 3, 2, 2}, 25), leaf({3}, 26), leaf({3}, 27)});
+  // Group norm's fused kernels without an affine, with one channel per group, and with a weight
+  // that needs no gradient (the brain-tumour recipe's layers all have both).
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::group_norm(v[0], 3, Tensor(), Tensor()); },
+                                {leaf({2, 6, 3, 4}, 31)}, 1e-12);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::group_norm(v[0], 4, v[1], v[2]); },
+                                {ops::to(leaf({3, 4, 5, 5}, 32), kFloat32), ops::to(leaf({4}, 33), kFloat32),
+                                 ops::to(leaf({4}, 34), kFloat32)},
+                                1e-4);
+  const Tensor fixed_weight = test::leaf({4}, 35).detach();
+  test::expect_cuda_matches_cpu(
+      [&](const V& v) { return ops::group_norm(v[0], 2, ops::to(fixed_weight, v[0].device()), Tensor()); },
+      {leaf({2, 4, 3, 2}, 36)}, 1e-12);
+}
+
+TEST_CASE("group_norm: the CUDA kernels' per-element bodies reproduce the CPU op") {
+  // The bodies in a plain loop, with each group's statistics and gradient means computed here in
+  // double as the CPU op does: the forward equals it, the input gradient to 1e-14.
+  const int64_t batch = 2, channels = 6, groups = 3, inner = 5, block = channels / groups * inner;
+  Tensor x = test::leaf({batch, channels, inner}, 37), weight = test::leaf({channels}, 38), bias = test::leaf({channels}, 39);
+  const Tensor dy = test::leaf({batch, channels, inner}, 40).detach();
+  const Tensor y = ops::group_norm(x, groups, weight, bias);
+  autograd::backward(y, dy);
+  const auto xs = test::values(x), ws = test::values(weight), bs = test::values(bias), dys = test::values(dy);
+  const auto ys = test::values(y), dxs = test::values(x.grad());
+  std::vector<double> mean(batch * groups), invstd(batch * groups), mean_dxhat(batch * groups), mean_dxhat_xhat(batch * groups);
+  for (int64_t b = 0; b < batch * groups; ++b) {
+    double total = 0, squares = 0, t1 = 0, t2 = 0;
+    for (int64_t i = b * block; i < (b + 1) * block; ++i) total += xs[i];
+    mean[b] = total / block;
+    for (int64_t i = b * block; i < (b + 1) * block; ++i) squares += (xs[i] - mean[b]) * (xs[i] - mean[b]);
+    invstd[b] = 1.0 / std::sqrt(squares / block + 1e-5);
+    for (int64_t i = b * block; i < (b + 1) * block; ++i) {
+      const double dxhat = dys[i] * ws[i / inner % channels];
+      t1 += dxhat, t2 += dxhat * (xs[i] - mean[b]) * invstd[b];
+    }
+    mean_dxhat[b] = t1 / block, mean_dxhat_xhat[b] = t2 / block;
+  }
+  for (int64_t i = 0; i < batch * channels * inner; ++i) {
+    const int64_t c = i / inner % channels, b = group_of(i, channels, groups, inner);
+    CHECK(b == i / (channels * inner) * groups + c / (channels / groups));
+    double a, shift;
+    group_norm_affine(mean[b], invstd[b], ws[c], bs[c], a, shift);
+    CHECK(std::abs(xs[i] * a + shift - ys[i]) <= 1e-14);
+    CHECK(std::abs(group_norm_dx(dys[i], xs[i], mean[b], invstd[b], ws[c], mean_dxhat[b], mean_dxhat_xhat[b]) - dxs[i]) <=
+          1e-14);
+  }
 }
 
 TEST_CASE("channel_affine: the CUDA kernel's per-element body indexes channels as the CPU loop does") {
