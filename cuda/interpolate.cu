@@ -1,7 +1,8 @@
-// Bilinear/nearest resize: one thread per output element, PyTorch's order of operations
-// h0 * (w0 * a + w1 * b) + h1 * (w0 * c + w1 * d), as on the CPU.
+// Bilinear/nearest resize: one thread per output element, the CPU's blend and scatter bodies
+// (ops/interpolate_kernels.h: PyTorch's order of operations, zero-weight taps skipped).
 #include "cuda/interpolate.h"
 #include "cuda/launch.cuh"
+#include "ops/interpolate_kernels.h"
 #include "tensor/dispatch.h"
 
 namespace mrcnn::cuda {
@@ -37,8 +38,7 @@ void forward(const DeviceTaps<T> t, const T* in, T* o, int64_t n) {
       const T* top = in + (p * t.in_h + t.y0[oy]) * t.in_w;
       const T* bottom = in + (p * t.in_h + t.y1[oy]) * t.in_w;
       const int64_t a = t.x0[ox], b = t.x1[ox];
-      const T w0 = t.wx0[ox], w1 = t.wx1[ox];
-      o[i] = t.hy0[oy] * (w0 * top[a] + w1 * top[b]) + t.hy1[oy] * (w0 * bottom[a] + w1 * bottom[b]);
+      o[i] = resize_value(t.hy0[oy], t.hy1[oy], t.wx0[ox], t.wx1[ox], top[a], top[b], bottom[a], bottom[b]);
     });
 }
 
@@ -49,11 +49,8 @@ void backward(const DeviceTaps<T> t, const T* g, T* d, int64_t n) {
       T* top = d + (p * t.in_h + t.y0[oy]) * t.in_w;
       T* bottom = d + (p * t.in_h + t.y1[oy]) * t.in_w;
       const int64_t a = t.x0[ox], b = t.x1[ox];
-      const T w0 = t.wx0[ox], w1 = t.wx1[ox], h0 = t.hy0[oy], h1 = t.hy1[oy];
-      atomic_add(top + a, h0 * w0 * g[i]);
-      atomic_add(top + b, h0 * w1 * g[i]);
-      atomic_add(bottom + a, h1 * w0 * g[i]);
-      atomic_add(bottom + b, h1 * w1 * g[i]);
+      resize_scatter(t.hy0[oy], t.hy1[oy], t.wx0[ox], t.wx1[ox], top, bottom, a, b, g[i],
+                     [](T* at, T v) { atomic_add(at, v); });
     });
 }
 

@@ -10,6 +10,7 @@
 
 #include "autograd/node.h"
 #include "cuda/interpolate.h"
+#include "ops/interpolate_kernels.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
@@ -99,14 +100,14 @@ void interpolate_forward(const ResizeTaps<T>& r, const T* x, T* out) {
                    for (int64_t ox = 0; ox < r.out_w; ++ox) {
                      const int64_t a = r.xs.in0[ox], b = r.xs.in1[ox];
                      const T w0 = r.xs.w0[ox], w1 = r.xs.w1[ox];
-                     o[ox] = h0 * (w0 * top[a] + w1 * top[b]) + h1 * (w0 * bottom[a] + w1 * bottom[b]);
+                     o[ox] = resize_value(h0, h1, w0, w1, top[a], top[b], bottom[a], bottom[b]);
                    }
                  }
                });
 }
 
-// The adjoint: each output gradient is spread over the (up to) four pixels it read. Taps of weight
-// zero (nearest, or an unchanged size) add exact zeros, so one loop serves both modes.
+// The adjoint: each output gradient is spread over the (up to) four pixels it read (taps of weight
+// zero skipped, ops/interpolate_kernels.h), so one loop serves both modes.
 template <typename T>
 void interpolate_backward(const ResizeTaps<T>& r, const T* dout, T* dx) {
   const int64_t in_plane = r.in_h * r.in_w, out_plane = r.out_h * r.out_w;
@@ -123,10 +124,7 @@ void interpolate_backward(const ResizeTaps<T>& r, const T* dout, T* dx) {
                      for (int64_t ox = 0; ox < r.out_w; ++ox) {
                        const int64_t a = r.xs.in0[ox], b = r.xs.in1[ox];
                        const T w0 = r.xs.w0[ox], w1 = r.xs.w1[ox];
-                       top[a] += h0 * w0 * g[ox];
-                       top[b] += h0 * w1 * g[ox];
-                       bottom[a] += h1 * w0 * g[ox];
-                       bottom[b] += h1 * w1 * g[ox];
+                       resize_scatter(h0, h1, w0, w1, top, bottom, a, b, g[ox], [](T* at, T v) { *at += v; });
                      }
                    }
                  }

@@ -1,5 +1,8 @@
 // interpolate: PyTorch's nearest index rule and half-pixel bilinear on hand-computed cases,
 // gradchecks on integer and non-integer scales, up and down, align_corners both ways.
+#include <limits>
+
+#include "autograd/engine.h"
 #include "ops/interpolate.h"
 #include "tests/helpers.h"
 
@@ -32,6 +35,27 @@ TEST_CASE("interpolate: bilinear half-pixel rule") {
   CHECK(test::values(ops::interpolate(sq, {3, 3}, InterpolateMode::Bilinear))[4] == doctest::Approx(1.5));
   // Same size copies through.
   CHECK(test::max_abs_diff(ops::interpolate(sq, {2, 2}, InterpolateMode::Bilinear), sq) == 0);
+}
+
+TEST_CASE("interpolate: zero-weight taps are skipped, so an infinite pixel stays infinite and alone") {
+  // PyTorch reads only the taps it needs; multiplying the unused ones by 0 made inf * 0 = NaN.
+  const double inf = std::numeric_limits<double>::infinity();
+  Tensor x = from_vector<double>({1, inf, 3, 4}, {1, 1, 2, 2}).set_requires_grad(true);
+  const Tensor up = ops::interpolate(x, {4, 4}, InterpolateMode::Nearest);
+  const auto v = test::values(up);
+  CHECK(v[0] == 1);
+  CHECK(v[2] == inf);
+  CHECK(v[3] == inf);
+  CHECK(v[8] == 3);
+  CHECK(v[15] == 4);
+  // An unchanged size in bilinear mode copies, inf included; a real blend of inf stays inf.
+  const auto same = test::values(ops::interpolate(x, {2, 2}, InterpolateMode::Bilinear));
+  CHECK(same == std::vector<double>{1, inf, 3, 4});
+  // Backward: an infinite output gradient reaches only its source pixel.
+  std::vector<double> g(16, 1.0);
+  g[0] = inf;
+  autograd::backward(up, from_vector<double>(g, {1, 1, 4, 4}));
+  CHECK(test::values(x.grad()) == std::vector<double>{inf, 4, 4, 4});
 }
 
 TEST_CASE("gradcheck: interpolate") {
