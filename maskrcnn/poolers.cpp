@@ -48,9 +48,10 @@ Tensor MultiScaleRoIAlign::forward(const std::vector<Tensor>& features, const st
     const Tensor b = boxes[i].detach();
     rows.push_back(ops::cat({full({b.size(0), 1}, static_cast<double>(i), b.dtype()), b}, 1));
   }
-  // The boxes come from the host's index work; RoIs go to the features' device.
+  // The boxes come from the host's index work and the RoIs stay there: roi_align and index_select
+  // check host RoIs and indices in place and upload them (checking GPU ones would wait for the GPU).
   const Device device = features[0].device();
-  const Tensor rois = ops::to(ops::contiguous(ops::cat(rows, 0)), device);
+  const Tensor rois = ops::contiguous(ops::cat(rows, 0));
   const int64_t num_rois = rois.size(0);
   const ops::Size2 size(output_size_, output_size_);
   if (features.size() == 1)
@@ -67,12 +68,11 @@ Tensor MultiScaleRoIAlign::forward(const std::vector<Tensor>& features, const st
     for (int64_t r = 0; r < num_rois; ++r)
       if (levels[r] == static_cast<int64_t>(level)) in_level.push_back(r), position[r] = next++;
     if (in_level.empty()) continue;
-    const Tensor level_rois =
-        ops::index_select(rois, 0, ops::to(from_vector(in_level, {static_cast<int64_t>(in_level.size())}), device));
+    const Tensor level_rois = ops::index_select(rois, 0, from_vector(in_level, {static_cast<int64_t>(in_level.size())}));
     pooled.push_back(ops::roi_align(features[level], level_rois, size, scales[level], sampling_ratio_, false));
   }
   if (pooled.empty()) return zeros({0, features[0].size(1), output_size_, output_size_}, features[0].dtype(), device);
-  return ops::index_select(ops::cat(pooled, 0), 0, ops::to(from_vector(position, {num_rois}), device));
+  return ops::index_select(ops::cat(pooled, 0), 0, from_vector(position, {num_rois}));
 }
 
 }  // namespace mrcnn::detection

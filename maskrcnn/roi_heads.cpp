@@ -10,9 +10,8 @@
 namespace mrcnn::detection {
 
 namespace {
-Tensor index_tensor(const std::vector<int64_t>& v, Device device = kCPU) {
-  return from_vector(v, {static_cast<int64_t>(v.size())}, device);
-}
+// A host index tensor: the index ops check host indices in place and upload them for GPU data.
+Tensor index_tensor(const std::vector<int64_t>& v) { return from_vector(v, {static_cast<int64_t>(v.size())}); }
 }  // namespace
 
 RoIHeads::RoIHeads(const Config& config)
@@ -87,7 +86,7 @@ std::pair<Tensor, Tensor> fastrcnn_loss(const Tensor& class_logits, const Tensor
     if (label_values[i] > 0) positive.push_back(i), positive_rows.push_back(i * k + label_values[i]);
   const Tensor positive_targets = ops::to(ops::index_select(ops::cat(regression_targets, 0), 0, index_tensor(positive)), device);
   const Tensor per_class = ops::reshape(box_regression, {n * k, 4});
-  const Tensor box_loss = ops::smooth_l1_loss(ops::index_select(per_class, 0, index_tensor(positive_rows, device)),
+  const Tensor box_loss = ops::smooth_l1_loss(ops::index_select(per_class, 0, index_tensor(positive_rows)),
                                               positive_targets, 1.0 / 9, ops::Reduction::Sum) /
                           static_cast<double>(n);
   return {classification_loss, box_loss};
@@ -112,15 +111,14 @@ Tensor maskrcnn_loss(const Tensor& mask_logits, const std::vector<Tensor>& propo
       // x grid points per image that one host core otherwise would).
       const Tensor gt_masks = ops::unsqueeze(ops::to(ops::to(targets[image].masks, device), kFloat32), 1);
       std::vector<float> index_column(idx.begin(), idx.end());
-      const Tensor rois = ops::to(
-          ops::contiguous(ops::cat({from_vector(index_column, {static_cast<int64_t>(idx.size()), 1}), proposals[image]}, 1)),
-          device);
+      const Tensor rois =
+          ops::contiguous(ops::cat({from_vector(index_column, {static_cast<int64_t>(idx.size()), 1}), proposals[image]}, 1));
       mask_targets.push_back(ops::select(ops::roi_align(gt_masks, rois, {m, m}, 1.0, -1, false), 1, 0));
     }
   }
   if (rows.empty()) return ops::sum(mask_logits) * 0.0;
   // The loss gathers the true class's channel where the logits are ([P, M, M], not [P, K, M, M]).
-  const Tensor logits = ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows, device));
+  const Tensor logits = ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows));
   return ops::binary_cross_entropy_with_logits(logits, ops::cat(mask_targets, 0));
 }
 
@@ -133,7 +131,7 @@ std::vector<Tensor> maskrcnn_inference(const Tensor& mask_logits, const std::vec
   // The detected class's channel is picked where the logits are, and the probabilities stay there
   // (postprocess pastes them into the image on that device).
   const Tensor probs =
-      ops::sigmoid(ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows, mask_logits.device())));
+      ops::sigmoid(ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows)));
   std::vector<Tensor> out;
   int64_t start = 0;
   for (const auto& l : labels) {

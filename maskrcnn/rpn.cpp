@@ -101,7 +101,7 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::filte
       }
   const int64_t picked_total = static_cast<int64_t>(delta_rows.size());
   const Tensor picked_deltas = ops::contiguous(ops::to(
-      ops::index_select(deltas, 0, from_vector(delta_rows, {picked_total}, device)), kCPU));
+      ops::index_select(deltas, 0, from_vector(delta_rows, {picked_total})), kCPU));
 
   std::vector<Tensor> boxes_out, scores_out;
   for (int64_t image = 0; image < num_images; ++image) {
@@ -181,8 +181,9 @@ std::pair<Tensor, Tensor> RegionProposalNetwork::compute_loss(const std::vector<
   const Tensor scores = ops::reshape(flatten_predictions(objectness, 1), {-1});
   const Tensor deltas = flatten_predictions(pred_bbox_deltas, 4);
   const int64_t num_positive = static_cast<int64_t>(positive.size()), num_sampled = static_cast<int64_t>(sampled.size());
-  const Tensor positive_index = from_vector(positive, {num_positive}, device);
-  const Tensor sampled_index = from_vector(sampled, {num_sampled}, device);
+  // Host indices: index_select checks them in place and uploads them (no wait for the GPU).
+  const Tensor positive_index = from_vector(positive, {num_positive});
+  const Tensor sampled_index = from_vector(sampled, {num_sampled});
   const Tensor regression_targets =
       positive_targets.empty() ? zeros({0, 4}, kFloat32, device) : ops::to(ops::cat(positive_targets, 0), device);
   const Tensor box_loss = ops::smooth_l1_loss(ops::index_select(deltas, 0, positive_index), regression_targets, 1.0 / 9,

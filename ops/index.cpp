@@ -28,6 +28,16 @@ void check_same_device(const char* op, const Tensor& a, const Tensor& b) {
   check(a.device() == b.device(), op, ": tensors on different devices: ", a.device().str(), " and ", b.device().str());
 }
 
+// The index, range-checked, contiguous and on the data's device. An index may be given on the host
+// for GPU data: it is checked there and uploaded, which spares the download (and the wait for the
+// GPU) that checking a GPU index costs. Backward passes reuse the checked index (the *_into kernels).
+Tensor checked_index(const Tensor& index, const Tensor& data, int64_t bound, int64_t dim, const char* op) {
+  if (!(index.device().is_cpu() && data.device().is_cuda())) check_same_device(op, data, index);
+  const Tensor idx = contiguous(index);
+  check_indices(idx, bound, dim, op);
+  return idx.device() == data.device() ? idx : to(idx, data.device());
+}
+
 // The destination and source of an accumulating op (index_add, scatter_add).
 void check_accumulate_operands(const char* op, const Tensor& self, const Tensor& src) {
   check_same_device(op, self, src);
@@ -68,13 +78,41 @@ struct FiberMap {
 
 }  // namespace
 
-Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
-  check_same_device("index_select", x, index);
-  check(index.dim() == 1, "index_select: index must be 1-D, got ", shape_str(index.sizes()));
-  check(x.dim() > 0, "index_select: input must have at least one dim");
-  dim = wrap_dim(dim, x.dim(), "index_select");
-  const Tensor idx = contiguous(index);
-  check_indices(idx, x.sizes()[dim], dim, "index_select");
+namespace {
+
+// out += src scattered at idx along dim, in place; idx already checked and on out's device.
+void index_add_into(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) {
+  const Tensor sc = contiguous(src.detach());
+  int64_t outer, inner;
+  split_around(out.sizes(), dim, outer, inner);
+  const int64_t n = out.sizes()[dim], count = idx.numel();
+  if (out.device().is_cuda()) return cuda::index_add(out, outer, n, inner, idx, sc);
+  dispatch_all(out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_same_v<T, uint8_t>) {
+      const T* s = sc.data<T>();
+      T* o_ptr = out.data<T>();
+      const int64_t* ip = idx.data<int64_t>();
+      // Jobs are (outer slice, column chunk); within a job the indices are applied in order.
+      const int64_t chunk = 512, chunks = (inner + chunk - 1) / chunk;
+      parallel_for(0, outer * chunks, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t job = begin; job < end; ++job) {
+          const int64_t o = job / chunks, i0 = (job % chunks) * chunk, i1 = std::min(inner, i0 + chunk);
+          for (int64_t j = 0; j < count; ++j) {
+            T* dst = o_ptr + (o * n + ip[j]) * inner;
+            const T* from = s + (o * count + j) * inner;
+            for (int64_t i = i0; i < i1; ++i) dst[i] += from[i];
+          }
+        }
+      });
+    } else {
+      throw Error("index_add: bool tensors are not supported");
+    }
+  });
+}
+
+// x's rows idx along dim; idx already checked and on x's device.
+Tensor index_select_checked(const Tensor& x, int64_t dim, const Tensor& idx) {
   const Tensor xc = contiguous(x.detach());
   int64_t outer, inner;
   split_around(x.sizes(), dim, outer, inner);
@@ -97,8 +135,19 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
                  });
   });
   return record("index_select", out, {x}, [in_sizes = x.sizes(), dim, idx](const Tensor& d) {
-    return std::vector<Tensor>{index_add(zeros(in_sizes, d.dtype(), d.device()), dim, idx, d)};
+    const Tensor dx = zeros(in_sizes, d.dtype(), d.device());
+    index_add_into(dx, dim, idx, d);
+    return std::vector<Tensor>{dx};
   });
+}
+
+}  // namespace
+
+Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
+  check(index.dim() == 1, "index_select: index must be 1-D, got ", shape_str(index.sizes()));
+  check(x.dim() > 0, "index_select: input must have at least one dim");
+  dim = wrap_dim(dim, x.dim(), "index_select");
+  return index_select_checked(x, dim, checked_index(index, x, x.sizes()[dim], dim, "index_select"));
 }
 
 Tensor index_add(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) {
@@ -109,81 +158,25 @@ Tensor index_add(const Tensor& self, int64_t dim, const Tensor& index, const Ten
   expected[dim] = index.numel();
   check(src.sizes() == expected, "index_add: source ", shape_str(src.sizes()), " should be ", shape_str(expected),
         " for input ", shape_str(self.sizes()), " and ", index.numel(), " indices");
-  const Tensor idx = contiguous(index);
-  check_indices(idx, self.sizes()[dim], dim, "index_add");
+  const Tensor idx = checked_index(index, self, self.sizes()[dim], dim, "index_add");
   Tensor out = copy_as(self, self.dtype(), self.device());
-  const Tensor sc = contiguous(src.detach());
-  int64_t outer, inner;
-  split_around(self.sizes(), dim, outer, inner);
-  const int64_t n = self.sizes()[dim], count = idx.numel();
-  if (self.device().is_cuda()) cuda::index_add(out, outer, n, inner, idx, sc);
-  else dispatch_all(self.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    if constexpr (!std::is_same_v<T, uint8_t>) {
-      const T* s = sc.data<T>();
-      T* o_ptr = out.data<T>();
-      const int64_t* ip = idx.data<int64_t>();
-      // Jobs are (outer slice, column chunk); within a job the indices are applied in order.
-      const int64_t chunk = 512, chunks = (inner + chunk - 1) / chunk;
-      parallel_for(0, outer * chunks, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t job = begin; job < end; ++job) {
-          const int64_t o = job / chunks, i0 = (job % chunks) * chunk, i1 = std::min(inner, i0 + chunk);
-          for (int64_t j = 0; j < count; ++j) {
-            T* dst = o_ptr + (o * n + ip[j]) * inner;
-            const T* from = s + (o * count + j) * inner;
-            for (int64_t i = i0; i < i1; ++i) dst[i] += from[i];
-          }
-        }
-      });
-    } else {
-      throw Error("index_add: bool tensors are not supported");
-    }
-  });
+  index_add_into(out, dim, idx, src);
   return record("index_add", out, {self, src}, [dim, idx](const Tensor& d) {
-    return std::vector<Tensor>{d, index_select(d, dim, idx)};
+    return std::vector<Tensor>{d, index_select_checked(d, dim, idx)};
   });
 }
 
-Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
-  check_same_device("gather", x, index);
-  dim = wrap_dim(dim, x.dim(), "gather");
-  check_gather_shapes(x, dim, index, "gather");
-  const Tensor idx = contiguous(index);
-  check_indices(idx, x.dim() == 0 ? 1 : x.sizes()[dim], dim, "gather");
-  const Tensor xc = contiguous(x.detach());
-  Tensor out = empty(idx.sizes(), x.dtype(), x.device());
-  const FiberMap map{idx.sizes(), xc.strides(), dim};
-  if (x.device().is_cuda()) cuda::gather_scatter(xc, dim, idx, out, false);
-  else dispatch_all(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* src = xc.data<T>();
-    T* dst = out.data<T>();
-    const int64_t* ip = idx.data<int64_t>();
-    parallel_for(0, out.numel(), kParallelGrain / 8, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) dst[i] = src[map.offset(i, ip[i])];
-    });
-  });
-  return record("gather", out, {x}, [in_sizes = x.sizes(), dim, idx](const Tensor& d) {
-    return std::vector<Tensor>{scatter_add(zeros(in_sizes, d.dtype(), d.device()), dim, idx, d)};
-  });
-}
+namespace {
 
-Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) {
-  check_accumulate_operands("scatter_add", self, src);
-  dim = wrap_dim(dim, self.dim(), "scatter_add");
-  check_gather_shapes(self, dim, index, "scatter_add");
-  check(src.sizes() == index.sizes(), "scatter_add: source ", shape_str(src.sizes()), " must have the shape of index ",
-        shape_str(index.sizes()));
-  const Tensor idx = contiguous(index);
-  check_indices(idx, self.dim() == 0 ? 1 : self.sizes()[dim], dim, "scatter_add");
-  Tensor out = copy_as(self, self.dtype(), self.device());
+// out += src scattered along dim at idx (same shape as src), in place; idx checked, on out's device.
+void scatter_add_into(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) {
   const Tensor sc = contiguous(src.detach());
   const FiberMap map{idx.sizes(), out.strides(), dim};
   int64_t outer = 1, inner = 1;
   if (idx.dim() > 0) split_around(idx.sizes(), dim, outer, inner);
   const int64_t len = idx.dim() > 0 ? idx.sizes()[dim] : 1;
-  if (self.device().is_cuda()) cuda::gather_scatter(out, dim, idx, sc, true);
-  else dispatch_all(self.dtype(), [&](auto tag) {
+  if (out.device().is_cuda()) return cuda::gather_scatter(out, dim, idx, sc, true);
+  dispatch_all(out.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if constexpr (!std::is_same_v<T, uint8_t>) {
       const T* s = sc.data<T>();
@@ -204,8 +197,49 @@ Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const T
       throw Error("scatter_add: bool tensors are not supported");
     }
   });
+}
+
+// gather with idx already checked and on x's device.
+Tensor gather_checked(const Tensor& x, int64_t dim, const Tensor& idx) {
+  const Tensor xc = contiguous(x.detach());
+  Tensor out = empty(idx.sizes(), x.dtype(), x.device());
+  const FiberMap map{idx.sizes(), xc.strides(), dim};
+  if (x.device().is_cuda()) cuda::gather_scatter(xc, dim, idx, out, false);
+  else dispatch_all(x.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* src = xc.data<T>();
+    T* dst = out.data<T>();
+    const int64_t* ip = idx.data<int64_t>();
+    parallel_for(0, out.numel(), kParallelGrain / 8, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) dst[i] = src[map.offset(i, ip[i])];
+    });
+  });
+  return record("gather", out, {x}, [in_sizes = x.sizes(), dim, idx](const Tensor& d) {
+    const Tensor dx = zeros(in_sizes, d.dtype(), d.device());
+    scatter_add_into(dx, dim, idx, d);
+    return std::vector<Tensor>{dx};
+  });
+}
+
+}  // namespace
+
+Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
+  dim = wrap_dim(dim, x.dim(), "gather");
+  check_gather_shapes(x, dim, index, "gather");
+  return gather_checked(x, dim, checked_index(index, x, x.dim() == 0 ? 1 : x.sizes()[dim], dim, "gather"));
+}
+
+Tensor scatter_add(const Tensor& self, int64_t dim, const Tensor& index, const Tensor& src) {
+  check_accumulate_operands("scatter_add", self, src);
+  dim = wrap_dim(dim, self.dim(), "scatter_add");
+  check_gather_shapes(self, dim, index, "scatter_add");
+  check(src.sizes() == index.sizes(), "scatter_add: source ", shape_str(src.sizes()), " must have the shape of index ",
+        shape_str(index.sizes()));
+  const Tensor idx = checked_index(index, self, self.dim() == 0 ? 1 : self.sizes()[dim], dim, "scatter_add");
+  Tensor out = copy_as(self, self.dtype(), self.device());
+  scatter_add_into(out, dim, idx, src);
   return record("scatter_add", out, {self, src}, [dim, idx](const Tensor& d) {
-    return std::vector<Tensor>{d, gather(d, dim, idx)};
+    return std::vector<Tensor>{d, gather_checked(d, dim, idx)};
   });
 }
 

@@ -118,8 +118,10 @@ Tensor roi_align(const Tensor& x, const Tensor& rois, Size2 output_size, double 
   check(rois.defined() && rois.dim() == 2 && rois.size(1) == 5, op,
         ": rois must be [R, 5] rows of (batch_index, x1, y1, x2, y2), got ",
         rois.defined() ? shape_str(rois.sizes()) : std::string("an undefined tensor"));
-  check(rois.dtype() == x.dtype() && rois.device() == x.device(), op, ": rois are ", dtype_name(rois.dtype()), " on ",
-        rois.device().str(), " but the input is ", dtype_name(x.dtype()), " on ", x.device().str());
+  const bool host_rois_for_gpu = rois.device().is_cpu() && x.device().is_cuda();
+  check(rois.dtype() == x.dtype() && (rois.device() == x.device() || host_rois_for_gpu), op, ": rois are ",
+        dtype_name(rois.dtype()), " on ", rois.device().str(), " but the input is ", dtype_name(x.dtype()), " on ",
+        x.device().str());
   check(output_size.h >= 1 && output_size.w >= 1, op, ": output size must be positive, got (", output_size.h, ", ",
         output_size.w, ")");
   check(spatial_scale > 0, op, ": spatial_scale must be positive, got ", spatial_scale);
@@ -127,10 +129,12 @@ Tensor roi_align(const Tensor& x, const Tensor& rois, Size2 output_size, double 
   g.batch = x.size(0), g.channels = x.size(1), g.height = x.size(2), g.width = x.size(3), g.rois = rois.size(0);
   g.pooled = output_size, g.spatial_scale = spatial_scale, g.sampling_ratio = sampling_ratio, g.aligned = aligned;
   check(g.rois == 0 || (g.height >= 1 && g.width >= 1), op, ": input ", shape_str(x.sizes()), " has an empty feature map");
-  const Tensor xc = contiguous(x.detach()), rc = contiguous(rois.detach());
+  const Tensor xc = contiguous(x.detach());
   if (x.device().is_cuda()) {
-    // The batch-index check reads the RoIs on the host: R x 5 numbers, one small copy.
-    const std::vector<double> host = to_vector<double>(to(rc, kCPU));
+    // The batch-index check reads the RoIs on the host: given there, they are read in place and
+    // uploaded; on the GPU they come down (R x 5 numbers, but a wait for the GPU).
+    const std::vector<double> host = to_vector<double>(host_rois_for_gpu ? rois.detach() : to(rois.detach(), kCPU));
+    const Tensor rc = contiguous(to(rois.detach(), x.device()));
     for (int64_t n = 0; n < g.rois; ++n) {
       const double b = host[static_cast<size_t>(n * 5)];
       check(b >= 0 && b < static_cast<double>(g.batch) && std::floor(b) == b, op, ": RoI ", n, " has batch index ", b,
@@ -146,6 +150,7 @@ Tensor roi_align(const Tensor& x, const Tensor& rois, Size2 output_size, double 
       return std::vector<Tensor>{dx};
     });
   }
+  const Tensor rc = contiguous(rois.detach());
   Tensor out = empty({g.rois, g.channels, output_size.h, output_size.w}, x.dtype());
   dispatch_floating(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);

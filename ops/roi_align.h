@@ -6,7 +6,8 @@
 
 namespace mrcnn::ops {
 
-// x [N, C, H, W]; rois [R, 5] rows (batch_index, x1, y1, x2, y2) in image coordinates, same dtype as x;
+// x [N, C, H, W]; rois [R, 5] rows (batch_index, x1, y1, x2, y2) in image coordinates, same dtype as x
+// (on x's device, or on the host for GPU input: checked there and uploaded without a wait);
 // box coordinates are multiplied by spatial_scale to reach x's grid. sampling_ratio > 0 samples that
 // many points per bin side, <= 0 adapts: ceil(roi_size / output_size). aligned=true shifts boxes by
 // -0.5 pixel (pixel centres); aligned=false also forces RoIs to at least 1x1, as torchvision does.

@@ -1,4 +1,5 @@
 // index_select, gather, scatter_add, index_add, nonzero: values, duplicates, bounds, gradchecks.
+#include "cuda/context.h"
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -73,4 +74,21 @@ TEST_CASE("cuda: index ops match the CPU") {
   test::expect_cuda_gradcheck([&](const V& v) { return ops::gather(v[0], 1, ops::to(fibers, kCUDA)); }, {leaf({3, 3}, 9)});
   CHECK(test::error_of([] { ops::index_select(zeros({3}, kFloat32, kCUDA), 0, ops::to(from_vector<int64_t>({3}, {1}), kCUDA)); }) ==
         "index_select: index 3 is out of bounds for dim 0 with size 3");
+  // Indices held on the host go with GPU data as they are (checked there, then uploaded): forward
+  // and backward equal the CPU's, and no download happens for the check.
+  test::expect_cuda_matches_cpu([&](const V& v) { return ops::index_select(v[0], 0, rows); }, {leaf({3, 4}, 10)}, 1e-14);
+  test::expect_cuda_matches_cpu([&](const V& v) { return ops::gather(v[0], 1, fibers); }, {leaf({3, 3}, 11)}, 1e-14);
+  test::expect_cuda_matches_cpu([&](const V& v) { return ops::scatter_add(v[0], 1, fibers, v[1]); },
+                                {leaf({3, 3}, 12), leaf({3, 2}, 13)}, 1e-14);
+  test::expect_cuda_matches_cpu([&](const V& v) { return ops::index_add(v[0], 0, rows, v[1]); },
+                                {leaf({3, 2}, 14), leaf({4, 2}, 15)}, 1e-14);
+  const Tensor data = ops::to(leaf({3, 4}, 16), kCUDA);
+  cuda::reset_transfer_stats();
+  (void)ops::index_select(data, 0, rows);
+  CHECK(cuda::transfer_stats().downloads == 0);
+  CHECK(test::error_of([] { ops::gather(zeros({2, 2}, kFloat32, kCUDA), 1, from_vector<int64_t>({0, 2, 1, 0}, {2, 2})); }) ==
+        "gather: index 2 is out of bounds for dim 1 with size 2");
+  // A GPU index with host data stays an error.
+  CHECK(test::error_of([] { ops::index_select(zeros({3}), 0, ops::to(from_vector<int64_t>({1}, {1}), kCUDA)); }) ==
+        "index_select: tensors on different devices: cpu and cuda:0");
 }

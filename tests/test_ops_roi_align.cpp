@@ -1,5 +1,6 @@
 // roi_align: exact values on linear feature maps, torchvision's border and small-RoI rules,
 // gradchecks on edge cases (outside, smaller than a bin, shared pixels, empty list), thread invariance.
+#include "cuda/context.h"
 #include "cuda/roi_align.h"
 #include "ops/roi_align.h"
 #include "tests/helpers.h"
@@ -132,5 +133,15 @@ TEST_CASE("cuda: roi_align matches the CPU, atomic and deterministic backward") 
   CHECK(test::error_of([] {
           ops::roi_align(zeros({1, 1, 4, 4}, kFloat32, kCUDA), ops::to(from_vector<float>({1, 0, 0, 1, 1}, {1, 5}), kCUDA),
                          {2, 2}, 1.0, 2, false);
+        }) == "roi_align: RoI 0 has batch index 1 but the input holds 1 images");
+  // RoIs held on the host go with GPU features as they are: checked there, uploaded, no download.
+  test::expect_cuda_matches_cpu([&](const V& v) { return ops::roi_align(v[0], rois, {3, 3}, 1.0, 2, false); },
+                                {leaf({2, 3, 6, 7}, 6)}, 1e-13);
+  const Tensor features = ops::to(leaf({2, 3, 6, 7}, 7), kCUDA);
+  cuda::reset_transfer_stats();
+  (void)ops::roi_align(features, rois, {3, 3}, 1.0, 2, false);
+  CHECK(cuda::transfer_stats().downloads == 0);
+  CHECK(test::error_of([] {
+          ops::roi_align(zeros({1, 1, 4, 4}, kFloat32, kCUDA), from_vector<float>({1, 0, 0, 1, 1}, {1, 5}), {2, 2}, 1.0, 2, false);
         }) == "roi_align: RoI 0 has batch index 1 but the input holds 1 images");
 }
