@@ -4,6 +4,7 @@
 // PyTorch's order of operations: what ops::interpolate computes) to its expanded box, and each image
 // pixel inside the box reads its value there; every other pixel is 0.
 #pragma once
+#include <cmath>
 #include <cstdint>
 
 #include "cuda/host_device.h"
@@ -17,15 +18,24 @@ struct PasteBox {
   int64_t cx0 = 0, cx1 = 0, cy0 = 0, cy1 = 0;
 };
 
+// A coordinate as int64 by truncation, like .to(int64); values beyond +-1e9 (a diverged model's
+// boxes) saturate instead of being cast (undefined behaviour past int64's range).
+inline int64_t paste_coordinate(float v) {
+  if (v >= -1e9f && v <= 1e9f) return static_cast<int64_t>(v);
+  return v > 0 ? int64_t{1000000000} : int64_t{-1000000000};
+}
+
 // torchvision's expand_boxes (in float32) scaled by (M + 2 * padding) / M, then .to(int64).
 inline PasteBox paste_box(const float box[4], int64_t m, int64_t padding, int64_t im_h, int64_t im_w) {
+  for (int k = 0; k < 4; ++k)
+    if (!std::isfinite(box[k])) return PasteBox{};  // NaN or infinite: nothing to paste (cx0 == cx1)
   const float scale = static_cast<float>(static_cast<double>(m + 2 * padding) / static_cast<double>(m));
   const float w_half = (box[2] - box[0]) * 0.5f * scale;
   const float h_half = (box[3] - box[1]) * 0.5f * scale;
   const float x_c = (box[2] + box[0]) * 0.5f, y_c = (box[3] + box[1]) * 0.5f;
   PasteBox b;
-  b.x0 = static_cast<int64_t>(x_c - w_half), b.y0 = static_cast<int64_t>(y_c - h_half);
-  const int64_t x1 = static_cast<int64_t>(x_c + w_half), y1 = static_cast<int64_t>(y_c + h_half);
+  b.x0 = paste_coordinate(x_c - w_half), b.y0 = paste_coordinate(y_c - h_half);
+  const int64_t x1 = paste_coordinate(x_c + w_half), y1 = paste_coordinate(y_c + h_half);
   b.w = x1 - b.x0 + 1 > 1 ? x1 - b.x0 + 1 : 1;
   b.h = y1 - b.y0 + 1 > 1 ? y1 - b.y0 + 1 : 1;
   b.cx0 = b.x0 > 0 ? b.x0 : 0, b.cx1 = x1 + 1 < im_w ? x1 + 1 : im_w;

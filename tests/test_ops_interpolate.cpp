@@ -163,6 +163,13 @@ TEST_CASE("paste_masks: one pass equals pad + bilinear resize + copy to float ro
   CHECK(v[1 * 8 + 1] == 1.0);
   CHECK(v[4 * 8 + 4] == 1.0);
   CHECK(v[7 * 8 + 7] == 0.0);
+  // Boxes a diverged model could output: NaN or infinite corners paste nothing, huge finite ones
+  // lie outside the image (no cast of NaN or 1e20 to an integer, which is undefined behaviour).
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const Tensor wild = from_vector<float>({nan, 1.f, 5.f, 6.f, 0.f, 0.f, inf, 4.f, -inf, -inf, inf, inf, 1e20f, 1e20f, 2e20f, 2e20f},
+                                         {4, 4});
+  const Tensor wild_pasted = ops::paste_masks(ones({4, 1, 5, 5}), wild, 9, 11);
+  CHECK(ops::sum(wild_pasted).item<double>() == 0.0);
   // No detections, an empty image.
   CHECK(ops::paste_masks(zeros({0, 1, 28, 28}), zeros({0, 4}), 5, 6).sizes() == Shape{0, 1, 5, 6});
   CHECK(ops::paste_masks(ones({2, 28, 28}), zeros({2, 4}), 0, 6).sizes() == Shape{2, 1, 0, 6});
