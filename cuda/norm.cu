@@ -66,8 +66,7 @@ void channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, i
                     const Tensor& y) {
   dispatch_floating(x.dtype(), "channel_affine", [&](auto tag) {
     using T = decltype(tag);
-    affine<T>(static_cast<const T*>(x.raw_data()), static_cast<const T*>(scale.raw_data()),
-              shift.defined() ? static_cast<const T*>(shift.raw_data()) : nullptr, channels, inner,
+    affine<T>(data_or_null<T>(x), data_or_null<T>(scale), data_or_null<T>(shift), channels, inner,
               static_cast<T*>(y.raw_data()), y.numel());
   });
 }

@@ -12,7 +12,7 @@ void paste_masks(const Tensor& masks, const std::vector<PasteBox>& boxes, int64_
   static_assert(sizeof(PasteBox) == 8 * sizeof(int64_t), "PasteBox must be eight int64 fields");
   std::vector<int64_t> fields(boxes.size() * 8);
   std::memcpy(fields.data(), boxes.data(), fields.size() * sizeof(int64_t));
-  const Tensor placed = copy_as(from_vector<int64_t>(fields, {d, 8}), kInt64, out.device());
+  const Tensor placed = from_vector<int64_t>(fields, {d, 8}, out.device());
   const auto* box = static_cast<const PasteBox*>(placed.raw_data());
   const float* src = static_cast<const float*>(masks.raw_data());
   float* dst = static_cast<float*>(out.raw_data());

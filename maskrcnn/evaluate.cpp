@@ -25,9 +25,8 @@ ImagePrediction predict_image(MaskRCNN& model, const Tensor& image, int64_t imag
   const uint8_t* m = masks.data<uint8_t>();
   ImagePrediction prediction;
   for (size_t k = 0; k < scores.size(); ++k) {
-    std::vector<uint8_t> binary(static_cast<size_t>(h * w));
     const uint8_t* mk = m + static_cast<int64_t>(k) * h * w;
-    std::copy(mk, mk + h * w, binary.begin());
+    std::vector<uint8_t> binary(mk, mk + h * w);
     const float* b = &boxes[k * 4];
     EvalDetection det;
     det.image_id = image_id;

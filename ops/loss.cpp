@@ -35,13 +35,14 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
   check(target.device() == logits.device() || host_target_for_cuda, "cross_entropy: target is on ", target.device().str(),
         " but logits on ", logits.device().str());
   // The range check reads the classes on the host (from the GPU: a copy of N integers and a wait).
+  // gather takes that host copy as it is (it uploads host indices for GPU data), so a GPU target is
+  // downloaded once, not again for gather's own check.
   const Tensor host = target.device().is_cpu() ? contiguous(target) : to(target, kCPU);
   const int64_t* t = host.data<int64_t>();
   for (int64_t i = 0, count = host.numel(); i < count; ++i)
     check(t[i] >= 0 && t[i] < logits.size(1), "cross_entropy: target ", t[i], " at position ", i,
           " is out of range for ", logits.size(1), " classes");
-  const Tensor classes = host_target_for_cuda ? to(host, logits.device()) : contiguous(target);
-  const Tensor picked = gather(log_softmax(logits, 1), 1, unsqueeze(classes, 1));
+  const Tensor picked = gather(log_softmax(logits, 1), 1, unsqueeze(host, 1));
   return reduce(neg(reshape(picked, {-1})), reduction);
 }
 

@@ -399,7 +399,9 @@ Tensor group_norm_cuda(const Tensor& x, int64_t num_groups, const Tensor& weight
        need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
         const Tensor d = contiguous(dout);
         const auto by_group = [&](const Tensor& t) { return reshape(t, {l.batch, num_groups, -1}); };
-        const Tensor xhat = reshape(mul(sub(by_group(xc), unsqueeze(group_mean, 2)), unsqueeze(invstd, 2)), xc.sizes());
+        const Tensor xhat = need_x || need_w
+                                ? reshape(mul(sub(by_group(xc), unsqueeze(group_mean, 2)), unsqueeze(invstd, 2)), xc.sizes())
+                                : Tensor();
         Tensor dx, dw, db;
         if (need_x) {
           const Tensor dxhat = w.defined() ? mul(d, per_channel(w, d)) : d;

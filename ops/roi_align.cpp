@@ -133,7 +133,7 @@ Tensor roi_align(const Tensor& x, const Tensor& rois, Size2 output_size, double 
   if (x.device().is_cuda()) {
     // The batch-index check reads the RoIs on the host: given there, they are read in place and
     // uploaded; on the GPU they come down (R x 5 numbers, but a wait for the GPU).
-    const std::vector<double> host = to_vector<double>(host_rois_for_gpu ? rois.detach() : to(rois.detach(), kCPU));
+    const std::vector<double> host = to_vector<double>(rois);
     const Tensor rc = contiguous(to(rois.detach(), x.device()));
     for (int64_t n = 0; n < g.rois; ++n) {
       const double b = host[static_cast<size_t>(n * 5)];
