@@ -80,6 +80,17 @@ struct FiberMap {
 
 namespace {
 
+// The accumulating ops' CPU dispatch: body(out, src, index) with typed pointers, for every dtype
+// but bool (which cannot be added to).
+template <typename Body>
+void dispatch_accumulate(const char* op, const Tensor& out, const Tensor& src, const Tensor& idx, Body body) {
+  dispatch_all(out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (!std::is_same_v<T, uint8_t>) body(out.data<T>(), src.data<T>(), idx.data<int64_t>());
+    else throw Error(str_cat(op, ": bool tensors are not supported"));
+  });
+}
+
 // out += src scattered at idx along dim, in place; idx already checked and on out's device.
 void index_add_into(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) {
   const Tensor sc = contiguous(src.detach());
@@ -87,27 +98,19 @@ void index_add_into(const Tensor& out, int64_t dim, const Tensor& idx, const Ten
   split_around(out.sizes(), dim, outer, inner);
   const int64_t n = out.sizes()[dim], count = idx.numel();
   if (out.device().is_cuda()) return cuda::index_add(out, outer, n, inner, idx, sc);
-  dispatch_all(out.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    if constexpr (!std::is_same_v<T, uint8_t>) {
-      const T* s = sc.data<T>();
-      T* o_ptr = out.data<T>();
-      const int64_t* ip = idx.data<int64_t>();
-      // Jobs are (outer slice, column chunk); within a job the indices are applied in order.
-      const int64_t chunk = 512, chunks = (inner + chunk - 1) / chunk;
-      parallel_for(0, outer * chunks, 1, [&](int64_t begin, int64_t end) {
-        for (int64_t job = begin; job < end; ++job) {
-          const int64_t o = job / chunks, i0 = (job % chunks) * chunk, i1 = std::min(inner, i0 + chunk);
-          for (int64_t j = 0; j < count; ++j) {
-            T* dst = o_ptr + (o * n + ip[j]) * inner;
-            const T* from = s + (o * count + j) * inner;
-            for (int64_t i = i0; i < i1; ++i) dst[i] += from[i];
-          }
+  dispatch_accumulate("index_add", out, sc, idx, [&](auto* o_ptr, const auto* s, const int64_t* ip) {
+    // Jobs are (outer slice, column chunk); within a job the indices are applied in order.
+    const int64_t chunk = 512, chunks = (inner + chunk - 1) / chunk;
+    parallel_for(0, outer * chunks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t job = begin; job < end; ++job) {
+        const int64_t o = job / chunks, i0 = (job % chunks) * chunk, i1 = std::min(inner, i0 + chunk);
+        for (int64_t j = 0; j < count; ++j) {
+          auto* dst = o_ptr + (o * n + ip[j]) * inner;
+          const auto* from = s + (o * count + j) * inner;
+          for (int64_t i = i0; i < i1; ++i) dst[i] += from[i];
         }
-      });
-    } else {
-      throw Error("index_add: bool tensors are not supported");
-    }
+      }
+    });
   });
 }
 
@@ -176,26 +179,18 @@ void scatter_add_into(const Tensor& out, int64_t dim, const Tensor& idx, const T
   if (idx.dim() > 0) split_around(idx.sizes(), dim, outer, inner);
   const int64_t len = idx.dim() > 0 ? idx.sizes()[dim] : 1;
   if (out.device().is_cuda()) return cuda::gather_scatter(out, dim, idx, sc, true);
-  dispatch_all(out.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    if constexpr (!std::is_same_v<T, uint8_t>) {
-      const T* s = sc.data<T>();
-      T* o_ptr = out.data<T>();
-      const int64_t* ip = idx.data<int64_t>();
-      // One job per fiber along dim: all writes of a fiber stay inside the same output fiber.
-      parallel_for(0, outer * inner, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(len * 8, 1)),
-                   [&](int64_t begin, int64_t end) {
-                     for (int64_t fiber = begin; fiber < end; ++fiber) {
-                       const int64_t o = fiber / inner, i = fiber % inner;
-                       for (int64_t l = 0; l < len; ++l) {
-                         const int64_t linear = (o * len + l) * inner + i;
-                         o_ptr[map.offset(linear, ip[linear])] += s[linear];
-                       }
+  dispatch_accumulate("scatter_add", out, sc, idx, [&](auto* o_ptr, const auto* s, const int64_t* ip) {
+    // One job per fiber along dim: all writes of a fiber stay inside the same output fiber.
+    parallel_for(0, outer * inner, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(len * 8, 1)),
+                 [&](int64_t begin, int64_t end) {
+                   for (int64_t fiber = begin; fiber < end; ++fiber) {
+                     const int64_t o = fiber / inner, i = fiber % inner;
+                     for (int64_t l = 0; l < len; ++l) {
+                       const int64_t linear = (o * len + l) * inner + i;
+                       o_ptr[map.offset(linear, ip[linear])] += s[linear];
                      }
-                   });
-    } else {
-      throw Error("scatter_add: bool tensors are not supported");
-    }
+                   }
+                 });
   });
 }
 

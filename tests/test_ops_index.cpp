@@ -37,6 +37,12 @@ TEST_CASE("index: out-of-range indices and bad shapes are reported") {
   CHECK(test::error_of([&] { ops::gather(x, 1, idx({0}, {1})); }) ==
         "gather: index [1] must have as many dims as input [3, 4]");
   CHECK(test::error_of([&] { ops::index_select(x, 0, zeros({1})); }) == "index_select: index must be int64, got float32");
+  // Bool tensors cannot be accumulated into.
+  const Tensor flags = zeros({2, 2}, kBool);
+  CHECK(test::error_of([&] { ops::index_add(flags, 0, idx({1}, {1}), zeros({1, 2}, kBool)); }) ==
+        "index_add: bool tensors are not supported");
+  CHECK(test::error_of([&] { ops::scatter_add(flags, 1, idx({0}, {1, 1}), zeros({1, 1}, kBool)); }) ==
+        "scatter_add: bool tensors are not supported");
 }
 
 TEST_CASE("gradcheck: index ops") {
