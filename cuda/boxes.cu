@@ -1,7 +1,13 @@
 // Box kernels. NMS follows torchvision's CUDA design: blocks of 64 x 64 box pairs write one 64-bit
 // word of "i suppresses j" bits per (i, column block); then one thread block walks the boxes in score
-// order keeping a removed-bitset in shared memory, so the N x N/64 mask never leaves the GPU.
+// order keeping a removed-bitset in shared memory, so the N x N/64 mask never leaves the GPU. Boxes
+// come in independent segments (categories of batched_nms, images of the RPN): each has its own
+// bitmask and its own reducing block, so their sequential walks run side by side.
 #include "cuda/boxes.h"
+
+#include <algorithm>
+#include <vector>
+
 #include "cuda/context.h"
 #include "cuda/launch.cuh"
 #include "ops/box_geometry.h"
@@ -13,31 +19,51 @@ namespace {
 
 constexpr int kBlockBoxes = 64;
 
+// Segment s visits positions [offsets[s], offsets[s + 1]) of `order`; its bitmask starts at word
+// mask_base[s] and has one row of column_blocks(s) words per box. Blocks are (column block, row
+// block, segment); those outside a segment's upper triangle return at once.
+struct Segments {
+  const int64_t* offsets;    // [S + 1]
+  const int64_t* mask_base;  // [S]
+};
+
+__device__ inline int64_t column_blocks(int64_t n) { return (n + kBlockBoxes - 1) / kBlockBoxes; }
+
+// The IoU is compared in double against the double threshold, as the CPU does (ops/boxes.cpp), and
+// this file is compiled without FMA contraction, so both devices suppress exactly the same boxes.
 template <typename T>
-__global__ void nms_mask_kernel(const T* boxes, const int64_t* order, int64_t n, T threshold, uint64_t* mask, int64_t col_blocks) {
+__global__ void nms_mask_kernel(const T* boxes, const int64_t* order, Segments segments, double threshold, uint64_t* mask) {
+  const int64_t segment = blockIdx.z, first = segments.offsets[segment];
+  const int64_t n = segments.offsets[segment + 1] - first, col_blocks = column_blocks(n);
   const int64_t row_block = blockIdx.y, col_block = blockIdx.x;
-  if (row_block > col_block) return;  // i suppresses only later boxes
+  if (row_block > col_block || col_block >= col_blocks) return;  // i suppresses only later boxes
   const int64_t rows_left = n - row_block * kBlockBoxes, cols_left = n - col_block * kBlockBoxes;
   const int64_t row_size = rows_left < kBlockBoxes ? rows_left : kBlockBoxes;
   const int64_t col_size = cols_left < kBlockBoxes ? cols_left : kBlockBoxes;
   __shared__ T block_boxes[kBlockBoxes * 4];
-  if (threadIdx.x < col_size)
-    for (int k = 0; k < 4; ++k) block_boxes[threadIdx.x * 4 + k] = boxes[order[col_block * kBlockBoxes + threadIdx.x] * 4 + k];
+  if (threadIdx.x < col_size) {
+    const int64_t box = order[first + col_block * kBlockBoxes + threadIdx.x];
+    for (int k = 0; k < 4; ++k) block_boxes[threadIdx.x * 4 + k] = boxes[box * 4 + k];
+  }
   __syncthreads();
   if (threadIdx.x >= row_size) return;
   const int64_t i = row_block * kBlockBoxes + threadIdx.x;
-  const T* p = boxes + order[i] * 4;
+  const T* p = boxes + order[first + i] * 4;
   uint64_t bits = 0;
   for (int64_t j = row_block == col_block ? threadIdx.x + 1 : 0; j < col_size; ++j)
-    if (box_iou_of(p, block_boxes + j * 4) > threshold) bits |= uint64_t(1) << j;
-  mask[i * col_blocks + col_block] = bits;
+    if (static_cast<double>(box_iou_of(p, block_boxes + j * 4)) > threshold) bits |= uint64_t(1) << j;
+  mask[segments.mask_base[segment] + i * col_blocks + col_block] = bits;
 }
 
-// One block: box i (in score order) is kept unless an earlier kept box removed it; then its mask row
-// is OR-ed into the removed set by all threads.
-__global__ void nms_reduce_kernel(const uint64_t* mask, const int64_t* order, int64_t n, int64_t col_blocks, int64_t* keep,
-                                  int64_t* kept_count) {
+// One block per segment: box i (in visiting order) is kept unless an earlier kept box removed it;
+// then its mask row is OR-ed into the removed set by all threads. Segment s writes its kept box
+// indices to keep[offsets[s] ...] and their number to counts[s].
+__global__ void nms_reduce_kernel(const uint64_t* mask, const int64_t* order, Segments segments, int64_t* keep,
+                                  int64_t* counts) {
   extern __shared__ uint64_t removed[];
+  const int64_t segment = blockIdx.x, first = segments.offsets[segment];
+  const int64_t n = segments.offsets[segment + 1] - first, col_blocks = column_blocks(n);
+  const uint64_t* rows = mask + segments.mask_base[segment];
   for (int64_t w = threadIdx.x; w < col_blocks; w += blockDim.x) removed[w] = 0;
   __shared__ int64_t count;
   if (threadIdx.x == 0) count = 0;
@@ -46,11 +72,11 @@ __global__ void nms_reduce_kernel(const uint64_t* mask, const int64_t* order, in
     const bool is_removed = (removed[i / kBlockBoxes] >> (i % kBlockBoxes)) & 1;
     __syncthreads();  // every thread has read the bit before any thread updates the set
     if (is_removed) continue;
-    if (threadIdx.x == 0) keep[count++] = order[i];
-    for (int64_t w = i / kBlockBoxes + threadIdx.x; w < col_blocks; w += blockDim.x) removed[w] |= mask[i * col_blocks + w];
+    if (threadIdx.x == 0) keep[first + count++] = order[first + i];
+    for (int64_t w = i / kBlockBoxes + threadIdx.x; w < col_blocks; w += blockDim.x) removed[w] |= rows[i * col_blocks + w];
     __syncthreads();
   }
-  if (threadIdx.x == 0) *kept_count = count;
+  if (threadIdx.x == 0) counts[segment] = count;
 }
 
 // Kernel bodies live in function templates: device lambdas may not sit inside dispatch's generic lambdas.
@@ -81,29 +107,45 @@ void box_iou(const Tensor& boxes1, const Tensor& boxes2, const Tensor& out) {
   });
 }
 
-int64_t nms_sorted(const Tensor& boxes, const Tensor& order, double iou_threshold, const Tensor& keep) {
-  const int64_t n = boxes.size(0);
-  if (n == 0) return 0;
-  const int64_t col_blocks = (n + kBlockBoxes - 1) / kBlockBoxes;
-  check(col_blocks * 8 <= 48 * 1024, "nms: ", n, " boxes exceed the CUDA kernel's limit of ", 48 * 1024 / 8 * kBlockBoxes);
-  const Tensor mask = empty({n * col_blocks}, kInt64, boxes.device());
-  const Tensor count = empty({1}, kInt64, boxes.device());
+std::vector<int64_t> nms_segments(const Tensor& boxes, const Tensor& order, const std::vector<int64_t>& offsets,
+                                  double iou_threshold, const Tensor& keep) {
+  const int64_t segment_count = static_cast<int64_t>(offsets.size()) - 1;
+  check(segment_count >= 1 && offsets.front() == 0 && offsets.back() == order.numel(), "nms: segment offsets must run from 0 to ",
+        order.numel());
+  check(segment_count <= 65535, "nms: ", segment_count, " segments exceed the CUDA grid's limit of 65535");
+  // Per segment: offsets, then where its bitmask starts; one upload.
+  std::vector<int64_t> table(offsets);
+  int64_t mask_words = 0, widest = 0;
+  for (int64_t s = 0; s < segment_count; ++s) {
+    const int64_t n = offsets[s + 1] - offsets[s];
+    check(n >= 0, "nms: segment offsets must not decrease");
+    table.push_back(mask_words);
+    mask_words += n * ((n + kBlockBoxes - 1) / kBlockBoxes);
+    widest = std::max(widest, (n + kBlockBoxes - 1) / kBlockBoxes);
+  }
+  std::vector<int64_t> counts(static_cast<size_t>(segment_count), 0);
+  if (order.numel() == 0) return counts;
+  check(widest * 8 <= 48 * 1024, "nms: ", widest * kBlockBoxes, " boxes in one category exceed the CUDA kernel's limit of ",
+        48 * 1024 / 8 * kBlockBoxes);
+  const Tensor device_table = from_vector(table, {static_cast<int64_t>(table.size())}, boxes.device());
+  const int64_t* table_data = static_cast<const int64_t*>(device_table.raw_data());
+  const Segments segments{table_data, table_data + segment_count + 1};
+  const Tensor mask = empty({mask_words}, kInt64, boxes.device());
+  const Tensor device_counts = empty({segment_count}, kInt64, boxes.device());
+  const int64_t* visit = static_cast<const int64_t*>(order.raw_data());
   dispatch_floating(boxes.dtype(), "nms", [&](auto tag) {
     using T = decltype(tag);
-    const dim3 grid(static_cast<unsigned>(col_blocks), static_cast<unsigned>(col_blocks));
-    nms_mask_kernel<T><<<grid, kBlockBoxes, 0, stream()>>>(static_cast<const T*>(boxes.raw_data()),
-                                                            static_cast<const int64_t*>(order.raw_data()), n,
-                                                            static_cast<T>(iou_threshold),
-                                                            static_cast<uint64_t*>(mask.raw_data()), col_blocks);
+    const dim3 grid(static_cast<unsigned>(widest), static_cast<unsigned>(widest), static_cast<unsigned>(segment_count));
+    nms_mask_kernel<T><<<grid, kBlockBoxes, 0, stream()>>>(static_cast<const T*>(boxes.raw_data()), visit, segments,
+                                                            iou_threshold, static_cast<uint64_t*>(mask.raw_data()));
     MRCNN_CUDA_CHECK_LAUNCH();
   });
-  nms_reduce_kernel<<<1, 256, static_cast<size_t>(col_blocks) * 8, stream()>>>(
-      static_cast<const uint64_t*>(mask.raw_data()), static_cast<const int64_t*>(order.raw_data()), n, col_blocks,
-      static_cast<int64_t*>(keep.raw_data()), static_cast<int64_t*>(count.raw_data()));
+  nms_reduce_kernel<<<static_cast<unsigned>(segment_count), 128, static_cast<size_t>(widest) * 8, stream()>>>(
+      static_cast<const uint64_t*>(mask.raw_data()), visit, segments, static_cast<int64_t*>(keep.raw_data()),
+      static_cast<int64_t*>(device_counts.raw_data()));
   MRCNN_CUDA_CHECK_LAUNCH();
-  int64_t kept = 0;
-  copy_device_to_host(&kept, count.raw_data(), sizeof(kept));
-  return kept;
+  copy_device_to_host(counts.data(), device_counts.raw_data(), counts.size() * sizeof(int64_t));
+  return counts;
 }
 
 }  // namespace mrcnn::cuda

@@ -95,6 +95,8 @@ void sgd_step(float*, const float*, float*, const SgdScalars<float>&, int64_t) {
 void sgd_step(double*, const double*, double*, const SgdScalars<double>&, int64_t) { unavailable("sgd step"); }
 void adamw_step(float*, const float*, float*, float*, const AdamWScalars<float>&, int64_t) { unavailable("adamw step"); }
 void adamw_step(double*, const double*, double*, double*, const AdamWScalars<double>&, int64_t) { unavailable("adamw step"); }
-int64_t nms_sorted(const Tensor&, const Tensor&, double, const Tensor&) { unavailable("nms"); }
+std::vector<int64_t> nms_segments(const Tensor&, const Tensor&, const std::vector<int64_t>&, double, const Tensor&) {
+  unavailable("nms");
+}
 
 }  // namespace mrcnn::cuda

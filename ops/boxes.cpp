@@ -3,7 +3,6 @@
 #include "ops/boxes.h"
 
 #include <algorithm>
-#include <map>
 #include <numeric>
 #include <vector>
 
@@ -45,28 +44,42 @@ void box_iou(const T* a, int64_t n, const T* b, int64_t m, T* out) {
   });
 }
 
-// torchvision's CPU nms: stable descending sort, then greedy suppression in that order.
+// Box indices by descending score, ties in index order (torchvision's stable sort).
 template <typename T>
-std::vector<int64_t> nms(const T* boxes, const T* scores, int64_t n, double iou_threshold) {
+std::vector<int64_t> descending_order(const T* scores, int64_t n) {
   std::vector<int64_t> order(n);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return scores[a] > scores[b]; });
+  return order;
+}
+
+// torchvision's CPU greedy suppression, visiting the boxes order[0], ..., order[n - 1]; writes the
+// kept ones to keep (in visiting order) and returns their count. The IoU is compared in double, as
+// there; cuda/boxes.cu does the same, so both devices keep the same boxes.
+template <typename T>
+int64_t greedy_nms(const T* boxes, const int64_t* order, int64_t n, double iou_threshold, int64_t* keep) {
   std::vector<T> areas(n);
-  for (int64_t i = 0; i < n; ++i) areas[i] = area_of(boxes + 4 * i);
+  for (int64_t k = 0; k < n; ++k) areas[k] = area_of(boxes + 4 * order[k]);
   std::vector<char> suppressed(n, 0);
-  std::vector<int64_t> keep;
+  int64_t kept = 0;
   for (int64_t oi = 0; oi < n; ++oi) {
-    const int64_t i = order[oi];
-    if (suppressed[i]) continue;
-    keep.push_back(i);
-    const T* p = boxes + 4 * i;
+    if (suppressed[oi]) continue;
+    keep[kept++] = order[oi];
+    const T* p = boxes + 4 * order[oi];
     for (int64_t oj = oi + 1; oj < n; ++oj) {
-      const int64_t j = order[oj];
-      if (suppressed[j]) continue;
-      const T inter = intersection_of(p, boxes + 4 * j);
-      if (inter / (areas[i] + areas[j] - inter) > iou_threshold) suppressed[j] = 1;
+      if (suppressed[oj]) continue;
+      const T inter = intersection_of(p, boxes + 4 * order[oj]);
+      if (inter / (areas[oi] + areas[oj] - inter) > iou_threshold) suppressed[oj] = 1;
     }
   }
+  return kept;
+}
+
+template <typename T>
+std::vector<int64_t> nms(const T* boxes, const T* scores, int64_t n, double iou_threshold) {
+  const std::vector<int64_t> order = descending_order(scores, n);
+  std::vector<int64_t> keep(n);
+  keep.resize(greedy_nms(boxes, order.data(), n, iou_threshold, keep.data()));
   return keep;
 }
 
@@ -142,7 +155,7 @@ Tensor nms(const Tensor& boxes, const Tensor& scores, double iou_threshold) {
     // Stable descending sort (CUB radix sort on the GPU), so ties keep index order as on the CPU.
     const Tensor order = sort(s, 0, /*descending=*/true).indices;
     Tensor keep = empty({b.size(0)}, kInt64, b.device());
-    const int64_t kept = cuda::nms_sorted(b, order, iou_threshold, keep);
+    const int64_t kept = cuda::nms_segments(b, order, {0, b.size(0)}, iou_threshold, keep).front();
     return contiguous(narrow(keep, 0, 0, kept));
   }
   return dispatch_floating(b.dtype(), "nms", [&](auto tag) {
@@ -151,53 +164,113 @@ Tensor nms(const Tensor& boxes, const Tensor& scores, double iou_threshold) {
   });
 }
 
-Tensor batched_nms(const Tensor& boxes, const Tensor& scores, const Tensor& idxs, double iou_threshold) {
-  const char* op = "batched_nms";
-  check_boxes(boxes, "boxes", op);
-  check_scores(boxes, scores, op);
+namespace {
+
+void check_categories(const Tensor& boxes, const Tensor& idxs, const char* op) {
   check(idxs.defined() && idxs.dim() == 1 && idxs.size(0) == boxes.size(0) && idxs.dtype() == kInt64, op,
         ": idxs must be an int64 vector of ", boxes.size(0), " category indices, got ",
         idxs.defined() ? dtype_name(idxs.dtype()) : "undefined", " ", idxs.defined() ? shape_str(idxs.sizes()) : std::string());
-  const int64_t n = boxes.size(0);
-  if (n == 0) return empty({0}, kInt64, boxes.device());
-  if (boxes.device().is_cuda()) {
-    // torchvision's coordinate trick, on the device: category k moves by k * (largest coordinate + 1)
-    // so boxes of different categories never overlap, then one NMS over all of them.
-    check(idxs.device() == boxes.device(), op, ": idxs are on ", idxs.device().str(), " but boxes on ", boxes.device().str());
-    const Tensor b = boxes.detach();
-    const Tensor offsets = mul(to(idxs, b.dtype()), add(max(b), 1.0));
-    return nms(add(b, unsqueeze(offsets, 1)), scores, iou_threshold);
-  }
-  const Tensor b = contiguous(boxes.detach()), s = contiguous(scores.detach()), c = contiguous(idxs.detach());
-  const int64_t* cat = c.data<int64_t>();
-  return dispatch_floating(b.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
+}
+
+// Every problem's boxes in one list, cut into segments that suppress only within themselves: one
+// segment per problem where torchvision offsets the categories' coordinates (up to 1000 boxes; the
+// offset boxes are stored), else one per category. Each segment lists its boxes by descending score.
+template <typename T>
+struct SegmentedNms {
+  std::vector<T> boxes;                 // [total, 4]
+  std::vector<int64_t> visit;           // box indices into `boxes`, segment by segment
+  std::vector<int64_t> offsets{0};      // segment s visits visit[offsets[s]] .. visit[offsets[s + 1] - 1]
+  std::vector<size_t> first_segment;    // per problem, then one past the last problem
+  std::vector<Tensor> scores;           // per problem, on the host
+
+  void add(const Tensor& problem_boxes, const Tensor& problem_scores, const Tensor& problem_idxs) {
+    const Tensor b = contiguous(to(problem_boxes.detach(), kCPU)), s = contiguous(to(problem_scores.detach(), kCPU));
+    const Tensor c = contiguous(to(problem_idxs.detach(), kCPU));
+    const int64_t n = b.size(0), base = static_cast<int64_t>(boxes.size() / 4);
     const T* bp = b.data<T>();
-    const T* sp = s.data<T>();
-    if (b.numel() <= 4000) {
+    const int64_t* category = c.data<int64_t>();
+    first_segment.push_back(offsets.size() - 1);
+    scores.push_back(s);
+    if (n == 0) return;
+    std::vector<int64_t> order = cpu::descending_order(s.data<T>(), n);
+    const size_t start = boxes.size();
+    boxes.insert(boxes.end(), bp, bp + 4 * n);
+    const bool offset_categories = b.numel() <= 4000;
+    if (offset_categories) {
       // Coordinate trick: shift each category by idx * (max coordinate + 1) so categories never overlap.
       const T top = *std::max_element(bp, bp + 4 * n);
-      std::vector<T> shifted(bp, bp + 4 * n);
       for (int64_t i = 0; i < n; ++i)
-        for (int k = 0; k < 4; ++k) shifted[4 * i + k] += static_cast<T>(cat[i]) * (top + T(1));
-      return index_tensor(cpu::nms<T>(shifted.data(), sp, n, iou_threshold));
+        for (int k = 0; k < 4; ++k) boxes[start + 4 * i + k] += static_cast<T>(category[i]) * (top + T(1));
+    } else {
+      std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return category[x] < category[y]; });
     }
-    std::map<int64_t, std::vector<int64_t>> members;
-    for (int64_t i = 0; i < n; ++i) members[cat[i]].push_back(i);
+    for (int64_t k = 0; k < n; ++k) {
+      if (!offset_categories && k > 0 && category[order[k]] != category[order[k - 1]]) offsets.push_back(base + k);
+      visit.push_back(base + order[k]);
+    }
+    offsets.push_back(base + n);
+  }
+
+  // Kept box indices per segment, written in place of visit's; returns the kept count per segment.
+  std::vector<int64_t> solve(double iou_threshold, Device device, std::vector<int64_t>& keep) const {
+    const int64_t total = static_cast<int64_t>(visit.size()), segment_count = static_cast<int64_t>(offsets.size()) - 1;
+    keep.assign(visit.size(), 0);
+    if (device.is_cuda()) {
+      const Tensor device_keep = empty({total}, kInt64, device);
+      std::vector<int64_t> counts = cuda::nms_segments(from_vector(boxes, {total, 4}, device), from_vector(visit, {total}, device),
+                                                       offsets, iou_threshold, device_keep);
+      keep = to_vector<int64_t>(device_keep);
+      return counts;
+    }
+    std::vector<int64_t> counts(static_cast<size_t>(segment_count));
+    parallel_for(0, segment_count, 1, [&](int64_t first, int64_t last) {
+      for (int64_t seg = first; seg < last; ++seg)
+        counts[seg] = cpu::greedy_nms(boxes.data(), visit.data() + offsets[seg], offsets[seg + 1] - offsets[seg], iou_threshold,
+                                      keep.data() + offsets[seg]);
+    });
+    return counts;
+  }
+};
+
+}  // namespace
+
+std::vector<Tensor> batched_nms_each(const std::vector<NmsProblem>& problems, double iou_threshold, Device device) {
+  const char* op = "batched_nms";
+  for (const NmsProblem& p : problems) {
+    check_boxes(p.boxes, "boxes", op);
+    check_scores(p.boxes, p.scores, op);
+    check_categories(p.boxes, p.idxs, op);
+    check(p.boxes.dtype() == problems.front().boxes.dtype(), op, ": every problem's boxes must be ",
+          dtype_name(problems.front().boxes.dtype()), ", got ", dtype_name(p.boxes.dtype()));
+  }
+  if (problems.empty()) return {};
+  return dispatch_floating(problems.front().boxes.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    SegmentedNms<T> all;
+    for (const NmsProblem& p : problems) all.add(p.boxes, p.scores, p.idxs);
+    all.first_segment.push_back(all.offsets.size() - 1);
     std::vector<int64_t> keep;
-    for (const auto& [category, index] : members) {
-      std::vector<T> cb, cs;
-      for (int64_t i : index) {
-        cb.insert(cb.end(), bp + 4 * i, bp + 4 * i + 4);
-        cs.push_back(sp[i]);
-      }
-      for (int64_t k : cpu::nms<T>(cb.data(), cs.data(), static_cast<int64_t>(index.size()), iou_threshold))
-        keep.push_back(index[k]);
+    const std::vector<int64_t> counts = all.solve(iou_threshold, device, keep);
+    std::vector<Tensor> results;
+    int64_t base = 0;
+    for (size_t p = 0; p < problems.size(); ++p) {
+      std::vector<int64_t> kept;
+      for (size_t seg = all.first_segment[p]; seg < all.first_segment[p + 1]; ++seg)
+        for (int64_t k = 0; k < counts[seg]; ++k) kept.push_back(keep[all.offsets[seg] + k] - base);
+      // torchvision gathers the kept set in index order, then sorts it by score.
+      const T* score = all.scores[p].template data<T>();
+      std::sort(kept.begin(), kept.end());
+      std::stable_sort(kept.begin(), kept.end(), [&](int64_t x, int64_t y) { return score[x] > score[y]; });
+      results.push_back(index_tensor(kept));
+      base += problems[p].boxes.size(0);
     }
-    std::sort(keep.begin(), keep.end());  // torchvision gathers the kept set in index order, then sorts by score
-    std::stable_sort(keep.begin(), keep.end(), [&](int64_t x, int64_t y) { return sp[x] > sp[y]; });
-    return index_tensor(keep);
+    return results;
   });
+}
+
+Tensor batched_nms(const Tensor& boxes, const Tensor& scores, const Tensor& idxs, double iou_threshold) {
+  Tensor keep = batched_nms_each({{boxes, scores, idxs}}, iou_threshold, boxes.defined() ? boxes.device() : kCPU).front();
+  return boxes.device().is_cuda() ? to(keep, boxes.device()) : keep;
 }
 
 }  // namespace mrcnn::ops

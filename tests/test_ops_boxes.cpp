@@ -92,6 +92,41 @@ TEST_CASE("batched_nms: categories never suppress each other, both strategies ag
   }
 }
 
+TEST_CASE("batched_nms_each: equals one batched_nms per problem, both strategies, empty problems") {
+  // Problems of 1500 (per-category), 800 (coordinate offsets), 0 and 1 boxes; float32 with tied
+  // scores (quantised) so the order of ties matters.
+  std::vector<ops::NmsProblem> problems;
+  uint64_t seed = 903;
+  for (const int64_t n : {1500, 800, 0, 1}) {
+    Tensor b, s;
+    random_boxes(n, seed++, b, s);
+    s = ops::div(ops::to(ops::to(ops::mul(s, 40.0), kInt64), kFloat64), 40.0);
+    std::vector<int64_t> cats(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) cats[i] = (i * 5) % 4;
+    problems.push_back({ops::to(b, kFloat32), ops::to(s, kFloat32), from_vector<int64_t>(cats, {n})});
+  }
+  for (const double threshold : {0.3, 0.6}) {
+    CAPTURE(threshold);
+    const std::vector<Tensor> together = ops::batched_nms_each(problems, threshold, kCPU);
+    REQUIRE(together.size() == problems.size());
+    for (size_t p = 0; p < problems.size(); ++p) {
+      CAPTURE(p);
+      CHECK(together[p].device() == kCPU);
+      CHECK(indices(together[p]) ==
+            indices(ops::batched_nms(problems[p].boxes, problems[p].scores, problems[p].idxs, threshold)));
+    }
+    CHECK(together[0].numel() > 100);
+    CHECK(together[2].numel() == 0);
+    CHECK(indices(together[3]) == std::vector<int64_t>{0});
+  }
+  CHECK(ops::batched_nms_each({}, 0.5, kCPU).empty());
+  CHECK(test::error_of([&] {
+          ops::batched_nms_each({problems[3], {ops::to(problems[3].boxes, kFloat64), ops::to(problems[3].scores, kFloat64),
+                                               problems[3].idxs}},
+                                0.5, kCPU);
+        }) == "batched_nms: every problem's boxes must be float32, got float64");
+}
+
 TEST_CASE("boxes: error messages") {
   CHECK(test::error_of([] { ops::box_area(zeros({3, 5})); }) ==
         "box_area: boxes must be [N, 4] rows of (x1, y1, x2, y2), got [3, 5]");
@@ -103,27 +138,54 @@ TEST_CASE("boxes: error messages") {
 
 TEST_CASE("cuda: box_area, box_iou, nms and batched_nms match the CPU") {
   if (test::setup_cuda_or_skip("box ops on CUDA")) return;
-  // Random overlapping boxes in a 100 x 100 image, with tied scores.
+  // Random overlapping boxes in a 100 x 100 image, with tied scores: 700 boxes (batched_nms offsets
+  // the categories) and 1500 (one NMS per category, side by side on the GPU).
   Generator g(7);
-  const int64_t n = 700;
+  const int64_t n = 1500;
   const Tensor corner = ops::mul(rand({n, 2}, kFloat64, kCPU, &g), 80.0);
   const Tensor size = ops::add(ops::mul(rand({n, 2}, kFloat64, kCPU, &g), 30.0), 1.0);
-  const Tensor boxes = ops::cat({corner, ops::add(corner, size)}, 1);
-  const Tensor scores = ops::div(ops::to(ops::to(ops::mul(rand({n}, kFloat64, kCPU, &g), 50.0), kInt64), kFloat64), 50.0);
-  const Tensor classes = ops::to(ops::mul(rand({n}, kFloat64, kCPU, &g), 3.0), kInt64);
-  for (const DType dt : {kFloat64, kFloat32}) {
-    const Tensor b = ops::to(boxes, dt), s = ops::to(scores, dt);
-    const Tensor gb = ops::to(b, kCUDA), gs = ops::to(s, kCUDA);
-    CHECK(test::max_abs_diff(ops::box_area(b), ops::to(ops::box_area(gb), kCPU)) == 0.0);
-    CHECK(test::max_abs_diff(ops::box_iou(b, ops::narrow(b, 0, 0, 50)), ops::to(ops::box_iou(gb, ops::narrow(gb, 0, 0, 50)), kCPU)) <=
-          1e-6);
-    for (const double threshold : {0.3, 0.5, 0.7}) {
-      const Tensor kept = ops::nms(gb, gs, threshold);
-      CHECK(kept.device() == kCUDA);
-      CHECK(test::values(ops::nms(b, s, threshold)) == test::values(kept));
-      CHECK(test::values(ops::batched_nms(b, s, classes, threshold)) ==
-            test::values(ops::batched_nms(gb, gs, ops::to(classes, kCUDA), threshold)));
+  const Tensor all_boxes = ops::cat({corner, ops::add(corner, size)}, 1);
+  const Tensor all_scores = ops::div(ops::to(ops::to(ops::mul(rand({n}, kFloat64, kCPU, &g), 50.0), kInt64), kFloat64), 50.0);
+  const Tensor all_classes = ops::to(ops::mul(rand({n}, kFloat64, kCPU, &g), 3.0), kInt64);
+  for (const int64_t count : {700, 1500}) {
+    CAPTURE(count);
+    const Tensor boxes = ops::narrow(all_boxes, 0, 0, count), scores = ops::narrow(all_scores, 0, 0, count);
+    const Tensor classes = ops::contiguous(ops::narrow(all_classes, 0, 0, count));
+    for (const DType dt : {kFloat64, kFloat32}) {
+      const Tensor b = ops::contiguous(ops::to(boxes, dt)), s = ops::contiguous(ops::to(scores, dt));
+      const Tensor gb = ops::to(b, kCUDA), gs = ops::to(s, kCUDA);
+      // The same formula without fused multiply-adds on both devices: equal bits.
+      CHECK(test::max_abs_diff(ops::box_area(b), ops::to(ops::box_area(gb), kCPU)) == 0.0);
+      CHECK(test::max_abs_diff(ops::box_iou(b, ops::narrow(b, 0, 0, 50)), ops::to(ops::box_iou(gb, ops::narrow(gb, 0, 0, 50)), kCPU)) ==
+            0.0);
+      for (const double threshold : {0.3, 0.5, 0.7}) {
+        CAPTURE(threshold);
+        const Tensor kept = ops::nms(gb, gs, threshold);
+        CHECK(kept.device() == kCUDA);
+        CHECK(test::values(ops::nms(b, s, threshold)) == test::values(kept));
+        const Tensor expected = ops::batched_nms(b, s, classes, threshold);
+        const Tensor device_kept = ops::batched_nms(gb, gs, ops::to(classes, kCUDA), threshold);
+        CHECK(device_kept.device() == kCUDA);
+        CHECK(test::values(expected) == test::values(device_kept));
+        CHECK(test::values(expected) == test::values(ops::batched_nms(gb, gs, classes, threshold)));  // host categories
+      }
     }
   }
+  // Several problems at once on the GPU (one launch, one wait) equal the CPU's, empty ones included.
+  std::vector<ops::NmsProblem> problems;
+  for (const int64_t first : {0, 300, 700}) {
+    const int64_t count = first == 700 ? 800 : first == 300 ? 0 : 1200;
+    problems.push_back({ops::to(ops::narrow(all_boxes, 0, first, count), kFloat32), ops::to(ops::narrow(all_scores, 0, first, count), kFloat32),
+                        ops::contiguous(ops::narrow(all_classes, 0, first, count))});
+  }
+  const std::vector<Tensor> on_cpu = ops::batched_nms_each(problems, 0.5, kCPU);
+  const std::vector<Tensor> on_gpu = ops::batched_nms_each(problems, 0.5, kCUDA);
+  REQUIRE(on_gpu.size() == 3);
+  for (size_t p = 0; p < 3; ++p) {
+    CHECK(on_gpu[p].device() == kCPU);
+    CHECK(test::values(on_cpu[p]) == test::values(on_gpu[p]));
+  }
+  CHECK(on_gpu[0].numel() > 100);
   CHECK(ops::nms(zeros({0, 4}, kFloat32, kCUDA), zeros({0}, kFloat32, kCUDA), 0.5).numel() == 0);
+  CHECK(ops::batched_nms(zeros({0, 4}, kFloat32, kCUDA), zeros({0}, kFloat32, kCUDA), zeros({0}, kInt64, kCUDA), 0.5).numel() == 0);
 }
