@@ -1,6 +1,7 @@
 // Box kernels. NMS follows torchvision's CUDA design: blocks of 64 x 64 box pairs write one 64-bit
 // word of "i suppresses j" bits per (i, column block); then one thread block walks the boxes in score
-// order keeping a removed-bitset in shared memory, so the N x N/64 mask never leaves the GPU. Boxes
+// order, 64 boxes at a time, keeping a removed-bitset in shared memory, so the N x N/64 mask never
+// leaves the GPU (ops/nms_kernels.h has the per-thread bodies and a CPU test replays them). Boxes
 // come in independent segments (categories of batched_nms, images of the RPN): each has its own
 // bitmask and its own reducing block, so their sequential walks run side by side.
 #include "cuda/boxes.h"
@@ -11,30 +12,28 @@
 #include "cuda/context.h"
 #include "cuda/launch.cuh"
 #include "ops/box_geometry.h"
+#include "ops/nms_kernels.h"
 #include "tensor/dispatch.h"
 
 namespace mrcnn::cuda {
 
 namespace {
 
-constexpr int kBlockBoxes = 64;
+constexpr int kBlockBoxes = kNmsBlock;
 
 // Segment s visits positions [offsets[s], offsets[s + 1]) of `order`; its bitmask starts at word
-// mask_base[s] and has one row of column_blocks(s) words per box. Blocks are (column block, row
+// mask_base[s] and has one row of nms_column_blocks(n) words per box. Blocks are (column block, row
 // block, segment); those outside a segment's upper triangle return at once.
 struct Segments {
   const int64_t* offsets;    // [S + 1]
   const int64_t* mask_base;  // [S]
 };
 
-__device__ inline int64_t column_blocks(int64_t n) { return (n + kBlockBoxes - 1) / kBlockBoxes; }
-
-// The IoU is compared in double against the double threshold, as the CPU does (ops/boxes.cpp), and
-// this file is compiled without FMA contraction, so both devices suppress exactly the same boxes.
+// This file is compiled without FMA contraction, so IoUs (and so suppressions) equal the CPU's.
 template <typename T>
 __global__ void nms_mask_kernel(const T* boxes, const int64_t* order, Segments segments, double threshold, uint64_t* mask) {
   const int64_t segment = blockIdx.z, first = segments.offsets[segment];
-  const int64_t n = segments.offsets[segment + 1] - first, col_blocks = column_blocks(n);
+  const int64_t n = segments.offsets[segment + 1] - first, col_blocks = nms_column_blocks(n);
   const int64_t row_block = blockIdx.y, col_block = blockIdx.x;
   if (row_block > col_block || col_block >= col_blocks) return;  // i suppresses only later boxes
   const int64_t rows_left = n - row_block * kBlockBoxes, cols_left = n - col_block * kBlockBoxes;
@@ -48,33 +47,46 @@ __global__ void nms_mask_kernel(const T* boxes, const int64_t* order, Segments s
   __syncthreads();
   if (threadIdx.x >= row_size) return;
   const int64_t i = row_block * kBlockBoxes + threadIdx.x;
-  const T* p = boxes + order[first + i] * 4;
-  uint64_t bits = 0;
-  for (int64_t j = row_block == col_block ? threadIdx.x + 1 : 0; j < col_size; ++j)
-    if (static_cast<double>(box_iou_of(p, block_boxes + j * 4)) > threshold) bits |= uint64_t(1) << j;
-  mask[segments.mask_base[segment] + i * col_blocks + col_block] = bits;
+  const int64_t first_j = row_block == col_block ? threadIdx.x + 1 : 0;
+  mask[segments.mask_base[segment] + i * col_blocks + col_block] =
+      nms_suppressed_bits(boxes + order[first + i] * 4, block_boxes, first_j, col_size, threshold);
 }
 
-// One block per segment: box i (in visiting order) is kept unless an earlier kept box removed it;
-// then its mask row is OR-ed into the removed set by all threads. Segment s writes its kept box
-// indices to keep[offsets[s] ...] and their number to counts[s].
+// One thread block per segment, walking its 64-box blocks in order (see ops/nms_kernels.h): the
+// block's diagonal words come to shared memory, one thread resolves the block, then each thread ORs
+// the kept boxes' rows into its words of the removed set. Segment s writes its kept box indices to
+// keep[offsets[s] ...] and their number to counts[s]. Needs blockDim.x >= 64.
 __global__ void nms_reduce_kernel(const uint64_t* mask, const int64_t* order, Segments segments, int64_t* keep,
                                   int64_t* counts) {
   extern __shared__ uint64_t removed[];
+  __shared__ uint64_t diagonal[kBlockBoxes];
+  __shared__ uint64_t kept_bits;
+  __shared__ int64_t count;
   const int64_t segment = blockIdx.x, first = segments.offsets[segment];
-  const int64_t n = segments.offsets[segment + 1] - first, col_blocks = column_blocks(n);
+  const int64_t n = segments.offsets[segment + 1] - first, col_blocks = nms_column_blocks(n);
   const uint64_t* rows = mask + segments.mask_base[segment];
   for (int64_t w = threadIdx.x; w < col_blocks; w += blockDim.x) removed[w] = 0;
-  __shared__ int64_t count;
   if (threadIdx.x == 0) count = 0;
   __syncthreads();
-  for (int64_t i = 0; i < n; ++i) {
-    const bool is_removed = (removed[i / kBlockBoxes] >> (i % kBlockBoxes)) & 1;
-    __syncthreads();  // every thread has read the bit before any thread updates the set
-    if (is_removed) continue;
-    if (threadIdx.x == 0) keep[first + count++] = order[first + i];
-    for (int64_t w = i / kBlockBoxes + threadIdx.x; w < col_blocks; w += blockDim.x) removed[w] |= rows[i * col_blocks + w];
+  for (int64_t block = 0; block < col_blocks; ++block) {
+    const int64_t base = block * kBlockBoxes, size = n - base < kBlockBoxes ? n - base : kBlockBoxes;
+    if (threadIdx.x < size) diagonal[threadIdx.x] = rows[(base + threadIdx.x) * col_blocks + block];
     __syncthreads();
+    if (threadIdx.x == 0) {
+      const uint64_t kept = nms_resolve_block(diagonal, ~removed[block] & nms_low_bits(size), size);
+      for (uint64_t bits = kept; bits; bits &= bits - 1)
+        keep[first + count++] = order[first + base + __ffsll(static_cast<long long>(bits)) - 1];
+      kept_bits = kept;
+    }
+    __syncthreads();
+    const uint64_t kept = kept_bits;
+    for (int64_t w = block + 1 + threadIdx.x; w < col_blocks; w += blockDim.x) {
+      uint64_t suppressed = 0;
+      for (uint64_t bits = kept; bits; bits &= bits - 1)
+        suppressed |= rows[(base + __ffsll(static_cast<long long>(bits)) - 1) * col_blocks + w];
+      removed[w] |= suppressed;
+    }
+    __syncthreads();  // the removed set is complete before the next block reads it
   }
   if (threadIdx.x == 0) counts[segment] = count;
 }
@@ -120,13 +132,15 @@ std::vector<int64_t> nms_segments(const Tensor& boxes, const Tensor& order, cons
     const int64_t n = offsets[s + 1] - offsets[s];
     check(n >= 0, "nms: segment offsets must not decrease");
     table.push_back(mask_words);
-    mask_words += n * ((n + kBlockBoxes - 1) / kBlockBoxes);
-    widest = std::max(widest, (n + kBlockBoxes - 1) / kBlockBoxes);
+    mask_words += n * nms_column_blocks(n);
+    widest = std::max(widest, nms_column_blocks(n));
   }
   std::vector<int64_t> counts(static_cast<size_t>(segment_count), 0);
   if (order.numel() == 0) return counts;
-  check(widest * 8 <= 48 * 1024, "nms: ", widest * kBlockBoxes, " boxes in one category exceed the CUDA kernel's limit of ",
-        48 * 1024 / 8 * kBlockBoxes);
+  // The removed set takes one shared word per column block, beside the kernel's 1 KB of fixed shared memory.
+  constexpr int64_t kSharedWords = 47 * 1024 / 8;
+  check(widest <= kSharedWords, "nms: ", widest * kBlockBoxes, " boxes to compare with each other exceed the CUDA kernel's limit of ",
+        kSharedWords * kBlockBoxes);
   const Tensor device_table = from_vector(table, {static_cast<int64_t>(table.size())}, boxes.device());
   const int64_t* table_data = static_cast<const int64_t*>(device_table.raw_data());
   const Segments segments{table_data, table_data + segment_count + 1};

@@ -3,6 +3,8 @@
 #include <set>
 
 #include "ops/boxes.h"
+#include "ops/nms_kernels.h"
+#include "ops/sort.h"
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -19,6 +21,32 @@ void random_boxes(int64_t n, uint64_t seed, Tensor& boxes, Tensor& scores) {
   const Tensor lo = ops::mul(xy, 60.0), size = ops::add(ops::mul(wh, 35.0), 5.0);
   boxes = ops::cat({lo, ops::add(lo, size)}, 1);
   scores = rand({n}, kFloat64, kCPU, &g);
+}
+
+// The GPU's bitmask NMS (cuda/boxes.cu) replayed on the CPU with its own bodies: a mask word per
+// (box, later column block), then the reduction block by block. Returns kept positions in visiting order.
+std::vector<int64_t> bitmask_nms(const std::vector<double>& visited_boxes, double threshold) {
+  const int64_t n = static_cast<int64_t>(visited_boxes.size() / 4), blocks = nms_column_blocks(n);
+  std::vector<uint64_t> mask(static_cast<size_t>(n * blocks), 0);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t c = i / kNmsBlock; c < blocks; ++c)
+      mask[i * blocks + c] = nms_suppressed_bits(&visited_boxes[4 * i], &visited_boxes[4 * c * kNmsBlock],
+                                                 c == i / kNmsBlock ? i % kNmsBlock + 1 : 0,
+                                                 std::min<int64_t>(kNmsBlock, n - c * kNmsBlock), threshold);
+  std::vector<uint64_t> removed(static_cast<size_t>(blocks), 0);
+  std::vector<int64_t> keep;
+  for (int64_t block = 0; block < blocks; ++block) {
+    const int64_t base = block * kNmsBlock, size = std::min<int64_t>(kNmsBlock, n - base);
+    std::vector<uint64_t> diagonal;
+    for (int64_t j = 0; j < size; ++j) diagonal.push_back(mask[(base + j) * blocks + block]);
+    const uint64_t kept = nms_resolve_block(diagonal.data(), ~removed[block] & nms_low_bits(size), size);
+    for (int64_t j = 0; j < size; ++j)
+      if ((kept >> j) & 1) {
+        keep.push_back(base + j);
+        for (int64_t w = block + 1; w < blocks; ++w) removed[w] |= mask[(base + j) * blocks + w];
+      }
+  }
+  return keep;
 }
 
 }  // namespace
@@ -59,6 +87,27 @@ TEST_CASE("nms: greedy invariants on random boxes") {
     bool covered = false;
     for (int64_t i : keep) covered = covered || (score[i] > score[j] && iou[i * 300 + j] > 0.3);
     CHECK(covered);
+  }
+}
+
+TEST_CASE("nms: the GPU's bitmask bodies, replayed on the CPU, keep the greedy NMS's boxes") {
+  // Sizes around the 64-box blocks: one box, a full block, a block and one, several with a partial last.
+  for (const int64_t n : {1, 63, 64, 65, 300}) {
+    Tensor b, s;
+    random_boxes(n, 910 + static_cast<uint64_t>(n), b, s);
+    const auto order = indices(ops::sort(s, 0, /*descending=*/true).indices);
+    const auto box = test::values(b);
+    std::vector<double> visited;
+    for (int64_t i : order) visited.insert(visited.end(), box.begin() + 4 * i, box.begin() + 4 * i + 4);
+    for (const double threshold : {0.0, 0.3, 0.7}) {
+      CAPTURE(n);
+      CAPTURE(threshold);
+      std::vector<int64_t> kept;
+      for (int64_t position : bitmask_nms(visited, threshold)) kept.push_back(order[position]);
+      const auto expected = indices(ops::nms(b, s, threshold));
+      CHECK(kept == expected);
+      if (n == 300) CHECK(expected.size() < (threshold == 0.7 ? 300u : 150u));  // suppression happened
+    }
   }
 }
 

@@ -1,0 +1,47 @@
+// The bitmask NMS of cuda/boxes.cu, as per-thread bodies a CPU test also runs (tests/test_ops_boxes.cpp
+// rebuilds the GPU's bitmask and reduction with them and compares with the CPU's greedy NMS).
+//
+// Boxes are visited in score order and cut into blocks of 64. The mask word of (box i, column
+// block c) has bit j set when box i suppresses box c * 64 + j: IoU above the threshold, and only
+// for boxes after i. The reduction walks the blocks in order: a block's boxes not removed by kept
+// boxes of earlier blocks are resolved among themselves with its diagonal words (one thread, bit
+// operations on 64 words), then every box kept there removes its later blocks' boxes (threads over
+// words, no ordering between them).
+#pragma once
+#include <cstdint>
+
+#include "cuda/host_device.h"
+#include "ops/box_geometry.h"
+
+namespace mrcnn {
+
+constexpr int kNmsBlock = 64;
+
+MRCNN_HD inline int64_t nms_column_blocks(int64_t n) { return (n + kNmsBlock - 1) / kNmsBlock; }
+
+// Bits j in [first_j, count) of `column` (count boxes, 4 values each) that box p suppresses. The IoU
+// is compared in double against the double threshold, as the CPU's greedy NMS does.
+template <typename T>
+MRCNN_HD inline uint64_t nms_suppressed_bits(const T* p, const T* column, int64_t first_j, int64_t count, double threshold) {
+  uint64_t bits = 0;
+  for (int64_t j = first_j; j < count; ++j)
+    if (static_cast<double>(box_iou_of(p, column + 4 * j)) > threshold) bits |= uint64_t(1) << j;
+  return bits;
+}
+
+// The boxes a block keeps among themselves: alive has bit j for each of its `size` boxes no earlier
+// kept box removed; diagonal[j] is box j's mask word for its own block.
+MRCNN_HD inline uint64_t nms_resolve_block(const uint64_t* diagonal, uint64_t alive, int64_t size) {
+  uint64_t kept = 0;
+  for (int64_t j = 0; j < size; ++j)
+    if ((alive >> j) & 1) {
+      kept |= uint64_t(1) << j;
+      alive &= ~diagonal[j];
+    }
+  return kept;
+}
+
+// Bits 0 .. size - 1.
+MRCNN_HD inline uint64_t nms_low_bits(int64_t size) { return size >= 64 ? ~uint64_t(0) : (uint64_t(1) << size) - 1; }
+
+}  // namespace mrcnn
