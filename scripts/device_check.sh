@@ -6,7 +6,8 @@
 # tool's call must name it in `carry`. Env: BENCH=1 (PyTorch comparison; BENCH_TF32=1 adds TF32 on both
 # sides), PROFILE=1 (stage and backward-op timings), APP=1 (train/predict/eval).
 # The GPU machine's CUDA/cuDNN libraries may live in a Python environment, not in the linker's
-# path: this finds them. Usage: scripts/device_check.sh [DIR] [OUT]
+# path: this finds them. Every step has a time limit (a hung kernel must not eat the lent machine's
+# minutes; the logs written so far still come back). Usage: scripts/device_check.sh [DIR] [OUT]
 set -uo pipefail
 if [ "${1:-}" = "--pack" ]; then
   build=${2:-build} dir=${3:-.devbin}
@@ -39,7 +40,7 @@ for t in "$dir"/test_*; do
   [ -x "$t" ] || continue
   name=$(basename "$t")
   # doctest filters are case-insensitive wildcards: every CUDA case has "cuda" in its name.
-  if "$t" --test-case='*cuda*' >"$out/$name.log" 2>&1; then
+  if timeout "${TEST_TIMEOUT:-180}" "$t" --test-case='*cuda*' >"$out/$name.log" 2>&1; then
     echo "device_check: $name: $(grep -E '^\[doctest\] (test cases|assertions)' "$out/$name.log" | tr '\n' ' ')"
   else
     status=1
@@ -47,7 +48,7 @@ for t in "$dir"/test_*; do
   fi
 done
 if [ -x "$dir/mrcnn" ]; then
-  "$dir/mrcnn" selftest > "$out/selftest.log" 2>&1 || status=1
+  timeout 180 "$dir/mrcnn" selftest > "$out/selftest.log" 2>&1 || status=1
   tail -26 "$out/selftest.log"
 fi
 # BENCH=1: R50-FPN at 512x512 against the machine's PyTorch/torchvision, batch 2 and 8, both sides
@@ -55,7 +56,7 @@ fi
 if [ "${BENCH:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
   for precision in strict ${BENCH_TF32:+tf32}; do
     for batch in ${BENCH_BATCHES:-2 8}; do
-      python3 bench/model_vs_torch.py --mrcnn "$dir/mrcnn" --device cuda --cases R50-FPN --batch "$batch" \
+      timeout 300 python3 bench/model_vs_torch.py --mrcnn "$dir/mrcnn" --device cuda --cases R50-FPN --batch "$batch" \
         --steps "${BENCH_STEPS:-10}" $([ $precision = tf32 ] && echo --tf32) 2>&1 | tee "$out/bench_${precision}_batch$batch.log" || status=1
     done
   done
@@ -63,24 +64,26 @@ fi
 # PROFILE=1: where a training step and an inference go, stage by stage, and backward op by op
 # (GPU-synchronised timers).
 if [ "${PROFILE:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
-  "$dir/mrcnn" bench --config bench/configs/r50_fpn_512.json --size 512x512 --batch 2 --device cuda --profile \
+  timeout 180 "$dir/mrcnn" bench --config bench/configs/r50_fpn_512.json --size 512x512 --batch 2 --device cuda --profile \
     2>&1 | tee "$out/profile.log" || status=1
 fi
 # APP=1: the application end to end on the GPU: synthetic data, train (with a stop and a resume),
 # predict and evaluate with --device ${APP_DEVICE:-cuda}.
+app_steps() {
+  $m synth --out $d/data --patients 12 --slices 8 --val-patients 3 > /dev/null &&
+  $m train --config configs/synthetic_demo.json --train $d/data/train.json --val $d/data/val.json --images $d/data/images \
+    --out $d/run --device "$dev" --epochs "${APP_EPOCHS:-8}" --stop-after-epochs 2 &&
+  $m train --config configs/synthetic_demo.json --train $d/data/train.json --val $d/data/val.json --images $d/data/images \
+    --out $d/run --device "$dev" --epochs "${APP_EPOCHS:-8}" --resume &&
+  $m predict --weights $d/run/best.safetensors $(ls $d/data/images/* | head -4) --json $d/predictions.json \
+    --device "$dev" --score-thresh 0.5 &&
+  $m eval --weights $d/run/best.safetensors --data $d/data/val.json --images $d/data/images --device "$dev"
+}
 if [ "${APP:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
-  m="$dir/mrcnn" d=/tmp/device_app dev=${APP_DEVICE:-cuda}
+  export m="$dir/mrcnn" d=/tmp/device_app dev=${APP_DEVICE:-cuda}
+  export -f app_steps
   rm -rf $d
-  {
-    $m synth --out $d/data --patients 12 --slices 8 --val-patients 3 > /dev/null &&
-    $m train --config configs/synthetic_demo.json --train $d/data/train.json --val $d/data/val.json --images $d/data/images \
-      --out $d/run --device "$dev" --epochs "${APP_EPOCHS:-8}" --stop-after-epochs 2 &&
-    $m train --config configs/synthetic_demo.json --train $d/data/train.json --val $d/data/val.json --images $d/data/images \
-      --out $d/run --device "$dev" --epochs "${APP_EPOCHS:-8}" --resume &&
-    $m predict --weights $d/run/best.safetensors $(ls $d/data/images/* | head -4) --json $d/predictions.json \
-      --device "$dev" --score-thresh 0.5 &&
-    $m eval --weights $d/run/best.safetensors --data $d/data/val.json --images $d/data/images --device "$dev"
-  } > "$out/app.log" 2>&1 || status=1
+  timeout 300 bash -c app_steps > "$out/app.log" 2>&1 || status=1
   grep -v "^\[" "$out/app.log" | tail -30
 fi
 exit $status
