@@ -21,6 +21,7 @@
 #include "nn/optim.h"
 #include "ops/ops.h"
 #include "tensor/parallel.h"
+#include "tensor/storage.h"
 
 namespace mrcnn::apps {
 
@@ -146,22 +147,29 @@ int bench(const BenchOptions& options) {
   };
   const int steps = static_cast<int>(options.steps);
   const bench::Repeats repeats{steps, 0.0, steps};
+  // Peak bytes held by tensors on the model's device (the caching allocators' reserves excluded).
+  const auto reset_peak = [&] { device.is_cuda() ? cuda::reset_peak_memory() : reset_host_peak_memory(); };
+  const auto peak_mb = [&] {
+    return static_cast<double>(device.is_cuda() ? cuda::memory_stats().peak_in_use : host_memory_stats().peak_in_use) / (1 << 20);
+  };
   model.train();
-  cuda::reset_peak_memory();
+  reset_peak();
   for (int64_t i = 1; i < options.warmup; ++i) train_step();  // median_seconds adds one more
   const double train_ms = 1e3 * bench::median_seconds(train_step, repeats);
-  const double train_gpu_mb = static_cast<double>(cuda::memory_stats().peak_in_use) / (1 << 20);
+  const double train_tensor_mb = peak_mb();
   model.eval();
-  cuda::reset_peak_memory();
+  reset_peak();
   for (int64_t i = 1; i < options.warmup; ++i) infer_step();
   const double infer_ms = 1e3 * bench::median_seconds(infer_step, repeats);
-  const double infer_gpu_mb = static_cast<double>(cuda::memory_stats().peak_in_use) / (1 << 20);
+  const double infer_tensor_mb = peak_mb();
   const double rss = peak_rss_mb();
   std::printf("train step %.1f ms, inference %.1f ms (median of %lld), peak RSS %.0f MB\n", train_ms, infer_ms,
               static_cast<long long>(options.steps), rss);
   if (device.is_cuda())
-    std::printf("peak GPU memory held by tensors: train %.0f MB, inference %.0f MB (%s)\n", train_gpu_mb, infer_gpu_mb,
+    std::printf("peak GPU memory held by tensors: train %.0f MB, inference %.0f MB (%s)\n", train_tensor_mb, infer_tensor_mb,
                 cuda::device_name(device.index).c_str());
+  else
+    std::printf("peak memory held by tensors: train %.0f MB, inference %.0f MB\n", train_tensor_mb, infer_tensor_mb);
   if (options.profile) {
     // Separate, untimed passes: the stage timers wait for the GPU at every boundary.
     set_profiling(true);
@@ -199,7 +207,10 @@ int bench(const BenchOptions& options) {
     std::ofstream(options.json_out) << nlohmann::json{{"train_ms", train_ms}, {"infer_ms", infer_ms}, {"peak_rss_mb", rss},
                                                       {"batch", options.batch}, {"size", options.size},
                                                       {"threads", num_threads()}, {"device", device.str()},
-                                                      {"train_gpu_peak_mb", train_gpu_mb}, {"infer_gpu_peak_mb", infer_gpu_mb}}
+                                                      {"train_tensor_peak_mb", train_tensor_mb},
+                                                      {"infer_tensor_peak_mb", infer_tensor_mb},
+                                                      {"train_gpu_peak_mb", device.is_cuda() ? train_tensor_mb : 0.0},
+                                                      {"infer_gpu_peak_mb", device.is_cuda() ? infer_tensor_mb : 0.0}}
                                            .dump()
                                     << "\n";
   }

@@ -2,6 +2,7 @@
 #include "tensor/storage.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -86,7 +87,19 @@ HostCache& host_cache() {
   return *cache;
 }
 
+std::atomic<size_t> host_in_use{0}, host_peak{0};
+
+void count_host_allocation(size_t nbytes) {
+  const size_t now = host_in_use.fetch_add(nbytes, std::memory_order_relaxed) + nbytes;
+  size_t peak = host_peak.load(std::memory_order_relaxed);
+  while (now > peak && !host_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
 }  // namespace
+
+HostMemoryStats host_memory_stats() { return {host_in_use.load(), host_peak.load()}; }
+void reset_host_peak_memory() { host_peak.store(host_in_use.load()); }
 
 HostCacheStats host_cache_stats() { return host_cache().stats(); }
 void empty_host_cache() { host_cache().clear(); }
@@ -101,11 +114,16 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   if (bytes >= kCachedMinBytes) data_ = host_cache().take(bytes);
   if (!data_) data_ = std::aligned_alloc(64, bytes);
   if (!data_) throw Error(str_cat("out of host memory allocating ", nbytes, " bytes"));
+  count_host_allocation(nbytes);
 }
 
 Storage::~Storage() {
-  if (device_.is_cuda()) cuda::device_free(data_);
-  else if (const size_t bytes = host_block_bytes(nbytes_); bytes < kCachedMinBytes || !host_cache().give(data_, bytes))
+  if (device_.is_cuda()) {
+    cuda::device_free(data_);
+    return;
+  }
+  host_in_use.fetch_sub(nbytes_, std::memory_order_relaxed);
+  if (const size_t bytes = host_block_bytes(nbytes_); bytes < kCachedMinBytes || !host_cache().give(data_, bytes))
     std::free(data_);
 }
 

@@ -36,4 +36,12 @@ struct HostCacheStats {
 HostCacheStats host_cache_stats();
 void empty_host_cache();  // frees every cached block
 
+// Bytes of live CPU tensors (as requested), now and at the peak since the last reset: what the work
+// itself holds, without the host cache's reserve (the GPU's counterpart is cuda::memory_stats).
+struct HostMemoryStats {
+  size_t in_use = 0, peak_in_use = 0;
+};
+HostMemoryStats host_memory_stats();
+void reset_host_peak_memory();  // the peak restarts from what is in use now
+
 }  // namespace mrcnn

@@ -170,6 +170,26 @@ TEST_CASE("host block cache: freed large blocks are reused, small ones are not c
   CHECK(host_cache_stats().cached_bytes == 0);
 }
 
+TEST_CASE("host memory statistics: bytes held by live tensors and their peak, the cache's reserve excluded") {
+  empty_host_cache();
+  reset_host_peak_memory();
+  const HostMemoryStats base = host_memory_stats();
+  CHECK(base.peak_in_use == base.in_use);
+  {
+    const Tensor a = empty({1 << 19});  // 2 MB (cached when freed)
+    const Tensor b = empty({1000}, kFloat64);
+    CHECK(host_memory_stats().in_use == base.in_use + (size_t{2} << 20) + 8000);
+    const Tensor view = ops::narrow(a, 0, 0, 10);  // a view holds no new storage
+    CHECK(host_memory_stats().in_use == base.in_use + (size_t{2} << 20) + 8000);
+  }
+  CHECK(host_memory_stats().in_use == base.in_use);  // the cached 2 MB block no longer counts
+  CHECK(host_cache_stats().cached_bytes == (size_t{2} << 20));
+  CHECK(host_memory_stats().peak_in_use == base.in_use + (size_t{2} << 20) + 8000);
+  reset_host_peak_memory();
+  CHECK(host_memory_stats().peak_in_use == base.in_use);
+  empty_host_cache();
+}
+
 // --- CUDA caching allocator: bookkeeping tested with host memory standing in for the device ------
 TEST_CASE("caching allocator: size classes, reuse, statistics, empty_cache, out of memory") {
   int mallocs = 0, frees = 0;
