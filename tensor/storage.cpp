@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <iterator>
+#include <list>
 #include <map>
 #include <mutex>
 #include <new>
@@ -41,17 +43,54 @@ size_t host_block_bytes(size_t nbytes) {
   return (bytes + step - 1) / step * step;
 }
 
+// Live host memory: bytes as requested (the statistics), and in allocated blocks with their
+// never-reset high-water mark (the cache's bound).
+std::atomic<size_t> host_in_use{0}, host_peak{0}, blocks_in_use{0}, blocks_high_water{0};
+
+void raise_to(std::atomic<size_t>& mark, size_t value) {
+  size_t seen = mark.load(std::memory_order_relaxed);
+  while (value > seen && !mark.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
+  }
+}
+
+void count_host_allocation(size_t nbytes, size_t block_bytes) {
+  raise_to(host_peak, host_in_use.fetch_add(nbytes, std::memory_order_relaxed) + nbytes);
+  raise_to(blocks_high_water, blocks_in_use.fetch_add(block_bytes, std::memory_order_relaxed) + block_bytes);
+}
+
+void count_host_free(size_t nbytes, size_t block_bytes) {
+  host_in_use.fetch_sub(nbytes, std::memory_order_relaxed);
+  blocks_in_use.fetch_sub(block_bytes, std::memory_order_relaxed);
+}
+
+// Free blocks by size class, oldest first. The cache never lets live blocks plus cached ones exceed
+// the most the process has ever had live, plus 1/8 (so a peak that creeps up does not flush it): on
+// a miss that would, the oldest cached blocks (sizes the work stopped asking for, e.g. training's
+// after a switch to inference) are freed first. So the cache costs little memory beyond the peak
+// working set, and in a steady loop its blocks are reused.
+size_t cache_ceiling() {
+  const size_t high_water = blocks_high_water.load(std::memory_order_relaxed);
+  return high_water + high_water / 8;
+}
+
 class HostCache {
  public:
+  // A cached block of exactly `bytes` (the most recently freed), or null after making room for a
+  // fresh one.
   void* take(size_t bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto it = free_.find(bytes);
-    if (it == free_.end()) {
+    const auto [first, last] = by_size_.equal_range(bytes);
+    if (first == last) {
       ++stats_.misses;
+      const size_t ceiling = cache_ceiling();
+      while (!age_.empty() && blocks_in_use.load(std::memory_order_relaxed) + stats_.cached_bytes + bytes > ceiling)
+        release_oldest();
       return nullptr;
     }
-    void* p = it->second;
-    free_.erase(it);
+    const auto entry = std::prev(last)->second;
+    void* p = entry->p;
+    by_size_.erase(std::prev(last));
+    age_.erase(entry);
     stats_.cached_bytes -= bytes;
     ++stats_.hits;
     return p;
@@ -60,24 +99,40 @@ class HostCache {
   bool give(void* p, size_t bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
     if (stats_.cached_bytes + bytes > cache_limit_bytes()) return false;
-    free_.emplace(bytes, p);
+    age_.push_back({bytes, p});
+    by_size_.emplace(bytes, std::prev(age_.end()));
     stats_.cached_bytes += bytes;
     return true;
   }
   void clear() {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& [bytes, p] : free_) std::free(p);
-    free_.clear();
-    stats_.cached_bytes = 0;
+    while (!age_.empty()) release_oldest();
   }
   HostCacheStats stats() {
     std::lock_guard<std::mutex> lock(mutex_);
-    return stats_;
+    HostCacheStats s = stats_;
+    s.ceiling_bytes = cache_ceiling();
+    return s;
   }
 
  private:
+  struct Block {
+    size_t bytes;
+    void* p;
+  };
+  void release_oldest() {
+    const Block oldest = age_.front();
+    auto [first, last] = by_size_.equal_range(oldest.bytes);
+    while (first->second != age_.begin()) ++first;
+    by_size_.erase(first);
+    age_.pop_front();
+    std::free(oldest.p);
+    stats_.cached_bytes -= oldest.bytes;
+  }
+
   std::mutex mutex_;
-  std::multimap<size_t, void*> free_;
+  std::list<Block> age_;                                       // oldest first
+  std::multimap<size_t, std::list<Block>::iterator> by_size_;  // equal sizes in the order freed
   HostCacheStats stats_;
 };
 
@@ -85,15 +140,6 @@ class HostCache {
 HostCache& host_cache() {
   static HostCache* cache = new HostCache();
   return *cache;
-}
-
-std::atomic<size_t> host_in_use{0}, host_peak{0};
-
-void count_host_allocation(size_t nbytes) {
-  const size_t now = host_in_use.fetch_add(nbytes, std::memory_order_relaxed) + nbytes;
-  size_t peak = host_peak.load(std::memory_order_relaxed);
-  while (now > peak && !host_peak.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
-  }
 }
 
 }  // namespace
@@ -114,7 +160,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   if (bytes >= kCachedMinBytes) data_ = host_cache().take(bytes);
   if (!data_) data_ = std::aligned_alloc(64, bytes);
   if (!data_) throw Error(str_cat("out of host memory allocating ", nbytes, " bytes"));
-  count_host_allocation(nbytes);
+  count_host_allocation(nbytes, bytes);
 }
 
 Storage::~Storage() {
@@ -122,9 +168,9 @@ Storage::~Storage() {
     cuda::device_free(data_);
     return;
   }
-  host_in_use.fetch_sub(nbytes_, std::memory_order_relaxed);
-  if (const size_t bytes = host_block_bytes(nbytes_); bytes < kCachedMinBytes || !host_cache().give(data_, bytes))
-    std::free(data_);
+  const size_t bytes = host_block_bytes(nbytes_);
+  count_host_free(nbytes_, bytes);
+  if (bytes < kCachedMinBytes || !host_cache().give(data_, bytes)) std::free(data_);
 }
 
 }  // namespace mrcnn

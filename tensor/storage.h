@@ -26,12 +26,13 @@ class Storage {
   Device device_;
 };
 
-// The host block cache: freed CPU blocks of >= 1 MB are kept (up to 1 GB or 1/16 of the machine's
-// memory, or $MRCNN_HOST_CACHE_MB; 0 turns it off) and reused by later
-// allocations of about the same size, instead of going back to the kernel and coming back as fresh
-// pages it must zero (that page clearing was ~7% of a training step).
+// The host block cache: freed CPU blocks of >= 1 MB are kept and reused by later allocations of
+// about the same size, instead of going back to the kernel and coming back as fresh pages it must
+// zero (that page clearing was ~7% of a training step). Live plus cached blocks stay within
+// ceiling_bytes, 9/8 of the most ever live (the oldest cached blocks are freed first to keep it),
+// and the cache within 1 GB or 1/16 of the machine's memory ($MRCNN_HOST_CACHE_MB; 0 turns it off).
 struct HostCacheStats {
-  size_t cached_bytes = 0, hits = 0, misses = 0;
+  size_t cached_bytes = 0, hits = 0, misses = 0, ceiling_bytes = 0;
 };
 HostCacheStats host_cache_stats();
 void empty_host_cache();  // frees every cached block

@@ -170,6 +170,32 @@ TEST_CASE("host block cache: freed large blocks are reused, small ones are not c
   CHECK(host_cache_stats().cached_bytes == 0);
 }
 
+TEST_CASE("host block cache: live plus cached blocks stay within 9/8 of the most ever live, oldest freed first") {
+  empty_host_cache();
+  // A new peak: `big` is larger than anything live before, so the ceiling becomes about 9/8 of it.
+  const int64_t big = static_cast<int64_t>(host_cache_stats().ceiling_bytes / 4) + (int64_t{16} << 20) / 4;  // floats
+  { Tensor peak = empty({big}); }
+  const size_t big_bytes = host_cache_stats().cached_bytes;
+  CHECK(big_bytes >= static_cast<size_t>(big) * 4);
+  const size_t ceiling = host_cache_stats().ceiling_bytes;
+  CHECK(ceiling >= big_bytes + big_bytes / 8);
+  {
+    // A small miss fits beside the cached block under the ceiling: the block stays cached.
+    Tensor small = empty({(1 << 20) / 4});
+    CHECK(host_cache_stats().cached_bytes == big_bytes);
+  }
+  CHECK(host_cache_stats().cached_bytes == big_bytes + (size_t{1} << 20));
+  {
+    // Half the peak in a new size class would overshoot the ceiling with the big block cached: the
+    // oldest block (the big one) is freed; the 1 MB one, younger, stays.
+    Tensor half = empty({big / 2});
+    CHECK(host_cache_stats().cached_bytes == (size_t{1} << 20));
+    CHECK(host_cache_stats().ceiling_bytes == ceiling);  // not a new peak
+  }
+  empty_host_cache();
+  CHECK(host_cache_stats().cached_bytes == 0);
+}
+
 TEST_CASE("host memory statistics: bytes held by live tensors and their peak, the cache's reserve excluded") {
   empty_host_cache();
   reset_host_peak_memory();
