@@ -215,6 +215,7 @@ struct SegmentedNms {
   std::vector<int64_t> solve(double iou_threshold, Device device, std::vector<int64_t>& keep) const {
     const int64_t total = static_cast<int64_t>(visit.size()), segment_count = static_cast<int64_t>(offsets.size()) - 1;
     keep.assign(visit.size(), 0);
+    if (total == 0) return std::vector<int64_t>(static_cast<size_t>(segment_count), 0);
     if (device.is_cuda()) {
       const Tensor device_keep = empty({total}, kInt64, device);
       std::vector<int64_t> counts = cuda::nms_segments(from_vector(boxes, {total, 4}, device), from_vector(visit, {total}, device),

@@ -169,6 +169,9 @@ TEST_CASE("batched_nms_each: equals one batched_nms per problem, both strategies
     CHECK(indices(together[3]) == std::vector<int64_t>{0});
   }
   CHECK(ops::batched_nms_each({}, 0.5, kCPU).empty());
+  // Nothing to suppress: no device work at all (this runs without a GPU too).
+  const std::vector<Tensor> none = ops::batched_nms_each({problems[2], problems[2]}, 0.5, kCUDA);
+  CHECK((none.size() == 2 && none[0].numel() == 0 && none[1].numel() == 0));
   CHECK(test::error_of([&] {
           ops::batched_nms_each({problems[3], {ops::to(problems[3].boxes, kFloat64), ops::to(problems[3].scores, kFloat64),
                                                problems[3].idxs}},
