@@ -75,23 +75,25 @@ size_t cache_ceiling() {
 
 class HostCache {
  public:
-  // A cached block of exactly `bytes` (the most recently freed), or null after making room for a
-  // fresh one.
-  void* take(size_t bytes) {
+  // The most recently freed cached block of at least `bytes` and at most 1/4 more (its size in
+  // *block_bytes), or null after making room for a fresh one of `bytes`.
+  void* take(size_t bytes, size_t* block_bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
-    const auto [first, last] = by_size_.equal_range(bytes);
-    if (first == last) {
+    auto fit = by_size_.lower_bound(bytes);
+    if (fit == by_size_.end() || fit->first > bytes + bytes / 4) {
       ++stats_.misses;
       const size_t ceiling = cache_ceiling();
       while (!age_.empty() && blocks_in_use.load(std::memory_order_relaxed) + stats_.cached_bytes + bytes > ceiling)
         release_oldest();
       return nullptr;
     }
-    const auto entry = std::prev(last)->second;
+    fit = std::prev(by_size_.upper_bound(fit->first));
+    const auto entry = fit->second;
     void* p = entry->p;
-    by_size_.erase(std::prev(last));
+    *block_bytes = entry->bytes;
+    by_size_.erase(fit);
     age_.erase(entry);
-    stats_.cached_bytes -= bytes;
+    stats_.cached_bytes -= *block_bytes;
     ++stats_.hits;
     return p;
   }
@@ -156,11 +158,11 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
     return;
   }
   // 64-byte alignment for AVX loads.
-  const size_t bytes = host_block_bytes(nbytes);
-  if (bytes >= kCachedMinBytes) data_ = host_cache().take(bytes);
-  if (!data_) data_ = std::aligned_alloc(64, bytes);
+  block_bytes_ = host_block_bytes(nbytes);
+  if (block_bytes_ >= kCachedMinBytes) data_ = host_cache().take(block_bytes_, &block_bytes_);
+  if (!data_) data_ = std::aligned_alloc(64, block_bytes_);
   if (!data_) throw Error(str_cat("out of host memory allocating ", nbytes, " bytes"));
-  count_host_allocation(nbytes, bytes);
+  count_host_allocation(nbytes, block_bytes_);
 }
 
 Storage::~Storage() {
@@ -168,9 +170,8 @@ Storage::~Storage() {
     cuda::device_free(data_);
     return;
   }
-  const size_t bytes = host_block_bytes(nbytes_);
-  count_host_free(nbytes_, bytes);
-  if (bytes < kCachedMinBytes || !host_cache().give(data_, bytes)) std::free(data_);
+  count_host_free(nbytes_, block_bytes_);
+  if (block_bytes_ < kCachedMinBytes || !host_cache().give(data_, block_bytes_)) std::free(data_);
 }
 
 }  // namespace mrcnn

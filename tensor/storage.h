@@ -23,6 +23,7 @@ class Storage {
  private:
   void* data_ = nullptr;
   size_t nbytes_ = 0;
+  size_t block_bytes_ = 0;  // host: the allocated block (a cached block may be up to 1/4 larger)
   Device device_;
 };
 
