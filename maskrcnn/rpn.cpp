@@ -58,14 +58,33 @@ RegionProposalNetwork::RegionProposalNetwork(const Config& config)
                                                            anchor_generator_.num_anchors_per_location()));
 }
 
+namespace {
+
+// Anchors per image on each level: A * H * W.
+std::vector<int64_t> level_counts(const std::vector<Tensor>& objectness) {
+  std::vector<int64_t> counts;
+  for (const auto& o : objectness) counts.push_back(o.size(1) * o.size(2) * o.size(3));
+  return counts;
+}
+
+}  // namespace
+
 std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::filter_proposals(
     const std::vector<Tensor>& objectness, const std::vector<Tensor>& pred_bbox_deltas, const Tensor& anchors,
     const std::vector<ImageSize>& image_sizes) const {
   autograd::NoGradGuard no_grad;
+  return proposals_from_flat(flatten_predictions(objectness, 1), flatten_predictions(pred_bbox_deltas, 4),
+                             level_counts(objectness), anchors, image_sizes);
+}
+
+std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::proposals_from_flat(
+    const Tensor& flat_scores, const Tensor& flat_deltas, const std::vector<int64_t>& counts, const Tensor& anchors,
+    const std::vector<ImageSize>& image_sizes) const {
+  autograd::NoGradGuard no_grad;
   const int64_t num_images = static_cast<int64_t>(image_sizes.size());
-  const Device device = objectness.at(0).device();
-  const Tensor scores_all = ops::reshape(flatten_predictions(objectness, 1).detach(), {num_images, -1});
-  const Tensor deltas = flatten_predictions(pred_bbox_deltas, 4).detach();  // [N * total, 4]
+  const Device device = flat_scores.device();
+  const Tensor scores_all = ops::reshape(flat_scores.detach(), {num_images, -1});
+  const Tensor deltas = flat_deltas.detach();  // [N * total, 4]
   const int64_t total = anchors.size(0);
   check(scores_all.size(1) == total, "RPN: ", scores_all.size(1), " predictions for ", total, " anchors");
   check(!anchors.device().is_cuda(), "RPN: anchors must be on the host");
@@ -78,8 +97,7 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::filte
   std::vector<int64_t> level_offsets, level_ks;
   std::vector<Tensor> top_values, top_indices;
   int64_t offset = 0;
-  for (const auto& o : objectness) {
-    const int64_t count = o.size(1) * o.size(2) * o.size(3);
+  for (const int64_t count : counts) {
     const auto top = ops::topk(ops::narrow(scores_all, 1, offset, count), std::min(pre_nms_top_n, count), 1);
     top_values.push_back(top.values);
     top_indices.push_back(top.indices);
@@ -141,57 +159,64 @@ std::pair<Tensor, Tensor> RegionProposalNetwork::compute_loss(const std::vector<
                                                               const std::vector<Tensor>& pred_bbox_deltas,
                                                               const Tensor& anchors,
                                                               const std::vector<Target>& targets) {
-  // Targets depend only on anchors and ground truth: matching and sampling run on the host, and only
-  // the sampled rows (indices, labels, the positives' regression targets) go to the predictions'
-  // device, where the losses gather their few hundred rows.
-  std::vector<float> sampled_labels;
-  std::vector<int64_t> positive, sampled;
+  const SampledTargets sampled = sample_targets(anchors, targets);
+  return loss_from_flat(flatten_predictions(objectness, 1), flatten_predictions(pred_bbox_deltas, 4), sampled);
+}
+
+// Targets depend only on anchors and ground truth: matching and sampling run on the host, and only
+// the sampled rows (indices, labels, the positives' regression targets) go to the predictions'
+// device, where the losses gather their few hundred rows.
+RegionProposalNetwork::SampledTargets RegionProposalNetwork::sample_targets(const Tensor& anchors,
+                                                                            const std::vector<Target>& targets) {
+  autograd::NoGradGuard no_grad;
+  SampledTargets out;
   std::vector<Tensor> positive_targets;
-  {
-    autograd::NoGradGuard no_grad;
-    const int64_t total = anchors.size(0);
-    std::vector<int64_t> negative;
-    for (size_t image = 0; image < targets.size(); ++image) {
-      const Tensor& gt = targets[image].boxes;
-      std::vector<int64_t> image_labels(static_cast<size_t>(total), 0);
-      std::vector<int64_t> matches;
-      if (gt.size(0) > 0) {
-        matches = matcher_(ops::box_iou(gt, anchors));
-        for (size_t i = 0; i < matches.size(); ++i)
-          image_labels[i] = matches[i] >= 0 ? 1 : (matches[i] == Matcher::kBelowLowThreshold ? 0 : -1);
-      }
-      const auto masks = sampler_(image_labels, generator_);
-      const int64_t base = static_cast<int64_t>(image) * total;
-      std::vector<int64_t> image_positive, matched;
-      for (int64_t i = 0; i < total; ++i) {
-        if (masks.positive[i]) image_positive.push_back(i), matched.push_back(matches[i]);
-        if (masks.negative[i]) negative.push_back(base + i);
-      }
-      const int64_t count = static_cast<int64_t>(image_positive.size());
-      if (count > 0)  // positives exist only when the image has ground truth boxes
-        positive_targets.push_back(box_coder_.encode(ops::contiguous(ops::index_select(gt, 0, from_vector(matched, {count}))),
-                                                     ops::contiguous(ops::index_select(anchors, 0, from_vector(image_positive, {count})))));
-      for (int64_t i : image_positive) positive.push_back(base + i);
+  const int64_t total = anchors.size(0);
+  std::vector<int64_t> negative;
+  for (size_t image = 0; image < targets.size(); ++image) {
+    const Tensor& gt = targets[image].boxes;
+    std::vector<int64_t> image_labels(static_cast<size_t>(total), 0);
+    std::vector<int64_t> matches;
+    if (gt.size(0) > 0) {
+      matches = matcher_(ops::box_iou(gt, anchors));
+      for (size_t i = 0; i < matches.size(); ++i)
+        image_labels[i] = matches[i] >= 0 ? 1 : (matches[i] == Matcher::kBelowLowThreshold ? 0 : -1);
     }
-    sampled = positive;
-    sampled.insert(sampled.end(), negative.begin(), negative.end());
-    sampled_labels.assign(positive.size(), 1.0f);
-    sampled_labels.resize(sampled.size(), 0.0f);
+    const auto masks = sampler_(image_labels, generator_);
+    const int64_t base = static_cast<int64_t>(image) * total;
+    std::vector<int64_t> image_positive, matched;
+    for (int64_t i = 0; i < total; ++i) {
+      if (masks.positive[i]) image_positive.push_back(i), matched.push_back(matches[i]);
+      if (masks.negative[i]) negative.push_back(base + i);
+    }
+    const int64_t count = static_cast<int64_t>(image_positive.size());
+    if (count > 0)  // positives exist only when the image has ground truth boxes
+      positive_targets.push_back(box_coder_.encode(ops::contiguous(ops::index_select(gt, 0, from_vector(matched, {count}))),
+                                                   ops::contiguous(ops::index_select(anchors, 0, from_vector(image_positive, {count})))));
+    for (int64_t i : image_positive) out.positive.push_back(base + i);
   }
-  const Device device = objectness.at(0).device();
-  const Tensor scores = ops::reshape(flatten_predictions(objectness, 1), {-1});
-  const Tensor deltas = flatten_predictions(pred_bbox_deltas, 4);
-  const int64_t num_positive = static_cast<int64_t>(positive.size()), num_sampled = static_cast<int64_t>(sampled.size());
+  out.sampled = out.positive;
+  out.sampled.insert(out.sampled.end(), negative.begin(), negative.end());
+  out.labels.assign(out.positive.size(), 1.0f);
+  out.labels.resize(out.sampled.size(), 0.0f);
+  out.regression_targets = positive_targets.empty() ? zeros({0, 4}) : ops::cat(positive_targets, 0);
+  return out;
+}
+
+std::pair<Tensor, Tensor> RegionProposalNetwork::loss_from_flat(const Tensor& flat_scores, const Tensor& deltas,
+                                                                const SampledTargets& sampled) const {
+  const Device device = flat_scores.device();
+  const Tensor scores = ops::reshape(flat_scores, {-1});
+  const int64_t num_positive = static_cast<int64_t>(sampled.positive.size());
+  const int64_t num_sampled = static_cast<int64_t>(sampled.sampled.size());
   // Host indices: index_select checks them in place and uploads them (no wait for the GPU).
-  const Tensor positive_index = from_vector(positive, {num_positive});
-  const Tensor sampled_index = from_vector(sampled, {num_sampled});
-  const Tensor regression_targets =
-      positive_targets.empty() ? zeros({0, 4}, kFloat32, device) : ops::to(ops::cat(positive_targets, 0), device);
-  const Tensor box_loss = ops::smooth_l1_loss(ops::index_select(deltas, 0, positive_index), regression_targets, 1.0 / 9,
-                                              ops::Reduction::Sum) /
+  const Tensor positive_index = from_vector(sampled.positive, {num_positive});
+  const Tensor sampled_index = from_vector(sampled.sampled, {num_sampled});
+  const Tensor box_loss = ops::smooth_l1_loss(ops::index_select(deltas, 0, positive_index),
+                                              ops::to(sampled.regression_targets, device), 1.0 / 9, ops::Reduction::Sum) /
                           static_cast<double>(num_sampled);
-  const Tensor objectness_loss = ops::binary_cross_entropy_with_logits(
-      ops::index_select(scores, 0, sampled_index), from_vector(sampled_labels, {num_sampled}, device));
+  const Tensor objectness_loss = ops::binary_cross_entropy_with_logits(ops::index_select(scores, 0, sampled_index),
+                                                                       from_vector(sampled.labels, {num_sampled}, device));
   return {objectness_loss, box_loss};
 }
 
@@ -206,14 +231,23 @@ RPNOutput RegionProposalNetwork::forward(const ImageList& images, const std::vec
   std::vector<std::pair<int64_t, int64_t>> feature_sizes;
   for (const auto& f : features) feature_sizes.emplace_back(f.size(2), f.size(3));
   out.anchors = anchor_generator_.grid_anchors({images.tensors.size(2), images.tensors.size(3)}, feature_sizes);
+  // The training targets first: host work that needs no prediction, so on a GPU it overlaps the
+  // head still running there (proposal selection below waits for the head's top-k).
+  SampledTargets sampled;
+  if (is_training()) {
+    check(targets != nullptr && targets->size() == images.image_sizes.size(), "RPN: training needs one target per image");
+    stage.emplace("rpn targets: matching and sampling (host)");
+    sampled = sample_targets(out.anchors, *targets);
+  }
+  // Flattened once for both the proposals (detached) and the losses.
   stage.emplace("rpn proposals");
-  std::tie(out.boxes, out.scores) = filter_proposals(out.objectness, out.pred_bbox_deltas, out.anchors, images.image_sizes);
+  const Tensor scores = flatten_predictions(out.objectness, 1), deltas = flatten_predictions(out.pred_bbox_deltas, 4);
+  std::tie(out.boxes, out.scores) =
+      proposals_from_flat(scores, deltas, level_counts(out.objectness), out.anchors, images.image_sizes);
   stage.reset();
   if (is_training()) {
     const Stage loss_stage("rpn loss");
-    check(targets != nullptr && targets->size() == images.image_sizes.size(), "RPN: training needs one target per image");
-    std::tie(out.loss_objectness, out.loss_rpn_box_reg) =
-        compute_loss(out.objectness, out.pred_bbox_deltas, out.anchors, *targets);
+    std::tie(out.loss_objectness, out.loss_rpn_box_reg) = loss_from_flat(scores, deltas, sampled);
   }
   return out;
 }

@@ -45,6 +45,15 @@ class RegionProposalNetwork : public nn::Module {
   std::pair<Tensor, Tensor> compute_loss(const std::vector<Tensor>& objectness,
                                          const std::vector<Tensor>& pred_bbox_deltas, const Tensor& anchors,
                                          const std::vector<Target>& targets);
+  // What the losses need from anchors and ground truth alone (matching and sampling, on the host):
+  // flat rows (image * anchors + anchor) of the sampled anchors, positives first, their labels, and
+  // the positives' regression targets [P, 4].
+  struct SampledTargets {
+    std::vector<int64_t> positive, sampled;
+    std::vector<float> labels;
+    Tensor regression_targets;
+  };
+  SampledTargets sample_targets(const Tensor& anchors, const std::vector<Target>& targets);
   const AnchorGenerator& anchor_generator() const { return anchor_generator_; }
   Generator& generator() { return generator_; }
 
@@ -57,6 +66,13 @@ class RegionProposalNetwork : public nn::Module {
   Matcher matcher_;
   BalancedPositiveNegativeSampler sampler_;
   Generator generator_;
+
+  // The two halves on predictions flattened once (flatten_predictions) for both.
+  std::pair<std::vector<Tensor>, std::vector<Tensor>> proposals_from_flat(const Tensor& flat_scores, const Tensor& flat_deltas,
+                                                                          const std::vector<int64_t>& level_counts,
+                                                                          const Tensor& anchors,
+                                                                          const std::vector<ImageSize>& image_sizes) const;
+  std::pair<Tensor, Tensor> loss_from_flat(const Tensor& flat_scores, const Tensor& deltas, const SampledTargets& sampled) const;
 };
 
 // [N, A*C, H, W] per level -> [N * sum(H*W*A), C] rows in (image, level, y, x, anchor) order, like
