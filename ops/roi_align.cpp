@@ -80,6 +80,8 @@ void roi_align_forward(const RoiAlignGeometry& g, const T* x, const T* rois, T* 
   });
 }
 
+bool power_of_two(int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
+
 template <typename T>
 void roi_align_backward(const RoiAlignGeometry& g, const T* dout, const T* rois, T* dx) {
   const int64_t bins = g.pooled.h * g.pooled.w, plane = g.height * g.width;
@@ -94,13 +96,23 @@ void roi_align_backward(const RoiAlignGeometry& g, const T* dout, const T* rois,
       const int64_t samples = r.grid_h * r.grid_w;
       // torchvision divides by grid_h * grid_w here without the max(., 1); with an empty grid
       // there are no samples, so the difference never shows.
+      // (grad * w) / count, torchvision's order. A power-of-two count (the heads' 2 x 2 samples)
+      // divides exactly as a multiplication by its reciprocal, and division was most of the time.
+      const bool exact_reciprocal = power_of_two(samples);
+      const T reciprocal = T(1) / r.count;
       for (int64_t c = c_begin; c < c_end; ++c) {
         T* dst = dx + (r.batch_index * g.channels + c) * plane;
         const T* grad = dout + (n * g.channels + c) * bins;
         const SampleTaps<T>* s = r.taps.data();
-        for (int64_t bin = 0; bin < bins; ++bin)
-          for (int64_t i = 0; i < samples; ++i, ++s)
-            for (int k = 0; k < 4; ++k) dst[s->pos[k]] += grad[bin] * s->w[k] / r.count;
+        if (exact_reciprocal) {
+          for (int64_t bin = 0; bin < bins; ++bin)
+            for (int64_t i = 0; i < samples; ++i, ++s)
+              for (int k = 0; k < 4; ++k) dst[s->pos[k]] += grad[bin] * s->w[k] * reciprocal;
+        } else {
+          for (int64_t bin = 0; bin < bins; ++bin)
+            for (int64_t i = 0; i < samples; ++i, ++s)
+              for (int k = 0; k < 4; ++k) dst[s->pos[k]] += grad[bin] * s->w[k] / r.count;
+        }
       }
     }
   });
