@@ -51,7 +51,7 @@ void backward(const RoiAlignShape s, const T* g, const T* boxes, T* d, int64_t t
         for (int64_t iy = 0; iy < r.grid_h; ++iy)
           for (int64_t ix = 0; ix < r.grid_w; ++ix) {
             sample_taps(p, r, ph, pw, iy, ix, pos, w);
-            for (int k = 0; k < 4; ++k) atomic_add(dst + pos[k], g[i] * w[k] / r.count);
+            for (int k = 0; k < 4; ++k) atomic_add(dst + pos[k], divide_by_count(r, g[i] * w[k]));
           }
       });
       return;
@@ -69,7 +69,7 @@ void backward(const RoiAlignShape s, const T* g, const T* boxes, T* d, int64_t t
             for (int64_t iy = 0; iy < r.grid_h; ++iy)
               for (int64_t ix = 0; ix < r.grid_w; ++ix) {
                 sample_taps(p, r, ph, pw, iy, ix, pos, w);
-                for (int k = 0; k < 4; ++k) dst[pos[k]] += grad[ph * s.pooled_w + pw] * w[k] / r.count;
+                for (int k = 0; k < 4; ++k) dst[pos[k]] += divide_by_count(r, grad[ph * s.pooled_w + pw] * w[k]);
               }
       }
     });

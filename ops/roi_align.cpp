@@ -36,8 +36,7 @@ struct SampleTaps {
 // The sampling grid of one RoI and its taps in (bin_y, bin_x, sample_y, sample_x) order.
 template <typename T>
 struct RoiTaps {
-  int64_t batch_index = 0, grid_h = 0, grid_w = 0;
-  T count = 1;
+  RoiGrid<T> grid;
   std::vector<SampleTaps<T>> taps;
 };
 
@@ -46,14 +45,13 @@ struct RoiTaps {
 template <typename T>
 void roi_taps(const RoiAlignGeometry& g, const T* roi, RoiTaps<T>& r) {
   const RoiAlignParams p{g.height, g.width, g.pooled.h, g.pooled.w, g.spatial_scale, g.sampling_ratio, g.aligned};
-  const RoiGrid<T> grid = roi_grid(p, roi);
-  r.batch_index = grid.batch_index, r.grid_h = grid.grid_h, r.grid_w = grid.grid_w, r.count = grid.count;
-  r.taps.resize(static_cast<size_t>(std::max<int64_t>(g.pooled.h * g.pooled.w * r.grid_h * r.grid_w, 0)));
+  r.grid = roi_grid(p, roi);
+  r.taps.resize(static_cast<size_t>(std::max<int64_t>(g.pooled.h * g.pooled.w * r.grid.grid_h * r.grid.grid_w, 0)));
   size_t k = 0;
   for (int64_t ph = 0; ph < g.pooled.h; ++ph)
     for (int64_t pw = 0; pw < g.pooled.w; ++pw)
-      for (int64_t iy = 0; iy < r.grid_h; ++iy)
-        for (int64_t ix = 0; ix < r.grid_w; ++ix, ++k) sample_taps(p, grid, ph, pw, iy, ix, r.taps[k].pos, r.taps[k].w);
+      for (int64_t iy = 0; iy < r.grid.grid_h; ++iy)
+        for (int64_t ix = 0; ix < r.grid.grid_w; ++ix, ++k) sample_taps(p, r.grid, ph, pw, iy, ix, r.taps[k].pos, r.taps[k].w);
 }
 
 template <typename T>
@@ -63,9 +61,9 @@ void roi_align_forward(const RoiAlignGeometry& g, const T* x, const T* rois, T* 
     RoiTaps<T> r;
     for (int64_t n = begin; n < end; ++n) {
       roi_taps(g, rois + n * 5, r);
-      const int64_t samples = r.grid_h * r.grid_w;
+      const int64_t samples = r.grid.grid_h * r.grid.grid_w;
       for (int64_t c = 0; c < g.channels; ++c) {
-        const T* src = x + (r.batch_index * g.channels + c) * plane;
+        const T* src = x + (r.grid.batch_index * g.channels + c) * plane;
         T* dst = out + (n * g.channels + c) * bins;
         const SampleTaps<T>* s = r.taps.data();
         for (int64_t b = 0; b < bins; ++b) {
@@ -73,14 +71,12 @@ void roi_align_forward(const RoiAlignGeometry& g, const T* x, const T* rois, T* 
           for (int64_t i = 0; i < samples; ++i, ++s)
             value += s->w[0] * src[s->pos[0]] + s->w[1] * src[s->pos[1]] + s->w[2] * src[s->pos[2]] +
                      s->w[3] * src[s->pos[3]];
-          dst[b] = value / r.count;
+          dst[b] = value / r.grid.count;
         }
       }
     }
   });
 }
-
-bool power_of_two(int64_t n) { return n > 0 && (n & (n - 1)) == 0; }
 
 template <typename T>
 void roi_align_backward(const RoiAlignGeometry& g, const T* dout, const T* rois, T* dx) {
@@ -93,25 +89,25 @@ void roi_align_backward(const RoiAlignGeometry& g, const T* dout, const T* rois,
     RoiTaps<T> r;
     for (int64_t n = 0; n < g.rois; ++n) {
       roi_taps(g, rois + n * 5, r);
-      const int64_t samples = r.grid_h * r.grid_w;
+      const int64_t samples = r.grid.grid_h * r.grid.grid_w;
       // torchvision divides by grid_h * grid_w here without the max(., 1); with an empty grid
       // there are no samples, so the difference never shows.
-      // (grad * w) / count, torchvision's order. A power-of-two count (the heads' 2 x 2 samples)
-      // divides exactly as a multiplication by its reciprocal, and division was most of the time.
-      const bool exact_reciprocal = power_of_two(samples);
-      const T reciprocal = T(1) / r.count;
+      // divide_by_count with the branch outside the loops: (grad * w) / count, or times the exact
+      // reciprocal for a power-of-two count (the heads' 2 x 2 samples), where division took most
+      // of the time. The grid is copied so that stores to dx cannot alias it.
+      const RoiGrid<T> grid = r.grid;
       for (int64_t c = c_begin; c < c_end; ++c) {
-        T* dst = dx + (r.batch_index * g.channels + c) * plane;
+        T* dst = dx + (grid.batch_index * g.channels + c) * plane;
         const T* grad = dout + (n * g.channels + c) * bins;
         const SampleTaps<T>* s = r.taps.data();
-        if (exact_reciprocal) {
+        if (grid.exact_reciprocal) {
           for (int64_t bin = 0; bin < bins; ++bin)
             for (int64_t i = 0; i < samples; ++i, ++s)
-              for (int k = 0; k < 4; ++k) dst[s->pos[k]] += grad[bin] * s->w[k] * reciprocal;
+              for (int k = 0; k < 4; ++k) dst[s->pos[k]] += grad[bin] * s->w[k] * grid.reciprocal;
         } else {
           for (int64_t bin = 0; bin < bins; ++bin)
             for (int64_t i = 0; i < samples; ++i, ++s)
-              for (int k = 0; k < 4; ++k) dst[s->pos[k]] += grad[bin] * s->w[k] / r.count;
+              for (int k = 0; k < 4; ++k) dst[s->pos[k]] += grad[bin] * s->w[k] / grid.count;
         }
       }
     }

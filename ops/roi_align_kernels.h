@@ -21,7 +21,17 @@ template <typename T>
 struct RoiGrid {
   int64_t batch_index = 0, grid_h = 0, grid_w = 0;
   T start_h = 0, start_w = 0, bin_h = 0, bin_w = 0, count = 1;
+  T reciprocal = 1;               // 1 / count
+  bool exact_reciprocal = true;   // count is a power of two: x / count == x * reciprocal, bit for bit
 };
+
+// torchvision's share of one tap in backward, (grad * w) / count, given grad * w. A power-of-two
+// count (the heads' 2 x 2 samples) divides exactly as a multiplication by its reciprocal, which
+// costs far less than a division on either device.
+template <typename T>
+MRCNN_HD inline T divide_by_count(const RoiGrid<T>& r, T value) {
+  return r.exact_reciprocal ? value * r.reciprocal : value / r.count;
+}
 
 // roi: (batch_index, x1, y1, x2, y2) in input pixels.
 template <typename T>
@@ -44,7 +54,10 @@ MRCNN_HD inline RoiGrid<T> roi_grid(const RoiAlignParams& p, const T* roi) {
                                   : static_cast<int64_t>(ceil(static_cast<double>(roi_h / static_cast<T>(p.pooled_h))));
   r.grid_w = p.sampling_ratio > 0 ? p.sampling_ratio
                                   : static_cast<int64_t>(ceil(static_cast<double>(roi_w / static_cast<T>(p.pooled_w))));
-  r.count = static_cast<T>(r.grid_h * r.grid_w > 1 ? r.grid_h * r.grid_w : 1);
+  const int64_t samples = r.grid_h * r.grid_w > 1 ? r.grid_h * r.grid_w : 1;
+  r.count = static_cast<T>(samples);
+  r.reciprocal = T(1) / r.count;
+  r.exact_reciprocal = (samples & (samples - 1)) == 0;
   return r;
 }
 

@@ -3,6 +3,7 @@
 #include "cuda/context.h"
 #include "cuda/roi_align.h"
 #include "ops/roi_align.h"
+#include "ops/roi_align_kernels.h"
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -96,6 +97,21 @@ TEST_CASE("roi_align: backward is the same with 1 and 2 threads") {
   }
   set_num_threads(2);
   CHECK(test::bitwise_equal(grads[0], grads[1]));
+}
+
+TEST_CASE("roi_align: backward's division by the sample count, as a multiplication where that is exact") {
+  // Grids of 1x1 .. 4x4 samples (sampling_ratio fixed) over a 10x10 map; values from huge to subnormal.
+  const std::vector<float> values{1.0f, 0.1f, -3.7e-3f, 12345.678f, 3.4e38f, 1.1754944e-38f, 7.0e-45f, -2.5e-40f};
+  for (int64_t ratio = 1; ratio <= 4; ++ratio) {
+    const RoiAlignParams p{10, 10, 2, 2, 1.0, ratio, false};
+    const float roi[5] = {0, 1.0f, 1.5f, 8.0f, 9.0f};
+    const RoiGrid<float> grid = roi_grid(p, roi);
+    const int64_t samples = ratio * ratio;
+    CAPTURE(samples);
+    CHECK(grid.count == static_cast<float>(samples));
+    CHECK(grid.exact_reciprocal == (samples == 1 || samples == 4 || samples == 16));
+    for (const float v : values) CHECK(divide_by_count(grid, v) == v / grid.count);  // bit for bit
+  }
 }
 
 TEST_CASE("roi_align: error messages") {
