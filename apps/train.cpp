@@ -265,9 +265,17 @@ int train(const TrainOptions& options) {
       optimizer->zero_grad();
       const auto out = model.forward(images, &targets);
       const Tensor loss = total_loss(out.losses);
-      const double value = loss.item<double>();
+      // Backward is queued before the losses are read, and they come back in one copy: on a GPU the
+      // host then waits once, with the whole backward in flight, instead of draining the queue
+      // between forward and backward. A non-finite loss still stops before any update.
+      autograd::backward(loss);
+      std::vector<Tensor> readout{loss.detach()};
+      for (const auto& [name, t] : out.losses) readout.push_back(t.detach());
+      const std::vector<double> values = to_vector<double>(ops::stack(readout));
+      const double value = values[0];
       std::map<std::string, double> terms;
-      for (const auto& [name, t] : out.losses) terms[name] = t.item<double>();
+      size_t term = 1;
+      for (const auto& [name, t] : out.losses) terms[name] = values[term++];
       if (!std::isfinite(value)) {
         progress.finish();
         std::string detail;
@@ -277,7 +285,6 @@ int train(const TrainOptions& options) {
                             fs::exists(last) ? last.string() + " holds the last good state" : std::string("no checkpoint was written yet"),
                             ". Try a lower train.lr or set train.clip_grad_norm."));
       }
-      autograd::backward(loss);
       const double grad_norm = settings.clip_grad_norm > 0 ? nn::clip_grad_norm(trainable_tensors, settings.clip_grad_norm) : 0.0;
       optimizer->step();
       for (const auto& [name, v] : terms) epoch_sums[name] += v;
