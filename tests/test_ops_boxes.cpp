@@ -169,6 +169,11 @@ TEST_CASE("batched_nms_each: equals one batched_nms per problem, both strategies
     CHECK(indices(together[3]) == std::vector<int64_t>{0});
   }
   CHECK(ops::batched_nms_each({}, 0.5, kCPU).empty());
+  // Non-contiguous boxes (a transposed copy viewed back): the same result.
+  const Tensor strided = ops::transpose(ops::contiguous(ops::transpose(problems[0].boxes, 0, 1)), 0, 1);
+  CHECK(!strided.is_contiguous());
+  CHECK(indices(ops::batched_nms_each({{strided, problems[0].scores, problems[0].idxs}}, 0.6, kCPU)[0]) ==
+        indices(ops::batched_nms(problems[0].boxes, problems[0].scores, problems[0].idxs, 0.6)));
   // Nothing to suppress: no device work at all (this runs without a GPU too).
   const std::vector<Tensor> none = ops::batched_nms_each({problems[2], problems[2]}, 0.5, kCUDA);
   CHECK((none.size() == 2 && none[0].numel() == 0 && none[1].numel() == 0));
@@ -220,6 +225,10 @@ TEST_CASE("cuda: box_area, box_iou, nms and batched_nms match the CPU") {
         CHECK(device_kept.device() == kCUDA);
         CHECK(test::values(expected) == test::values(device_kept));
         CHECK(test::values(expected) == test::values(ops::batched_nms(gb, gs, classes, threshold)));  // host categories
+        const Tensor strided = ops::transpose(ops::contiguous(ops::transpose(gb, 0, 1)), 0, 1);  // [n, 4], strides (1, n)
+        CHECK(!strided.is_contiguous());
+        CHECK(test::values(expected) == test::values(ops::batched_nms(strided, gs, classes, threshold)));
+        CHECK(test::values(ops::nms(b, s, threshold)) == test::values(ops::nms(strided, gs, threshold)));
       }
     }
   }
