@@ -27,13 +27,10 @@ void strided_loop(const Tensor& out, const std::array<const Tensor*, N>& operand
   const auto index = make_strided_index<N + 1>(out.sizes(), all, op);
   const bool contiguous = index.all_contiguous();
   parallel_for(0, out.numel(), kParallelGrain, [&](int64_t begin, int64_t end) {
+    if (!contiguous) return index.for_each_offsets(begin, end, body);
     int64_t off[N + 1];
     for (int64_t i = begin; i < end; ++i) {
-      if (contiguous) {
-        for (int k = 0; k <= N; ++k) off[k] = i;
-      } else {
-        index.offsets(i, off);
-      }
+      for (int k = 0; k <= N; ++k) off[k] = i;
       body(off);
     }
   });

@@ -26,6 +26,49 @@ struct StridedIndex {
       for (int k = 0; k < N; ++k) out[k] += i * strides[k][d];
     }
   }
+  // Host loops: body(off) for the elements begin .. end - 1 in order, the offsets carried from one
+  // element to the next (one division per dim for the first element, then additions), where
+  // offsets() divides per dim for every element.
+  template <typename Body>
+  void for_each_offsets(int64_t begin, int64_t end, const Body& body) const {
+    int64_t off[N] = {}, idx[kMaxDims] = {};
+    if (begin >= end) return;
+    if (ndim == 0) {
+      for (int64_t i = begin; i < end; ++i) body(off);
+      return;
+    }
+    for (int d = 0; d < ndim; ++d) {
+      idx[d] = begin / inner_count(d) % sizes[d];
+      for (int k = 0; k < N; ++k) off[k] += idx[d] * strides[k][d];
+    }
+    const int last = ndim - 1;
+    for (int64_t i = begin; i < end;) {
+      const int64_t run = sizes[last] - idx[last] < end - i ? sizes[last] - idx[last] : end - i;
+      for (int64_t r = 0; r < run; ++r) {
+        body(off);
+        for (int k = 0; k < N; ++k) off[k] += strides[k][last];
+      }
+      i += run;
+      idx[last] += run;
+      if (i >= end) break;
+      // The last dim wrapped: carry into the dims before it.
+      for (int k = 0; k < N; ++k) off[k] -= sizes[last] * strides[k][last];
+      idx[last] = 0;
+      for (int d = last - 1; d >= 0; --d) {
+        ++idx[d];
+        for (int k = 0; k < N; ++k) off[k] += strides[k][d];
+        if (idx[d] < sizes[d]) break;
+        for (int k = 0; k < N; ++k) off[k] -= sizes[d] * strides[k][d];
+        idx[d] = 0;
+      }
+    }
+  }
+  // Elements per step of dim d: the product of the sizes after it.
+  int64_t inner_count(int d) const {
+    int64_t count = 1;
+    for (int e = d + 1; e < ndim; ++e) count *= sizes[e];
+    return count;
+  }
   // True when every operand walks memory with unit stride: the loop needs no index arithmetic.
   bool all_contiguous() const {
     if (ndim > 1) return false;

@@ -173,11 +173,7 @@ void cpu_copy_strided(const Tensor& dst, const Tensor& src) {
         return;
       }
       parallel_for(0, dst.numel(), kParallelGrain, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i) {
-          int64_t off[2];
-          index.offsets(i, off);
-          out[off[0]] = cast_value<D>(in[off[1]]);
-        }
+        index.for_each_offsets(b, e, [&](const int64_t* off) { out[off[0]] = cast_value<D>(in[off[1]]); });
       });
     });
   });
@@ -302,11 +298,7 @@ void add_elementwise(const Tensor& out, const Tensor& a, const Tensor& b) {
         for (int64_t i = begin; i < end; ++i) o[i] = static_cast<T>(x[i] + y[i]);
         return;
       }
-      for (int64_t i = begin; i < end; ++i) {
-        int64_t off[3];
-        index.offsets(i, off);
-        o[off[0]] = static_cast<T>(x[off[1]] + y[off[2]]);
-      }
+      index.for_each_offsets(begin, end, [&](const int64_t* off) { o[off[0]] = static_cast<T>(x[off[1]] + y[off[2]]); });
     });
   });
 }

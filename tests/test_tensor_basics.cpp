@@ -5,6 +5,7 @@
 #include "cuda/allocator.h"
 #include "cuda/context.h"
 #include "tensor/json_number.h"
+#include "tensor/strided_index.h"
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -147,6 +148,37 @@ TEST_CASE("random: rand lies in 0..1, randn has mean 0 and std 1, randint stays 
   const auto r = to_vector<int64_t>(randint(-3, 4, {1000}, kCPU, &g));
   CHECK(*std::min_element(r.begin(), r.end()) == -3);
   CHECK(*std::max_element(r.begin(), r.end()) == 3);
+}
+
+TEST_CASE("strided index: offsets carried from element to element equal the per-element division, any range") {
+  // A permuted view and a broadcast operand against a contiguous output [4, 3, 7, 5].
+  const Tensor permuted = ops::permute(rand({3, 5, 4, 7}), {2, 0, 3, 1});
+  const Tensor broadcast = rand({1, 3, 1, 5});
+  const Tensor out = empty({4, 3, 7, 5});
+  const auto index = make_strided_index<3>(out.sizes(), {&out, &permuted, &broadcast}, "test");
+  CHECK(index.ndim >= 3);
+  const int64_t n = out.numel();
+  using Range = std::pair<int64_t, int64_t>;
+  for (const Range& range : {Range{0, n}, Range{0, 1}, Range{6, 41}, Range{34, 35}, Range{n - 3, n}, Range{100, 100}}) {
+    CAPTURE(range.first);
+    CAPTURE(range.second);
+    std::vector<std::array<int64_t, 3>> carried, divided;
+    index.for_each_offsets(range.first, range.second,
+                           [&](const int64_t* off) { carried.push_back({off[0], off[1], off[2]}); });
+    for (int64_t i = range.first; i < range.second; ++i) {
+      int64_t off[3];
+      index.offsets(i, off);
+      divided.push_back({off[0], off[1], off[2]});
+    }
+    CHECK(carried.size() == static_cast<size_t>(range.second - range.first));
+    CHECK(carried == divided);
+  }
+  // A scalar: no dims, one element at offset 0.
+  const Tensor scalar = full({}, 2.0);
+  const auto none = make_strided_index<1>(scalar.sizes(), {&scalar}, "test");
+  int calls = 0;
+  none.for_each_offsets(0, 1, [&](const int64_t* off) { calls += off[0] == 0; });
+  CHECK(calls == 1);
 }
 
 TEST_CASE("host block cache: freed large blocks are reused, small ones are not cached") {
