@@ -1,5 +1,6 @@
 // channel_affine in one pass (the frozen batch norm of every ResNet layer), and group norm's output
-// and input gradient: the CPU's per-element bodies (ops/affine_kernels.h), one thread per element.
+// and input gradient: the CPU's per-element bodies (ops/affine_kernels.h), one thread per element,
+// each element's channel and group found by multiply-high dividers (cuda/index_divider.h).
 // (Group norm's statistics and sums come from the CUDA reductions, in ops/norm.cpp.)
 #include "cuda/launch.cuh"
 #include "cuda/norm.h"
@@ -9,30 +10,37 @@
 namespace mrcnn::cuda {
 
 namespace {
-// Kernel bodies live in function templates: device lambdas may not sit inside dispatch's generic lambdas.
-template <typename T>
-void affine(const T* x, const T* scale, const T* shift, int64_t channels, int64_t inner, T* y, int64_t n) {
-  for_each_index(n, [=] __device__(int64_t i) { y[i] = channel_affine_element(x, scale, shift, i, channels, inner); });
+// Kernel bodies live in function templates: device lambdas may not sit inside dispatch's generic
+// lambdas. Each runs with multiply-high index dividers when the tensor has fewer than 2^31 elements.
+template <typename T, typename Locator>
+void affine(const T* x, const T* scale, const T* shift, Locator at, T* y, int64_t n) {
+  for_each_index(n, [=] __device__(int64_t i) { y[i] = channel_affine_element(x, scale, shift, i, at); });
 }
-template <typename T>
-void group_forward(const T* x, const T* mean, const T* invstd, const T* weight, const T* bias, int64_t groups,
-                   int64_t channels, int64_t inner, T* y, int64_t n) {
+template <typename T, typename Locator>
+void group_forward(const T* x, const T* mean, const T* invstd, const T* weight, const T* bias, Locator at, T* y, int64_t n) {
   for_each_index(n, [=] __device__(int64_t i) {
-    const int64_t c = i / inner % channels, b = group_of(i, channels, groups, inner);
+    const int64_t c = at.channel(i), b = at.group(i);
     T a, shift;
     group_norm_affine(mean[b], invstd[b], weight ? weight[c] : T(1), bias ? bias[c] : T(0), a, shift);
     y[i] = x[i] * a + shift;
   });
 }
 
-template <typename T>
+template <typename T, typename Locator>
 void group_input_grad(const T* dy, const T* x, const T* mean, const T* invstd, const T* weight, const T* mean_dxhat,
-                      const T* mean_dxhat_xhat, int64_t groups, int64_t channels, int64_t inner, T* dx, int64_t n) {
+                      const T* mean_dxhat_xhat, Locator at, T* dx, int64_t n) {
   for_each_index(n, [=] __device__(int64_t i) {
-    const int64_t c = i / inner % channels, b = group_of(i, channels, groups, inner);
-    dx[i] = group_norm_dx(dy[i], x[i], mean[b], invstd[b], weight ? weight[c] : T(1), mean_dxhat[b],
-                                  mean_dxhat_xhat[b]);
+    const int64_t c = at.channel(i), b = at.group(i);
+    dx[i] = group_norm_dx(dy[i], x[i], mean[b], invstd[b], weight ? weight[c] : T(1), mean_dxhat[b], mean_dxhat_xhat[b]);
   });
+}
+
+// Calls run(locator) with the fast locator when every index fits the dividers, else the plain one.
+template <typename Run>
+void with_locator(int64_t n, const ChannelLocator& plain, const Run& run) {
+  if (n == 0) return;  // nothing to write (and a zero divisor would be undefined)
+  if (n <= kMaxDividedIndex) run(FastChannelLocator(plain));
+  else run(plain);
 }
 
 template <typename T>
@@ -44,30 +52,39 @@ const T* data_or_null(const Tensor& t) {
 
 void group_norm_forward(const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight, const Tensor& bias,
                         int64_t groups, int64_t channels, int64_t inner, const Tensor& y) {
+  const ChannelLocator plain{channels, inner, channels / groups * inner};
   dispatch_floating(x.dtype(), "group_norm", [&](auto tag) {
     using T = decltype(tag);
-    group_forward<T>(data_or_null<T>(x), data_or_null<T>(mean), data_or_null<T>(invstd), data_or_null<T>(weight),
-                     data_or_null<T>(bias), groups, channels, inner, static_cast<T*>(y.raw_data()), y.numel());
+    with_locator(y.numel(), plain, [&](auto at) {
+      group_forward<T>(data_or_null<T>(x), data_or_null<T>(mean), data_or_null<T>(invstd), data_or_null<T>(weight),
+                       data_or_null<T>(bias), at, static_cast<T*>(y.raw_data()), y.numel());
+    });
   });
 }
 
 void group_norm_input_grad(const Tensor& dy, const Tensor& x, const Tensor& mean, const Tensor& invstd, const Tensor& weight,
                            const Tensor& mean_dxhat, const Tensor& mean_dxhat_xhat, int64_t groups, int64_t channels,
                            int64_t inner, const Tensor& dx) {
+  const ChannelLocator plain{channels, inner, channels / groups * inner};
   dispatch_floating(x.dtype(), "group_norm backward", [&](auto tag) {
     using T = decltype(tag);
-    group_input_grad<T>(data_or_null<T>(dy), data_or_null<T>(x), data_or_null<T>(mean), data_or_null<T>(invstd),
-                        data_or_null<T>(weight), data_or_null<T>(mean_dxhat), data_or_null<T>(mean_dxhat_xhat), groups,
-                        channels, inner, static_cast<T*>(dx.raw_data()), dx.numel());
+    with_locator(dx.numel(), plain, [&](auto at) {
+      group_input_grad<T>(data_or_null<T>(dy), data_or_null<T>(x), data_or_null<T>(mean), data_or_null<T>(invstd),
+                          data_or_null<T>(weight), data_or_null<T>(mean_dxhat), data_or_null<T>(mean_dxhat_xhat), at,
+                          static_cast<T*>(dx.raw_data()), dx.numel());
+    });
   });
 }
 
 void channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, int64_t channels, int64_t inner,
                     const Tensor& y) {
+  const ChannelLocator plain{channels, inner, 1};
   dispatch_floating(x.dtype(), "channel_affine", [&](auto tag) {
     using T = decltype(tag);
-    affine<T>(data_or_null<T>(x), data_or_null<T>(scale), data_or_null<T>(shift), channels, inner,
-              static_cast<T*>(y.raw_data()), y.numel());
+    with_locator(y.numel(), plain, [&](auto at) {
+      affine<T>(data_or_null<T>(x), data_or_null<T>(scale), data_or_null<T>(shift), at, static_cast<T*>(y.raw_data()),
+                y.numel());
+    });
   });
 }
 

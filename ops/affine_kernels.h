@@ -6,15 +6,39 @@
 #include <cstdint>
 
 #include "cuda/host_device.h"
+#include "cuda/index_divider.h"
 
 namespace mrcnn {
 
-// Element i lies in channel (i / inner) % channels. shift may be null (zero).
+// Where element i lies: channel (i / inner) % channels, and (sample, group) block i / group_block
+// (group_block = channels / groups * inner). By plain division...
+struct ChannelLocator {
+  int64_t channels = 1, inner = 1, group_block = 1;
+  MRCNN_HD int64_t channel(int64_t i) const { return i / inner % channels; }
+  MRCNN_HD int64_t group(int64_t i) const { return i / group_block; }
+};
+
+// ... or, in GPU kernels over fewer than 2^31 elements, by multiply-high dividers (a 64-bit division
+// per element is a long emulated sequence there).
+struct FastChannelLocator {
+  cuda::IndexDivider inner, channels, group_block;
+  FastChannelLocator() = default;
+  explicit FastChannelLocator(const ChannelLocator& l) : inner(l.inner), channels(l.channels), group_block(l.group_block) {}
+  MRCNN_HD int64_t channel(int64_t i) const { return channels.remainder(inner.quotient(static_cast<uint32_t>(i))); }
+  MRCNN_HD int64_t group(int64_t i) const { return group_block.quotient(static_cast<uint32_t>(i)); }
+};
+
+// y[i] = x[i] * scale[c] + shift[c] for i's channel c; shift may be null (zero).
+template <typename T, typename Locator>
+MRCNN_HD inline T channel_affine_element(const T* x, const T* scale, const T* shift, int64_t i, const Locator& at) {
+  const int64_t c = at.channel(i);
+  return x[i] * scale[c] + (shift ? shift[c] : T(0));
+}
+
 template <typename T>
 MRCNN_HD inline T channel_affine_element(const T* x, const T* scale, const T* shift, int64_t i, int64_t channels,
                                          int64_t inner) {
-  const int64_t c = i / inner % channels;
-  return x[i] * scale[c] + (shift ? shift[c] : T(0));
+  return channel_affine_element(x, scale, shift, i, ChannelLocator{channels, inner, 1});
 }
 
 // Group norm's output is x * a + shift with a = invstd * weight, shift = bias - mean * a (the group's

@@ -193,3 +193,37 @@ TEST_CASE("channel_affine: the CUDA kernel's per-element body indexes channels a
     }
   }
 }
+
+TEST_CASE("index dividers: multiply-high quotients equal division below 2^31, and locate channels and groups") {
+  // Divisors: small, powers of two and their neighbours, odd large ones, the largest allowed.
+  std::vector<int64_t> divisors{1, 2, 3, 5, 6, 7, 12, 49, 196, 255, 256, 257, 1000, 4096, 65535, 65536, 65537, 123456789,
+                                (int64_t{1} << 30) + 1, cuda::kMaxDividedIndex};
+  std::vector<uint32_t> numbers{0, 1, 2, 3, 63, 64, 65, 1000, 65535, 65536, 999999937u, (1u << 30) + 5, 2147483646u,
+                                2147483647u};
+  Generator g(41);
+  for (const double r : test::values(rand({200}, kFloat64, kCPU, &g)))
+    numbers.push_back(static_cast<uint32_t>(r * static_cast<double>(cuda::kMaxDividedIndex)));
+  for (const int64_t d : divisors) {
+    const cuda::IndexDivider divider(d);
+    CAPTURE(d);
+    for (const uint32_t n : numbers) {
+      CAPTURE(n);
+      for (const uint32_t m : {n, n - n % static_cast<uint32_t>(d), n / static_cast<uint32_t>(d) * static_cast<uint32_t>(d) - 1}) {
+        if (m > static_cast<uint32_t>(cuda::kMaxDividedIndex)) continue;  // the n - 1 of n = 0 wraps
+        CHECK(divider.quotient(m) == m / static_cast<uint32_t>(d));
+        CHECK(divider.remainder(m) == m % static_cast<uint32_t>(d));
+      }
+    }
+  }
+  // The locator the GPU kernels use agrees with plain division on every element of a few layouts.
+  for (const auto [batch, channels, inner, groups] :
+       std::vector<std::array<int64_t, 4>>{{2, 6, 49, 3}, {3, 256, 196, 32}, {1, 1, 1, 1}, {4, 12, 7, 12}}) {
+    const ChannelLocator plain{channels, inner, channels / groups * inner};
+    const FastChannelLocator fast(plain);
+    int64_t mismatches = 0;
+    for (int64_t i = 0; i < batch * channels * inner; ++i)
+      mismatches += fast.channel(i) != plain.channel(i) || fast.group(i) != plain.group(i) ||
+                    plain.group(i) != group_of(i, channels, groups, inner);
+    CHECK(mismatches == 0);
+  }
+}
