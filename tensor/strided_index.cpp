@@ -43,10 +43,16 @@ StridedIndex<N> make_strided_index(const Shape& shape, const std::array<const Te
         " has more than ", kMaxDims, " non-mergeable dimensions");
   StridedIndex<N> index;
   index.ndim = static_cast<int>(sizes.size());
+  int64_t count = 1;
   for (int d = 0; d < index.ndim; ++d) {
     index.sizes[d] = sizes[d];
+    count *= sizes[d];
     for (int k = 0; k < N; ++k) index.strides[k][d] = strides[d][k];
   }
+  // (An empty shape has a size-0 dim: no divider, and no element to locate anyway.)
+  index.use_dividers = count > 0 && count <= cuda::kMaxDividedIndex;
+  if (index.use_dividers)
+    for (int d = 0; d < index.ndim; ++d) index.size_dividers[d] = cuda::IndexDivider(sizes[d]);
   return index;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "cuda/host_device.h"
+#include "cuda/index_divider.h"
 #include "tensor/tensor.h"
 
 namespace mrcnn {
@@ -17,9 +18,23 @@ struct StridedIndex {
   int ndim = 0;
   int64_t sizes[kMaxDims] = {};
   int64_t strides[N][kMaxDims] = {};
+  // Below 2^31 elements each dim's size is also a multiply-high divider (cuda/index_divider.h): GPU
+  // kernels then split the linear index without 64-bit divisions, which a GPU emulates.
+  bool use_dividers = false;
+  cuda::IndexDivider size_dividers[kMaxDims];
 
   MRCNN_HD void offsets(int64_t linear, int64_t (&out)[N]) const {
     for (int k = 0; k < N; ++k) out[k] = 0;
+    if (use_dividers) {
+      uint32_t rest = static_cast<uint32_t>(linear);
+      for (int d = ndim - 1; d >= 0; --d) {
+        const uint32_t next = size_dividers[d].quotient(rest);
+        const int64_t i = rest - next * size_dividers[d].divisor;
+        rest = next;
+        for (int k = 0; k < N; ++k) out[k] += i * strides[k][d];
+      }
+      return;
+    }
     for (int d = ndim - 1; d >= 0; --d) {
       const int64_t i = linear % sizes[d];
       linear /= sizes[d];

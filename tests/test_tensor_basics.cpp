@@ -150,13 +150,16 @@ TEST_CASE("random: rand lies in 0..1, randn has mean 0 and std 1, randint stays 
   CHECK(*std::max_element(r.begin(), r.end()) == 3);
 }
 
-TEST_CASE("strided index: offsets carried from element to element equal the per-element division, any range") {
+TEST_CASE("strided index: carried offsets equal the per-element split (multiply-high dividers), any range") {
   // A permuted view and a broadcast operand against a contiguous output [4, 3, 7, 5].
   const Tensor permuted = ops::permute(rand({3, 5, 4, 7}), {2, 0, 3, 1});
   const Tensor broadcast = rand({1, 3, 1, 5});
   const Tensor out = empty({4, 3, 7, 5});
   const auto index = make_strided_index<3>(out.sizes(), {&out, &permuted, &broadcast}, "test");
   CHECK(index.ndim >= 3);
+  CHECK(index.use_dividers);  // offsets() below splits the index with multiply-high dividers
+  const Tensor huge = ops::expand(full({1, 1}, 1.0), {65536, 65536});  // 2^32 elements: plain division
+  CHECK(!make_strided_index<1>(huge.sizes(), {&huge}, "test").use_dividers);
   const int64_t n = out.numel();
   using Range = std::pair<int64_t, int64_t>;
   for (const Range& range : {Range{0, n}, Range{0, 1}, Range{6, 41}, Range{34, 35}, Range{n - 3, n}, Range{100, 100}}) {
