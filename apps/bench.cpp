@@ -208,9 +208,7 @@ int bench(const BenchOptions& options) {
                                                       {"batch", options.batch}, {"size", options.size},
                                                       {"threads", num_threads()}, {"device", device.str()},
                                                       {"train_tensor_peak_mb", train_tensor_mb},
-                                                      {"infer_tensor_peak_mb", infer_tensor_mb},
-                                                      {"train_gpu_peak_mb", device.is_cuda() ? train_tensor_mb : 0.0},
-                                                      {"infer_gpu_peak_mb", device.is_cuda() ? infer_tensor_mb : 0.0}}
+                                                      {"infer_tensor_peak_mb", infer_tensor_mb}}
                                            .dump()
                                     << "\n";
   }

@@ -113,7 +113,7 @@ def torch_worker(config_path, weights_pth, size, batch, steps, device, tf32):
     infer_gpu = gpu_peak_mb()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"train_ms": train_ms, "infer_ms": infer_ms, "peak_rss_mb": rss,
-                      "train_gpu_peak_mb": train_gpu, "infer_gpu_peak_mb": infer_gpu,
+                      "train_tensor_peak_mb": train_gpu, "infer_tensor_peak_mb": infer_gpu,
                       "torch": torch.__version__, "torchvision": torchvision.__version__}))
 
 
@@ -157,7 +157,7 @@ def main():
         rows = [("train_ms", "train step"), ("infer_ms", "inference"), ("peak_rss_mb", "peak RSS MB")]
         if args.device.startswith("cuda"):
             # Both count bytes held by live tensors (caching allocators' reserve excluded).
-            rows += [("train_gpu_peak_mb", "GPU MB train"), ("infer_gpu_peak_mb", "GPU MB infer")]
+            rows += [("train_tensor_peak_mb", "GPU MB train"), ("infer_tensor_peak_mb", "GPU MB infer")]
         for key, label in rows:
             print(f"{name:<10} {label:<12} {ours[key]:>10.1f} {theirs[key]:>12.1f} {ours[key] / theirs[key]:>7.2f}")
         sys.stdout.flush()

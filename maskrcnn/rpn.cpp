@@ -155,14 +155,6 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::propo
   return {boxes_out, scores_out};
 }
 
-std::pair<Tensor, Tensor> RegionProposalNetwork::compute_loss(const std::vector<Tensor>& objectness,
-                                                              const std::vector<Tensor>& pred_bbox_deltas,
-                                                              const Tensor& anchors,
-                                                              const std::vector<Target>& targets) {
-  const SampledTargets sampled = sample_targets(anchors, targets);
-  return loss_from_flat(flatten_predictions(objectness, 1), flatten_predictions(pred_bbox_deltas, 4), sampled);
-}
-
 // Targets depend only on anchors and ground truth: matching and sampling run on the host, and only
 // the sampled rows (indices, labels, the positives' regression targets) go to the predictions'
 // device, where the losses gather their few hundred rows.
@@ -193,12 +185,10 @@ RegionProposalNetwork::SampledTargets RegionProposalNetwork::sample_targets(cons
     if (count > 0)  // positives exist only when the image has ground truth boxes
       positive_targets.push_back(box_coder_.encode(ops::contiguous(ops::index_select(gt, 0, from_vector(matched, {count}))),
                                                    ops::contiguous(ops::index_select(anchors, 0, from_vector(image_positive, {count})))));
-    for (int64_t i : image_positive) out.positive.push_back(base + i);
+    for (int64_t i : image_positive) out.sampled.push_back(base + i);
   }
-  out.sampled = out.positive;
+  out.positives = static_cast<int64_t>(out.sampled.size());
   out.sampled.insert(out.sampled.end(), negative.begin(), negative.end());
-  out.labels.assign(out.positive.size(), 1.0f);
-  out.labels.resize(out.sampled.size(), 0.0f);
   out.regression_targets = positive_targets.empty() ? zeros({0, 4}) : ops::cat(positive_targets, 0);
   return out;
 }
@@ -207,16 +197,17 @@ std::pair<Tensor, Tensor> RegionProposalNetwork::loss_from_flat(const Tensor& fl
                                                                 const SampledTargets& sampled) const {
   const Device device = flat_scores.device();
   const Tensor scores = ops::reshape(flat_scores, {-1});
-  const int64_t num_positive = static_cast<int64_t>(sampled.positive.size());
   const int64_t num_sampled = static_cast<int64_t>(sampled.sampled.size());
   // Host indices: index_select checks them in place and uploads them (no wait for the GPU).
-  const Tensor positive_index = from_vector(sampled.positive, {num_positive});
   const Tensor sampled_index = from_vector(sampled.sampled, {num_sampled});
+  const Tensor positive_index = ops::narrow(sampled_index, 0, 0, sampled.positives);
   const Tensor box_loss = ops::smooth_l1_loss(ops::index_select(deltas, 0, positive_index),
                                               ops::to(sampled.regression_targets, device), 1.0 / 9, ops::Reduction::Sum) /
                           static_cast<double>(num_sampled);
+  std::vector<float> labels(static_cast<size_t>(num_sampled), 0.0f);
+  std::fill(labels.begin(), labels.begin() + sampled.positives, 1.0f);
   const Tensor objectness_loss = ops::binary_cross_entropy_with_logits(ops::index_select(scores, 0, sampled_index),
-                                                                       from_vector(sampled.labels, {num_sampled}, device));
+                                                                       from_vector(labels, {num_sampled}, device));
   return {objectness_loss, box_loss};
 }
 

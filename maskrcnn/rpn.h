@@ -41,16 +41,12 @@ class RegionProposalNetwork : public nn::Module {
   std::pair<std::vector<Tensor>, std::vector<Tensor>> filter_proposals(
       const std::vector<Tensor>& objectness, const std::vector<Tensor>& pred_bbox_deltas, const Tensor& anchors,
       const std::vector<ImageSize>& image_sizes) const;
-  // The training losses from the head's outputs: (loss_objectness, loss_rpn_box_reg).
-  std::pair<Tensor, Tensor> compute_loss(const std::vector<Tensor>& objectness,
-                                         const std::vector<Tensor>& pred_bbox_deltas, const Tensor& anchors,
-                                         const std::vector<Target>& targets);
   // What the losses need from anchors and ground truth alone (matching and sampling, on the host):
-  // flat rows (image * anchors + anchor) of the sampled anchors, positives first, their labels, and
-  // the positives' regression targets [P, 4].
+  // flat rows (image * anchors + anchor) of the sampled anchors, the `positives` first (label 1, the
+  // rest 0), and the positives' regression targets [positives, 4].
   struct SampledTargets {
-    std::vector<int64_t> positive, sampled;
-    std::vector<float> labels;
+    std::vector<int64_t> sampled;
+    int64_t positives = 0;
     Tensor regression_targets;
   };
   SampledTargets sample_targets(const Tensor& anchors, const std::vector<Target>& targets);
@@ -67,7 +63,7 @@ class RegionProposalNetwork : public nn::Module {
   BalancedPositiveNegativeSampler sampler_;
   Generator generator_;
 
-  // The two halves on predictions flattened once (flatten_predictions) for both.
+  // Proposals and losses from the predictions flattened once (flatten_predictions) for both.
   std::pair<std::vector<Tensor>, std::vector<Tensor>> proposals_from_flat(const Tensor& flat_scores, const Tensor& flat_deltas,
                                                                           const std::vector<int64_t>& level_counts,
                                                                           const Tensor& anchors,

@@ -211,7 +211,8 @@ struct SegmentedNms {
     offsets.push_back(base + n);
   }
 
-  // Kept box indices per segment, written in place of visit's; returns the kept count per segment.
+  // Segment s's kept box indices go to keep[offsets[s] ...] (keep has visit's size); returns the
+  // kept count per segment.
   std::vector<int64_t> solve(double iou_threshold, Device device, std::vector<int64_t>& keep) const {
     const int64_t total = static_cast<int64_t>(visit.size()), segment_count = static_cast<int64_t>(offsets.size()) - 1;
     keep.assign(visit.size(), 0);

@@ -174,11 +174,11 @@ namespace {
 // out += src scattered along dim at idx (same shape as src), in place; idx checked, on out's device.
 void scatter_add_into(const Tensor& out, int64_t dim, const Tensor& idx, const Tensor& src) {
   const Tensor sc = contiguous(src.detach());
+  if (out.device().is_cuda()) return cuda::gather_scatter(out, dim, idx, sc, true);
   const FiberMap map{idx.sizes(), out.strides(), dim};
   int64_t outer = 1, inner = 1;
   if (idx.dim() > 0) split_around(idx.sizes(), dim, outer, inner);
   const int64_t len = idx.dim() > 0 ? idx.sizes()[dim] : 1;
-  if (out.device().is_cuda()) return cuda::gather_scatter(out, dim, idx, sc, true);
   dispatch_accumulate("scatter_add", out, sc, idx, [&](auto* o_ptr, const auto* s, const int64_t* ip) {
     // One job per fiber along dim: all writes of a fiber stay inside the same output fiber.
     parallel_for(0, outer * inner, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(len * 8, 1)),
