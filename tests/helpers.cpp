@@ -106,6 +106,26 @@ void expect_gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
 
 std::vector<double> values(const Tensor& t) { return to_vector<double>(t); }
 
+std::vector<int64_t> nearest_row_pairing(const Tensor& actual, const Tensor& expected) {
+  REQUIRE(actual.sizes() == expected.sizes());
+  REQUIRE(actual.dim() == 2);
+  const auto a = values(actual), e = values(expected);
+  const size_t rows = static_cast<size_t>(actual.size(0)), width = static_cast<size_t>(actual.size(1));
+  std::vector<int64_t> pairing(rows, -1);
+  std::vector<bool> taken(rows, false);
+  for (size_t i = 0; i < rows; ++i) {
+    double best = INFINITY;
+    for (size_t j = 0; j < rows; ++j) {
+      if (taken[j]) continue;
+      double d = 0;
+      for (size_t k = 0; k < width; ++k) d = std::max(d, std::abs(a[i * width + k] - e[j * width + k]));
+      if (pairing[i] < 0 || d < best) best = d, pairing[i] = static_cast<int64_t>(j);
+    }
+    taken[static_cast<size_t>(pairing[i])] = true;
+  }
+  return pairing;
+}
+
 double max_abs_diff(const Tensor& a, const Tensor& b) {
   REQUIRE(a.sizes() == b.sizes());
   const auto va = values(a), vb = values(b);

@@ -25,6 +25,13 @@ void expect_gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
 // Largest |a - b| over elements (same shape required).
 double max_abs_diff(const Tensor& a, const Tensor& b);
 std::vector<double> values(const Tensor& t);
+// Pairs each row of `actual` ([n, k]) with the nearest still unpaired row of `expected` ([n, k];
+// distance: the largest coordinate difference), in actual's row order; returns expected's row per
+// actual row. For outputs whose order is not defined to the last bit (proposals, detections of an
+// untrained model): sorting both sides and comparing row by row is ill-conditioned, since two rows
+// whose first coordinates differ by less than the rounding noise swap places and look like a
+// difference of many pixels.
+std::vector<int64_t> nearest_row_pairing(const Tensor& actual, const Tensor& expected);
 // A fresh directory of this name under the system temp directory, unique to this process (test
 // processes run in parallel, and a second checkout's tests may run at the same time).
 std::filesystem::path scratch_dir(const std::string& name);
