@@ -71,7 +71,7 @@ TEST_CASE("cuda: losses match the CPU") {
   // Classes the caller holds on the host go with CUDA logits as they are (no download for the check).
   test::expect_cuda_matches_cpu([&](const V& v) { return ops::cross_entropy(v[0], classes); }, {leaf({6, 5}, 8)}, 1e-13);
   CHECK(test::error_of([] { ops::cross_entropy(zeros({2, 3}, kFloat32, kCUDA), from_vector<int64_t>({0, -1}, {2})); }) ==
-        "cross_entropy: target -1 at position 0 is out of range for 3 classes");
+        "cross_entropy: target -1 at position 1 is out of range for 3 classes");
   CHECK(test::error_of([] {
           ops::cross_entropy(zeros({2, 3}, kFloat32, kCUDA), ops::to(from_vector<int64_t>({0, 3}, {2}), kCUDA));
         }) == "cross_entropy: target 3 at position 1 is out of range for 3 classes");

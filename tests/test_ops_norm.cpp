@@ -124,8 +124,11 @@ TEST_CASE("cuda: batch, frozen and group norm match the CPU") {
   // 2-D and 3-D inputs (inner = 1, and a non-contiguous one).
   test::expect_cuda_matches_cpu([](const V& v) { return ops::channel_affine(v[0], v[1], v[2]); },
                                 {leaf({2, 5, 3, 4}, 18), leaf({5}, 19), leaf({5}, 20)}, 1e-12);
+  const Tensor frozen_scale = leaf({4}, 19).detach(), frozen_shift = leaf({4}, 20).detach();
   test::expect_cuda_matches_cpu(
-      [](const V& v) { return ops::channel_affine(v[0], ops::to(v[1], v[0].device()), ops::to(v[2], v[0].device())); },
+      [&](const V& v) {
+        return ops::channel_affine(v[0], ops::to(frozen_scale, v[0].device()), ops::to(frozen_shift, v[0].device()));
+      },
       {leaf({3, 4}, 21)}, 1e-12);
   test::expect_cuda_matches_cpu([](const V& v) { return ops::channel_affine(v[0], v[1], v[2]); },
                                 {test::noncontiguous_leaf({2, 3, 5}, 22), leaf({3}, 23), leaf({3}, 24)}, 1e-12);
