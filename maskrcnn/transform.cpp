@@ -62,9 +62,9 @@ ImageList GeneralizedRCNNTransform::forward(const std::vector<Tensor>& images, s
       Target& t = (*targets)[i];
       t.boxes = resize_boxes(t.boxes, original, size);
       if (t.masks.defined() && t.masks.size(0) > 0) {
-        const Tensor m = ops::interpolate(ops::unsqueeze(ops::to(t.masks, kFloat32), 1), {size.first, size.second},
-                                          ops::InterpolateMode::Nearest);
-        t.masks = ops::to(ops::select(m, 1, 0), kBool);
+        Tensor m = ops::to(t.masks, kCPU);
+        if (m.dtype() != kBool) m = ops::to(m, kBool);  // nonzero is inside, as after a float resize
+        t.masks = ops::resize_masks_nearest(m, {size.first, size.second});
       } else {
         t.masks = zeros({0, size.first, size.second}, kBool);
       }

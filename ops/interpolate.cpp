@@ -209,4 +209,28 @@ Tensor interpolate(const Tensor& x, Size2 size, InterpolateMode mode, bool align
   });
 }
 
+Tensor resize_masks_nearest(const Tensor& masks, Size2 size) {
+  const char* op = "resize_masks_nearest";
+  check(masks.dim() == 3 && masks.dtype() == kBool && !masks.device().is_cuda(), op,
+        ": masks must be host bool [K, H, W], got ", dtype_name(masks.dtype()), " ", shape_str(masks.sizes()), " on ",
+        masks.device().str());
+  check(size.h >= 1 && size.w >= 1, op, ": output size must be positive, got (", size.h, ", ", size.w, ")");
+  const int64_t count = masks.size(0), in_h = masks.size(1), in_w = masks.size(2);
+  Tensor out = empty({count, size.h, size.w}, kBool);
+  if (count == 0) return out;
+  check(in_h >= 1 && in_w >= 1, op, ": input ", shape_str(masks.sizes()), " has an empty spatial size");
+  const Tensor in = contiguous(masks.detach());
+  const auto rows = cpu::nearest_taps<float>(in_h, size.h).in0, columns = cpu::nearest_taps<float>(in_w, size.w).in0;
+  const uint8_t* src = in.data<uint8_t>();  // bool: one byte holding 0 or 1
+  uint8_t* dst = out.data<uint8_t>();
+  parallel_for(0, count * size.h, 64, [&](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r) {
+      const uint8_t* in_row = src + ((r / size.h) * in_h + rows[static_cast<size_t>(r % size.h)]) * in_w;
+      uint8_t* out_row = dst + r * size.w;
+      for (int64_t x = 0; x < size.w; ++x) out_row[x] = in_row[columns[static_cast<size_t>(x)]];
+    }
+  });
+  return out;
+}
+
 }  // namespace mrcnn::ops

@@ -58,6 +58,28 @@ TEST_CASE("interpolate: zero-weight taps are skipped, so an infinite pixel stays
   CHECK(test::values(x.grad()) == std::vector<double>{inf, 4, 4, 4});
 }
 
+TEST_CASE("resize_masks_nearest: the float nearest resize of the masks, on bytes") {
+  Generator g(11);
+  const Tensor masks = ops::gt(rand({3, 13, 17}, kFloat32, kCPU, &g), 0.6);
+  for (const auto& size : std::vector<ops::Size2>{{13, 17}, {26, 34}, {7, 40}, {29, 5}, {1, 1}}) {
+    CAPTURE(size.h);
+    CAPTURE(size.w);
+    const Tensor through_float = ops::ne(
+        ops::select(ops::interpolate(ops::unsqueeze(ops::to(masks, kFloat32), 1), size, InterpolateMode::Nearest), 1, 0), 0.0);
+    for (const Tensor& input : {masks, ops::transpose(ops::contiguous(ops::transpose(masks, 1, 2)), 1, 2)}) {
+      const Tensor resized = ops::resize_masks_nearest(input, size);
+      CHECK(resized.dtype() == kBool);
+      CHECK(resized.sizes() == Shape{3, size.h, size.w});
+      CHECK(test::values(resized) == test::values(through_float));
+    }
+  }
+  CHECK(ops::resize_masks_nearest(zeros({0, 4, 4}, kBool), {8, 8}).sizes() == Shape{0, 8, 8});
+  CHECK(test::error_of([] { ops::resize_masks_nearest(zeros({2, 4, 4}), {8, 8}); }) ==
+        "resize_masks_nearest: masks must be host bool [K, H, W], got float32 [2, 4, 4] on cpu");
+  CHECK(test::error_of([] { ops::resize_masks_nearest(zeros({2, 4, 4}, kBool), {0, 8}); }) ==
+        "resize_masks_nearest: output size must be positive, got (0, 8)");
+}
+
 TEST_CASE("gradcheck: interpolate") {
   const Tensor x = leaf({2, 2, 5, 7}, 601);
   for (const ops::Size2 size : {ops::Size2(10, 14), ops::Size2(8, 11), ops::Size2(3, 4), ops::Size2(5, 7)}) {
