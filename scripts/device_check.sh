@@ -36,17 +36,20 @@ done
 export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export MRCNN_SOURCE_DIR=$PWD
 status=0
+# Test logs go into one archive at the end: the device tool returns a limited number of files.
+logs=$(mktemp -d)
 for t in "$dir"/test_*; do
   [ -x "$t" ] || continue
   name=$(basename "$t")
   # doctest filters are case-insensitive wildcards: every CUDA case has "cuda" in its name.
-  if timeout "${TEST_TIMEOUT:-180}" "$t" --test-case='*cuda*' >"$out/$name.log" 2>&1; then
-    echo "device_check: $name: $(grep -E '^\[doctest\] (test cases|assertions)' "$out/$name.log" | tr '\n' ' ')"
+  if timeout "${TEST_TIMEOUT:-180}" "$t" --test-case='*cuda*' >"$logs/$name.log" 2>&1; then
+    echo "device_check: $name: $(grep -E '^\[doctest\] (test cases|assertions)' "$logs/$name.log" | tr '\n' ' ')"
   else
     status=1
-    echo "device_check: $name FAILED"; tail -40 "$out/$name.log"
+    echo "device_check: $name FAILED"; tail -40 "$logs/$name.log"
   fi
 done
+tar czf "$out/test_logs.tar.gz" -C "$logs" . && rm -rf "$logs"
 if [ -x "$dir/mrcnn" ]; then
   timeout 180 "$dir/mrcnn" selftest > "$out/selftest.log" 2>&1 || status=1
   tail -26 "$out/selftest.log"
