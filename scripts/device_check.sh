@@ -36,7 +36,7 @@ done
 export LD_LIBRARY_PATH="${libdirs#:}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export MRCNN_SOURCE_DIR=$PWD
 status=0
-# Test logs go into one archive at the end: the device tool returns a limited number of files.
+# Test and selftest logs go into one archive: the device tool returns a limited number of files (8).
 logs=$(mktemp -d)
 for t in "$dir"/test_*; do
   [ -x "$t" ] || continue
@@ -49,11 +49,11 @@ for t in "$dir"/test_*; do
     echo "device_check: $name FAILED"; tail -40 "$logs/$name.log"
   fi
 done
-tar czf "$out/test_logs.tar.gz" -C "$logs" . && rm -rf "$logs"
 if [ -x "$dir/mrcnn" ]; then
-  timeout 180 "$dir/mrcnn" selftest > "$out/selftest.log" 2>&1 || status=1
-  tail -26 "$out/selftest.log"
+  timeout 180 "$dir/mrcnn" selftest > "$logs/selftest.log" 2>&1 || status=1
+  tail -26 "$logs/selftest.log"
 fi
+tar czf "$out/test_logs.tar.gz" -C "$logs" . && rm -rf "$logs"
 # BENCH=1: R50-FPN at 512x512 against the machine's PyTorch/torchvision, batch 2 and 8, both sides
 # in strict float32; BENCH_TF32=1 adds the same with TF32 convolutions/matmuls on both sides.
 if [ "${BENCH:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
