@@ -4,7 +4,8 @@
 # binaries travel to the GPU machine compressed): every test binary's CUDA cases, then `mrcnn selftest`.
 # Make DIR here with: scripts/device_check.sh --pack [BUILD] [DIR]; DIR is git-ignored, so the device
 # tool's call must name it in `carry`. Env: BENCH=1 (PyTorch comparison; BENCH_TF32=1 adds TF32 on both
-# sides), PROFILE=1 (stage and backward-op timings), APP=1 (train/predict/eval).
+# sides), PROFILE=1 (stage and backward-op timings), NSYS=1 (Nsight Systems kernel summary, if
+# installed there), APP=1 (train/predict/eval).
 # The GPU machine's CUDA/cuDNN libraries may live in a Python environment, not in the linker's
 # path: this finds them. Every step has a time limit (a hung kernel must not eat the lent machine's
 # minutes; the logs written so far still come back). Usage: scripts/device_check.sh [DIR] [OUT]
@@ -69,6 +70,20 @@ fi
 if [ "${PROFILE:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
   timeout 180 "$dir/mrcnn" bench --config bench/configs/r50_fpn_512.json --size 512x512 --batch 2 --device cuda --profile \
     2>&1 | tee "$out/profile.log" || status=1
+fi
+# NSYS=1: Nsight Systems over the same bench without stage waits, if the machine has nsys: GPU kernel
+# time by kernel and the CUDA API calls (gaps between kernels are where the GPU waited for the host).
+if [ "${NSYS:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
+  nsys=$(command -v nsys || ls /usr/local/cuda*/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys 2>/dev/null | head -1)
+  if [ -n "$nsys" ]; then
+    timeout 240 "$nsys" profile -o /tmp/mrcnn_nsys --force-overwrite true --stats=false "$dir/mrcnn" bench \
+      --config bench/configs/r50_fpn_512.json --size 512x512 --batch 2 --device cuda > /dev/null 2>&1 &&
+    timeout 120 "$nsys" stats --report cuda_gpu_kern_sum,cuda_api_sum --format csv /tmp/mrcnn_nsys.nsys-rep \
+      > "$out/nsys_stats.csv" 2>&1 || echo "device_check: nsys failed (a profiler problem, not a CUDA check)"
+    head -40 "$out/nsys_stats.csv"
+  else
+    echo "device_check: NSYS=1 but no nsys on this machine"
+  fi
 fi
 # APP=1: the application end to end on the GPU: synthetic data, train (with a stop and a resume),
 # predict and evaluate with --device ${APP_DEVICE:-cuda}.
