@@ -1,4 +1,5 @@
-// channel_affine in one pass (the frozen batch norm of every ResNet layer), and group norm's output
+// channel_affine in one pass (the frozen batch norm of every ResNet layer; with relu fused, forward
+// and backward), and group norm's output
 // and input gradient: the CPU's per-element bodies (ops/affine_kernels.h), one thread per element,
 // each element's channel and group found by multiply-high dividers (cuda/index_divider.h).
 // (Group norm's statistics and sums come from the CUDA reductions, in ops/norm.cpp.)
@@ -13,8 +14,15 @@ namespace {
 // Kernel bodies live in function templates: device lambdas may not sit inside dispatch's generic
 // lambdas. Each runs with multiply-high index dividers when the tensor has fewer than 2^31 elements.
 template <typename T, typename Locator>
-void affine(const T* x, const T* scale, const T* shift, Locator at, T* y, int64_t n) {
-  for_each_index(n, [=] __device__(int64_t i) { y[i] = channel_affine_element(x, scale, shift, i, at); });
+void affine(const T* x, const T* scale, const T* shift, Locator at, T* y, int64_t n, bool relu) {
+  if (relu)
+    for_each_index(n, [=] __device__(int64_t i) { y[i] = relu_of(channel_affine_element(x, scale, shift, i, at)); });
+  else
+    for_each_index(n, [=] __device__(int64_t i) { y[i] = channel_affine_element(x, scale, shift, i, at); });
+}
+template <typename T, typename Locator>
+void affine_relu_grad(const T* dy, const T* y, const T* scale, Locator at, T* dx, int64_t n) {
+  for_each_index(n, [=] __device__(int64_t i) { dx[i] = channel_affine_relu_grad(dy[i], y[i], scale[at.channel(i)]); });
 }
 template <typename T, typename Locator>
 void group_forward(const T* x, const T* mean, const T* invstd, const T* weight, const T* bias, Locator at, T* y, int64_t n) {
@@ -77,13 +85,25 @@ void group_norm_input_grad(const Tensor& dy, const Tensor& x, const Tensor& mean
 }
 
 void channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, int64_t channels, int64_t inner,
-                    const Tensor& y) {
+                    const Tensor& y, bool relu) {
   const ChannelLocator plain{channels, inner, 1};
   dispatch_floating(x.dtype(), "channel_affine", [&](auto tag) {
     using T = decltype(tag);
     with_locator(y.numel(), plain, [&](auto at) {
       affine<T>(data_or_null<T>(x), data_or_null<T>(scale), data_or_null<T>(shift), at, static_cast<T*>(y.raw_data()),
-                y.numel());
+                y.numel(), relu);
+    });
+  });
+}
+
+void channel_affine_relu_input_grad(const Tensor& dy, const Tensor& y, const Tensor& scale, int64_t channels, int64_t inner,
+                                    const Tensor& dx) {
+  const ChannelLocator plain{channels, inner, 1};
+  dispatch_floating(dy.dtype(), "channel_affine_relu backward", [&](auto tag) {
+    using T = decltype(tag);
+    with_locator(dx.numel(), plain, [&](auto at) {
+      affine_relu_grad<T>(data_or_null<T>(dy), data_or_null<T>(y), data_or_null<T>(scale), at, static_cast<T*>(dx.raw_data()),
+                          dx.numel());
     });
   });
 }

@@ -44,8 +44,8 @@ class Block : public nn::Layer {
   Tensor forward(const Tensor& x) override {
     Tensor y = x;
     for (size_t i = 0; i < convs_.size(); ++i) {
-      y = norms_[i]->forward(convs_[i]->forward(y));
-      if (i + 1 < convs_.size()) y = ops::relu(y);
+      const Tensor z = convs_[i]->forward(y);
+      y = i + 1 < convs_.size() ? norms_[i]->forward_relu(z) : norms_[i]->forward(z);  // relu fused where the norm can
     }
     return ops::relu(y + (downsample_ ? downsample_->forward(x) : x));
   }
@@ -99,7 +99,7 @@ std::vector<Tensor> ResNet::forward(const Tensor& x) {
   pool.kernel_size = 3;
   pool.stride = 2;
   pool.padding = 1;
-  Tensor y = ops::max_pool2d(ops::relu(bn1_->forward(conv1_->forward(x))), pool);
+  Tensor y = ops::max_pool2d(bn1_->forward_relu(conv1_->forward(x)), pool);
   std::vector<Tensor> outputs;
   for (auto& stage : stages_) {
     y = stage->forward(y);

@@ -77,6 +77,10 @@ Tensor FrozenBatchNorm2d::forward(const Tensor& x) {
   return ops::frozen_batch_norm(x, weight, bias, running_mean, running_var, eps);
 }
 
+Tensor FrozenBatchNorm2d::forward_relu(const Tensor& x) {
+  return ops::frozen_batch_norm_relu(x, weight, bias, running_mean, running_var, eps);
+}
+
 GroupNorm::GroupNorm(int64_t num_groups_, int64_t channels, double eps_) : num_groups(num_groups_), eps(eps_) {
   check(num_groups > 0 && channels % num_groups == 0, "GroupNorm: ", channels, " channels do not divide into ",
         num_groups, " groups");

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "autograd/node.h"
+#include "ops/elementwise.h"
 
 namespace mrcnn::nn {
 
@@ -132,5 +133,7 @@ Tensor Sequential::forward(const Tensor& x) {
   for (auto& layer : layers_) y = layer->forward(y);
   return y;
 }
+
+Tensor Layer::forward_relu(const Tensor& x) { return ops::relu(forward(x)); }
 
 }  // namespace mrcnn::nn

@@ -66,6 +66,8 @@ class Module {
 class Layer : public Module {
  public:
   virtual Tensor forward(const Tensor& x) = 0;
+  // relu(forward(x)); a layer that can fuse the relu into its own pass overrides it (FrozenBatchNorm2d).
+  virtual Tensor forward_relu(const Tensor& x);
   Tensor operator()(const Tensor& x) { return forward(x); }
 };
 

@@ -41,6 +41,20 @@ MRCNN_HD inline T channel_affine_element(const T* x, const T* scale, const T* sh
   return channel_affine_element(x, scale, shift, i, ChannelLocator{channels, inner, 1});
 }
 
+// relu as ops::relu computes it (ops/elementwise_functors.h's ReluF): NaN stays NaN.
+template <typename T>
+MRCNN_HD inline T relu_of(T v) {
+  return (v > T(0) || v != v) ? v : T(0);
+}
+
+// channel_affine_relu's input gradient at one element with output y and its channel's scale:
+// relu's backward (dy where y > 0, else 0; NaN y gives 0), then channel_affine's (times scale, plus
+// the zero of an absent shift, which turns -0 into +0 as the two ops do).
+template <typename T>
+MRCNN_HD inline T channel_affine_relu_grad(T dy, T y, T scale) {
+  return (y > T(0) ? dy : T(0)) * scale + T(0);
+}
+
 // Group norm's output is x * a + shift with a = invstd * weight, shift = bias - mean * a (the group's
 // statistics, the channel's affine; weight 1 and bias 0 when absent).
 template <typename T>

@@ -41,9 +41,10 @@ void channel_moments(const ChannelLayout& l, const T* x, std::vector<double>& me
   });
 }
 
-// y[n, c, :] = x[n, c, :] * scale[c] + shift[c] (shift may be null: zero).
+// y[n, c, :] = x[n, c, :] * scale[c] + shift[c] (shift may be null: zero), then with relu
+// max(y, 0) (NaN kept, as ops::relu) over the row while it is in cache: the same bits as the two ops.
 template <typename T>
-void channel_affine_forward(const ChannelLayout& l, const T* x, const T* scale, const T* shift, T* y) {
+void channel_affine_forward(const ChannelLayout& l, const T* x, const T* scale, const T* shift, T* y, bool relu = false) {
   parallel_for(0, l.batch * l.channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(l.inner, 1)),
                [&](int64_t begin, int64_t end) {
                  for (int64_t row = begin; row < end; ++row) {
@@ -51,6 +52,21 @@ void channel_affine_forward(const ChannelLayout& l, const T* x, const T* scale, 
                    const T* src = x + row * l.inner;
                    T* dst = y + row * l.inner;
                    for (int64_t i = 0; i < l.inner; ++i) dst[i] = src[i] * a + b;
+                   if (relu)
+                     for (int64_t i = 0; i < l.inner; ++i) dst[i] = relu_of(dst[i]);
+                 }
+               });
+}
+
+// channel_affine_relu's input gradient in one pass: relu's backward (dy where y > 0) times scale[c],
+// plus zero as channel_affine's backward adds its absent shift (so -0 becomes +0 there too).
+template <typename T>
+void channel_affine_relu_input_grad(const ChannelLayout& l, const T* dy, const T* y, const T* scale, T* dx) {
+  parallel_for(0, l.batch * l.channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(l.inner, 1)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t row = begin; row < end; ++row) {
+                   const T a = scale[row % l.channels];
+                   for (int64_t i = row * l.inner, last = i + l.inner; i < last; ++i) dx[i] = channel_affine_relu_grad(dy[i], y[i], a);
                  }
                });
 }
@@ -237,15 +253,26 @@ const T* data_or_null(const Tensor& t) {
   return t.defined() ? t.data<T>() : nullptr;
 }
 
-// The fixed-affine normalisation of eval batch norm and FrozenBatchNorm2d, composed from ops so that
-// gradients reach weight/bias (or the statistics) whenever they require grad.
+// The fixed-affine normalisation of eval batch norm and FrozenBatchNorm2d (then relu, if asked),
+// composed from ops so that gradients reach weight/bias (or the statistics) whenever they require grad.
 Tensor affine_from_statistics(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                              const Tensor& running_var, double eps) {
+                              const Tensor& running_var, double eps, bool relu = false) {
   Tensor scale = pow(add(running_var, eps), -0.5);
   if (weight.defined()) scale = mul(weight, scale);
   Tensor shift = neg(mul(running_mean, scale));
   if (bias.defined()) shift = add(bias, shift);
-  return channel_affine(x, scale, shift);
+  return relu ? channel_affine_relu(x, scale, shift) : channel_affine(x, scale, shift);
+}
+
+Tensor frozen_batch_norm_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                              const Tensor& running_var, double eps, bool relu) {
+  const char* op = relu ? "frozen_batch_norm_relu" : "frozen_batch_norm";
+  check_norm_input(x, op);
+  check_channel_vector(weight, x, "weight", true, op);
+  check_channel_vector(bias, x, "bias", true, op);
+  check_channel_vector(running_mean, x, "running_mean", true, op);
+  check_channel_vector(running_var, x, "running_var", true, op);
+  return affine_from_statistics(x, weight, bias, running_mean, running_var, eps, relu);
 }
 
 Tensor batch_norm_train(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
@@ -316,61 +343,88 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
 
 Tensor frozen_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                          const Tensor& running_var, double eps) {
-  const char* op = "frozen_batch_norm";
-  check_norm_input(x, op);
-  check_channel_vector(weight, x, "weight", true, op);
-  check_channel_vector(bias, x, "bias", true, op);
-  check_channel_vector(running_mean, x, "running_mean", true, op);
-  check_channel_vector(running_var, x, "running_var", true, op);
-  return affine_from_statistics(x, weight, bias, running_mean, running_var, eps);
+  return frozen_batch_norm_impl(x, weight, bias, running_mean, running_var, eps, false);
 }
 
-Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift) {
-  const char* op = "channel_affine";
+Tensor frozen_batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                              const Tensor& running_var, double eps) {
+  return frozen_batch_norm_impl(x, weight, bias, running_mean, running_var, eps, true);
+}
+
+namespace {
+
+// channel_affine, optionally followed by relu in the same pass (and, backward, relu's gradient in
+// channel_affine's input-gradient pass): the bits of the two ops, one pass over memory each way.
+Tensor channel_affine_impl(const Tensor& x, const Tensor& scale, const Tensor& shift, bool relu) {
+  const char* op = relu ? "channel_affine_relu" : "channel_affine";
   check_norm_input(x, op);
   check_channel_vector(scale, x, "scale", true, op);
   check_channel_vector(shift, x, "shift", true, op);
   const cpu::ChannelLayout l = channel_layout(x);
   const Tensor xc = contiguous(x.detach()), sc = contiguous(scale.detach()), bc = contiguous(shift.detach());
-  // y = x * scale + shift, or (shift undefined) x * scale: one pass on either device.
-  const auto affine = [l](const Tensor& in, const Tensor& s, const Tensor& b) {
+  // y = x * scale + shift, or (shift undefined) x * scale, then relu if asked: one pass on either device.
+  const auto affine = [l](const Tensor& in, const Tensor& s, const Tensor& b, bool with_relu) {
     Tensor y = empty(in.sizes(), in.dtype(), in.device());
     if (in.device().is_cuda()) {
-      cuda::channel_affine(in, s, b, l.channels, l.inner, y);
+      cuda::channel_affine(in, s, b, l.channels, l.inner, y, with_relu);
       return y;
     }
     dispatch_floating(in.dtype(), "channel_affine", [&](auto tag) {
       using T = decltype(tag);
-      cpu::channel_affine_forward<T>(l, in.data<T>(), s.data<T>(), data_or_null<T>(b), y.data<T>());
+      cpu::channel_affine_forward<T>(l, in.data<T>(), s.data<T>(), data_or_null<T>(b), y.data<T>(), with_relu);
     });
     return y;
   };
-  const Tensor out = affine(xc, sc, bc);
-  // x is kept only when scale needs a gradient (not for a frozen norm: it would hold every conv output).
-  return autograd::record(op, out, {x, scale, shift},
-                          [xc = scale.requires_grad() ? xc : Tensor(), sc, l, affine, need_x = x.requires_grad(),
-                           need_scale = scale.requires_grad(), need_shift = shift.requires_grad()](const Tensor& dout) {
-                            const Tensor d = contiguous(dout);
-                            const Tensor dx = need_x ? affine(d, sc, Tensor()) : Tensor();
-                            Tensor dscale, dshift;
-                            if (d.device().is_cuda()) {
-                              // Per-channel sums through the CUDA reductions (double accumulation).
-                              const std::vector<int64_t> dims = non_channel_dims(d);
-                              if (need_scale) dscale = reshape(sum(mul(d, xc), dims), {l.channels});
-                              if (need_shift) dshift = reshape(sum(d, dims), {l.channels});
-                              return std::vector<Tensor>{dx, dscale, dshift};
-                            }
-                            dscale = need_scale ? empty({l.channels}, d.dtype()) : Tensor();
-                            dshift = need_shift ? empty({l.channels}, d.dtype()) : Tensor();
-                            if (need_scale || need_shift)
-                              dispatch_floating(d.dtype(), "channel_affine backward", [&](auto tag) {
-                                using T = decltype(tag);
-                                cpu::channel_sums<T>(l, d.data<T>(), need_scale ? xc.data<T>() : nullptr,
-                                                     need_scale ? dscale.data<T>() : nullptr,
-                                                     need_shift ? dshift.data<T>() : nullptr);
-                              });
-                            return std::vector<Tensor>{dx, dscale, dshift};
-                          });
+  const Tensor out = affine(xc, sc, bc, relu);
+  // x is kept only when scale needs a gradient (not for a frozen norm: it would hold every conv
+  // output); relu's output only with relu (ops::relu would keep it).
+  return autograd::record(
+      op, out, {x, scale, shift},
+      [xc = scale.requires_grad() ? xc : Tensor(), y = relu ? out.detach() : Tensor(), sc, l, affine, need_x = x.requires_grad(),
+       need_scale = scale.requires_grad(), need_shift = shift.requires_grad()](const Tensor& dout) {
+        Tensor d = contiguous(dout);
+        if (y.defined() && !need_scale && !need_shift) {  // a frozen norm + relu: one fused pass
+          Tensor dx = empty(d.sizes(), d.dtype(), d.device());
+          if (d.device().is_cuda()) {
+            cuda::channel_affine_relu_input_grad(d, y, sc, l.channels, l.inner, dx);
+          } else {
+            dispatch_floating(d.dtype(), "channel_affine_relu backward", [&](auto tag) {
+              using T = decltype(tag);
+              cpu::channel_affine_relu_input_grad<T>(l, d.data<T>(), y.data<T>(), sc.data<T>(), dx.data<T>());
+            });
+          }
+          return std::vector<Tensor>{dx, Tensor(), Tensor()};
+        }
+        if (y.defined()) d = where(gt(y, 0.0), d, 0.0);  // relu's gradient first
+        const Tensor dx = need_x ? affine(d, sc, Tensor(), false) : Tensor();
+        Tensor dscale, dshift;
+        if (d.device().is_cuda()) {
+          // Per-channel sums through the CUDA reductions (double accumulation).
+          const std::vector<int64_t> dims = non_channel_dims(d);
+          if (need_scale) dscale = reshape(sum(mul(d, xc), dims), {l.channels});
+          if (need_shift) dshift = reshape(sum(d, dims), {l.channels});
+          return std::vector<Tensor>{dx, dscale, dshift};
+        }
+        dscale = need_scale ? empty({l.channels}, d.dtype()) : Tensor();
+        dshift = need_shift ? empty({l.channels}, d.dtype()) : Tensor();
+        if (need_scale || need_shift)
+          dispatch_floating(d.dtype(), "channel_affine backward", [&](auto tag) {
+            using T = decltype(tag);
+            cpu::channel_sums<T>(l, d.data<T>(), need_scale ? xc.data<T>() : nullptr, need_scale ? dscale.data<T>() : nullptr,
+                                 need_shift ? dshift.data<T>() : nullptr);
+          });
+        return std::vector<Tensor>{dx, dscale, dshift};
+      });
+}
+
+}  // namespace
+
+Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift) {
+  return channel_affine_impl(x, scale, shift, false);
+}
+
+Tensor channel_affine_relu(const Tensor& x, const Tensor& scale, const Tensor& shift) {
+  return channel_affine_impl(x, scale, shift, true);
 }
 
 namespace {

@@ -76,6 +76,76 @@ TEST_CASE("gradcheck: batch_norm, frozen_batch_norm, group_norm, channel_affine"
   expect_gradcheck([](const V& in) { return ops::channel_affine(in[0], in[1], in[2]); }, {x, w, b});
 }
 
+namespace {
+
+// Forward output and every requested input gradient (of sum(out * dout)) of f, on x's device.
+std::vector<Tensor> output_and_grads(const std::function<Tensor(const V&)>& f, const V& inputs, const Tensor& dout) {
+  V in;
+  for (const Tensor& t : inputs) in.push_back(t.requires_grad() ? t.detach().set_requires_grad(true) : t.detach());
+  const Tensor out = f(in);
+  autograd::backward(out, dout);
+  std::vector<Tensor> results{out.detach()};
+  for (const Tensor& t : in)
+    if (t.requires_grad()) results.push_back(t.grad());
+  return results;
+}
+
+// channel_affine_relu and frozen_batch_norm_relu against relu of the unfused op, bit for bit (on
+// `device`): x with NaN, +-inf and +-0, a gradient with NaN and -0, only x needing a gradient (the
+// fused backward pass) and all three.
+void expect_fused_relu_bitwise(Device device) {
+  for (const DType dt : {kFloat32, kFloat64}) {
+    const std::string dtype = dtype_name(dt);
+    CAPTURE(dtype);
+    const double nan = std::nan(""), inf = INFINITY;
+    std::vector<double> xs = test::values(leaf({2, 3, 4, 5}, 41));
+    xs[0] = nan, xs[1] = inf, xs[2] = -inf, xs[3] = 0.0, xs[4] = -0.0, xs[7] = 1e-30;
+    std::vector<double> ds = test::values(leaf({2, 3, 4, 5}, 42));
+    ds[5] = nan, ds[6] = -0.0, ds[8] = -0.0;
+    const Tensor x = ops::to(ops::to(from_vector(xs, {2, 3, 4, 5}), dt), device).set_requires_grad(true);
+    const Tensor dout = ops::to(ops::to(from_vector(ds, {2, 3, 4, 5}), dt), device);
+    Tensor scale = ops::to(ops::to(leaf({3}, 43), dt), device), shift = ops::to(ops::to(leaf({3}, 44), dt), device);
+    for (const bool all_grads : {false, true}) {
+      CAPTURE(all_grads);
+      scale = scale.detach().set_requires_grad(all_grads), shift = shift.detach().set_requires_grad(all_grads);
+      const auto fused = output_and_grads([](const V& v) { return ops::channel_affine_relu(v[0], v[1], v[2]); }, {x, scale, shift}, dout);
+      const auto apart = output_and_grads([](const V& v) { return ops::relu(ops::channel_affine(v[0], v[1], v[2])); }, {x, scale, shift},
+                                          dout);
+      REQUIRE(fused.size() == (all_grads ? 4u : 2u));
+      REQUIRE(fused.size() == apart.size());
+      for (size_t i = 0; i < fused.size(); ++i) {
+        CAPTURE(i);
+        CHECK(fused[i].device() == device);
+        CHECK(test::bitwise_equal(ops::to(fused[i], kCPU), ops::to(apart[i], kCPU)));
+      }
+      CHECK(std::isnan(test::values(ops::to(fused[0], kCPU))[0]));  // NaN stays NaN through relu
+    }
+    const Tensor mean = ops::to(ops::to(leaf({3}, 45), dt), device).detach();
+    const Tensor var = ops::to(ops::to(leaf({3}, 46, 0.1, 1.0), dt), device).detach();
+    const auto frozen = [&](bool relu) {
+      return output_and_grads(
+          [&](const V& v) {
+            return relu ? ops::frozen_batch_norm_relu(v[0], v[1], v[2], mean, var)
+                        : ops::relu(ops::frozen_batch_norm(v[0], v[1], v[2], mean, var));
+          },
+          {x, scale.detach(), shift.detach()}, dout);
+    };
+    const auto fused = frozen(true), apart = frozen(false);
+    REQUIRE(fused.size() == 2);
+    for (size_t i = 0; i < 2; ++i) CHECK(test::bitwise_equal(ops::to(fused[i], kCPU), ops::to(apart[i], kCPU)));
+  }
+}
+
+}  // namespace
+
+TEST_CASE("channel_affine_relu, frozen_batch_norm_relu: the bits of relu after the unfused op") {
+  expect_fused_relu_bitwise(kCPU);
+  expect_gradcheck([](const V& v) { return ops::channel_affine_relu(v[0], v[1], v[2]); },
+                   {leaf({2, 3, 2, 2}, 47), leaf({3}, 48), leaf({3}, 49)});
+  CHECK(test::error_of([] { ops::channel_affine_relu(zeros({2, 3}), zeros({2}), zeros({3})); }) ==
+        "channel_affine_relu: scale must be a float32 vector of 3 elements (channels of [2, 3]), got float32 [2]");
+}
+
 TEST_CASE("norms: error messages") {
   CHECK(test::error_of([] { ops::batch_norm(zeros({1, 3, 1, 1}), Tensor(), Tensor(), Tensor(), Tensor(), true); }) ==
         "batch_norm: expected more than 1 value per channel when training, got input [1, 3, 1, 1]");
@@ -142,6 +212,16 @@ TEST_CASE("cuda: batch, frozen and group norm match the CPU") {
                                 {ops::to(leaf({3, 4, 5, 5}, 32), kFloat32), ops::to(leaf({4}, 33), kFloat32),
                                  ops::to(leaf({4}, 34), kFloat32)},
                                 1e-4);
+  // The fused norm + relu on the GPU: bit-identical to relu after the unfused op there, and close
+  // to the CPU's.
+  expect_fused_relu_bitwise(kCUDA);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::channel_affine_relu(v[0], v[1], v[2]); },
+                                {leaf({2, 5, 3, 4}, 50), leaf({5}, 51), leaf({5}, 52)}, 1e-12);
+  test::expect_cuda_matches_cpu(
+      [&](const V& v) {
+        return ops::channel_affine_relu(v[0], ops::to(frozen_scale, v[0].device()), ops::to(frozen_shift, v[0].device()));
+      },
+      {leaf({3, 4}, 53)}, 1e-12);
   const Tensor fixed_weight = test::leaf({4}, 35).detach();
   test::expect_cuda_matches_cpu(
       [&](const V& v) { return ops::group_norm(v[0], 2, ops::to(fixed_weight, v[0].device()), Tensor()); },
