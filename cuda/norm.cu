@@ -13,16 +13,28 @@ namespace mrcnn::cuda {
 namespace {
 // Kernel bodies live in function templates: device lambdas may not sit inside dispatch's generic
 // lambdas. Each runs with multiply-high index dividers when the tensor has fewer than 2^31 elements.
+// The affine value is rounded to T before the residual is added, as the separate ops store it.
 template <typename T, typename Locator>
-void affine(const T* x, const T* scale, const T* shift, Locator at, T* y, int64_t n, bool relu) {
-  if (relu)
+void affine(const T* x, const T* scale, const T* shift, Locator at, T* y, int64_t n, bool relu, const T* residual) {
+  if (residual)
+    for_each_index(n, [=] __device__(int64_t i) {
+      const T v = channel_affine_element(x, scale, shift, i, at);
+      y[i] = relu_of(v + residual[i]);
+    });
+  else if (relu)
     for_each_index(n, [=] __device__(int64_t i) { y[i] = relu_of(channel_affine_element(x, scale, shift, i, at)); });
   else
     for_each_index(n, [=] __device__(int64_t i) { y[i] = channel_affine_element(x, scale, shift, i, at); });
 }
 template <typename T, typename Locator>
-void affine_relu_grad(const T* dy, const T* y, const T* scale, Locator at, T* dx, int64_t n) {
-  for_each_index(n, [=] __device__(int64_t i) { dx[i] = channel_affine_relu_grad(dy[i], y[i], scale[at.channel(i)]); });
+void affine_relu_grad(const T* dy, const T* y, const T* scale, Locator at, T* dx, T* gated, int64_t n) {
+  if (gated)
+    for_each_index(n, [=] __device__(int64_t i) {
+      dx[i] = channel_affine_relu_grad(dy[i], y[i], scale[at.channel(i)]);
+      gated[i] = relu_grad(dy[i], y[i]);
+    });
+  else
+    for_each_index(n, [=] __device__(int64_t i) { dx[i] = channel_affine_relu_grad(dy[i], y[i], scale[at.channel(i)]); });
 }
 template <typename T, typename Locator>
 void group_forward(const T* x, const T* mean, const T* invstd, const T* weight, const T* bias, Locator at, T* y, int64_t n) {
@@ -85,25 +97,25 @@ void group_norm_input_grad(const Tensor& dy, const Tensor& x, const Tensor& mean
 }
 
 void channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift, int64_t channels, int64_t inner,
-                    const Tensor& y, bool relu) {
+                    const Tensor& y, bool relu, const Tensor& residual) {
   const ChannelLocator plain{channels, inner, 1};
   dispatch_floating(x.dtype(), "channel_affine", [&](auto tag) {
     using T = decltype(tag);
     with_locator(y.numel(), plain, [&](auto at) {
       affine<T>(data_or_null<T>(x), data_or_null<T>(scale), data_or_null<T>(shift), at, static_cast<T*>(y.raw_data()),
-                y.numel(), relu);
+                y.numel(), relu, data_or_null<T>(residual));
     });
   });
 }
 
 void channel_affine_relu_input_grad(const Tensor& dy, const Tensor& y, const Tensor& scale, int64_t channels, int64_t inner,
-                                    const Tensor& dx) {
+                                    const Tensor& dx, const Tensor& gated) {
   const ChannelLocator plain{channels, inner, 1};
   dispatch_floating(dy.dtype(), "channel_affine_relu backward", [&](auto tag) {
     using T = decltype(tag);
     with_locator(dx.numel(), plain, [&](auto at) {
       affine_relu_grad<T>(data_or_null<T>(dy), data_or_null<T>(y), data_or_null<T>(scale), at, static_cast<T*>(dx.raw_data()),
-                          dx.numel());
+                          gated.defined() ? static_cast<T*>(gated.raw_data()) : nullptr, dx.numel());
     });
   });
 }

@@ -70,10 +70,11 @@ void max_pool2d_backward(const PoolShape&, const Tensor&, const Tensor&, const T
 void interpolate_forward(const ResizeTaps&, const Tensor&, const Tensor&) { unavailable("interpolate"); }
 void interpolate_backward(const ResizeTaps&, const Tensor&, const Tensor&) { unavailable("interpolate"); }
 void paste_masks(const Tensor&, const std::vector<PasteBox>&, int64_t, const Tensor&) { unavailable("paste_masks"); }
-void channel_affine(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, const Tensor&, bool) {
+void channel_affine(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, const Tensor&, bool, const Tensor&) {
   unavailable("channel_affine");
 }
-void channel_affine_relu_input_grad(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, const Tensor&) {
+void channel_affine_relu_input_grad(const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, const Tensor&,
+                                    const Tensor&) {
   unavailable("channel_affine_relu_input_grad");
 }
 void group_norm_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t, int64_t, int64_t,

@@ -42,12 +42,13 @@ class Block : public nn::Layer {
   }
 
   Tensor forward(const Tensor& x) override {
+    // Each norm + relu, and the last norm + identity + relu, in one op where the norm can fuse them.
     Tensor y = x;
-    for (size_t i = 0; i < convs_.size(); ++i) {
-      const Tensor z = convs_[i]->forward(y);
-      y = i + 1 < convs_.size() ? norms_[i]->forward_relu(z) : norms_[i]->forward(z);  // relu fused where the norm can
-    }
-    return ops::relu(y + (downsample_ ? downsample_->forward(x) : x));
+    const size_t last = convs_.size() - 1;
+    for (size_t i = 0; i < last; ++i) y = norms_[i]->forward_relu(convs_[i]->forward(y));
+    const Tensor z = convs_[last]->forward(y);
+    const Tensor identity = downsample_ ? downsample_->forward(x) : x;
+    return norms_[last]->forward_relu(z, identity);
   }
 
  private:

@@ -77,8 +77,8 @@ Tensor FrozenBatchNorm2d::forward(const Tensor& x) {
   return ops::frozen_batch_norm(x, weight, bias, running_mean, running_var, eps);
 }
 
-Tensor FrozenBatchNorm2d::forward_relu(const Tensor& x) {
-  return ops::frozen_batch_norm_relu(x, weight, bias, running_mean, running_var, eps);
+Tensor FrozenBatchNorm2d::forward_relu(const Tensor& x, const Tensor& residual) {
+  return ops::frozen_batch_norm_relu(x, weight, bias, running_mean, running_var, eps, residual);
 }
 
 GroupNorm::GroupNorm(int64_t num_groups_, int64_t channels, double eps_) : num_groups(num_groups_), eps(eps_) {

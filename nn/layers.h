@@ -52,7 +52,7 @@ class FrozenBatchNorm2d : public Layer {
  public:
   explicit FrozenBatchNorm2d(int64_t channels, double eps = 1e-5);
   Tensor forward(const Tensor& x) override;
-  Tensor forward_relu(const Tensor& x) override;  // one pass each way (ops::frozen_batch_norm_relu)
+  Tensor forward_relu(const Tensor& x, const Tensor& residual = Tensor()) override;  // one pass each way
   Tensor weight, bias, running_mean, running_var;
   double eps;
 };

@@ -134,6 +134,9 @@ Tensor Sequential::forward(const Tensor& x) {
   return y;
 }
 
-Tensor Layer::forward_relu(const Tensor& x) { return ops::relu(forward(x)); }
+Tensor Layer::forward_relu(const Tensor& x, const Tensor& residual) {
+  const Tensor y = forward(x);
+  return ops::relu(residual.defined() ? ops::add(y, residual) : y);
+}
 
 }  // namespace mrcnn::nn

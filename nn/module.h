@@ -66,8 +66,9 @@ class Module {
 class Layer : public Module {
  public:
   virtual Tensor forward(const Tensor& x) = 0;
-  // relu(forward(x)); a layer that can fuse the relu into its own pass overrides it (FrozenBatchNorm2d).
-  virtual Tensor forward_relu(const Tensor& x);
+  // relu(forward(x) [+ residual]); a layer that can fuse the sum and the relu into its own pass
+  // overrides it (FrozenBatchNorm2d).
+  virtual Tensor forward_relu(const Tensor& x, const Tensor& residual = Tensor());
   Tensor operator()(const Tensor& x) { return forward(x); }
 };
 

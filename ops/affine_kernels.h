@@ -51,8 +51,12 @@ MRCNN_HD inline T relu_of(T v) {
 // relu's backward (dy where y > 0, else 0; NaN y gives 0), then channel_affine's (times scale, plus
 // the zero of an absent shift, which turns -0 into +0 as the two ops do).
 template <typename T>
+MRCNN_HD inline T relu_grad(T dy, T y) {
+  return y > T(0) ? dy : T(0);
+}
+template <typename T>
 MRCNN_HD inline T channel_affine_relu_grad(T dy, T y, T scale) {
-  return (y > T(0) ? dy : T(0)) * scale + T(0);
+  return relu_grad(dy, y) * scale + T(0);
 }
 
 // Group norm's output is x * a + shift with a = invstd * weight, shift = bias - mean * a (the group's

@@ -41,10 +41,12 @@ void channel_moments(const ChannelLayout& l, const T* x, std::vector<double>& me
   });
 }
 
-// y[n, c, :] = x[n, c, :] * scale[c] + shift[c] (shift may be null: zero), then with relu
-// max(y, 0) (NaN kept, as ops::relu) over the row while it is in cache: the same bits as the two ops.
+// y[n, c, :] = x[n, c, :] * scale[c] + shift[c] (shift may be null: zero); with relu then max(y, 0)
+// (NaN kept, as ops::relu), after adding residual[n, c, :] if given, over the row while it is in
+// cache: the same bits as the separate ops.
 template <typename T>
-void channel_affine_forward(const ChannelLayout& l, const T* x, const T* scale, const T* shift, T* y, bool relu = false) {
+void channel_affine_forward(const ChannelLayout& l, const T* x, const T* scale, const T* shift, T* y, bool relu = false,
+                            const T* residual = nullptr) {
   parallel_for(0, l.batch * l.channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(l.inner, 1)),
                [&](int64_t begin, int64_t end) {
                  for (int64_t row = begin; row < end; ++row) {
@@ -52,21 +54,29 @@ void channel_affine_forward(const ChannelLayout& l, const T* x, const T* scale, 
                    const T* src = x + row * l.inner;
                    T* dst = y + row * l.inner;
                    for (int64_t i = 0; i < l.inner; ++i) dst[i] = src[i] * a + b;
-                   if (relu)
+                   if (residual) {
+                     const T* r = residual + row * l.inner;
+                     for (int64_t i = 0; i < l.inner; ++i) dst[i] = relu_of(dst[i] + r[i]);
+                   } else if (relu) {
                      for (int64_t i = 0; i < l.inner; ++i) dst[i] = relu_of(dst[i]);
+                   }
                  }
                });
 }
 
 // channel_affine_relu's input gradient in one pass: relu's backward (dy where y > 0) times scale[c],
-// plus zero as channel_affine's backward adds its absent shift (so -0 becomes +0 there too).
+// plus zero as channel_affine's backward adds its absent shift (so -0 becomes +0 there too); with
+// `gated`, relu's backward itself is written there too (the residual's gradient).
 template <typename T>
-void channel_affine_relu_input_grad(const ChannelLayout& l, const T* dy, const T* y, const T* scale, T* dx) {
+void channel_affine_relu_input_grad(const ChannelLayout& l, const T* dy, const T* y, const T* scale, T* dx, T* gated) {
   parallel_for(0, l.batch * l.channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(l.inner, 1)),
                [&](int64_t begin, int64_t end) {
                  for (int64_t row = begin; row < end; ++row) {
                    const T a = scale[row % l.channels];
-                   for (int64_t i = row * l.inner, last = i + l.inner; i < last; ++i) dx[i] = channel_affine_relu_grad(dy[i], y[i], a);
+                   const int64_t first = row * l.inner, last = first + l.inner;
+                   for (int64_t i = first; i < last; ++i) dx[i] = channel_affine_relu_grad(dy[i], y[i], a);
+                   if (gated)
+                     for (int64_t i = first; i < last; ++i) gated[i] = relu_grad(dy[i], y[i]);
                  }
                });
 }
@@ -256,23 +266,23 @@ const T* data_or_null(const Tensor& t) {
 // The fixed-affine normalisation of eval batch norm and FrozenBatchNorm2d (then relu, if asked),
 // composed from ops so that gradients reach weight/bias (or the statistics) whenever they require grad.
 Tensor affine_from_statistics(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                              const Tensor& running_var, double eps, bool relu = false) {
+                              const Tensor& running_var, double eps, bool relu = false, const Tensor& residual = Tensor()) {
   Tensor scale = pow(add(running_var, eps), -0.5);
   if (weight.defined()) scale = mul(weight, scale);
   Tensor shift = neg(mul(running_mean, scale));
   if (bias.defined()) shift = add(bias, shift);
-  return relu ? channel_affine_relu(x, scale, shift) : channel_affine(x, scale, shift);
+  return relu ? channel_affine_relu(x, scale, shift, residual) : channel_affine(x, scale, shift);
 }
 
 Tensor frozen_batch_norm_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                              const Tensor& running_var, double eps, bool relu) {
+                              const Tensor& running_var, double eps, bool relu, const Tensor& residual = Tensor()) {
   const char* op = relu ? "frozen_batch_norm_relu" : "frozen_batch_norm";
   check_norm_input(x, op);
   check_channel_vector(weight, x, "weight", true, op);
   check_channel_vector(bias, x, "bias", true, op);
   check_channel_vector(running_mean, x, "running_mean", true, op);
   check_channel_vector(running_var, x, "running_var", true, op);
-  return affine_from_statistics(x, weight, bias, running_mean, running_var, eps, relu);
+  return affine_from_statistics(x, weight, bias, running_mean, running_var, eps, relu, residual);
 }
 
 Tensor batch_norm_train(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
@@ -347,84 +357,99 @@ Tensor frozen_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bi
 }
 
 Tensor frozen_batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                              const Tensor& running_var, double eps) {
-  return frozen_batch_norm_impl(x, weight, bias, running_mean, running_var, eps, true);
+                              const Tensor& running_var, double eps, const Tensor& residual) {
+  return frozen_batch_norm_impl(x, weight, bias, running_mean, running_var, eps, true, residual);
 }
 
 namespace {
 
-// channel_affine, optionally followed by relu in the same pass (and, backward, relu's gradient in
-// channel_affine's input-gradient pass): the bits of the two ops, one pass over memory each way.
-Tensor channel_affine_impl(const Tensor& x, const Tensor& scale, const Tensor& shift, bool relu) {
+// channel_affine, optionally followed by relu (of the sum with `residual`, if defined) in the same
+// pass, and backward relu's gradient in channel_affine's input-gradient pass: the bits of the
+// separate ops, one pass over memory each way.
+Tensor channel_affine_impl(const Tensor& x, const Tensor& scale, const Tensor& shift, bool relu, const Tensor& residual) {
   const char* op = relu ? "channel_affine_relu" : "channel_affine";
   check_norm_input(x, op);
   check_channel_vector(scale, x, "scale", true, op);
   check_channel_vector(shift, x, "shift", true, op);
+  if (residual.defined())
+    check(residual.sizes() == x.sizes() && residual.dtype() == x.dtype() && residual.device() == x.device(), op,
+          ": residual must be ", dtype_name(x.dtype()), " ", shape_str(x.sizes()), " on ", x.device().str(), " like x, got ",
+          dtype_name(residual.dtype()), " ", shape_str(residual.sizes()), " on ", residual.device().str());
   const cpu::ChannelLayout l = channel_layout(x);
   const Tensor xc = contiguous(x.detach()), sc = contiguous(scale.detach()), bc = contiguous(shift.detach());
   // y = x * scale + shift, or (shift undefined) x * scale, then relu if asked: one pass on either device.
-  const auto affine = [l](const Tensor& in, const Tensor& s, const Tensor& b, bool with_relu) {
+  const auto affine = [l](const Tensor& in, const Tensor& s, const Tensor& b, bool with_relu, const Tensor& r) {
     Tensor y = empty(in.sizes(), in.dtype(), in.device());
     if (in.device().is_cuda()) {
-      cuda::channel_affine(in, s, b, l.channels, l.inner, y, with_relu);
+      cuda::channel_affine(in, s, b, l.channels, l.inner, y, with_relu, r);
       return y;
     }
     dispatch_floating(in.dtype(), "channel_affine", [&](auto tag) {
       using T = decltype(tag);
-      cpu::channel_affine_forward<T>(l, in.data<T>(), s.data<T>(), data_or_null<T>(b), y.data<T>(), with_relu);
+      cpu::channel_affine_forward<T>(l, in.data<T>(), s.data<T>(), data_or_null<T>(b), y.data<T>(), with_relu, data_or_null<T>(r));
     });
     return y;
   };
-  const Tensor out = affine(xc, sc, bc, relu);
+  const Tensor out = affine(xc, sc, bc, relu, residual.defined() ? contiguous(residual.detach()) : Tensor());
   // x is kept only when scale needs a gradient (not for a frozen norm: it would hold every conv
   // output); relu's output only with relu (ops::relu would keep it).
+  std::vector<Tensor> inputs{x, scale, shift};
+  if (residual.defined()) inputs.push_back(residual);
   return autograd::record(
-      op, out, {x, scale, shift},
+      op, out, inputs,
       [xc = scale.requires_grad() ? xc : Tensor(), y = relu ? out.detach() : Tensor(), sc, l, affine, need_x = x.requires_grad(),
-       need_scale = scale.requires_grad(), need_shift = shift.requires_grad()](const Tensor& dout) {
+       need_scale = scale.requires_grad(), need_shift = shift.requires_grad(), with_residual = residual.defined(),
+       need_residual = residual.defined() && residual.requires_grad()](const Tensor& dout) {
         Tensor d = contiguous(dout);
+        std::vector<Tensor> grads;
         if (y.defined() && !need_scale && !need_shift) {  // a frozen norm + relu: one fused pass
           Tensor dx = empty(d.sizes(), d.dtype(), d.device());
+          Tensor gated = need_residual ? empty(d.sizes(), d.dtype(), d.device()) : Tensor();
           if (d.device().is_cuda()) {
-            cuda::channel_affine_relu_input_grad(d, y, sc, l.channels, l.inner, dx);
+            cuda::channel_affine_relu_input_grad(d, y, sc, l.channels, l.inner, dx, gated);
           } else {
             dispatch_floating(d.dtype(), "channel_affine_relu backward", [&](auto tag) {
               using T = decltype(tag);
-              cpu::channel_affine_relu_input_grad<T>(l, d.data<T>(), y.data<T>(), sc.data<T>(), dx.data<T>());
+              cpu::channel_affine_relu_input_grad<T>(l, d.data<T>(), y.data<T>(), sc.data<T>(), dx.data<T>(),
+                                                     need_residual ? gated.data<T>() : nullptr);
             });
           }
-          return std::vector<Tensor>{dx, Tensor(), Tensor()};
+          grads = {dx, Tensor(), Tensor()};
+          if (with_residual) grads.push_back(gated);
+          return grads;
         }
-        if (y.defined()) d = where(gt(y, 0.0), d, 0.0);  // relu's gradient first
-        const Tensor dx = need_x ? affine(d, sc, Tensor(), false) : Tensor();
+        if (y.defined()) d = where(gt(y, 0.0), d, 0.0);  // relu's gradient first (the residual's too)
+        const Tensor dx = need_x ? affine(d, sc, Tensor(), false, Tensor()) : Tensor();
         Tensor dscale, dshift;
         if (d.device().is_cuda()) {
           // Per-channel sums through the CUDA reductions (double accumulation).
           const std::vector<int64_t> dims = non_channel_dims(d);
           if (need_scale) dscale = reshape(sum(mul(d, xc), dims), {l.channels});
           if (need_shift) dshift = reshape(sum(d, dims), {l.channels});
-          return std::vector<Tensor>{dx, dscale, dshift};
+        } else {
+          dscale = need_scale ? empty({l.channels}, d.dtype()) : Tensor();
+          dshift = need_shift ? empty({l.channels}, d.dtype()) : Tensor();
+          if (need_scale || need_shift)
+            dispatch_floating(d.dtype(), "channel_affine backward", [&](auto tag) {
+              using T = decltype(tag);
+              cpu::channel_sums<T>(l, d.data<T>(), need_scale ? xc.data<T>() : nullptr, need_scale ? dscale.data<T>() : nullptr,
+                                   need_shift ? dshift.data<T>() : nullptr);
+            });
         }
-        dscale = need_scale ? empty({l.channels}, d.dtype()) : Tensor();
-        dshift = need_shift ? empty({l.channels}, d.dtype()) : Tensor();
-        if (need_scale || need_shift)
-          dispatch_floating(d.dtype(), "channel_affine backward", [&](auto tag) {
-            using T = decltype(tag);
-            cpu::channel_sums<T>(l, d.data<T>(), need_scale ? xc.data<T>() : nullptr, need_scale ? dscale.data<T>() : nullptr,
-                                 need_shift ? dshift.data<T>() : nullptr);
-          });
-        return std::vector<Tensor>{dx, dscale, dshift};
+        grads = {dx, dscale, dshift};
+        if (with_residual) grads.push_back(need_residual ? d : Tensor());
+        return grads;
       });
 }
 
 }  // namespace
 
 Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift) {
-  return channel_affine_impl(x, scale, shift, false);
+  return channel_affine_impl(x, scale, shift, false, Tensor());
 }
 
-Tensor channel_affine_relu(const Tensor& x, const Tensor& scale, const Tensor& shift) {
-  return channel_affine_impl(x, scale, shift, true);
+Tensor channel_affine_relu(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& residual) {
+  return channel_affine_impl(x, scale, shift, true, residual);
 }
 
 namespace {

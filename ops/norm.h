@@ -15,16 +15,18 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
 // if they require grad, which torchvision's never do).
 Tensor frozen_batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                          const Tensor& running_var, double eps = 1e-5);
-// relu(frozen_batch_norm(...)) in one pass each way (ResNet's norm + relu), the same bits.
+// relu(frozen_batch_norm(...) [+ residual]) in one pass each way (ResNet's norm + relu, and a
+// block's last norm + identity + relu), the same bits as the separate ops.
 Tensor frozen_batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
-                              const Tensor& running_var, double eps = 1e-5);
+                              const Tensor& running_var, double eps = 1e-5, const Tensor& residual = Tensor());
 // F.group_norm: channels split into num_groups groups, each normalised per sample; weight/bias per channel.
 Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight = Tensor(), const Tensor& bias = Tensor(),
                   double eps = 1e-5);
 // y[n, c, ...] = x[n, c, ...] * scale[c] + shift[c], differentiable in all three.
 Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift);
-// relu(channel_affine(x, scale, shift)) in one pass, and backward relu's gradient and the input
-// gradient in one pass when scale and shift need none: the same bits as the two ops.
-Tensor channel_affine_relu(const Tensor& x, const Tensor& scale, const Tensor& shift);
+// relu(channel_affine(x, scale, shift) [+ residual]) in one pass, and backward relu's gradient and
+// the input gradient in one pass when scale and shift need none: the same bits as the separate ops.
+// residual: x's shape, dtype and device.
+Tensor channel_affine_relu(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& residual = Tensor());
 
 }  // namespace mrcnn::ops

@@ -105,34 +105,58 @@ void expect_fused_relu_bitwise(Device device) {
     const Tensor x = ops::to(ops::to(from_vector(xs, {2, 3, 4, 5}), dt), device).set_requires_grad(true);
     const Tensor dout = ops::to(ops::to(from_vector(ds, {2, 3, 4, 5}), dt), device);
     Tensor scale = ops::to(ops::to(leaf({3}, 43), dt), device), shift = ops::to(ops::to(leaf({3}, 44), dt), device);
-    for (const bool all_grads : {false, true}) {
-      CAPTURE(all_grads);
-      scale = scale.detach().set_requires_grad(all_grads), shift = shift.detach().set_requires_grad(all_grads);
-      const auto fused = output_and_grads([](const V& v) { return ops::channel_affine_relu(v[0], v[1], v[2]); }, {x, scale, shift}, dout);
-      const auto apart = output_and_grads([](const V& v) { return ops::relu(ops::channel_affine(v[0], v[1], v[2])); }, {x, scale, shift},
-                                          dout);
-      REQUIRE(fused.size() == (all_grads ? 4u : 2u));
-      REQUIRE(fused.size() == apart.size());
-      for (size_t i = 0; i < fused.size(); ++i) {
-        CAPTURE(i);
-        CHECK(fused[i].device() == device);
-        CHECK(test::bitwise_equal(ops::to(fused[i], kCPU), ops::to(apart[i], kCPU)));
+    // A residual with +-inf, -0 and NaN of its own, needing a gradient or not.
+    std::vector<double> rs = test::values(leaf({2, 3, 4, 5}, 54));
+    rs[9] = inf, rs[10] = -inf, rs[11] = -0.0, rs[12] = nan, rs[3] = -0.0;
+    const Tensor residual_values = ops::to(ops::to(from_vector(rs, {2, 3, 4, 5}), dt), device);
+    for (const int residual_kind : {0, 1, 2}) {  // none, without gradient, with gradient
+      const Tensor residual = residual_kind == 0 ? Tensor() : residual_values.detach().set_requires_grad(residual_kind == 2);
+      for (const bool all_grads : {false, true}) {
+        CAPTURE(residual_kind);
+        CAPTURE(all_grads);
+        scale = scale.detach().set_requires_grad(all_grads), shift = shift.detach().set_requires_grad(all_grads);
+        V inputs{x, scale, shift};
+        if (residual.defined()) inputs.push_back(residual);
+        const auto fused = output_and_grads(
+            [](const V& v) { return ops::channel_affine_relu(v[0], v[1], v[2], v.size() > 3 ? v[3] : Tensor()); }, inputs, dout);
+        const auto apart = output_and_grads(
+            [](const V& v) {
+              const Tensor y = ops::channel_affine(v[0], v[1], v[2]);
+              return ops::relu(v.size() > 3 ? ops::add(y, v[3]) : y);
+            },
+            inputs, dout);
+        REQUIRE(fused.size() == (all_grads ? 4u : 2u) + (residual_kind == 2 ? 1u : 0u));
+        REQUIRE(fused.size() == apart.size());
+        for (size_t i = 0; i < fused.size(); ++i) {
+          CAPTURE(i);
+          CHECK(fused[i].device() == device);
+          CHECK(test::bitwise_equal(ops::to(fused[i], kCPU), ops::to(apart[i], kCPU)));
+        }
+        CHECK(std::isnan(test::values(ops::to(fused[0], kCPU))[0]));  // NaN stays NaN through relu
       }
-      CHECK(std::isnan(test::values(ops::to(fused[0], kCPU))[0]));  // NaN stays NaN through relu
     }
     const Tensor mean = ops::to(ops::to(leaf({3}, 45), dt), device).detach();
     const Tensor var = ops::to(ops::to(leaf({3}, 46, 0.1, 1.0), dt), device).detach();
-    const auto frozen = [&](bool relu) {
+    const Tensor residual = residual_values.detach().set_requires_grad(true);
+    const auto frozen = [&](bool fused_op, bool with_residual) {
+      V inputs{x, scale.detach(), shift.detach()};
+      if (with_residual) inputs.push_back(residual);
       return output_and_grads(
           [&](const V& v) {
-            return relu ? ops::frozen_batch_norm_relu(v[0], v[1], v[2], mean, var)
-                        : ops::relu(ops::frozen_batch_norm(v[0], v[1], v[2], mean, var));
+            const Tensor r = v.size() > 3 ? v[3] : Tensor();
+            if (fused_op) return ops::frozen_batch_norm_relu(v[0], v[1], v[2], mean, var, 1e-5, r);
+            const Tensor y = ops::frozen_batch_norm(v[0], v[1], v[2], mean, var);
+            return ops::relu(r.defined() ? ops::add(y, r) : y);
           },
-          {x, scale.detach(), shift.detach()}, dout);
+          inputs, dout);
     };
-    const auto fused = frozen(true), apart = frozen(false);
-    REQUIRE(fused.size() == 2);
-    for (size_t i = 0; i < 2; ++i) CHECK(test::bitwise_equal(ops::to(fused[i], kCPU), ops::to(apart[i], kCPU)));
+    for (const bool with_residual : {false, true}) {
+      CAPTURE(with_residual);
+      const auto fused = frozen(true, with_residual), apart = frozen(false, with_residual);
+      REQUIRE(fused.size() == (with_residual ? 3u : 2u));
+      REQUIRE(fused.size() == apart.size());
+      for (size_t i = 0; i < fused.size(); ++i) CHECK(test::bitwise_equal(ops::to(fused[i], kCPU), ops::to(apart[i], kCPU)));
+    }
   }
 }
 
@@ -144,6 +168,10 @@ TEST_CASE("channel_affine_relu, frozen_batch_norm_relu: the bits of relu after t
                    {leaf({2, 3, 2, 2}, 47), leaf({3}, 48), leaf({3}, 49)});
   CHECK(test::error_of([] { ops::channel_affine_relu(zeros({2, 3}), zeros({2}), zeros({3})); }) ==
         "channel_affine_relu: scale must be a float32 vector of 3 elements (channels of [2, 3]), got float32 [2]");
+  CHECK(test::error_of([] { ops::channel_affine_relu(zeros({2, 3}), zeros({3}), zeros({3}), zeros({3, 2})); }) ==
+        "channel_affine_relu: residual must be float32 [2, 3] on cpu like x, got float32 [3, 2] on cpu");
+  expect_gradcheck([](const V& v) { return ops::channel_affine_relu(v[0], v[1], v[2], v[3]); },
+                   {leaf({2, 3, 2, 2}, 55), leaf({3}, 56), leaf({3}, 57), leaf({2, 3, 2, 2}, 58)});
 }
 
 TEST_CASE("norms: error messages") {
@@ -222,6 +250,9 @@ TEST_CASE("cuda: batch, frozen and group norm match the CPU") {
         return ops::channel_affine_relu(v[0], ops::to(frozen_scale, v[0].device()), ops::to(frozen_shift, v[0].device()));
       },
       {leaf({3, 4}, 53)}, 1e-12);
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::channel_affine_relu(v[0], v[1], v[2], v[3]); },
+                                {leaf({2, 5, 3, 4}, 59), leaf({5}, 60), leaf({5}, 61), test::noncontiguous_leaf({2, 5, 3, 4}, 62)},
+                                1e-12);
   const Tensor fixed_weight = test::leaf({4}, 35).detach();
   test::expect_cuda_matches_cpu(
       [&](const V& v) { return ops::group_norm(v[0], 2, ops::to(fixed_weight, v[0].device()), Tensor()); },
