@@ -402,7 +402,7 @@ Tensor channel_affine_impl(const Tensor& x, const Tensor& scale, const Tensor& s
        need_residual = residual.defined() && residual.requires_grad()](const Tensor& dout) {
         Tensor d = contiguous(dout);
         std::vector<Tensor> grads;
-        if (y.defined() && !need_scale && !need_shift) {  // a frozen norm + relu: one fused pass
+        if (y.defined() && need_x && !need_scale && !need_shift) {  // a frozen norm + relu: one fused pass
           Tensor dx = empty(d.sizes(), d.dtype(), d.device());
           Tensor gated = need_residual ? empty(d.sizes(), d.dtype(), d.device()) : Tensor();
           if (d.device().is_cuda()) {

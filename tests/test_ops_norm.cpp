@@ -135,6 +135,15 @@ void expect_fused_relu_bitwise(Device device) {
         CHECK(std::isnan(test::values(ops::to(fused[0], kCPU))[0]));  // NaN stays NaN through relu
       }
     }
+    {  // only the residual needs a gradient (x of a frozen stage)
+      const V inputs{x.detach(), scale.detach(), shift.detach(), residual_values.detach().set_requires_grad(true)};
+      const auto fused = output_and_grads([](const V& v) { return ops::channel_affine_relu(v[0], v[1], v[2], v[3]); }, inputs, dout);
+      const auto apart = output_and_grads(
+          [](const V& v) { return ops::relu(ops::add(ops::channel_affine(v[0], v[1], v[2]), v[3])); }, inputs, dout);
+      REQUIRE(fused.size() == 2);
+      REQUIRE(apart.size() == 2);
+      CHECK(test::bitwise_equal(ops::to(fused[1], kCPU), ops::to(apart[1], kCPU)));
+    }
     const Tensor mean = ops::to(ops::to(leaf({3}, 45), dt), device).detach();
     const Tensor var = ops::to(ops::to(leaf({3}, 46, 0.1, 1.0), dt), device).detach();
     const Tensor residual = residual_values.detach().set_requires_grad(true);
