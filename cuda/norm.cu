@@ -1,7 +1,7 @@
-// channel_affine in one pass (the frozen batch norm of every ResNet layer; with relu fused, forward
-// and backward), and group norm's output
-// and input gradient: the CPU's per-element bodies (ops/affine_kernels.h), one thread per element,
-// each element's channel and group found by multiply-high dividers (cuda/index_divider.h).
+// channel_affine in one pass (the frozen batch norm of every ResNet layer, with its relu and a
+// block's residual fused where asked, forward and backward), and group norm's output and input
+// gradient: the CPU's per-element bodies (ops/affine_kernels.h), one thread per element, each
+// element's channel and group found by multiply-high dividers (cuda/index_divider.h).
 // (Group norm's statistics and sums come from the CUDA reductions, in ops/norm.cpp.)
 #include "cuda/launch.cuh"
 #include "cuda/norm.h"

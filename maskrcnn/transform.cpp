@@ -62,9 +62,8 @@ ImageList GeneralizedRCNNTransform::forward(const std::vector<Tensor>& images, s
       Target& t = (*targets)[i];
       t.boxes = resize_boxes(t.boxes, original, size);
       if (t.masks.defined() && t.masks.size(0) > 0) {
-        Tensor m = ops::to(t.masks, kCPU);
-        if (m.dtype() != kBool) m = ops::to(m, kBool);  // nonzero is inside, as after a float resize
-        t.masks = ops::resize_masks_nearest(m, {size.first, size.second});
+        // Nonzero is inside (any dtype), as after torchvision's float resize.
+        t.masks = ops::resize_masks_nearest(ops::to(ops::to(t.masks, kCPU), kBool), {size.first, size.second});
       } else {
         t.masks = zeros({0, size.first, size.second}, kBool);
       }

@@ -7,6 +7,7 @@
 
 #include "cuda/host_device.h"
 #include "cuda/index_divider.h"
+#include "ops/elementwise_functors.h"
 
 namespace mrcnn {
 
@@ -41,19 +42,9 @@ MRCNN_HD inline T channel_affine_element(const T* x, const T* scale, const T* sh
   return channel_affine_element(x, scale, shift, i, ChannelLocator{channels, inner, 1});
 }
 
-// relu as ops::relu computes it (ops/elementwise_functors.h's ReluF): NaN stays NaN.
-template <typename T>
-MRCNN_HD inline T relu_of(T v) {
-  return (v > T(0) || v != v) ? v : T(0);
-}
-
 // channel_affine_relu's input gradient at one element with output y and its channel's scale:
-// relu's backward (dy where y > 0, else 0; NaN y gives 0), then channel_affine's (times scale, plus
+// relu's backward (relu_grad, ops/elementwise_functors.h), then channel_affine's (times scale, plus
 // the zero of an absent shift, which turns -0 into +0 as the two ops do).
-template <typename T>
-MRCNN_HD inline T relu_grad(T dy, T y) {
-  return y > T(0) ? dy : T(0);
-}
 template <typename T>
 MRCNN_HD inline T channel_affine_relu_grad(T dy, T y, T scale) {
   return relu_grad(dy, y) * scale + T(0);

@@ -42,10 +42,21 @@ struct SignF {
   double p0, p1;
   template <typename T> MRCNN_HD T operator()(T x) const { return T((x > T(0)) - (x < T(0))); }
 };
-// relu keeps NaN like torch.relu (NaN > 0 is false, but NaN must not become 0).
+// relu keeps NaN like torch.relu (NaN > 0 is false, but NaN must not become 0). relu_of and
+// relu_grad are relu's one definition, also used by the fused norm + relu (ops/affine_kernels.h).
+template <typename T>
+MRCNN_HD inline T relu_of(T x) {
+  return (x > T(0) || m_isnan(x)) ? x : T(0);
+}
+// ReLU's gradient: dout where the output y is > 0, else 0 (NaN y gives 0, like PyTorch's
+// threshold_backward).
+template <typename T>
+MRCNN_HD inline T relu_grad(T dout, T y) {
+  return y > T(0) ? dout : T(0);
+}
 struct ReluF {
   double p0, p1;
-  template <typename T> MRCNN_HD T operator()(T x) const { return (x > T(0) || m_isnan(x)) ? x : T(0); }
+  template <typename T> MRCNN_HD T operator()(T x) const { return relu_of(x); }
 };
 // Written so neither branch overflows: exp of a non-positive number only.
 struct SigmoidF {
@@ -118,11 +129,10 @@ struct SmoothL1F {
     return d < beta ? T(0.5) * d * d / beta : d - T(0.5) * beta;
   }
 };
-// ReLU's gradient in one pass: dout where the output y is > 0, else 0 (NaN y gives 0, like
-// PyTorch's threshold_backward).
+// ReLU's gradient in one pass (relu_grad).
 struct ReluBackwardF {
   double param;
-  template <typename T> MRCNN_HD T operator()(T dout, T y) const { return y > T(0) ? dout : T(0); }
+  template <typename T> MRCNN_HD T operator()(T dout, T y) const { return relu_grad(dout, y); }
 };
 
 template <typename Fn>

@@ -141,6 +141,14 @@ std::vector<Tensor> stored_features(const std::string& model, bool with_pool) {
   return f;
 }
 
+// torchvision's RPN outputs of `what` ("objectness" or "deltas") for the model's eval run, one per
+// level, on `device`.
+std::vector<Tensor> stored_rpn_outputs(const std::string& model, const std::string& what, Device device = kCPU) {
+  std::vector<Tensor> levels;
+  for (int l = 0; l < 5; ++l) levels.push_back(ops::to(stored(model + ".eval." + what + "." + std::to_string(l)), device));
+  return levels;
+}
+
 void eval_stages(const std::string& model) {
   CAPTURE(model);
   auto net = fixture_model(model);
@@ -163,13 +171,12 @@ void eval_stages(const std::string& model) {
   // RPN head, anchors and proposals from stored inputs.
   const auto stored_levels = stored_features(model, true);
   const auto [objectness, deltas] = net->rpn->head->forward(stored_levels);
-  std::vector<Tensor> stored_objectness, stored_deltas;
+  const std::vector<Tensor> stored_objectness = stored_rpn_outputs(model, "objectness"), stored_deltas = stored_rpn_outputs(model, "deltas");
+  REQUIRE(objectness.size() == stored_objectness.size());
   std::vector<std::pair<int64_t, int64_t>> feature_sizes;
   for (size_t l = 0; l < objectness.size(); ++l) {
-    stored_objectness.push_back(stored(p + "objectness." + std::to_string(l)));
-    stored_deltas.push_back(stored(p + "deltas." + std::to_string(l)));
-    expect_close("rpn logits (rel)", "objectness." + std::to_string(l), objectness[l], stored_objectness.back(), 1e-4);
-    expect_close("rpn logits (rel)", "deltas." + std::to_string(l), deltas[l], stored_deltas.back(), 1e-4);
+    expect_close("rpn logits (rel)", "objectness." + std::to_string(l), objectness[l], stored_objectness[l], 1e-4);
+    expect_close("rpn logits (rel)", "deltas." + std::to_string(l), deltas[l], stored_deltas[l], 1e-4);
     feature_sizes.emplace_back(stored_levels[l].size(2), stored_levels[l].size(3));
   }
   const Tensor anchors = net->rpn->anchor_generator().grid_anchors({stored("eval.images").size(2), stored("eval.images").size(3)},
@@ -306,13 +313,9 @@ void eval_on_device(const std::string& model, Device device) {
   // Proposal selection (top-k, decode, NMS per image and level) from the same stored RPN outputs on
   // both devices: eval against torchvision's proposals; train mode (2000 per level: the finest
   // level's NMS segment has up to 2000 boxes) against the CPU's selection.
-  std::vector<Tensor> objectness, deltas;
-  for (int l = 0; l < 5; ++l) {
-    objectness.push_back(stored(p + "objectness." + std::to_string(l)));
-    deltas.push_back(stored(p + "deltas." + std::to_string(l)));
-  }
-  std::vector<Tensor> objectness_on_device, deltas_on_device;
-  for (int l = 0; l < 5; ++l) objectness_on_device.push_back(ops::to(objectness[l], device)), deltas_on_device.push_back(ops::to(deltas[l], device));
+  const std::vector<Tensor> objectness = stored_rpn_outputs(model, "objectness"), deltas = stored_rpn_outputs(model, "deltas");
+  const std::vector<Tensor> objectness_on_device = stored_rpn_outputs(model, "objectness", device);
+  const std::vector<Tensor> deltas_on_device = stored_rpn_outputs(model, "deltas", device);
   const auto sizes = fixture_image_sizes(model);
   const auto eval_proposals = net->rpn->filter_proposals(objectness_on_device, deltas_on_device, stored(p + "anchors"), sizes).first;
   net->rpn->train();
