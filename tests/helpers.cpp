@@ -18,14 +18,42 @@
 
 namespace mrcnn::test {
 
+namespace {
+bool rehearsal_requested() {
+  const char* value = std::getenv("MRCNN_CUDA_REHEARSAL");
+  return value && std::string(value) == "1";
+}
+}  // namespace
+
+bool rehearsing() { return rehearsal_requested() && !cuda::is_available(); }
+
+Device gpu() { return rehearsing() ? Device(kCPU) : Device(kCUDA); }
+
 bool setup_cuda_or_skip(const std::string& what) {
   if (cuda::is_available()) {
+    if (rehearsal_requested()) {
+      // The real run of these cases is the plain ctest test; rehearsing on top would only repeat it.
+      std::cout << "SKIPPED: rehearsal of " << what << ": a CUDA device is present, the case runs on it\n";
+      return true;
+    }
     cuda::set_fill_uninitialized(true);
+    return false;
+  }
+  if (rehearsing()) {
+    std::cout << "REHEARSAL: " << what << ": the CPU stands in for CUDA (" << cuda::unavailable_reason() << ")\n";
     return false;
   }
   std::cout << "SKIPPED: " << what << ": " << cuda::unavailable_reason() << "\n";
   MESSAGE("SKIPPED: " << what << ": " << cuda::unavailable_reason());
   return true;
+}
+
+bool setup_real_cuda_or_skip(const std::string& what) {
+  if (rehearsal_requested() && !cuda::is_available()) {
+    std::cout << "NOT REHEARSED: " << what << ": it tests CUDA itself\n";
+    return true;
+  }
+  return setup_cuda_or_skip(what);
 }
 
 void expect_cuda_matches_cpu(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& inputs,
@@ -49,7 +77,7 @@ void expect_cuda_matches_cpu(const std::function<Tensor(const std::vector<Tensor
     }
     return results;
   };
-  const std::vector<Tensor> cpu = run(kCPU), gpu = run(kCUDA);
+  const std::vector<Tensor> cpu = run(kCPU), gpu = run(test::gpu());
   REQUIRE(cpu.size() == gpu.size());
   CHECK(cpu[0].sizes() == gpu[0].sizes());
   for (size_t i = 0; i < cpu.size(); ++i) {
@@ -63,7 +91,7 @@ void expect_cuda_gradcheck(const std::function<Tensor(const std::vector<Tensor>&
   expect_gradcheck(
       [&](const std::vector<Tensor>& in) {
         std::vector<Tensor> on_device;
-        for (const Tensor& x : in) on_device.push_back(ops::to(x, kCUDA));
+        for (const Tensor& x : in) on_device.push_back(ops::to(x, gpu()));
         return ops::to(f(on_device), kCPU);
       },
       inputs);
@@ -96,7 +124,8 @@ void expect_gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f
   CHECK(result.ok);
   // scripts/test.sh counts passed gradchecks across all test processes through this log (one short
   // O_APPEND write per check, atomic between the parallel ctest processes).
-  if (const char* log = std::getenv("MRCNN_GRADCHECK_LOG"); log && result.ok) {
+  // A rehearsal's gradchecks repeat CPU ones and are not counted.
+  if (const char* log = std::getenv("MRCNN_GRADCHECK_LOG"); log && result.ok && !rehearsing()) {
     if (FILE* file = std::fopen(log, "a")) {
       std::fputs("ok\n", file);
       std::fclose(file);

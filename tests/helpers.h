@@ -40,10 +40,20 @@ std::string error_of(const std::function<void()>& f);
 // Bytewise equality of two tensors' contents (same shape and dtype).
 bool bitwise_equal(const Tensor& a, const Tensor& b);
 
-// Every CUDA test case starts with it. Without a CUDA device: prints "SKIPPED: <what>: <reason>"
-// and returns true. With one: turns on NaN pre-filling of new CUDA memory for the rest of the
-// process (cuda::set_fill_uninitialized, so an element a kernel never wrote shows up) and returns false.
+// Every CUDA test case starts with it. With a CUDA device: turns on NaN pre-filling of new CUDA
+// memory for the rest of the process (cuda::set_fill_uninitialized, so an element a kernel never
+// wrote shows up) and returns false. Without one it prints "SKIPPED: <what>: <reason>" and returns
+// true, unless the process is a rehearsal (MRCNN_CUDA_REHEARSAL=1, ctest's rehearsal:<binary>
+// tests): then it returns false and the case runs with the CPU standing in for CUDA (gpu() below).
+// A rehearsal checks the case's own code (indices into input lists, shapes, the CPU half), under
+// CI's sanitizers too, so a bug there shows up before a GPU is lent; it says nothing about CUDA.
 bool setup_cuda_or_skip(const std::string& what);
+// For cases that test CUDA itself (allocator, transfers, device errors): skipped without a device,
+// and not rehearsed (a rehearsal prints "NOT REHEARSED: <what>").
+bool setup_real_cuda_or_skip(const std::string& what);
+// The device a CUDA case compares with the CPU: kCUDA, or kCPU in a rehearsal.
+Device gpu();
+bool rehearsing();
 // Runs f on `inputs` (CPU) and on CUDA copies of them (CUDA memory pre-filled with NaN bytes, so an
 // element a kernel never wrote shows up), then backward of sum(out * R) for a fixed random R on
 // both: the outputs and every input gradient must agree within tol (absolute).

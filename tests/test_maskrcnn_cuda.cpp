@@ -51,8 +51,8 @@ TEST_CASE("cuda: one training step and inference of the whole model match the CP
   manual_seed(1);
   MaskRCNN cpu_model(config), gpu_model(config);
   gpu_model.load_state_dict(cpu_model.state_dict());
-  gpu_model.to(kCUDA);
-  CHECK(gpu_model.device() == kCUDA);
+  gpu_model.to(test::gpu());
+  CHECK(gpu_model.device() == test::gpu());
   const auto [images, targets] = batch();
 
   std::map<std::string, double> losses;
@@ -80,7 +80,7 @@ TEST_CASE("cuda: one training step and inference of the whole model match the CP
     CAPTURE(cpu_params[i].first);
     REQUIRE(g_cpu.defined() == g_gpu.defined());
     if (!g_cpu.defined()) continue;
-    CHECK(g_gpu.device() == kCUDA);
+    CHECK(g_gpu.device() == test::gpu());
     // Gradients of a random-init model are sums over every pixel and RoI: 1e-3 of their norm, the
     // tolerance the torchvision parity test uses for our CPU kernels against PyTorch's.
     CHECK(relative_norm_error(g_gpu, g_cpu) <= 1e-3);
@@ -111,7 +111,7 @@ TEST_CASE("cuda: one training step and inference of the whole model match the CP
     const Detections &on_cpu = cpu_out.detections[i], &on_gpu = gpu_out.detections[i];
     REQUIRE(on_cpu.boxes.sizes() == on_gpu.boxes.sizes());
     CHECK(on_cpu.boxes.size(0) > 100);
-    CHECK(on_gpu.masks.device() == kCUDA);  // pasted on the model's device
+    CHECK(on_gpu.masks.device() == test::gpu());  // pasted on the model's device
     const Tensor gpu_boxes = ops::to(on_gpu.boxes, kCPU);
     const auto pairing = test::nearest_row_pairing(gpu_boxes, on_cpu.boxes);
     const Tensor paired = from_vector(pairing, {static_cast<int64_t>(pairing.size())});

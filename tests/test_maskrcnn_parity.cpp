@@ -367,7 +367,7 @@ TEST_CASE("maskrcnn parity: losses and gradients, GroupNorm model") { train_pari
 TEST_CASE("cuda: maskrcnn parity on the GPU, eval and train, both models") {
   if (test::setup_cuda_or_skip("maskrcnn parity on CUDA")) return;
   for (const char* model : {"a", "b"}) {
-    eval_on_device(model, kCUDA);
-    train_parity(model, kCUDA);
+    eval_on_device(model, test::gpu());
+    train_parity(model, test::gpu());
   }
 }

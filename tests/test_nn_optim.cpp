@@ -75,9 +75,9 @@ TEST_CASE("cuda: clip_grad_norm on GPU gradients equals the CPU's") {
   for (const Shape& shape : {Shape{7, 3}, Shape{11}, Shape{2, 5, 5}}) {
     const Tensor grad = ops::mul(randn(shape, kFloat32, kCPU, &g), 3.0);
     cpu.push_back(zeros(shape).set_requires_grad(true));
-    gpu.push_back(zeros(shape, kFloat32, kCUDA).set_requires_grad(true));
+    gpu.push_back(zeros(shape, kFloat32, test::gpu()).set_requires_grad(true));
     cpu.back().set_grad(grad);
-    gpu.back().set_grad(ops::to(grad, kCUDA));
+    gpu.back().set_grad(ops::to(grad, test::gpu()));
   }
   const double norm_cpu = nn::clip_grad_norm(cpu, 1.0), norm_gpu = nn::clip_grad_norm(gpu, 1.0);
   CHECK(norm_gpu == doctest::Approx(norm_cpu).epsilon(1e-6));

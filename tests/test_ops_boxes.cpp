@@ -210,7 +210,7 @@ TEST_CASE("cuda: box_area, box_iou, nms and batched_nms match the CPU") {
     const Tensor classes = ops::contiguous(ops::narrow(all_classes, 0, 0, count));
     for (const DType dt : {kFloat64, kFloat32}) {
       const Tensor b = ops::contiguous(ops::to(boxes, dt)), s = ops::contiguous(ops::to(scores, dt));
-      const Tensor gb = ops::to(b, kCUDA), gs = ops::to(s, kCUDA);
+      const Tensor gb = ops::to(b, test::gpu()), gs = ops::to(s, test::gpu());
       // The same formula without fused multiply-adds on both devices: equal bits.
       CHECK(test::max_abs_diff(ops::box_area(b), ops::to(ops::box_area(gb), kCPU)) == 0.0);
       CHECK(test::max_abs_diff(ops::box_iou(b, ops::narrow(b, 0, 0, 50)), ops::to(ops::box_iou(gb, ops::narrow(gb, 0, 0, 50)), kCPU)) ==
@@ -218,11 +218,11 @@ TEST_CASE("cuda: box_area, box_iou, nms and batched_nms match the CPU") {
       for (const double threshold : {0.3, 0.5, 0.7}) {
         CAPTURE(threshold);
         const Tensor kept = ops::nms(gb, gs, threshold);
-        CHECK(kept.device() == kCUDA);
+        CHECK(kept.device() == test::gpu());
         CHECK(test::values(ops::nms(b, s, threshold)) == test::values(kept));
         const Tensor expected = ops::batched_nms(b, s, classes, threshold);
-        const Tensor device_kept = ops::batched_nms(gb, gs, ops::to(classes, kCUDA), threshold);
-        CHECK(device_kept.device() == kCUDA);
+        const Tensor device_kept = ops::batched_nms(gb, gs, ops::to(classes, test::gpu()), threshold);
+        CHECK(device_kept.device() == test::gpu());
         CHECK(test::values(expected) == test::values(device_kept));
         CHECK(test::values(expected) == test::values(ops::batched_nms(gb, gs, classes, threshold)));  // host categories
         const Tensor strided = ops::transpose(ops::contiguous(ops::transpose(gb, 0, 1)), 0, 1);  // [n, 4], strides (1, n)
@@ -240,13 +240,13 @@ TEST_CASE("cuda: box_area, box_iou, nms and batched_nms match the CPU") {
                         ops::contiguous(ops::narrow(all_classes, 0, first, count))});
   }
   const std::vector<Tensor> on_cpu = ops::batched_nms_each(problems, 0.5, kCPU);
-  const std::vector<Tensor> on_gpu = ops::batched_nms_each(problems, 0.5, kCUDA);
+  const std::vector<Tensor> on_gpu = ops::batched_nms_each(problems, 0.5, test::gpu());
   REQUIRE(on_gpu.size() == 3);
   for (size_t p = 0; p < 3; ++p) {
     CHECK(on_gpu[p].device() == kCPU);
     CHECK(test::values(on_cpu[p]) == test::values(on_gpu[p]));
   }
   CHECK(on_gpu[0].numel() > 100);
-  CHECK(ops::nms(zeros({0, 4}, kFloat32, kCUDA), zeros({0}, kFloat32, kCUDA), 0.5).numel() == 0);
-  CHECK(ops::batched_nms(zeros({0, 4}, kFloat32, kCUDA), zeros({0}, kFloat32, kCUDA), zeros({0}, kInt64, kCUDA), 0.5).numel() == 0);
+  CHECK(ops::nms(zeros({0, 4}, kFloat32, test::gpu()), zeros({0}, kFloat32, test::gpu()), 0.5).numel() == 0);
+  CHECK(ops::batched_nms(zeros({0, 4}, kFloat32, test::gpu()), zeros({0}, kFloat32, test::gpu()), zeros({0}, kInt64, test::gpu()), 0.5).numel() == 0);
 }

@@ -172,7 +172,7 @@ TEST_CASE("cuda: elementwise forward and backward match the CPU") {
       autograd::backward(ops::sum(y));
       return V{y, a.grad(), b.grad()};
     };
-    const V cpu = run(kCPU), gpu = run(kCUDA);
+    const V cpu = run(kCPU), gpu = run(test::gpu());
     for (size_t i = 0; i < cpu.size(); ++i) CHECK(test::max_abs_diff(cpu[i], gpu[i]) <= tol);
   }
 }
@@ -181,24 +181,24 @@ TEST_CASE("cuda: copies, fills and empty tensors round-trip") {
   if (test::setup_cuda_or_skip("elementwise on CUDA")) return;
   const Tensor x = arange(0, 24, 1, kFloat64);
   const Tensor permuted = ops::permute(ops::reshape(x, {2, 3, 4}), {2, 0, 1});
-  const Tensor on_gpu = ops::contiguous(ops::to(permuted, kCUDA));
+  const Tensor on_gpu = ops::contiguous(ops::to(permuted, test::gpu()));
   CHECK(values(on_gpu) == values(permuted));
-  CHECK(values(full({3}, 7, kFloat32, kCUDA)) == std::vector<double>{7, 7, 7});
-  CHECK(values(zeros({2}, kInt64, kCUDA)) == std::vector<double>{0, 0});
-  CHECK((ops::exp(zeros({0, 4}, kFloat32, kCUDA))).sizes() == Shape{0, 4});
-  const Tensor y = ops::add(ones({1000}, kFloat32, kCUDA), 1.0);
+  CHECK(values(full({3}, 7, kFloat32, test::gpu())) == std::vector<double>{7, 7, 7});
+  CHECK(values(zeros({2}, kInt64, test::gpu())) == std::vector<double>{0, 0});
+  CHECK((ops::exp(zeros({0, 4}, kFloat32, test::gpu()))).sizes() == Shape{0, 4});
+  const Tensor y = ops::add(ones({1000}, kFloat32, test::gpu()), 1.0);
   CHECK(values(ops::sum(y)).at(0) == 2000);
 }
 
 TEST_CASE("cuda: packed contiguous kernels equal the strided ones and the CPU, tails and offsets included") {
-  if (test::setup_cuda_or_skip("packed elementwise on CUDA")) return;
+  if (test::setup_real_cuda_or_skip("packed elementwise on CUDA")) return;
   for (DType dtype : {kFloat32, kFloat64}) {
     for (int64_t n : {1, 3, 4, 5, 17, 1001}) {
       CAPTURE(n);
       Generator g(static_cast<uint64_t>(n));
       const Tensor a_cpu = copy_as(randn({n + 1}, kFloat64, kCPU, &g), dtype, kCPU);
       const Tensor b_cpu = copy_as(randn({n + 1}, kFloat64, kCPU, &g), dtype, kCPU);
-      const Tensor a_gpu = ops::to(a_cpu, kCUDA), b_gpu = ops::to(b_cpu, kCUDA);
+      const Tensor a_gpu = ops::to(a_cpu, test::gpu()), b_gpu = ops::to(b_cpu, test::gpu());
       // Offset 0 takes the packed kernels; offset 1 is off the 16-byte alignment and takes the
       // strided ones. The per-element functors are shared, so both equal each other bit for bit.
       for (int64_t offset : {0, 1}) {
@@ -219,7 +219,7 @@ TEST_CASE("cuda: packed contiguous kernels equal the strided ones and the CPU, t
           CHECK(test::bitwise_equal(ops::narrow(aligned[1], 0, 1, n), gpu[1]));
         }
       }
-      Tensor filled = empty({n + 1}, dtype, kCUDA);
+      Tensor filled = empty({n + 1}, dtype, test::gpu());
       cuda::fill(ops::narrow(filled, 0, 1, n), 3.5);  // off alignment: the element kernel
       cuda::fill(ops::narrow(filled, 0, 0, 1), -1.0);
       std::vector<double> expected(static_cast<size_t>(n + 1), 3.5);
@@ -228,8 +228,8 @@ TEST_CASE("cuda: packed contiguous kernels equal the strided ones and the CPU, t
     }
   }
   // Large row sums take the packed, warp-shuffle reduction: a row of 4099 ones and a misaligned row.
-  const Tensor ones_gpu = ones({3, 4099}, kFloat32, kCUDA);
+  const Tensor ones_gpu = ones({3, 4099}, kFloat32, test::gpu());
   CHECK(values(ops::sum(ones_gpu, {1})) == std::vector<double>{4099, 4099, 4099});
-  const Tensor shifted = ops::narrow(ones({4100}, kFloat32, kCUDA), 0, 1, 4099);
+  const Tensor shifted = ops::narrow(ones({4100}, kFloat32, test::gpu()), 0, 1, 4099);
   CHECK(values(ops::sum(shifted)) == std::vector<double>{4099});
 }

@@ -215,12 +215,12 @@ TEST_CASE("cuda: paste_masks matches the CPU") {
     const Tensor masks = rand({8, 1, 28, 28}, kFloat32, kCPU, &g), boxes = paste_test_boxes(70, 90);
     const Tensor cpu = ops::paste_masks(masks, boxes, 70, 90, padding);
     // Boxes on either device; the result lives with the masks.
-    for (const Device box_device : {Device(kCPU), Device(kCUDA)}) {
-      const Tensor gpu = ops::paste_masks(ops::to(masks, kCUDA), ops::to(boxes, box_device), 70, 90, padding);
-      CHECK(gpu.device().is_cuda());
+    for (const Device box_device : {Device(kCPU), Device(test::gpu())}) {
+      const Tensor gpu = ops::paste_masks(ops::to(masks, test::gpu()), ops::to(boxes, box_device), 70, 90, padding);
+      CHECK(gpu.device() == test::gpu());
       // nvcc may fuse the bilinear blend into FMAs: a few float ulps of values in [0, 1].
       CHECK(test::max_abs_diff(ops::to(gpu, kCPU), cpu) < 1e-6);
     }
   }
-  CHECK(ops::paste_masks(zeros({0, 1, 28, 28}, kFloat32, kCUDA), zeros({0, 4}), 5, 6).sizes() == Shape{0, 1, 5, 6});
+  CHECK(ops::paste_masks(zeros({0, 1, 28, 28}, kFloat32, test::gpu()), zeros({0, 4}), 5, 6).sizes() == Shape{0, 1, 5, 6});
 }

@@ -67,12 +67,12 @@ TEST_CASE("cuda: losses match the CPU") {
   test::expect_cuda_matches_cpu([](const V& v) { return ops::smooth_l1_loss(v[0], v[1], 1.0 / 9, Reduction::Sum); },
                                 {leaf({5, 4}, 3), leaf({5, 4}, 4)}, 1e-13);
   test::expect_cuda_matches_cpu([](const V& v) { return ops::l1_loss(v[0], v[1]); }, {leaf({5, 4}, 5), leaf({5, 4}, 6)}, 1e-13);
-  test::expect_cuda_gradcheck([&](const V& v) { return ops::cross_entropy(v[0], ops::to(classes, kCUDA)); }, {leaf({6, 5}, 7)});
+  test::expect_cuda_gradcheck([&](const V& v) { return ops::cross_entropy(v[0], ops::to(classes, test::gpu())); }, {leaf({6, 5}, 7)});
   // Classes the caller holds on the host go with CUDA logits as they are (no download for the check).
   test::expect_cuda_matches_cpu([&](const V& v) { return ops::cross_entropy(v[0], classes); }, {leaf({6, 5}, 8)}, 1e-13);
-  CHECK(test::error_of([] { ops::cross_entropy(zeros({2, 3}, kFloat32, kCUDA), from_vector<int64_t>({0, -1}, {2})); }) ==
+  CHECK(test::error_of([] { ops::cross_entropy(zeros({2, 3}, kFloat32, test::gpu()), from_vector<int64_t>({0, -1}, {2})); }) ==
         "cross_entropy: target -1 at position 1 is out of range for 3 classes");
   CHECK(test::error_of([] {
-          ops::cross_entropy(zeros({2, 3}, kFloat32, kCUDA), ops::to(from_vector<int64_t>({0, 3}, {2}), kCUDA));
+          ops::cross_entropy(zeros({2, 3}, kFloat32, test::gpu()), ops::to(from_vector<int64_t>({0, 3}, {2}), test::gpu()));
         }) == "cross_entropy: target 3 at position 1 is out of range for 3 classes");
 }

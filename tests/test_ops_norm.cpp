@@ -213,10 +213,11 @@ TEST_CASE("cuda: batch, frozen and group norm match the CPU") {
                                   {in({2, 3, 4, 4}, 4), in({3}, 5), in({3}, 6), in({3}, 7), in({3}, 8, 0.1, 1.0)}, tol);
     // Training batch norm: output, gradients, and the running statistics it updates in place.
     Tensor mean_cpu = zeros({3}, dt), var_cpu = ones({3}, dt);
-    Tensor mean_gpu = zeros({3}, dt, kCUDA), var_gpu = ones({3}, dt, kCUDA);
+    Tensor mean_gpu = zeros({3}, dt, test::gpu()), var_gpu = ones({3}, dt, test::gpu());
+    int runs = 0;  // expect_cuda_matches_cpu runs the CPU first, then the device (the CPU again in a rehearsal)
     test::expect_cuda_matches_cpu(
         [&](const V& v) {
-          const bool gpu = v[0].device().is_cuda();
+          const bool gpu = runs++ > 0;
           return ops::batch_norm(v[0], gpu ? mean_gpu : mean_cpu, gpu ? var_gpu : var_cpu, v[1], v[2], true, 0.1, 1e-5);
         },
         {in({4, 3, 2, 5}, 9), in({3}, 10, 0.5, 1.0), in({3}, 11)}, tol);
@@ -251,7 +252,7 @@ TEST_CASE("cuda: batch, frozen and group norm match the CPU") {
                                 1e-4);
   // The fused norm + relu on the GPU: bit-identical to relu after the unfused op there, and close
   // to the CPU's.
-  expect_fused_relu_bitwise(kCUDA);
+  expect_fused_relu_bitwise(test::gpu());
   test::expect_cuda_matches_cpu([](const V& v) { return ops::channel_affine_relu(v[0], v[1], v[2]); },
                                 {leaf({2, 5, 3, 4}, 50), leaf({5}, 51), leaf({5}, 52)}, 1e-12);
   test::expect_cuda_matches_cpu(

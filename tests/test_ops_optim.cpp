@@ -51,18 +51,18 @@ TEST_CASE("cuda: optimizer steps match the CPU") {
   for (const DType dt : {kFloat32, kFloat64}) {
     const Tensor p0 = randn({1000}, dt, kCPU, &gen), g = randn({1000}, dt, kCPU, &gen), b0 = randn({1000}, dt, kCPU, &gen);
     Tensor p_cpu = copy_as(p0, dt, kCPU), b_cpu = copy_as(b0, dt, kCPU);
-    Tensor p_gpu = copy_as(p0, dt, kCUDA), b_gpu = copy_as(b0, dt, kCUDA);
+    Tensor p_gpu = copy_as(p0, dt, test::gpu()), b_gpu = copy_as(b0, dt, test::gpu());
     const ops::SgdStep sgd{0.1, 0.9, 0.1, 1e-4, true, false};
     ops::sgd_step_(p_cpu, g, b_cpu, sgd);
-    ops::sgd_step_(p_gpu, ops::to(g, kCUDA), b_gpu, sgd);
+    ops::sgd_step_(p_gpu, ops::to(g, test::gpu()), b_gpu, sgd);
     // The same element body; the GPU may contract a * b + c into one FMA: a few ulp.
     const double tol = dt == kFloat32 ? 1e-6 : 1e-15;
     CHECK(test::max_abs_diff(p_cpu, ops::to(p_gpu, kCPU)) <= tol);
     CHECK(test::max_abs_diff(b_cpu, ops::to(b_gpu, kCPU)) <= tol);
-    Tensor m_cpu = zeros({1000}, dt), v_cpu = zeros({1000}, dt), m_gpu = zeros({1000}, dt, kCUDA), v_gpu = zeros({1000}, dt, kCUDA);
+    Tensor m_cpu = zeros({1000}, dt), v_cpu = zeros({1000}, dt), m_gpu = zeros({1000}, dt, test::gpu()), v_gpu = zeros({1000}, dt, test::gpu());
     const ops::AdamWStep adam{1e-3, 0.9, 0.999, 1e-8, 0.01, 3};
     ops::adamw_step_(p_cpu, g, m_cpu, v_cpu, adam);
-    ops::adamw_step_(p_gpu, ops::to(g, kCUDA), m_gpu, v_gpu, adam);
+    ops::adamw_step_(p_gpu, ops::to(g, test::gpu()), m_gpu, v_gpu, adam);
     CHECK(test::max_abs_diff(p_cpu, ops::to(p_gpu, kCPU)) <= tol);
     CHECK(test::max_abs_diff(v_cpu, ops::to(v_gpu, kCPU)) <= tol);
   }

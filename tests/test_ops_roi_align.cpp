@@ -144,20 +144,20 @@ TEST_CASE("cuda: roi_align matches the CPU, atomic and deterministic backward") 
   cuda::set_deterministic(false);
   test::expect_cuda_matches_cpu([&](const V& v) { return ops::roi_align(v[0], zeros({0, 5}, kFloat64, v[0].device()), {2, 2}, 1.0, 2, false); },
                                 {leaf({1, 2, 5, 5}, 4)}, 0.0);
-  test::expect_cuda_gradcheck([&](const V& v) { return ops::roi_align(v[0], ops::to(rois, kCUDA), {2, 2}, 1.0, 2, true); },
+  test::expect_cuda_gradcheck([&](const V& v) { return ops::roi_align(v[0], ops::to(rois, test::gpu()), {2, 2}, 1.0, 2, true); },
                               {leaf({2, 2, 6, 7}, 5)});
   CHECK(test::error_of([] {
-          ops::roi_align(zeros({1, 1, 4, 4}, kFloat32, kCUDA), ops::to(from_vector<float>({1, 0, 0, 1, 1}, {1, 5}), kCUDA),
+          ops::roi_align(zeros({1, 1, 4, 4}, kFloat32, test::gpu()), ops::to(from_vector<float>({1, 0, 0, 1, 1}, {1, 5}), test::gpu()),
                          {2, 2}, 1.0, 2, false);
         }) == "roi_align: RoI 0 has batch index 1 but the input holds 1 images");
   // RoIs held on the host go with GPU features as they are: checked there, uploaded, no download.
   test::expect_cuda_matches_cpu([&](const V& v) { return ops::roi_align(v[0], rois, {3, 3}, 1.0, 2, false); },
                                 {leaf({2, 3, 6, 7}, 6)}, 1e-13);
-  const Tensor features = ops::to(leaf({2, 3, 6, 7}, 7), kCUDA);
+  const Tensor features = ops::to(leaf({2, 3, 6, 7}, 7), test::gpu());
   cuda::reset_transfer_stats();
   (void)ops::roi_align(features, rois, {3, 3}, 1.0, 2, false);
   CHECK(cuda::transfer_stats().downloads == 0);
   CHECK(test::error_of([] {
-          ops::roi_align(zeros({1, 1, 4, 4}, kFloat32, kCUDA), from_vector<float>({1, 0, 0, 1, 1}, {1, 5}), {2, 2}, 1.0, 2, false);
+          ops::roi_align(zeros({1, 1, 4, 4}, kFloat32, test::gpu()), from_vector<float>({1, 0, 0, 1, 1}, {1, 5}), {2, 2}, 1.0, 2, false);
         }) == "roi_align: RoI 0 has batch index 1 but the input holds 1 images");
 }

@@ -36,7 +36,7 @@ TEST_CASE("cuda: sort and topk match the CPU (CUB, stable)") {
   // Ties (repeated values) must keep index order, as the CPU's stable sort does.
   const Tensor x = from_vector<double>({3, 1, 2, 3, 0, 1, 5, 5, -1, 2, 2, 7}, {3, 4});
   for (const DType dt : {kFloat32, kFloat64, kInt64}) {
-    const Tensor cpu_x = ops::to(x, dt), gpu_x = ops::to(cpu_x, kCUDA);
+    const Tensor cpu_x = ops::to(x, dt), gpu_x = ops::to(cpu_x, test::gpu());
     for (const bool descending : {false, true})
       for (const int64_t dim : {0, 1}) {
         const auto c = ops::sort(cpu_x, dim, descending), g = ops::sort(gpu_x, dim, descending);
@@ -50,7 +50,7 @@ TEST_CASE("cuda: sort and topk match the CPU (CUB, stable)") {
   // One long row (the single-segment path) of random values with many ties.
   Generator gen(5);
   const Tensor scores = ops::to(ops::mul(randn({5000}, kFloat64, kCPU, &gen), 3.0), kInt64);
-  const auto c = ops::sort(scores, 0, true), g = ops::sort(ops::to(scores, kCUDA), 0, true);
+  const auto c = ops::sort(scores, 0, true), g = ops::sort(ops::to(scores, test::gpu()), 0, true);
   CHECK(test::values(c.indices) == test::values(g.indices));
-  CHECK(ops::sort(zeros({0}, kFloat32, kCUDA), 0).values.numel() == 0);
+  CHECK(ops::sort(zeros({0}, kFloat32, test::gpu()), 0).values.numel() == 0);
 }

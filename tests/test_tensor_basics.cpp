@@ -308,7 +308,7 @@ TEST_CASE("caching allocator: size classes, reuse, statistics, empty_cache, out 
 }
 
 TEST_CASE("cuda: tensors come from the caching allocator, copies round-trip through pinned staging") {
-  if (test::setup_cuda_or_skip("CUDA allocator")) return;
+  if (test::setup_real_cuda_or_skip("CUDA allocator")) return;
   cuda::empty_cache();
   const cuda::MemoryStats before = cuda::memory_stats();
   {
