@@ -152,34 +152,43 @@ int bench(const BenchOptions& options) {
   const auto peak_mb = [&] {
     return static_cast<double>(device.is_cuda() ? cuda::memory_stats().peak_in_use : host_memory_stats().peak_in_use) / (1 << 20);
   };
+  // The CUDA allocator's blocks are size-class rounded (2 MiB steps above 1 MiB); the bytes as
+  // requested are what PyTorch's max_memory_allocated counts. (The host's count is as requested.)
+  const auto requested_peak_mb = [&] {
+    return static_cast<double>(device.is_cuda() ? cuda::memory_stats().peak_requested : host_memory_stats().peak_in_use) / (1 << 20);
+  };
   model.train();
   reset_peak();
   for (int64_t i = 1; i < options.warmup; ++i) train_step();  // median_seconds adds one more
   const double train_ms = 1e3 * bench::median_seconds(train_step, repeats);
-  const double train_tensor_mb = peak_mb();
+  const double train_tensor_mb = peak_mb(), train_requested_mb = requested_peak_mb();
   model.eval();
   reset_peak();
   for (int64_t i = 1; i < options.warmup; ++i) infer_step();
   const double infer_ms = 1e3 * bench::median_seconds(infer_step, repeats);
-  const double infer_tensor_mb = peak_mb();
+  const double infer_tensor_mb = peak_mb(), infer_requested_mb = requested_peak_mb();
   const double rss = peak_rss_mb();
   std::printf("train step %.1f ms, inference %.1f ms (median of %lld), peak RSS %.0f MB\n", train_ms, infer_ms,
               static_cast<long long>(options.steps), rss);
   if (device.is_cuda())
-    std::printf("peak GPU memory held by tensors: train %.0f MB, inference %.0f MB (%s)\n", train_tensor_mb, infer_tensor_mb,
-                cuda::device_name(device.index).c_str());
+    std::printf("peak GPU memory held by tensors: train %.0f MB (%.0f MB as requested), inference %.0f MB (%.0f MB) (%s)\n",
+                train_tensor_mb, train_requested_mb, infer_tensor_mb, infer_requested_mb, cuda::device_name(device.index).c_str());
   else
     std::printf("peak memory held by tensors: train %.0f MB, inference %.0f MB\n", train_tensor_mb, infer_tensor_mb);
   if (options.profile) {
     // Separate, untimed passes: the stage timers wait for the GPU at every boundary.
-    set_profiling(true);
+    set_profiling(true, device);
     const int passes = 3;
     for (const bool training : {true, false}) {
       model.train(training);
-      reset_stage_times();
+      reset_stage_records();
       for (int i = 0; i < passes; ++i) training ? train_step() : infer_step();
-      std::printf("%s stages (mean of %d, ms):\n", training ? "train step" : "inference", passes);
-      for (const auto& [name, ms] : stage_times()) std::printf("  %-36s %8.2f\n", name.c_str(), ms / passes);
+      // Memory: the most held by tensors at any moment in the stage (the step's peak is the largest
+      // of these), and the net change the stage leaves (what later stages, or backward, keep).
+      std::printf("%s stages (mean of %d; ms, then %s memory held by tensors, MB: peak in the stage, change it leaves):\n",
+                  training ? "train step" : "inference", passes, device.is_cuda() ? "GPU" : "host");
+      for (const StageRecord& r : stage_records())
+        std::printf("  %-36s %8.2f %9.0f %+9.1f\n", r.name.c_str(), r.ms / passes, r.peak_mb, r.held_change_mb / passes);
     }
     set_profiling(false);
     // A third set of passes: timing each backward op adds a wait per op, which would skew the stages.
@@ -208,7 +217,9 @@ int bench(const BenchOptions& options) {
                                                       {"batch", options.batch}, {"size", options.size},
                                                       {"threads", num_threads()}, {"device", device.str()},
                                                       {"train_tensor_peak_mb", train_tensor_mb},
-                                                      {"infer_tensor_peak_mb", infer_tensor_mb}}
+                                                      {"infer_tensor_peak_mb", infer_tensor_mb},
+                                                      {"train_requested_peak_mb", train_requested_mb},
+                                                      {"infer_requested_peak_mb", infer_requested_mb}}
                                            .dump()
                                     << "\n";
   }

@@ -3,6 +3,8 @@
 // the same stream, so the new owner's work runs after it.
 #include "cuda/allocator.h"
 
+#include <algorithm>
+
 #include "tensor/error.h"
 
 namespace mrcnn::cuda {
@@ -51,9 +53,11 @@ void* CachingAllocator::allocate(size_t nbytes) {
     ++stats_.driver_allocs;
     stats_.reserved += size;
   }
-  live_.emplace(block, size);
+  live_.emplace(block, LiveBlock{size, nbytes});
   stats_.in_use += size;
-  if (stats_.in_use > stats_.peak_in_use) stats_.peak_in_use = stats_.in_use;
+  stats_.requested_in_use += nbytes;
+  stats_.peak_in_use = std::max(stats_.peak_in_use, stats_.in_use);
+  stats_.peak_requested = std::max(stats_.peak_requested, stats_.requested_in_use);
   return block;
 }
 
@@ -62,7 +66,8 @@ void CachingAllocator::release(void* ptr) {
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = live_.find(ptr);
   if (it == live_.end()) throw Error("CUDA allocator: release of a pointer it did not allocate");
-  const size_t size = it->second;
+  const size_t size = it->second.size_class;
+  stats_.requested_in_use -= it->second.requested;
   live_.erase(it);
   free_lists_[size].push_back(ptr);
   stats_.in_use -= size;
@@ -86,6 +91,7 @@ MemoryStats CachingAllocator::stats() const {
 void CachingAllocator::reset_peak() {
   std::lock_guard<std::mutex> lock(mutex_);
   stats_.peak_in_use = stats_.in_use;
+  stats_.peak_requested = stats_.requested_in_use;
 }
 
 }  // namespace mrcnn::cuda

@@ -17,6 +17,10 @@ struct MemoryStats {
   size_t in_use = 0;        // bytes (size-class rounded) held by live blocks
   size_t cached = 0;        // bytes in free lists, reusable without the driver
   size_t peak_in_use = 0;   // high-water mark of in_use since the last reset_peak()
+  // The same two counts in bytes as requested (before size-class rounding): what PyTorch's
+  // max_memory_allocated reports; in_use minus this is what the rounding costs.
+  size_t requested_in_use = 0;
+  size_t peak_requested = 0;
   size_t reserved = 0;      // in_use + cached: what the driver has given us
   int64_t requests = 0;     // allocate() calls with nbytes > 0
   int64_t cache_hits = 0;   // of those, served from a free list
@@ -48,7 +52,10 @@ class CachingAllocator {
   RawFree raw_free_;
   mutable std::mutex mutex_;
   std::map<size_t, std::vector<void*>> free_lists_;
-  std::unordered_map<void*, size_t> live_;  // block -> its size class
+  struct LiveBlock {
+    size_t size_class, requested;
+  };
+  std::unordered_map<void*, LiveBlock> live_;
   MemoryStats stats_;
 };
 

@@ -1,39 +1,66 @@
-// Stage timers; see profile.h.
+// Stage timers and memory; see profile.h.
 #include "maskrcnn/profile.h"
 
+#include <algorithm>
+
+#include "cuda/allocator.h"
+#include "tensor/storage.h"
 #include "tensor/tensor.h"
 
 namespace mrcnn::detection {
 
 namespace {
 bool enabled = false;
-std::vector<std::pair<std::string, double>> times;
+Device memory_device = kCPU;
+std::vector<StageRecord> records;
+// The allocators keep one high-water mark; nested stages share it. Each open stage keeps the most
+// it has seen, and the mark restarts at every stage boundary after being folded into all of them.
+std::vector<size_t> open_peaks;
 
-void add(const std::string& name, double ms) {
-  for (auto& [stage, total] : times)
-    if (stage == name) {
-      total += ms;
-      return;
-    }
-  times.emplace_back(name, ms);
+size_t held_now() {
+  return memory_device.is_cuda() ? cuda::memory_stats().in_use : host_memory_stats().in_use;
 }
+
+void fold_peak_into_open_stages() {
+  const size_t peak = memory_device.is_cuda() ? cuda::memory_stats().peak_in_use : host_memory_stats().peak_in_use;
+  for (size_t& open : open_peaks) open = std::max(open, peak);
+  memory_device.is_cuda() ? cuda::reset_peak_memory() : reset_host_peak_memory();
+}
+
+constexpr double kMB = 1 << 20;
 }  // namespace
 
-void set_profiling(bool on) { enabled = on; }
+void set_profiling(bool on, Device device) {
+  enabled = on;
+  memory_device = device;
+  open_peaks.clear();
+}
 bool profiling() { return enabled; }
-std::vector<std::pair<std::string, double>> stage_times() { return times; }
-void reset_stage_times() { times.clear(); }
+std::vector<StageRecord> stage_records() { return records; }
+void reset_stage_records() { records.clear(); }
 
 Stage::Stage(const char* name) : name_(name) {
   if (!enabled) return;
   device_synchronize();  // work queued before the stage is not the stage's
+  fold_peak_into_open_stages();
+  held_at_start_ = held_now();
+  open_peaks.push_back(held_at_start_);
   start_ = std::chrono::steady_clock::now();
 }
 
 Stage::~Stage() {
-  if (!enabled) return;
+  if (!enabled || open_peaks.empty()) return;
   device_synchronize();
-  add(name_, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count());
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
+  fold_peak_into_open_stages();
+  const size_t peak = open_peaks.back();
+  open_peaks.pop_back();
+  auto it = std::find_if(records.begin(), records.end(), [&](const StageRecord& r) { return r.name == name_; });
+  if (it == records.end()) it = records.insert(records.end(), StageRecord{name_});
+  ++it->calls;
+  it->ms += ms;
+  it->peak_mb = std::max(it->peak_mb, static_cast<double>(peak) / kMB);
+  it->held_change_mb += (static_cast<double>(held_now()) - static_cast<double>(held_at_start_)) / kMB;
 }
 
 }  // namespace mrcnn::detection

@@ -7,7 +7,9 @@
 #include "maskrcnn/mask_rcnn.h"
 #include "maskrcnn/matcher.h"
 #include "maskrcnn/poolers.h"
+#include "maskrcnn/profile.h"
 #include "nn/optim.h"
+#include "tensor/storage.h"
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -147,4 +149,35 @@ TEST_CASE("maskrcnn: an image without annotations trains, and a model that detec
   CHECK(none.detections[0].boxes.sizes() == Shape{0, 4});
   CHECK(none.detections[0].scores.sizes() == Shape{0});
   CHECK(none.detections[1].masks.sizes() == Shape{0, 1, 70, 64});
+}
+
+TEST_CASE("profile: stages record calls, their memory peak and what they leave held, nested stages too") {
+  constexpr double kMB = 1 << 20;
+  set_profiling(true, kCPU);
+  reset_stage_records();
+  const double base = static_cast<double>(host_memory_stats().in_use) / kMB;
+  Tensor kept;
+  {
+    const Stage outer("outer");
+    {
+      const Stage inner("inner");
+      const Tensor scratch = empty({4 << 20}, kFloat32);  // 16 MB, freed inside the stage
+      kept = empty({1 << 20}, kFloat32);                  // 4 MB, outlives both stages
+    }
+    const Tensor later = empty({8 << 20}, kFloat32);  // 32 MB after the inner stage: the outer's peak
+  }
+  { const Stage inner("inner"); }  // a second call: calls add up, the peak is the larger one
+  set_profiling(false);
+  const auto records = stage_records();
+  REQUIRE(records.size() == 2);
+  CHECK(records[0].name == "inner");  // first seen first: it ended first
+  CHECK(records[0].calls == 2);
+  CHECK(records[0].peak_mb == doctest::Approx(base + 20));
+  CHECK(records[0].held_change_mb == doctest::Approx(4));
+  CHECK(records[1].name == "outer");
+  CHECK(records[1].calls == 1);
+  CHECK(records[1].peak_mb == doctest::Approx(base + 36));
+  CHECK(records[1].held_change_mb == doctest::Approx(4));
+  reset_stage_records();
+  CHECK(stage_records().empty());
 }

@@ -290,6 +290,9 @@ TEST_CASE("caching allocator: size classes, reuse, statistics, empty_cache, out 
   CHECK(s.cache_hits == 1);
   CHECK(s.driver_allocs == 2);
   CHECK(s.peak_in_use == 1024 + (size_t(4) << 20));
+  // As requested: 1000 + 3 MiB at the peak; 600 + 3 MiB now (the reused block counts its new request).
+  CHECK(s.peak_requested == 1000 + (size_t(3) << 20));
+  CHECK(s.requested_in_use == 600 + (size_t(3) << 20));
   allocator.release(b);
   // 6 MiB does not fit next to the cached 4 MiB block: the cache is handed back and the call retried.
   void* d = allocator.allocate(6 << 20);
@@ -300,7 +303,11 @@ TEST_CASE("caching allocator: size classes, reuse, statistics, empty_cache, out 
   allocator.release(c);
   allocator.release(d);
   CHECK(allocator.stats().in_use == 0);
+  CHECK(allocator.stats().requested_in_use == 0);
   CHECK(allocator.stats().peak_in_use == 1024 + (size_t(6) << 20));
+  CHECK(allocator.stats().peak_requested == 600 + (size_t(6) << 20));
+  allocator.reset_peak();
+  CHECK(allocator.stats().peak_requested == 0);
   allocator.empty_cache();
   CHECK(allocator.stats().reserved == 0);
   CHECK(frees == mallocs);
