@@ -2,6 +2,8 @@
 // kaiming_normal(fan_out, relu) with zero bias as torchvision sets them.
 #include "maskrcnn/heads.h"
 
+#include "autograd/node.h"
+
 #include "nn/init.h"
 #include "ops/elementwise.h"
 #include "ops/view.h"
@@ -56,7 +58,11 @@ MaskRCNNPredictor::MaskRCNNPredictor(int64_t in_channels, int64_t dim_reduced, i
 }
 
 Tensor MaskRCNNPredictor::forward(const Tensor& x) {
-  return mask_fcn_logits->forward(ops::relu(conv5_mask->forward(x)));
+  Tensor upsampled = conv5_mask->forward(x);  // [R, 256, 28, 28]: the head's largest activation
+  // Inference: relu in place, so the head never holds two of them (160 MB for 200 RoIs).
+  if (autograd::grad_enabled()) upsampled = ops::relu(upsampled);
+  else ops::relu_(upsampled);
+  return mask_fcn_logits->forward(upsampled);
 }
 
 }  // namespace mrcnn::detection

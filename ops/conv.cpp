@@ -4,6 +4,7 @@
 #include "ops/conv.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -19,6 +20,11 @@
 #include "tensor/parallel.h"
 
 namespace mrcnn::cpu {
+
+// Bytes of the cols scratch per chunk of images in conv_backward_input_disjoint: the whole batch at
+// once held 4x the input (160 MB for the mask predictor's 200 RoIs at inference), which set the
+// detector's peak memory. ops::set_tiled_transpose_chunk_bytes changes it.
+std::atomic<int64_t> tiled_transpose_chunk_bytes{int64_t(16) << 20};
 
 using ops::Size2;
 
@@ -303,36 +309,44 @@ bool non_overlapping_windows(const ConvGeometry& g) {
          g.groups == 1 && g.in_h == g.out_h * g.stride.h && g.in_w == g.out_w * g.stride.w && g.kernel_h * g.kernel_w > 1;
 }
 
+
 template <typename T>
 void conv_backward_input_disjoint(const ConvGeometry& g, const T* dout, const T* weight, T* dx) {
-  const int64_t plane = g.out_plane(), columns = g.batch * plane, rows = g.col_rows();
+  const int64_t plane = g.out_plane(), rows = g.col_rows();
   const int64_t kh = g.kernel_h, kw = g.kernel_w;
-  // dout [N, O, P] -> [O, N * P]
+  // At least 256 columns per chunk, so the GEMM splits them into panels as it would the whole batch
+  // (never along its depth): each column's sum keeps its order, chunked or not.
+  const int64_t by_bytes = tiled_transpose_chunk_bytes.load() / static_cast<int64_t>(sizeof(T)) / std::max<int64_t>(rows * plane, 1);
+  const int64_t chunk = std::clamp<int64_t>(std::max(by_bytes, (256 + plane - 1) / plane), 1, g.batch);
   // Tensors, not vectors: no zero fill, and the host cache recycles the blocks.
-  const Tensor channel_major_buffer = empty({g.out_channels * columns}, DTypeOf<T>::value);
+  const Tensor channel_major_buffer = empty({g.out_channels * chunk * plane}, DTypeOf<T>::value);
+  const Tensor cols_buffer = empty({rows * chunk * plane}, DTypeOf<T>::value);
   T* channel_major = channel_major_buffer.data<T>();
-  parallel_for(0, g.out_channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(columns, 1)), [&](int64_t begin, int64_t end) {
-    for (int64_t o = begin; o < end; ++o)
-      for (int64_t n = 0; n < g.batch; ++n)
-        std::copy_n(dout + (n * g.out_channels + o) * plane, plane, channel_major + o * columns + n * plane);
-  });
-  // cols [(c, i, j), (n, y, x)] = weight^T [(c, i, j), o] * dout [o, (n, y, x)]
-  const Tensor cols_buffer = empty({rows * columns}, DTypeOf<T>::value);
   T* cols = cols_buffer.data<T>();
-  gemm<T>(true, false, rows, columns, g.out_channels, weight, rows, channel_major, columns, cols, columns);
-  parallel_for(0, g.batch * g.in_channels, std::max<int64_t>(1, kParallelGrain / g.in_plane()), [&](int64_t begin, int64_t end) {
-    for (int64_t nc = begin; nc < end; ++nc) {
-      const int64_t n = nc / g.in_channels, c = nc % g.in_channels;
-      T* dst = dx + nc * g.in_plane();
-      const T* src = cols + c * kh * kw * columns + n * plane;  // rows (c, i, j) of the (n, y, x) columns
-      for (int64_t y = 0; y < g.out_h; ++y)
-        for (int64_t i = 0; i < kh; ++i) {
-          T* row = dst + (y * kh + i) * g.in_w;
-          for (int64_t x = 0; x < g.out_w; ++x)
-            for (int64_t j = 0; j < kw; ++j) row[x * kw + j] = src[(i * kw + j) * columns + y * g.out_w + x];
-        }
-    }
-  });
+  for (int64_t first = 0; first < g.batch; first += chunk) {
+    const int64_t images = std::min(chunk, g.batch - first), columns = images * plane;
+    // dout [n, O, P] -> [O, n * P]
+    parallel_for(0, g.out_channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(columns, 1)), [&](int64_t begin, int64_t end) {
+      for (int64_t o = begin; o < end; ++o)
+        for (int64_t n = 0; n < images; ++n)
+          std::copy_n(dout + ((first + n) * g.out_channels + o) * plane, plane, channel_major + o * columns + n * plane);
+    });
+    // cols [(c, i, j), (n, y, x)] = weight^T [(c, i, j), o] * dout [o, (n, y, x)]
+    gemm<T>(true, false, rows, columns, g.out_channels, weight, rows, channel_major, columns, cols, columns);
+    parallel_for(0, images * g.in_channels, std::max<int64_t>(1, kParallelGrain / g.in_plane()), [&](int64_t begin, int64_t end) {
+      for (int64_t nc = begin; nc < end; ++nc) {
+        const int64_t n = nc / g.in_channels, c = nc % g.in_channels;
+        T* dst = dx + (first * g.in_channels + nc) * g.in_plane();
+        const T* src = cols + c * kh * kw * columns + n * plane;  // rows (c, i, j) of the (n, y, x) columns
+        for (int64_t y = 0; y < g.out_h; ++y)
+          for (int64_t i = 0; i < kh; ++i) {
+            T* row = dst + (y * kh + i) * g.in_w;
+            for (int64_t x = 0; x < g.out_w; ++x)
+              for (int64_t j = 0; j < kw; ++j) row[x * kw + j] = src[(i * kw + j) * columns + y * g.out_w + x];
+          }
+      }
+    });
+  }
 }
 
 template <typename T>
@@ -544,6 +558,11 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
     cpu::conv_forward<T>(g, xc.data<T>(), wc.data<T>(), bc.defined() ? bc.data<T>() : nullptr, out.data<T>());
   });
   return record_conv(op, out, x, weight, bias, xc, wc, g, false);
+}
+
+void set_tiled_transpose_chunk_bytes(int64_t bytes) {
+  check(bytes > 0, "set_tiled_transpose_chunk_bytes: expected a positive byte count, got ", bytes);
+  cpu::tiled_transpose_chunk_bytes = bytes;
 }
 
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const ConvTranspose2dOptions& options) {

@@ -226,6 +226,17 @@ Tensor sign(const Tensor& x) {
                 [](const Tensor& d) { return std::vector<Tensor>{zeros_like(d)}; });
 }
 
+void relu_(const Tensor& x) {
+  check(is_floating(x.dtype()), "relu_: expected a float32 or float64 tensor, got ", dtype_name(x.dtype()));
+  check(!(autograd::grad_enabled() && x.requires_grad()),
+        "relu_: x needs a gradient, and an in-place relu would overwrite what backward reads; use relu");
+  check(x.is_contiguous(), "relu_: x must be contiguous, got ", shape_str(x.sizes()), " with strides ", shape_str(x.strides()));
+  if (x.numel() == 0) return;
+  // Each element is read, then written at the same place (same layout): in place is safe.
+  if (x.device().is_cuda()) cuda::unary_forward(UnaryOp::Relu, 0, 0, x, x);
+  else cpu::unary_forward(UnaryOp::Relu, 0, 0, x, x);
+}
+
 Tensor relu(const Tensor& x) {
   Tensor out = unary(UnaryOp::Relu, "relu", x);
   return record("relu", out, {x},

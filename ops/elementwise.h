@@ -27,6 +27,10 @@ Tensor sqrt(const Tensor& x);
 Tensor abs(const Tensor& x);    // gradient 0 at 0, like PyTorch
 Tensor sign(const Tensor& x);   // gradient 0
 Tensor relu(const Tensor& x);   // gradient 0 at 0
+// relu over x's own memory, for inference: x must be a contiguous float tensor that no gradient is
+// recorded for (grad mode off, or x not needing one), and every view of it sees the change. It saves
+// an activation-sized buffer where one is large (the mask predictor's 28x28 maps).
+void relu_(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor pow(const Tensor& x, double exponent);

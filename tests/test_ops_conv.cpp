@@ -233,6 +233,39 @@ TEST_CASE("conv_transpose2d: is the adjoint of conv2d") {
                                  3.5, 30.5, 4.5, 40.5, 300.5, 3000.5, 400.5, 4000.5});
 }
 
+TEST_CASE("conv_transpose2d: 2x2 stride 2 runs a chunk of images at a time, with the bits of one pass") {
+  // The mask predictor's geometry (windows tile the output): forward, and conv2d's backward input
+  // of the same tiling, run images in chunks of bounded scratch. A 1-byte bound gives the smallest
+  // chunk (256 columns: 6 images of 7x7), so 13 images make chunks of 6, 6 and 1.
+  auto run = [](DType dt) {
+    const Tensor x = ops::to(test::leaf({13, 8, 7, 7}, 70), dt).detach().set_requires_grad(true);
+    const Tensor w = ops::to(test::leaf({8, 5, 2, 2}, 71), dt).detach().set_requires_grad(true);
+    const Tensor y = ops::conv_transpose2d(x, w, Tensor(), {2});
+    const Tensor z = ops::conv2d(y, ops::to(test::leaf({3, 5, 2, 2}, 72), dt), Tensor(), {2});
+    autograd::backward(ops::sum(ops::mul(z, ops::to(test::leaf(z.sizes(), 73), dt))));
+    return std::vector<Tensor>{y.detach(), x.grad(), w.grad()};
+  };
+  for (const DType dt : {kFloat32, kFloat64}) {
+    const std::string dtype = dtype_name(dt);
+    CAPTURE(dtype);
+    const auto whole = run(dt);
+    ops::set_tiled_transpose_chunk_bytes(1);
+    const auto chunked = run(dt);
+    ops::set_tiled_transpose_chunk_bytes(int64_t(16) << 20);
+    CHECK(whole[0].sizes() == Shape{13, 5, 14, 14});
+    for (size_t i = 0; i < whole.size(); ++i) {
+      CAPTURE(i);
+      // float32 (training, inference) runs the packed GEMM, whose sum order per element does not
+      // depend on the product's width: the same bits. float64 runs Eigen's, whose does: sums of 32
+      // O(1) products, 1e-14.
+      if (dt == kFloat32) CHECK(test::bitwise_equal(whole[i], chunked[i]));
+      else CHECK(test::max_abs_diff(whole[i], chunked[i]) <= 1e-14);
+    }
+  }
+  CHECK(test::error_of([] { ops::set_tiled_transpose_chunk_bytes(0); }) ==
+        "set_tiled_transpose_chunk_bytes: expected a positive byte count, got 0");
+}
+
 TEST_CASE("gradcheck: conv_transpose2d") {
   expect_gradcheck([](const V& in) { return ops::conv_transpose2d(in[0], in[1], in[2], {2}); },
                    {leaf({2, 3, 3, 4}, 401), leaf({3, 2, 2, 2}, 402), leaf({2}, 403)});

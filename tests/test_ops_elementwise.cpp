@@ -117,6 +117,38 @@ TEST_CASE("elementwise: ties in maximum split the gradient, like PyTorch") {
   CHECK(values(b.grad()) == std::vector<double>{0.5, 1});
 }
 
+namespace {
+// relu_ on `device` leaves the bits relu returns (NaN, +-inf and -0 included), in x's own memory.
+void expect_relu_in_place_equals_relu(Device device) {
+  for (const DType dt : {kFloat32, kFloat64}) {
+    std::vector<double> xs = test::values(test::leaf({3, 5, 7}, 9));
+    xs[0] = std::nan(""), xs[1] = INFINITY, xs[2] = -INFINITY, xs[3] = -0.0, xs[4] = 0.0;
+    const Tensor x = ops::to(ops::to(from_vector(xs, {3, 5, 7}), dt), device);
+    const Tensor expected = ops::relu(x);
+    const void* memory = x.raw_data();
+    ops::relu_(x);
+    CHECK(x.raw_data() == memory);
+    CHECK(test::bitwise_equal(ops::to(x, kCPU), ops::to(expected, kCPU)));
+  }
+}
+}  // namespace
+
+TEST_CASE("relu_: relu in place, for inference only") {
+  expect_relu_in_place_equals_relu(kCPU);
+  ops::relu_(zeros({0, 3}));  // empty: nothing to do
+  CHECK(test::error_of([] { ops::relu_(test::leaf({2, 2}, 1)); }) ==
+        "relu_: x needs a gradient, and an in-place relu would overwrite what backward reads; use relu");
+  {
+    autograd::NoGradGuard no_grad;  // with grad mode off, a leaf's values may be overwritten
+    const Tensor leaf = test::leaf({2, 2}, 1);
+    ops::relu_(leaf);
+    CHECK(test::values(leaf) == test::values(ops::relu(leaf)));
+  }
+  CHECK(test::error_of([] { ops::relu_(ops::transpose(zeros({2, 3}), 0, 1)); }) ==
+        "relu_: x must be contiguous, got [3, 2] with strides [1, 3]");
+  CHECK(test::error_of([] { ops::relu_(zeros({2}, kInt64)); }) == "relu_: expected a float32 or float64 tensor, got int64");
+}
+
 TEST_CASE("packed loop: every element exactly once, for any length, pack width and thread count") {
   // The contiguous CUDA kernels split work with this function; here it runs for every thread index.
   CHECK(cuda::pack_width<float>() == 4);
@@ -188,6 +220,7 @@ TEST_CASE("cuda: copies, fills and empty tensors round-trip") {
   CHECK((ops::exp(zeros({0, 4}, kFloat32, test::gpu()))).sizes() == Shape{0, 4});
   const Tensor y = ops::add(ones({1000}, kFloat32, test::gpu()), 1.0);
   CHECK(values(ops::sum(y)).at(0) == 2000);
+  expect_relu_in_place_equals_relu(test::gpu());
 }
 
 TEST_CASE("cuda: packed contiguous kernels equal the strided ones and the CPU, tails and offsets included") {
