@@ -23,9 +23,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor
 Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
                         const ConvTranspose2dOptions& options = {});
 
-// CPU: the scratch bound, in bytes, of the transposed conv over windows that tile the input (the
-// mask predictor's 2x2 stride 2), which runs a chunk of images at a time; 16 MB by default. The
-// result does not depend on it (tests set it small to cross chunk boundaries).
-void set_tiled_transpose_chunk_bytes(int64_t bytes);
+// CPU: the scratch bound, in bytes, of the transposed conv over windows that tile the output (the
+// mask predictor's 2x2 stride 2), which runs a chunk of images at a time; 32 MB by default. float32
+// results do not depend on it (tests set it small to cross chunk boundaries). Returns the previous.
+int64_t set_tiled_transpose_chunk_bytes(int64_t bytes);
 
 }  // namespace mrcnn::ops

@@ -249,9 +249,10 @@ TEST_CASE("conv_transpose2d: 2x2 stride 2 runs a chunk of images at a time, with
     const std::string dtype = dtype_name(dt);
     CAPTURE(dtype);
     const auto whole = run(dt);
-    ops::set_tiled_transpose_chunk_bytes(1);
+    const int64_t default_bytes = ops::set_tiled_transpose_chunk_bytes(1);
     const auto chunked = run(dt);
-    ops::set_tiled_transpose_chunk_bytes(int64_t(16) << 20);
+    CHECK(ops::set_tiled_transpose_chunk_bytes(default_bytes) == 1);
+    CHECK(default_bytes == int64_t(32) << 20);
     CHECK(whole[0].sizes() == Shape{13, 5, 14, 14});
     for (size_t i = 0; i < whole.size(); ++i) {
       CAPTURE(i);
