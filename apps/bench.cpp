@@ -14,6 +14,7 @@
 #include "autograd/engine.h"
 #include "cuda/allocator.h"
 #include "cuda/context.h"
+#include "cuda/conv.h"
 #include "bench/timing.h"
 #include "maskrcnn/mask_rcnn.h"
 #include "maskrcnn/profile.h"
@@ -182,6 +183,7 @@ int bench(const BenchOptions& options) {
     for (const bool training : {true, false}) {
       model.train(training);
       reset_stage_records();
+      cuda::reset_conv_workspace_record();
       for (int i = 0; i < passes; ++i) training ? train_step() : infer_step();
       // Memory: the most held by tensors at any moment in the stage (the step's peak is the largest
       // of these), and the net change the stage leaves (what later stages, or backward, keep).
@@ -189,6 +191,11 @@ int bench(const BenchOptions& options) {
                   training ? "train step" : "inference", passes, device.is_cuda() ? "GPU" : "host");
       for (const StageRecord& r : stage_records())
         std::printf("  %-36s %8.2f %9.0f %+9.1f\n", r.name.c_str(), r.ms / passes, r.peak_mb, r.held_change_mb / passes);
+      if (device.is_cuda()) {
+        const cuda::ConvWorkspaceRecord largest = cuda::largest_conv_workspace();
+        std::printf("  largest cuDNN workspace: %.1f MB (%s)\n", static_cast<double>(largest.bytes) / (1 << 20),
+                    largest.convolution.c_str());
+      }
     }
     set_profiling(false);
     // A third set of passes: timing each backward op adds a wait per op, which would skew the stages.

@@ -172,6 +172,19 @@ typename Call<D>::Perf plan(cudnnHandle_t h, const ConvShape& s, DType dtype, co
   return perf;
 }
 
+std::mutex workspace_record_mutex;
+ConvWorkspaceRecord workspace_record;
+
+template <Direction D>
+void note_workspace(const ConvShape& s, DType dtype, size_t bytes, int algorithm) {
+  std::lock_guard<std::mutex> lock(workspace_record_mutex);
+  if (bytes <= workspace_record.bytes) return;
+  const char* direction = D == Direction::Forward ? "forward" : D == Direction::BackwardData ? "backward data" : "backward filter";
+  workspace_record = {bytes, str_cat(direction, ' ', dtype_name(dtype), " x [", s.batch, ", ", s.in_channels, ", ", s.in_h, ", ",
+                                     s.in_w, "] w [", s.out_channels, ", ", s.in_channels / s.groups, ", ", s.kernel_h, ", ",
+                                     s.kernel_w, "] stride ", s.stride_h, " pad ", s.pad_h, ", algorithm ", algorithm)};
+}
+
 // One convolution in direction D: out = op(first, second), overwritten.
 template <Direction D>
 void convolve(const ConvShape& s, const Tensor& first, const Tensor& second, const Tensor& out) {
@@ -180,6 +193,7 @@ void convolve(const ConvShape& s, const Tensor& first, const Tensor& second, con
   cudnnHandle_t h = cudnn_handle();
   const auto perf = plan<D>(h, s, dtype, d);
   MRCNN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, perf.mathType));
+  note_workspace<D>(s, dtype, perf.memory, static_cast<int>(perf.algo));
   const Workspace ws(perf.memory);
   if (dtype == kFloat32) {
     const float one = 1, zero = 0;
@@ -195,6 +209,16 @@ void zero(const Tensor& t) {
 }
 
 }  // namespace
+
+ConvWorkspaceRecord largest_conv_workspace() {
+  std::lock_guard<std::mutex> lock(workspace_record_mutex);
+  return workspace_record;
+}
+
+void reset_conv_workspace_record() {
+  std::lock_guard<std::mutex> lock(workspace_record_mutex);
+  workspace_record = {};
+}
 
 void conv_forward(const ConvShape& s, const Tensor& x, const Tensor& w, const Tensor& out) {
   if (out.numel() == 0) return;

@@ -2,6 +2,7 @@
 // All tensors are contiguous CUDA tensors of one float dtype; outputs are allocated by the caller.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "tensor/tensor.h"
 
@@ -30,5 +31,15 @@ void conv_backward_input(const ConvShape& s, const Tensor& dout, const Tensor& w
 void conv_backward_weight(const ConvShape& s, const Tensor& dout, const Tensor& x, const Tensor& dw);
 // y[n, c, :, :] += bias[c] for y [N, C, H, W].
 void add_channel_bias(const Tensor& y, const Tensor& bias);
+
+// The largest workspace a convolution's chosen algorithm took from the allocator since the last
+// reset, and which convolution it was (for `bench --profile`: workspaces count in the tensor-memory
+// peak, and cuDNN's fastest algorithm may want hundreds of MB). Zero bytes and "" without CUDA.
+struct ConvWorkspaceRecord {
+  size_t bytes = 0;
+  std::string convolution;  // "forward float32 x [2, 256, 128, 128] w [256, 256, 3, 3] stride 1 pad 1, algorithm 6"
+};
+ConvWorkspaceRecord largest_conv_workspace();
+void reset_conv_workspace_record();
 
 }  // namespace mrcnn::cuda

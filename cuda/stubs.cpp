@@ -65,6 +65,8 @@ void conv_forward(const ConvShape&, const Tensor&, const Tensor&, const Tensor&)
 void conv_backward_input(const ConvShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("conv2d"); }
 void conv_backward_weight(const ConvShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("conv2d"); }
 void add_channel_bias(const Tensor&, const Tensor&) { unavailable("conv2d"); }
+ConvWorkspaceRecord largest_conv_workspace() { return {}; }
+void reset_conv_workspace_record() {}
 void max_pool2d_forward(const PoolShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("max_pool2d"); }
 void max_pool2d_backward(const PoolShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("max_pool2d"); }
 void interpolate_forward(const ResizeTaps&, const Tensor&, const Tensor&) { unavailable("interpolate"); }

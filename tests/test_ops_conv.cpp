@@ -358,6 +358,17 @@ TEST_CASE("cuda: conv2d and conv_transpose2d match the CPU (cuDNN)") {
   }
   test::expect_cuda_gradcheck([](const VT& v) { return conv2d(v[0], v[1], v[2], {2, 1, 1, 1}); },
                               {leaf({1, 2, 5, 6}, 21), leaf({3, 2, 3, 3}, 22), leaf({3}, 23)});
+  if (!test::rehearsing()) {
+    // The largest workspace is recorded with the convolution that took it (bench --profile prints it).
+    cuda::reset_conv_workspace_record();
+    CHECK(cuda::largest_conv_workspace().bytes == 0);
+    CHECK(cuda::largest_conv_workspace().convolution.empty());
+    (void)conv2d(ops::to(f32(leaf({4, 16, 33, 35}, 60)), test::gpu()), ops::to(f32(leaf({32, 16, 5, 5}, 61)), test::gpu()), Tensor(),
+                 {1, 2, 1, 1});
+    const cuda::ConvWorkspaceRecord record = cuda::largest_conv_workspace();
+    if (record.bytes > 0)  // cuDNN's fastest algorithm may need none
+      CHECK(record.convolution.rfind("forward float32 x [4, 16, 33, 35] w [32, 16, 5, 5] stride 1 pad 2, algorithm ", 0) == 0);
+  }
   test::expect_cuda_gradcheck([](const VT& v) { return conv_transpose2d(v[0], v[1], v[2], {2}); },
                               {leaf({1, 2, 3, 3}, 24), leaf({2, 3, 2, 2}, 25), leaf({3}, 26)});
 }
