@@ -1,5 +1,6 @@
 // Level mapping in float32 as torchvision computes it, then one roi_align per level; the pooled rows
-// are put back in box order with an index_select (differentiable, unlike an in-place scatter).
+// are put back in box order with an index_select (differentiable, unlike an in-place scatter), by
+// forward() here or by the RoI heads on their smaller outputs (forward_grouped).
 #include "maskrcnn/poolers.h"
 
 #include <cmath>
@@ -40,6 +41,13 @@ std::vector<int64_t> MultiScaleRoIAlign::map_levels(const std::vector<Tensor>& b
 
 Tensor MultiScaleRoIAlign::forward(const std::vector<Tensor>& features, const std::vector<Tensor>& boxes,
                                    const std::vector<ImageSize>& image_sizes) const {
+  const Grouped grouped = forward_grouped(features, boxes, image_sizes);
+  return ops::index_select(grouped.rows, 0, grouped.position);
+}
+
+MultiScaleRoIAlign::Grouped MultiScaleRoIAlign::forward_grouped(const std::vector<Tensor>& features,
+                                                                const std::vector<Tensor>& boxes,
+                                                                const std::vector<ImageSize>& image_sizes) const {
   check(!features.empty(), "MultiScaleRoIAlign: no feature maps");
   const auto scales = infer_scales(features, image_sizes);
   // rois [R, 5]: (image index, x1, y1, x2, y2), like torchvision's _convert_to_roi_format.
@@ -55,7 +63,7 @@ Tensor MultiScaleRoIAlign::forward(const std::vector<Tensor>& features, const st
   const int64_t num_rois = rois.size(0);
   const ops::Size2 size(output_size_, output_size_);
   if (features.size() == 1)
-    return ops::roi_align(features[0], rois, size, scales[0], sampling_ratio_, false);
+    return {ops::roi_align(features[0], rois, size, scales[0], sampling_ratio_, false), arange(0, num_rois, 1, kInt64)};
 
   const int64_t k_min = static_cast<int64_t>(std::lround(-std::log2(scales.front())));
   const int64_t k_max = static_cast<int64_t>(std::lround(-std::log2(scales.back())));
@@ -71,12 +79,9 @@ Tensor MultiScaleRoIAlign::forward(const std::vector<Tensor>& features, const st
     const Tensor level_rois = ops::index_select(rois, 0, from_vector(in_level, {static_cast<int64_t>(in_level.size())}));
     pooled.push_back(ops::roi_align(features[level], level_rois, size, scales[level], sampling_ratio_, false));
   }
-  if (pooled.empty()) return zeros({0, features[0].size(1), output_size_, output_size_}, features[0].dtype(), device);
-  // The levels' rows are freed once joined (cat's backward keeps only their sizes): the pooler then
-  // holds two copies of its output at most, not three (100 MB each for 2,000 RoIs of 256 x 7 x 7).
-  const Tensor joined = ops::cat(pooled, 0);
-  pooled.clear();
-  return ops::index_select(joined, 0, from_vector(position, {num_rois}));
+  const Tensor joined = pooled.empty() ? zeros({0, features[0].size(1), output_size_, output_size_}, features[0].dtype(), device)
+                                       : ops::cat(pooled, 0);
+  return {joined, from_vector(position, {num_rois})};
 }
 
 }  // namespace mrcnn::detection
