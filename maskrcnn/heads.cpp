@@ -3,7 +3,6 @@
 #include "maskrcnn/heads.h"
 
 #include "autograd/node.h"
-
 #include "nn/init.h"
 #include "ops/elementwise.h"
 #include "ops/view.h"

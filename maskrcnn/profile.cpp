@@ -11,6 +11,7 @@ namespace mrcnn::detection {
 
 namespace {
 bool enabled = false;
+int64_t session = 0;  // counts set_profiling calls: a stage records only into the session it began in
 Device memory_device = kCPU;
 std::vector<StageRecord> records;
 // The allocators keep one high-water mark; nested stages share it. Each open stage keeps the most
@@ -34,6 +35,7 @@ void set_profiling(bool on, Device device) {
   enabled = on;
   memory_device = device;
   open_peaks.clear();
+  ++session;
 }
 bool profiling() { return enabled; }
 std::vector<StageRecord> stage_records() { return records; }
@@ -45,11 +47,13 @@ Stage::Stage(const char* name) : name_(name) {
   fold_peak_into_open_stages();
   held_at_start_ = held_now();
   open_peaks.push_back(held_at_start_);
+  session_ = session;
   start_ = std::chrono::steady_clock::now();
 }
 
 Stage::~Stage() {
-  if (!enabled || open_peaks.empty()) return;
+  // A stage that began before profiling was switched (on or off) records nothing.
+  if (!enabled || session_ != session || open_peaks.empty()) return;
   device_synchronize();
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start_).count();
   fold_peak_into_open_stages();

@@ -3,6 +3,7 @@
 // time to queue it. Off by default: then a Stage costs one branch.
 #pragma once
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,7 @@ class Stage {
   const char* name_;
   std::chrono::steady_clock::time_point start_;
   size_t held_at_start_ = 0;
+  int64_t session_ = -1;  // set_profiling's count when the stage began, if it was on
 };
 
 }  // namespace mrcnn::detection
