@@ -4,6 +4,8 @@
 #include "maskrcnn/poolers.h"
 
 #include <cmath>
+#include <functional>
+#include <numeric>
 
 #include "ops/ops.h"
 
@@ -45,9 +47,9 @@ Tensor MultiScaleRoIAlign::forward(const std::vector<Tensor>& features, const st
   return ops::index_select(grouped.rows, 0, grouped.position);
 }
 
-MultiScaleRoIAlign::Grouped MultiScaleRoIAlign::forward_grouped(const std::vector<Tensor>& features,
-                                                                const std::vector<Tensor>& boxes,
-                                                                const std::vector<ImageSize>& image_sizes) const {
+Tensor MultiScaleRoIAlign::pool_each_level(const std::vector<Tensor>& features, const std::vector<Tensor>& boxes,
+                                           const std::vector<ImageSize>& image_sizes, int64_t max_rows,
+                                           const std::function<void(const Tensor&)>& visit) const {
   check(!features.empty(), "MultiScaleRoIAlign: no feature maps");
   const auto scales = infer_scales(features, image_sizes);
   // rois [R, 5]: (image index, x1, y1, x2, y2), like torchvision's _convert_to_roi_format.
@@ -58,30 +60,60 @@ MultiScaleRoIAlign::Grouped MultiScaleRoIAlign::forward_grouped(const std::vecto
   }
   // The boxes come from the host's index work and the RoIs stay there: roi_align and index_select
   // check host RoIs and indices in place and upload them (checking GPU ones would wait for the GPU).
-  const Device device = features[0].device();
   const Tensor rois = ops::contiguous(ops::cat(rows, 0));
   const int64_t num_rois = rois.size(0);
   const ops::Size2 size(output_size_, output_size_);
-  if (features.size() == 1)
-    return {ops::roi_align(features[0], rois, size, scales[0], sampling_ratio_, false), arange(0, num_rois, 1, kInt64)};
-
+  // The boxes of one level, max_rows at a time (all at once for 0), pooled and visited.
+  const auto pool = [&](size_t level, const std::vector<int64_t>& in_level) {
+    const int64_t count = static_cast<int64_t>(in_level.size());
+    const int64_t step = max_rows > 0 ? max_rows : std::max<int64_t>(count, 1);
+    for (int64_t first = 0; first < count || (first == 0 && features.size() == 1); first += step) {
+      const int64_t n = std::min(step, count - first);
+      const std::vector<int64_t> part(in_level.begin() + first, in_level.begin() + first + n);
+      const Tensor part_rois = features.size() == 1 && n == num_rois ? rois : ops::index_select(rois, 0, from_vector(part, {n}));
+      visit(ops::roi_align(features[level], part_rois, size, scales[level], sampling_ratio_, false));
+    }
+  };
+  std::vector<int64_t> position(static_cast<size_t>(num_rois));  // row of each roi in level order
+  if (features.size() == 1) {
+    std::iota(position.begin(), position.end(), int64_t{0});
+    pool(0, position);  // visited even without boxes, as roi_align pools none
+    return from_vector(position, {num_rois});
+  }
   const int64_t k_min = static_cast<int64_t>(std::lround(-std::log2(scales.front())));
   const int64_t k_max = static_cast<int64_t>(std::lround(-std::log2(scales.back())));
   const auto levels = map_levels(boxes, k_min, k_max);
-  std::vector<Tensor> pooled;
-  std::vector<int64_t> position(static_cast<size_t>(num_rois));  // row of each roi in the concatenation
   int64_t next = 0;
   for (size_t level = 0; level < features.size(); ++level) {
     std::vector<int64_t> in_level;
     for (int64_t r = 0; r < num_rois; ++r)
       if (levels[r] == static_cast<int64_t>(level)) in_level.push_back(r), position[r] = next++;
-    if (in_level.empty()) continue;
-    const Tensor level_rois = ops::index_select(rois, 0, from_vector(in_level, {static_cast<int64_t>(in_level.size())}));
-    pooled.push_back(ops::roi_align(features[level], level_rois, size, scales[level], sampling_ratio_, false));
+    if (!in_level.empty()) pool(level, in_level);
   }
-  const Tensor joined = pooled.empty() ? zeros({0, features[0].size(1), output_size_, output_size_}, features[0].dtype(), device)
-                                       : ops::cat(pooled, 0);
-  return {joined, from_vector(position, {num_rois})};
+  return from_vector(position, {num_rois});
+}
+
+MultiScaleRoIAlign::Grouped MultiScaleRoIAlign::forward_grouped(const std::vector<Tensor>& features,
+                                                                const std::vector<Tensor>& boxes,
+                                                                const std::vector<ImageSize>& image_sizes) const {
+  std::vector<Tensor> pooled;
+  const Tensor position = pool_each_level(features, boxes, image_sizes, 0, [&](const Tensor& rows) { pooled.push_back(rows); });
+  if (pooled.empty()) return {empty_rows(features), position};
+  return {pooled.size() == 1 ? pooled[0] : ops::cat(pooled, 0), position};
+}
+
+Tensor MultiScaleRoIAlign::forward_per_level(const std::vector<Tensor>& features, const std::vector<Tensor>& boxes,
+                                             const std::vector<ImageSize>& image_sizes, int64_t max_rows,
+                                             const std::function<Tensor(const Tensor&)>& head) const {
+  std::vector<Tensor> outputs;
+  const Tensor position =
+      pool_each_level(features, boxes, image_sizes, max_rows, [&](const Tensor& rows) { outputs.push_back(head(rows)); });
+  if (outputs.empty()) outputs.push_back(head(empty_rows(features)));
+  return ops::index_select(outputs.size() == 1 ? outputs[0] : ops::cat(outputs, 0), 0, position);
+}
+
+Tensor MultiScaleRoIAlign::empty_rows(const std::vector<Tensor>& features) const {
+  return zeros({0, features[0].size(1), output_size_, output_size_}, features[0].dtype(), features[0].device());
 }
 
 }  // namespace mrcnn::detection

@@ -3,6 +3,8 @@
 // (canonical box 224 px on level 4, as in the FPN paper); roi_align with sampling_ratio 2 and
 // aligned=false, as torchvision's detectors use it.
 #pragma once
+#include <functional>
+
 #include "maskrcnn/image_list.h"
 #include "ops/spatial.h"
 
@@ -26,11 +28,26 @@ class MultiScaleRoIAlign {
   };
   Grouped forward_grouped(const std::vector<Tensor>& features, const std::vector<Tensor>& boxes,
                           const std::vector<ImageSize>& image_sizes) const;
+  // For inference: `head` (row by row, like the RoI heads) runs on one level's pooled rows at a
+  // time, at most max_rows of them (0: no limit), and its outputs come back in box order. Only those
+  // rows and the head's activations for them are held at once. On the CPU each row's output has the
+  // bits it has when the head runs on all rows at once (the packed GEMM's and the convolutions' sums
+  // do not depend on the batch); in training the heads run once on forward_grouped's rows (one
+  // weight-gradient sum).
+  Tensor forward_per_level(const std::vector<Tensor>& features, const std::vector<Tensor>& boxes,
+                           const std::vector<ImageSize>& image_sizes, int64_t max_rows,
+                           const std::function<Tensor(const Tensor&)>& head) const;
   // Level index (0 = first feature map) of each box, and each level's spatial scale.
   std::vector<int64_t> map_levels(const std::vector<Tensor>& boxes, int64_t k_min, int64_t k_max) const;
   static std::vector<double> infer_scales(const std::vector<Tensor>& features, const std::vector<ImageSize>& image_sizes);
 
  private:
+  // Pools each level holding boxes, in level order, handing its rows to `visit` (max_rows at a time;
+  // 0: all); returns the host int64 position of each box's row in that order.
+  Tensor pool_each_level(const std::vector<Tensor>& features, const std::vector<Tensor>& boxes,
+                         const std::vector<ImageSize>& image_sizes, int64_t max_rows,
+                         const std::function<void(const Tensor&)>& visit) const;
+  Tensor empty_rows(const std::vector<Tensor>& features) const;  // [0, C, S, S] like the features
   int64_t output_size_, sampling_ratio_;
 };
 

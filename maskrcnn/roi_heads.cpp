@@ -10,6 +10,12 @@
 namespace mrcnn::detection {
 
 namespace {
+// RoIs per pass through a head at inference (one level at a time, at most this many): bounds what
+// the heads hold (512 box RoIs: 25 MB of pooled rows; 64 mask RoIs: 51 MB for the 28x28 maps)
+// while each pass stays a large GEMM or convolution. CPU outputs do not depend on it.
+constexpr int64_t kInferenceBoxRows = 512;
+constexpr int64_t kInferenceMaskRows = 64;
+
 // A host index tensor: the index ops check host indices in place and upload them for GPU data.
 Tensor index_tensor(const std::vector<int64_t>& v) { return from_vector(v, {static_cast<int64_t>(v.size())}); }
 }  // namespace
@@ -199,9 +205,16 @@ RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std:
   {
     const Stage stage("box RoIAlign + head");
     // The head runs on the pooled rows grouped by level; its [R, 1024] output goes back to proposal
-    // order, not the [R, 256 * 7 * 7] pooled rows (a copy 12x larger, forward and backward).
-    const auto pooled = box_roi_pool_.forward_grouped(features, out.proposals, image_sizes);
-    const Tensor box_features = ops::index_select(box_head->forward(pooled.rows), 0, pooled.position);
+    // order, not the [R, 256 * 7 * 7] pooled rows (a copy 12x larger, forward and backward). Without
+    // a gradient to record, one level at a time (the pooled rows of one level held, not of all).
+    const auto head = [&](const Tensor& rows) { return box_head->forward(rows); };
+    Tensor box_features;
+    if (autograd::grad_enabled()) {
+      const auto pooled = box_roi_pool_.forward_grouped(features, out.proposals, image_sizes);
+      box_features = ops::index_select(head(pooled.rows), 0, pooled.position);
+    } else {
+      box_features = box_roi_pool_.forward_per_level(features, out.proposals, image_sizes, kInferenceBoxRows, head);
+    }
     std::tie(out.class_logits, out.box_regression) = box_predictor->forward(box_features);
   }
   // The losses run on the head outputs' device; detection postprocessing on the host.
@@ -227,10 +240,15 @@ RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std:
   host_stage.reset();
   std::optional<Stage> mask_stage(std::in_place, "mask RoIAlign + head");
   {
-    // Grouped by level as the box head: [R, classes, 28, 28] logits go back to proposal order, not
-    // the [R, 256, 14, 14] pooled rows.
-    const auto pooled = mask_roi_pool_.forward_grouped(features, mask_proposals, image_sizes);
-    out.mask_logits = ops::index_select(mask_predictor->forward(mask_head->forward(pooled.rows)), 0, pooled.position);
+    // As the box head: [R, classes, 28, 28] logits go back to proposal order, not the
+    // [R, 256, 14, 14] pooled rows; one level at a time without a gradient to record.
+    const auto head = [&](const Tensor& rows) { return mask_predictor->forward(mask_head->forward(rows)); };
+    if (autograd::grad_enabled()) {
+      const auto pooled = mask_roi_pool_.forward_grouped(features, mask_proposals, image_sizes);
+      out.mask_logits = ops::index_select(head(pooled.rows), 0, pooled.position);
+    } else {
+      out.mask_logits = mask_roi_pool_.forward_per_level(features, mask_proposals, image_sizes, kInferenceMaskRows, head);
+    }
   }
   mask_stage.reset();
   const Stage mask_host_stage("mask loss / probabilities");

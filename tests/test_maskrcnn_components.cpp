@@ -75,6 +75,47 @@ TEST_CASE("MultiScaleRoIAlign: level mapper with canonical 224 px on level 4") {
   CHECK(MultiScaleRoIAlign::infer_scales(features, {{128, 170}}) == std::vector<double>{0.25, 0.125});
 }
 
+TEST_CASE("MultiScaleRoIAlign: grouped rows and one level at a time give forward's rows, bit for bit") {
+  MultiScaleRoIAlign pool(3);
+  Generator g(5);
+  // Two images, four levels (strides 4 to 32 of a 128 x 128 batch); boxes of 10 to 500 px land on
+  // every level, interleaved, so level order differs from box order.
+  const std::vector<Tensor> features = {randn({2, 4, 32, 32}, kFloat32, kCPU, &g), randn({2, 4, 16, 16}, kFloat32, kCPU, &g),
+                                        randn({2, 4, 8, 8}, kFloat32, kCPU, &g), randn({2, 4, 4, 4}, kFloat32, kCPU, &g)};
+  const std::vector<Tensor> boxes = {
+      from_vector(std::vector<float>{0, 0, 500, 500, 5, 5, 15, 15, 10, 20, 130, 140, 30, 30, 60, 70}, {4, 4}),
+      from_vector(std::vector<float>{2, 3, 250, 200, 40, 40, 52, 50, 0, 0, 300, 300}, {3, 4})};
+  const std::vector<ImageSize> sizes = {{128, 128}, {128, 128}};
+  CHECK(pool.map_levels(boxes, 2, 5) == std::vector<int64_t>{3, 0, 1, 0, 1, 0, 2});
+  // A row-wise head through the packed GEMM: flatten, then linear.
+  const Tensor weight = randn({5, 4 * 3 * 3}, kFloat32, kCPU, &g), bias = randn({5}, kFloat32, kCPU, &g);
+  const auto head = [&](const Tensor& rows) { return ops::linear(ops::flatten(rows, 1), weight, bias); };
+  autograd::NoGradGuard no_grad;
+  const Tensor in_box_order = pool.forward(features, boxes, sizes);
+  CHECK(in_box_order.sizes() == Shape{7, 4, 3, 3});
+  const auto grouped = pool.forward_grouped(features, boxes, sizes);
+  CHECK(test::values(grouped.position) == std::vector<double>{6, 0, 3, 1, 4, 2, 5});
+  CHECK(test::bitwise_equal(ops::index_select(grouped.rows, 0, grouped.position), in_box_order));
+  for (const int64_t max_rows : {0, 1, 2}) {  // 2: level 0's three boxes in two passes
+    CAPTURE(max_rows);
+    int passes = 0;
+    const Tensor per_level = pool.forward_per_level(features, boxes, sizes, max_rows, [&](const Tensor& rows) {
+      ++passes;
+      CHECK(rows.size(0) <= (max_rows > 0 ? max_rows : 3));
+      return head(rows);
+    });
+    CHECK(passes == (max_rows == 0 ? 4 : max_rows == 1 ? 7 : 5));
+    CHECK(per_level.sizes() == Shape{7, 5});
+    CHECK(test::bitwise_equal(per_level, head(in_box_order)));
+  }
+  // No boxes: the head still runs, on no rows; one level: all boxes pooled from it.
+  CHECK(pool.forward_per_level(features, {zeros({0, 4}), zeros({0, 4})}, sizes, 2, head).sizes() == Shape{0, 5});
+  const std::vector<Tensor> one_level = {features[0]};
+  CHECK(test::bitwise_equal(pool.forward_per_level(one_level, boxes, sizes, 3, head), head(pool.forward(one_level, boxes, sizes))));
+  CHECK(pool.forward_per_level(one_level, {zeros({0, 4}), zeros({0, 4})}, sizes, 3, head).sizes() == Shape{0, 5});
+  CHECK(pool.forward_grouped(features, {zeros({0, 4}), zeros({0, 4})}, sizes).rows.sizes() == Shape{0, 4, 3, 3});
+}
+
 TEST_CASE("overfit: 200 SGD steps on one synthetic image cut the total loss below 10%") {
   Config c = test::small_maskrcnn_config();
   c.representation_size = 64;
