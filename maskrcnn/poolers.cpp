@@ -7,6 +7,7 @@
 #include <functional>
 #include <numeric>
 
+#include "autograd/node.h"
 #include "ops/ops.h"
 
 namespace mrcnn::detection {
@@ -66,18 +67,20 @@ Tensor MultiScaleRoIAlign::pool_each_level(const std::vector<Tensor>& features, 
   // The boxes of one level, max_rows at a time (all at once for 0), pooled and visited.
   const auto pool = [&](size_t level, const std::vector<int64_t>& in_level) {
     const int64_t count = static_cast<int64_t>(in_level.size());
-    const int64_t step = max_rows > 0 ? max_rows : std::max<int64_t>(count, 1);
-    for (int64_t first = 0; first < count || (first == 0 && features.size() == 1); first += step) {
+    const int64_t step = max_rows > 0 ? max_rows : count;
+    for (int64_t first = 0; first < count; first += step) {
       const int64_t n = std::min(step, count - first);
       const std::vector<int64_t> part(in_level.begin() + first, in_level.begin() + first + n);
-      const Tensor part_rois = features.size() == 1 && n == num_rois ? rois : ops::index_select(rois, 0, from_vector(part, {n}));
-      visit(ops::roi_align(features[level], part_rois, size, scales[level], sampling_ratio_, false));
+      visit(ops::roi_align(features[level], ops::index_select(rois, 0, from_vector(part, {n})), size, scales[level],
+                           sampling_ratio_, false));
     }
   };
   std::vector<int64_t> position(static_cast<size_t>(num_rois));  // row of each roi in level order
   if (features.size() == 1) {
     std::iota(position.begin(), position.end(), int64_t{0});
-    pool(0, position);  // visited even without boxes, as roi_align pools none
+    // Every box at once is visited even when there are none, as roi_align pools none.
+    if (max_rows == 0 || num_rois <= max_rows) visit(ops::roi_align(features[0], rois, size, scales[0], sampling_ratio_, false));
+    else pool(0, position);
     return from_vector(position, {num_rois});
   }
   const int64_t k_min = static_cast<int64_t>(std::lround(-std::log2(scales.front())));
@@ -110,6 +113,14 @@ Tensor MultiScaleRoIAlign::forward_per_level(const std::vector<Tensor>& features
       pool_each_level(features, boxes, image_sizes, max_rows, [&](const Tensor& rows) { outputs.push_back(head(rows)); });
   if (outputs.empty()) outputs.push_back(head(empty_rows(features)));
   return ops::index_select(outputs.size() == 1 ? outputs[0] : ops::cat(outputs, 0), 0, position);
+}
+
+Tensor MultiScaleRoIAlign::run_head(const std::vector<Tensor>& features, const std::vector<Tensor>& boxes,
+                                    const std::vector<ImageSize>& image_sizes, int64_t max_rows,
+                                    const std::function<Tensor(const Tensor&)>& head) const {
+  if (!autograd::grad_enabled()) return forward_per_level(features, boxes, image_sizes, max_rows, head);
+  const Grouped pooled = forward_grouped(features, boxes, image_sizes);
+  return ops::index_select(head(pooled.rows), 0, pooled.position);
 }
 
 Tensor MultiScaleRoIAlign::empty_rows(const std::vector<Tensor>& features) const {

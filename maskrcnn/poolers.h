@@ -37,6 +37,11 @@ class MultiScaleRoIAlign {
   Tensor forward_per_level(const std::vector<Tensor>& features, const std::vector<Tensor>& boxes,
                            const std::vector<ImageSize>& image_sizes, int64_t max_rows,
                            const std::function<Tensor(const Tensor&)>& head) const;
+  // What the RoI heads call: `head`'s outputs for every box, in box order. With a gradient to
+  // record, one pass over forward_grouped's rows; without, forward_per_level's passes.
+  Tensor run_head(const std::vector<Tensor>& features, const std::vector<Tensor>& boxes,
+                  const std::vector<ImageSize>& image_sizes, int64_t max_rows,
+                  const std::function<Tensor(const Tensor&)>& head) const;
   // Level index (0 = first feature map) of each box, and each level's spatial scale.
   std::vector<int64_t> map_levels(const std::vector<Tensor>& boxes, int64_t k_min, int64_t k_max) const;
   static std::vector<double> infer_scales(const std::vector<Tensor>& features, const std::vector<ImageSize>& image_sizes);

@@ -18,12 +18,17 @@ std::vector<StageRecord> records;
 // it has seen, and the mark restarts at every stage boundary after being folded into all of them.
 std::vector<size_t> open_peaks;
 
-size_t held_now() {
-  return memory_device.is_cuda() ? cuda::memory_stats().in_use : host_memory_stats().in_use;
+// Bytes held by tensors on the profiled device, now and at the high-water mark.
+HostMemoryStats tensor_memory() {
+  if (!memory_device.is_cuda()) return host_memory_stats();
+  const cuda::MemoryStats s = cuda::memory_stats();
+  return {s.in_use, s.peak_in_use};
 }
 
+size_t held_now() { return tensor_memory().in_use; }
+
 void fold_peak_into_open_stages() {
-  const size_t peak = memory_device.is_cuda() ? cuda::memory_stats().peak_in_use : host_memory_stats().peak_in_use;
+  const size_t peak = tensor_memory().peak_in_use;
   for (size_t& open : open_peaks) open = std::max(open, peak);
   memory_device.is_cuda() ? cuda::reset_peak_memory() : reset_host_peak_memory();
 }

@@ -207,14 +207,8 @@ RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std:
     // The head runs on the pooled rows grouped by level; its [R, 1024] output goes back to proposal
     // order, not the [R, 256 * 7 * 7] pooled rows (a copy 12x larger, forward and backward). Without
     // a gradient to record, one level at a time (the pooled rows of one level held, not of all).
-    const auto head = [&](const Tensor& rows) { return box_head->forward(rows); };
-    Tensor box_features;
-    if (autograd::grad_enabled()) {
-      const auto pooled = box_roi_pool_.forward_grouped(features, out.proposals, image_sizes);
-      box_features = ops::index_select(head(pooled.rows), 0, pooled.position);
-    } else {
-      box_features = box_roi_pool_.forward_per_level(features, out.proposals, image_sizes, kInferenceBoxRows, head);
-    }
+    const Tensor box_features = box_roi_pool_.run_head(features, out.proposals, image_sizes, kInferenceBoxRows,
+                                                       [&](const Tensor& rows) { return box_head->forward(rows); });
     std::tie(out.class_logits, out.box_regression) = box_predictor->forward(box_features);
   }
   // The losses run on the head outputs' device; detection postprocessing on the host.
@@ -239,17 +233,10 @@ RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std:
   }
   host_stage.reset();
   std::optional<Stage> mask_stage(std::in_place, "mask RoIAlign + head");
-  {
-    // As the box head: [R, classes, 28, 28] logits go back to proposal order, not the
-    // [R, 256, 14, 14] pooled rows; one level at a time without a gradient to record.
-    const auto head = [&](const Tensor& rows) { return mask_predictor->forward(mask_head->forward(rows)); };
-    if (autograd::grad_enabled()) {
-      const auto pooled = mask_roi_pool_.forward_grouped(features, mask_proposals, image_sizes);
-      out.mask_logits = ops::index_select(head(pooled.rows), 0, pooled.position);
-    } else {
-      out.mask_logits = mask_roi_pool_.forward_per_level(features, mask_proposals, image_sizes, kInferenceMaskRows, head);
-    }
-  }
+  // As the box head: [R, classes, 28, 28] logits go back to proposal order, not the
+  // [R, 256, 14, 14] pooled rows.
+  out.mask_logits = mask_roi_pool_.run_head(features, mask_proposals, image_sizes, kInferenceMaskRows,
+                                            [&](const Tensor& rows) { return mask_predictor->forward(mask_head->forward(rows)); });
   mask_stage.reset();
   const Stage mask_host_stage("mask loss / probabilities");
   if (is_training()) {

@@ -310,7 +310,6 @@ bool non_overlapping_windows(const ConvGeometry& g) {
          g.groups == 1 && g.in_h == g.out_h * g.stride.h && g.in_w == g.out_w * g.stride.w && g.kernel_h * g.kernel_w > 1;
 }
 
-
 template <typename T>
 void conv_backward_input_disjoint(const ConvGeometry& g, const T* dout, const T* weight, T* dx) {
   const int64_t plane = g.out_plane(), rows = g.col_rows();

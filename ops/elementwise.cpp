@@ -101,13 +101,17 @@ void check_same_dtype(const char* op, const Tensor& a, const Tensor& b) {
         shape_str(b.sizes()), " ", dtype_name(b.dtype()));
 }
 
+void unary_on_device(UnaryOp op, double p0, double p1, const Tensor& x, const Tensor& out) {
+  if (x.device().is_cuda()) cuda::unary_forward(op, p0, p1, x, out);
+  else cpu::unary_forward(op, p0, p1, x, out);
+}
+
 Tensor unary(UnaryOp op, const char* name, const Tensor& x, double p0 = 0, double p1 = 0) {
   check(is_floating(x.dtype()), name, ": expected a float32 or float64 tensor, got ", dtype_name(x.dtype()),
         " of shape ", shape_str(x.sizes()));
   Tensor out = empty(x.sizes(), x.dtype(), x.device());
   if (out.numel() == 0) return out;
-  if (x.device().is_cuda()) cuda::unary_forward(op, p0, p1, x, out);
-  else cpu::unary_forward(op, p0, p1, x, out);
+  unary_on_device(op, p0, p1, x, out);
   return out;
 }
 
@@ -233,8 +237,7 @@ void relu_(const Tensor& x) {
   check(x.is_contiguous(), "relu_: x must be contiguous, got ", shape_str(x.sizes()), " with strides ", shape_str(x.strides()));
   if (x.numel() == 0) return;
   // Each element is read, then written at the same place (same layout): in place is safe.
-  if (x.device().is_cuda()) cuda::unary_forward(UnaryOp::Relu, 0, 0, x, x);
-  else cpu::unary_forward(UnaryOp::Relu, 0, 0, x, x);
+  unary_on_device(UnaryOp::Relu, 0, 0, x, x);
 }
 
 Tensor relu(const Tensor& x) {
