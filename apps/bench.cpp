@@ -153,28 +153,33 @@ int bench(const BenchOptions& options) {
   const auto peak_mb = [&] {
     return static_cast<double>(device.is_cuda() ? cuda::memory_stats().peak_in_use : host_memory_stats().peak_in_use) / (1 << 20);
   };
-  // The CUDA allocator's blocks are size-class rounded (2 MiB steps above 1 MiB); the bytes as
-  // requested are what PyTorch's max_memory_allocated counts. (The host's count is as requested.)
+  // The CUDA allocator's blocks are rounded up to 512 B; the bytes as requested are what PyTorch's
+  // max_memory_allocated counts. (The host's count is as requested.)
   const auto requested_peak_mb = [&] {
     return static_cast<double>(device.is_cuda() ? cuda::memory_stats().peak_requested : host_memory_stats().peak_in_use) / (1 << 20);
   };
+  // What the process holds from the driver, free blocks of its cache included (PyTorch's
+  // max_memory_reserved); CUDA only.
+  const auto reserved_peak_mb = [&] { return static_cast<double>(cuda::memory_stats().peak_reserved) / (1 << 20); };
   model.train();
   reset_peak();
   for (int64_t i = 1; i < options.warmup; ++i) train_step();  // median_seconds adds one more
   const double train_ms = 1e3 * bench::median_seconds(train_step, repeats);
-  const double train_tensor_mb = peak_mb(), train_requested_mb = requested_peak_mb();
+  const double train_tensor_mb = peak_mb(), train_requested_mb = requested_peak_mb(), train_reserved_mb = reserved_peak_mb();
   model.eval();
   reset_peak();
   for (int64_t i = 1; i < options.warmup; ++i) infer_step();
   const double infer_ms = 1e3 * bench::median_seconds(infer_step, repeats);
-  const double infer_tensor_mb = peak_mb(), infer_requested_mb = requested_peak_mb();
+  const double infer_tensor_mb = peak_mb(), infer_requested_mb = requested_peak_mb(), infer_reserved_mb = reserved_peak_mb();
   const double rss = peak_rss_mb();
   std::printf("train step %.1f ms, inference %.1f ms (median of %lld), peak RSS %.0f MB\n", train_ms, infer_ms,
               static_cast<long long>(options.steps), rss);
-  if (device.is_cuda())
+  if (device.is_cuda()) {
     std::printf("peak GPU memory held by tensors: train %.0f MB (%.0f MB as requested), inference %.0f MB (%.0f MB) (%s)\n",
                 train_tensor_mb, train_requested_mb, infer_tensor_mb, infer_requested_mb, cuda::device_name(device.index).c_str());
-  else
+    std::printf("peak GPU memory reserved from the driver: train %.0f MB, inference %.0f MB\n", train_reserved_mb,
+                infer_reserved_mb);
+  } else
     std::printf("peak memory held by tensors: train %.0f MB, inference %.0f MB\n", train_tensor_mb, infer_tensor_mb);
   if (options.profile) {
     // Separate, untimed passes: the stage timers wait for the GPU at every boundary.
@@ -226,7 +231,9 @@ int bench(const BenchOptions& options) {
                                                       {"train_tensor_peak_mb", train_tensor_mb},
                                                       {"infer_tensor_peak_mb", infer_tensor_mb},
                                                       {"train_requested_peak_mb", train_requested_mb},
-                                                      {"infer_requested_peak_mb", infer_requested_mb}}
+                                                      {"infer_requested_peak_mb", infer_requested_mb},
+                                                      {"train_reserved_peak_mb", train_reserved_mb},
+                                                      {"infer_reserved_peak_mb", infer_reserved_mb}}
                                            .dump()
                                     << "\n";
   }

@@ -99,6 +99,9 @@ def torch_worker(config_path, weights_pth, size, batch, steps, device, tf32):
     def gpu_peak_mb():
         return torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else 0.0
 
+    def reserved_peak_mb():
+        return torch.cuda.max_memory_reserved() / 2 ** 20 if device == "cuda" else 0.0
+
     def reset_peak():
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
@@ -106,16 +109,17 @@ def torch_worker(config_path, weights_pth, size, batch, steps, device, tf32):
     model.train()
     reset_peak()
     train_ms = median_ms(train_step)
-    train_gpu = gpu_peak_mb()
+    train_gpu, train_reserved = gpu_peak_mb(), reserved_peak_mb()
     model.eval()
     reset_peak()
     infer_ms = median_ms(infer_step)
-    infer_gpu = gpu_peak_mb()
+    infer_gpu, infer_reserved = gpu_peak_mb(), reserved_peak_mb()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"train_ms": train_ms, "infer_ms": infer_ms, "peak_rss_mb": rss,
                       "train_tensor_peak_mb": train_gpu, "infer_tensor_peak_mb": infer_gpu,
                       # PyTorch's count is as requested (rounded to 512 B); it has no coarser one.
                       "train_requested_peak_mb": train_gpu, "infer_requested_peak_mb": infer_gpu,
+                      "train_reserved_peak_mb": train_reserved, "infer_reserved_peak_mb": infer_reserved,
                       "torch": torch.__version__, "torchvision": torchvision.__version__}))
 
 
@@ -158,10 +162,12 @@ def main():
                                                check=True, env=env, capture_output=True, text=True).stdout)
         rows = [("train_ms", "train step"), ("infer_ms", "inference"), ("peak_rss_mb", "peak RSS MB")]
         if args.device.startswith("cuda"):
-            # Both count bytes held by live tensors (caching allocators' reserve excluded): ours first as
-            # the blocks our allocator holds (2 MiB steps above 1 MiB), then as requested, like PyTorch's.
+            # Bytes held by live tensors (caching allocators' reserve excluded): ours first as the blocks
+            # our allocator holds (512 B rounded), then as requested, like PyTorch's; then what each
+            # process holds from the driver, its allocator's cache included.
             rows += [("train_tensor_peak_mb", "GPU MB train"), ("infer_tensor_peak_mb", "GPU MB infer"),
-                     ("train_requested_peak_mb", "GPU MB train, requested"), ("infer_requested_peak_mb", "GPU MB infer, requested")]
+                     ("train_requested_peak_mb", "GPU MB train, requested"), ("infer_requested_peak_mb", "GPU MB infer, requested"),
+                     ("train_reserved_peak_mb", "GPU MB train, reserved"), ("infer_reserved_peak_mb", "GPU MB infer, reserved")]
         for key, label in rows:
             print(f"{name:<10} {label:<24} {ours[key]:>10.1f} {theirs[key]:>12.1f} {ours[key] / theirs[key]:>7.2f}")
         sys.stdout.flush()

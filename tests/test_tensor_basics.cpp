@@ -1,6 +1,8 @@
 // Tensor metadata, factories, raw views, dtype/device copies, printing and the Philox RNG.
+#include <algorithm>
 #include <cmath>
 #include <map>
+#include <random>
 
 #include "cuda/allocator.h"
 #include "cuda/context.h"
@@ -252,66 +254,203 @@ TEST_CASE("host memory statistics: bytes held by live tensors and their peak, th
 }
 
 // --- CUDA caching allocator: bookkeeping tested with host memory standing in for the device ------
-TEST_CASE("caching allocator: size classes, reuse, statistics, empty_cache, out of memory") {
+namespace {
+constexpr size_t kMiB = size_t(1) << 20;
+
+// A "device" of `budget` bytes: host memory, counting the driver calls.
+struct FakeDevice {
+  size_t budget, taken = 0;
   int mallocs = 0, frees = 0;
-  size_t budget = size_t(8) << 20;  // a "device" with 8 MiB
-  size_t taken = 0;
   std::map<void*, size_t> sizes;
-  cuda::CachingAllocator allocator(
-      [&](size_t n) -> void* {
-        if (taken + n > budget) return nullptr;
-        taken += n;
-        ++mallocs;
-        void* p = std::malloc(n);
-        sizes[p] = n;
-        return p;
-      },
-      [&](void* p) {
-        ++frees;
-        taken -= sizes[p];
-        sizes.erase(p);
-        std::free(p);
-      });
-  CHECK(cuda::CachingAllocator::size_class(1) == 512);
-  CHECK(cuda::CachingAllocator::size_class(513) == 1024);
-  CHECK(cuda::CachingAllocator::size_class((1 << 20) - 1) == (1 << 20));
-  CHECK(cuda::CachingAllocator::size_class((1 << 20) + 1) == (size_t(2) << 20));
+  explicit FakeDevice(size_t bytes) : budget(bytes) {}
+  cuda::CachingAllocator allocator() {
+    return cuda::CachingAllocator(
+        [this](size_t n) -> void* {
+          if (taken + n > budget) return nullptr;
+          taken += n;
+          ++mallocs;
+          void* p = std::malloc(n);
+          sizes[p] = n;
+          return p;
+        },
+        [this](void* p) {
+          ++frees;
+          taken -= sizes.at(p);
+          sizes.erase(p);
+          std::free(p);
+        });
+  }
+};
+}  // namespace
+
+TEST_CASE("caching allocator: small pool size classes, reuse, statistics") {
+  FakeDevice device(64 * kMiB);
+  cuda::CachingAllocator allocator = device.allocator();
+  CHECK(cuda::CachingAllocator::rounded_size(1) == 512);
+  CHECK(cuda::CachingAllocator::rounded_size(513) == 1024);
+  CHECK(cuda::CachingAllocator::rounded_size(kMiB - 1) == kMiB);
+  CHECK(cuda::CachingAllocator::rounded_size(kMiB + 1) == kMiB + 512);  // large requests too: 512 B steps
   CHECK(allocator.allocate(0) == nullptr);
-  void* a = allocator.allocate(1000);  // class 1024
-  void* b = allocator.allocate(3 << 20);  // class 4 MiB
-  CHECK(allocator.stats().in_use == 1024 + (size_t(4) << 20));
+  void* a = allocator.allocate(1000);  // 1024
   allocator.release(a);
   CHECK(allocator.stats().cached == 1024);
   void* c = allocator.allocate(600);  // same class: the cached block comes back, no driver call
   CHECK(c == a);
-  CHECK(mallocs == 2);
+  void* d = allocator.allocate(100);  // another class: from the driver
+  CHECK(d != a);
+  CHECK(device.mallocs == 2);
   const cuda::MemoryStats s = allocator.stats();
   CHECK(s.requests == 3);
   CHECK(s.cache_hits == 1);
   CHECK(s.driver_allocs == 2);
-  CHECK(s.peak_in_use == 1024 + (size_t(4) << 20));
-  // As requested: 1000 + 3 MiB at the peak; 600 + 3 MiB now (the reused block counts its new request).
-  CHECK(s.peak_requested == 1000 + (size_t(3) << 20));
-  CHECK(s.requested_in_use == 600 + (size_t(3) << 20));
+  CHECK(s.segments == 2);
+  CHECK(s.in_use == 1024 + 512);
+  CHECK(s.reserved == 1024 + 512);
+  CHECK(s.peak_in_use == 1024 + 512);
+  // As requested: 600 + 100 now; 1000 was the peak of the first block alone, 700 the peak of both.
+  CHECK(s.requested_in_use == 700);
+  CHECK(s.peak_requested == 1000);
+  allocator.release(c);
+  allocator.release(d);
+  allocator.empty_cache();
+  CHECK(allocator.stats().reserved == 0);
+  CHECK(allocator.stats().segments == 0);
+  CHECK(device.frees == device.mallocs);
+  CHECK(test::error_of([&] { allocator.release(&device); }) == "CUDA allocator: release of a pointer it did not allocate");
+}
+
+TEST_CASE("caching allocator: large blocks split from segments, best fit, merge on release") {
+  FakeDevice device(256 * kMiB);
+  cuda::CachingAllocator allocator = device.allocator();
+  CHECK(cuda::CachingAllocator::segment_size(kMiB) == 20 * kMiB);
+  CHECK(cuda::CachingAllocator::segment_size(10 * kMiB) == 20 * kMiB);
+  CHECK(cuda::CachingAllocator::segment_size(10 * kMiB + 512) == 12 * kMiB);
+  char* a = static_cast<char*>(allocator.allocate(3 * kMiB));
+  char* b = static_cast<char*>(allocator.allocate(5 * kMiB + 1));  // 5 MiB + 512
+  char* c = static_cast<char*>(allocator.allocate(4 * kMiB));
+  CHECK(device.mallocs == 1);  // one 20 MiB segment, cut in order
+  CHECK(b == a + 3 * kMiB);
+  CHECK(c == b + 5 * kMiB + 512);
+  cuda::MemoryStats s = allocator.stats();
+  CHECK(s.in_use == 12 * kMiB + 512);  // what was asked for, within 512 B: not 2 MiB classes
+  CHECK(s.requested_in_use == 12 * kMiB + 1);
+  CHECK(s.reserved == 20 * kMiB);
+  CHECK(s.cached == 8 * kMiB - 512);
+  CHECK(s.cache_hits == 2);
+  // Best fit: a 2 MiB request takes the freed 3 MiB block (smaller than the 8 MiB tail), split.
+  allocator.release(a);
+  char* d = static_cast<char*>(allocator.allocate(2 * kMiB));
+  CHECK(d == a);
+  // The 1 MiB left of it and freed b merge into one block of 6 MiB + 512 B: a request of that size
+  // fits there exactly (at a + 2 MiB) instead of taking the tail after c.
   allocator.release(b);
-  // 6 MiB does not fit next to the cached 4 MiB block: the cache is handed back and the call retried.
-  void* d = allocator.allocate(6 << 20);
-  CHECK(d != nullptr);
-  CHECK(frees == 1);
-  CHECK(allocator.stats().cached == 0);
-  CHECK(test::error_of([&] { allocator.allocate(16 << 20); }).rfind("CUDA out of memory: could not allocate 16777216 bytes", 0) == 0);
+  char* e = static_cast<char*>(allocator.allocate(6 * kMiB + 512));
+  CHECK(e == a + 2 * kMiB);
+  CHECK(device.mallocs == 1);
+  // Over 10 MiB: a segment of its own, rounded up to 2 MiB.
+  void* big = allocator.allocate(11 * kMiB);
+  CHECK(device.mallocs == 2);
+  CHECK(device.sizes.at(big) == 12 * kMiB);
+  CHECK(allocator.stats().reserved == 32 * kMiB);
+  CHECK(allocator.stats().segments == 2);
+  // empty_cache hands back whole free segments only: the big one, not the one c, d and e live in.
+  allocator.release(big);
+  allocator.empty_cache();
+  CHECK(device.frees == 1);
+  CHECK(allocator.stats().reserved == 20 * kMiB);
+  // Released in any order, the pieces merge back into the whole segment: a 20 MiB request reuses it.
+  allocator.release(e);
   allocator.release(c);
   allocator.release(d);
   CHECK(allocator.stats().in_use == 0);
-  CHECK(allocator.stats().requested_in_use == 0);
-  CHECK(allocator.stats().peak_in_use == 1024 + (size_t(6) << 20));
-  CHECK(allocator.stats().peak_requested == 600 + (size_t(6) << 20));
+  CHECK(allocator.stats().cached == 20 * kMiB);
+  void* whole = allocator.allocate(20 * kMiB);
+  CHECK(whole == a);
+  CHECK(device.mallocs == 2);
+  CHECK(allocator.stats().peak_reserved == 32 * kMiB);
   allocator.reset_peak();
-  CHECK(allocator.stats().peak_requested == 0);
+  CHECK(allocator.stats().peak_reserved == 20 * kMiB);
+  CHECK(allocator.stats().peak_in_use == 20 * kMiB);
+  allocator.release(whole);
+  allocator.empty_cache();
+  CHECK(device.frees == device.mallocs);
+  CHECK(allocator.stats().reserved == 0);
+  CHECK(allocator.stats().cached == 0);
+}
+
+TEST_CASE("caching allocator: out of memory hands the cache back, then tries the bare size, then throws") {
+  FakeDevice device(24 * kMiB);
+  cuda::CachingAllocator allocator = device.allocator();
+  void* small = allocator.allocate(1000);
+  allocator.release(small);
+  void* a = allocator.allocate(2 * kMiB);  // a 20 MiB segment
+  allocator.release(a);
+  // 22 MiB fits only once the cached segment and small block are given back.
+  void* big = allocator.allocate(22 * kMiB);
+  CHECK(big != nullptr);
+  CHECK(device.frees == 2);
+  CHECK(allocator.stats().reserved == 22 * kMiB);
+  // 2 MiB more: no room for a 20 MiB segment, but for 2 MiB alone.
+  void* tail = allocator.allocate(kMiB + 512);
+  CHECK(device.sizes.at(tail) == 2 * kMiB);
+  CHECK(test::error_of([&] { allocator.allocate(16 * kMiB); })
+            .rfind("CUDA out of memory: could not allocate 16777216 bytes (24117760 bytes in use by tensors, 25165824 reserved)", 0) == 0);
+  allocator.release(big);
+  allocator.release(tail);
+  allocator.empty_cache();
+  CHECK(device.frees == device.mallocs);
+}
+
+TEST_CASE("caching allocator: random traffic keeps blocks disjoint and the books balanced") {
+  FakeDevice device(size_t(1) << 30);
+  cuda::CachingAllocator allocator = device.allocator();
+  std::mt19937_64 engine(11);
+  auto uniform = [&] { return std::uniform_real_distribution<double>(0, 1)(engine); };
+  struct Live {
+    unsigned char* ptr;
+    size_t bytes;
+    unsigned char tag;
+  };
+  std::vector<Live> live;
+  size_t requested = 0;
+  for (int step = 0; step < 4000; ++step) {
+    const bool grow = live.empty() || (live.size() < 60 && uniform() < 0.55);
+    if (grow) {
+      // Sizes across both pools and the segment rule: 1 B .. 1 MiB, 1 .. 10 MiB, 10 .. 30 MiB.
+      const double u = uniform();
+      const size_t limit = u < 0.4 ? kMiB : u < 0.9 ? 10 * kMiB : 30 * kMiB;
+      const size_t bytes = 1 + static_cast<size_t>(uniform() * static_cast<double>(limit));
+      const auto tag = static_cast<unsigned char>(step);
+      auto* p = static_cast<unsigned char*>(allocator.allocate(bytes));
+      std::fill(p, p + bytes, tag);  // a block shared by two owners shows up as a changed byte
+      live.push_back({p, bytes, tag});
+      requested += bytes;
+    } else {
+      const size_t k = static_cast<size_t>(uniform() * static_cast<double>(live.size())) % live.size();
+      const Live l = live[k];
+      CHECK(std::all_of(l.ptr, l.ptr + l.bytes, [&](unsigned char v) { return v == l.tag; }));
+      allocator.release(l.ptr);
+      requested -= l.bytes;
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(k));
+    }
+    const cuda::MemoryStats s = allocator.stats();
+    size_t rounded = 0;
+    for (const Live& l : live) rounded += cuda::CachingAllocator::rounded_size(l.bytes);
+    REQUIRE(s.requested_in_use == requested);
+    REQUIRE(s.in_use == rounded);
+    REQUIRE(s.reserved == s.in_use + s.cached);
+    REQUIRE(s.reserved == device.taken);
+  }
+  for (const Live& l : live) {
+    CHECK(std::all_of(l.ptr, l.ptr + l.bytes, [&](unsigned char v) { return v == l.tag; }));
+    allocator.release(l.ptr);
+  }
+  // Everything merged back into whole segments: all of it goes back to the driver.
   allocator.empty_cache();
   CHECK(allocator.stats().reserved == 0);
-  CHECK(frees == mallocs);
-  CHECK(test::error_of([&] { allocator.release(&mallocs); }) == "CUDA allocator: release of a pointer it did not allocate");
+  CHECK(allocator.stats().segments == 0);
+  CHECK(device.frees == device.mallocs);
+  CHECK(allocator.stats().cache_hits > allocator.stats().requests / 2);
 }
 
 TEST_CASE("cuda: tensors come from the caching allocator, copies round-trip through pinned staging") {
@@ -319,7 +458,7 @@ TEST_CASE("cuda: tensors come from the caching allocator, copies round-trip thro
   cuda::empty_cache();
   const cuda::MemoryStats before = cuda::memory_stats();
   {
-    const Tensor t = zeros({1000, 1000}, kFloat32, kCUDA);  // 4 MB: a 4 MiB class block
+    const Tensor t = zeros({1000, 1000}, kFloat32, kCUDA);  // 4 MB: cut from a 20 MiB segment
     CHECK(cuda::memory_stats().in_use >= before.in_use + 4000000);
   }
   const cuda::MemoryStats after_free = cuda::memory_stats();
