@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <nlohmann/json.hpp>
 
@@ -91,6 +92,46 @@ void print_backward_profile(const std::vector<autograd::OpTime>& ops, int passes
   std::printf("  %-36s %8.2f\n", "total", total / passes);
 }
 
+// --allocation-trace: the CPU tensors' allocations and releases in order ("+ id bytes", "- id bytes"),
+// with "phase NAME" lines between the parts of the run. The ids are Storage addresses: unique while
+// the tensor lives. Kept in memory and written at the end, so writing does not slow the steps.
+class AllocationTrace {
+ public:
+  explicit AllocationTrace(const std::string& path) : path_(path) {
+    if (path_.empty()) return;
+    lines_.push_back("# mrcnn bench allocation trace: + id bytes (made), - id bytes (freed), phase NAME");
+    set_host_allocation_observer(&record);
+    phase("construction");
+  }
+  ~AllocationTrace() {
+    if (!path_.empty()) set_host_allocation_observer(nullptr);
+  }
+  AllocationTrace(const AllocationTrace&) = delete;
+  AllocationTrace& operator=(const AllocationTrace&) = delete;
+  void phase(const char* name) {
+    if (path_.empty()) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    lines_.push_back(str_cat("phase ", name));
+  }
+  void write() {
+    if (path_.empty()) return;
+    set_host_allocation_observer(nullptr);
+    std::string text;
+    for (const std::string& line : lines_) text += line + "\n";
+    write_file_atomically(path_, text);
+    std::fprintf(stderr, "bench: allocation trace (%zu lines) written to %s\n", lines_.size(), path_.c_str());
+  }
+
+ private:
+  static void record(const void* storage, size_t nbytes, bool made) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    lines_.push_back(str_cat(made ? "+ " : "- ", reinterpret_cast<uintptr_t>(storage), ' ', nbytes));
+  }
+  std::string path_;
+  static inline std::mutex mutex_;
+  static inline std::vector<std::string> lines_;
+};
+
 }  // namespace
 
 int bench(const BenchOptions& options) {
@@ -98,6 +139,8 @@ int bench(const BenchOptions& options) {
   check(options.batch > 0 && options.steps > 0, "bench: --batch and --steps must be positive");
   const Config config = load_config(options.config);
   const auto [h, w] = parse_size(options.size);
+  check(options.allocation_trace.empty() || !device.is_cuda(), "bench: --allocation-trace records CPU tensors; leave out --device");
+  AllocationTrace trace(options.allocation_trace);
   manual_seed(config.seed);
   MaskRCNN model(config);
   if (!options.weights.empty()) {
@@ -163,13 +206,16 @@ int bench(const BenchOptions& options) {
   const auto reserved_peak_mb = [&] { return static_cast<double>(cuda::memory_stats().peak_reserved) / (1 << 20); };
   model.train();
   reset_peak();
+  trace.phase("train");
   for (int64_t i = 1; i < options.warmup; ++i) train_step();  // median_seconds adds one more
   const double train_ms = 1e3 * bench::median_seconds(train_step, repeats);
   const double train_tensor_mb = peak_mb(), train_requested_mb = requested_peak_mb(), train_reserved_mb = reserved_peak_mb();
   model.eval();
   reset_peak();
+  trace.phase("inference");
   for (int64_t i = 1; i < options.warmup; ++i) infer_step();
   const double infer_ms = 1e3 * bench::median_seconds(infer_step, repeats);
+  trace.write();
   const double infer_tensor_mb = peak_mb(), infer_requested_mb = requested_peak_mb(), infer_reserved_mb = reserved_peak_mb();
   const double rss = peak_rss_mb();
   std::printf("train step %.1f ms, inference %.1f ms (median of %lld), peak RSS %.0f MB\n", train_ms, infer_ms,

@@ -16,7 +16,7 @@ struct PredictOptions {
 int predict(const PredictOptions& options);
 
 struct BenchOptions {
-  std::string config, weights, size = "256x256", device = "cpu", json_out;
+  std::string config, weights, size = "256x256", device = "cpu", json_out, allocation_trace;
   int64_t batch = 2, steps = 10, warmup = 2;
   bool profile = false;
 };

@@ -45,6 +45,9 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--device", bench.device, "cpu (default), cuda or cuda:N");
   bench_cmd->add_option("--json", bench.json_out, "also write the figures as JSON");
   bench_cmd->add_flag("--profile", bench.profile, "also print the time of each stage (transform, backbone, RPN, heads, ...)");
+  bench_cmd->add_option("--allocation-trace", bench.allocation_trace,
+                        "CPU: write every tensor allocation and release (model construction, train steps, inference) "
+                        "to this file, for bench/allocator_replay");
 
   mrcnn::apps::SplitOptions split;
   auto* split_cmd = app.add_subcommand("split", "split a COCO file into train/val with no patient in both");

@@ -146,6 +146,12 @@ HostCache& host_cache() {
 
 }  // namespace
 
+namespace {
+std::atomic<HostAllocationObserver> host_observer{nullptr};
+}  // namespace
+
+void set_host_allocation_observer(HostAllocationObserver observer) { host_observer.store(observer); }
+
 HostMemoryStats host_memory_stats() { return {host_in_use.load(), host_peak.load()}; }
 void reset_host_peak_memory() { host_peak.store(host_in_use.load()); }
 
@@ -163,6 +169,7 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
   if (!data_) data_ = std::aligned_alloc(64, block_bytes_);
   if (!data_) throw Error(str_cat("out of host memory allocating ", nbytes, " bytes"));
   count_host_allocation(nbytes, block_bytes_);
+  if (const HostAllocationObserver observe = host_observer.load(std::memory_order_relaxed)) observe(this, nbytes, true);
 }
 
 Storage::~Storage() {
@@ -171,6 +178,7 @@ Storage::~Storage() {
     return;
   }
   count_host_free(nbytes_, block_bytes_);
+  if (const HostAllocationObserver observe = host_observer.load(std::memory_order_relaxed)) observe(this, nbytes_, false);
   if (block_bytes_ < kCachedMinBytes || !host_cache().give(data_, block_bytes_)) std::free(data_);
 }
 

@@ -46,4 +46,10 @@ struct HostMemoryStats {
 HostMemoryStats host_memory_stats();
 void reset_host_peak_memory();  // the peak restarts from what is in use now
 
+// Called for every CPU Storage made (made = true) and freed, with its bytes as requested; none by
+// default (then a Storage pays one relaxed load). `mrcnn bench --allocation-trace` records the model's
+// allocations with it, and bench/allocator_replay plays them through the CUDA allocator's rules.
+using HostAllocationObserver = void (*)(const void* storage, size_t nbytes, bool made);
+void set_host_allocation_observer(HostAllocationObserver observer);
+
 }  // namespace mrcnn

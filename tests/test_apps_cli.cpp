@@ -4,12 +4,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
 #include <unistd.h>
 
+#include "bench/allocator_replay.h"
 #include "cuda/context.h"
 #include "maskrcnn/image_io.h"
 #include "maskrcnn/model_io.h"
@@ -145,4 +147,60 @@ TEST_CASE("mrcnn selftest: every op family's gradcheck passes, with a table") {
     CHECK(run.output.find("23 passed, 0 failed") != std::string::npos);
     CHECK(run.output.find("CUDA vs CPU: skipped (") != std::string::npos);
   }
+}
+
+TEST_CASE("mrcnn bench --allocation-trace: every release matches a live allocation; peaks agree with bench's") {
+  const fs::path dir = test::scratch_dir("mrcnn_cli_trace");
+  const std::string config = (dir / "config.json").string(), trace_path = (dir / "trace.txt").string();
+  std::ofstream(config) << config_to_json(tiny_config()).dump();
+  const test::Run run = test::run_mrcnn("bench --config " + config + " --size 64x96 --batch 2 --steps 2 --warmup 1 --allocation-trace " + trace_path);
+  INFO(run.output);
+  REQUIRE(run.status == 0);
+  std::ifstream in(trace_path);
+  std::string line, kind;
+  std::vector<std::string> phases;
+  std::map<uintptr_t, size_t> live;
+  int64_t made = 0, made_twice = 0, unmatched = 0;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    fields >> kind;
+    if (kind == "phase") {
+      phases.emplace_back();
+      fields >> phases.back();
+      continue;
+    }
+    uintptr_t id = 0;
+    size_t bytes = 0;
+    REQUIRE(static_cast<bool>(fields >> id >> bytes));
+    if (kind == "+") {
+      made_twice += !live.emplace(id, bytes).second;
+      ++made;
+    } else {
+      REQUIRE(kind == "-");
+      auto it = live.find(id);
+      if (it == live.end() || it->second != bytes) ++unmatched;
+      else live.erase(it);
+    }
+  }
+  CHECK(phases == std::vector<std::string>{"construction", "train", "inference"});
+  CHECK(made > 1000);
+  CHECK(made_twice == 0);
+  CHECK(unmatched == 0);  // the trace starts before the first tensor of the run
+  // The replay's peaks as requested are the host's own counts, which bench prints (in whole MB).
+  std::ifstream again(trace_path);
+  const std::vector<bench::ReplayedPhase> replayed = bench::replay_allocation_trace(again, trace_path);
+  REQUIRE(replayed.size() == 3);
+  const auto mb = [](size_t bytes) { return static_cast<long long>(std::lround(static_cast<double>(bytes) / (1 << 20))); };
+  CHECK(run.output.find(str_cat("peak memory held by tensors: train ", mb(replayed[1].best_fit.peak_requested), " MB, inference ",
+                                mb(replayed[2].best_fit.peak_requested), " MB")) != std::string::npos);
+  for (const bench::ReplayedPhase& p : replayed) {
+    CHECK(p.size_classes.peak_requested == p.best_fit.peak_requested);
+    CHECK(p.best_fit.peak_in_use >= p.best_fit.peak_requested);
+    CHECK(p.best_fit.peak_in_use <= p.size_classes.peak_in_use);
+  }
+  const test::Run on_gpu = test::run_mrcnn("bench --config " + config + " --device cuda --allocation-trace " + trace_path);
+  CHECK(on_gpu.status != 0);
+  CHECK(on_gpu.output.find(cuda::is_available() ? "bench: --allocation-trace records CPU tensors; leave out --device" : "--device cuda: ") !=
+        std::string::npos);
 }

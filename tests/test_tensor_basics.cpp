@@ -3,7 +3,9 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <sstream>
 
+#include "bench/allocator_replay.h"
 #include "cuda/allocator.h"
 #include "cuda/context.h"
 #include "tensor/json_number.h"
@@ -451,6 +453,46 @@ TEST_CASE("caching allocator: random traffic keeps blocks disjoint and the books
   CHECK(allocator.stats().segments == 0);
   CHECK(device.frees == device.mallocs);
   CHECK(allocator.stats().cache_hits > allocator.stats().requests / 2);
+}
+
+TEST_CASE("allocation trace: the host observer sees each storage made and freed; the replay's figures") {
+  static std::vector<std::pair<size_t, bool>> seen;
+  seen.clear();
+  set_host_allocation_observer([](const void*, size_t nbytes, bool made) { seen.emplace_back(nbytes, made); });
+  { const Tensor t = empty({10}, kFloat64); }
+  set_host_allocation_observer(nullptr);
+  { const Tensor unseen = empty({3}); }
+  CHECK(seen == std::vector<std::pair<size_t, bool>>{{80, true}, {80, false}});
+
+  // Old rules: 1000 -> 1024, 3 MiB -> a 4 MiB class, then 2 MiB -> a new 2 MiB class. Best fit: the
+  // 3 MiB block comes from a 20 MiB segment and serves the 2 MiB request after it.
+  std::istringstream trace("# comment\nphase a\n+ 1 1000\n+ 2 3145728\n- 2 3145728\n+ 3 2097152\n"
+                           "phase b\n- 1 1000\n- 9 77\n+ 4 0\n");
+  const std::vector<bench::ReplayedPhase> phases = bench::replay_allocation_trace(trace, "t.txt");
+  REQUIRE(phases.size() == 2);
+  CHECK(phases[0].name == "a");
+  const bench::AllocatorFigures& old_a = phases[0].size_classes;
+  CHECK(old_a.peak_in_use == 1024 + 4 * kMiB);
+  CHECK(old_a.peak_requested == 1000 + 3 * kMiB);
+  CHECK(old_a.peak_reserved == 1024 + 6 * kMiB);
+  CHECK(old_a.driver_allocs == 3);
+  const bench::AllocatorFigures& new_a = phases[0].best_fit;
+  CHECK(new_a.peak_in_use == 1024 + 3 * kMiB);
+  CHECK(new_a.peak_requested == 1000 + 3 * kMiB);
+  CHECK(new_a.peak_reserved == 1024 + 20 * kMiB);
+  CHECK(new_a.driver_allocs == 2);
+  // Phase b starts from what phase a left (its peaks restart; driver allocations count from the start).
+  CHECK(phases[1].name == "b");
+  CHECK(phases[1].size_classes.peak_in_use == 1024 + 2 * kMiB);
+  CHECK(phases[1].size_classes.peak_reserved == 1024 + 6 * kMiB);
+  CHECK(phases[1].best_fit.peak_in_use == 1024 + 2 * kMiB);
+  CHECK(phases[1].best_fit.peak_requested == 1000 + 2 * kMiB);
+  CHECK(phases[1].best_fit.driver_allocs == 2);
+  std::istringstream bad("phase a\n+ 1\n");
+  CHECK(test::error_of([&] { bench::replay_allocation_trace(bad, "t.txt"); }) ==
+        "t.txt:2: expected '+ id bytes', '- id bytes' or 'phase NAME', got '+ 1'");
+  std::istringstream twice("+ 1 10\n+ 1 10\n");
+  CHECK(test::error_of([&] { bench::replay_allocation_trace(twice, "t.txt"); }) == "t.txt:2: id 1 made twice without a release");
 }
 
 TEST_CASE("cuda: tensors come from the caching allocator, copies round-trip through pinned staging") {
