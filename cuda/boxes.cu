@@ -53,40 +53,37 @@ __global__ void nms_mask_kernel(const T* boxes, const int64_t* order, Segments s
 }
 
 // One thread block per segment, walking its 64-box blocks in order (see ops/nms_kernels.h): the
-// block's diagonal words come to shared memory, one thread resolves the block, then each thread ORs
-// the kept boxes' rows into its words of the removed set. Segment s writes its kept box indices to
-// keep[offsets[s] ...] and their number to counts[s]. Needs blockDim.x >= 64.
+// block's diagonal words come to shared memory, one thread resolves the block and lists its kept
+// boxes, then all threads write the kept indices and spread the removal pairs among themselves. Every
+// thread carries the same running count. Segment s writes its kept box indices to keep[offsets[s] ...]
+// and their number to counts[s]. Needs blockDim.x >= 64.
 __global__ void nms_reduce_kernel(const uint64_t* mask, const int64_t* order, Segments segments, int64_t* keep,
                                   int64_t* counts) {
-  extern __shared__ uint64_t removed[];
+  extern __shared__ unsigned long long removed[];  // atomicOr's 64-bit type (uint64_t is unsigned long)
   __shared__ uint64_t diagonal[kBlockBoxes];
-  __shared__ uint64_t kept_bits;
-  __shared__ int64_t count;
+  __shared__ int kept_rows[kBlockBoxes];
+  __shared__ int kept_count;
   const int64_t segment = blockIdx.x, first = segments.offsets[segment];
   const int64_t n = segments.offsets[segment + 1] - first, col_blocks = nms_column_blocks(n);
   const uint64_t* rows = mask + segments.mask_base[segment];
   for (int64_t w = threadIdx.x; w < col_blocks; w += blockDim.x) removed[w] = 0;
-  if (threadIdx.x == 0) count = 0;
+  int64_t count = 0;
   __syncthreads();
   for (int64_t block = 0; block < col_blocks; ++block) {
     const int64_t base = block * kBlockBoxes, size = n - base < kBlockBoxes ? n - base : kBlockBoxes;
     if (threadIdx.x < size) diagonal[threadIdx.x] = rows[(base + threadIdx.x) * col_blocks + block];
     __syncthreads();
-    if (threadIdx.x == 0) {
-      const uint64_t kept = nms_resolve_block(diagonal, ~removed[block] & nms_low_bits(size), size);
-      for (uint64_t bits = kept; bits; bits &= bits - 1)
-        keep[first + count++] = order[first + base + __ffsll(static_cast<long long>(bits)) - 1];
-      kept_bits = kept;
-    }
+    if (threadIdx.x == 0)
+      kept_count = nms_kept_rows(nms_resolve_block(diagonal, ~removed[block] & nms_low_bits(size), size), kept_rows);
     __syncthreads();
-    const uint64_t kept = kept_bits;
-    for (int64_t w = block + 1 + threadIdx.x; w < col_blocks; w += blockDim.x) {
-      uint64_t suppressed = 0;
-      for (uint64_t bits = kept; bits; bits &= bits - 1)
-        suppressed |= rows[(base + __ffsll(static_cast<long long>(bits)) - 1) * col_blocks + w];
-      removed[w] |= suppressed;
+    const int kept = kept_count, words = static_cast<int>(col_blocks - block - 1);
+    if (static_cast<int>(threadIdx.x) < kept) keep[first + count + threadIdx.x] = order[first + base + kept_rows[threadIdx.x]];
+    count += kept;
+    for (int p = static_cast<int>(threadIdx.x); p < kept * words; p += static_cast<int>(blockDim.x)) {
+      const NmsRemoval r = nms_removal_of(p, words, block + 1);
+      atomicOr(&removed[r.word], static_cast<unsigned long long>(rows[(base + kept_rows[r.kept_index]) * col_blocks + r.word]));
     }
-    __syncthreads();  // the removed set is complete before the next block reads it
+    __syncthreads();  // the removed set is complete, and kept_rows read, before the next block
   }
   if (threadIdx.x == 0) counts[segment] = count;
 }
@@ -154,7 +151,7 @@ std::vector<int64_t> nms_segments(const Tensor& boxes, const Tensor& order, cons
                                                             iou_threshold, static_cast<uint64_t*>(mask.raw_data()));
     MRCNN_CUDA_CHECK_LAUNCH();
   });
-  nms_reduce_kernel<<<static_cast<unsigned>(segment_count), 128, static_cast<size_t>(widest) * 8, stream()>>>(
+  nms_reduce_kernel<<<static_cast<unsigned>(segment_count), 256, static_cast<size_t>(widest) * 8, stream()>>>(
       static_cast<const uint64_t*>(mask.raw_data()), visit, segments, static_cast<int64_t*>(keep.raw_data()),
       static_cast<int64_t*>(device_counts.raw_data()));
   MRCNN_CUDA_CHECK_LAUNCH();

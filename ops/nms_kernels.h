@@ -5,8 +5,9 @@
 // block c) has bit j set when box i suppresses box c * 64 + j: IoU above the threshold, and only
 // for boxes after i. The reduction walks the blocks in order: a block's boxes not removed by kept
 // boxes of earlier blocks are resolved among themselves with its diagonal words (one thread, bit
-// operations on 64 words), then every box kept there removes its later blocks' boxes (threads over
-// words, no ordering between them).
+// operations on 64 words), then every box kept there removes its later blocks' boxes: the (kept box,
+// later word) pairs are spread over all threads, each ORing one mask word into the removed set, so
+// no thread waits on a chain of memory reads (OR needs no order between them).
 #pragma once
 #include <cstdint>
 
@@ -40,6 +41,23 @@ MRCNN_HD inline uint64_t nms_resolve_block(const uint64_t* diagonal, uint64_t al
     }
   return kept;
 }
+
+// The positions of kept's set bits, lowest first, into rows[]; returns how many.
+MRCNN_HD inline int nms_kept_rows(uint64_t kept, int* rows) {
+  int count = 0;
+  for (int j = 0; j < kNmsBlock; ++j)
+    if ((kept >> j) & 1) rows[count++] = j;
+  return count;
+}
+
+// Pair p of a block's removal work, with `words` later words per kept box: kept box p / words ORs
+// its word first_word + p % words into the removed set. Consecutive pairs read consecutive words of
+// one mask row (coalesced). 32-bit: at most 64 kept boxes times the removed set's words.
+struct NmsRemoval {
+  int kept_index;
+  int64_t word;
+};
+MRCNN_HD inline NmsRemoval nms_removal_of(int p, int words, int64_t first_word) { return {p / words, first_word + p % words}; }
 
 // Bits 0 .. size - 1.
 MRCNN_HD inline uint64_t nms_low_bits(int64_t size) { return size >= 64 ? ~uint64_t(0) : (uint64_t(1) << size) - 1; }

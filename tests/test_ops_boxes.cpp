@@ -39,12 +39,15 @@ std::vector<int64_t> bitmask_nms(const std::vector<double>& visited_boxes, doubl
     const int64_t base = block * kNmsBlock, size = std::min<int64_t>(kNmsBlock, n - base);
     std::vector<uint64_t> diagonal;
     for (int64_t j = 0; j < size; ++j) diagonal.push_back(mask[(base + j) * blocks + block]);
-    const uint64_t kept = nms_resolve_block(diagonal.data(), ~removed[block] & nms_low_bits(size), size);
-    for (int64_t j = 0; j < size; ++j)
-      if ((kept >> j) & 1) {
-        keep.push_back(base + j);
-        for (int64_t w = block + 1; w < blocks; ++w) removed[w] |= mask[(base + j) * blocks + w];
-      }
+    int kept_rows[kNmsBlock];
+    const int kept = nms_kept_rows(nms_resolve_block(diagonal.data(), ~removed[block] & nms_low_bits(size), size), kept_rows);
+    for (int k = 0; k < kept; ++k) keep.push_back(base + kept_rows[k]);
+    // The GPU's threads take the pairs in no fixed order: last to first here.
+    const int words = static_cast<int>(blocks - block - 1);
+    for (int p = kept * words - 1; p >= 0; --p) {
+      const NmsRemoval r = nms_removal_of(p, words, block + 1);
+      removed[r.word] |= mask[(base + kept_rows[r.kept_index]) * blocks + r.word];
+    }
   }
   return keep;
 }
@@ -92,7 +95,7 @@ TEST_CASE("nms: greedy invariants on random boxes") {
 
 TEST_CASE("nms: the GPU's bitmask bodies, replayed on the CPU, keep the greedy NMS's boxes") {
   // Sizes around the 64-box blocks: one box, a full block, a block and one, several with a partial last.
-  for (const int64_t n : {1, 63, 64, 65, 300}) {
+  for (const int64_t n : {1, 63, 64, 65, 300, 1000}) {
     Tensor b, s;
     random_boxes(n, 910 + static_cast<uint64_t>(n), b, s);
     const auto order = indices(ops::sort(s, 0, /*descending=*/true).indices);
