@@ -74,7 +74,7 @@ __global__ void nms_reduce_kernel(const uint64_t* mask, const int64_t* order, Se
     if (threadIdx.x < size) diagonal[threadIdx.x] = rows[(base + threadIdx.x) * col_blocks + block];
     __syncthreads();
     if (threadIdx.x == 0)
-      kept_count = nms_kept_rows(nms_resolve_block(diagonal, ~removed[block] & nms_low_bits(size), size), kept_rows);
+      kept_count = nms_kept_rows(nms_resolve_block(diagonal, ~removed[block] & nms_low_bits(size)), kept_rows);
     __syncthreads();
     const int kept = kept_count, words = static_cast<int>(col_blocks - block - 1);
     if (static_cast<int>(threadIdx.x) < kept) keep[first + count + threadIdx.x] = order[first + base + kept_rows[threadIdx.x]];

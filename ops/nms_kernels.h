@@ -30,15 +30,26 @@ MRCNN_HD inline uint64_t nms_suppressed_bits(const T* p, const T* column, int64_
   return bits;
 }
 
-// The boxes a block keeps among themselves: alive has bit j for each of its `size` boxes no earlier
-// kept box removed; diagonal[j] is box j's mask word for its own block.
-MRCNN_HD inline uint64_t nms_resolve_block(const uint64_t* diagonal, uint64_t alive, int64_t size) {
+// Index of the lowest set bit of a non-zero word.
+MRCNN_HD inline int nms_lowest_bit(uint64_t bits) {
+#ifdef __CUDA_ARCH__
+  return __ffsll(static_cast<long long>(bits)) - 1;
+#else
+  return __builtin_ctzll(bits);
+#endif
+}
+
+// The boxes a block keeps among themselves: alive has bit j for each of its boxes no earlier kept
+// box removed (no bits past the block's last box); diagonal[j] is box j's mask word for its own
+// block, with bits only for later boxes. The lowest alive box is kept and removes what it
+// suppresses, so the walk visits kept boxes only, not all 64 (one thread does it on the GPU).
+MRCNN_HD inline uint64_t nms_resolve_block(const uint64_t* diagonal, uint64_t alive) {
   uint64_t kept = 0;
-  for (int64_t j = 0; j < size; ++j)
-    if ((alive >> j) & 1) {
-      kept |= uint64_t(1) << j;
-      alive &= ~diagonal[j];
-    }
+  while (alive) {
+    const int j = nms_lowest_bit(alive);
+    kept |= uint64_t(1) << j;
+    alive &= ~diagonal[j] & ~(uint64_t(1) << j);
+  }
   return kept;
 }
 

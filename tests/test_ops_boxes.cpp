@@ -40,7 +40,7 @@ std::vector<int64_t> bitmask_nms(const std::vector<double>& visited_boxes, doubl
     std::vector<uint64_t> diagonal;
     for (int64_t j = 0; j < size; ++j) diagonal.push_back(mask[(base + j) * blocks + block]);
     int kept_rows[kNmsBlock];
-    const int kept = nms_kept_rows(nms_resolve_block(diagonal.data(), ~removed[block] & nms_low_bits(size), size), kept_rows);
+    const int kept = nms_kept_rows(nms_resolve_block(diagonal.data(), ~removed[block] & nms_low_bits(size)), kept_rows);
     for (int k = 0; k < kept; ++k) keep.push_back(base + kept_rows[k]);
     // The GPU's threads take the pairs in no fixed order: last to first here.
     const int words = static_cast<int>(blocks - block - 1);
