@@ -11,6 +11,7 @@
 #include "apps/commands.h"
 #include "apps/plot.h"
 #include "cuda/context.h"
+#include "cuda/conv.h"
 #include "cuda/linalg.h"
 #include "cuda/roi_align.h"
 #include "tensor/parallel.h"
@@ -107,12 +108,18 @@ int main(int argc, char** argv) {
   bool tf32 = false;
   app.add_flag("--tf32", tf32,
                "CUDA: float32 matrix products and convolutions on TF32 tensor cores (faster; 10-bit mantissa)");
+  int64_t workspace_limit_mb = -1;
+  app.add_option("--cudnn-workspace-limit", workspace_limit_mb,
+                 "CUDA: the most workspace memory (MB) one cuDNN convolution may take; by default its fastest "
+                 "algorithm, whatever it needs")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   bool deterministic = false;
   app.add_flag("--deterministic", deterministic,
                "CUDA: RoIAlign backward without atomic adds (bit-identical run to run, slower)");
   CLI11_PARSE(app, argc, argv);
   mrcnn::cuda::set_allow_tf32(tf32);
   mrcnn::cuda::set_deterministic(deterministic);
+  if (workspace_limit_mb >= 0) mrcnn::cuda::set_conv_workspace_limit(static_cast<size_t>(workspace_limit_mb) << 20);
   try {
     if (*version) {
       std::cout << "mrcnn 0.1\n"

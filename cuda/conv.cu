@@ -2,6 +2,8 @@
 // (shape, direction) is found by cuDNN's own timing search, once per batch bucket, and cached;
 // workspaces come from the caching allocator, so after the first steps a convolution allocates
 // nothing from the driver.
+#include <atomic>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <string>
@@ -120,33 +122,36 @@ struct Call<Direction::BackwardFilter> {
   }
 };
 
+std::atomic<size_t> workspace_limit{std::numeric_limits<size_t>::max()};
+
 std::string shape_key(const ConvShape& s, DType dtype, Direction d) {
-  return str_cat(static_cast<int>(d), ' ', dtype_name(dtype), ' ', allow_tf32(), ' ', s.batch, ' ', s.in_channels, ' ', s.in_h, ' ',
+  return str_cat(static_cast<int>(d), ' ', dtype_name(dtype), ' ', allow_tf32(), ' ', workspace_limit.load(), ' ', s.batch, ' ', s.in_channels, ' ', s.in_h, ' ',
                  s.in_w, ' ', s.out_channels, ' ', s.out_h, ' ', s.out_w, ' ', s.kernel_h, ' ', s.kernel_w, ' ', s.stride_h,
                  ' ', s.stride_w, ' ', s.pad_h, ' ', s.pad_w, ' ', s.dilation_h, ' ', s.dilation_w, ' ', s.groups);
 }
 
-// The fastest algorithm cuDNN's timing search reports as working for `searched`, with the math type
-// it was timed with (TF32 results are skipped unless TF32 is allowed).
+// The algorithm cuDNN's timing search reports for `searched` that choose_algorithm picks (the
+// fastest allowed one within the workspace limit), with the math type it was timed with.
 template <Direction D>
 typename Call<D>::Perf search(cudnnHandle_t h, const Descriptors& searched, const std::string& key) {
   using Perf = typename Call<D>::Perf;
   Perf results[16];
   int count = 0;
   Call<D>::find(h, searched, 16, &count, results);
-  for (int i = 0; i < count; ++i) {
-    if (results[i].status != CUDNN_STATUS_SUCCESS) continue;
-    if (!allow_tf32() && results[i].mathType == CUDNN_TENSOR_OP_MATH) continue;
-    return results[i];
-  }
-  throw Error(str_cat("conv2d: cuDNN found no working algorithm for ", key));
+  std::vector<AlgorithmCandidate> candidates;
+  for (int i = 0; i < count; ++i)
+    candidates.push_back({results[i].status == CUDNN_STATUS_SUCCESS, results[i].mathType == CUDNN_TENSOR_OP_MATH, results[i].memory});
+  const int chosen = choose_algorithm(candidates, allow_tf32(), workspace_limit.load());
+  if (chosen < 0) throw Error(str_cat("conv2d: cuDNN found no working algorithm for ", key));
+  return results[chosen];
 }
 
 // The algorithm (and its workspace size) for one exact shape. The timing search runs once per
 // shape with the batch rounded up to a power of two (search_batch): the mask head's batch is the
 // number of RoIs, different at nearly every step, and a search per distinct count would cost more
 // than the convolutions. The bucket's algorithm is checked against the exact shape by asking for its
-// workspace; should cuDNN refuse it there, the exact shape is searched. Both maps are per process.
+// workspace; should cuDNN refuse it there (or want more than the limit), the exact shape is searched.
+// Both maps are per process.
 template <Direction D>
 typename Call<D>::Perf plan(cudnnHandle_t h, const ConvShape& s, DType dtype, const Descriptors& d) {
   using Perf = typename Call<D>::Perf;
@@ -166,7 +171,7 @@ typename Call<D>::Perf plan(cudnnHandle_t h, const ConvShape& s, DType dtype, co
   Perf perf = found->second;
   MRCNN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, perf.mathType));
   size_t bytes = 0;
-  if (Call<D>::workspace(h, d, perf, &bytes) == CUDNN_STATUS_SUCCESS) perf.memory = bytes;
+  if (Call<D>::workspace(h, d, perf, &bytes) == CUDNN_STATUS_SUCCESS && bytes <= workspace_limit.load()) perf.memory = bytes;
   else perf = search<D>(h, d, key);
   by_shape.emplace(key, perf);
   return perf;
@@ -209,6 +214,9 @@ void zero(const Tensor& t) {
 }
 
 }  // namespace
+
+void set_conv_workspace_limit(size_t bytes) { workspace_limit.store(bytes); }
+size_t conv_workspace_limit() { return workspace_limit.load(); }
 
 ConvWorkspaceRecord largest_conv_workspace() {
   std::lock_guard<std::mutex> lock(workspace_record_mutex);

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tensor/tensor.h"
 
@@ -25,6 +26,33 @@ constexpr int64_t search_batch(int64_t n) {
   while (bucket < n) bucket *= 2;
   return bucket;
 }
+
+// One algorithm of cuDNN's timing search, as it reports them (fastest first).
+struct AlgorithmCandidate {
+  bool succeeded = true;
+  bool tensor_op_math = false;  // TF32 tensor cores (float32)
+  size_t workspace = 0;
+};
+
+// Which candidate a convolution uses: the fastest that succeeded, is allowed (tensor-op math only
+// with TF32) and needs at most limit_bytes of workspace; when none fits the limit, the allowed one
+// needing the least (the faster of equals). -1 when none is allowed. Header-only: CPU tests check it.
+inline int choose_algorithm(const std::vector<AlgorithmCandidate>& candidates, bool allow_tf32, size_t limit_bytes) {
+  int fastest_fitting = -1, smallest = -1;
+  for (int i = 0; i < static_cast<int>(candidates.size()); ++i) {
+    const AlgorithmCandidate& c = candidates[static_cast<size_t>(i)];
+    if (!c.succeeded || (c.tensor_op_math && !allow_tf32)) continue;
+    if (fastest_fitting < 0 && c.workspace <= limit_bytes) fastest_fitting = i;
+    if (smallest < 0 || c.workspace < candidates[static_cast<size_t>(smallest)].workspace) smallest = i;
+  }
+  return fastest_fitting >= 0 ? fastest_fitting : smallest;
+}
+
+// The most workspace one convolution may take (`mrcnn --cudnn-workspace-limit`); by default none, so
+// cuDNN's fastest algorithm is used whatever it needs. Algorithms already chosen for a shape are
+// kept per limit: changing it chooses afresh.
+void set_conv_workspace_limit(size_t bytes);
+size_t conv_workspace_limit();
 
 void conv_forward(const ConvShape& s, const Tensor& x, const Tensor& w, const Tensor& out);
 void conv_backward_input(const ConvShape& s, const Tensor& dout, const Tensor& w, const Tensor& dx);

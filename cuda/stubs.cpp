@@ -1,5 +1,7 @@
 // The CUDA API when the project is built without CUDA (MRCNN_CUDA=OFF or no nvcc/cuDNN): queries
 // report no device and anything that would touch one throws a clear error.
+#include <limits>
+
 #include "cuda/allocator.h"
 #include "cuda/boxes.h"
 #include "cuda/context.h"
@@ -65,6 +67,8 @@ void conv_forward(const ConvShape&, const Tensor&, const Tensor&, const Tensor&)
 void conv_backward_input(const ConvShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("conv2d"); }
 void conv_backward_weight(const ConvShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("conv2d"); }
 void add_channel_bias(const Tensor&, const Tensor&) { unavailable("conv2d"); }
+void set_conv_workspace_limit(size_t) {}
+size_t conv_workspace_limit() { return std::numeric_limits<size_t>::max(); }
 ConvWorkspaceRecord largest_conv_workspace() { return {}; }
 void reset_conv_workspace_record() {}
 void max_pool2d_forward(const PoolShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("max_pool2d"); }

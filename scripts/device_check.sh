@@ -4,8 +4,8 @@
 # binaries travel to the GPU machine compressed): every test binary's CUDA cases, then `mrcnn selftest`.
 # Make DIR here with: scripts/device_check.sh --pack [BUILD] [DIR]; DIR is git-ignored, so the device
 # tool's call must name it in `carry`. Env: BENCH=1 (PyTorch comparison; BENCH_TF32=1 adds TF32 on both
-# sides), PROFILE=1 (stage and backward-op timings), NSYS=1 (Nsight Systems kernel summary, if
-# installed there), APP=1 (train/predict/eval).
+# sides), PROFILE=1 (stage and backward-op timings), WORKSPACE=1 (with and without a cuDNN workspace
+# limit), NSYS=1 (Nsight Systems kernel summary, if installed there), APP=1 (train/predict/eval).
 # The GPU machine's CUDA/cuDNN libraries may live in a Python environment, not in the linker's
 # path: this finds them. Every step has a time limit (a hung kernel must not eat the lent machine's
 # minutes; the logs written so far still come back). Usage: scripts/device_check.sh [DIR] [OUT]
@@ -70,6 +70,17 @@ fi
 if [ "${PROFILE:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
   timeout 180 "$dir/mrcnn" bench --config bench/configs/r50_fpn_512.json --size 512x512 --batch 2 --device cuda --profile \
     2>&1 | tee "$out/profile.log" || status=1
+fi
+# WORKSPACE=1: the cuDNN workspace limit's cost and saving: plain bench runs without and with
+# --cudnn-workspace-limit ${WORKSPACE_MB:-32}, alternated twice (time and GPU memory per mode).
+if [ "${WORKSPACE:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
+  for round in 1 2; do
+    for limit in none "${WORKSPACE_MB:-32}"; do
+      echo "== round $round, workspace limit: $limit"
+      timeout 120 "$dir/mrcnn" $([ "$limit" = none ] || echo --cudnn-workspace-limit "$limit") bench \
+        --config bench/configs/r50_fpn_512.json --size 512x512 --batch 2 --device cuda --steps 20 2>&1 || status=1
+    done
+  done | tee "$out/workspace.log"
 fi
 # NSYS=1: Nsight Systems over the same bench without stage waits, if the machine has nsys: GPU kernel
 # time by kernel and the CUDA API calls (gaps between kernels are where the GPU waited for the host).

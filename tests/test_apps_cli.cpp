@@ -132,6 +132,15 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   fs::remove_all(dir);
 }
 
+TEST_CASE("mrcnn --cudnn-workspace-limit: megabytes, 0 .. 1048576") {
+  const test::Run bad = test::run_mrcnn("--cudnn-workspace-limit -3 version");
+  CHECK(bad.status != 0);
+  CHECK(bad.output.find("--cudnn-workspace-limit: Value -3 not in range 0 to 1048576") != std::string::npos);
+  const test::Run good = test::run_mrcnn("--cudnn-workspace-limit 64 version");
+  CHECK(good.status == 0);
+  CHECK(good.output.rfind("mrcnn ", 0) == 0);
+}
+
 TEST_CASE("mrcnn selftest: every op family's gradcheck passes, with a table") {
   const test::Run run = test::run_mrcnn("selftest");
   INFO(run.output);

@@ -2,9 +2,11 @@
 // geometries, gradchecks (groups, dilation, stride 2 on odd sizes, 1x1, k2 s2 transpose), errors.
 #include "ops/conv.h"
 
+#include <limits>
 #include <set>
 #include <string>
 
+#include "cuda/context.h"
 #include "cuda/conv.h"
 #include "ops/conv_geometry.h"
 #include "ops/gemm.h"
@@ -299,6 +301,28 @@ TEST_CASE("conv2d: error messages") {
 namespace {
 Tensor f32(const Tensor& x) { return ops::to(x, kFloat32); }
 }  // namespace
+
+TEST_CASE("conv2d: on CUDA the algorithm is the fastest allowed within the workspace limit (no GPU needed)") {
+  constexpr size_t none = std::numeric_limits<size_t>::max();
+  // As cuDNN lists them, fastest first: one that failed, a TF32 one, then 100 and 10 bytes of workspace.
+  const std::vector<cuda::AlgorithmCandidate> found = {{false, false, 0}, {true, true, 0}, {true, false, 100}, {true, false, 10}};
+  CHECK(cuda::choose_algorithm(found, false, none) == 2);  // no limit: the fastest FMA one
+  CHECK(cuda::choose_algorithm(found, true, none) == 1);   // TF32 allowed: the TF32 one
+  CHECK(cuda::choose_algorithm(found, false, 100) == 2);   // the limit is inclusive
+  CHECK(cuda::choose_algorithm(found, false, 50) == 3);    // the fastest that fits
+  CHECK(cuda::choose_algorithm(found, false, 5) == 3);     // none fits: the least workspace
+  // Ties on the least workspace go to the faster one; nothing allowed is -1.
+  CHECK(cuda::choose_algorithm({{true, false, 30}, {true, false, 20}, {true, false, 20}}, false, 0) == 1);
+  CHECK(cuda::choose_algorithm({{false, false, 0}, {true, true, 0}}, false, none) == -1);
+  CHECK(cuda::choose_algorithm({}, true, none) == -1);
+  // Without CUDA the limit is inert; with it, set and read back (it ends unlimited, as it began).
+  if (cuda::built_with_cuda()) {
+    cuda::set_conv_workspace_limit(size_t(64) << 20);
+    CHECK(cuda::conv_workspace_limit() == size_t(64) << 20);
+    cuda::set_conv_workspace_limit(none);
+  }
+  CHECK(cuda::conv_workspace_limit() == none);
+}
 
 TEST_CASE("conv2d: on CUDA the algorithm search runs once per power-of-two batch (no GPU needed)") {
   CHECK(cuda::search_batch(0) == 1);
