@@ -58,18 +58,8 @@ void* CachingAllocator::allocate(size_t nbytes) {
     stats_.cached -= size;
     ++stats_.cache_hits;
   } else {
-    block = raw_alloc_(size);
-    if (!block && stats_.cached > 0) {
-      free_cached_memory();
-      block = raw_alloc_(size);
-    }
-    if (!block)
-      throw Error(str_cat("CUDA out of memory: could not allocate ", size, " bytes (", stats_.in_use,
-                          " bytes in use by tensors, ", stats_.reserved, " reserved)"));
-    ++stats_.driver_allocs;
-    ++stats_.segments;
-    stats_.reserved += size;
-    stats_.peak_reserved = std::max(stats_.peak_reserved, stats_.reserved);
+    size_t bytes = size;
+    block = from_driver(bytes, size);
   }
   small_live_.emplace(block, SmallBlock{size, nbytes});
   count_in_use(size, nbytes);
@@ -87,24 +77,9 @@ void* CachingAllocator::allocate_large(size_t size, size_t nbytes) {
     large_free_.erase(it);
     ++stats_.cache_hits;
   } else {
+    // A nearly full device may still hold the request without the rest of a shared segment.
     size_t segment = segment_size(size);
-    void* ptr = raw_alloc_(segment);
-    if (!ptr && stats_.cached > 0) {
-      free_cached_memory();
-      ptr = raw_alloc_(segment);
-    }
-    if (!ptr && segment > round_up(size, kSegmentQuantum)) {
-      // A nearly full device may still hold the request without the rest of a shared segment.
-      segment = round_up(size, kSegmentQuantum);
-      ptr = raw_alloc_(segment);
-    }
-    if (!ptr)
-      throw Error(str_cat("CUDA out of memory: could not allocate ", segment, " bytes (", stats_.in_use,
-                          " bytes in use by tensors, ", stats_.reserved, " reserved)"));
-    ++stats_.driver_allocs;
-    ++stats_.segments;
-    stats_.reserved += segment;
-    stats_.peak_reserved = std::max(stats_.peak_reserved, stats_.reserved);
+    void* ptr = from_driver(segment, round_up(size, kSegmentQuantum));
     stats_.cached += segment;
     block = new Block{static_cast<char*>(ptr), segment};
   }
@@ -122,6 +97,28 @@ void* CachingAllocator::allocate_large(size_t size, size_t nbytes) {
   large_live_.emplace(block->ptr, block);
   count_in_use(size, nbytes);
   return block->ptr;
+}
+
+// `bytes` from the driver; when it is out of memory, the cache goes back to it and the call is
+// retried, then `fallback` bytes are tried if fewer; `bytes` is set to what was taken.
+void* CachingAllocator::from_driver(size_t& bytes, size_t fallback) {
+  void* ptr = raw_alloc_(bytes);
+  if (!ptr && stats_.cached > 0) {
+    free_cached_memory();
+    ptr = raw_alloc_(bytes);
+  }
+  if (!ptr && fallback < bytes) {
+    bytes = fallback;
+    ptr = raw_alloc_(bytes);
+  }
+  if (!ptr)
+    throw Error(str_cat("CUDA out of memory: could not allocate ", bytes, " bytes (", stats_.in_use, " bytes in use by tensors, ",
+                        stats_.reserved, " reserved)"));
+  ++stats_.driver_allocs;
+  ++stats_.segments;
+  stats_.reserved += bytes;
+  stats_.peak_reserved = std::max(stats_.peak_reserved, stats_.reserved);
+  return ptr;
 }
 
 void CachingAllocator::release(void* ptr) {

@@ -73,6 +73,7 @@ class CachingAllocator {
 
   void* allocate_large(size_t size, size_t nbytes);
   void release_large(Block* block);
+  void* from_driver(size_t& bytes, size_t fallback);
   void free_cached_memory();  // the body of empty_cache, with the mutex held
   void count_in_use(size_t size, size_t nbytes);
 
