@@ -144,24 +144,23 @@ void CachingAllocator::release_large(Block* block) {
   stats_.requested_in_use -= block->requested;
   stats_.cached += block->size;
   block->requested = 0;
-  // Merge with a free neighbour: it leaves the free set (its key changes) and its record goes.
+  // Merge with free neighbours: each leaves the free set (its key changes) and the right one of a
+  // pair is absorbed into the left.
   auto is_free = [](const Block* b) { return b && b->requested == 0; };
+  auto absorb = [](Block* left, Block* right) {
+    left->size += right->size;
+    left->next = right->next;
+    if (right->next) right->next->prev = left;
+    delete right;
+    return left;
+  };
   if (is_free(block->prev)) {
-    Block* prev = block->prev;
-    large_free_.erase(prev);
-    prev->size += block->size;
-    prev->next = block->next;
-    if (block->next) block->next->prev = prev;
-    delete block;
-    block = prev;
+    large_free_.erase(block->prev);
+    block = absorb(block->prev, block);
   }
   if (is_free(block->next)) {
-    Block* next = block->next;
-    large_free_.erase(next);
-    block->size += next->size;
-    block->next = next->next;
-    if (next->next) next->next->prev = block;
-    delete next;
+    large_free_.erase(block->next);
+    absorb(block, block->next);
   }
   large_free_.insert(block);
 }
