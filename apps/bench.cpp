@@ -99,6 +99,7 @@ class AllocationTrace {
  public:
   explicit AllocationTrace(const std::string& path) : path_(path) {
     if (path_.empty()) return;
+    lines_.clear();
     lines_.push_back("# mrcnn bench allocation trace: + id bytes (made), - id bytes (freed), phase NAME");
     set_host_allocation_observer(&record);
     phase("construction");
