@@ -158,7 +158,7 @@ TEST_CASE("mrcnn selftest: every op family's gradcheck passes, with a table") {
   }
 }
 
-TEST_CASE("mrcnn bench --allocation-trace: every release matches a live allocation; peaks agree with bench's") {
+TEST_CASE("mrcnn bench --allocation-trace: every release matches a live allocation, peaks agree with bench's") {
   const fs::path dir = test::scratch_dir("mrcnn_cli_trace");
   const std::string config = (dir / "config.json").string(), trace_path = (dir / "trace.txt").string();
   std::ofstream(config) << config_to_json(tiny_config()).dump();
