@@ -455,7 +455,7 @@ TEST_CASE("caching allocator: random traffic keeps blocks disjoint and the books
   CHECK(allocator.stats().cache_hits > allocator.stats().requests / 2);
 }
 
-TEST_CASE("allocation trace: the host observer sees each storage made and freed; the replay's figures") {
+TEST_CASE("allocation trace: the host observer sees each storage made and freed, and the replay's figures") {
   static std::vector<std::pair<size_t, bool>> seen;
   seen.clear();
   set_host_allocation_observer([](const void*, size_t nbytes, bool made) { seen.emplace_back(nbytes, made); });
