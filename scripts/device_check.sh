@@ -14,7 +14,9 @@ if [ "${1:-}" = "--pack" ]; then
   build=${2:-build} dir=${3:-.devbin}
   rm -rf "$dir" "$dir.tmp" && mkdir -p "$dir" "$dir.tmp"
   for src in tests/test_*.cpp; do
-    grep -q "setup_cuda_or_skip" "$src" && cp "$build/$(basename "$src" .cpp)" "$dir.tmp/"
+    # Every binary with a CUDA case: rehearsable ones skip through setup_cuda_or_skip, the ones that
+    # test CUDA itself (allocator, packed kernels) through setup_real_cuda_or_skip.
+    grep -qE "setup_(real_)?cuda_or_skip" "$src" && cp "$build/$(basename "$src" .cpp)" "$dir.tmp/"
   done
   cp "$build/mrcnn" "$dir.tmp/" && strip "$dir.tmp"/*
   tar cJf "$dir/bin.tar.xz" -C "$dir.tmp" . && rm -rf "$dir.tmp"
