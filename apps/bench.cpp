@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <mutex>
 #include <sstream>
 #include <nlohmann/json.hpp>
@@ -141,6 +140,8 @@ int bench(const BenchOptions& options) {
   const Config config = load_config(options.config);
   const auto [h, w] = parse_size(options.size);
   check(options.allocation_trace.empty() || !device.is_cuda(), "bench: --allocation-trace records CPU tensors; leave out --device");
+  for (const std::string& output : {options.json_out, options.allocation_trace})
+    if (!output.empty()) check_output_file(output);
   AllocationTrace trace(options.allocation_trace);
   manual_seed(config.seed);
   MaskRCNN model(config);
@@ -275,17 +276,20 @@ int bench(const BenchOptions& options) {
     }
   }
   if (!options.json_out.empty()) {
-    std::ofstream(options.json_out) << nlohmann::json{{"train_ms", train_ms}, {"infer_ms", infer_ms}, {"peak_rss_mb", rss},
-                                                      {"batch", options.batch}, {"size", options.size},
-                                                      {"threads", num_threads()}, {"device", device.str()},
-                                                      {"train_tensor_peak_mb", train_tensor_mb},
-                                                      {"infer_tensor_peak_mb", infer_tensor_mb},
-                                                      {"train_requested_peak_mb", train_requested_mb},
-                                                      {"infer_requested_peak_mb", infer_requested_mb},
-                                                      {"train_reserved_peak_mb", train_reserved_mb},
-                                                      {"infer_reserved_peak_mb", infer_reserved_mb}}
-                                           .dump()
-                                    << "\n";
+    const nlohmann::json figures = {{"train_ms", train_ms},
+                                    {"infer_ms", infer_ms},
+                                    {"peak_rss_mb", rss},
+                                    {"batch", options.batch},
+                                    {"size", options.size},
+                                    {"threads", num_threads()},
+                                    {"device", device.str()},
+                                    {"train_tensor_peak_mb", train_tensor_mb},
+                                    {"infer_tensor_peak_mb", infer_tensor_mb},
+                                    {"train_requested_peak_mb", train_requested_mb},
+                                    {"infer_requested_peak_mb", infer_requested_mb},
+                                    {"train_reserved_peak_mb", train_reserved_mb},
+                                    {"infer_reserved_peak_mb", infer_reserved_mb}};
+    write_file_atomically(options.json_out, figures.dump());
   }
   return 0;
 }

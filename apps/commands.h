@@ -58,6 +58,9 @@ int selftest();
 
 // Writes to PATH.tmp, then renames: a crash never leaves half a file. Errors name the path.
 void write_file_atomically(const std::string& path, const std::string& text);
+// Fails at once, naming the path, when an output file could not be written there (its folder is
+// missing or read-only): checked before a long run, not after it.
+void check_output_file(const std::string& path);
 
 // --device: "cpu", "cuda" or "cuda:N"; a CUDA device that is not there is an error saying why.
 Device model_device(const std::string& device);

@@ -193,6 +193,7 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
 int eval(const EvalOptions& o) {
   const Device device = model_device(o.device);
   check(o.lesion_iou > 0 && o.lesion_iou <= 1, "eval: --lesion-iou must be in (0, 1]");
+  if (!o.json_out.empty()) check_output_file(o.json_out);
   const nn::Checkpoint checkpoint = nn::load_checkpoint(o.weights);
   auto model = load_model(checkpoint, o.weights, o.config);
   model->to(device);

@@ -63,6 +63,7 @@ std::vector<uint8_t> overlay(const Tensor& image, const std::vector<std::vector<
 int predict(const PredictOptions& options) {
   const Device device = model_device(options.device);
   check(!options.images.empty(), "predict: no images given");
+  check_output_file(options.json_out);
   const nn::Checkpoint checkpoint = nn::load_checkpoint(options.weights);
   auto model = load_model(checkpoint, options.weights, options.config);
   model->to(device);

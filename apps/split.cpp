@@ -4,6 +4,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <unistd.h>
+
 #include "apps/commands.h"
 #include "maskrcnn/coco.h"
 
@@ -19,6 +21,15 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   std::error_code error;
   std::filesystem::rename(tmp, path, error);
   check(!error, path, ": cannot write (", error.message(), ")");
+}
+
+void check_output_file(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::path folder = fs::absolute(fs::path(path), error).parent_path();
+  check(!error && fs::is_directory(folder, error), path, ": cannot write (no folder ", folder.string(), ")");
+  check(access(folder.c_str(), W_OK) == 0, path, ": cannot write (folder ", folder.string(), " is read-only)");
+  check(!fs::is_directory(fs::path(path), error), path, ": cannot write (it is a folder)");
 }
 
 int split(const SplitOptions& options) {

@@ -129,6 +129,19 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   CHECK(!fs::exists(json));  // nothing half-written
   run = test::run_mrcnn("predict --weights " + weights + " x.png --json " + json + " --device tpu");
   CHECK(run.output == "mrcnn: error: unknown device 'tpu': expected cpu, cuda or cuda:N\n");
+  // Outputs that could not be written fail before the work, not after it.
+  const std::string nowhere = (dir / "no_such_folder" / "out.json").string();
+  run = test::run_mrcnn("predict --weights " + weights + " " + (dir / "broken.jpg").string() + " --json " + nowhere);
+  CHECK(run.output == "mrcnn: error: " + nowhere + ": cannot write (no folder " + (dir / "no_such_folder").string() + ")\n");
+  run = test::run_mrcnn("predict --weights " + weights + " x.png --json " + dir.string());
+  CHECK(run.output == "mrcnn: error: " + dir.string() + ": cannot write (it is a folder)\n");
+  std::ofstream(dir / "config.json") << config_to_json(tiny_config()).dump();
+  for (const char* option : {" --json ", " --allocation-trace "}) {
+    run = test::run_mrcnn("bench --config " + (dir / "config.json").string() + option + nowhere);
+    CHECK(run.status == 1);
+    CHECK(run.output.find("mrcnn: error: " + nowhere + ": cannot write (no folder ") != std::string::npos);
+    CHECK(run.output.find("train step") == std::string::npos);  // nothing was timed
+  }
   fs::remove_all(dir);
 }
 
