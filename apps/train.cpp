@@ -46,7 +46,8 @@ void on_interrupt(int) {
 void append_line(const fs::path& path, const json& line) {
   std::ofstream out(path, std::ios::app);
   check(static_cast<bool>(out), path.string(), ": cannot append");
-  out << line.dump() << "\n";
+  out << line.dump() << "\n" << std::flush;
+  check(static_cast<bool>(out), path.string(), ": cannot append (disk full?)");
 }
 
 // The data of a run: both halves loaded and decoded, with each val image's patient.

@@ -234,6 +234,11 @@ TEST_CASE("mrcnn train: bad recipes and data are one error line") {
   std::ofstream(dir / "three.json") << three_classes.dump();
   expect_error("train --config " + (dir / "three.json").string() + data_args() + " --out " + (dir / "r").string(),
                "1 categories but the config's num_classes is 3");
+  // A log that cannot take another line (a full disk, here /dev/full) stops the run, naming it.
+  fs::create_directories(dir / "full");
+  fs::create_symlink("/dev/full", dir / "full" / "epochs.jsonl");
+  expect_error("train --config " + write_recipe(dir / "d", {{"epochs", 1}}).string() + data_args() + " --out " + (dir / "full").string(),
+               (dir / "full" / "epochs.jsonl").string() + ": cannot append (disk full?)");
 }
 
 TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained model") {
