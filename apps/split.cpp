@@ -15,8 +15,12 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);
-    out << text << "\n";
-    check(static_cast<bool>(out), path, ": cannot write");
+    out << text << "\n" << std::flush;  // a full disk shows here, not in the destructor
+    if (!out) {
+      std::error_code ignored;
+      std::filesystem::remove(tmp, ignored);
+      throw Error(str_cat(path, ": cannot write"));
+    }
   }
   std::error_code error;
   std::filesystem::rename(tmp, path, error);

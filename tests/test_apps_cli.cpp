@@ -135,7 +135,12 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   CHECK(run.output == "mrcnn: error: " + nowhere + ": cannot write (no folder " + (dir / "no_such_folder").string() + ")\n");
   run = test::run_mrcnn("predict --weights " + weights + " x.png --json " + dir.string());
   CHECK(run.output == "mrcnn: error: " + dir.string() + ": cannot write (it is a folder)\n");
+  // A full disk (/dev/full as the file being written) is an error, not a silently empty file.
+  fs::create_symlink("/dev/full", dir / "full.json.tmp");
   std::ofstream(dir / "config.json") << config_to_json(tiny_config()).dump();
+  run = test::run_mrcnn("bench --config " + (dir / "config.json").string() + " --steps 1 --warmup 1 --json " + (dir / "full.json").string());
+  CHECK(run.output.find("mrcnn: error: " + (dir / "full.json").string() + ": cannot write\n") != std::string::npos);
+  CHECK(!fs::exists(dir / "full.json"));
   for (const char* option : {" --json ", " --allocation-trace "}) {
     run = test::run_mrcnn("bench --config " + (dir / "config.json").string() + option + nowhere);
     CHECK(run.status == 1);
