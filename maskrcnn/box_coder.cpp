@@ -51,36 +51,16 @@ Tensor BoxCoder::decode(const Tensor& rel_codes, const Tensor& boxes) const {
   const float* b = boxes.data<float>();
   const float* c = codes.data<float>();
   float* o = out.data<float>();
-  const float wx = static_cast<float>(weights_[0]), wy = static_cast<float>(weights_[1]);
-  const float ww = static_cast<float>(weights_[2]), wh = static_cast<float>(weights_[3]);
-  const float clip = static_cast<float>(clip_);
-  for (int64_t i = 0; i < n; ++i) {
-    const float width = b[i * 4 + 2] - b[i * 4 + 0], height = b[i * 4 + 3] - b[i * 4 + 1];
-    const float ctr_x = b[i * 4 + 0] + 0.5f * width, ctr_y = b[i * 4 + 1] + 0.5f * height;
-    for (int64_t j = 0; j < k; ++j) {
-      const float* r = c + (i * k + j) * 4;
-      const float dx = r[0] / wx, dy = r[1] / wy;
-      const float dw = std::min(r[2] / ww, clip), dh = std::min(r[3] / wh, clip);
-      const float pred_x = dx * width + ctr_x, pred_y = dy * height + ctr_y;
-      const float half_w = 0.5f * (std::exp(dw) * width), half_h = 0.5f * (std::exp(dh) * height);
-      float* dst = o + (i * k + j) * 4;
-      dst[0] = pred_x - half_w;
-      dst[1] = pred_y - half_h;
-      dst[2] = pred_x + half_w;
-      dst[3] = pred_y + half_h;
-    }
-  }
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j < k; ++j) decode_one(b + i * 4, c + (i * k + j) * 4, o + (i * k + j) * 4);
   return out;
 }
 
 void clip_boxes_to_image(const Tensor& boxes, int64_t height, int64_t width) {
   check_boxes(boxes, "boxes to clip");
   float* b = boxes.data<float>();
-  const float h = static_cast<float>(height), w = static_cast<float>(width);
-  for (int64_t i = 0, count = boxes.numel(); i < count; i += 2) {
-    b[i] = std::clamp(b[i], 0.0f, w);
-    b[i + 1] = std::clamp(b[i + 1], 0.0f, h);
-  }
+  for (int64_t i = 0, count = boxes.numel(); i < count; i += 4)
+    clip_box_to_image(b + i, static_cast<float>(height), static_cast<float>(width));
 }
 
 std::vector<int64_t> small_boxes_removed(const Tensor& boxes, double min_size) {
@@ -89,7 +69,7 @@ std::vector<int64_t> small_boxes_removed(const Tensor& boxes, double min_size) {
   const float m = static_cast<float>(min_size);
   std::vector<int64_t> keep;
   for (int64_t i = 0; i < boxes.size(0); ++i)
-    if (b[i * 4 + 2] - b[i * 4 + 0] >= m && b[i * 4 + 3] - b[i * 4 + 1] >= m) keep.push_back(i);
+    if (box_is_large_enough(b + i * 4, m)) keep.push_back(i);
   return keep;
 }
 

@@ -122,25 +122,30 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::propo
       ops::index_select(deltas, 0, from_vector(delta_rows, {picked_total})), kCPU));
 
   stage.emplace("  rpn proposals: decode");
+  // Box by box (BoxCoder::decode, clip_boxes_to_image and remove_small_boxes on one row each, so the
+  // same bits as the tensor versions), keeping the rows that pass: this is host work the GPU waits for.
+  const Tensor anchor_rows = ops::contiguous(anchors);
+  const float* anchor_data = anchor_rows.data<float>();
+  const float* delta_data = picked_deltas.data<float>();
+  const float min_size = 1e-3f, score_thresh = static_cast<float>(config_.rpn_score_thresh);
   std::vector<ops::NmsProblem> candidates;
   for (int64_t image = 0; image < num_images; ++image) {
     const int64_t first = image * picked_per_image;
-    const std::vector<int64_t> picked(anchor_of.begin() + first, anchor_of.begin() + first + picked_per_image);
-    const Tensor picked_anchors = ops::contiguous(ops::index_select(anchors, 0, from_vector(picked, {picked_per_image})));
-    Tensor boxes = ops::reshape(
-        box_coder_.decode(ops::narrow(picked_deltas, 0, first, picked_per_image), picked_anchors), {picked_per_image, 4});
-    std::vector<float> scores;
-    for (int64_t i = 0; i < picked_per_image; ++i) scores.push_back(1.0f / (1.0f + std::exp(-logits[first + i])));
-    clip_boxes_to_image(boxes, image_sizes[image].first, image_sizes[image].second);
-    std::vector<int64_t> keep;
-    for (int64_t i : small_boxes_removed(boxes, 1e-3))
-      if (scores[i] >= static_cast<float>(config_.rpn_score_thresh)) keep.push_back(i);
-    const int64_t count = static_cast<int64_t>(keep.size());
-    std::vector<float> kept_scores;
+    const float height = static_cast<float>(image_sizes[image].first), width = static_cast<float>(image_sizes[image].second);
+    std::vector<float> kept_boxes, kept_scores;
     std::vector<int64_t> kept_levels;
-    for (int64_t i : keep) kept_scores.push_back(scores[i]), kept_levels.push_back(level_of[first + i]);
-    candidates.push_back({ops::index_select(boxes, 0, from_vector(keep, {count})), from_vector(kept_scores, {count}),
-                          from_vector(kept_levels, {count})});
+    for (int64_t i = first; i < first + picked_per_image; ++i) {
+      float box[4];
+      box_coder_.decode_one(anchor_data + 4 * anchor_of[i], delta_data + 4 * i, box);
+      clip_box_to_image(box, height, width);
+      const float score = 1.0f / (1.0f + std::exp(-logits[i]));
+      if (!box_is_large_enough(box, min_size) || !(score >= score_thresh)) continue;
+      kept_boxes.insert(kept_boxes.end(), box, box + 4);
+      kept_scores.push_back(score);
+      kept_levels.push_back(level_of[i]);
+    }
+    const int64_t count = static_cast<int64_t>(kept_scores.size());
+    candidates.push_back({from_vector(kept_boxes, {count, 4}), from_vector(kept_scores, {count}), from_vector(kept_levels, {count})});
   }
   // NMS per image and level is the quadratic part: every image's levels at once on the predictions'
   // device (on a GPU one launch and one wait per step, whatever the batch).
