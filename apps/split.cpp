@@ -15,7 +15,9 @@ void write_file_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp);
-    out << text << "\n" << std::flush;  // a full disk shows here, not in the destructor
+    out << text;
+    if (text.empty() || text.back() != '\n') out << '\n';  // text files end in exactly one newline
+    out << std::flush;  // a full disk shows here, not in the destructor
     if (!out) {
       std::error_code ignored;
       std::filesystem::remove(tmp, ignored);

@@ -187,8 +187,9 @@ TEST_CASE("mrcnn bench --allocation-trace: every release matches a live allocati
   std::string line, kind;
   std::vector<std::string> phases;
   std::map<uintptr_t, size_t> live;
-  int64_t made = 0, made_twice = 0, unmatched = 0;
+  int64_t made = 0, made_twice = 0, unmatched = 0, blank_lines = 0;
   while (std::getline(in, line)) {
+    blank_lines += line.empty();
     if (line.empty() || line[0] == '#') continue;
     std::istringstream fields(line);
     fields >> kind;
@@ -211,6 +212,7 @@ TEST_CASE("mrcnn bench --allocation-trace: every release matches a live allocati
     }
   }
   CHECK(phases == std::vector<std::string>{"construction", "train", "inference"});
+  CHECK(blank_lines == 0);  // the file ends in one newline, not two
   CHECK(made > 1000);
   CHECK(made_twice == 0);
   CHECK(unmatched == 0);  // the trace starts before the first tensor of the run
