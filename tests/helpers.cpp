@@ -196,8 +196,12 @@ Tensor fixture_tensor(const safetensors::File& file, const std::string& name) {
 }
 
 // ctest runs test cases in parallel processes: each gets its own log file.
+std::filesystem::path scratch_root() {
+  return std::filesystem::temp_directory_path() / ("mrcnn_test_" + std::to_string(getpid()));
+}
+
 std::filesystem::path scratch_dir(const std::string& name) {
-  const auto dir = std::filesystem::temp_directory_path() / (name + "_" + std::to_string(getpid()));
+  const auto dir = scratch_root() / name;
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir;

@@ -32,9 +32,13 @@ std::vector<double> values(const Tensor& t);
 // whose first coordinates differ by less than the rounding noise swap places and look like a
 // difference of many pixels.
 std::vector<int64_t> nearest_row_pairing(const Tensor& actual, const Tensor& expected);
-// A fresh directory of this name under the system temp directory, unique to this process (test
-// processes run in parallel, and a second checkout's tests may run at the same time).
+// A fresh directory of this name under scratch_root(), unique to this process (test processes run
+// in parallel, and a second checkout's tests may run at the same time).
 std::filesystem::path scratch_dir(const std::string& name);
+// The folder under the system temp directory holding this process's scratch_dir()s. The test main
+// removes it when every test of the process passed (a test run would otherwise leave ~0.5 GB in
+// /tmp, on disks CI has seen with under 1 GB free) and names it on stderr when one failed.
+std::filesystem::path scratch_root();
 // Runs f and returns the message of the Error it throws ("" if none).
 std::string error_of(const std::function<void()>& f);
 // Bytewise equality of two tensors' contents (same shape and dtype).

@@ -40,8 +40,7 @@ json read_json(const fs::path& path) {
 // 4 patients x 2 slices of 64x64: 6 training images, 2 validation images (one patient).
 const fs::path& synthetic_set() {
   static const fs::path dir = [] {
-    const fs::path d = fs::temp_directory_path() / ("mrcnn_train_test_data_" + std::to_string(getpid()));
-    fs::remove_all(d);
+    const fs::path d = test::scratch_dir("synthetic_set");
     const auto run = test::run_mrcnn("synth --out " + d.string() +
                                      " --patients 4 --slices 2 --val-patients 1 --height 64 --width 64 --seed 3");
     INFO(run.output);
@@ -85,12 +84,7 @@ void check_same_state(const fs::path& a, const fs::path& b) {
   CHECK(x.generators == y.generators);
 }
 
-fs::path scratch(const std::string& name) {
-  const fs::path d = fs::temp_directory_path() / ("mrcnn_train_test_" + name + "_" + std::to_string(getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+fs::path scratch(const std::string& name) { return test::scratch_dir("train_" + name); }
 
 }  // namespace
 
