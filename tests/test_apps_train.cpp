@@ -84,8 +84,6 @@ void check_same_state(const fs::path& a, const fs::path& b) {
   CHECK(x.generators == y.generators);
 }
 
-fs::path scratch(const std::string& name) { return test::scratch_dir("train_" + name); }
-
 }  // namespace
 
 TEST_CASE("mrcnn synth: COCO JSON with patient-named slices, polygons and negatives") {
@@ -109,13 +107,13 @@ TEST_CASE("mrcnn synth: COCO JSON with patient-named slices, polygons and negati
   }
   CHECK(tumours >= 4);
   // Same seed, same files.
-  const fs::path again = scratch("synth_again");
+  const fs::path again = test::scratch_dir("synth_again");
   REQUIRE(test::run_mrcnn("synth --out " + again.string() + " --patients 4 --slices 2 --val-patients 1 --height 64 --width 64 --seed 3").status == 0);
   CHECK(read_json(again / "train.json") == train);
 }
 
 TEST_CASE("mrcnn train: logs, metrics, checkpoints, curves, and resume after stopping equals one run") {
-  const fs::path dir = scratch("resume");
+  const fs::path dir = test::scratch_dir("resume");
   const fs::path recipe = write_recipe(dir);
   const auto full = test::run_mrcnn("train --config " + recipe.string() + data_args() + " --out " + (dir / "full").string());
   INFO(full.output);
@@ -155,7 +153,7 @@ TEST_CASE("mrcnn train: logs, metrics, checkpoints, curves, and resume after sto
 }
 
 TEST_CASE("mrcnn train: Ctrl-C mid-epoch saves a checkpoint that resumes bit-exactly") {
-  const fs::path dir = scratch("sigint");
+  const fs::path dir = test::scratch_dir("sigint");
   const fs::path recipe = write_recipe(dir, {{"epochs", 2}});
   REQUIRE(test::run_mrcnn("train --config " + recipe.string() + data_args() + " --out " + (dir / "full").string()).status == 0);
   // Interrupt once the second iteration is logged: the run is then somewhere inside epoch 1 or 2.
@@ -184,7 +182,7 @@ TEST_CASE("mrcnn train: Ctrl-C mid-epoch saves a checkpoint that resumes bit-exa
 }
 
 TEST_CASE("mrcnn train: a diverging loss stops with a clear message and keeps the last good checkpoint") {
-  const fs::path dir = scratch("nan");
+  const fs::path dir = test::scratch_dir("nan");
   // lr x 1e12 from epoch 2 on: the weights blow up and the loss stops being finite.
   const fs::path recipe = write_recipe(dir, {{"epochs", 3}, {"schedule", "multistep"}, {"milestones", {1}}, {"gamma", 1e12}});
   const auto run = test::run_mrcnn("train --config " + recipe.string() + data_args() + " --out " + (dir / "run").string());
@@ -203,7 +201,7 @@ TEST_CASE("mrcnn train: a diverging loss stops with a clear message and keeps th
 }
 
 TEST_CASE("mrcnn train: bad recipes and data are one error line") {
-  const fs::path dir = scratch("bad");
+  const fs::path dir = test::scratch_dir("bad");
   const fs::path d = synthetic_set();
   auto expect_error = [&](const std::string& args, const std::string& message) {
     const auto run = test::run_mrcnn(args);
@@ -236,7 +234,7 @@ TEST_CASE("mrcnn train: bad recipes and data are one error line") {
 }
 
 TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained model") {
-  const fs::path dir = scratch("eval");
+  const fs::path dir = test::scratch_dir("eval");
   const fs::path d = synthetic_set();
   const fs::path recipe = write_recipe(dir, {{"epochs", 1}});
   const auto trained = test::run_mrcnn("train --config " + recipe.string() + " --train " + (d / "train.json").string() +
@@ -294,7 +292,7 @@ TEST_CASE("mrcnn train and eval: a short smoke run on the real slices (skipped w
   }
   // The tiny model, one epoch on the 8 val patients' slices (JPEGs of several sizes, patients held
   // out by --val-fraction), then eval on the whole val split: the real files go through every step.
-  const fs::path dir = scratch("real");
+  const fs::path dir = test::scratch_dir("real");
   const fs::path recipe = write_recipe(dir, {{"epochs", 1}, {"batch_size", 4}, {"log_every", 2}});
   const auto trained = test::run_mrcnn("train --config " + recipe.string() + " --train " + (data / "val.json").string() +
                                        " --val-fraction 0.25 --images " + (data / "images").string() + " --out " +
