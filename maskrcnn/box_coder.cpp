@@ -1,5 +1,5 @@
-// Box coding in float32 exactly as torchvision writes the expressions (same operation order, so the
-// same rounding up to the compiler's FMA contraction).
+// Box coding in float32 exactly as torchvision writes the expressions (same operation order; this
+// file is compiled without FMA contraction, so the same rounding).
 #include "maskrcnn/box_coder.h"
 
 #include <algorithm>
@@ -60,7 +60,7 @@ void clip_boxes_to_image(const Tensor& boxes, int64_t height, int64_t width) {
   check_boxes(boxes, "boxes to clip");
   float* b = boxes.data<float>();
   for (int64_t i = 0, count = boxes.numel(); i < count; i += 4)
-    clip_box_to_image(b + i, static_cast<float>(height), static_cast<float>(width));
+    clip_box(b + i, static_cast<float>(height), static_cast<float>(width));
 }
 
 std::vector<int64_t> small_boxes_removed(const Tensor& boxes, double min_size) {
@@ -69,7 +69,7 @@ std::vector<int64_t> small_boxes_removed(const Tensor& boxes, double min_size) {
   const float m = static_cast<float>(min_size);
   std::vector<int64_t> keep;
   for (int64_t i = 0; i < boxes.size(0); ++i)
-    if (box_is_large_enough(b + i * 4, m)) keep.push_back(i);
+    if (box_large_enough(b + i * 4, m)) keep.push_back(i);
   return keep;
 }
 

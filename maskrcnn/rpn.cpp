@@ -74,88 +74,107 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::filte
     const std::vector<ImageSize>& image_sizes) const {
   autograd::NoGradGuard no_grad;
   return proposals_from_flat(flatten_predictions(objectness, 1), flatten_predictions(pred_bbox_deltas, 4),
-                             level_counts(objectness), anchors, image_sizes);
+                             level_counts(objectness), anchors, Tensor(), image_sizes);
 }
 
 std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::proposals_from_flat(
     const Tensor& flat_scores, const Tensor& flat_deltas, const std::vector<int64_t>& counts, const Tensor& anchors,
-    const std::vector<ImageSize>& image_sizes) const {
+    const Tensor& device_anchors, const std::vector<ImageSize>& image_sizes) const {
   autograd::NoGradGuard no_grad;
   const int64_t num_images = static_cast<int64_t>(image_sizes.size());
   const Device device = flat_scores.device();
   const Tensor scores_all = ops::reshape(flat_scores.detach(), {num_images, -1});
-  const Tensor deltas = flat_deltas.detach();  // [N * total, 4]
   const int64_t total = anchors.size(0);
   check(scores_all.size(1) == total, "RPN: ", scores_all.size(1), " predictions for ", total, " anchors");
   check(!anchors.device().is_cuda(), "RPN: anchors must be on the host");
   const int64_t pre_nms_top_n = is_training() ? config_.rpn_pre_nms_top_n_train : config_.rpn_pre_nms_top_n_test;
   const int64_t post_nms_top_n = is_training() ? config_.rpn_post_nms_top_n_train : config_.rpn_post_nms_top_n_test;
 
-  // Top-k per level where the predictions are, all images at once; only the picked logits, anchor
-  // indices and deltas reach the host (a few thousand rows instead of every anchor).
+  // Top-k per level where the predictions are, all images at once: candidates [N, P], each level's
+  // columns sorted by descending logit.
   std::optional<Stage> stage(std::in_place, "  rpn proposals: top-k per level");
-  std::vector<int64_t> level_offsets, level_ks;
+  std::vector<ops::ProposalLevel> levels;
   std::vector<Tensor> top_values, top_indices;
   int64_t offset = 0;
   for (const int64_t count : counts) {
     const auto top = ops::topk(ops::narrow(scores_all, 1, offset, count), std::min(pre_nms_top_n, count), 1);
     top_values.push_back(top.values);
     top_indices.push_back(top.indices);
-    level_offsets.push_back(offset);
-    level_ks.push_back(top.indices.size(1));
+    levels.push_back({top.indices.size(1), offset});
     offset += count;
   }
-  const int64_t picked_per_image = std::accumulate(level_ks.begin(), level_ks.end(), int64_t{0});
-  const std::vector<float> logits = to_vector<float>(ops::cat(top_values, 1));           // [N, K] row-major
-  const std::vector<int64_t> within_level = to_vector<int64_t>(ops::cat(top_indices, 1));  // index inside its level
-  std::vector<int64_t> anchor_of(within_level.size()), level_of(within_level.size()), delta_rows(within_level.size());
-  for (int64_t image = 0; image < num_images; ++image)
-    for (size_t level = 0, column = 0; level < level_ks.size(); ++level)
-      for (int64_t j = 0; j < level_ks[level]; ++j, ++column) {
-        const size_t at = static_cast<size_t>(image * picked_per_image) + column;
-        anchor_of[at] = level_offsets[level] + within_level[at];
-        level_of[at] = static_cast<int64_t>(level);
-        delta_rows[at] = image * total + anchor_of[at];
-      }
-  const int64_t picked_total = static_cast<int64_t>(delta_rows.size());
-  const Tensor picked_deltas = ops::contiguous(ops::to(
-      ops::index_select(deltas, 0, from_vector(delta_rows, {picked_total})), kCPU));
+  const Tensor logits = ops::cat(top_values, 1), within = ops::cat(top_indices, 1);
+  const int64_t columns = logits.size(1);
 
+  // Decode, clip, score and the size / score tests where the predictions are (the same bits on
+  // either device, ops/box_coding.h).
   stage.emplace("  rpn proposals: decode");
-  // Box by box (BoxCoder::decode, clip_boxes_to_image and remove_small_boxes on one row each, so the
-  // same bits as the tensor versions), keeping the rows that pass: this is host work the GPU waits for.
-  const Tensor anchor_rows = ops::contiguous(anchors);
-  const float* anchor_data = anchor_rows.data<float>();
-  const float* delta_data = picked_deltas.data<float>();
-  const float min_size = 1e-3f, score_thresh = static_cast<float>(config_.rpn_score_thresh);
-  std::vector<ops::NmsProblem> candidates;
-  for (int64_t image = 0; image < num_images; ++image) {
-    const int64_t first = image * picked_per_image;
-    const float height = static_cast<float>(image_sizes[image].first), width = static_cast<float>(image_sizes[image].second);
-    std::vector<float> kept_boxes, kept_scores;
-    std::vector<int64_t> kept_levels;
-    for (int64_t i = first; i < first + picked_per_image; ++i) {
-      float box[4];
-      box_coder_.decode_one(anchor_data + 4 * anchor_of[i], delta_data + 4 * i, box);
-      clip_box_to_image(box, height, width);
-      const float score = 1.0f / (1.0f + std::exp(-logits[i]));
-      if (!box_is_large_enough(box, min_size) || !(score >= score_thresh)) continue;
-      kept_boxes.insert(kept_boxes.end(), box, box + 4);
-      kept_scores.push_back(score);
-      kept_levels.push_back(level_of[i]);
-    }
-    const int64_t count = static_cast<int64_t>(kept_scores.size());
-    candidates.push_back({from_vector(kept_boxes, {count, 4}), from_vector(kept_scores, {count}), from_vector(kept_levels, {count})});
-  }
-  // NMS per image and level is the quadratic part: every image's levels at once on the predictions'
-  // device (on a GPU one launch and one wait per step, whatever the batch).
+  const ProposalRule rule{box_coder_.coding(), 1e-3f, static_cast<float>(config_.rpn_score_thresh)};
+  const Tensor anchors_there = device_anchors.defined() && device_anchors.device() == device ? device_anchors : ops::to(anchors, device);
+  const ops::ProposalCandidates candidates = ops::decode_proposals(anchors_there, flat_deltas.detach(), logits, within, levels,
+                                                                   image_sizes, rule);
   stage.emplace("  rpn proposals: nms");
-  const std::vector<Tensor> nms_keep = ops::batched_nms_each(candidates, config_.rpn_nms_thresh, device);
+  // NMS per image and level. On a GPU the candidates stay there: each (image, level) is one segment
+  // of rows already in score order, invalid rows excluded by the kernel, one launch and one wait;
+  // only the kept rows' indices, and the candidates, come back. On the CPU the valid candidates go
+  // through batched_nms as torchvision's do (up to 1000 boxes it offsets the levels' coordinates
+  // instead, which rounds IoUs differently: in_order_nms_ lets tests compare the two paths above that).
+  std::vector<std::vector<int64_t>> kept_rows(static_cast<size_t>(num_images));  // per image, ascending
+  if (device.is_cuda() || in_order_nms_) {
+    std::vector<int64_t> offsets{0};
+    for (int64_t image = 0; image < num_images; ++image)
+      for (const auto& level : levels) offsets.push_back(offsets.back() + level.columns);
+    const auto kept = ops::nms_in_order(candidates.boxes, candidates.valid, offsets, config_.rpn_nms_thresh);
+    for (int64_t image = 0; image < num_images; ++image)
+      for (size_t level = 0; level < levels.size(); ++level) {
+        const auto& rows = kept[static_cast<size_t>(image) * levels.size() + level];
+        kept_rows[image].insert(kept_rows[image].end(), rows.begin(), rows.end());
+      }
+  }
+  const Tensor boxes = ops::contiguous(ops::to(candidates.boxes, kCPU)), scores = ops::contiguous(ops::to(candidates.scores, kCPU));
+  const float* box_data = boxes.data<float>();
+  const float* score_data = scores.data<float>();
+  if (!(device.is_cuda() || in_order_nms_)) {
+    const Tensor valid = ops::contiguous(ops::to(candidates.valid, kCPU));
+    const uint8_t* valid_data = valid.data<uint8_t>();
+    std::vector<ops::NmsProblem> problems;
+    std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(num_images));
+    for (int64_t image = 0; image < num_images; ++image) {
+      std::vector<float> kept_boxes, kept_scores;
+      std::vector<int64_t> kept_levels;
+      for (int64_t level = 0, column = 0; level < static_cast<int64_t>(levels.size()); ++level)
+        for (int64_t j = 0; j < levels[level].columns; ++j, ++column) {
+          const int64_t r = image * columns + column;
+          if (!valid_data[r]) continue;
+          rows_of[image].push_back(r);
+          kept_boxes.insert(kept_boxes.end(), box_data + 4 * r, box_data + 4 * r + 4);
+          kept_scores.push_back(score_data[r]);
+          kept_levels.push_back(level);
+        }
+      const int64_t count = static_cast<int64_t>(kept_scores.size());
+      problems.push_back({from_vector(kept_boxes, {count, 4}), from_vector(kept_scores, {count}), from_vector(kept_levels, {count})});
+    }
+    const std::vector<Tensor> keep = ops::batched_nms_each(problems, config_.rpn_nms_thresh, kCPU);
+    for (int64_t image = 0; image < num_images; ++image) {
+      for (const int64_t k : to_vector<int64_t>(keep[image])) kept_rows[image].push_back(rows_of[image][k]);
+      std::sort(kept_rows[image].begin(), kept_rows[image].end());
+    }
+  }
+  // torchvision's order: the kept set by index, then stably by descending score; the first
+  // post_nms_top_n of each image.
   std::vector<Tensor> boxes_out, scores_out;
   for (int64_t image = 0; image < num_images; ++image) {
-    const Tensor kept = ops::narrow(nms_keep[image], 0, 0, std::min(post_nms_top_n, nms_keep[image].size(0)));
-    boxes_out.push_back(ops::contiguous(ops::index_select(candidates[image].boxes, 0, kept)));
-    scores_out.push_back(ops::contiguous(ops::index_select(candidates[image].scores, 0, kept)));
+    std::vector<int64_t>& rows = kept_rows[image];
+    std::stable_sort(rows.begin(), rows.end(), [&](int64_t x, int64_t y) { return score_data[x] > score_data[y]; });
+    rows.resize(static_cast<size_t>(std::min<int64_t>(post_nms_top_n, static_cast<int64_t>(rows.size()))));
+    const int64_t count = static_cast<int64_t>(rows.size());
+    std::vector<float> image_boxes, image_scores;
+    for (const int64_t r : rows) {
+      image_boxes.insert(image_boxes.end(), box_data + 4 * r, box_data + 4 * r + 4);
+      image_scores.push_back(score_data[r]);
+    }
+    boxes_out.push_back(from_vector(image_boxes, {count, 4}));
+    scores_out.push_back(from_vector(image_scores, {count}));
   }
   return {boxes_out, scores_out};
 }
@@ -225,8 +244,19 @@ RPNOutput RegionProposalNetwork::forward(const ImageList& images, const std::vec
   }
   std::optional<Stage> stage(std::in_place, "rpn anchors (host)");
   std::vector<std::pair<int64_t, int64_t>> feature_sizes;
-  for (const auto& f : features) feature_sizes.emplace_back(f.size(2), f.size(3));
-  out.anchors = anchor_generator_.grid_anchors({images.tensors.size(2), images.tensors.size(3)}, feature_sizes);
+  std::vector<int64_t> key{images.tensors.size(2), images.tensors.size(3)};
+  for (const auto& f : features) {
+    feature_sizes.emplace_back(f.size(2), f.size(3));
+    key.insert(key.end(), {f.size(2), f.size(3)});
+  }
+  if (key != anchors_key_ || !anchors_.defined()) {
+    anchors_ = anchor_generator_.grid_anchors({images.tensors.size(2), images.tensors.size(3)}, feature_sizes);
+    anchors_key_ = key;
+    device_anchors_ = Tensor();
+  }
+  out.anchors = anchors_;
+  const Device device = features.front().device();
+  if (device.is_cuda() && !(device_anchors_.defined() && device_anchors_.device() == device)) device_anchors_ = ops::to(anchors_, device);
   // The training targets first: host work that needs no prediction, so on a GPU it overlaps the
   // head still running there (proposal selection below waits for the head's top-k).
   SampledTargets sampled;
@@ -239,7 +269,8 @@ RPNOutput RegionProposalNetwork::forward(const ImageList& images, const std::vec
   stage.emplace("rpn proposals");
   const Tensor scores = flatten_predictions(out.objectness, 1), deltas = flatten_predictions(out.pred_bbox_deltas, 4);
   std::tie(out.boxes, out.scores) =
-      proposals_from_flat(scores, deltas, level_counts(out.objectness), out.anchors, images.image_sizes);
+      proposals_from_flat(scores, deltas, level_counts(out.objectness), out.anchors,
+                          device.is_cuda() ? device_anchors_ : Tensor(), images.image_sizes);
   stage.reset();
   if (is_training()) {
     const Stage loss_stage("rpn loss");

@@ -36,8 +36,8 @@ class RegionProposalNetwork : public nn::Module {
   // `features` are the FPN levels the RPN uses (all five); targets required in training.
   RPNOutput forward(const ImageList& images, const std::vector<Tensor>& features,
                     const std::vector<Target>* targets);
-  // The inference part alone, from the head's outputs: top-k per level, decode, NMS. Top-k and NMS
-  // run on the predictions' device, the rest on the host; anchors are host tensors.
+  // The inference part alone, from the head's outputs: top-k per level, decode, NMS, all on the
+  // predictions' device (on a GPU, one wait, for the kept rows); anchors are host tensors.
   std::pair<std::vector<Tensor>, std::vector<Tensor>> filter_proposals(
       const std::vector<Tensor>& objectness, const std::vector<Tensor>& pred_bbox_deltas, const Tensor& anchors,
       const std::vector<ImageSize>& image_sizes) const;
@@ -51,6 +51,12 @@ class RegionProposalNetwork : public nn::Module {
   };
   SampledTargets sample_targets(const Tensor& anchors, const std::vector<Target>& targets);
   const AnchorGenerator& anchor_generator() const { return anchor_generator_; }
+  // Run the GPU's proposal NMS (ops::nms_in_order: per image and level, candidates in top-k order,
+  // invalid ones excluded) on the CPU too, instead of batched_nms over the valid candidates. The two
+  // keep the same proposals whenever an image has over 1000 valid candidates (below that batched_nms
+  // offsets the levels' coordinates, as torchvision's does, which rounds IoUs differently); tests
+  // use it to check the GPU's path on the CPU.
+  void use_in_order_nms(bool on) { in_order_nms_ = on; }
   Generator& generator() { return generator_; }
 
   std::shared_ptr<RPNHead> head;
@@ -62,11 +68,17 @@ class RegionProposalNetwork : public nn::Module {
   Matcher matcher_;
   BalancedPositiveNegativeSampler sampler_;
   Generator generator_;
+  bool in_order_nms_ = false;
+  // The anchors of the last (padded size, feature sizes), on the host and on the predictions' device:
+  // they depend on nothing else, and a GPU then gets them uploaded once, not at every step.
+  std::vector<int64_t> anchors_key_;
+  Tensor anchors_, device_anchors_;
 
   // Proposals and losses from the predictions flattened once (flatten_predictions) for both.
+  // device_anchors: `anchors` already on the predictions' device, or undefined (then copied there).
   std::pair<std::vector<Tensor>, std::vector<Tensor>> proposals_from_flat(const Tensor& flat_scores, const Tensor& flat_deltas,
                                                                           const std::vector<int64_t>& level_counts,
-                                                                          const Tensor& anchors,
+                                                                          const Tensor& anchors, const Tensor& device_anchors,
                                                                           const std::vector<ImageSize>& image_sizes) const;
   std::pair<Tensor, Tensor> loss_from_flat(const Tensor& flat_scores, const Tensor& deltas, const SampledTargets& sampled) const;
 };

@@ -1,5 +1,6 @@
 // box_area, box_iou, nms and batched_nms on the CPU, in the box dtype (float32 or float64) with
-// torchvision's formulas so that borderline IoUs resolve the same way.
+// torchvision's formulas so that borderline IoUs resolve the same way; the RPN's proposal decoding
+// and in-order NMS on either device.
 #include "ops/boxes.h"
 
 #include <algorithm>
@@ -273,6 +274,101 @@ std::vector<Tensor> batched_nms_each(const std::vector<NmsProblem>& problems, do
 Tensor batched_nms(const Tensor& boxes, const Tensor& scores, const Tensor& idxs, double iou_threshold) {
   Tensor keep = batched_nms_each({{boxes, scores, idxs}}, iou_threshold, boxes.defined() ? boxes.device() : kCPU).front();
   return boxes.device().is_cuda() ? to(keep, boxes.device()) : keep;
+}
+
+ProposalCandidates decode_proposals(const Tensor& anchors, const Tensor& deltas, const Tensor& logits, const Tensor& within,
+                                    const std::vector<ProposalLevel>& levels,
+                                    const std::vector<std::pair<int64_t, int64_t>>& image_sizes, const ProposalRule& rule) {
+  const char* op = "decode_proposals";
+  check(anchors.defined() && anchors.dim() == 2 && anchors.size(1) == 4 && anchors.dtype() == kFloat32, op,
+        ": anchors must be float32 [A, 4], got ", anchors.defined() ? shape_str(anchors.sizes()) : std::string("undefined"));
+  check(logits.defined() && logits.dim() == 2 && logits.dtype() == kFloat32, op, ": logits must be float32 [N, P]");
+  const int64_t images = logits.size(0), columns = logits.size(1), anchor_count = anchors.size(0);
+  check(within.defined() && within.dtype() == kInt64 && within.sizes() == logits.sizes(), op,
+        ": within must be int64 of the logits' shape ", shape_str(logits.sizes()));
+  check(deltas.defined() && deltas.dtype() == kFloat32 && deltas.dim() == 2 && deltas.size(0) == images * anchor_count &&
+            deltas.size(1) == 4,
+        op, ": deltas must be float32 [", images * anchor_count, ", 4] (one row per image and anchor), got ",
+        deltas.defined() ? shape_str(deltas.sizes()) : std::string("undefined"));
+  check(static_cast<int64_t>(image_sizes.size()) == images, op, ": ", image_sizes.size(), " image sizes for ", images, " images");
+  const Device device = logits.device();
+  check(anchors.device() == device && deltas.device() == device && within.device() == device, op,
+        ": anchors, deltas, logits and within must be on one device");
+  check(!levels.empty() && levels.size() <= static_cast<size_t>(kMaxProposalLevels), op, ": 1 to ", kMaxProposalLevels,
+        " levels, got ", levels.size());
+  ProposalColumns table;
+  table.levels = static_cast<int>(levels.size());
+  int64_t end = 0;
+  for (size_t l = 0; l < levels.size(); ++l) {
+    check(levels[l].columns >= 0 && levels[l].first_anchor >= 0, op, ": level ", l, " has a negative column count or anchor offset");
+    end += levels[l].columns;
+    table.end[l] = end;
+    table.first_anchor[l] = levels[l].first_anchor;
+  }
+  check(end == columns, op, ": the levels take ", end, " columns, the logits have ", columns);
+  std::vector<float> sizes;
+  for (const auto& [height, width] : image_sizes) sizes.insert(sizes.end(), {static_cast<float>(height), static_cast<float>(width)});
+  const int64_t rows = images * columns;
+  ProposalCandidates out{empty({rows, 4}, kFloat32, device), empty({rows}, kFloat32, device), empty({rows}, kBool, device)};
+  const Tensor a = contiguous(anchors.detach()), d = contiguous(deltas.detach()), l = contiguous(logits.detach());
+  const Tensor w = contiguous(within.detach());
+  if (rows == 0) return out;
+  if (device.is_cuda()) {
+    cuda::decode_proposals(a, d, l, w, table, from_vector(sizes, {images, 2}, device), rule, out.boxes, out.scores, out.valid);
+    return out;
+  }
+  // The CPU says which candidate points outside the anchors (the GPU marks it invalid instead of waiting to say so).
+  const int64_t* within_data = w.data<int64_t>();
+  for (int64_t r = 0; r < rows; ++r) {
+    int level = 0;
+    while (level + 1 < table.levels && r % columns >= table.end[level]) ++level;
+    const int64_t anchor = table.first_anchor[level] + within_data[r];
+    check(anchor >= 0 && anchor < anchor_count, op, ": candidate ", r, " picks anchor ", anchor, " of ", anchor_count);
+  }
+  parallel_for(0, rows, kParallelGrain / 64, [&](int64_t first, int64_t last) {
+    for (int64_t r = first; r < last; ++r)
+      proposal_candidate(r, columns, anchor_count, table, a.data<float>(), d.data<float>(), l.data<float>(), within_data,
+                         sizes.data(), rule, out.boxes.data<float>(), out.scores.data<float>(), out.valid.data<uint8_t>());
+  });
+  return out;
+}
+
+std::vector<std::vector<int64_t>> nms_in_order(const Tensor& boxes, const Tensor& valid, const std::vector<int64_t>& offsets,
+                                               double iou_threshold) {
+  const char* op = "nms_in_order";
+  check_boxes(boxes, "boxes", op);
+  const int64_t rows = boxes.size(0);
+  check(valid.defined() && valid.dtype() == kBool && valid.dim() == 1 && valid.size(0) == rows, op,
+        ": valid must be a bool vector of ", rows, " elements (one per box)");
+  check(valid.device() == boxes.device(), op, ": boxes are on ", boxes.device().str(), " but valid on ", valid.device().str());
+  check(offsets.size() >= 2 && offsets.front() == 0 && offsets.back() == rows, op, ": segment offsets must run from 0 to ", rows);
+  for (size_t s = 1; s < offsets.size(); ++s) check(offsets[s] >= offsets[s - 1], op, ": segment offsets must not decrease");
+  const size_t segment_count = offsets.size() - 1;
+  std::vector<std::vector<int64_t>> kept(segment_count);
+  if (rows == 0) return kept;
+  const Tensor b = contiguous(boxes.detach()), v = contiguous(valid.detach());
+  if (b.device().is_cuda()) {
+    const Tensor keep = empty({rows}, kInt64, b.device());
+    const std::vector<int64_t> counts = cuda::nms_segments(b, Tensor(), offsets, iou_threshold, keep, v);
+    if (std::all_of(counts.begin(), counts.end(), [](int64_t c) { return c == 0; })) return kept;
+    const std::vector<int64_t> all = to_vector<int64_t>(keep);
+    for (size_t s = 0; s < segment_count; ++s) kept[s].assign(all.begin() + offsets[s], all.begin() + offsets[s] + counts[s]);
+    return kept;
+  }
+  dispatch_floating(b.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    const uint8_t* take_part = v.data<uint8_t>();
+    parallel_for(0, static_cast<int64_t>(segment_count), 1, [&](int64_t first, int64_t last) {
+      for (int64_t s = first; s < last; ++s) {
+        std::vector<int64_t> visit;
+        for (int64_t r = offsets[s]; r < offsets[s + 1]; ++r)
+          if (take_part[r]) visit.push_back(r);
+        kept[s].resize(visit.size());
+        kept[s].resize(cpu::greedy_nms(b.data<T>(), visit.data(), static_cast<int64_t>(visit.size()), iou_threshold, kept[s].data()));
+      }
+    });
+  });
+  return kept;
 }
 
 }  // namespace mrcnn::ops

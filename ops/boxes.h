@@ -4,6 +4,7 @@
 #pragma once
 #include <vector>
 
+#include "ops/box_coding.h"
 #include "tensor/tensor.h"
 
 namespace mrcnn::ops {
@@ -29,4 +30,30 @@ struct NmsProblem {
   Tensor boxes, scores, idxs;
 };
 std::vector<Tensor> batched_nms_each(const std::vector<NmsProblem>& problems, double iou_threshold, Device device);
+
+// The RPN's proposal candidates where its predictions are. Image i's candidates are the columns of
+// logits and within ([N, P], float32 and int64, from per-level top-k): columns are cut into levels,
+// level l taking the next levels[l].columns of them and numbering its anchors from
+// levels[l].first_anchor, so candidate (i, c) of level l is anchor a = first_anchor + within[i, c] of
+// anchors [A, 4], with deltas row i * A + a of deltas [N * A, 4]. Each is decoded, clipped to image
+// i's (height, width), scored with the logit's sigmoid and marked valid by `rule`
+// (ops/box_coding.h: the same bits on both devices). Results are [N * P] rows in (image, column)
+// order on the inputs' device: boxes [N * P, 4], scores [N * P] (float32), valid [N * P] (bool).
+struct ProposalLevel {
+  int64_t columns = 0, first_anchor = 0;
+};
+struct ProposalCandidates {
+  Tensor boxes, scores, valid;
+};
+ProposalCandidates decode_proposals(const Tensor& anchors, const Tensor& deltas, const Tensor& logits, const Tensor& within,
+                                    const std::vector<ProposalLevel>& levels,
+                                    const std::vector<std::pair<int64_t, int64_t>>& image_sizes, const ProposalRule& rule);
+
+// Greedy NMS over consecutive segments of rows already in visiting order (descending score, as
+// per-level top-k leaves them): segment s is rows offsets[s] .. offsets[s + 1] - 1 of boxes [R, 4]
+// (float32 or float64); rows whose valid (bool [R]) is 0 neither survive nor suppress. Returns each
+// segment's kept rows, ascending, on the host. On a GPU: cuda/boxes.cu's bitmask NMS, all segments
+// in one launch and one wait, nothing compacted or sorted on the host first.
+std::vector<std::vector<int64_t>> nms_in_order(const Tensor& boxes, const Tensor& valid, const std::vector<int64_t>& offsets,
+                                               double iou_threshold);
 }  // namespace mrcnn::ops

@@ -70,6 +70,20 @@ struct NmsRemoval {
 };
 MRCNN_HD inline NmsRemoval nms_removal_of(int p, int words, int64_t first_word) { return {p / words, first_word + p % words}; }
 
+// Word `word` of a segment's initial removed set: a bit for each of that column block's boxes that
+// takes no part (valid[box] == 0; no valid array: all take part). The segment's boxes are
+// order[first ..] (no order: rows first ..), n of them; no bits past the last.
+MRCNN_HD inline uint64_t nms_excluded_bits(const uint8_t* valid, const int64_t* order, int64_t first, int64_t n, int64_t word) {
+  if (!valid) return 0;
+  uint64_t bits = 0;
+  const int64_t base = word * kNmsBlock, size = n - base < kNmsBlock ? n - base : kNmsBlock;
+  for (int64_t j = 0; j < size; ++j) {
+    const int64_t position = first + base + j;
+    if (!valid[order ? order[position] : position]) bits |= uint64_t(1) << j;
+  }
+  return bits;
+}
+
 // Bits 0 .. size - 1.
 MRCNN_HD inline uint64_t nms_low_bits(int64_t size) { return size >= 64 ? ~uint64_t(0) : (uint64_t(1) << size) - 1; }
 

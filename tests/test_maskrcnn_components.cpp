@@ -1,5 +1,6 @@
 // Detection building blocks on hand-computed cases (the parity test covers them against torchvision
 // on real data; these pin the rules one by one), and the overfit test: the model can learn.
+#include <algorithm>
 #include <cmath>
 
 #include "maskrcnn/anchor_generator.h"
@@ -8,6 +9,7 @@
 #include "maskrcnn/matcher.h"
 #include "maskrcnn/poolers.h"
 #include "maskrcnn/profile.h"
+#include "maskrcnn/rpn.h"
 #include "nn/optim.h"
 #include "tensor/storage.h"
 #include "tests/helpers.h"
@@ -40,6 +42,82 @@ TEST_CASE("BoxCoder: encode/decode inverse, weights and clamp") {
   // dw beyond log(1000/16) is clamped: a box can grow at most 62.5x.
   const Tensor huge = coder.decode(from_vector(std::vector<float>{0, 0, 1000, 0}, {1, 4}), from_vector(std::vector<float>{0, 0, 2, 2}, {1, 4}));
   CHECK(test::values(huge)[2] - test::values(huge)[0] == doctest::Approx(2 * 1000.0 / 16).epsilon(1e-5));
+}
+
+namespace {
+
+// Random RPN head outputs for two 128 x 128 padded images (five levels, three anchors per place: 4092
+// anchors each), the anchors, and the images' sizes.
+struct RpnInputs {
+  std::vector<Tensor> objectness, deltas;
+  Tensor anchors;
+  std::vector<ImageSize> sizes{{128, 128}, {120, 100}};
+};
+
+RpnInputs random_rpn_inputs(const RegionProposalNetwork& rpn, uint64_t seed) {
+  RpnInputs in;
+  Generator g(seed);
+  std::vector<std::pair<int64_t, int64_t>> feature_sizes;
+  for (const int64_t side : {32, 16, 8, 4, 2}) {
+    in.objectness.push_back(ops::mul(randn({2, 3, side, side}, kFloat32, kCPU, &g), 3.0f));
+    in.deltas.push_back(ops::mul(randn({2, 12, side, side}, kFloat32, kCPU, &g), 0.5f));
+    feature_sizes.emplace_back(side, side);
+  }
+  in.anchors = rpn.anchor_generator().grid_anchors({128, 128}, feature_sizes);
+  return in;
+}
+
+}  // namespace
+
+TEST_CASE("RPN: the GPU's in-order NMS keeps batched_nms's proposals, bit for bit, above 1000 candidates") {
+  RegionProposalNetwork rpn(test::small_maskrcnn_config(128, 128));
+  const RpnInputs in = random_rpn_inputs(rpn, 31);
+  REQUIRE(in.anchors.size(0) == 4092);
+  for (const bool training : {false, true}) {  // 2020 candidates per image (top 1000 per level), then all 4092
+    CAPTURE(training);
+    rpn.train(training);
+    rpn.use_in_order_nms(false);
+    const auto [boxes, scores] = rpn.filter_proposals(in.objectness, in.deltas, in.anchors, in.sizes);
+    rpn.use_in_order_nms(true);
+    const auto [in_order_boxes, in_order_scores] = rpn.filter_proposals(in.objectness, in.deltas, in.anchors, in.sizes);
+    for (size_t i = 0; i < 2; ++i) {
+      CAPTURE(i);
+      CHECK(boxes[i].size(0) > 300);
+      CHECK(test::bitwise_equal(boxes[i], in_order_boxes[i]));
+      CHECK(test::bitwise_equal(scores[i], in_order_scores[i]));
+      // Inside the image, by descending score, capped at post_nms_top_n (2000 training, 1000 otherwise).
+      const auto b = to_vector<float>(boxes[i]), s = to_vector<float>(scores[i]);
+      CHECK(boxes[i].size(0) <= (training ? 2000 : 1000));
+      for (size_t k = 0; k + 1 < s.size(); ++k) CHECK(s[k] >= s[k + 1]);
+      CHECK(*std::min_element(b.begin(), b.end()) >= 0.0f);
+      CHECK(*std::max_element(b.begin(), b.end()) <= 128.0f);
+    }
+  }
+}
+
+TEST_CASE("cuda: RPN proposals on the GPU equal the CPU's bit for bit") {
+  if (test::setup_cuda_or_skip("RPN proposals on CUDA")) return;
+  RegionProposalNetwork rpn(test::small_maskrcnn_config(128, 128));
+  const RpnInputs in = random_rpn_inputs(rpn, 32);
+  std::vector<Tensor> objectness, deltas;
+  for (size_t l = 0; l < in.objectness.size(); ++l) {
+    objectness.push_back(ops::to(in.objectness[l], test::gpu()));
+    deltas.push_back(ops::to(in.deltas[l], test::gpu()));
+  }
+  for (const bool training : {false, true}) {
+    CAPTURE(training);
+    rpn.train(training);
+    rpn.use_in_order_nms(false);
+    const auto [cpu_boxes, cpu_scores] = rpn.filter_proposals(in.objectness, in.deltas, in.anchors, in.sizes);
+    const auto [gpu_boxes, gpu_scores] = rpn.filter_proposals(objectness, deltas, in.anchors, in.sizes);
+    for (size_t i = 0; i < 2; ++i) {
+      CAPTURE(i);
+      CHECK(gpu_boxes[i].device() == kCPU);  // proposals come back to the host, where the RoI sampling matches them
+      CHECK(cpu_boxes[i].size(0) > 300);
+      CHECK(test::bitwise_equal(cpu_boxes[i], gpu_boxes[i]));
+      CHECK(test::bitwise_equal(cpu_scores[i], gpu_scores[i]));
+    }
+  }
 }
 
 TEST_CASE("Matcher: thresholds and low-quality matches, and sampler counts") {

@@ -183,10 +183,16 @@ void eval_stages(const std::string& model) {
                                                                    feature_sizes);
   expect_boxes("anchors", anchors, stored(p + "anchors"));
   const auto [proposals, proposal_scores] = net->rpn->filter_proposals(stored_objectness, stored_deltas, stored(p + "anchors"), sizes);
+  // The GPU's selection (per image and level NMS in top-k order, invalid candidates excluded), run
+  // on the CPU: torchvision's proposals too.
+  net->rpn->use_in_order_nms(true);
+  const auto in_order_proposals = net->rpn->filter_proposals(stored_objectness, stored_deltas, stored(p + "anchors"), sizes).first;
+  net->rpn->use_in_order_nms(false);
   std::vector<Tensor> stored_proposals;
   for (int i = 0; i < 2; ++i) {
     stored_proposals.push_back(stored(p + "proposals." + std::to_string(i)));
     expect_box_set("proposals." + std::to_string(i), proposals[i], stored_proposals.back());
+    expect_box_set("in-order NMS proposals." + std::to_string(i), in_order_proposals[i], stored_proposals.back());
   }
 
   // Box head on the stored proposals, then postprocess_detections on the stored head outputs.

@@ -1,5 +1,7 @@
 // box_area, box_iou, nms, batched_nms: hand-computed cases, torchvision's tie and threshold rules,
 // the greedy invariants on random boxes, and agreement of batched_nms's two strategies.
+#include <algorithm>
+#include <cmath>
 #include <set>
 
 #include "ops/boxes.h"
@@ -24,8 +26,9 @@ void random_boxes(int64_t n, uint64_t seed, Tensor& boxes, Tensor& scores) {
 }
 
 // The GPU's bitmask NMS (cuda/boxes.cu) replayed on the CPU with its own bodies: a mask word per
-// (box, later column block), then the reduction block by block. Returns kept positions in visiting order.
-std::vector<int64_t> bitmask_nms(const std::vector<double>& visited_boxes, double threshold) {
+// (box, later column block), then the reduction block by block, boxes whose `valid` entry is 0 (if
+// given) removed from the start. Returns kept positions in visiting order.
+std::vector<int64_t> bitmask_nms(const std::vector<double>& visited_boxes, double threshold, const std::vector<uint8_t>& valid = {}) {
   const int64_t n = static_cast<int64_t>(visited_boxes.size() / 4), blocks = nms_column_blocks(n);
   std::vector<uint64_t> mask(static_cast<size_t>(n * blocks), 0);
   for (int64_t i = 0; i < n; ++i)
@@ -34,6 +37,7 @@ std::vector<int64_t> bitmask_nms(const std::vector<double>& visited_boxes, doubl
                                                  c == i / kNmsBlock ? i % kNmsBlock + 1 : 0,
                                                  std::min<int64_t>(kNmsBlock, n - c * kNmsBlock), threshold);
   std::vector<uint64_t> removed(static_cast<size_t>(blocks), 0);
+  for (int64_t w = 0; w < blocks; ++w) removed[w] = nms_excluded_bits(valid.empty() ? nullptr : valid.data(), nullptr, 0, n, w);
   std::vector<int64_t> keep;
   for (int64_t block = 0; block < blocks; ++block) {
     const int64_t base = block * kNmsBlock, size = std::min<int64_t>(kNmsBlock, n - base);
@@ -114,6 +118,36 @@ TEST_CASE("nms: the GPU's bitmask bodies, replayed on the CPU, keep the greedy N
   }
 }
 
+TEST_CASE("nms: the GPU's bitmask bodies with excluded boxes keep the greedy NMS's boxes among the rest") {
+  for (const int64_t n : {1, 64, 65, 300, 1000}) {
+    Tensor b, s;
+    random_boxes(n, 950 + static_cast<uint64_t>(n), b, s);
+    const auto box = test::values(b);
+    std::vector<uint8_t> valid(static_cast<size_t>(n));
+    Generator g(960 + static_cast<uint64_t>(n));
+    const auto u = test::values(rand({n}, kFloat64, kCPU, &g));
+    for (int64_t i = 0; i < n; ++i) valid[i] = u[i] < 0.7;
+    valid[0] = n == 1 ? 0 : valid[0];  // one box, excluded: nothing kept
+    // Rows in visiting order (as per-level top-k leaves them); the reference runs on the valid rows only.
+    std::vector<double> valid_boxes;
+    std::vector<int64_t> valid_rows;
+    for (int64_t i = 0; i < n; ++i)
+      if (valid[i]) valid_boxes.insert(valid_boxes.end(), box.begin() + 4 * i, box.begin() + 4 * i + 4), valid_rows.push_back(i);
+    for (const double threshold : {0.0, 0.5}) {
+      CAPTURE(n);
+      CAPTURE(threshold);
+      std::vector<int64_t> expected;
+      if (!valid_rows.empty()) {
+        const int64_t m = static_cast<int64_t>(valid_rows.size());
+        const Tensor descending = ops::neg(from_vector(std::vector<double>(valid_rows.begin(), valid_rows.end()), {m}));
+        for (const int64_t k : indices(ops::nms(from_vector(valid_boxes, {m, 4}), descending, threshold))) expected.push_back(valid_rows[k]);
+      }
+      CHECK(bitmask_nms(box, threshold, valid) == expected);
+      if (n == 1) CHECK(expected.empty());
+    }
+  }
+}
+
 TEST_CASE("batched_nms: categories never suppress each other, both strategies agree") {
   const Tensor b = boxes_of({0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4});
   const Tensor s = from_vector<double>({0.5, 0.9, 0.7}, {3});
@@ -185,6 +219,131 @@ TEST_CASE("batched_nms_each: equals one batched_nms per problem, both strategies
                                                problems[3].idxs}},
                                 0.5, kCPU);
         }) == "batched_nms: every problem's boxes must be float32, got float64");
+}
+
+TEST_CASE("decode_proposals: anchors by level, decode, clip, sigmoid, the size and score rule") {
+  // Six anchors: the first level numbers 0-3, the second 4-5. Two images, two columns of the first
+  // level and one of the second.
+  const Tensor anchors = from_vector<float>({0, 0, 10, 10, 10, 10, 30, 30, 5, 5, 6, 6, 0, 0, 100, 100, 20, 20, 40, 40, 50, 50, 90, 70}, {6, 4});
+  std::vector<float> delta_rows(2 * 6 * 4, 0.0f);
+  auto set_delta = [&](int64_t image, int64_t anchor, std::vector<float> d) {
+    std::copy(d.begin(), d.end(), delta_rows.begin() + 4 * (image * 6 + anchor));
+  };
+  set_delta(0, 0, {0.1f, -0.2f, std::log(2.0f), 0.0f});
+  set_delta(1, 2, {0.0f, 0.0f, -10.0f, 0.0f});
+  set_delta(1, 4, {0.0f, 0.0f, 10.0f, 10.0f});  // clamped to log(1000 / 16)
+  const Tensor deltas = from_vector(delta_rows, {12, 4});
+  const Tensor logits = from_vector<float>({2, 1, 0, -1, 3, -3}, {2, 3});
+  const Tensor within = from_vector<int64_t>({1, 0, 1, 2, 3, 0}, {2, 3});
+  const std::vector<ops::ProposalLevel> levels{{2, 0}, {1, 4}};
+  const std::vector<std::pair<int64_t, int64_t>> sizes{{50, 60}, {30, 40}};
+  ProposalRule rule;
+  rule.score_thresh = 0.05f;
+  const auto c = ops::decode_proposals(anchors, deltas, logits, within, levels, sizes, rule);
+  REQUIRE(c.boxes.sizes() == Shape{6, 4});
+  const std::vector<double> expected_boxes{
+      10, 10, 30, 30,  // image 0: anchor 1 unchanged
+      0,  0,  16, 8,   // anchor 0 moved by (1, -2), twice as wide: (-4, -2, 16, 8) clipped
+      50, 50, 60, 50,  // second level: anchor 4 + 1 clipped to 60 x 50, zero height
+      5.5 - 0.5 * std::exp(-10.0), 5, 5.5 + 0.5 * std::exp(-10.0), 6,  // image 1: anchor 2 shrunk to exp(-10) wide
+      0,  0,  40, 30,  // anchor 3 clipped to 40 x 30
+      0,  0,  40, 30};  // anchor 4 blown up 62.5 times, clipped
+  const auto boxes = test::values(c.boxes);
+  for (size_t i = 0; i < boxes.size(); ++i) CHECK(boxes[i] == doctest::Approx(expected_boxes[i]).epsilon(1e-6));
+  const auto scores = test::values(c.scores);
+  const std::vector<double> logit{2, 1, 0, -1, 3, -3};
+  for (size_t i = 0; i < scores.size(); ++i) CHECK(scores[i] == doctest::Approx(1.0 / (1.0 + std::exp(-logit[i]))).epsilon(1e-6));
+  // Zero height, 4.5e-5 wide (under 1e-3), and a score of 0.047 under the 0.05 threshold are out.
+  CHECK(to_vector<uint8_t>(c.valid) == std::vector<uint8_t>{1, 1, 0, 0, 1, 0});
+
+  CHECK(test::error_of([&] { ops::decode_proposals(anchors, deltas, logits, from_vector<int64_t>({1, 0, 2, 2, 3, 0}, {2, 3}), levels, sizes, rule); }) ==
+        "decode_proposals: candidate 2 picks anchor 6 of 6");
+  CHECK(test::error_of([&] { ops::decode_proposals(anchors, deltas, logits, within, {{2, 0}}, sizes, rule); }) ==
+        "decode_proposals: the levels take 2 columns, the logits have 3");
+  CHECK(test::error_of([&] { ops::decode_proposals(anchors, ops::narrow(deltas, 0, 0, 6), logits, within, levels, sizes, rule); }) ==
+        "decode_proposals: deltas must be float32 [12, 4] (one row per image and anchor), got [6, 4]");
+  const auto none = ops::decode_proposals(anchors, deltas, empty({2, 0}), empty({2, 0}, kInt64), {{0, 0}}, sizes, rule);
+  CHECK(none.boxes.sizes() == Shape{0, 4});
+}
+
+TEST_CASE("nms_in_order: greedy NMS over each segment's valid rows, in row order") {
+  Tensor b, s;
+  random_boxes(700, 970, b, s);
+  Generator g(971);
+  const Tensor valid = ops::lt(rand({700}, kFloat64, kCPU, &g), 0.8);
+  const auto take = to_vector<uint8_t>(valid);
+  const std::vector<int64_t> offsets{0, 250, 250, 700};
+  for (const DType dt : {kFloat64, kFloat32}) {
+    const Tensor boxes = ops::to(b, dt);
+    const auto kept = ops::nms_in_order(boxes, valid, offsets, 0.5);
+    REQUIRE(kept.size() == 3);
+    CHECK(kept[1].empty());
+    for (size_t seg = 0; seg < 3; ++seg) {
+      std::vector<int64_t> rows;
+      for (int64_t r = offsets[seg]; r < offsets[seg + 1]; ++r)
+        if (take[r]) rows.push_back(r);
+      std::vector<int64_t> expected;
+      if (!rows.empty()) {
+        const Tensor idx = from_vector(rows, {static_cast<int64_t>(rows.size())});
+        const Tensor row_order = ops::neg(ops::to(idx, dt));  // visiting order = row order
+        for (const int64_t k : indices(ops::nms(ops::index_select(boxes, 0, idx), row_order, 0.5))) expected.push_back(rows[k]);
+        std::sort(expected.begin(), expected.end());
+      }
+      CAPTURE(seg);
+      CHECK(kept[seg] == expected);
+      if (seg == 2) CHECK(expected.size() < rows.size());  // suppression happened
+    }
+  }
+  CHECK(test::error_of([&] { ops::nms_in_order(b, valid, {0, 300}, 0.5); }) == "nms_in_order: segment offsets must run from 0 to 700");
+  CHECK(test::error_of([&] { ops::nms_in_order(b, ops::narrow(valid, 0, 0, 5), {0, 700}, 0.5); }) ==
+        "nms_in_order: valid must be a bool vector of 700 elements (one per box)");
+}
+
+TEST_CASE("cuda: decode_proposals and nms_in_order match the CPU bit for bit") {
+  if (test::setup_cuda_or_skip("proposal decoding and in-order NMS on CUDA")) return;
+  // Two images, three levels of top-k columns (1500, 400, 100) over 6000 anchors; deltas wide
+  // enough that some boxes clip, shrink below the minimum size, or hit the dw clamp.
+  Generator g(980);
+  const int64_t images = 2, anchor_count = 6000;
+  const Tensor corner = ops::mul(rand({anchor_count, 2}, kFloat32, kCPU, &g), 180.0f);
+  const Tensor side = ops::add(ops::mul(rand({anchor_count, 2}, kFloat32, kCPU, &g), 60.0f), 2.0f);
+  const Tensor anchors = ops::contiguous(ops::cat({corner, ops::add(corner, side)}, 1));
+  const Tensor deltas = ops::mul(randn({images * anchor_count, 4}, kFloat32, kCPU, &g), 2.0f);
+  const std::vector<ops::ProposalLevel> levels{{1500, 0}, {400, 4000}, {100, 5500}};
+  std::vector<int64_t> within_rows;
+  for (int64_t i = 0; i < images; ++i)
+    for (const auto& [columns, first] : std::vector<std::pair<int64_t, int64_t>>{{1500, 4000}, {400, 1500}, {100, 500}})
+      for (int64_t j = 0; j < columns; ++j) within_rows.push_back((j * 7919 + i * 13) % first);
+  const Tensor within = from_vector(within_rows, {images, 2000});
+  const Tensor logits = ops::mul(randn({images, 2000}, kFloat32, kCPU, &g), 4.0f);
+  const std::vector<std::pair<int64_t, int64_t>> sizes{{200, 180}, {150, 200}};
+  ProposalRule rule;
+  rule.min_size = 1.0f;
+  rule.score_thresh = 0.01f;
+  const auto on_cpu = ops::decode_proposals(anchors, deltas, logits, within, levels, sizes, rule);
+  const Device gpu = test::gpu();
+  const auto on_gpu = ops::decode_proposals(ops::to(anchors, gpu), ops::to(deltas, gpu), ops::to(logits, gpu), ops::to(within, gpu),
+                                            levels, sizes, rule);
+  CHECK(on_gpu.boxes.device() == gpu);
+  CHECK(test::bitwise_equal(on_cpu.boxes, ops::to(on_gpu.boxes, kCPU)));
+  CHECK(test::bitwise_equal(on_cpu.scores, ops::to(on_gpu.scores, kCPU)));
+  CHECK(test::bitwise_equal(on_cpu.valid, ops::to(on_gpu.valid, kCPU)));
+  const auto valid = to_vector<uint8_t>(on_cpu.valid);
+  const int64_t valid_count = std::count(valid.begin(), valid.end(), uint8_t{1});
+  CHECK(valid_count > 1000);  // the rule keeps some and drops many: 2061 of 4000 on the CPU
+  CHECK(valid_count < 3000);
+  // Per image and level segments, as the RPN cuts them.
+  std::vector<int64_t> offsets{0};
+  for (int64_t i = 0; i < images; ++i)
+    for (const auto& level : levels) offsets.push_back(offsets.back() + level.columns);
+  for (const double threshold : {0.3, 0.7}) {
+    CAPTURE(threshold);
+    const auto kept_cpu = ops::nms_in_order(on_cpu.boxes, on_cpu.valid, offsets, threshold);
+    const auto kept_gpu = ops::nms_in_order(on_gpu.boxes, on_gpu.valid, offsets, threshold);
+    CHECK(kept_cpu == kept_gpu);
+    CHECK(kept_cpu[0].size() > 100);
+  }
+  CHECK(ops::nms_in_order(zeros({0, 4}, kFloat32, gpu), zeros({0}, kBool, gpu), {0, 0}, 0.5).front().empty());
 }
 
 TEST_CASE("boxes: error messages") {
