@@ -150,7 +150,8 @@ typename Call<D>::Perf search(cudnnHandle_t h, const Descriptors& searched, cons
 // shape with the batch rounded up to a power of two (search_batch): the mask head's batch is the
 // number of RoIs, different at nearly every step, and a search per distinct count would cost more
 // than the convolutions. The bucket's algorithm is checked against the exact shape by asking for its
-// workspace; should cuDNN refuse it there (or want more than the limit), the exact shape is searched.
+// workspace; should cuDNN refuse it there (or want more than the limit, where it fitted at the
+// bucket: keep_bucket_algorithm), the exact shape is searched.
 // Both maps are per process.
 template <Direction D>
 typename Call<D>::Perf plan(cudnnHandle_t h, const ConvShape& s, DType dtype, const Descriptors& d) {
@@ -171,7 +172,8 @@ typename Call<D>::Perf plan(cudnnHandle_t h, const ConvShape& s, DType dtype, co
   Perf perf = found->second;
   MRCNN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, perf.mathType));
   size_t bytes = 0;
-  if (Call<D>::workspace(h, d, perf, &bytes) == CUDNN_STATUS_SUCCESS && bytes <= workspace_limit.load()) perf.memory = bytes;
+  const bool usable = Call<D>::workspace(h, d, perf, &bytes) == CUDNN_STATUS_SUCCESS;
+  if (keep_bucket_algorithm(usable, bytes, found->second.memory, workspace_limit.load())) perf.memory = bytes;
   else perf = search<D>(h, d, key);
   by_shape.emplace(key, perf);
   return perf;

@@ -48,6 +48,14 @@ inline int choose_algorithm(const std::vector<AlgorithmCandidate>& candidates, b
   return fastest_fitting >= 0 ? fastest_fitting : smallest;
 }
 
+// Whether an exact shape keeps its batch bucket's algorithm (else cuDNN searches the exact shape):
+// when cuDNN accepts it there and its workspace fits the limit, or when it did not fit even at the
+// bucket (the limit is below every algorithm's need there, so the least-hungry one was taken; a
+// search per exact shape, one per new RoI count of the mask head, would end the same way).
+inline bool keep_bucket_algorithm(bool usable_at_exact_shape, size_t exact_bytes, size_t bucket_bytes, size_t limit_bytes) {
+  return usable_at_exact_shape && (exact_bytes <= limit_bytes || bucket_bytes > limit_bytes);
+}
+
 // The most workspace one convolution may take (`mrcnn --cudnn-workspace-limit`); by default none, so
 // cuDNN's fastest algorithm is used whatever it needs. Algorithms already chosen for a shape are
 // kept per limit: changing it chooses afresh.

@@ -315,6 +315,13 @@ TEST_CASE("conv2d: on CUDA the algorithm is the fastest allowed within the works
   CHECK(cuda::choose_algorithm({{true, false, 30}, {true, false, 20}, {true, false, 20}}, false, 0) == 1);
   CHECK(cuda::choose_algorithm({{false, false, 0}, {true, true, 0}}, false, none) == -1);
   CHECK(cuda::choose_algorithm({}, true, none) == -1);
+  // An exact shape keeps its batch bucket's algorithm when cuDNN takes it there within the limit, or
+  // when it exceeded the limit at the bucket already (no search per exact shape then); else it searches.
+  CHECK(cuda::keep_bucket_algorithm(true, 100, 120, none));
+  CHECK(cuda::keep_bucket_algorithm(true, 100, 90, 100));    // fits, the limit inclusive
+  CHECK(!cuda::keep_bucket_algorithm(true, 101, 90, 100));   // fitted at the bucket, not here: search
+  CHECK(cuda::keep_bucket_algorithm(true, 300, 200, 100));   // nothing fitted at the bucket: keep
+  CHECK(!cuda::keep_bucket_algorithm(false, 0, 0, none));    // refused at the exact shape: search
   // Without CUDA the limit is inert; with it, set and read back (it ends unlimited, as it began).
   if (cuda::built_with_cuda()) {
     cuda::set_conv_workspace_limit(size_t(64) << 20);
