@@ -187,7 +187,13 @@ void eval_stages(const std::string& model) {
   // on the CPU: torchvision's proposals too.
   net->rpn->use_in_order_nms(true);
   const auto in_order_proposals = net->rpn->filter_proposals(stored_objectness, stored_deltas, stored(p + "anchors"), sizes).first;
+  // Train mode (2000 per level) too: the GPU's selection equals the CPU's, which the device test relies on.
+  net->rpn->train();
+  const auto in_order_train = net->rpn->filter_proposals(stored_objectness, stored_deltas, stored(p + "anchors"), sizes).first;
   net->rpn->use_in_order_nms(false);
+  const auto train_proposals = net->rpn->filter_proposals(stored_objectness, stored_deltas, stored(p + "anchors"), sizes).first;
+  net->rpn->eval();
+  for (int i = 0; i < 2; ++i) CHECK(test::bitwise_equal(in_order_train[i], train_proposals[i]));
   std::vector<Tensor> stored_proposals;
   for (int i = 0; i < 2; ++i) {
     stored_proposals.push_back(stored(p + "proposals." + std::to_string(i)));
