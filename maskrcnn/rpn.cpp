@@ -237,6 +237,7 @@ std::pair<Tensor, Tensor> RegionProposalNetwork::loss_from_flat(const Tensor& fl
 
 RPNOutput RegionProposalNetwork::forward(const ImageList& images, const std::vector<Tensor>& features,
                                          const std::vector<Target>* targets) {
+  check(!features.empty(), "RPN: no feature maps");
   RPNOutput out;
   {
     const Stage stage("rpn head");

@@ -93,6 +93,10 @@ TEST_CASE("RPN: the GPU's in-order NMS keeps batched_nms's proposals, bit for bi
       CHECK(*std::max_element(b.begin(), b.end()) <= 128.0f);
     }
   }
+  ImageList images;
+  images.tensors = zeros({1, 1, 128, 128});
+  images.image_sizes = {{128, 128}};
+  CHECK(test::error_of([&] { rpn.forward(images, {}, nullptr); }) == "RPN: no feature maps");
 }
 
 TEST_CASE("cuda: RPN proposals on the GPU equal the CPU's bit for bit") {
