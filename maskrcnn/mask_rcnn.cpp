@@ -28,9 +28,10 @@ MaskRCNNOutput MaskRCNN::forward(const std::vector<Tensor>& images, const std::v
                                     is_training() ? &transform_generator_ : nullptr, device());
   }
   const std::vector<Target>* stage_targets = targets ? &resized_targets : nullptr;
-  // On a GPU the dense stages (backbone, FPN, heads, RoIAlign) run on the device; images and targets
-  // arrive on the host, and the index work (anchors, matching, sampling, NMS) and the losses stay
-  // there, joined to the device through differentiable copies (see rpn.cpp and roi_heads.cpp).
+  // On a GPU the dense stages (backbone, FPN, heads, RoIAlign), the RPN's proposal selection and the
+  // losses run on the device; images and targets arrive on the host, where the index work that needs
+  // only anchors, proposals and ground truth (matching, sampling) stays, its images side by side on
+  // the threads; only sampled indices and targets go up (see rpn.cpp and roi_heads.cpp).
   {
     const Stage stage("backbone + FPN");
     out.features = backbone->forward(out.images.tensors);

@@ -2,7 +2,11 @@
 #include "maskrcnn/matcher.h"
 
 #include <algorithm>
+#include <exception>
 #include <numeric>
+
+#include "autograd/node.h"
+#include "tensor/parallel.h"
 
 namespace mrcnn::detection {
 
@@ -42,10 +46,14 @@ std::vector<int64_t> Matcher::operator()(const Tensor& match_quality) const {
 }
 
 namespace {
-// k of `candidates` chosen uniformly: the candidates ordered by a random key each, first k taken.
+// Whether choosing k of n candidates draws random keys: only when fewer than all are wanted.
+bool choice_draws(int64_t k, int64_t n) { return k < n; }
+
+// k of `candidates` chosen uniformly: the candidates ordered by a random key each (float64, which
+// skip_draws relies on), first k taken.
 std::vector<int64_t> choose(const std::vector<int64_t>& candidates, int64_t k, Generator& generator) {
   const int64_t n = static_cast<int64_t>(candidates.size());
-  if (k >= n) return candidates;
+  if (!choice_draws(k, n)) return candidates;
   const std::vector<double> keys = to_vector<double>(rand({n}, kFloat64, kCPU, &generator));
   std::vector<int64_t> order(static_cast<size_t>(n));
   std::iota(order.begin(), order.end(), 0);
@@ -65,13 +73,41 @@ BalancedPositiveNegativeSampler::Masks BalancedPositiveNegativeSampler::operator
     if (labels[i] >= 1) positive.push_back(static_cast<int64_t>(i));
     else if (labels[i] == 0) negative.push_back(static_cast<int64_t>(i));
   }
-  const int64_t num_pos = std::min<int64_t>(static_cast<int64_t>(positive.size()),
-                                            static_cast<int64_t>(batch_size_ * positive_fraction_));
-  const int64_t num_neg = std::min<int64_t>(static_cast<int64_t>(negative.size()), batch_size_ - num_pos);
+  const auto [num_pos, num_neg] = counts(static_cast<int64_t>(positive.size()), static_cast<int64_t>(negative.size()));
   Masks masks{std::vector<uint8_t>(labels.size(), 0), std::vector<uint8_t>(labels.size(), 0)};
   for (int64_t i : choose(positive, num_pos, generator)) masks.positive[i] = 1;
   for (int64_t i : choose(negative, num_neg, generator)) masks.negative[i] = 1;
   return masks;
+}
+
+std::pair<int64_t, int64_t> BalancedPositiveNegativeSampler::counts(int64_t positives, int64_t negatives) const {
+  const int64_t num_pos = std::min<int64_t>(positives, static_cast<int64_t>(batch_size_ * positive_fraction_));
+  return {num_pos, std::min<int64_t>(negatives, batch_size_ - num_pos)};
+}
+
+void BalancedPositiveNegativeSampler::skip_draws(const std::vector<int64_t>& labels, Generator& generator) const {
+  int64_t positives = 0, negatives = 0;
+  for (const int64_t label : labels) positives += label >= 1, negatives += label == 0;
+  const auto [num_pos, num_neg] = counts(positives, negatives);
+  // choose() draws one float64 key per candidate, positives first.
+  if (choice_draws(num_pos, positives)) generator.reserve(rand_blocks(positives, kFloat64));
+  if (choice_draws(num_neg, negatives)) generator.reserve(rand_blocks(negatives, kFloat64));
+}
+
+void for_each_image_in_parallel(int64_t n, const std::function<void(int64_t)>& body) {
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(std::max<int64_t>(n, 0)));
+  parallel_for(0, n, 1, [&](int64_t first, int64_t last) {
+    autograd::NoGradGuard no_grad;  // grad mode is per thread
+    for (int64_t i = first; i < last; ++i) {
+      try {
+        body(i);
+      } catch (...) {
+        errors[static_cast<size_t>(i)] = std::current_exception();
+      }
+    }
+  });
+  for (const std::exception_ptr& error : errors)
+    if (error) std::rethrow_exception(error);
 }
 
 }  // namespace mrcnn::detection

@@ -1,6 +1,8 @@
 // Matcher and BalancedPositiveNegativeSampler (torchvision.models.detection._utils): which ground-truth
 // box each anchor/proposal belongs to, and which of them the loss looks at. Index work, no gradient.
 #pragma once
+#include <functional>
+#include <utility>
 #include <vector>
 
 #include "tensor/random.h"
@@ -34,10 +36,20 @@ class BalancedPositiveNegativeSampler {
     std::vector<uint8_t> positive, negative;
   };
   Masks operator()(const std::vector<int64_t>& labels, Generator& generator) const;
+  // Moves `generator` past what operator() would draw for these labels, drawing nothing. Images can
+  // then sample side by side with the bits of sampling one after another: each image takes a copy of
+  // the generator, then skips its own draws on the original, in image order.
+  void skip_draws(const std::vector<int64_t>& labels, Generator& generator) const;
 
  private:
+  // How many positives and negatives a batch takes from the ones available.
+  std::pair<int64_t, int64_t> counts(int64_t positives, int64_t negatives) const;
   int64_t batch_size_;
   double positive_fraction_;
 };
+
+// Runs body(i) for each image i in [0, n) side by side on the threads, gradients off. An error must
+// not leave an OpenMP region: the first (lowest i) is rethrown here once every image has run.
+void for_each_image_in_parallel(int64_t n, const std::function<void(int64_t)>& body);
 
 }  // namespace mrcnn::detection

@@ -43,37 +43,62 @@ TrainingSamples RoIHeads::select_training_samples(const std::vector<Tensor>& pro
                                                   const std::vector<Target>& targets) {
   autograd::NoGradGuard no_grad;
   check(proposals.size() == targets.size(), "RoIHeads: ", proposals.size(), " proposal sets for ", targets.size(), " targets");
-  TrainingSamples samples;
-  for (size_t image = 0; image < proposals.size(); ++image) {
-    const Target& target = targets[image];
+  for (const Target& target : targets)
     check(target.boxes.dtype() == kFloat32 && target.labels.dtype() == kInt64,
           "RoIHeads: target boxes must be float32 and labels int64");
+  const int64_t images = static_cast<int64_t>(proposals.size());
+  struct PerImage {
+    Tensor candidates;
+    std::vector<int64_t> matched, labels;
+  };
+  std::vector<PerImage> per_image(static_cast<size_t>(images));
+  // Images side by side: on a GPU this host work sits between the proposals and the box head.
+  for_each_image_in_parallel(images, [&](int64_t image) {
+    const Target& target = targets[image];
+    PerImage& p = per_image[image];
     // add_gt_proposals: the gt boxes join the candidates, so every gt has a perfect match.
-    const Tensor candidates = ops::contiguous(ops::cat({proposals[image].detach(), target.boxes}, 0));
-    const int64_t n = candidates.size(0);
-    std::vector<int64_t> matched(static_cast<size_t>(n), 0), labels(static_cast<size_t>(n), 0);
+    p.candidates = ops::contiguous(ops::cat({proposals[image].detach(), target.boxes}, 0));
+    const int64_t n = p.candidates.size(0);
+    p.matched.assign(static_cast<size_t>(n), 0);
+    p.labels.assign(static_cast<size_t>(n), 0);
     if (target.boxes.size(0) > 0) {
-      const auto matches = matcher_(ops::box_iou(target.boxes, candidates));
+      const auto matches = matcher_(ops::box_iou(target.boxes, p.candidates));
       const auto gt_labels = to_vector<int64_t>(target.labels);
       for (int64_t i = 0; i < n; ++i) {
-        matched[i] = std::max<int64_t>(matches[i], 0);
-        labels[i] = matches[i] == Matcher::kBelowLowThreshold ? 0
-                    : matches[i] == Matcher::kBetweenThresholds ? -1
-                                                                : gt_labels[matched[i]];
+        p.matched[i] = std::max<int64_t>(matches[i], 0);
+        p.labels[i] = matches[i] == Matcher::kBelowLowThreshold ? 0
+                      : matches[i] == Matcher::kBetweenThresholds ? -1
+                                                                  : gt_labels[p.matched[i]];
       }
     }
-    const auto masks = sampler_(labels, generator_);
-    std::vector<int64_t> keep, kept_matched, kept_labels;
-    for (int64_t i = 0; i < n; ++i)
-      if (masks.positive[i] || masks.negative[i]) keep.push_back(i), kept_matched.push_back(matched[i]), kept_labels.push_back(labels[i]);
-    const Tensor sampled = ops::contiguous(ops::index_select(candidates, 0, index_tensor(keep)));
-    const Tensor gt_boxes = target.boxes.size(0) > 0 ? target.boxes : zeros({1, 4});
-    const Tensor matched_gt = ops::contiguous(ops::index_select(gt_boxes, 0, index_tensor(kept_matched)));
-    samples.proposals.push_back(sampled);
-    samples.matched_idxs.push_back(index_tensor(kept_matched));
-    samples.labels.push_back(index_tensor(kept_labels));
-    samples.regression_targets.push_back(box_coder_.encode(matched_gt, sampled));
+  });
+  // Each image draws from a copy of the generator taken where sampling one image after another would
+  // have left it (the same bits, whatever the thread count).
+  std::vector<Generator> draws;
+  for (const PerImage& p : per_image) {
+    draws.push_back(generator_);
+    sampler_.skip_draws(p.labels, generator_);
   }
+  TrainingSamples samples;
+  samples.proposals.resize(static_cast<size_t>(images));
+  samples.matched_idxs.resize(static_cast<size_t>(images));
+  samples.labels.resize(static_cast<size_t>(images));
+  samples.regression_targets.resize(static_cast<size_t>(images));
+  for_each_image_in_parallel(images, [&](int64_t image) {
+    const PerImage& p = per_image[image];
+    const auto masks = sampler_(p.labels, draws[image]);
+    std::vector<int64_t> keep, kept_matched, kept_labels;
+    for (int64_t i = 0, n = p.candidates.size(0); i < n; ++i)
+      if (masks.positive[i] || masks.negative[i]) keep.push_back(i), kept_matched.push_back(p.matched[i]), kept_labels.push_back(p.labels[i]);
+    const Tensor sampled = ops::contiguous(ops::index_select(p.candidates, 0, index_tensor(keep)));
+    const Tensor& gt = targets[image].boxes;
+    const Tensor gt_boxes = gt.size(0) > 0 ? gt : zeros({1, 4});
+    const Tensor matched_gt = ops::contiguous(ops::index_select(gt_boxes, 0, index_tensor(kept_matched)));
+    samples.proposals[image] = sampled;
+    samples.matched_idxs[image] = index_tensor(kept_matched);
+    samples.labels[image] = index_tensor(kept_labels);
+    samples.regression_targets[image] = box_coder_.encode(matched_gt, sampled);
+  });
   return samples;
 }
 

@@ -79,11 +79,11 @@ Tensor rand(const Shape& sizes, DType dtype, Device device, Generator* generator
   return dispatch_floating(dtype, "rand", [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_same_v<T, float>) {
-      return generate<T>(sizes, dtype, device, generator, 4, [](const std::array<uint32_t, 4>& w, double* v) {
+      return generate<T>(sizes, dtype, device, generator, rand_values_per_block(kFloat32), [](const std::array<uint32_t, 4>& w, double* v) {
         for (int k = 0; k < 4; ++k) v[k] = uniform24(w[k]);
       });
     } else {
-      return generate<T>(sizes, dtype, device, generator, 2, [](const std::array<uint32_t, 4>& w, double* v) {
+      return generate<T>(sizes, dtype, device, generator, rand_values_per_block(kFloat64), [](const std::array<uint32_t, 4>& w, double* v) {
         v[0] = uniform53(w[0], w[1]);
         v[1] = uniform53(w[2], w[3]);
       });
@@ -95,12 +95,12 @@ Tensor randn(const Shape& sizes, DType dtype, Device device, Generator* generato
   return dispatch_floating(dtype, "randn", [&](auto tag) {
     using T = decltype(tag);
     if constexpr (std::is_same_v<T, float>) {
-      return generate<T>(sizes, dtype, device, generator, 4, [](const std::array<uint32_t, 4>& w, double* v) {
+      return generate<T>(sizes, dtype, device, generator, rand_values_per_block(kFloat32), [](const std::array<uint32_t, 4>& w, double* v) {
         box_muller(uniform24(w[0]), uniform24(w[1]), v[0], v[1]);
         box_muller(uniform24(w[2]), uniform24(w[3]), v[2], v[3]);
       });
     } else {
-      return generate<T>(sizes, dtype, device, generator, 2, [](const std::array<uint32_t, 4>& w, double* v) {
+      return generate<T>(sizes, dtype, device, generator, rand_values_per_block(kFloat64), [](const std::array<uint32_t, 4>& w, double* v) {
         box_muller(uniform53(w[0], w[1]), uniform53(w[2], w[3]), v[0], v[1]);
       });
     }

@@ -27,6 +27,14 @@ class Generator {
 Generator& default_generator();
 void manual_seed(uint64_t seed);
 
+// Values rand and randn make from one Philox block (4 float32 or 2 float64), and so the blocks a call
+// for n values reserves from its generator: a caller can skip what a call would draw, to make that
+// call elsewhere from a copy of the generator.
+constexpr int rand_values_per_block(DType dtype) { return dtype == kFloat32 ? 4 : 2; }
+inline uint64_t rand_blocks(int64_t n, DType dtype) {
+  return static_cast<uint64_t>((n + rand_values_per_block(dtype) - 1) / rand_values_per_block(dtype));
+}
+
 // U[0, 1) and N(0, 1); `generator` null means the default generator.
 Tensor rand(const Shape& sizes, DType dtype = kFloat32, Device device = kCPU, Generator* generator = nullptr);
 Tensor randn(const Shape& sizes, DType dtype = kFloat32, Device device = kCPU, Generator* generator = nullptr);

@@ -2,6 +2,7 @@
 // on real data; these pin the rules one by one), and the overfit test: the model can learn.
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "maskrcnn/anchor_generator.h"
 #include "maskrcnn/box_coder.h"
@@ -9,6 +10,7 @@
 #include "maskrcnn/matcher.h"
 #include "maskrcnn/poolers.h"
 #include "maskrcnn/profile.h"
+#include "maskrcnn/roi_heads.h"
 #include "maskrcnn/rpn.h"
 #include "nn/optim.h"
 #include "tensor/storage.h"
@@ -68,6 +70,92 @@ RpnInputs random_rpn_inputs(const RegionProposalNetwork& rpn, uint64_t seed) {
 }
 
 }  // namespace
+
+namespace {
+
+// Three images' ground truth: two boxes, none, one.
+std::vector<Target> three_targets() {
+  auto target = [](std::vector<float> boxes) {
+    const int64_t n = static_cast<int64_t>(boxes.size() / 4);
+    return Target{from_vector(boxes, {n, 4}), from_vector(std::vector<int64_t>(static_cast<size_t>(n), 1), {n}), Tensor()};
+  };
+  return {target({10, 12, 60, 70, 70, 20, 120, 50}), target({}), target({30, 30, 90, 100})};
+}
+
+}  // namespace
+
+TEST_CASE("RPN and RoI sampling: images side by side give one-after-another's samples and generator state") {
+  const Config config = test::small_maskrcnn_config(128, 128);
+  RegionProposalNetwork rpn(config);
+  const Tensor anchors = random_rpn_inputs(rpn, 33).anchors;
+  const std::vector<Target> targets = three_targets();
+  const Generator before = rpn.generator();
+  const auto sampled = rpn.sample_targets(anchors, targets);
+  // One image after another, with the public matcher and sampler.
+  const Matcher matcher(config.rpn_fg_iou_thresh, config.rpn_bg_iou_thresh, true);
+  const BalancedPositiveNegativeSampler sampler(config.rpn_batch_size_per_image, config.rpn_positive_fraction);
+  Generator g = before;
+  std::vector<int64_t> positives, negatives;
+  const int64_t total = anchors.size(0);
+  for (int64_t image = 0; image < 3; ++image) {
+    std::vector<int64_t> labels(static_cast<size_t>(total), 0);
+    if (targets[image].boxes.size(0) > 0) {
+      const auto matches = matcher(ops::box_iou(targets[image].boxes, anchors));
+      for (int64_t i = 0; i < total; ++i) labels[i] = matches[i] >= 0 ? 1 : matches[i] == Matcher::kBelowLowThreshold ? 0 : -1;
+    }
+    const auto masks = sampler(labels, g);
+    for (int64_t i = 0; i < total; ++i) {
+      if (masks.positive[i]) positives.push_back(image * total + i);
+      if (masks.negative[i]) negatives.push_back(image * total + i);
+    }
+  }
+  CHECK(sampled.positives == static_cast<int64_t>(positives.size()));
+  CHECK(sampled.positives >= 3);  // each ground-truth box keeps at least its best anchor
+  positives.insert(positives.end(), negatives.begin(), negatives.end());
+  CHECK(sampled.sampled == positives);
+  CHECK(sampled.regression_targets.sizes() == Shape{sampled.positives, 4});
+  CHECK(rpn.generator().offset() == g.offset());
+
+  // The RoI heads: proposals per image against a sequential run of the same sampler.
+  RoIHeads heads(config);
+  Generator proposal_generator(34);
+  std::vector<Tensor> proposals;
+  for (int image = 0; image < 3; ++image) {
+    const Tensor corner = ops::mul(rand({400, 2}, kFloat32, kCPU, &proposal_generator), 90.0f);
+    const Tensor side = ops::add(ops::mul(rand({400, 2}, kFloat32, kCPU, &proposal_generator), 40.0f), 4.0f);
+    proposals.push_back(ops::contiguous(ops::cat({corner, ops::add(corner, side)}, 1)));
+  }
+  const Generator heads_before = heads.generator();
+  const TrainingSamples samples = heads.select_training_samples(proposals, targets);
+  const Matcher box_matcher(config.box_fg_iou_thresh, config.box_bg_iou_thresh, false);
+  const BalancedPositiveNegativeSampler box_sampler(config.box_batch_size_per_image, config.box_positive_fraction);
+  Generator h = heads_before;
+  for (int64_t image = 0; image < 3; ++image) {
+    CAPTURE(image);
+    const Tensor candidates = ops::cat({proposals[image], targets[image].boxes}, 0);
+    const int64_t n = candidates.size(0);
+    std::vector<int64_t> labels(static_cast<size_t>(n), 0);
+    if (targets[image].boxes.size(0) > 0) {
+      const auto matches = box_matcher(ops::box_iou(targets[image].boxes, candidates));
+      for (int64_t i = 0; i < n; ++i) labels[i] = matches[i] == Matcher::kBelowLowThreshold ? 0 : matches[i] == Matcher::kBetweenThresholds ? -1 : 1;
+    }
+    const auto masks = box_sampler(labels, h);
+    std::vector<int64_t> kept;
+    for (int64_t i = 0; i < n; ++i)
+      if (masks.positive[i] || masks.negative[i]) kept.push_back(i);
+    const Tensor expected = ops::index_select(candidates, 0, from_vector(kept, {static_cast<int64_t>(kept.size())}));
+    CHECK(test::bitwise_equal(samples.proposals[image], expected));
+    CHECK(samples.regression_targets[image].size(0) == expected.size(0));
+  }
+  CHECK(heads.generator().offset() == h.offset());
+  // A bad target in one image is one error on the calling thread.
+  std::vector<Target> bad = targets;
+  bad[1].boxes = zeros({1, 4}, kFloat64);
+  CHECK(test::error_of([&] { heads.select_training_samples(proposals, bad); }) == "RoIHeads: target boxes must be float32 and labels int64");
+  bad = targets;
+  bad[2].boxes = zeros({1, 5});
+  CHECK(test::error_of([&] { rpn.sample_targets(anchors, bad); }) == "box_iou: boxes1 must be [N, 4] rows of (x1, y1, x2, y2), got [1, 5]");
+}
 
 TEST_CASE("RPN: the GPU's in-order NMS keeps batched_nms's proposals, bit for bit, above 1000 candidates") {
   RegionProposalNetwork rpn(test::small_maskrcnn_config(128, 128));
@@ -147,6 +235,26 @@ TEST_CASE("Matcher: thresholds and low-quality matches, and sampler counts") {
   CHECK(neg == 3);
   Generator same(7);
   CHECK(sampler(labels, same).positive == masks.positive);  // seeded: reproducible
+}
+
+TEST_CASE("sampler: skip_draws moves the generator exactly as sampling does, drawing nothing") {
+  const BalancedPositiveNegativeSampler sampler(256, 0.25);
+  Generator labels_generator(11);
+  // Label mixes: few positives (only negatives drawn), many (both drawn), too few negatives to fill
+  // the batch (no negative draw), nothing but ignored ones, and an odd candidate count (half a block).
+  for (const auto& [n, positive_share, ignored_share] :
+       std::vector<std::tuple<int64_t, double, double>>{{1000, 0.01, 0.1}, {5000, 0.2, 0.1}, {300, 0.5, 0.3}, {50, 0.0, 1.0}, {777, 0.3, 0.0}}) {
+    CAPTURE(n);
+    const auto u = to_vector<double>(rand({n}, kFloat64, kCPU, &labels_generator));
+    std::vector<int64_t> labels(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) labels[i] = u[i] < positive_share ? 1 : u[i] < positive_share + ignored_share ? -1 : 0;
+    Generator sampled(5), skipped(5);
+    sampled.set_state(5, 3), skipped.set_state(5, 3);
+    sampler(labels, sampled);
+    sampler.skip_draws(labels, skipped);
+    CHECK(skipped.offset() == sampled.offset());
+    CHECK(skipped.seed() == sampled.seed());
+  }
 }
 
 TEST_CASE("MultiScaleRoIAlign: level mapper with canonical 224 px on level 4") {
