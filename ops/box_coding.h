@@ -80,18 +80,23 @@ struct ProposalColumns {
   int64_t first_anchor[kMaxProposalLevels] = {};
 };
 
-// Candidate r of N images x `columns` (row-major): its anchor is first_anchor of its column's level
-// plus within[r], its deltas row image * anchor_count + anchor; image sizes are (height, width)
-// pairs. An anchor outside [0, anchor_count) (not from top-k) gives an invalid, zero box instead of
-// reading out of bounds. Writes boxes[4r ..], scores[r] and valid[r].
+// The anchor that candidate column `column` decodes, `within` its level (top-k's index there).
+MRCNN_HD inline int64_t proposal_anchor(const ProposalColumns& levels, int64_t column, int64_t within) {
+  int level = 0;
+  while (level + 1 < levels.levels && column >= levels.end[level]) ++level;
+  return levels.first_anchor[level] + within;
+}
+
+// Candidate r of N images x `columns` (row-major): its anchor is proposal_anchor's, its deltas row
+// image * anchor_count + anchor; image sizes are (height, width) pairs. An anchor outside
+// [0, anchor_count) (not from top-k) gives an invalid, zero box instead of reading out of bounds.
+// Writes boxes[4r ..], scores[r] and valid[r].
 MRCNN_HD inline void proposal_candidate(int64_t r, int64_t columns, int64_t anchor_count, const ProposalColumns& levels,
                                         const float* anchors, const float* deltas, const float* logits, const int64_t* within,
                                         const float* image_sizes, const ProposalRule& rule, float* boxes, float* scores,
                                         uint8_t* valid) {
-  const int64_t image = r / columns, column = r % columns;
-  int level = 0;
-  while (level + 1 < levels.levels && column >= levels.end[level]) ++level;
-  const int64_t anchor = levels.first_anchor[level] + within[r];
+  const int64_t image = r / columns;
+  const int64_t anchor = proposal_anchor(levels, r % columns, within[r]);
   if (anchor < 0 || anchor >= anchor_count) {
     for (int k = 0; k < 4; ++k) boxes[4 * r + k] = 0.0f;
     scores[r] = 0.0f;

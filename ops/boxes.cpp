@@ -320,9 +320,7 @@ ProposalCandidates decode_proposals(const Tensor& anchors, const Tensor& deltas,
   // The CPU says which candidate points outside the anchors (the GPU marks it invalid instead of waiting to say so).
   const int64_t* within_data = w.data<int64_t>();
   for (int64_t r = 0; r < rows; ++r) {
-    int level = 0;
-    while (level + 1 < table.levels && r % columns >= table.end[level]) ++level;
-    const int64_t anchor = table.first_anchor[level] + within_data[r];
+    const int64_t anchor = proposal_anchor(table, r % columns, within_data[r]);
     check(anchor >= 0 && anchor < anchor_count, op, ": candidate ", r, " picks anchor ", anchor, " of ", anchor_count);
   }
   parallel_for(0, rows, kParallelGrain / 64, [&](int64_t first, int64_t last) {
