@@ -63,14 +63,4 @@ void clip_boxes_to_image(const Tensor& boxes, int64_t height, int64_t width) {
     clip_box(b + i, static_cast<float>(height), static_cast<float>(width));
 }
 
-std::vector<int64_t> small_boxes_removed(const Tensor& boxes, double min_size) {
-  check_boxes(boxes, "boxes");
-  const float* b = boxes.data<float>();
-  const float m = static_cast<float>(min_size);
-  std::vector<int64_t> keep;
-  for (int64_t i = 0; i < boxes.size(0); ++i)
-    if (box_large_enough(b + i * 4, m)) keep.push_back(i);
-  return keep;
-}
-
 }  // namespace mrcnn::detection

@@ -35,7 +35,5 @@ class BoxCoder {
 
 // Clip [N, 4] boxes to [0, width] x [0, height] (torchvision.ops.clip_boxes_to_image), in place.
 void clip_boxes_to_image(const Tensor& boxes, int64_t height, int64_t width);
-// Indices of boxes with width and height >= min_size (remove_small_boxes).
-std::vector<int64_t> small_boxes_removed(const Tensor& boxes, double min_size);
 
 }  // namespace mrcnn::detection

@@ -196,7 +196,7 @@ std::vector<Detections> RoIHeads::postprocess_detections(const Tensor& class_log
         const int64_t r = i * k + c;
         if (!(scores[r] > static_cast<float>(config_.box_score_thresh))) continue;
         const float* b = box_values + r * 4;
-        if (!(b[2] - b[0] >= 1e-2f && b[3] - b[1] >= 1e-2f)) continue;
+        if (!box_large_enough(b, 1e-2f)) continue;
         keep.push_back(r), labels.push_back(c), kept_scores.push_back(scores[r]);
       }
     const int64_t count = static_cast<int64_t>(keep.size());
