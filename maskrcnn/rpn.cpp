@@ -120,7 +120,8 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::propo
   // through batched_nms as torchvision's do (up to 1000 boxes it offsets the levels' coordinates
   // instead, which rounds IoUs differently: in_order_nms_ lets tests compare the two paths above that).
   std::vector<std::vector<int64_t>> kept_rows(static_cast<size_t>(num_images));  // per image, ascending
-  if (device.is_cuda() || in_order_nms_) {
+  const bool in_order = device.is_cuda() || in_order_nms_;
+  if (in_order) {
     std::vector<int64_t> offsets{0};
     for (int64_t image = 0; image < num_images; ++image)
       for (const auto& level : levels) offsets.push_back(offsets.back() + level.columns);
@@ -134,7 +135,7 @@ std::pair<std::vector<Tensor>, std::vector<Tensor>> RegionProposalNetwork::propo
   const Tensor boxes = ops::contiguous(ops::to(candidates.boxes, kCPU)), scores = ops::contiguous(ops::to(candidates.scores, kCPU));
   const float* box_data = boxes.data<float>();
   const float* score_data = scores.data<float>();
-  if (!(device.is_cuda() || in_order_nms_)) {
+  if (!in_order) {
     const Tensor valid = ops::contiguous(ops::to(candidates.valid, kCPU));
     const uint8_t* valid_data = valid.data<uint8_t>();
     std::vector<ops::NmsProblem> problems;
