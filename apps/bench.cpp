@@ -268,10 +268,12 @@ int bench(const BenchOptions& options) {
         cuda::reset_transfer_stats();
         training ? train_step() : infer_step();
         const cuda::TransferStats t = cuda::transfer_stats();
-        std::printf("%s: %lld downloads (%.1f KB; the host waits for the GPU at each), %lld uploads (%.1f KB)\n",
+        std::printf("%s: %lld downloads (%.1f KB; the host waits for the GPU at each: %.2f ms), %lld uploads (%.1f KB; "
+                    "waiting for staging space: %.2f ms)\n",
                     training ? "host<->GPU copies per train step" : "host<->GPU copies per inference",
                     static_cast<long long>(t.downloads), static_cast<double>(t.download_bytes) / 1024,
-                    static_cast<long long>(t.uploads), static_cast<double>(t.upload_bytes) / 1024);
+                    static_cast<double>(t.download_wait_ns) * 1e-6, static_cast<long long>(t.uploads),
+                    static_cast<double>(t.upload_bytes) / 1024, static_cast<double>(t.upload_wait_ns) * 1e-6);
       }
     }
   }

@@ -1,12 +1,17 @@
 // Device query, the stream, library handles, device memory and copies.
 #include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
+#include <vector>
 
 #include "cuda/allocator.h"
 #include "cuda/check.h"
 #include "cuda/context.h"
+#include "cuda/staging_ring.h"
 
 namespace mrcnn::cuda {
 
@@ -92,21 +97,53 @@ CachingAllocator& allocator() {
   return *instance;
 }
 
-// Host<->device copies go through two pinned buffers: pageable memory cannot be copied
-// asynchronously (the driver stages it synchronously), pinned memory can. A host-to-device copy
-// returns once its bytes are in a staging buffer; each buffer's event says when the GPU has read it.
-constexpr size_t kStagingBytes = size_t(8) << 20;
+// Host<->device copies go through one pinned ring (cuda/staging_ring.h): pageable memory cannot be
+// copied asynchronously (the driver stages it synchronously), pinned memory can. An upload returns
+// once its bytes are in the ring; a download waits for its own bytes only. Copies larger than half
+// the ring go in half-ring chunks, so a large upload streams: the host fills one half while the GPU
+// reads the other.
+constexpr size_t kStagingBytes = size_t(16) << 20;
+constexpr size_t kStagingChunk = kStagingBytes / 2;
+constexpr size_t kStagingRegions = 256;
+constexpr size_t kStagingAlignment = 256;  // regions start on 256-byte boundaries, as cudaMalloc's do
+
+// MRCNN_STAGING_TWO_SLOTS=1 (for side-by-side benchmarks only): every copy takes half the ring, the
+// behaviour before the ring: the third upload of a burst waits for the GPU to reach the first.
+size_t staging_region_bytes(size_t chunk) {
+  static const bool two_slots = [] {
+    const char* value = std::getenv("MRCNN_STAGING_TWO_SLOTS");
+    return value && std::string(value) == "1";
+  }();
+  return two_slots ? kStagingChunk : (chunk + kStagingAlignment - 1) / kStagingAlignment * kStagingAlignment;
+}
+
+// Events for the ring's regions, reused: creating one per copy would cost a driver call each.
+struct StreamEvents {
+  using Event = cudaEvent_t;
+  std::vector<cudaEvent_t> spare;
+  cudaEvent_t record() {
+    cudaEvent_t event = nullptr;
+    if (spare.empty()) {
+      MRCNN_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+    } else {
+      event = spare.back();
+      spare.pop_back();
+    }
+    MRCNN_CUDA_CHECK(cudaEventRecord(event, stream()));
+    return event;
+  }
+  void wait(cudaEvent_t event) { MRCNN_CUDA_CHECK(cudaEventSynchronize(event)); }
+  void recycle(cudaEvent_t event) { spare.push_back(event); }
+};
 
 struct Staging {
-  void* buffer[2] = {nullptr, nullptr};
-  cudaEvent_t done[2] = {nullptr, nullptr};
-  int next = 0;
+  char* buffer = nullptr;
+  StagingRing<StreamEvents> ring{kStagingBytes, kStagingRegions, StreamEvents{}};
   std::mutex mutex;
   Staging() {
-    for (int i = 0; i < 2; ++i) {
-      MRCNN_CUDA_CHECK(cudaHostAlloc(&buffer[i], kStagingBytes, cudaHostAllocDefault));
-      MRCNN_CUDA_CHECK(cudaEventCreateWithFlags(&done[i], cudaEventDisableTiming));
-    }
+    void* pinned = nullptr;
+    MRCNN_CUDA_CHECK(cudaHostAlloc(&pinned, kStagingBytes, cudaHostAllocDefault));
+    buffer = static_cast<char*>(pinned);
   }
 };
 
@@ -143,25 +180,34 @@ void reset_peak_memory() {
 }
 
 namespace {
-std::atomic<int64_t> downloads{0}, download_bytes{0}, uploads{0}, upload_bytes{0};
+std::atomic<int64_t> downloads{0}, download_bytes{0}, uploads{0}, upload_bytes{0}, download_wait_ns{0}, upload_wait_ns{0};
+
+int64_t nanoseconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+}
 }  // namespace
 
-TransferStats transfer_stats() { return {downloads.load(), download_bytes.load(), uploads.load(), upload_bytes.load()}; }
+TransferStats transfer_stats() {
+  return {downloads.load(), download_bytes.load(), uploads.load(), upload_bytes.load(), download_wait_ns.load(), upload_wait_ns.load()};
+}
 
-void reset_transfer_stats() { downloads = 0, download_bytes = 0, uploads = 0, upload_bytes = 0; }
+void reset_transfer_stats() {
+  downloads = 0, download_bytes = 0, uploads = 0, upload_bytes = 0, download_wait_ns = 0, upload_wait_ns = 0;
+}
 
 void copy_host_to_device(void* dst, const void* src, size_t nbytes) {
   Staging& s = staging();
   std::lock_guard<std::mutex> lock(s.mutex);
   ++uploads, upload_bytes += static_cast<int64_t>(nbytes);
-  for (size_t offset = 0; offset < nbytes; offset += kStagingBytes) {
-    const size_t chunk = std::min(kStagingBytes, nbytes - offset);
-    const int b = s.next;
-    s.next = 1 - b;
-    MRCNN_CUDA_CHECK(cudaEventSynchronize(s.done[b]));  // the GPU has finished reading this buffer
-    std::memcpy(s.buffer[b], static_cast<const char*>(src) + offset, chunk);
-    MRCNN_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + offset, s.buffer[b], chunk, cudaMemcpyHostToDevice, stream()));
-    MRCNN_CUDA_CHECK(cudaEventRecord(s.done[b], stream()));
+  for (size_t offset = 0; offset < nbytes; offset += kStagingChunk) {
+    const size_t chunk = std::min(kStagingChunk, nbytes - offset);
+    const auto start = std::chrono::steady_clock::now();
+    const size_t region = staging_region_bytes(chunk);
+    const size_t at = s.ring.acquire(region);  // waits only if the GPU still reads that part of the ring
+    upload_wait_ns += nanoseconds_since(start);
+    std::memcpy(s.buffer + at, static_cast<const char*>(src) + offset, chunk);
+    MRCNN_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + offset, s.buffer + at, chunk, cudaMemcpyHostToDevice, stream()));
+    s.ring.submitted(at, region);
   }
 }
 
@@ -169,23 +215,19 @@ void copy_device_to_host(void* dst, const void* src, size_t nbytes) {
   Staging& s = staging();
   std::lock_guard<std::mutex> lock(s.mutex);
   ++downloads, download_bytes += static_cast<int64_t>(nbytes);
-  // Two chunks in flight: the GPU fills one buffer while the host empties the other.
-  auto start = [&](size_t offset, int b) {
-    const size_t chunk = std::min(kStagingBytes, nbytes - offset);
-    MRCNN_CUDA_CHECK(cudaEventSynchronize(s.done[b]));
-    MRCNN_CUDA_CHECK(cudaMemcpyAsync(s.buffer[b], static_cast<const char*>(src) + offset, chunk, cudaMemcpyDeviceToHost, stream()));
-    MRCNN_CUDA_CHECK(cudaEventRecord(s.done[b], stream()));
-  };
-  if (nbytes == 0) return;
-  int b = s.next;
-  start(0, b);
-  for (size_t offset = 0; offset < nbytes; offset += kStagingBytes) {
-    if (offset + kStagingBytes < nbytes) start(offset + kStagingBytes, 1 - b);
-    MRCNN_CUDA_CHECK(cudaEventSynchronize(s.done[b]));
-    std::memcpy(static_cast<char*>(dst) + offset, s.buffer[b], std::min(kStagingBytes, nbytes - offset));
-    b = 1 - b;
+  // Chunk by chunk: each chunk's bytes are read out of the ring before the next chunk may reuse
+  // that part of it (downloads are the host's waits for results; their size is rarely above a chunk).
+  for (size_t offset = 0; offset < nbytes; offset += kStagingChunk) {
+    const size_t chunk = std::min(kStagingChunk, nbytes - offset);
+    const auto start = std::chrono::steady_clock::now();
+    const size_t region = staging_region_bytes(chunk);
+    const size_t at = s.ring.acquire(region);
+    MRCNN_CUDA_CHECK(cudaMemcpyAsync(s.buffer + at, static_cast<const char*>(src) + offset, chunk, cudaMemcpyDeviceToHost, stream()));
+    s.ring.submitted(at, region);
+    s.ring.wait_for_newest();
+    download_wait_ns += nanoseconds_since(start);
+    std::memcpy(static_cast<char*>(dst) + offset, s.buffer + at, chunk);
   }
-  s.next = b;
 }
 
 void copy_device_to_device(void* dst, const void* src, size_t nbytes) {

@@ -25,8 +25,11 @@ void memset_zero(void* dst, size_t nbytes);
 void synchronize();
 // Copies between host and GPU since the last reset: every download makes the host wait for the
 // GPU's queue, so `downloads` per training step is how often the pipeline drains (bench --profile).
+// The waits' time: downloads (the GPU's queue up to the copy, and the copy), and uploads (only when
+// the staging ring's space is still being read by the GPU).
 struct TransferStats {
   int64_t downloads = 0, download_bytes = 0, uploads = 0, upload_bytes = 0;
+  int64_t download_wait_ns = 0, upload_wait_ns = 0;
 };
 TransferStats transfer_stats();
 void reset_transfer_stats();

@@ -5,7 +5,8 @@
 # Make DIR here with: scripts/device_check.sh --pack [BUILD] [DIR]; DIR is git-ignored, so the device
 # tool's call must name it in `carry`. Env: BENCH=1 (PyTorch comparison; BENCH_TF32=1 adds TF32 on both
 # sides), PROFILE=1 (stage and backward-op timings), WORKSPACE=1 (with and without a cuDNN workspace
-# limit), NSYS=1 (Nsight Systems kernel summary, if installed there), APP=1 (train/predict/eval).
+# limit), STAGING=1 (the staging ring against two whole-buffer slots), NSYS=1 (Nsight Systems kernel
+# summary, if installed there), APP=1 (train/predict/eval).
 # The GPU machine's CUDA/cuDNN libraries may live in a Python environment, not in the linker's
 # path: this finds them. Every step has a time limit (a hung kernel must not eat the lent machine's
 # minutes; the logs written so far still come back). Usage: scripts/device_check.sh [DIR] [OUT]
@@ -83,6 +84,23 @@ if [ "${WORKSPACE:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
         --config bench/configs/r50_fpn_512.json --size 512x512 --batch 2 --device cuda --steps 20 2>&1 || status=1
     done
   done | tee "$out/workspace.log"
+fi
+# STAGING=1: the pinned staging ring against its predecessor's two whole-buffer slots
+# (MRCNN_STAGING_TWO_SLOTS=1), alternated twice: plain bench runs (train step, inference), then the
+# profile's copy counts and the host's waits at each copy, per mode.
+if [ "${STAGING:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
+  for round in 1 2; do
+    for slots in ring two; do
+      echo "== round $round, staging: $slots"
+      MRCNN_STAGING_TWO_SLOTS=$([ $slots = two ] && echo 1 || echo 0) timeout 120 "$dir/mrcnn" bench \
+        --config bench/configs/r50_fpn_512.json --size 512x512 --batch "${STAGING_BATCH:-2}" --device cuda --steps 20 2>&1 | grep "train step" || status=1
+    done
+  done | tee "$out/staging.log"
+  for slots in ring two; do
+    echo "== profile, staging: $slots"
+    MRCNN_STAGING_TWO_SLOTS=$([ $slots = two ] && echo 1 || echo 0) timeout 120 "$dir/mrcnn" bench \
+      --config bench/configs/r50_fpn_512.json --size 512x512 --batch "${STAGING_BATCH:-2}" --device cuda --profile 2>&1 | grep "host<->GPU" || status=1
+  done | tee -a "$out/staging.log"
 fi
 # NSYS=1: Nsight Systems over the same bench without stage waits, if the machine has nsys: GPU kernel
 # time by kernel and the CUDA API calls (gaps between kernels are where the GPU waited for the host).
