@@ -154,8 +154,9 @@ TEST_CASE("model device: Module::to moves parameters in place, --device errors")
 
 // The premise of the comparison above, checked on any machine: its losses are well-conditioned, so a
 // GPU's rounding (float32 sums in other orders) cannot flip a discrete choice (a sampled RoI, a kept
-// proposal) and move a loss past that test's 1e-4. Pixels scaled by 1 + 1e-6 * noise, four times.
-TEST_CASE("whole-model comparison: its losses move by < 1e-5 relative when the pixels move by 1e-6") {
+// proposal) and move a loss past that test's 1e-4. Pixels scaled by 1 + 1e-6 * noise: losses within
+// 1e-5 relative (four times), detections (two times) below.
+TEST_CASE("whole-model comparison: its losses and detections barely move when the pixels move by 1e-6") {
   const Config config = comparison_config();
   const auto [images, targets] = batch();
   auto losses_for = [&](const std::vector<Tensor>& pixels) {
@@ -178,6 +179,35 @@ TEST_CASE("whole-model comparison: its losses move by < 1e-5 relative when the p
       CAPTURE(trial);
       CAPTURE(name);
       CHECK(std::abs(loss - reference.at(name)) <= 1e-5 * std::abs(reference.at(name)));
+    }
+  }
+
+  // Inference with the weights after one SGD step, as there: the same number of detections, and each
+  // perturbed box within 1e-4 px of its nearest reference box (that test allows 1e-3 px).
+  manual_seed(1);
+  MaskRCNN model(config);
+  model.rpn->use_in_order_nms(true);
+  model.train();
+  autograd::backward(total_loss(model.forward(images, &targets).losses));
+  nn::SGD sgd(model.named_parameters(), {0.01, 0.9, 0, 1e-4, false});
+  sgd.step();
+  model.eval();
+  autograd::NoGradGuard no_grad;
+  const auto reference_detections = model.forward(images).detections;
+  for (int trial = 0; trial < 2; ++trial) {
+    std::vector<Tensor> perturbed;
+    for (const Tensor& image : images)
+      perturbed.push_back(ops::mul(image, ops::add(ops::mul(randn(image.sizes(), kFloat32, kCPU, &g), 1e-6), 1.0)));
+    const auto detections = model.forward(perturbed).detections;
+    for (size_t i = 0; i < images.size(); ++i) {
+      CAPTURE(trial);
+      CAPTURE(i);
+      const Tensor &boxes = detections[i].boxes, &expected = reference_detections[i].boxes;
+      REQUIRE(boxes.sizes() == expected.sizes());
+      CHECK(boxes.size(0) > 100);
+      const auto pairing = test::nearest_row_pairing(boxes, expected);
+      const Tensor paired = from_vector(pairing, {static_cast<int64_t>(pairing.size())});
+      CHECK(test::max_abs_diff(boxes, ops::index_select(expected, 0, paired)) <= 1e-4);
     }
   }
 }
