@@ -3,6 +3,9 @@
 //   metrics.jsonl  one line per validation: COCO AP (bbox, segm), Dice, IoU, HD95, lesion counts
 //   last.safetensors  model + optimizer + RNG states + position: --resume continues bit-exactly
 //   best.safetensors  the weights with the best validation segm AP
+// With train.ema_decay > 0 validation measures a moving average of the weights (nn/average.h), and
+// the checkpoints' model tensors are that average; the weights training steps ride along under
+// "training." so --resume still continues bit-exactly.
 //   curves.png     loss terms and validation metrics, redrawn after every epoch
 // Ctrl-C finishes the current iteration, saves last.safetensors and exits; a non-finite loss stops
 // the run before the bad update, leaving the last good checkpoint in place.
@@ -25,6 +28,7 @@
 #include "maskrcnn/mask_rcnn.h"
 #include "maskrcnn/model_io.h"
 #include "ops/ops.h"
+#include "nn/average.h"
 #include "nn/checkpoint.h"
 #include "tensor/parallel.h"
 
@@ -116,6 +120,27 @@ json metrics_line(int64_t epoch, const DatasetEvaluation& e) {
           {"false_positives_per_image", s.false_positives_per_image}};
 }
 
+// While alive, the model holds the averaged weights; the weights training steps are kept aside and
+// put back on destruction. A null average leaves the model alone.
+class AveragedWeightsInModel {
+ public:
+  explicit AveragedWeightsInModel(const nn::WeightAverage* average) : average_(average) {
+    if (average_ == nullptr) return;
+    training_weights_ = average_->snapshot();
+    average_->apply();
+  }
+  ~AveragedWeightsInModel() {
+    if (average_ != nullptr) average_->restore(training_weights_);
+  }
+  AveragedWeightsInModel(const AveragedWeightsInModel&) = delete;
+  AveragedWeightsInModel& operator=(const AveragedWeightsInModel&) = delete;
+  const std::map<std::string, Tensor>& training_weights() const { return training_weights_; }
+
+ private:
+  const nn::WeightAverage* average_;
+  std::map<std::string, Tensor> training_weights_;
+};
+
 }  // namespace
 
 int train(const TrainOptions& options) {
@@ -189,6 +214,16 @@ int train(const TrainOptions& options) {
   }
   std::vector<Tensor> trainable_tensors;
   for (auto& [name, p] : trainable) trainable_tensors.push_back(p);
+  // The average tracks what training changes: trainable parameters and floating buffers (batch
+  // norm's running statistics). Built after a resume has loaded the averages into the model.
+  std::unique_ptr<nn::WeightAverage> average;
+  const auto make_average = [&] {
+    if (settings.ema_decay == 0) return;
+    nn::NamedTensors tracked = trainable;
+    for (auto& [name, b] : model.named_buffers())
+      if (is_floating(b.dtype())) tracked.emplace_back(name, b);
+    average = std::make_unique<nn::WeightAverage>(tracked, settings.ema_decay);
+  };
 
   // Every random stream of training, saved and restored as a set: data order (its state at the
   // start of the current epoch, so a resumed epoch redraws the same order), augmentation, the
@@ -203,8 +238,22 @@ int train(const TrainOptions& options) {
     optimizer->load_state_dict(resumed.optimizer);
     nn::restore_generators(resumed, generators);
     data_generator = epoch_start;
+    check(resumed.training_weights.empty() == (settings.ema_decay == 0), last.string(), ": ",
+          settings.ema_decay == 0 ? "holds training weights but its recipe keeps no weight average"
+                                  : "has no training weights (training.*) but its recipe keeps a weight average");
+    make_average();
+    if (average) {
+      average->restore(resumed.training_weights, last.string() + " (training weights)");
+      try {
+        average->set_updates(std::stoll(resumed.extra.at("average_updates")));
+      } catch (const std::exception&) {
+        throw Error(str_cat(last.string(), ": no valid 'average_updates' metadata for its weight average"));
+      }
+    }
     std::fprintf(stderr, "resuming %s at epoch %lld, iteration %lld\n", last.string().c_str(),
                  static_cast<long long>(at.epoch + 1), static_cast<long long>(at.iteration));
+  } else {
+    make_average();
   }
 
   const int64_t n = static_cast<int64_t>(data.train_samples.size());
@@ -216,6 +265,7 @@ int train(const TrainOptions& options) {
   const auto save = [&](const fs::path& path, const Position& p) {
     std::map<std::string, const Generator*> states;
     for (const auto& [name, g] : generators) states[name] = g;
+    const AveragedWeightsInModel averaged(average.get());
     nn::Checkpoint c = nn::make_checkpoint(model, optimizer.get(), config_to_json(config).dump(),
                                            p.epoch * per_epoch + p.iteration, states);
     c.extra["categories"] = categories_json(data.train).dump();
@@ -224,6 +274,10 @@ int train(const TrainOptions& options) {
     c.extra["epoch"] = std::to_string(p.epoch);
     c.extra["iteration"] = std::to_string(p.iteration);
     c.extra["best_segm_ap"] = std::to_string(p.best_segm_ap);
+    if (average) {
+      c.training_weights = averaged.training_weights();
+      c.extra["average_updates"] = std::to_string(average->updates());
+    }
     nn::save_checkpoint(path.string(), c);
   };
 
@@ -288,6 +342,7 @@ int train(const TrainOptions& options) {
       }
       const double grad_norm = settings.clip_grad_norm > 0 ? nn::clip_grad_norm(trainable_tensors, settings.clip_grad_norm) : 0.0;
       optimizer->step();
+      if (average) average->update();
       for (const auto& [name, v] : terms) epoch_sums[name] += v;
       epoch_sums["loss"] += value;
       ++epoch_count;
@@ -323,7 +378,10 @@ int train(const TrainOptions& options) {
     const bool validate = !data.val_samples.empty() && ((epoch + 1) % settings.val_every == 0 || epoch + 1 == settings.epochs);
     if (validate) {
       progress.finish();
-      const auto e = evaluate_dataset(model, data.val, data.val_samples, data.val_patients, settings.val_score_thresh);
+      const DatasetEvaluation e = [&] {
+        const AveragedWeightsInModel averaged(average.get());
+        return evaluate_dataset(model, data.val, data.val_samples, data.val_patients, settings.val_score_thresh);
+      }();
       const json line = metrics_line(epoch + 1, e);
       append_line(run / "metrics.jsonl", line);
       std::fprintf(stderr, "epoch %lld val: segm AP %.3f AP50 %.3f | bbox AP %.3f AP50 %.3f | Dice %.3f IoU %.3f\n",

@@ -25,6 +25,7 @@ void for_each_setting(TrainSettings& s, Fn&& fn) {
   fn("warmup_iters", s.warmup_iters);
   fn("warmup_factor", s.warmup_factor);
   fn("clip_grad_norm", s.clip_grad_norm);
+  fn("ema_decay", s.ema_decay);
   fn("flip", s.flip);
   fn("brightness", s.brightness);
   fn("contrast", s.contrast);
@@ -64,6 +65,7 @@ TrainSettings train_settings_from_json(const nlohmann::json& json) {
        "must be \"constant\", \"multistep\" or \"cosine\"");
   need(settings.warmup_iters >= 0, "warmup_iters", "must be >= 0");
   need(settings.clip_grad_norm >= 0, "clip_grad_norm", "must be >= 0 (0 turns clipping off)");
+  need(settings.ema_decay >= 0 && settings.ema_decay < 1, "ema_decay", "must be in [0, 1) (0 turns the average off)");
   need(settings.flip >= 0 && settings.flip <= 1, "flip", "is a probability in [0, 1]");
   need(settings.brightness >= 0 && settings.contrast >= 0 && settings.contrast < 1, "brightness",
        "and contrast must be >= 0 (contrast < 1)");

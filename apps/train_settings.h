@@ -23,6 +23,7 @@ struct TrainSettings {
   int64_t warmup_iters = 100;
   double warmup_factor = 1e-3;
   double clip_grad_norm = 0.0;       // 0: off
+  double ema_decay = 0.0;            // > 0: validate and save a moving average of the weights (nn/average.h)
   double flip = 0.5, brightness = 0.1, contrast = 0.1;
   int64_t log_every = 10;            // iterations between RUN/log.jsonl lines
   int64_t val_every = 1;             // epochs between validations (the last epoch always validates)

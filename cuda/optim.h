@@ -11,5 +11,7 @@ void sgd_step(float* p, const float* g, float* buffer, const SgdScalars<float>& 
 void sgd_step(double* p, const double* g, double* buffer, const SgdScalars<double>& s, int64_t n);
 void adamw_step(float* p, const float* g, float* m, float* v, const AdamWScalars<float>& s, int64_t n);
 void adamw_step(double* p, const double* g, double* m, double* v, const AdamWScalars<double>& s, int64_t n);
+void average_step(float* average, const float* value, float weight, int64_t n);
+void average_step(double* average, const double* value, double weight, int64_t n);
 
 }  // namespace mrcnn::cuda

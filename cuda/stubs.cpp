@@ -105,6 +105,8 @@ void sgd_step(float*, const float*, float*, const SgdScalars<float>&, int64_t) {
 void sgd_step(double*, const double*, double*, const SgdScalars<double>&, int64_t) { unavailable("sgd step"); }
 void adamw_step(float*, const float*, float*, float*, const AdamWScalars<float>&, int64_t) { unavailable("adamw step"); }
 void adamw_step(double*, const double*, double*, double*, const AdamWScalars<double>&, int64_t) { unavailable("adamw step"); }
+void average_step(float*, const float*, float, int64_t) { unavailable("average step"); }
+void average_step(double*, const double*, double, int64_t) { unavailable("average step"); }
 std::vector<int64_t> nms_segments(const Tensor&, const Tensor&, const std::vector<int64_t>&, double, const Tensor&,
                                   const Tensor&) {
   unavailable("nms");

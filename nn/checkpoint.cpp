@@ -12,6 +12,9 @@ namespace mrcnn::nn {
 namespace {
 constexpr const char* kFormat = "mrcnn-checkpoint/1";
 constexpr const char* kOptimizerPrefix = "optimizer.";
+constexpr const char* kTrainingPrefix = "training.";
+
+bool starts_with(const std::string& name, const char* prefix) { return name.rfind(prefix, 0) == 0; }
 }  // namespace
 
 Checkpoint make_checkpoint(const Module& model, const Optimizer* optimizer, const std::string& config_json,
@@ -28,10 +31,12 @@ Checkpoint make_checkpoint(const Module& model, const Optimizer* optimizer, cons
 void save_checkpoint(const std::string& path, const Checkpoint& c) {
   safetensors::File file;
   for (const auto& [name, t] : c.model) {
-    check(name.rfind(kOptimizerPrefix, 0) != 0, "checkpoint: model tensor name ", name, " collides with the optimizer prefix");
+    check(!starts_with(name, kOptimizerPrefix) && !starts_with(name, kTrainingPrefix), "checkpoint: model tensor name ", name,
+          " collides with the optimizer. or training. prefix");
     file.tensors[name] = copy_as(t, t.dtype(), kCPU);
   }
   for (const auto& [name, t] : c.optimizer) file.tensors[kOptimizerPrefix + name] = copy_as(t, t.dtype(), kCPU);
+  for (const auto& [name, t] : c.training_weights) file.tensors[kTrainingPrefix + name] = copy_as(t, t.dtype(), kCPU);
   file.metadata = c.extra;
   file.metadata["format"] = kFormat;
   if (!c.config_json.empty()) file.metadata["config"] = c.config_json;
@@ -46,7 +51,8 @@ Checkpoint load_checkpoint(const std::string& path) {
   safetensors::File file = safetensors::load(path);
   Checkpoint c;
   for (auto& [name, t] : file.tensors) {
-    if (name.rfind(kOptimizerPrefix, 0) == 0) c.optimizer[name.substr(std::char_traits<char>::length(kOptimizerPrefix))] = t;
+    if (starts_with(name, kOptimizerPrefix)) c.optimizer[name.substr(std::char_traits<char>::length(kOptimizerPrefix))] = t;
+    else if (starts_with(name, kTrainingPrefix)) c.training_weights[name.substr(std::char_traits<char>::length(kTrainingPrefix))] = t;
     else c.model[name] = t;
   }
   check(!c.model.empty(), path, ": holds no model tensors");

@@ -1,5 +1,6 @@
 // Checkpoints as one safetensors file: the model's parameters and buffers under their torchvision
-// names, the optimizer's state under "optimizer.<param>.<slot>", and in __metadata__ the config
+// names, the optimizer's state under "optimizer.<param>.<slot>", the weights the optimizer steps
+// under "training.<name>" when the model tensors hold their moving average, and in __metadata__ the config
 // JSON, the step and the random generators' states, so training resumes exactly. Written to a
 // temporary file and renamed: an interrupted save never leaves a half-written checkpoint.
 #pragma once
@@ -16,6 +17,9 @@ class Optimizer;
 struct Checkpoint {
   std::map<std::string, Tensor> model;      // torchvision names
   std::map<std::string, Tensor> optimizer;  // "<param>.<slot>" and "step"; empty for weights only
+  // With a moving average of the weights, `model` holds the average (what validation measured and
+  // predict loads) and this the tensors training was stepping; empty otherwise.
+  std::map<std::string, Tensor> training_weights;
   std::string config_json;                  // the model config ("" when absent)
   int64_t step = 0;
   std::map<std::string, std::pair<uint64_t, uint64_t>> generators;  // name -> (seed, offset)

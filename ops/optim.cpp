@@ -58,4 +58,19 @@ void adamw_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg,
   });
 }
 
+void average_step_(const Tensor& average, const Tensor& value, double weight) {
+  const char* op = "average_step_";
+  check(average.is_contiguous() && is_floating(average.dtype()), op, ": the average must be a contiguous float tensor");
+  check_operand(value, average, "value", op);
+  check(weight >= 0 && weight <= 1, op, ": the weight must be in [0, 1], got ", weight);
+  dispatch_floating(average.dtype(), op, [&](auto tag) {
+    using T = decltype(tag);
+    T* a = static_cast<T*>(average.raw_data());
+    const T* v = static_cast<const T*>(value.raw_data());
+    const T w = static_cast<T>(weight);
+    if (average.device().is_cuda()) return cuda::average_step(a, v, w, average.numel());
+    for (int64_t i = 0, n = average.numel(); i < n; ++i) average_element(a + i, v[i], w);
+  });
+}
+
 }  // namespace mrcnn::ops

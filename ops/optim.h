@@ -1,5 +1,5 @@
 // Fused, in-place optimizer updates of one parameter tensor (not differentiable): what nn/optim.cpp's
-// SGD and AdamW apply each step, one pass over the elements on the CPU or one kernel on a GPU.
+// SGD and AdamW apply each step, and nn/average.cpp's moving average of the weights, one pass over the elements on the CPU or one kernel on a GPU.
 #pragma once
 #include "tensor/tensor.h"
 
@@ -18,5 +18,8 @@ struct AdamWStep {
   int64_t step = 1;  // 1-based, for the bias corrections
 };
 void adamw_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq, const AdamWStep& step);
+
+// average += weight * (value - average), in place: one step of a moving average of weights.
+void average_step_(const Tensor& average, const Tensor& value, double weight);
 
 }  // namespace mrcnn::ops

@@ -1,6 +1,7 @@
 // One parameter element's optimizer update, shared by the CPU loop (ops/optim.cpp) and the CUDA
 // kernel (cuda/optim.cu): PyTorch's SGD (momentum, dampening, nesterov, weight decay) and AdamW
-// formulas, in the parameter's dtype and PyTorch's order of operations.
+// formulas, in the parameter's dtype and PyTorch's order of operations, and the moving average of
+// weights (torch.lerp's formula).
 #pragma once
 #include "cuda/host_device.h"
 #include "ops/elementwise_functors.h"
@@ -34,6 +35,13 @@ MRCNN_HD inline void adamw_element(T* p, T g, T* m, T* v, const AdamWScalars<T>&
   *m = s.beta1 * *m + (1 - s.beta1) * g;
   *v = s.beta2 * *v + (1 - s.beta2) * g * g;
   *p -= s.step_size * *m / (m_sqrt(*v) / s.sqrt_correction2 + s.eps);
+}
+
+// average += weight * (value - average), torch.lerp_ for weight < 0.5. In this form a value that
+// does not change (a frozen buffer) leaves its average exactly equal to it.
+template <typename T>
+MRCNN_HD inline void average_element(T* average, T value, T weight) {
+  *average += weight * (value - *average);
 }
 
 }  // namespace mrcnn

@@ -80,6 +80,11 @@ void check_same_state(const fs::path& a, const fs::path& b) {
     INFO(name);
     CHECK(test::bitwise_equal(t, y.optimizer.at(name)));
   }
+  REQUIRE(x.training_weights.size() == y.training_weights.size());
+  for (const auto& [name, t] : x.training_weights) {
+    INFO(name);
+    CHECK(test::bitwise_equal(t, y.training_weights.at(name)));
+  }
   CHECK(x.step == y.step);
   CHECK(x.generators == y.generators);
 }
@@ -181,6 +186,58 @@ TEST_CASE("mrcnn train: Ctrl-C mid-epoch saves a checkpoint that resumes bit-exa
   check_same_state(dir / "full" / "last.safetensors", run / "last.safetensors");
 }
 
+TEST_CASE("mrcnn train with ema_decay: checkpoints hold the average, training itself is unchanged, resume is exact") {
+  const fs::path dir = test::scratch_dir("ema");
+  const fs::path plain_recipe = write_recipe(dir / "plain", {{"epochs", 2}});
+  const fs::path recipe = write_recipe(dir / "ema", {{"epochs", 2}, {"ema_decay", 0.8}});
+  const auto plain = test::run_mrcnn("train --config " + plain_recipe.string() + data_args() + " --out " + (dir / "plain_run").string());
+  INFO(plain.output);
+  REQUIRE(plain.status == 0);
+  const auto full = test::run_mrcnn("train --config " + recipe.string() + data_args() + " --out " + (dir / "full").string());
+  INFO(full.output);
+  REQUIRE(full.status == 0);
+  const auto without = nn::load_checkpoint((dir / "plain_run" / "last.safetensors").string());
+  const auto with = nn::load_checkpoint((dir / "full" / "last.safetensors").string());
+  CHECK(without.training_weights.empty());
+  CHECK(with.extra.at("average_updates") == "6");
+  // The average only reads the weights: what training stepped, and the optimizer's state, are
+  // bit for bit those of the run without it. Tensors it does not track are saved as they are.
+  REQUIRE(!with.training_weights.empty());
+  double largest_gap = 0;
+  for (const auto& [name, t] : without.model) {
+    INFO(name);
+    const auto stepped = with.training_weights.find(name);
+    if (stepped == with.training_weights.end()) {
+      CHECK(test::bitwise_equal(with.model.at(name), t));
+      continue;
+    }
+    CHECK(test::bitwise_equal(stepped->second, t));
+    largest_gap = std::max(largest_gap, test::max_abs_diff(with.model.at(name), t));
+  }
+  CHECK(largest_gap > 1e-4);  // the saved model is the average, not the last step's weights
+  for (const auto& [name, t] : without.optimizer) CHECK(test::bitwise_equal(with.optimizer.at(name), t));
+
+  // Stop after one epoch and resume: the same average, weights and state as one run.
+  const fs::path split = dir / "split";
+  REQUIRE(test::run_mrcnn("train --config " + recipe.string() + data_args() + " --out " + split.string() + " --stop-after-epochs 1").status == 0);
+  const auto second = test::run_mrcnn("train --resume --out " + split.string());
+  INFO(second.output);
+  REQUIRE(second.status == 0);
+  check_same_state(dir / "full" / "last.safetensors", split / "last.safetensors");
+  CHECK(nn::load_checkpoint((split / "last.safetensors").string()).extra.at("average_updates") == "6");
+  CHECK(read_lines(split / "metrics.jsonl") == read_lines(dir / "full" / "metrics.jsonl"));
+
+  // A checkpoint whose average lost its training weights cannot resume silently wrong.
+  nn::Checkpoint stripped = with;
+  stripped.training_weights.clear();
+  fs::create_directories(dir / "stripped");
+  nn::save_checkpoint((dir / "stripped" / "last.safetensors").string(), stripped);
+  const auto refused = test::run_mrcnn("train --resume --out " + (dir / "stripped").string());
+  CHECK(refused.status == 1);
+  CHECK(refused.output.find((dir / "stripped" / "last.safetensors").string() +
+                            ": has no training weights (training.*) but its recipe keeps a weight average") != std::string::npos);
+}
+
 TEST_CASE("mrcnn train: a diverging loss stops with a clear message and keeps the last good checkpoint") {
   const fs::path dir = test::scratch_dir("nan");
   // lr x 1e12 from epoch 2 on: the weights blow up and the loss stops being finite.
@@ -215,6 +272,9 @@ TEST_CASE("mrcnn train: bad recipes and data are one error line") {
   const fs::path wrong_type = write_recipe(dir / "b", {{"epochs", "many"}});
   expect_error("train --config " + wrong_type.string() + data_args() + " --out " + (dir / "r").string(),
                wrong_type.string() + ": config: train.epochs has the wrong type (string)");
+  const fs::path no_average = write_recipe(dir / "e", {{"ema_decay", 1.0}});
+  expect_error("train --config " + no_average.string() + data_args() + " --out " + (dir / "r").string(),
+               no_average.string() + ": config: train.ema_decay must be in [0, 1) (0 turns the average off)");
   const fs::path recipe = write_recipe(dir / "c");
   expect_error("train --config " + recipe.string() + " --train " + (d / "train.json").string() + " --val " +
                    (d / "val.json").string() + " --images " + (dir / "nowhere").string() + " --out " + (dir / "r").string(),

@@ -1,4 +1,4 @@
-// Optimizers, clipping, schedules and checkpoints. Expected optimizer values come from torch 1.13:
+// Optimizers, clipping, schedules, the weight average and checkpoints. Expected optimizer values come from torch 1.13:
 // p = [1, -2, 0.5] (float64), three steps with grads [.1, .2, -.3], [.4, -.1, .2], [-.2, .3, .1]:
 //   torch.optim.SGD(lr=0.1[, momentum=0.9, weight_decay=1e-2, nesterov=True, dampening=0.5])
 //   torch.optim.AdamW(lr=0.01, weight_decay=0.1)
@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "nn/average.h"
 #include "nn/checkpoint.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
@@ -108,6 +109,45 @@ TEST_CASE("LR schedules: linear warmup, multistep, cosine") {
   CHECK(s.lr_at(300) == doctest::Approx(0.001));
 }
 
+TEST_CASE("WeightAverage: the decay warms up, the average follows the lerp, apply and restore swap exactly") {
+  Tensor w = from_vector<double>({1.0, -2.0}, {2});
+  w.set_requires_grad(true);
+  nn::WeightAverage average({{"w", w}}, 0.9);
+  // min(0.9, (1 + n) / (10 + n)): 0.1, 2/11, 3/12, ... and 0.9 from n = 80 on.
+  CHECK(average.decay_at(0) == 0.1);
+  CHECK(average.decay_at(1) == 2.0 / 11.0);
+  CHECK(average.decay_at(79) == 80.0 / 89.0);
+  CHECK(average.decay_at(80) == 0.9);
+  CHECK(average.decay_at(100000) == 0.9);
+  // Three "steps": the weights move, the average lerps towards them with weight 1 - d(n).
+  std::vector<double> expected = {1.0, -2.0};
+  const std::vector<std::vector<double>> steps = {{2.0, -1.0}, {4.0, 0.0}, {3.0, 5.0}};
+  for (size_t n = 0; n < steps.size(); ++n) {
+    copy_into(w, from_vector<double>(steps[n], {2}));
+    average.update();
+    const double weight = 1 - average.decay_at(static_cast<int64_t>(n));
+    for (size_t i = 0; i < 2; ++i) expected[i] += weight * (steps[n][i] - expected[i]);
+  }
+  CHECK(average.updates() == 3);
+  const auto training = average.snapshot();
+  CHECK(test::values(training.at("w")) == std::vector<double>{3.0, 5.0});
+  average.apply();
+  CHECK(test::values(w) == expected);
+  average.restore(training);
+  CHECK(test::values(w) == std::vector<double>{3.0, 5.0});
+  // The snapshot is a copy, not a view: applying again does not change it.
+  average.apply();
+  CHECK(test::values(training.at("w")) == std::vector<double>{3.0, 5.0});
+
+  CHECK(test::error_of([&] { average.restore({}, "x.safetensors (training weights)"); }) ==
+        "x.safetensors (training weights): no tensor w");
+  CHECK(test::error_of([&] { average.restore({{"w", zeros({3}, kFloat64)}}); }) ==
+        "weights: w has shape [3] but the model [2]");
+  CHECK(test::error_of([&] { nn::WeightAverage({{"w", w}}, 1.0); }) == "weight average: the decay must be in (0, 1), got 1");
+  CHECK(test::error_of([&] { nn::WeightAverage({{"i", zeros({2}, kInt64)}}, 0.5); }) ==
+        "weight average: i must be a contiguous floating tensor");
+}
+
 TEST_CASE("checkpoint: model, optimizer state, step, RNG and config round-trip exactly") {
   const auto dir = test::scratch_dir("mrcnn_test_checkpoint");
   const std::string path = (dir / "ckpt.safetensors").string();
@@ -168,6 +208,18 @@ TEST_CASE("checkpoint: model, optimizer state, step, RNG and config round-trip e
   CHECK(test::error_of([&] { nn::load_checkpoint((dir / "hostile.safetensors").string()); }) ==
         (dir / "hostile.safetensors").string() +
             ": malformed checkpoint metadata (step/rng): generator sampler offset must be a non-negative integer in range, got -1");
+  // The weights training steps, beside an averaged model, come back under their own names.
+  auto with_training = nn::make_checkpoint(layer, &sgd, "", 3);
+  with_training.training_weights = {{"weight", full({2, 3}, 0.25)}};
+  nn::save_checkpoint((dir / "averaged.safetensors").string(), with_training);
+  const auto averaged = nn::load_checkpoint((dir / "averaged.safetensors").string());
+  CHECK(averaged.model.size() == 2);
+  REQUIRE(averaged.training_weights.size() == 1);
+  CHECK(test::bitwise_equal(averaged.training_weights.at("weight"), full({2, 3}, 0.25)));
+  auto colliding = with_training;
+  colliding.model["training.weight"] = zeros({1});
+  CHECK(test::error_of([&] { nn::save_checkpoint((dir / "bad.safetensors").string(), colliding); }) ==
+        "checkpoint: model tensor name training.weight collides with the optimizer. or training. prefix");
   std::ofstream(dir / "garbage.safetensors") << "not a checkpoint";
   CHECK(test::error_of([&] { nn::load_checkpoint((dir / "garbage.safetensors").string()); }).find("garbage.safetensors") !=
         std::string::npos);

@@ -1,4 +1,4 @@
-// Fused optimizer updates: hand-computed SGD and AdamW steps, argument errors, CUDA vs CPU.
+// Fused optimizer updates: hand-computed SGD, AdamW and weight-average steps, argument errors, CUDA vs CPU.
 #include <cmath>
 
 #include "ops/optim.h"
@@ -37,12 +37,34 @@ TEST_CASE("adamw_step_: one step by hand") {
   CHECK(values(p)[0] == doctest::Approx(expected).epsilon(1e-14));
 }
 
+TEST_CASE("average_step_: lerp towards the value, and a constant value leaves its average exact") {
+  Tensor a = from_vector<double>({1.0, -2.0, 0.1}, {3});
+  ops::average_step_(a, from_vector<double>({3.0, -2.0, 0.7}, {3}), 0.25);
+  CHECK(values(a) == std::vector<double>{1.0 + 0.25 * (3.0 - 1.0), -2.0, 0.1 + 0.25 * (0.7 - 0.1)});
+  // A frozen buffer: 1000 steps with an awkward weight keep every bit (value - average is 0).
+  Generator gen(5);
+  const Tensor frozen = randn({64}, kFloat32, kCPU, &gen);
+  Tensor average = copy_as(frozen, kFloat32, kCPU);
+  for (int i = 0; i < 1000; ++i) ops::average_step_(average, frozen, 0.0123);
+  CHECK(test::max_abs_diff(average, frozen) == 0);
+  // Weight 1 copies, weight 0 keeps.
+  Tensor b = from_vector<float>({5.0f}, {1});
+  ops::average_step_(b, from_vector<float>({-1.5f}, {1}), 1.0);
+  CHECK(values(b) == std::vector<double>{-1.5});
+  ops::average_step_(b, from_vector<float>({7.0f}, {1}), 0.0);
+  CHECK(values(b) == std::vector<double>{-1.5});
+}
+
 TEST_CASE("optimizer steps: error messages") {
   const Tensor p = zeros({2}, kFloat32);
   CHECK(test::error_of([&] { ops::sgd_step_(p, zeros({3}, kFloat32), Tensor(), {}); }) ==
         "sgd_step_: grad must be a contiguous float32 tensor of shape [2] on cpu");
   CHECK(test::error_of([&] { ops::adamw_step_(p, zeros({2}, kFloat32), zeros({2}, kFloat64), zeros({2}, kFloat32), {}); }) ==
         "adamw_step_: exp_avg must be a contiguous float32 tensor of shape [2] on cpu");
+  CHECK(test::error_of([&] { ops::average_step_(p, zeros({2}, kFloat64), 0.1); }) ==
+        "average_step_: value must be a contiguous float32 tensor of shape [2] on cpu");
+  CHECK(test::error_of([&] { ops::average_step_(p, zeros({2}, kFloat32), 1.5); }) ==
+        "average_step_: the weight must be in [0, 1], got 1.5");
 }
 
 TEST_CASE("cuda: optimizer steps match the CPU") {
@@ -65,5 +87,8 @@ TEST_CASE("cuda: optimizer steps match the CPU") {
     ops::adamw_step_(p_gpu, ops::to(g, test::gpu()), m_gpu, v_gpu, adam);
     CHECK(test::max_abs_diff(p_cpu, ops::to(p_gpu, kCPU)) <= tol);
     CHECK(test::max_abs_diff(v_cpu, ops::to(v_gpu, kCPU)) <= tol);
+    ops::average_step_(b_cpu, p_cpu, 0.003);
+    ops::average_step_(b_gpu, p_gpu, 0.003);
+    CHECK(test::max_abs_diff(b_cpu, ops::to(b_gpu, kCPU)) <= tol);
   }
 }
