@@ -74,6 +74,8 @@ if [ "${PROFILE:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
   timeout 180 "$dir/mrcnn" bench --config bench/configs/r50_fpn_512.json --size 512x512 --batch 2 --device cuda --profile \
     2>&1 | tee "$out/profile.log" || status=1
 fi
+# WORKSPACE=1 and STAGING=1 write their loops' output to a log and show it afterwards: a loop piped
+# into tee runs in a subshell, where a failure's status=1 would be lost.
 # WORKSPACE=1: the cuDNN workspace limit's cost and saving: plain bench runs without and with
 # --cudnn-workspace-limit ${WORKSPACE_MB:-32}, alternated twice (time and GPU memory per mode).
 if [ "${WORKSPACE:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
@@ -83,24 +85,32 @@ if [ "${WORKSPACE:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
       timeout 120 "$dir/mrcnn" $([ "$limit" = none ] || echo --cudnn-workspace-limit "$limit") bench \
         --config bench/configs/r50_fpn_512.json --size 512x512 --batch 2 --device cuda --steps 20 2>&1 || status=1
     done
-  done | tee "$out/workspace.log"
+  done > "$out/workspace.log"
+  cat "$out/workspace.log"
 fi
 # STAGING=1: the pinned staging ring against its predecessor's two whole-buffer slots
 # (MRCNN_STAGING_TWO_SLOTS=1), alternated twice: plain bench runs (train step, inference), then the
 # profile's copy counts and the host's waits at each copy, per mode.
+staging_bench() {  # ring|two, then extra bench arguments
+  local slots=$1
+  shift
+  MRCNN_STAGING_TWO_SLOTS=$([ "$slots" = two ] && echo 1 || echo 0) timeout 120 "$dir/mrcnn" bench \
+    --config bench/configs/r50_fpn_512.json --size 512x512 --batch "${STAGING_BATCH:-2}" --device cuda "$@" 2>&1
+}
 if [ "${STAGING:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
-  for round in 1 2; do
-    for slots in ring two; do
-      echo "== round $round, staging: $slots"
-      MRCNN_STAGING_TWO_SLOTS=$([ $slots = two ] && echo 1 || echo 0) timeout 120 "$dir/mrcnn" bench \
-        --config bench/configs/r50_fpn_512.json --size 512x512 --batch "${STAGING_BATCH:-2}" --device cuda --steps 20 2>&1 | grep "train step" || status=1
+  {
+    for round in 1 2; do
+      for slots in ring two; do
+        echo "== round $round, staging: $slots"
+        staging_bench $slots --steps 20 | grep "train step" || status=1
+      done
     done
-  done | tee "$out/staging.log"
-  for slots in ring two; do
-    echo "== profile, staging: $slots"
-    MRCNN_STAGING_TWO_SLOTS=$([ $slots = two ] && echo 1 || echo 0) timeout 120 "$dir/mrcnn" bench \
-      --config bench/configs/r50_fpn_512.json --size 512x512 --batch "${STAGING_BATCH:-2}" --device cuda --profile 2>&1 | grep "host<->GPU" || status=1
-  done | tee -a "$out/staging.log"
+    for slots in ring two; do
+      echo "== profile, staging: $slots"
+      staging_bench $slots --profile | grep "host<->GPU" || status=1
+    done
+  } > "$out/staging.log"
+  cat "$out/staging.log"
 fi
 # NSYS=1: Nsight Systems over the same bench without stage waits, if the machine has nsys: GPU kernel
 # time by kernel and the CUDA API calls (gaps between kernels are where the GPU waited for the host).

@@ -1,6 +1,5 @@
 // The pinned staging ring behind host<->GPU copies: its bookkeeping with stand-in events (any
 // machine), and uploads and downloads through it on a GPU.
-#include <chrono>
 #include <random>
 
 #include "cuda/context.h"

@@ -47,6 +47,23 @@ Config comparison_config() {
   return config;
 }
 
+// The comparison's model: seed 1, NMS in top-k order per image and level (the GPU's rule), train mode.
+std::unique_ptr<MaskRCNN> comparison_model(const Config& config) {
+  manual_seed(1);
+  auto model = std::make_unique<MaskRCNN>(config);
+  model->rpn->use_in_order_nms(true);
+  model->train();
+  return model;
+}
+
+// Each image's pixels scaled by 1 + 1e-6 * standard normal noise.
+std::vector<Tensor> perturbed_pixels(const std::vector<Tensor>& images, Generator& g) {
+  std::vector<Tensor> perturbed;
+  for (const Tensor& image : images)
+    perturbed.push_back(ops::mul(image, ops::add(ops::mul(randn(image.sizes(), kFloat32, kCPU, &g), 1e-6), 1.0)));
+  return perturbed;
+}
+
 double relative_norm_error(const Tensor& actual, const Tensor& expected) {
   const Tensor a = ops::to(ops::to(actual, kCPU), kFloat64), e = ops::to(ops::to(expected, kCPU), kFloat64);
   const Tensor d = ops::sub(a, e);
@@ -59,15 +76,15 @@ double relative_norm_error(const Tensor& actual, const Tensor& expected) {
 TEST_CASE("cuda: one training step and inference of the whole model match the CPU") {
   if (test::setup_cuda_or_skip("Mask R-CNN on CUDA")) return;
   const Config config = comparison_config();
-  manual_seed(1);
-  MaskRCNN cpu_model(config), gpu_model(config);
+  // The GPU selects proposals by NMS per image and level in top-k order; the CPU by torchvision's
+  // batched_nms, whose coordinate offsets round IoUs differently below 1000 valid candidates per
+  // image. comparison_model gives the CPU the GPU's rule, so only the arithmetic differs.
+  const auto cpu_owner = comparison_model(config);
+  MaskRCNN& cpu_model = *cpu_owner;
+  MaskRCNN gpu_model(config);
   gpu_model.load_state_dict(cpu_model.state_dict());
   gpu_model.to(test::gpu());
   CHECK(gpu_model.device() == test::gpu());
-  // The GPU selects proposals by NMS per image and level in top-k order; the CPU by torchvision's
-  // batched_nms, whose coordinate offsets round IoUs differently below 1000 valid candidates per
-  // image. The same rule on both, so only the arithmetic differs.
-  cpu_model.rpn->use_in_order_nms(true);
   const auto [images, targets] = batch();
 
   std::map<std::string, double> losses;
@@ -160,22 +177,16 @@ TEST_CASE("whole-model comparison: its losses and detections barely move when th
   const Config config = comparison_config();
   const auto [images, targets] = batch();
   auto losses_for = [&](const std::vector<Tensor>& pixels) {
-    manual_seed(1);
-    MaskRCNN model(config);
-    model.rpn->use_in_order_nms(true);
-    model.train();
+    const auto model = comparison_model(config);
     std::map<std::string, double> losses;
-    for (const auto& [name, loss] : model.forward(pixels, &targets).losses) losses[name] = loss.item<double>();
+    for (const auto& [name, loss] : model->forward(pixels, &targets).losses) losses[name] = loss.item<double>();
     return losses;
   };
   const auto reference = losses_for(images);
   REQUIRE(reference.size() == 5);
   Generator g(11);
   for (int trial = 0; trial < 4; ++trial) {
-    std::vector<Tensor> perturbed;
-    for (const Tensor& image : images)
-      perturbed.push_back(ops::mul(image, ops::add(ops::mul(randn(image.sizes(), kFloat32, kCPU, &g), 1e-6), 1.0)));
-    for (const auto& [name, loss] : losses_for(perturbed)) {
+    for (const auto& [name, loss] : losses_for(perturbed_pixels(images, g))) {
       CAPTURE(trial);
       CAPTURE(name);
       CHECK(std::abs(loss - reference.at(name)) <= 1e-5 * std::abs(reference.at(name)));
@@ -184,21 +195,16 @@ TEST_CASE("whole-model comparison: its losses and detections barely move when th
 
   // Inference with the weights after one SGD step, as there: the same number of detections, and each
   // perturbed box within 1e-4 px of its nearest reference box (that test allows 1e-3 px).
-  manual_seed(1);
-  MaskRCNN model(config);
-  model.rpn->use_in_order_nms(true);
-  model.train();
-  autograd::backward(total_loss(model.forward(images, &targets).losses));
-  nn::SGD sgd(model.named_parameters(), {0.01, 0.9, 0, 1e-4, false});
+  const auto model = comparison_model(config);
+  autograd::backward(total_loss(model->forward(images, &targets).losses));
+  nn::SGD sgd(model->named_parameters(), {0.01, 0.9, 0, 1e-4, false});
   sgd.step();
-  model.eval();
+  model->eval();
   autograd::NoGradGuard no_grad;
-  const auto reference_detections = model.forward(images).detections;
+  const auto reference_detections = model->forward(images).detections;
   for (int trial = 0; trial < 2; ++trial) {
-    std::vector<Tensor> perturbed;
-    for (const Tensor& image : images)
-      perturbed.push_back(ops::mul(image, ops::add(ops::mul(randn(image.sizes(), kFloat32, kCPU, &g), 1e-6), 1.0)));
-    const auto detections = model.forward(perturbed).detections;
+    const auto perturbed = perturbed_pixels(images, g);
+    const auto detections = model->forward(perturbed).detections;
     for (size_t i = 0; i < images.size(); ++i) {
       CAPTURE(trial);
       CAPTURE(i);
