@@ -1,5 +1,6 @@
 // `mrcnn eval`: a checkpoint and a labelled COCO set in; COCO AP (bbox, segm), per-image and
-// per-patient Dice/IoU/HD95, lesion sensitivity and false positives out, as a table on stdout,
+// per-patient Dice/IoU/HD95, lesion sensitivity and false positives out, with the same image-level
+// figures at score thresholds 0.1 .. 0.9 (operating points), as a table on stdout,
 // optionally JSON (--json), the detections in COCO results format (--detections) and an HTML
 // report with one overlay per image, worst Dice first (--report).
 #include <algorithm>
@@ -38,7 +39,34 @@ std::string fmt(double v, const char* format = "%.3f") {
   return text;
 }
 
-void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images) {
+// Score thresholds of the operating-point table: 0.1, 0.2, ..., 0.9.
+std::vector<double> table_thresholds() {
+  std::vector<double> t;
+  for (int k = 1; k <= 9; ++k) t.push_back(k / 10.0);
+  return t;
+}
+
+const char* kOperatingPointsCaveat =
+    "the figures above at other score thresholds; a threshold chosen here is tuned to this data, so choose it on data you do not report on";
+
+void print_operating_points(const std::vector<OperatingPoint>& rows) {
+  std::printf("Operating points (%s)\n", kOperatingPointsCaveat);
+  std::printf("  %8s %6s %6s %8s %12s %9s\n", "score >=", "Dice", "IoU", "HD95", "sensitivity", "FP/image");
+  for (const auto& r : rows)
+    std::printf("  %8.2f %6s %6s %8s %12s %9s\n", r.score_thresh, fmt(r.mean_dice).c_str(), fmt(r.mean_iou).c_str(),
+                fmt(r.mean_hd95, "%.2f").c_str(), fmt(r.sensitivity).c_str(), fmt(r.false_positives_per_image, "%.2f").c_str());
+}
+
+json operating_points_json(const std::vector<OperatingPoint>& rows) {
+  json list = json::array();
+  for (const auto& r : rows)
+    list.push_back({{"score_thresh", r.score_thresh}, {"dice", r.mean_dice}, {"iou", r.mean_iou}, {"hd95", finite(r.mean_hd95)},
+                    {"sensitivity", finite(r.sensitivity)}, {"detected", r.detected}, {"false_positives", r.false_positives},
+                    {"false_positives_per_image", r.false_positives_per_image}});
+  return list;
+}
+
+void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images, const std::vector<OperatingPoint>& operating) {
   static const char* rows[] = {"AP @[.50:.95]", "AP50", "AP75", "AP small", "AP medium", "AP large"};
   std::printf("COCO metrics (pycocotools' algorithm, maxDets 100)   bbox    segm\n");
   for (int i = 0; i < 6; ++i)
@@ -54,6 +82,7 @@ void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images
               o.lesion_iou, static_cast<long long>(s.detected), static_cast<long long>(s.lesions),
               fmt(s.sensitivity).c_str(), static_cast<long long>(s.false_positives),
               fmt(s.false_positives_per_image, "%.2f").c_str());
+  print_operating_points(operating);
   std::printf("Per patient (Dice and IoU pooled over the patient's slices; HD95: mean over slices)\n");
   std::printf("  %-16s %6s %6s %6s %8s\n", "patient", "slices", "Dice", "IoU", "HD95");
   for (const auto& p : s.patients)
@@ -61,7 +90,7 @@ void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images
                 fmt(p.iou).c_str(), fmt(p.hd95, "%.2f").c_str());
 }
 
-json results_json(const DatasetEvaluation& e, const EvalOptions& o) {
+json results_json(const DatasetEvaluation& e, const EvalOptions& o, const std::vector<OperatingPoint>& rows) {
   const auto& s = e.segmentation;
   json images = json::array(), patients = json::array();
   for (const auto& i : s.images)
@@ -83,6 +112,7 @@ json results_json(const DatasetEvaluation& e, const EvalOptions& o) {
           {"hd95_undefined", s.hd95_undefined},
           {"lesions", {{"total", s.lesions}, {"detected", s.detected}, {"sensitivity", finite(s.sensitivity)},
                        {"false_positives", s.false_positives}, {"false_positives_per_image", s.false_positives_per_image}}},
+          {"operating_points", operating_points_json(rows)},
           {"patients", patients},
           {"images", images}};
 }
@@ -139,7 +169,7 @@ std::string html_escape(const std::string& s) {
 }
 
 void write_report(const std::string& dir, const DatasetEvaluation& e, const std::vector<Sample>& samples,
-                  const EvalOptions& o) {
+                  const EvalOptions& o, const std::vector<OperatingPoint>& operating) {
   const fs::path root(dir);
   fs::create_directories(root / "images");
   const auto& s = e.segmentation;
@@ -161,6 +191,13 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
       {"segm AP / AP50 / AP75", fmt(e.segm.stats[0]) + " / " + fmt(e.segm.stats[1]) + " / " + fmt(e.segm.stats[2])},
       {"bbox AP / AP50 / AP75", fmt(e.bbox.stats[0]) + " / " + fmt(e.bbox.stats[1]) + " / " + fmt(e.bbox.stats[2])}};
   for (const auto& [k, v] : rows) html += "<tr><td class=l>" + k + "</td><td>" + v + "</td></tr>";
+  html += "</table>\n<h2>Operating points</h2><p>" + std::string(kOperatingPointsCaveat) +
+          ".</p><table><tr><th>score &ge;</th><th>Dice</th><th>IoU</th><th>HD95</th><th>sensitivity</th>"
+          "<th>false pos. per image</th></tr>";
+  for (const auto& r : operating)
+    html += "<tr><td>" + fmt(r.score_thresh, "%.2f") + "</td><td>" + fmt(r.mean_dice) + "</td><td>" + fmt(r.mean_iou) + "</td><td>" +
+            fmt(r.mean_hd95, "%.2f") + "</td><td>" + fmt(r.sensitivity) + "</td><td>" + fmt(r.false_positives_per_image, "%.2f") +
+            "</td></tr>";
   html += "</table>\n<h2>Per patient</h2><table><tr><th class=l>patient</th><th>slices</th><th>Dice</th><th>IoU</th><th>HD95</th></tr>";
   for (const auto& p : s.patients)
     html += "<tr><td class=l>" + html_escape(p.patient) + "</td><td>" + std::to_string(p.images) + "</td><td>" + fmt(p.dice) +
@@ -214,11 +251,12 @@ int eval(const EvalOptions& o) {
   const auto e = evaluate_dataset(*model, truth, samples, patients, o.score_thresh, o.lesion_iou,
                                   [&](size_t done, size_t) { progress.update(static_cast<int64_t>(done)); });
   progress.finish();
-  print_table(e, o, samples.size());
-  if (!o.json_out.empty()) write_file_atomically(o.json_out, results_json(e, o).dump(1) + "\n");
+  const auto operating = operating_points(truth, e.predictions, patients, table_thresholds(), o.lesion_iou);
+  print_table(e, o, samples.size(), operating);
+  if (!o.json_out.empty()) write_file_atomically(o.json_out, results_json(e, o, operating).dump(1) + "\n");
   if (!o.detections_out.empty()) write_file_atomically(o.detections_out, detections_json(e, truth).dump() + "\n");
   if (!o.report_dir.empty()) {
-    write_report(o.report_dir, e, samples, o);
+    write_report(o.report_dir, e, samples, o, operating);
     std::fprintf(stderr, "report: %s\n", (fs::path(o.report_dir) / "index.html").string().c_str());
   }
   return 0;

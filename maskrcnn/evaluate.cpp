@@ -159,6 +159,21 @@ SegmentationSummary summarize_segmentation(const CocoDataset& truth, const std::
   return summary;
 }
 
+std::vector<OperatingPoint> operating_points(const CocoDataset& truth, const std::vector<ImagePrediction>& predictions,
+                                             const std::vector<std::string>& patients, const std::vector<double>& thresholds,
+                                             double lesion_iou) {
+  std::vector<OperatingPoint> rows;
+  for (size_t i = 0; i < thresholds.size(); ++i) {
+    const double t = thresholds[i];
+    check(t >= 0 && t <= 1 && (i == 0 || t > thresholds[i - 1]), "operating_points: thresholds must ascend within [0, 1], got ",
+          t, i > 0 ? str_cat(" after ", thresholds[i - 1]) : std::string());
+    const SegmentationSummary s = summarize_segmentation(truth, predictions, patients, t, lesion_iou);
+    rows.push_back({t, s.mean_dice, s.mean_iou, s.mean_hd95, s.sensitivity, s.false_positives_per_image, s.detected,
+                    s.false_positives});
+  }
+  return rows;
+}
+
 DatasetEvaluation evaluate_dataset(MaskRCNN& model, const CocoDataset& truth, const std::vector<Sample>& samples,
                                    const std::vector<std::string>& patients, double score_thresh, double lesion_iou,
                                    const std::function<void(size_t, size_t)>& progress) {

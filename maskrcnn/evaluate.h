@@ -59,6 +59,18 @@ SegmentationSummary summarize_segmentation(const CocoDataset& truth, const std::
                                            const std::vector<std::string>& patients, double score_thresh,
                                            double lesion_iou = 0.5);
 
+// One row of an operating-point table: the image-level figures at one score threshold. A reader
+// choosing a threshold needs the trade-off (sensitivity against false positives per image, Dice),
+// and should choose it on data other than the data a result is reported on.
+struct OperatingPoint {
+  double score_thresh = 0, mean_dice = 0, mean_iou = 0, mean_hd95 = 0, sensitivity = 0, false_positives_per_image = 0;
+  int64_t detected = 0, false_positives = 0;
+};
+// thresholds ascending in [0, 1]; each row is summarize_segmentation at that threshold.
+std::vector<OperatingPoint> operating_points(const CocoDataset& truth, const std::vector<ImagePrediction>& predictions,
+                                             const std::vector<std::string>& patients, const std::vector<double>& thresholds,
+                                             double lesion_iou = 0.5);
+
 // Everything `mrcnn eval` and training's validation report, for one model on one labelled set.
 struct DatasetEvaluation {
   CocoEvalResult bbox, segm;

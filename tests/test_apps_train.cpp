@@ -320,6 +320,15 @@ TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained mode
   double dice_sum = 0;
   for (const auto& image : e["images"]) dice_sum += image["dice"].get<double>();
   CHECK(e["dice"].get<double>() == doctest::Approx(dice_sum / 2).epsilon(1e-12));
+  // Operating points 0.1 .. 0.9: the 0.3 row is the headline above (--score-thresh 0.3).
+  CHECK(evaluated.output.find("Operating points (the figures above at other score thresholds") != std::string::npos);
+  const auto& rows = e["operating_points"];
+  REQUIRE(rows.size() == 9);
+  CHECK(rows[0]["score_thresh"].get<double>() == 0.1);
+  CHECK(rows[8]["score_thresh"].get<double>() == 0.9);
+  CHECK(rows[2]["dice"].get<double>() == e["dice"].get<double>());
+  CHECK(rows[2]["false_positives"] == e["lesions"]["false_positives"]);
+  for (size_t i = 1; i < rows.size(); ++i) CHECK(rows[i]["false_positives"].get<int64_t>() <= rows[i - 1]["false_positives"].get<int64_t>());
   // The AP figures are those of the detections it wrote.
   const CocoDataset truth = load_coco((d / "val.json").string());
   std::ifstream dets_file(dir / "dets.json");
@@ -334,6 +343,7 @@ TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained mode
   const bool first_is_worse = images[0]["dice"].get<double>() <= images[1]["dice"].get<double>();
   const std::string worse = images[first_is_worse ? 0 : 1]["file_name"], better = images[first_is_worse ? 1 : 0]["file_name"];
   CHECK(html.find("<td class=l>" + worse) < html.find("<td class=l>" + better));
+  CHECK(html.find("<h2>Operating points</h2>") < html.find("<h2>Per patient</h2>"));
   for (const auto& image : images)
     CHECK(fs::exists(dir / "report" / "images" / (fs::path(image["file_name"].get<std::string>()).stem().string() + ".png")));
 

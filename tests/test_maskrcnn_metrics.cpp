@@ -123,3 +123,48 @@ TEST_CASE("evaluation summary: per-image, per-patient and lesion figures on hand
   CHECK(summarize_segmentation(truth, predictions, {"p1", "p1", "p2"}, 0.5, 0.7).images[0].detected == 0);
   CHECK(summarize_segmentation(truth, predictions, {"p1", "p1", "p2"}, 0.5, 0.6).images[0].detected == 1);
 }
+
+TEST_CASE("operating points: each row is the summary at its threshold, and detections only fall away") {
+  using namespace detection;
+  constexpr int64_t h = 12, w = 12;
+  CocoDataset truth;
+  CocoImage a{1, w, h, "p1_a.png", {}}, b{2, w, h, "p2_a.png", {}};
+  a.annotations = {lesion(rectangle(h, w, 1, 1, 5, 5), h, w)};
+  b.annotations = {lesion(rectangle(h, w, 6, 6, 10, 10), h, w)};
+  truth.images = {a, b};
+  std::vector<ImagePrediction> predictions(2);
+  add_detection(predictions[0], rectangle(h, w, 1, 1, 5, 5), 0.95);   // exact
+  add_detection(predictions[0], rectangle(h, w, 2, 2, 6, 6), 0.7);    // a duplicate of the same lesion: a false positive
+  add_detection(predictions[0], rectangle(h, w, 9, 0, 12, 2), 0.35);  // nothing there
+  add_detection(predictions[1], rectangle(h, w, 6, 6, 10, 9), 0.55);  // 12 of 16 pixels: IoU 0.75
+  add_detection(predictions[1], rectangle(h, w, 0, 9, 2, 12), 0.15);  // nothing there
+  const std::vector<std::string> patients = {"p1", "p2"};
+  const std::vector<double> thresholds = {0.1, 0.3, 0.5, 0.6, 0.9};
+  const auto rows = operating_points(truth, predictions, patients, thresholds);
+  REQUIRE(rows.size() == thresholds.size());
+  for (size_t i = 0; i < rows.size(); ++i) {
+    CAPTURE(i);
+    const auto s = summarize_segmentation(truth, predictions, patients, thresholds[i]);
+    CHECK(rows[i].score_thresh == thresholds[i]);
+    CHECK(rows[i].mean_dice == s.mean_dice);
+    CHECK(rows[i].mean_iou == s.mean_iou);
+    CHECK(rows[i].sensitivity == s.sensitivity);
+    CHECK(rows[i].false_positives_per_image == s.false_positives_per_image);
+    if (i > 0) {  // a higher threshold keeps a prefix of the same score order: counts never rise
+      CHECK(rows[i].detected <= rows[i - 1].detected);
+      CHECK(rows[i].false_positives <= rows[i - 1].false_positives);
+    }
+  }
+  // By hand: >= 0.1 keeps all 5 (2 found, 3 false positives); >= 0.6 drops image b's lesion; >= 0.9 keeps one.
+  CHECK(rows[0].detected == 2);
+  CHECK(rows[0].false_positives == 3);
+  CHECK(rows[2].detected == 2);
+  CHECK(rows[2].false_positives == 1);
+  CHECK(rows[3].sensitivity == 0.5);
+  CHECK(rows[4].false_positives == 0);
+  CHECK(rows[4].mean_dice == doctest::Approx((1.0 + 0.0) / 2));
+  CHECK(test::error_of([&] { operating_points(truth, predictions, patients, {0.5, 0.3}); }) ==
+        "operating_points: thresholds must ascend within [0, 1], got 0.3 after 0.5");
+  CHECK(test::error_of([&] { operating_points(truth, predictions, patients, {1.5}); }) ==
+        "operating_points: thresholds must ascend within [0, 1], got 1.5");
+}
