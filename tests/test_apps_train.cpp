@@ -216,6 +216,16 @@ TEST_CASE("mrcnn train with ema_decay: checkpoints hold the average, training it
   }
   CHECK(largest_gap > 1e-4);  // the saved model is the average, not the last step's weights
   for (const auto& [name, t] : without.optimizer) CHECK(test::bitwise_equal(with.optimizer.at(name), t));
+  // tools/stepped_weights.py turns the averaged checkpoint into the one without the average.
+  const fs::path stepped = dir / "stepped.safetensors";
+  REQUIRE(std::system(("python3 " + test::source_path("tools/stepped_weights.py") + " " + (dir / "full" / "last.safetensors").string() +
+                       " " + stepped.string()).c_str()) == 0);
+  const auto unaveraged = nn::load_checkpoint(stepped.string());
+  CHECK(unaveraged.training_weights.empty());
+  CHECK(unaveraged.optimizer.empty());
+  REQUIRE(unaveraged.model.size() == without.model.size());
+  for (const auto& [name, t] : without.model) CHECK(test::bitwise_equal(unaveraged.model.at(name), t));
+  CHECK(unaveraged.config_json == without.config_json);
 
   // Stop after one epoch and resume: the same average, weights and state as one run.
   const fs::path split = dir / "split";
