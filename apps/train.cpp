@@ -3,10 +3,10 @@
 //   metrics.jsonl  one line per validation: COCO AP (bbox, segm), Dice, IoU, HD95, lesion counts
 //   last.safetensors  model + optimizer + RNG states + position: --resume continues bit-exactly
 //   best.safetensors  the weights with the best validation segm AP
+//   curves.png     loss terms and validation metrics, redrawn after every epoch
 // With train.ema_decay > 0 validation measures a moving average of the weights (nn/average.h), and
 // the checkpoints' model tensors are that average; the weights training steps ride along under
 // "training." so --resume still continues bit-exactly.
-//   curves.png     loss terms and validation metrics, redrawn after every epoch
 // Ctrl-C finishes the current iteration, saves last.safetensors and exits; a non-finite loss stops
 // the run before the bad update, leaving the last good checkpoint in place.
 #include <atomic>
