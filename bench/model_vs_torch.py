@@ -11,12 +11,19 @@ On a GPU machine (any PyTorch/torchvision there; ours built with CUDA):
 Cases: R18-FPN at 256x256 and R50-FPN at 512x512, batch 2 (bench/configs/*.json). The configs set
 box_score_thresh 0 so both models keep box_detections_per_img (100) detections per image whatever
 their random weights score, and the mask head does the same work on both sides.
+
+--rounds N runs both sides N times, alternating which goes first, and prints each round's times and
+ratios, then the medians: the ratio column is the median of the rounds' ratios. On a shared or
+freshly lent machine single runs drift by 10-15%; a ratio judged against a goal should be a median.
+--torch-cudnn-benchmark sets torch.backends.cudnn.benchmark (off by default in PyTorch, as here):
+PyTorch then times cuDNN's algorithms per shape, as mrcnn always does.
 """
 import argparse
 import json
 import os
 import resource
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -53,10 +60,11 @@ def build_torch_model(config_path):
                     box_score_thresh=cfg.get("box_score_thresh", 0.05))
 
 
-def torch_worker(config_path, weights_pth, size, batch, steps, device, tf32):
+def torch_worker(config_path, weights_pth, size, batch, steps, device, tf32, cudnn_benchmark):
     import torch
     import torchvision
     torch.set_num_threads(2)
+    torch.backends.cudnn.benchmark = cudnn_benchmark
     # PyTorch's defaults run convolutions (not matmuls) on TF32 tensor cores; mrcnn runs plain float32
     # unless --tf32. Both sides get the same precision: strict float32, or TF32 for both with --tf32.
     torch.backends.cudnn.allow_tf32 = tf32
@@ -123,6 +131,41 @@ def torch_worker(config_path, weights_pth, size, batch, steps, device, tf32):
                       "torch": torch.__version__, "torchvision": torchvision.__version__}))
 
 
+ROWS = [("train_ms", "train step"), ("infer_ms", "inference"), ("peak_rss_mb", "peak RSS MB")]
+# Bytes held by live tensors (caching allocators' reserve excluded): ours first as the blocks our
+# allocator holds (512 B rounded), then as requested, like PyTorch's; then what each process holds
+# from the driver, its allocator's cache included.
+GPU_ROWS = [("train_tensor_peak_mb", "GPU MB train"), ("infer_tensor_peak_mb", "GPU MB infer"),
+            ("train_requested_peak_mb", "GPU MB train, requested"), ("infer_requested_peak_mb", "GPU MB infer, requested"),
+            ("train_reserved_peak_mb", "GPU MB train, reserved"), ("infer_reserved_peak_mb", "GPU MB infer, reserved")]
+
+
+def run_ours(args, config_path, weights, size, out, env):
+    subprocess.run([args.mrcnn] + (["--tf32"] if args.tf32 else []) + ["bench", "--config", config_path, "--weights", weights, "--size", size,
+                    "--batch", str(args.batch), "--steps", str(args.steps), "--device", args.device,
+                    "--json", out], check=True, env=env, stdout=subprocess.DEVNULL)
+    with open(out) as f:
+        return json.load(f)
+
+
+def run_theirs(args, config_path, pth, size, env):
+    command = [sys.executable, __file__, "--torch-worker", config_path, pth, size, "--batch", str(args.batch),
+               "--steps", str(args.steps), "--device", args.device]
+    command += (["--tf32"] if args.tf32 else []) + (["--torch-cudnn-benchmark"] if args.torch_cudnn_benchmark else [])
+    return json.loads(subprocess.run(command, check=True, env=env, capture_output=True, text=True).stdout)
+
+
+def summarize(rounds, rows):
+    """Per row: the median of each side's values and the median of the rounds' ratios."""
+    table = []
+    for key, label in rows:
+        ours = statistics.median(o[key] for o, _ in rounds)
+        theirs = statistics.median(t[key] for _, t in rounds)
+        ratio = statistics.median(o[key] / t[key] for o, t in rounds)
+        table.append((label, ours, theirs, ratio))
+    return table
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mrcnn", default=os.path.join(HERE, "..", "build", "mrcnn"))
@@ -131,17 +174,23 @@ def main():
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cases", default="R18-FPN,R50-FPN")
     parser.add_argument("--tf32", action="store_true", help="CUDA: TF32 convolutions and matmuls on both sides")
+    parser.add_argument("--rounds", type=int, default=1, help="run both sides this many times, alternating; report medians")
+    parser.add_argument("--torch-cudnn-benchmark", action="store_true", help="PyTorch side: torch.backends.cudnn.benchmark = True")
     parser.add_argument("--torch-worker", nargs=3, metavar=("CONFIG", "WEIGHTS", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.torch_worker:
-        torch_worker(*args.torch_worker, args.batch, args.steps, args.device, args.tf32)
+        torch_worker(*args.torch_worker, args.batch, args.steps, args.device, args.tf32, args.torch_cudnn_benchmark)
         return
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     env = dict(os.environ, OMP_NUM_THREADS="2")
+    rows = ROWS + (GPU_ROWS if args.device.startswith("cuda") else [])
     print(f"{'case':<10} {'':<24} {'ours':>10} {'torchvision':>12} {'ratio':>7}")
     for name, config, size in CASES:
         if name not in args.cases.split(","):
             continue
         config_path = os.path.join(HERE, "configs", config)
+        rounds = []
         with tempfile.TemporaryDirectory() as tmp:
             # One random init (torchvision's, seeded) for both: the same proposals and detections, so
             # the heads do the same work. Random weights of each framework's own make RPN keep 400 or
@@ -152,24 +201,25 @@ def main():
             torch.save(build_torch_model(config_path).state_dict(), pth)
             subprocess.run([sys.executable, os.path.join(HERE, "..", "tools", "export_torchvision.py"), pth, weights],
                            check=True, stdout=subprocess.DEVNULL)
-            subprocess.run([args.mrcnn] + (["--tf32"] if args.tf32 else []) + ["bench", "--config", config_path, "--weights", weights, "--size", size,
-                            "--batch", str(args.batch), "--steps", str(args.steps), "--device", args.device,
-                            "--json", out], check=True, env=env, stdout=subprocess.DEVNULL)
-            ours = json.load(open(out))
-            theirs = json.loads(subprocess.run([sys.executable, __file__, "--torch-worker", config_path, pth, size,
-                                                "--batch", str(args.batch), "--steps", str(args.steps),
-                                                "--device", args.device] + (["--tf32"] if args.tf32 else []),
-                                               check=True, env=env, capture_output=True, text=True).stdout)
-        rows = [("train_ms", "train step"), ("infer_ms", "inference"), ("peak_rss_mb", "peak RSS MB")]
-        if args.device.startswith("cuda"):
-            # Bytes held by live tensors (caching allocators' reserve excluded): ours first as the blocks
-            # our allocator holds (512 B rounded), then as requested, like PyTorch's; then what each
-            # process holds from the driver, its allocator's cache included.
-            rows += [("train_tensor_peak_mb", "GPU MB train"), ("infer_tensor_peak_mb", "GPU MB infer"),
-                     ("train_requested_peak_mb", "GPU MB train, requested"), ("infer_requested_peak_mb", "GPU MB infer, requested"),
-                     ("train_reserved_peak_mb", "GPU MB train, reserved"), ("infer_reserved_peak_mb", "GPU MB infer, reserved")]
-        for key, label in rows:
-            print(f"{name:<10} {label:<24} {ours[key]:>10.1f} {theirs[key]:>12.1f} {ours[key] / theirs[key]:>7.2f}")
+            for r in range(args.rounds):
+                # Alternate which side runs first: a machine that warms up or slows down during the
+                # run then favours neither.
+                if r % 2 == 0:
+                    ours = run_ours(args, config_path, weights, size, out, env)
+                    theirs = run_theirs(args, config_path, pth, size, env)
+                else:
+                    theirs = run_theirs(args, config_path, pth, size, env)
+                    ours = run_ours(args, config_path, weights, size, out, env)
+                rounds.append((ours, theirs))
+                if args.rounds > 1:
+                    print(f"{name:<10} round {r + 1}: " + ", ".join(
+                        f"{label} {ours[key]:.1f} / {theirs[key]:.1f} = {ours[key] / theirs[key]:.2f}"
+                        for key, label in ROWS[:2]))
+                    sys.stdout.flush()
+        for label, ours, theirs, ratio in summarize(rounds, rows):
+            print(f"{name:<10} {label:<24} {ours:>10.1f} {theirs:>12.1f} {ratio:>7.2f}")
+        if args.rounds > 1:
+            print(f"{name:<10} (medians over {args.rounds} rounds; ratio: the median of the rounds' ratios)")
         sys.stdout.flush()
 
 

@@ -4,7 +4,7 @@
 # binaries travel to the GPU machine compressed): every test binary's CUDA cases, then `mrcnn selftest`.
 # Make DIR here with: scripts/device_check.sh --pack [BUILD] [DIR]; DIR is git-ignored, so the device
 # tool's call must name it in `carry`. Env: BENCH=1 (PyTorch comparison; BENCH_TF32=1 adds TF32 on both
-# sides), PROFILE=1 (stage and backward-op timings), WORKSPACE=1 (with and without a cuDNN workspace
+# sides; BENCH_ROUNDS=N: N alternated rounds, medians), PROFILE=1 (stage and backward-op timings), WORKSPACE=1 (with and without a cuDNN workspace
 # limit), STAGING=1 (the staging ring against two whole-buffer slots), NSYS=1 (Nsight Systems kernel
 # summary, if installed there), APP=1 (train/predict/eval).
 # The GPU machine's CUDA/cuDNN libraries may live in a Python environment, not in the linker's
@@ -60,11 +60,14 @@ fi
 tar czf "$out/test_logs.tar.gz" -C "$logs" . && rm -rf "$logs"
 # BENCH=1: R50-FPN at 512x512 against the machine's PyTorch/torchvision, batch 2 and 8, both sides
 # in strict float32; BENCH_TF32=1 adds the same with TF32 convolutions/matmuls on both sides.
+# BENCH_ROUNDS=N alternates the two sides N times and reports medians (the ratio to judge against a
+# goal); BENCH_TORCH_CUDNN_BENCHMARK=1 lets PyTorch time cuDNN's algorithms too.
 if [ "${BENCH:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
   for precision in strict ${BENCH_TF32:+tf32}; do
     for batch in ${BENCH_BATCHES:-2 8}; do
-      timeout 300 python3 bench/model_vs_torch.py --mrcnn "$dir/mrcnn" --device cuda --cases R50-FPN --batch "$batch" \
-        --steps "${BENCH_STEPS:-10}" $([ $precision = tf32 ] && echo --tf32) 2>&1 | tee "$out/bench_${precision}_batch$batch.log" || status=1
+      timeout $((60 + 120 * ${BENCH_ROUNDS:-1})) python3 bench/model_vs_torch.py --mrcnn "$dir/mrcnn" --device cuda --cases R50-FPN --batch "$batch" \
+        --steps "${BENCH_STEPS:-10}" --rounds "${BENCH_ROUNDS:-1}" $([ $precision = tf32 ] && echo --tf32) \
+        $([ "${BENCH_TORCH_CUDNN_BENCHMARK:-0}" = 1 ] && echo --torch-cudnn-benchmark) 2>&1 | tee "$out/bench_${precision}_batch$batch.log" || status=1
     done
   done
 fi
