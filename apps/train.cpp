@@ -214,17 +214,6 @@ int train(const TrainOptions& options) {
   }
   std::vector<Tensor> trainable_tensors;
   for (auto& [name, p] : trainable) trainable_tensors.push_back(p);
-  // The average tracks what training changes: trainable parameters and floating buffers (batch
-  // norm's running statistics). Built after a resume has loaded the averages into the model.
-  std::unique_ptr<nn::WeightAverage> average;
-  const auto make_average = [&] {
-    if (settings.ema_decay == 0) return;
-    nn::NamedTensors tracked = trainable;
-    for (auto& [name, b] : model.named_buffers())
-      if (is_floating(b.dtype())) tracked.emplace_back(name, b);
-    average = std::make_unique<nn::WeightAverage>(tracked, settings.ema_decay);
-  };
-
   // Every random stream of training, saved and restored as a set: data order (its state at the
   // start of the current epoch, so a resumed epoch redraws the same order), augmentation, the
   // transform's scale choice and both samplers.
@@ -241,20 +230,28 @@ int train(const TrainOptions& options) {
     check(resumed.training_weights.empty() == (settings.ema_decay == 0), last.string(), ": ",
           settings.ema_decay == 0 ? "holds training weights but its recipe keeps no weight average"
                                   : "has no training weights (training.*) but its recipe keeps a weight average");
-    make_average();
-    if (average) {
-      average->restore(resumed.training_weights, last.string() + " (training weights)");
-      try {
-        average->set_updates(std::stoll(resumed.extra.at("average_updates")));
-      } catch (const std::exception&) {
-        throw Error(str_cat(last.string(), ": no valid 'average_updates' metadata for its weight average"));
-      }
+  }
+  // The average tracks what training changes: trainable parameters and floating buffers (batch
+  // norm's running statistics). It starts from the model's tensors, which after a resume are the
+  // saved averages; only then do the stepped weights go back into the model.
+  std::unique_ptr<nn::WeightAverage> average;
+  if (settings.ema_decay > 0) {
+    nn::NamedTensors tracked = trainable;
+    for (auto& [name, b] : model.named_buffers())
+      if (is_floating(b.dtype())) tracked.emplace_back(name, b);
+    average = std::make_unique<nn::WeightAverage>(tracked, settings.ema_decay);
+  }
+  if (o.resume && average) {
+    average->restore(resumed.training_weights, last.string() + " (training weights)");
+    try {
+      average->set_updates(std::stoll(resumed.extra.at("average_updates")));
+    } catch (const std::exception&) {
+      throw Error(str_cat(last.string(), ": no valid 'average_updates' metadata for its weight average"));
     }
+  }
+  if (o.resume)
     std::fprintf(stderr, "resuming %s at epoch %lld, iteration %lld\n", last.string().c_str(),
                  static_cast<long long>(at.epoch + 1), static_cast<long long>(at.iteration));
-  } else {
-    make_average();
-  }
 
   const int64_t n = static_cast<int64_t>(data.train_samples.size());
   const int64_t per_epoch = (n + settings.batch_size - 1) / settings.batch_size;
