@@ -20,7 +20,9 @@
 #include "maskrcnn/profile.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
+#include "ops/fma_peak.h"
 #include "ops/ops.h"
+#include "tensor/flop_count.h"
 #include "tensor/parallel.h"
 #include "tensor/storage.h"
 
@@ -68,8 +70,19 @@ double peak_rss_mb() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
-// The ops that took most of backward's time, then the rest as one line; per pass.
-void print_backward_profile(const std::vector<autograd::OpTime>& ops, int passes) {
+// GFLOP/s of `flops` done in `ms`, and the share of the CPU's FMA peak (peak_gflops 0: a GPU, none).
+std::string rate(int64_t flops, double ms, double peak_gflops) {
+  if (flops <= 0 || ms <= 0) return "";
+  const double gflops = static_cast<double>(flops) / ms * 1e-6;
+  char text[64];
+  if (peak_gflops > 0) std::snprintf(text, sizeof text, "%.1f GFLOP/s = %.1f%% of peak", gflops, 100 * gflops / peak_gflops);
+  else std::snprintf(text, sizeof text, "%.1f GFLOP/s", gflops);
+  return text;
+}
+
+// The ops that took most of backward's time, then the rest as one line; per pass. Convolutions and
+// matrix products also show the rate of their arithmetic.
+void print_backward_profile(const std::vector<autograd::OpTime>& ops, int passes, double peak_gflops) {
   double total = 0;
   for (const auto& op : ops) total += op.ms;
   std::printf("backward by op (mean of %d, ms; calls per pass; each op waited for, so the sum exceeds the stage):\n", passes);
@@ -78,8 +91,9 @@ void print_backward_profile(const std::vector<autograd::OpTime>& ops, int passes
   int64_t rest_calls = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
     if (i < shown) {
-      std::printf("  %-36s %8.2f %6lld  %4.1f%%\n", ops[i].op.c_str(), ops[i].ms / passes,
-                  static_cast<long long>(ops[i].calls / passes), total > 0 ? 100 * ops[i].ms / total : 0.0);
+      std::printf("  %-36s %8.2f %6lld  %4.1f%%  %s\n", ops[i].op.c_str(), ops[i].ms / passes,
+                  static_cast<long long>(ops[i].calls / passes), total > 0 ? 100 * ops[i].ms / total : 0.0,
+                  rate(ops[i].flops, ops[i].ms, peak_gflops).c_str());
     } else {
       rest += ops[i].ms;
       rest_calls += ops[i].calls;
@@ -175,7 +189,9 @@ int bench(const BenchOptions& options) {
                static_cast<long long>(options.batch), num_threads());
 
   model.train();
+  int64_t train_calls = 0, infer_calls = 0;  // the arithmetic per step is the count over the calls
   const auto train_step = [&] {
+    ++train_calls;
     sgd.zero_grad();
     const auto out = model.forward(images, &targets);
     {
@@ -190,6 +206,7 @@ int bench(const BenchOptions& options) {
   };
   model.eval();
   const auto infer_step = [&] {
+    ++infer_calls;
     autograd::NoGradGuard no_grad;
     (void)model.forward(images);
     cuda::synchronize();
@@ -212,14 +229,18 @@ int bench(const BenchOptions& options) {
   model.train();
   reset_peak();
   trace.phase("train");
+  int64_t flops_before = flops_counted();
   for (int64_t i = 1; i < options.warmup; ++i) train_step();  // median_seconds adds one more
   const double train_ms = 1e3 * bench::median_seconds(train_step, repeats);
+  const int64_t train_flops = (flops_counted() - flops_before) / std::max<int64_t>(train_calls, 1);
   const double train_tensor_mb = peak_mb(), train_requested_mb = requested_peak_mb(), train_reserved_mb = reserved_peak_mb();
   model.eval();
   reset_peak();
   trace.phase("inference");
+  flops_before = flops_counted();
   for (int64_t i = 1; i < options.warmup; ++i) infer_step();
   const double infer_ms = 1e3 * bench::median_seconds(infer_step, repeats);
+  const int64_t infer_flops = (flops_counted() - flops_before) / std::max<int64_t>(infer_calls, 1);
   trace.write();
   const double infer_tensor_mb = peak_mb(), infer_requested_mb = requested_peak_mb(), infer_reserved_mb = reserved_peak_mb();
   const double rss = peak_rss_mb();
@@ -232,6 +253,14 @@ int bench(const BenchOptions& options) {
                 infer_reserved_mb);
   } else
     std::printf("peak memory held by tensors: train %.0f MB, inference %.0f MB\n", train_tensor_mb, infer_tensor_mb);
+  // Measured after the steps, on as many threads as they ran: the ceiling their arithmetic runs under.
+  const cpu::FmaPeak peak = device.is_cuda() ? cpu::FmaPeak{} : cpu::measure_fma_peak(num_threads());
+  std::printf("arithmetic of convolutions and matrix products: train step %.1f GFLOP (%s), inference %.1f GFLOP (%s)\n",
+              static_cast<double>(train_flops) * 1e-9, rate(train_flops, train_ms, peak.gflops).c_str(),
+              static_cast<double>(infer_flops) * 1e-9, rate(infer_flops, infer_ms, peak.gflops).c_str());
+  if (peak.gflops > 0)
+    std::printf("CPU FMA peak, measured: %.1f GFLOP/s on %d threads (%d-float vectors)\n", peak.gflops, peak.threads,
+                peak.vector_floats);
   if (options.profile) {
     // Separate, untimed passes: the stage timers wait for the GPU at every boundary.
     set_profiling(true, device);
@@ -260,7 +289,7 @@ int bench(const BenchOptions& options) {
     autograd::set_backward_profiling(true);
     for (int i = 0; i < passes; ++i) train_step();
     autograd::set_backward_profiling(false);
-    print_backward_profile(autograd::backward_profile(), passes);
+    print_backward_profile(autograd::backward_profile(), passes, peak.gflops);
     if (device.is_cuda()) {
       // Every download is a point where the host waits for the GPU to drain its queue.
       for (const bool training : {true, false}) {
@@ -290,7 +319,10 @@ int bench(const BenchOptions& options) {
                                     {"train_requested_peak_mb", train_requested_mb},
                                     {"infer_requested_peak_mb", infer_requested_mb},
                                     {"train_reserved_peak_mb", train_reserved_mb},
-                                    {"infer_reserved_peak_mb", infer_reserved_mb}};
+                                    {"infer_reserved_peak_mb", infer_reserved_mb},
+                                    {"train_gflop", static_cast<double>(train_flops) * 1e-9},
+                                    {"infer_gflop", static_cast<double>(infer_flops) * 1e-9},
+                                    {"cpu_fma_peak_gflops", peak.gflops}};
     write_file_atomically(options.json_out, figures.dump());
   }
   return 0;

@@ -8,6 +8,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "tensor/flop_count.h"
+
 namespace mrcnn::autograd {
 
 namespace {
@@ -29,14 +31,16 @@ template <typename Body>
 auto timed(const std::string& op, Body body) {
   if (!profiling) return body();
   device_synchronize();  // work queued before this op is not its own
+  const int64_t flops_before = flops_counted();
   const auto start = std::chrono::steady_clock::now();
   auto result = body();
   device_synchronize();
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
   auto entry = std::find_if(op_times.begin(), op_times.end(), [&](const OpTime& t) { return t.op == op; });
-  if (entry == op_times.end()) entry = op_times.insert(op_times.end(), OpTime{op, 0, 0});
+  if (entry == op_times.end()) entry = op_times.insert(op_times.end(), OpTime{op, 0, 0, 0});
   ++entry->calls;
   entry->ms += ms;
+  entry->flops += flops_counted() - flops_before;
   return result;
 }
 

@@ -18,6 +18,7 @@ struct OpTime {
   std::string op;  // the node's name: "conv2d", "mul", ...
   int64_t calls = 0;
   double ms = 0;
+  int64_t flops = 0;  // the products' nominal operations (tensor/flop_count.h), 0 for ops without
 };
 void set_backward_profiling(bool on);
 // Accumulated since the last reset, slowest op first (ties in first-seen order).

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "bench/timing.h"
+#include "ops/fma_peak.h"
 #include "ops/gemm.h"
 #include "tensor/parallel.h"
 #include "tensor/random.h"
@@ -52,6 +53,11 @@ int main() {
   const double peak_per_core = 2 * 8 * 2 * ghz;  // GFLOP/s
   std::printf("cpu clock: nominal %.3f GHz (/proc/cpuinfo), measured %.3f GHz (dependent-add chain)\n", nominal, measured);
   std::printf("FMA peak at %.3f GHz: %.1f GFLOP/s per core (2 FMA x 8 floats x 2 flops x clock)\n", ghz, peak_per_core);
+  // The same peak measured directly (what `mrcnn bench` divides by): agreeing with the line above
+  // confirms both the clock and the count of FMA units.
+  const cpu::FmaPeak fma = cpu::measure_fma_peak(1);
+  std::printf("FMA throughput measured on one thread: %.1f GFLOP/s (%d-float vectors), %.1f flops per measured cycle\n",
+              fma.gflops, fma.vector_floats, measured > 0 ? fma.gflops / measured : 0.0);
   struct Case {
     const char* name;
     int64_t m, n, k;

@@ -17,6 +17,7 @@
 #include "ops/gemm.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
+#include "tensor/flop_count.h"
 #include "tensor/parallel.h"
 
 namespace mrcnn::cpu {
@@ -489,6 +490,9 @@ std::vector<Tensor> conv_backward_cuda(const Tensor& d, const Tensor& xc, const 
   return {dx, dw, db};
 }
 
+// A direct convolution's multiply-adds; its input gradient and weight gradient take as many.
+int64_t conv_flops(const cpu::ConvGeometry& g) { return 2 * g.batch * g.out_channels * g.out_plane() * g.col_rows(); }
+
 Tensor record_conv(const char* op, const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                    const Tensor& xc, const Tensor& wc, const cpu::ConvGeometry& g, bool transposed) {
   return autograd::record(
@@ -496,6 +500,7 @@ Tensor record_conv(const char* op, const Tensor& out, const Tensor& x, const Ten
       [xc, wc, g, transposed, need_x = x.requires_grad(), need_w = weight.requires_grad(),
        need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
         const Tensor d = contiguous(dout);
+        count_flops(conv_flops(g) * (int64_t{need_x} + int64_t{need_w}));
         if (d.device().is_cuda()) return conv_backward_cuda(d, xc, wc, g, transposed, need_x, need_w, need_b);
         Tensor dx, dw, db;
         dispatch_floating(d.dtype(), "conv backward", [&](auto tag) {
@@ -546,6 +551,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
 
   const Tensor xc = contiguous(x.detach()), wc = contiguous(weight.detach());
   const Tensor bc = bias.defined() ? contiguous(bias.detach()) : Tensor();
+  count_flops(conv_flops(g));
   if (x.device().is_cuda()) {
     Tensor out = empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype(), x.device());
     cuda::conv_forward(cuda_shape(g), xc, wc, out);
@@ -588,6 +594,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
         g.in_w, " with padding (", g.padding.h, ", ", g.padding.w, ")");
 
   const Tensor xc = contiguous(x.detach()), wc = contiguous(weight.detach());
+  count_flops(conv_flops(g));
   if (x.device().is_cuda()) {
     Tensor out = empty({g.batch, g.in_channels, g.in_h, g.in_w}, x.dtype(), x.device());
     cuda::conv_backward_input(cuda_shape(g), xc, wc, out);

@@ -8,6 +8,7 @@
 #include "ops/reduce.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
+#include "tensor/flop_count.h"
 #include "tensor/parallel.h"
 
 namespace mrcnn::ops {
@@ -49,6 +50,7 @@ Tensor matmul_forward(const Tensor& a, const Tensor& b) {
   const int64_t batch = batched ? a.sizes()[0] : 1;
   const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
   Tensor out = empty(batched ? Shape{batch, m, n} : Shape{m, n}, a.dtype(), a.device());
+  count_flops(2 * batch * m * n * k);  // backward's products come through here too
   const MatrixLayout la = matrix_layout(a), lb = matrix_layout(b);
   if (a.device().is_cuda()) {
     const int64_t sa = batched ? la.t.strides()[0] : 0, sb = batched ? lb.t.strides()[0] : 0;

@@ -233,3 +233,29 @@ TEST_CASE("mrcnn bench --allocation-trace: every release matches a live allocati
   CHECK(on_gpu.output.find(cuda::is_available() ? "bench: --allocation-trace records CPU tensors; leave out --device" : "--device cuda: ") !=
         std::string::npos);
 }
+
+TEST_CASE("mrcnn bench: the arithmetic per step, its rate and its share of the measured FMA peak agree with the JSON") {
+  const fs::path dir = test::scratch_dir("mrcnn_cli_flops");
+  const std::string config = (dir / "config.json").string(), json_path = (dir / "bench.json").string();
+  std::ofstream(config) << config_to_json(tiny_config()).dump();
+  const test::Run run = test::run_mrcnn("bench --config " + config + " --size 64x96 --batch 2 --steps 2 --warmup 1 --json " + json_path);
+  INFO(run.output);
+  REQUIRE(run.status == 0);
+  const nlohmann::json figures = nlohmann::json::parse(std::ifstream(json_path));
+  const double train_gflop = figures.at("train_gflop"), infer_gflop = figures.at("infer_gflop");
+  const double train_ms = figures.at("train_ms"), peak = figures.at("cpu_fma_peak_gflops");
+  CHECK(train_gflop > 0);
+  CHECK(infer_gflop > 0);
+  const size_t at = run.output.find("arithmetic of convolutions and matrix products: train step ");
+  REQUIRE(at != std::string::npos);
+  double printed_gflop = 0, printed_rate = 0, printed_share = 0;
+  REQUIRE(std::sscanf(run.output.c_str() + at, "arithmetic of convolutions and matrix products: train step %lf GFLOP (%lf GFLOP/s = %lf%% of peak)",
+                      &printed_gflop, &printed_rate, &printed_share) == (peak > 0 ? 3 : 2));
+  CHECK(std::abs(printed_gflop - train_gflop) <= 0.05 + 1e-9);
+  CHECK(std::abs(printed_rate - train_gflop / train_ms * 1e3) <= 0.05 + 1e-9);
+  if (peak > 0) {
+    CHECK(std::abs(printed_share - 100 * (train_gflop / train_ms * 1e3) / peak) <= 0.05 + 1e-9);
+    CHECK(run.output.find("CPU FMA peak, measured: ") != std::string::npos);
+  }
+  fs::remove_all(dir);
+}

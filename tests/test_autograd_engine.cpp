@@ -128,3 +128,19 @@ TEST_CASE("autograd: the backward profile counts each op's calls and the engine'
   CHECK(autograd::backward_profile().empty());
   CHECK(total > 0);
 }
+
+TEST_CASE("autograd: the backward profile attributes the products' arithmetic to their ops") {
+  Tensor a = from_vector<double>({1, 2, 3, 4, 5, 6}, {2, 3}).set_requires_grad(true);
+  Tensor b = from_vector<double>({1, 0, 0, 1, 1, 1}, {3, 2}).set_requires_grad(true);
+  Tensor y = ops::sum(ops::exp(ops::matmul(a, b)));
+  autograd::reset_backward_profile();
+  autograd::set_backward_profiling(true);
+  autograd::backward(y);
+  autograd::set_backward_profiling(false);
+  std::map<std::string, int64_t> flops;
+  for (const auto& op : autograd::backward_profile()) flops[op.op] = op.flops;
+  CHECK(flops.at("matmul") == 2 * (2 * 2 * 3 * 2));  // dA [2, 3] and dB [3, 2], each 2 x 3 x 2 multiply-adds
+  CHECK(flops.at("exp") == 0);
+  CHECK(flops.at("sum") == 0);
+  autograd::reset_backward_profile();
+}

@@ -10,6 +10,7 @@
 #include "cuda/conv.h"
 #include "ops/conv_geometry.h"
 #include "ops/gemm.h"
+#include "tensor/flop_count.h"
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -277,6 +278,34 @@ TEST_CASE("gradcheck: conv_transpose2d") {
       {leaf({1, 4, 3, 3}, 404), leaf({4, 1, 3, 3}, 405), leaf({2}, 406)});
   expect_gradcheck([](const V& in) { return ops::conv_transpose2d(in[0], in[1], Tensor(), {1, 1, 0, 2, 1}); },
                    {test::noncontiguous_leaf({1, 2, 4, 5}, 407), leaf({2, 3, 3, 3}, 408)});
+}
+
+TEST_CASE("conv2d and conv_transpose2d count their arithmetic: 2 flops per multiply-add, forward and each gradient") {
+  // [2, 6, 9, 7] -> [2, 4, 5, 4]: 3x3, stride 2, padding 1, two groups of 3 input channels.
+  const int64_t multiply_adds = 2 * 4 * (5 * 4) * (3 * 3 * 3);
+  Tensor x = leaf({2, 6, 9, 7}, 411), w = leaf({4, 3, 3, 3}, 412), b = leaf({4}, 413);
+  int64_t before = flops_counted();
+  Tensor y = ops::conv2d(x, w, b, {2, 1, 1, 2});
+  CHECK(y.sizes() == Shape{2, 4, 5, 4});
+  CHECK(flops_counted() - before == 2 * multiply_adds);  // the bias add is not counted
+  before = flops_counted();
+  autograd::backward(ops::sum(y));
+  CHECK(flops_counted() - before == 4 * multiply_adds);  // input gradient and weight gradient
+  // An input that needs no gradient (an image) costs only the weight gradient.
+  y = ops::conv2d(x.detach(), w, Tensor(), {2, 1, 1, 2});
+  before = flops_counted();
+  autograd::backward(ops::sum(y));
+  CHECK(flops_counted() - before == 2 * multiply_adds);
+  // A transposed convolution does the work of the convolution it transposes: [2, 3, 4, 4] -> [2, 5, 8, 8]
+  // with a 2x2 kernel at stride 2 is 2 * 3 * 16 input pixels, each spread over 5 * 2 * 2 outputs.
+  Tensor t = leaf({2, 3, 4, 4}, 414), tw = leaf({3, 5, 2, 2}, 415);
+  before = flops_counted();
+  Tensor z = ops::conv_transpose2d(t, tw, Tensor(), {2});
+  CHECK(z.sizes() == Shape{2, 5, 8, 8});
+  CHECK(flops_counted() - before == 2 * (2 * 3 * 16) * (5 * 2 * 2));
+  before = flops_counted();
+  autograd::backward(ops::sum(z));
+  CHECK(flops_counted() - before == 4 * (2 * 3 * 16) * (5 * 2 * 2));
 }
 
 TEST_CASE("conv2d: error messages") {
