@@ -80,6 +80,12 @@ std::string rate(int64_t flops, double ms, double peak_gflops) {
   return text;
 }
 
+// The rate as the last column of a table row: empty, or two spaces and the rate.
+std::string rate_column(int64_t flops, double ms, double peak_gflops) {
+  const std::string r = rate(flops, ms, peak_gflops);
+  return r.empty() ? r : "  " + r;
+}
+
 // The ops that took most of backward's time, then the rest as one line; per pass. Convolutions and
 // matrix products also show the rate of their arithmetic.
 void print_backward_profile(const std::vector<autograd::OpTime>& ops, int passes, double peak_gflops) {
@@ -91,9 +97,9 @@ void print_backward_profile(const std::vector<autograd::OpTime>& ops, int passes
   int64_t rest_calls = 0;
   for (size_t i = 0; i < ops.size(); ++i) {
     if (i < shown) {
-      std::printf("  %-36s %8.2f %6lld  %4.1f%%  %s\n", ops[i].op.c_str(), ops[i].ms / passes,
+      std::printf("  %-36s %8.2f %6lld  %4.1f%%%s\n", ops[i].op.c_str(), ops[i].ms / passes,
                   static_cast<long long>(ops[i].calls / passes), total > 0 ? 100 * ops[i].ms / total : 0.0,
-                  rate(ops[i].flops, ops[i].ms, peak_gflops).c_str());
+                  rate_column(ops[i].flops, ops[i].ms, peak_gflops).c_str());
     } else {
       rest += ops[i].ms;
       rest_calls += ops[i].calls;
@@ -272,10 +278,12 @@ int bench(const BenchOptions& options) {
       for (int i = 0; i < passes; ++i) training ? train_step() : infer_step();
       // Memory: the most held by tensors at any moment in the stage (the step's peak is the largest
       // of these), and the net change the stage leaves (what later stages, or backward, keep).
-      std::printf("%s stages (mean of %d; ms, then %s memory held by tensors, MB: peak in the stage, change it leaves):\n",
+      std::printf("%s stages (mean of %d; ms, then %s memory held by tensors, MB: peak in the stage, change it leaves; "
+                  "the rate of the stage's convolutions and products):\n",
                   training ? "train step" : "inference", passes, device.is_cuda() ? "GPU" : "host");
       for (const StageRecord& r : stage_records())
-        std::printf("  %-36s %8.2f %9.0f %+9.1f\n", r.name.c_str(), r.ms / passes, r.peak_mb, r.held_change_mb / passes);
+        std::printf("  %-36s %8.2f %9.0f %+9.1f%s\n", r.name.c_str(), r.ms / passes, r.peak_mb, r.held_change_mb / passes,
+                    rate_column(r.flops, r.ms, peak.gflops).c_str());
       if (device.is_cuda()) {
         const cuda::ConvWorkspaceRecord largest = cuda::largest_conv_workspace();
         std::printf("  largest cuDNN workspace: %.1f MB (%s)\n", static_cast<double>(largest.bytes) / (1 << 20),

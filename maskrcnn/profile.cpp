@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "cuda/allocator.h"
+#include "tensor/flop_count.h"
 #include "tensor/storage.h"
 #include "tensor/tensor.h"
 
@@ -53,6 +54,7 @@ Stage::Stage(const char* name) : name_(name) {
   held_at_start_ = held_now();
   open_peaks.push_back(held_at_start_);
   session_ = session;
+  flops_at_start_ = flops_counted();
   start_ = std::chrono::steady_clock::now();
 }
 
@@ -68,6 +70,7 @@ Stage::~Stage() {
   if (it == records.end()) it = records.insert(records.end(), StageRecord{name_});
   ++it->calls;
   it->ms += ms;
+  it->flops += flops_counted() - flops_at_start_;
   it->peak_mb = std::max(it->peak_mb, static_cast<double>(peak) / kMB);
   it->held_change_mb += (static_cast<double>(held_now()) - static_cast<double>(held_at_start_)) / kMB;
 }

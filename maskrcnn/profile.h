@@ -20,6 +20,7 @@ struct StageRecord {
   std::string name;
   int calls = 0;
   double ms = 0;              // summed over calls
+  int64_t flops = 0;          // convolutions' and matrix products' (tensor/flop_count.h), summed over calls
   double peak_mb = 0;         // most held at any moment inside the stage, over all calls
   double held_change_mb = 0;  // held at the end minus at the start, summed over calls
 };
@@ -38,6 +39,7 @@ class Stage {
   const char* name_;
   std::chrono::steady_clock::time_point start_;
   size_t held_at_start_ = 0;
+  int64_t flops_at_start_ = 0;
   int64_t session_ = -1;  // set_profiling's count when the stage began, if it was on
 };
 

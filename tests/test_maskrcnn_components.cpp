@@ -382,7 +382,7 @@ TEST_CASE("maskrcnn: an image without annotations trains, and a model that detec
   CHECK(none.detections[1].masks.sizes() == Shape{0, 1, 70, 64});
 }
 
-TEST_CASE("profile: stages record calls, their memory peak and what they leave held, nested stages too") {
+TEST_CASE("profile: stages record calls, their memory peak, what they leave held and their arithmetic, nested stages too") {
   constexpr double kMB = 1 << 20;
   reset_stage_records();
   set_profiling(false);
@@ -398,8 +398,10 @@ TEST_CASE("profile: stages record calls, their memory peak and what they leave h
       const Stage inner("inner");
       const Tensor scratch = empty({4 << 20}, kFloat32);  // 16 MB, freed inside the stage
       kept = empty({1 << 20}, kFloat32);                  // 4 MB, outlives both stages
+      (void)ops::matmul(zeros({3, 4}), zeros({4, 5}));    // 120 flops, the inner stage's and the outer's
     }
     const Tensor later = empty({8 << 20}, kFloat32);  // 32 MB after the inner stage: the outer's peak
+    (void)ops::matmul(zeros({2, 2}), zeros({2, 2}));  // 16 flops, the outer stage's only
   }
   { const Stage inner("inner"); }  // a second call: calls add up, the peak is the larger one
   set_profiling(false);
@@ -413,6 +415,8 @@ TEST_CASE("profile: stages record calls, their memory peak and what they leave h
   CHECK(records[1].calls == 1);
   CHECK(records[1].peak_mb == doctest::Approx(base + 36));
   CHECK(records[1].held_change_mb == doctest::Approx(4));
+  CHECK(records[0].flops == 120);
+  CHECK(records[1].flops == 136);
   reset_stage_records();
   CHECK(stage_records().empty());
 }
