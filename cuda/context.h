@@ -33,6 +33,15 @@ struct TransferStats {
 };
 TransferStats transfer_stats();
 void reset_transfer_stats();
+// The GPU's float32 FMA throughput, measured like the CPU's (ops/fma_peak.h): every SM full of
+// threads running independent FMA chains in registers, about `seconds`, best of three. Also what
+// bounds it: SMs x 128 float32 lanes (the most any NVIDIA SM has had) x 2 flops x the maximum clock.
+struct GpuFmaPeak {
+  double gflops = 0;
+  int multiprocessors = 0;
+  double max_clock_ghz = 0;
+};
+GpuFmaPeak measure_fma_peak(double seconds = 0.05);
 // Tests: every block handed out is first filled with 0xFF bytes (NaN for floats, -1 for int64), so an
 // output element a kernel forgot to write shows up in a comparison.
 void set_fill_uninitialized(bool fill);

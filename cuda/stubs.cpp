@@ -43,6 +43,7 @@ void synchronize() {}
 TransferStats transfer_stats() { return {}; }
 void reset_transfer_stats() {}
 void set_fill_uninitialized(bool) {}
+GpuFmaPeak measure_fma_peak(double) { unavailable("measure_fma_peak"); }
 
 void fill(const Tensor&, double) { unavailable("fill"); }
 void copy_strided(const Tensor&, const Tensor&) { unavailable("copy"); }

@@ -243,7 +243,7 @@ TEST_CASE("mrcnn bench: the arithmetic per step, its rate and its share of the m
   REQUIRE(run.status == 0);
   const nlohmann::json figures = nlohmann::json::parse(std::ifstream(json_path));
   const double train_gflop = figures.at("train_gflop"), infer_gflop = figures.at("infer_gflop");
-  const double train_ms = figures.at("train_ms"), peak = figures.at("cpu_fma_peak_gflops");
+  const double train_ms = figures.at("train_ms"), peak = figures.at("fma_peak_gflops");
   CHECK(train_gflop > 0);
   CHECK(infer_gflop > 0);
   const size_t at = run.output.find("arithmetic of convolutions and matrix products: train step ");

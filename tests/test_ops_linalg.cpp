@@ -244,3 +244,18 @@ TEST_CASE("measure_fma_peak: within what the vector width allows, and not beaten
   CHECK(gemm_gflops < 1.5 * peak);
   MESSAGE("FMA peak on one thread " << peak << " GFLOP/s, packed GEMM " << n << "^3 " << gemm_gflops << " GFLOP/s");
 }
+
+TEST_CASE("cuda: the GPU's measured FMA peak lies within what its SMs and clock allow") {
+  if (test::setup_real_cuda_or_skip("GPU FMA peak")) return;
+  const cuda::GpuFmaPeak peak = cuda::measure_fma_peak();
+  REQUIRE(peak.multiprocessors > 0);
+  REQUIRE(peak.max_clock_ghz > 0);
+  // 128 float32 lanes per SM is the most any NVIDIA architecture has had (Ampere, Hopper); a flop
+  // miscount, or a kernel that leaves SMs idle, lands outside. The lower end allows 64-lane SMs
+  // (Turing) and a clock held below its maximum under load.
+  const double bound = peak.multiprocessors * 128 * 2 * peak.max_clock_ghz;
+  CHECK(peak.gflops <= 1.05 * bound);
+  CHECK(peak.gflops >= 0.25 * bound);
+  MESSAGE("GPU FMA peak " << peak.gflops << " GFLOP/s; bound " << bound << " GFLOP/s (" << peak.multiprocessors << " SMs, "
+                          << peak.max_clock_ghz << " GHz)");
+}
