@@ -71,7 +71,7 @@ double peak_rss_mb() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // Linux reports KiB
 }
 
-// GFLOP/s of `flops` done in `ms`, and the share of the CPU's FMA peak (peak_gflops 0: a GPU, none).
+// GFLOP/s of `flops` done in `ms`, and the share of the measured FMA peak (peak_gflops 0: none measured).
 std::string rate(int64_t flops, double ms, double peak_gflops) {
   if (flops <= 0 || ms <= 0) return "";
   const double gflops = static_cast<double>(flops) / ms * 1e-6;
