@@ -51,10 +51,15 @@ __attribute__((target("avx512f"))) float fma_chains_avx512(int64_t iterations) {
 using Chains = float (*)(int64_t);
 
 // Seconds for `threads` threads to run `iterations` each; the results go to `sink` so the work stays.
-double run_seconds(Chains chains, int threads, int64_t iterations, std::vector<float>& sink) {
+// `ran` gets the team OpenMP actually gave (it may give fewer threads than asked).
+double run_seconds(Chains chains, int threads, int64_t iterations, std::vector<float>& sink, int& ran) {
   const auto start = std::chrono::steady_clock::now();
 #pragma omp parallel num_threads(threads)
-  sink[static_cast<size_t>(omp_get_thread_num())] += chains(iterations);
+  {
+    sink[static_cast<size_t>(omp_get_thread_num())] += chains(iterations);
+#pragma omp single nowait
+    ran = omp_get_num_threads();
+  }
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
@@ -62,15 +67,19 @@ double measure_gflops(Chains chains, int width, int threads, double seconds) {
   std::vector<float> sink(static_cast<size_t>(threads), 0.0f);
   // Calibrate on one thread, then size the runs to about `seconds`.
   int64_t iterations = 1 << 16;
-  double t = run_seconds(chains, 1, iterations, sink);
+  int ran = 1;
+  double t = run_seconds(chains, 1, iterations, sink, ran);
   while (t < 0.005) {
     iterations *= 4;
-    t = run_seconds(chains, 1, iterations, sink);
+    t = run_seconds(chains, 1, iterations, sink, ran);
   }
   iterations = std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(iterations) * seconds / t));
-  const double flops = 2.0 * kChains * width * static_cast<double>(iterations) * threads;
+  const double flops_per_thread = 2.0 * kChains * width * static_cast<double>(iterations);
   double best = 0;
-  for (int run = 0; run < 3; ++run) best = std::max(best, flops / run_seconds(chains, threads, iterations, sink) / 1e9);
+  for (int run = 0; run < 3; ++run) {
+    const double s = run_seconds(chains, threads, iterations, sink, ran);
+    best = std::max(best, flops_per_thread * ran / s / 1e9);
+  }
   volatile float keep = 0;
   for (const float v : sink) keep = keep + v;
   return best;
