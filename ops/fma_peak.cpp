@@ -65,7 +65,8 @@ double run_seconds(Chains chains, int threads, int64_t iterations, std::vector<f
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-double measure_gflops(Chains chains, int width, int threads, double seconds) {
+// GFLOP/s of `threads` threads; `team` gets how many OpenMP actually ran.
+double measure_gflops(Chains chains, int width, int threads, double seconds, int& team) {
   std::vector<float> sink(static_cast<size_t>(threads), 0.0f);
   // Calibrate on one thread, then size the runs to about `seconds`.
   int64_t iterations = 1 << 16;
@@ -82,6 +83,7 @@ double measure_gflops(Chains chains, int width, int threads, double seconds) {
     const double s = run_seconds(chains, threads, iterations, sink, ran);
     best = std::max(best, flops_per_thread * ran / s / 1e9);
   }
+  team = ran;
   volatile float keep = 0;
   for (const float v : sink) keep = keep + v;
   return best;
@@ -91,12 +93,14 @@ double measure_gflops(Chains chains, int width, int threads, double seconds) {
 
 FmaPeak measure_fma_peak(int threads, double seconds) {
   FmaPeak peak;
-  peak.threads = std::max(threads, 1);
+  threads = std::max(threads, 1);
+  peak.threads = threads;
   if (!cpu_has_avx2_fma()) return peak;
-  peak.gflops = measure_gflops(fma_chains_avx2, 8, peak.threads, seconds);
+  peak.gflops = measure_gflops(fma_chains_avx2, 8, threads, seconds, peak.threads);
   peak.vector_floats = 8;
   if (use_avx512()) {
-    const double wide = measure_gflops(fma_chains_avx512, 16, peak.threads, seconds);
+    int wide_team = 0;
+    const double wide = measure_gflops(fma_chains_avx512, 16, threads, seconds, wide_team);
     // Zen 4 runs a 512-bit FMA as two 256-bit halves: the same peak, so the width is named 16 only
     // where it is clearly faster; either measurement is a true throughput, so the higher one counts.
     if (wide > 1.1 * peak.gflops) peak.vector_floats = 16;

@@ -6,7 +6,7 @@ namespace mrcnn::cpu {
 
 struct FmaPeak {
   double gflops = 0;      // all threads together, 2 flops per FMA lane; 0 without AVX2/FMA
-  int threads = 0;
+  int threads = 0;        // the threads that ran: as asked, unless OpenMP gave fewer
   int vector_floats = 0;  // 16 where AVX-512 measured clearly faster than AVX2's 8
 };
 
