@@ -4,9 +4,10 @@
 # binaries travel to the GPU machine compressed): every test binary's CUDA cases, then `mrcnn selftest`.
 # Make DIR here with: scripts/device_check.sh --pack [BUILD] [DIR]; DIR is git-ignored, so the device
 # tool's call must name it in `carry`. Env: BENCH=1 (PyTorch comparison; BENCH_TF32=1 adds TF32 on both
-# sides; BENCH_ROUNDS=N: N alternated rounds, medians), PROFILE=1 (stage and backward-op timings), WORKSPACE=1 (with and without a cuDNN workspace
-# limit), STAGING=1 (the staging ring against two whole-buffer slots), NSYS=1 (Nsight Systems kernel
-# summary, if installed there), APP=1 (train/predict/eval).
+# sides; BENCH_ROUNDS=N: N alternated rounds, medians; BENCH_TORCH_CUDNN_BENCHMARK=1), PROFILE=1
+# (stage and backward-op timings), WORKSPACE=1 (with and without a cuDNN workspace limit), STAGING=1
+# (the staging ring against two whole-buffer slots), NSYS=1 (Nsight Systems kernel summary, if
+# installed there), APP=1 (train/predict/eval).
 # The GPU machine's CUDA/cuDNN libraries may live in a Python environment, not in the linker's
 # path: this finds them. Every step has a time limit (a hung kernel must not eat the lent machine's
 # minutes; the logs written so far still come back). Usage: scripts/device_check.sh [DIR] [OUT]
