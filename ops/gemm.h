@@ -33,6 +33,11 @@ void allow_avx512(bool allowed);
 constexpr int64_t kPackedNR = 16;
 using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst)>;
 
+// One packed B sliver from kPackedNR contiguous column runs: dst[k * kPackedNR + c] = columns[c][k]
+// for k < kc; a null column packs zeros. For packers whose B columns are runs in memory (op(B)
+// transposed, a convolution's shifted input planes). Requires cpu_has_avx2_fma().
+void pack_column_runs(const float* const* columns, int64_t kc, float* dst);
+
 // The packed float kernels (ops/gemm_packed.cpp), parallel over panels of C; they require
 // cpu_has_avx2_fma(). sgemm_packed_b takes B from a packer (an implicit im2col, for instance).
 void sgemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
