@@ -402,6 +402,7 @@ void conv_backward_weight(const ConvGeometry& g, const T* dout, const T* x, T* d
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   if constexpr (std::is_same_v<T, float>) {
     if (direct_weight_grad_applies(g)) return conv_backward_weight_direct(g, dout, x, dweight);
+    if (framed_weight_grad_applies(g)) return conv_backward_weight_framed(g, dout, x, dweight);
     if (use_implicit_gemm(g)) return conv_backward_weight_implicit(g, dout, x, dweight);
   }
   if (g.batch == 0) std::fill(dweight, dweight + g.out_channels * rows, T(0));

@@ -51,6 +51,14 @@ bool direct_conv_applies(const ConvGeometry& g);
 // (AVX-512 CPUs; few input channels, output rows that fill most of a 16-lane vector).
 bool direct_weight_grad_applies(const ConvGeometry& g);
 void conv_backward_weight_direct(const ConvGeometry& g, const float* dout, const float* x, float* dweight);
+// dweight of a float32 stride-1 convolution (padding at most the kernel's reach) as one GEMM over a
+// zero-framed copy of the input, whose B slivers are packed from contiguous runs (ops/conv_framed.cpp).
+// Where it applies: stride 1, more than one tap, output maps of at most 2048 pixels, grid overhead
+// <= 1.2x (see there).
+bool framed_weight_grad_applies(const ConvGeometry& g);
+// Switches the framed route off (the implicit im2col then runs): for tests and benchmarks.
+void allow_framed_weight_grad(bool allowed);
+void conv_backward_weight_framed(const ConvGeometry& g, const float* dout, const float* x, float* dweight);
 // The micro-tile the direct convolution would use for g ("avx512 8x32", ...; "" when it does not
 // apply; ops/gemm.h's allow_avx512 switches the AVX-512 tiles off): for tests and benchmarks.
 std::string direct_conv_tile(const ConvGeometry& g);

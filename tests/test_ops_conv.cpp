@@ -189,6 +189,38 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
   cpu::allow_avx512(true);
 }
 
+TEST_CASE("conv2d: the framed weight gradient agrees with float64 where it applies, and only there") {
+  // ops/conv_framed.cpp: stride 1, > 1 tap, padding within the kernel's reach, maps of <= 2048 pixels whose
+  // padded grid adds <= 1.2x. Each case runs framed and with the route switched off (implicit im2col).
+  // Depths (batch x grid) end off the 8-float transpose step; 36 and 20 taps leave partial slivers.
+  const std::vector<ConvCase> framed = {
+      {{3, 16, 14, 14}, {24, 16, 3, 3}, {1, 1, 1, 1}, true},         // the mask head's shape, small
+      {{2, 8, 24, 20}, {6, 4, 3, 3}, {1, 2, 2, 2}, false},           // groups 2, dilation 2, padding 2
+      {{2, 6, 40, 30}, {5, 6, 3, 3}, {1, 0, 1, 1}, false},           // no padding
+      {{2, 5, 20, 18}, {4, 5, 1, 3}, {1, {0, 1}, 1, 1}, true},       // 1x3, padding only along x
+      {{1, 4, 50, 44}, {3, 4, 5, 5}, {1, 1, 1, 1}, false},           // 5x5, padding short of its reach
+  };
+  const std::vector<ConvCase> not_framed = {
+      {{2, 16, 14, 14}, {8, 16, 3, 3}, {2, 1, 1, 1}, false},         // stride 2
+      {{2, 16, 14, 14}, {8, 16, 3, 3}, {1, 3, 1, 1}, false},         // padding past the kernel's reach (2)
+      {{3, 20, 9, 7}, {12, 20, 1, 1}, {1, 0, 1, 1}, false},          // 1x1: no taps to shift
+      {{4, 32, 8, 8}, {16, 32, 3, 3}, {1, 1, 1, 1}, false},          // 8x8: the grid adds 1.27x
+      {{2, 8, 48, 48}, {8, 8, 3, 3}, {1, 1, 1, 1}, false},           // 2304 output pixels
+  };
+  if (!cpu::cpu_has_avx2_fma()) MESSAGE("SKIPPED: no AVX2/FMA, the framed route needs the packed GEMM");
+  if (!cpu::cpu_has_avx2_fma()) return;
+  uint64_t seed = 600;
+  for (const bool allowed : {true, false}) {
+    cpu::allow_framed_weight_grad(allowed);
+    for (const ConvCase& c : framed) {
+      CHECK(cpu::framed_weight_grad_applies(geometry_of(c)) == allowed);
+      expect_float32_matches_float64(c, seed);
+    }
+    for (const ConvCase& c : not_framed) CHECK_FALSE(cpu::framed_weight_grad_applies(geometry_of(c)));
+  }
+  cpu::allow_framed_weight_grad(true);
+}
+
 TEST_CASE("gradcheck: conv2d on every geometry") {
   uint64_t seed = 200;
   for (const ConvCase& c : kConvCases) {

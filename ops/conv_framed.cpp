@@ -1,0 +1,145 @@
+// Weight gradient of a stride-1 convolution as one GEMM whose B columns are contiguous runs.
+//
+// dweight[o, (c, ki, kj)] = sum over images and output pixels p of dout[o, p] * x[c, p shifted by
+// tap (ki, kj)]. Laid out in a "frame" (every image's rows widened by the padding, images stacked
+// with the padding rows between them), a tap's shift is one constant offset, the same for every
+// pixel of every image: the GEMM's depth runs over all pixels of all images, and column (c, tap) of
+// its B operand is the frame of channel c read from that offset on. The implicit im2col gathered
+// each of these elements one at a time, checking the borders; here a B sliver is 16 contiguous runs
+// transposed with vector shuffles (ops/gemm.h's pack_column_runs).
+//
+// The frame: row stride in_w + pad_w, pad_w zeros then the image row; pad_h zero rows before each
+// image. A tap that reads past an image row's right edge lands in the next row's leading zeros, one
+// past the bottom in the next image's (or the tail's) zero rows, so no read needs a border check.
+// dout is laid out on the same grid (zeros where the grid has no output pixel), so the products of
+// grid positions without an output pixel vanish. The grid costs (in_h + pad_h)(in_w + pad_w) /
+// (out_h * out_w) times the arithmetic of the convolution: 1.13x at 16x16, 1.27x at 8x8.
+#include <algorithm>
+#include <atomic>
+#include <vector>
+
+#include "ops/conv_geometry.h"
+#include "ops/gemm.h"
+#include "tensor/parallel.h"
+
+namespace mrcnn::cpu {
+
+namespace {
+
+// Where the frame pays, measured against the implicit im2col (bench_conv_weight_grad, batch-4
+// recipe shapes, 2 threads, best of rounds): 0.79-0.95x the time for 3x3 convs on 14-32 px maps
+// (the mask head 0.87-0.89x in four runs), while rows running one kernel on both sides varied by
+// 0.89-1.08x on this shared machine. At 8x8 the
+// grid's 1.27x arithmetic undoes the gain, hence the overhead bound. At 64x64 it gained nothing
+// while its two copies (dout and x, 8.6 MB each for FPN's P2) would stay allocated, hence the plane
+// bound, the same as where the implicit GEMM merges images.
+constexpr double kMaxFrameOverhead = 1.2;
+constexpr int64_t kMaxFramedPlane = 2048;
+
+std::atomic<bool> g_allow_framed{true};
+
+struct Frame {
+  int64_t row_stride = 0;    // in_w + pad_w
+  int64_t image_stride = 0;  // (in_h + pad_h) * row_stride
+  int64_t depth = 0;         // GEMM K: batch * image_stride grid positions
+  int64_t channel_stride = 0;  // depth plus the zero tail the last image's taps read
+  std::vector<int64_t> tap_offsets;
+
+  explicit Frame(const ConvGeometry& g) {
+    row_stride = g.in_w + g.padding.w;
+    image_stride = (g.in_h + g.padding.h) * row_stride;
+    depth = g.batch * image_stride;
+    for (int64_t ki = 0; ki < g.kernel_h; ++ki)
+      for (int64_t kj = 0; kj < g.kernel_w; ++kj)
+        tap_offsets.push_back(ki * g.dilation.h * row_stride + kj * g.dilation.w);
+    channel_stride = depth + tap_offsets.back() + row_stride;
+  }
+  // Grid positions per output pixel: the arithmetic the frame adds.
+  double overhead(const ConvGeometry& g) const {
+    return static_cast<double>(image_stride) / static_cast<double>(std::max<int64_t>(g.out_plane(), 1));
+  }
+};
+
+// frame[c][image, padded grid] from x[image][c][h][w]; every position outside the images is zero.
+void frame_input(const ConvGeometry& g, const Frame& f, const float* x, float* frame) {
+  const int64_t pad_h = g.padding.h, pad_w = g.padding.w;
+  parallel_for(0, g.in_channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) {
+      float* channel = frame + c * f.channel_stride;
+      for (int64_t n = 0; n < g.batch; ++n) {
+        float* image = channel + n * f.image_stride;
+        std::fill(image, image + pad_h * f.row_stride, 0.0f);
+        const float* src = x + (n * g.in_channels + c) * g.in_plane();
+        for (int64_t y = 0; y < g.in_h; ++y) {
+          float* row = image + (pad_h + y) * f.row_stride;
+          std::fill(row, row + pad_w, 0.0f);
+          std::copy(src + y * g.in_w, src + (y + 1) * g.in_w, row + pad_w);
+        }
+      }
+      std::fill(channel + f.depth, channel + f.channel_stride, 0.0f);
+    }
+  });
+}
+
+// grid[o][image, grid position] from dout[image][o][out_h][out_w]; zero where no output pixel is.
+void frame_output_gradient(const ConvGeometry& g, const Frame& f, const float* dout, float* grid) {
+  const int64_t grid_rows = f.image_stride / f.row_stride;
+  parallel_for(0, g.out_channels, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o)
+      for (int64_t n = 0; n < g.batch; ++n) {
+        float* image = grid + o * f.depth + n * f.image_stride;
+        const float* src = dout + (n * g.out_channels + o) * g.out_plane();
+        for (int64_t y = 0; y < g.out_h; ++y) {
+          float* row = image + y * f.row_stride;
+          std::copy(src + y * g.out_w, src + (y + 1) * g.out_w, row);
+          std::fill(row + g.out_w, row + f.row_stride, 0.0f);
+        }
+        std::fill(image + g.out_h * f.row_stride, image + grid_rows * f.row_stride, 0.0f);
+      }
+  });
+}
+
+}  // namespace
+
+bool framed_weight_grad_applies(const ConvGeometry& g) {
+  // A tap may read at most pad zeros past a row's end (they are the next row's leading zeros): the
+  // frame holds "same" and "valid" padding, not wider. Stride 1: a strided tap's pixels are not
+  // one constant offset apart.
+  if (!g_allow_framed.load(std::memory_order_relaxed) || gemm_kernel() != GemmKernel::Packed) return false;
+  if (!(g.stride == ops::Size2(1)) || g.batch == 0 || g.out_plane() == 0 || g.out_plane() > kMaxFramedPlane) return false;
+  // 1x1 convs: no taps to shift, and no gain that stood out of the noise (0.85-1.10x over runs).
+  if (g.kernel_h * g.kernel_w == 1) return false;
+  if (g.padding.h > (g.kernel_h - 1) * g.dilation.h || g.padding.w > (g.kernel_w - 1) * g.dilation.w) return false;
+  return Frame(g).overhead(g) <= kMaxFrameOverhead;
+}
+
+void allow_framed_weight_grad(bool allowed) { g_allow_framed.store(allowed, std::memory_order_relaxed); }
+
+void conv_backward_weight_framed(const ConvGeometry& g, const float* dout, const float* x, float* dweight) {
+  const Frame f(g);
+  thread_local std::vector<float> input_frame, gradient_grid;
+  float* frame = grown(input_frame, g.in_channels * f.channel_stride);
+  float* grid = grown(gradient_grid, g.out_channels * f.depth);
+  frame_input(g, f, x, frame);
+  frame_output_gradient(g, f, dout, grid);
+  const int64_t og = g.out_per_group(), cg = g.in_per_group(), taps = g.kernel_h * g.kernel_w, rows = g.col_rows();
+  for (int64_t grp = 0; grp < g.groups; ++grp) {
+    const float* group_frame = frame + grp * cg * f.channel_stride;
+    sgemm_packed_b(false, og, rows, f.depth, grid + grp * og * f.depth, f.depth,
+                   [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+                     // Column j = (c, tap): channel c's frame from the tap's offset on.
+                     const float* runs[kPackedNR];
+                     for (int64_t s = 0; s < nc; s += kPackedNR, dst += kPackedNR * kc) {
+                       for (int64_t i = 0; i < kPackedNR; ++i) {
+                         const int64_t j = j0 + s + i;
+                         runs[i] = s + i < nc ? group_frame + j / taps * f.channel_stride + f.tap_offsets[j % taps] + k0
+                                              : nullptr;
+                       }
+                       pack_column_runs(runs, kc, dst);
+                     }
+                   },
+                   dweight + grp * og * rows, rows, false);
+  }
+}
+
+}  // namespace mrcnn::cpu
