@@ -1,9 +1,9 @@
 // roi_align CPU kernels. Per RoI the bilinear taps of every sample (four pixel offsets and weights)
-// are computed once and shared by all channels, as in torchvision. Forward is parallel over RoIs.
-// Backward is parallel over blocks of channels: a block owns its channels' planes of dx and visits
-// every RoI in order, so there are no atomics and the sums are the same for any thread count.
+// are computed once and shared by all channels, as in torchvision. Two layouts: the map's own planes,
+// or a channel-last copy where the RoIs sample the map densely (see channel_last_pays).
 #include "ops/roi_align.h"
 
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -54,8 +54,9 @@ void roi_taps(const RoiAlignGeometry& g, const T* roi, RoiTaps<T>& r) {
         for (int64_t ix = 0; ix < r.grid.grid_w; ++ix, ++k) sample_taps(p, r.grid, ph, pw, iy, ix, r.taps[k].pos, r.taps[k].w);
 }
 
+// Plane layout: one plane per channel, gathered sample by sample. Forward is parallel over RoIs.
 template <typename T>
-void roi_align_forward(const RoiAlignGeometry& g, const T* x, const T* rois, T* out) {
+void roi_align_forward_planar(const RoiAlignGeometry& g, const T* x, const T* rois, T* out) {
   const int64_t bins = g.pooled.h * g.pooled.w, plane = g.height * g.width;
   parallel_for(0, g.rois, 1, [&](int64_t begin, int64_t end) {
     RoiTaps<T> r;
@@ -78,8 +79,10 @@ void roi_align_forward(const RoiAlignGeometry& g, const T* x, const T* rois, T* 
   });
 }
 
+// Backward is parallel over blocks of channels: a block owns its channels' planes of dx and visits
+// every RoI in order, so there are no atomics and the sums are the same for any thread count.
 template <typename T>
-void roi_align_backward(const RoiAlignGeometry& g, const T* dout, const T* rois, T* dx) {
+void roi_align_backward_planar(const RoiAlignGeometry& g, const T* dout, const T* rois, T* dx) {
   const int64_t bins = g.pooled.h * g.pooled.w, plane = g.height * g.width;
   // Blocks of channels: at least 16 blocks so two cores share work, each at least 1 channel.
   const int64_t block = std::max<int64_t>(1, g.channels / 16);
@@ -114,7 +117,132 @@ void roi_align_backward(const RoiAlignGeometry& g, const T* dout, const T* rois,
   });
 }
 
+// [batch][rows][cols] -> [batch][cols][rows], in tiles so that both sides are read and written in
+// runs (a plane <-> channel-last change of a feature map).
+template <typename T>
+void transpose_planes(const T* src, int64_t batch, int64_t rows, int64_t cols, T* dst) {
+  constexpr int64_t kTile = 32;
+  const int64_t row_tiles = (rows + kTile - 1) / kTile;
+  parallel_for(0, batch * row_tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const int64_t b = t / row_tiles, r0 = t % row_tiles * kTile, r1 = std::min(rows, r0 + kTile);
+      const T* s = src + b * rows * cols;
+      T* d = dst + b * rows * cols;
+      for (int64_t c0 = 0; c0 < cols; c0 += kTile)
+        for (int64_t r = r0; r < r1; ++r)
+          for (int64_t c = c0; c < std::min(cols, c0 + kTile); ++c) d[c * rows + r] = s[r * cols + c];
+    }
+  });
+}
+
+// Channel-last layout ([batch][pixel][channel]): a sample's four taps are four runs of channels, so
+// the channel loop is a vector loop instead of one gathered load per channel and tap. Every output
+// and dx element gets the planar kernels' expression with its terms in their order, so both layouts
+// give the same bits (tested).
+template <typename T>
+void roi_align_forward_channel_last(const RoiAlignGeometry& g, const T* x, const T* rois, T* out) {
+  const int64_t bins = g.pooled.h * g.pooled.w, plane = g.height * g.width, channels = g.channels;
+  std::vector<T> pixels(static_cast<size_t>(g.batch * plane * channels));
+  transpose_planes(x, g.batch, channels, plane, pixels.data());
+  parallel_for(0, g.rois, 1, [&](int64_t begin, int64_t end) {
+    RoiTaps<T> r;
+    std::vector<T> sums(static_cast<size_t>(bins * channels));
+    for (int64_t n = begin; n < end; ++n) {
+      roi_taps(g, rois + n * 5, r);
+      const int64_t samples = r.grid.grid_h * r.grid.grid_w;
+      const T* image = pixels.data() + r.grid.batch_index * plane * channels;
+      const SampleTaps<T>* s = r.taps.data();
+      for (int64_t b = 0; b < bins; ++b) {
+        T* sum = sums.data() + b * channels;
+        std::fill(sum, sum + channels, T(0));
+        for (int64_t i = 0; i < samples; ++i, ++s) {
+          const T *p0 = image + s->pos[0] * channels, *p1 = image + s->pos[1] * channels;
+          const T *p2 = image + s->pos[2] * channels, *p3 = image + s->pos[3] * channels;
+          const T w0 = s->w[0], w1 = s->w[1], w2 = s->w[2], w3 = s->w[3];
+#pragma omp simd
+          for (int64_t c = 0; c < channels; ++c) sum[c] += w0 * p0[c] + w1 * p1[c] + w2 * p2[c] + w3 * p3[c];
+        }
+      }
+      for (int64_t c = 0; c < channels; ++c)
+        for (int64_t b = 0; b < bins; ++b) out[(n * channels + c) * bins + b] = sums[b * channels + c] / r.grid.count;
+    }
+  });
+}
+
+// Blocks of channels run in parallel, each over every RoI in order (as the planar backward): each
+// dx element receives its terms in the same order for any thread count.
+template <typename T>
+void roi_align_backward_channel_last(const RoiAlignGeometry& g, const T* dout, const T* rois, T* dx) {
+  const int64_t bins = g.pooled.h * g.pooled.w, plane = g.height * g.width, channels = g.channels;
+  std::vector<T> pixels(static_cast<size_t>(g.batch * plane * channels), T(0));
+  // Blocks of 16 channels or more (a 64-byte line of floats: blocks never share one), 4 at least.
+  const int64_t block = std::max<int64_t>(16, (channels / 4 + 15) / 16 * 16);
+  parallel_for(0, channels, block, [&](int64_t c_begin, int64_t c_end) {
+    const int64_t width = c_end - c_begin;
+    RoiTaps<T> r;
+    std::vector<T> grads(static_cast<size_t>(bins * width));
+    for (int64_t n = 0; n < g.rois; ++n) {
+      roi_taps(g, rois + n * 5, r);
+      const RoiGrid<T> grid = r.grid;
+      const int64_t samples = grid.grid_h * grid.grid_w;
+      for (int64_t c = 0; c < width; ++c)
+        for (int64_t b = 0; b < bins; ++b) grads[b * width + c] = dout[(n * channels + c_begin + c) * bins + b];
+      T* image = pixels.data() + grid.batch_index * plane * channels + c_begin;
+      const SampleTaps<T>* s = r.taps.data();
+      for (int64_t b = 0; b < bins; ++b) {
+        const T* grad = grads.data() + b * width;
+        for (int64_t i = 0; i < samples; ++i, ++s)
+          for (int k = 0; k < 4; ++k) {
+            T* dst = image + s->pos[k] * channels;
+            const T w = s->w[k];
+            // The planar kernel's expressions: (grad * w) * reciprocal, or (grad * w) / count.
+            if (grid.exact_reciprocal) {
+#pragma omp simd
+              for (int64_t c = 0; c < width; ++c) dst[c] += grad[c] * w * grid.reciprocal;
+            } else {
+#pragma omp simd
+              for (int64_t c = 0; c < width; ++c) dst[c] += grad[c] * w / grid.count;
+            }
+          }
+      }
+    }
+  });
+  transpose_planes(pixels.data(), g.batch, plane, channels, dx);
+}
+
+// The channel-last copy reads and writes the whole map (both ways in backward); it pays when the
+// RoIs sample it densely: the box head's hundreds of RoIs, not the mask head at inference with a
+// detection or two. About four samples per bin (the heads' 2 x 2) against the map's pixels.
+bool channel_last_pays(const RoiAlignGeometry& g) {
+  return roi_align_channel_last(g.batch, g.channels, g.height, g.width, g.rois, g.pooled);
+}
+
+template <typename T>
+void roi_align_forward(const RoiAlignGeometry& g, const T* x, const T* rois, T* out) {
+  if (channel_last_pays(g)) return roi_align_forward_channel_last(g, x, rois, out);
+  roi_align_forward_planar(g, x, rois, out);
+}
+
+template <typename T>
+void roi_align_backward(const RoiAlignGeometry& g, const T* dout, const T* rois, T* dx) {
+  if (channel_last_pays(g)) return roi_align_backward_channel_last(g, dout, rois, dx);
+  roi_align_backward_planar(g, dout, rois, dx);
+}
+
 }  // namespace
+
+namespace {
+std::atomic<bool> g_allow_channel_last{true};
+}  // namespace
+
+void allow_roi_align_channel_last(bool allowed) { g_allow_channel_last.store(allowed, std::memory_order_relaxed); }
+
+bool roi_align_channel_last(int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t rois,
+                            ops::Size2 output_size) {
+  return g_allow_channel_last.load(std::memory_order_relaxed) && channels >= 16 &&
+         rois * output_size.h * output_size.w * 4 >= batch * height * width;
+}
+
 }  // namespace mrcnn::cpu
 
 namespace mrcnn::ops {

@@ -16,3 +16,12 @@ Tensor roi_align(const Tensor& x, const Tensor& rois, Size2 output_size, double 
                  int64_t sampling_ratio = -1, bool aligned = false);
 
 }  // namespace mrcnn::ops
+
+namespace mrcnn::cpu {
+// Whether the CPU kernels run on a channel-last copy of the map (vector loops over channels) rather
+// than on its planes: with >= 16 channels and about as many samples (4 per bin) as the map has
+// pixels. Both give the same bits. For tests and benchmarks, as is the switch (on by default).
+bool roi_align_channel_last(int64_t batch, int64_t channels, int64_t height, int64_t width, int64_t rois,
+                            ops::Size2 output_size);
+void allow_roi_align_channel_last(bool allowed);
+}  // namespace mrcnn::cpu

@@ -80,23 +80,75 @@ TEST_CASE("gradcheck: roi_align edge cases") {
   expect_gradcheck([](const V& in) { return ops::roi_align(in[0], empty({0, 5}, kFloat64), 2, 1.0); }, {x});
   expect_gradcheck([&](const V& in) { return ops::roi_align(in[0], rois, 2, 1.0, 2, false); },
                    {test::noncontiguous_leaf({2, 3, 6, 7}, 802)});
+  // 16 channels and these 8 RoIs on a 5x6 map: the channel-last kernels.
+  CHECK(cpu::roi_align_channel_last(2, 16, 5, 6, 8, {3, 2}));
+  for (const int64_t ratio : {2, 0})
+    expect_gradcheck([&](const V& in) { return ops::roi_align(in[0], rois, {3, 2}, 1.0, ratio, false); },
+                     {leaf({2, 16, 5, 6}, 803)});
 }
 
-TEST_CASE("roi_align: backward is the same with 1 and 2 threads") {
-  Tensor x = ops::to(leaf({1, 40, 20, 20}, 811), kFloat32).detach().set_requires_grad(true);
-  std::vector<double> rows;
-  for (int i = 0; i < 64; ++i) rows.insert(rows.end(), {0.0, 0.3 * (i % 11), 0.7 * (i % 9), 6 + 0.2 * i, 8 + 0.1 * i});
-  const Tensor rois = ops::to(rois_of(rows), kFloat32);
-  const Tensor r = ops::to(leaf({64, 40, 7, 7}, 812), kFloat32).detach();
-  Tensor grads[2];
-  for (int threads : {1, 2}) {
-    set_num_threads(threads);
-    x.zero_grad();
-    autograd::backward(ops::sum(ops::mul(ops::roi_align(x, rois, 7, 1.0, 0, false), r)));
-    grads[threads - 1] = x.grad();
+TEST_CASE("roi_align: backward is the same with 1 and 2 threads, in either layout") {
+  // 64 RoIs on a 20x20 map run channel-last; 3 RoIs on a 60x60 map run on planes.
+  for (const int64_t size : {20, 60}) {
+    const int64_t count = size == 20 ? 64 : 3;
+    CAPTURE(size);
+    CHECK(cpu::roi_align_channel_last(1, 40, size, size, count, 7) == (size == 20));
+    Tensor x = ops::to(leaf({1, 40, size, size}, 811), kFloat32).detach().set_requires_grad(true);
+    std::vector<double> rows;
+    for (int i = 0; i < count; ++i) rows.insert(rows.end(), {0.0, 0.3 * (i % 11), 0.7 * (i % 9), 6 + 0.2 * i, 8 + 0.1 * i});
+    const Tensor rois = ops::to(rois_of(rows), kFloat32);
+    const Tensor r = ops::to(leaf({count, 40, 7, 7}, 812), kFloat32).detach();
+    Tensor grads[2];
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      x.zero_grad();
+      autograd::backward(ops::sum(ops::mul(ops::roi_align(x, rois, 7, 1.0, 0, false), r)));
+      grads[threads - 1] = x.grad();
+    }
+    set_num_threads(2);
+    CHECK(test::bitwise_equal(grads[0], grads[1]));
   }
-  set_num_threads(2);
-  CHECK(test::bitwise_equal(grads[0], grads[1]));
+}
+
+TEST_CASE("roi_align: the channel-last kernels give the planar kernels' bits, forward and backward") {
+  // 40 RoIs sample a 12x12 map densely enough for the channel-last copy; switched off, or one RoI at
+  // a time, the planes are read. Boxes inside, partly and wholly outside, on both images; fixed 2x2
+  // samples (the multiply-by-reciprocal branch) and adaptive ones (3x3, 5x2, ...: the division branch).
+  CHECK(cpu::roi_align_channel_last(2, 16, 12, 12, 40, 2));
+  CHECK_FALSE(cpu::roi_align_channel_last(2, 16, 12, 12, 1, 2));
+  CHECK_FALSE(cpu::roi_align_channel_last(2, 15, 12, 12, 40, 2));  // few channels: the vector loop is too short
+  std::vector<double> rows;
+  for (int i = 0; i < 40; ++i)
+    rows.insert(rows.end(), {static_cast<double>(i % 2), -3.0 + 0.45 * i, -2.0 + 0.3 * (i % 13), 1.0 + 0.5 * i,
+                             3.0 + 0.7 * (i % 17)});
+  for (const DType dtype : {kFloat64, kFloat32})
+    for (const int64_t ratio : {2, 0})
+      for (const bool aligned : {false, true}) {
+        CAPTURE(dtype_name(dtype));
+        CAPTURE(ratio);
+        CAPTURE(aligned);
+        const Tensor rois = ops::to(rois_of(rows), dtype);
+        const Tensor r = ops::to(leaf({40, 16, 2, 2}, 822), dtype).detach();
+        Tensor outputs[2], grads[2];
+        for (const bool channel_last : {true, false}) {
+          cpu::allow_roi_align_channel_last(channel_last);
+          CHECK(cpu::roi_align_channel_last(2, 16, 12, 12, 40, 2) == channel_last);
+          Tensor x = ops::to(leaf({2, 16, 12, 12}, 821), dtype).detach().set_requires_grad(true);
+          outputs[channel_last] = ops::roi_align(x, rois, 2, 1.0, ratio, aligned);
+          autograd::backward(ops::sum(ops::mul(outputs[channel_last], r)));
+          grads[channel_last] = x.grad();
+        }
+        cpu::allow_roi_align_channel_last(true);
+        CHECK(test::bitwise_equal(outputs[0], outputs[1]));
+        CHECK(test::bitwise_equal(grads[0], grads[1]));
+        CHECK(ops::max(ops::abs(grads[1])).item<double>() > 0.1);
+        // And one RoI at a time (planes), as an independent forward.
+        std::vector<Tensor> singles;
+        for (int64_t i = 0; i < 40; ++i)
+          singles.push_back(ops::roi_align(ops::to(leaf({2, 16, 12, 12}, 821), dtype), ops::narrow(rois, 0, i, 1), 2, 1.0,
+                                           ratio, aligned));
+        CHECK(test::bitwise_equal(ops::cat(singles, 0), outputs[1]));
+      }
 }
 
 TEST_CASE("roi_align: backward's division by the sample count, as a multiplication where that is exact") {
