@@ -29,12 +29,14 @@ namespace {
 // Where the frame pays, measured against the implicit im2col (bench_conv_weight_grad, batch-4
 // recipe shapes, 2 threads, best of rounds): 0.79-0.95x the time for 3x3 convs on 14-32 px maps
 // (the mask head 0.87-0.89x in four runs), while rows running one kernel on both sides varied by
-// 0.89-1.08x on this shared machine. At 8x8 the
-// grid's 1.27x arithmetic undoes the gain, hence the overhead bound. At 64x64 it gained nothing
-// while its two copies (dout and x, 8.6 MB each for FPN's P2) would stay allocated, hence the plane
-// bound, the same as where the implicit GEMM merges images.
+// 0.89-1.08x on this shared machine. At 8x8 the grid's 1.27x arithmetic undoes the gain, hence the
+// overhead bound. At 64x64 it gained nothing, hence the plane bound (the same as where the implicit
+// GEMM merges images).
 constexpr double kMaxFrameOverhead = 1.2;
 constexpr int64_t kMaxFramedPlane = 2048;
+// The copies (input frame and dout grid) of one chunk of images; the buffers are kept per thread
+// from call to call, so this bounds what they hold. A chunk's GEMM still runs thousands deep.
+constexpr int64_t kMaxFrameBytes = int64_t(16) << 20;
 
 std::atomic<bool> g_allow_framed{true};
 
@@ -116,29 +118,39 @@ bool framed_weight_grad_applies(const ConvGeometry& g) {
 void allow_framed_weight_grad(bool allowed) { g_allow_framed.store(allowed, std::memory_order_relaxed); }
 
 void conv_backward_weight_framed(const ConvGeometry& g, const float* dout, const float* x, float* dweight) {
-  const Frame f(g);
-  thread_local std::vector<float> input_frame, gradient_grid;
-  float* frame = grown(input_frame, g.in_channels * f.channel_stride);
-  float* grid = grown(gradient_grid, g.out_channels * f.depth);
-  frame_input(g, f, x, frame);
-  frame_output_gradient(g, f, dout, grid);
+  // Images in chunks of at most kMaxFrameBytes of copies, summed into dweight in chunk order (fixed by
+  // the shape): the mask head's RoIs are a batch of hundreds.
+  const Frame whole(g);
+  const int64_t bytes_per_image = static_cast<int64_t>(sizeof(float)) * (g.in_channels + g.out_channels) * whole.image_stride;
+  const int64_t chunks = std::max<int64_t>(1, (g.batch * bytes_per_image + kMaxFrameBytes - 1) / kMaxFrameBytes);
+  const int64_t per_chunk = (g.batch + chunks - 1) / chunks;
   const int64_t og = g.out_per_group(), cg = g.in_per_group(), taps = g.kernel_h * g.kernel_w, rows = g.col_rows();
-  for (int64_t grp = 0; grp < g.groups; ++grp) {
-    const float* group_frame = frame + grp * cg * f.channel_stride;
-    sgemm_packed_b(false, og, rows, f.depth, grid + grp * og * f.depth, f.depth,
-                   [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-                     // Column j = (c, tap): channel c's frame from the tap's offset on.
-                     const float* runs[kPackedNR];
-                     for (int64_t s = 0; s < nc; s += kPackedNR, dst += kPackedNR * kc) {
-                       for (int64_t i = 0; i < kPackedNR; ++i) {
-                         const int64_t j = j0 + s + i;
-                         runs[i] = s + i < nc ? group_frame + j / taps * f.channel_stride + f.tap_offsets[j % taps] + k0
-                                              : nullptr;
+  thread_local std::vector<float> input_frame, gradient_grid;
+  for (int64_t n0 = 0; n0 < g.batch; n0 += per_chunk) {
+    ConvGeometry part = g;
+    part.batch = std::min(per_chunk, g.batch - n0);
+    const Frame f(part);
+    float* frame = grown(input_frame, part.in_channels * f.channel_stride);
+    float* grid = grown(gradient_grid, part.out_channels * f.depth);
+    frame_input(part, f, x + n0 * g.in_channels * g.in_plane(), frame);
+    frame_output_gradient(part, f, dout + n0 * g.out_channels * g.out_plane(), grid);
+    for (int64_t grp = 0; grp < g.groups; ++grp) {
+      const float* group_frame = frame + grp * cg * f.channel_stride;
+      sgemm_packed_b(false, og, rows, f.depth, grid + grp * og * f.depth, f.depth,
+                     [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+                       // Column j = (c, tap): channel c's frame from the tap's offset on.
+                       const float* runs[kPackedNR];
+                       for (int64_t s = 0; s < nc; s += kPackedNR, dst += kPackedNR * kc) {
+                         for (int64_t i = 0; i < kPackedNR; ++i) {
+                           const int64_t j = j0 + s + i;
+                           runs[i] = s + i < nc ? group_frame + j / taps * f.channel_stride + f.tap_offsets[j % taps] + k0
+                                                : nullptr;
+                         }
+                         pack_column_runs(runs, kc, dst);
                        }
-                       pack_column_runs(runs, kc, dst);
-                     }
-                   },
-                   dweight + grp * og * rows, rows, false);
+                     },
+                     dweight + grp * og * rows, rows, n0 > 0);
+    }
   }
 }
 

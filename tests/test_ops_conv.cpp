@@ -199,6 +199,7 @@ TEST_CASE("conv2d: the framed weight gradient agrees with float64 where it appli
       {{2, 6, 40, 30}, {5, 6, 3, 3}, {1, 0, 1, 1}, false},           // no padding
       {{2, 5, 20, 18}, {4, 5, 1, 3}, {1, {0, 1}, 1, 1}, true},       // 1x3, padding only along x
       {{1, 4, 50, 44}, {3, 4, 5, 5}, {1, 1, 1, 1}, false},           // 5x5, padding short of its reach
+      {{1000, 16, 11, 11}, {16, 16, 3, 3}, {1, 1, 1, 1}, false},     // 18.4 MB of copies: two chunks of 500 images
   };
   const std::vector<ConvCase> not_framed = {
       {{2, 16, 14, 14}, {8, 16, 3, 3}, {2, 1, 1, 1}, false},         // stride 2
@@ -213,6 +214,8 @@ TEST_CASE("conv2d: the framed weight gradient agrees with float64 where it appli
   for (const bool allowed : {true, false}) {
     cpu::allow_framed_weight_grad(allowed);
     for (const ConvCase& c : framed) {
+      // The direct dot-product kernel comes first where it applies: none of these may reach it.
+      CHECK_FALSE(cpu::direct_weight_grad_applies(geometry_of(c)));
       CHECK(cpu::framed_weight_grad_applies(geometry_of(c)) == allowed);
       expect_float32_matches_float64(c, seed);
     }
