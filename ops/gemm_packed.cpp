@@ -15,32 +15,10 @@
 #include <vector>
 
 #include "ops/gemm.h"
+#include "ops/simd_transpose.h"
 #include "tensor/parallel.h"
 
 namespace mrcnn::cpu {
-
-namespace {
-
-// Transposes the 8 x 8 block whose rows are in[0..7] (8 floats each): out[i] is column i.
-__attribute__((target("avx2"), always_inline)) inline void transpose8x8(__m256 in[8], __m256 out[8]) {
-  __m256 t[8], u[8];
-  for (int i = 0; i < 8; i += 2) {
-    t[i] = _mm256_unpacklo_ps(in[i], in[i + 1]);
-    t[i + 1] = _mm256_unpackhi_ps(in[i], in[i + 1]);
-  }
-  for (int i = 0; i < 8; i += 4) {
-    u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
-    u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
-    u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
-    u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
-  }
-  for (int i = 0; i < 4; ++i) {
-    out[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
-    out[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
-  }
-}
-
-}  // namespace
 
 // Eight k at a time: 16 row loads, two 8x8 transposes, 16 stores of 8 floats (the scalar loop
 // stored one float per 64-byte row, and packing cost a third of a 1x1 conv's weight gradient).

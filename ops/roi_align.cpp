@@ -5,11 +5,14 @@
 
 #include <atomic>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "autograd/node.h"
 #include "cuda/roi_align.h"
+#include "ops/gemm.h"
 #include "ops/roi_align_kernels.h"
+#include "ops/simd_transpose.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
 #include "tensor/parallel.h"
@@ -128,9 +131,21 @@ void transpose_planes(const T* src, int64_t batch, int64_t rows, int64_t cols, T
       const int64_t b = t / row_tiles, r0 = t % row_tiles * kTile, r1 = std::min(rows, r0 + kTile);
       const T* s = src + b * rows * cols;
       T* d = dst + b * rows * cols;
-      for (int64_t c0 = 0; c0 < cols; c0 += kTile)
-        for (int64_t r = r0; r < r1; ++r)
-          for (int64_t c = c0; c < std::min(cols, c0 + kTile); ++c) d[c * rows + r] = s[r * cols + c];
+      for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+        const int64_t c1 = std::min(cols, c0 + kTile);
+        int64_t r_done = r0;  // rows [r0, r_done) of this tile moved as 8x8 blocks
+        if constexpr (std::is_same_v<T, float>) {
+          if (cpu_has_avx2_fma()) {
+            for (; r_done + 8 <= r1; r_done += 8)
+              for (int64_t c = c0; c + 8 <= c1; c += 8) transpose8x8_block(s + r_done * cols + c, cols, d + c * rows + r_done, rows);
+            // The columns past the last whole block of 8, for those rows.
+            for (int64_t r = r0; r < r_done; ++r)
+              for (int64_t c = c0 + (c1 - c0) / 8 * 8; c < c1; ++c) d[c * rows + r] = s[r * cols + c];
+          }
+        }
+        for (int64_t r = r_done; r < r1; ++r)
+          for (int64_t c = c0; c < c1; ++c) d[c * rows + r] = s[r * cols + c];
+      }
     }
   });
 }

@@ -111,12 +111,12 @@ TEST_CASE("roi_align: backward is the same with 1 and 2 threads, in either layou
 }
 
 TEST_CASE("roi_align: the channel-last kernels give the planar kernels' bits, forward and backward") {
-  // 40 RoIs sample a 12x12 map densely enough for the channel-last copy; switched off, or one RoI at
-  // a time, the planes are read. Boxes inside, partly and wholly outside, on both images; fixed 2x2
+  // 40 RoIs sample an 11x13 map densely enough for the channel-last copy; switched off, or one RoI at
+  // a time, the planes are read. 20 channels and 143 pixels: the copies' 8x8 blocks leave edges. Boxes inside, partly and wholly outside, on both images; fixed 2x2
   // samples (the multiply-by-reciprocal branch) and adaptive ones (3x3, 5x2, ...: the division branch).
-  CHECK(cpu::roi_align_channel_last(2, 16, 12, 12, 40, 2));
-  CHECK_FALSE(cpu::roi_align_channel_last(2, 16, 12, 12, 1, 2));
-  CHECK_FALSE(cpu::roi_align_channel_last(2, 15, 12, 12, 40, 2));  // few channels: the vector loop is too short
+  CHECK(cpu::roi_align_channel_last(2, 20, 11, 13, 40, 2));
+  CHECK_FALSE(cpu::roi_align_channel_last(2, 20, 11, 13, 1, 2));
+  CHECK_FALSE(cpu::roi_align_channel_last(2, 15, 11, 13, 40, 2));  // few channels: the vector loop is too short
   std::vector<double> rows;
   for (int i = 0; i < 40; ++i)
     rows.insert(rows.end(), {static_cast<double>(i % 2), -3.0 + 0.45 * i, -2.0 + 0.3 * (i % 13), 1.0 + 0.5 * i,
@@ -128,12 +128,12 @@ TEST_CASE("roi_align: the channel-last kernels give the planar kernels' bits, fo
         CAPTURE(ratio);
         CAPTURE(aligned);
         const Tensor rois = ops::to(rois_of(rows), dtype);
-        const Tensor r = ops::to(leaf({40, 16, 2, 2}, 822), dtype).detach();
+        const Tensor r = ops::to(leaf({40, 20, 2, 2}, 822), dtype).detach();
         Tensor outputs[2], grads[2];
         for (const bool channel_last : {true, false}) {
           cpu::allow_roi_align_channel_last(channel_last);
-          CHECK(cpu::roi_align_channel_last(2, 16, 12, 12, 40, 2) == channel_last);
-          Tensor x = ops::to(leaf({2, 16, 12, 12}, 821), dtype).detach().set_requires_grad(true);
+          CHECK(cpu::roi_align_channel_last(2, 20, 11, 13, 40, 2) == channel_last);
+          Tensor x = ops::to(leaf({2, 20, 11, 13}, 821), dtype).detach().set_requires_grad(true);
           outputs[channel_last] = ops::roi_align(x, rois, 2, 1.0, ratio, aligned);
           autograd::backward(ops::sum(ops::mul(outputs[channel_last], r)));
           grads[channel_last] = x.grad();
@@ -145,7 +145,7 @@ TEST_CASE("roi_align: the channel-last kernels give the planar kernels' bits, fo
         // And one RoI at a time (planes), as an independent forward.
         std::vector<Tensor> singles;
         for (int64_t i = 0; i < 40; ++i)
-          singles.push_back(ops::roi_align(ops::to(leaf({2, 16, 12, 12}, 821), dtype), ops::narrow(rois, 0, i, 1), 2, 1.0,
+          singles.push_back(ops::roi_align(ops::to(leaf({2, 20, 11, 13}, 821), dtype), ops::narrow(rois, 0, i, 1), 2, 1.0,
                                            ratio, aligned));
         CHECK(test::bitwise_equal(ops::cat(singles, 0), outputs[1]));
       }
