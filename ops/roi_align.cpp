@@ -151,6 +151,28 @@ void transpose_planes(const T* src, int64_t batch, int64_t rows, int64_t cols, T
   });
 }
 
+// The channel loops of the channel-last kernels. The operands never overlap (a row of sums or of
+// the map copy, and rows of the map copy or of a RoI's gradients); __restrict says so, so the loops
+// vectorise without run-time overlap checks. Per element they are the planar kernels' expressions.
+template <typename T>
+void add_sample(T* __restrict sum, const T* __restrict p0, const T* __restrict p1, const T* __restrict p2,
+                const T* __restrict p3, const T w[4], int64_t channels) {
+  const T w0 = w[0], w1 = w[1], w2 = w[2], w3 = w[3];
+  for (int64_t c = 0; c < channels; ++c) sum[c] += w0 * p0[c] + w1 * p1[c] + w2 * p2[c] + w3 * p3[c];
+}
+
+// (grad * w) * reciprocal, or (grad * w) / count: divide_by_count with the branch outside the loop.
+template <typename T>
+void spread_tap(T* __restrict dst, const T* __restrict grad, T w, const RoiGrid<T>& grid, int64_t channels) {
+  if (grid.exact_reciprocal) {
+    const T reciprocal = grid.reciprocal;
+    for (int64_t c = 0; c < channels; ++c) dst[c] += grad[c] * w * reciprocal;
+  } else {
+    const T count = grid.count;
+    for (int64_t c = 0; c < channels; ++c) dst[c] += grad[c] * w / count;
+  }
+}
+
 // Channel-last layout ([batch][pixel][channel]): a sample's four taps are four runs of channels, so
 // the channel loop is a vector loop instead of one gathered load per channel and tap. Every output
 // and dx element gets the planar kernels' expression with its terms in their order, so both layouts
@@ -176,9 +198,7 @@ void roi_align_forward_channel_last(const RoiAlignGeometry& g, const T* x, const
         for (int64_t i = 0; i < samples; ++i, ++s) {
           const T *p0 = image + s->pos[0] * channels, *p1 = image + s->pos[1] * channels;
           const T *p2 = image + s->pos[2] * channels, *p3 = image + s->pos[3] * channels;
-          const T w0 = s->w[0], w1 = s->w[1], w2 = s->w[2], w3 = s->w[3];
-#pragma omp simd
-          for (int64_t c = 0; c < channels; ++c) sum[c] += w0 * p0[c] + w1 * p1[c] + w2 * p2[c] + w3 * p3[c];
+          add_sample(sum, p0, p1, p2, p3, s->w, channels);
         }
       }
       for (int64_t c = 0; c < channels; ++c)
@@ -214,14 +234,7 @@ void roi_align_backward_channel_last(const RoiAlignGeometry& g, const T* dout, c
           for (int k = 0; k < 4; ++k) {
             T* dst = image + s->pos[k] * channels;
             const T w = s->w[k];
-            // The planar kernel's expressions: (grad * w) * reciprocal, or (grad * w) / count.
-            if (grid.exact_reciprocal) {
-#pragma omp simd
-              for (int64_t c = 0; c < width; ++c) dst[c] += grad[c] * w * grid.reciprocal;
-            } else {
-#pragma omp simd
-              for (int64_t c = 0; c < width; ++c) dst[c] += grad[c] * w / grid.count;
-            }
+            spread_tap(dst, grad, w, grid, width);
           }
       }
     }
