@@ -12,6 +12,7 @@ struct PredictOptions {
   std::string weights, config, json_out, out_dir, device = "cpu";
   std::vector<std::string> images;
   double score_thresh = 0.0;
+  bool flip_test = false;
 };
 int predict(const PredictOptions& options);
 
@@ -42,6 +43,7 @@ struct EvalOptions {
   std::string weights, config, data, images, report_dir, json_out, detections_out, device = "cpu",
       group_regex = "^([^_]+)_";
   double score_thresh = 0.5, lesion_iou = 0.5;
+  bool flip_test = false;
 };
 int eval(const EvalOptions& options);
 

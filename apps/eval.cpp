@@ -73,7 +73,8 @@ void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images
     std::printf("  %-50s %6s  %6s\n", rows[i], e.bbox.stats[i] < 0 ? "-" : fmt(e.bbox.stats[i]).c_str(),
                 e.segm.stats[i] < 0 ? "-" : fmt(e.segm.stats[i]).c_str());
   const auto& s = e.segmentation;
-  std::printf("Segmentation: union of masks scoring >= %.2f vs union of truth, %zu images\n", o.score_thresh, images);
+  std::printf("Segmentation: union of masks scoring >= %.2f vs union of truth, %zu images%s\n", o.score_thresh, images,
+              o.flip_test ? " (flip test: each image also run mirrored, the two views averaged)" : "");
   std::printf("  Dice %s   IoU %s   HD95 %s px (over %lld images; undefined on %lld with one mask empty)\n",
               fmt(s.mean_dice).c_str(), fmt(s.mean_iou).c_str(), fmt(s.mean_hd95, "%.2f").c_str(),
               static_cast<long long>(static_cast<int64_t>(images) - s.hd95_undefined),
@@ -104,6 +105,7 @@ json results_json(const DatasetEvaluation& e, const EvalOptions& o, const std::v
           {"data", o.data},
           {"score_thresh", o.score_thresh},
           {"lesion_iou", o.lesion_iou},
+          {"flip_test", o.flip_test},
           {"bbox", stats_json(e.bbox)},
           {"segm", stats_json(e.segm)},
           {"dice", s.mean_dice},
@@ -182,7 +184,9 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
                      ".bad{color:#b00}</style></head><body>\n";
   html += "<h1>Segmentation report</h1>\n<p>Model <code>" + html_escape(o.weights) + "</code> on <code>" +
           html_escape(o.data) + "</code>, " + std::to_string(samples.size()) + " images. Prediction: union of masks scoring &ge; " +
-          fmt(o.score_thresh, "%.2f") + " (red fill). Truth: green outline.</p>\n";
+          fmt(o.score_thresh, "%.2f") + " (red fill)" +
+          (o.flip_test ? ", each image also run mirrored left-right and the two views averaged (flip test)" : "") +
+          ". Truth: green outline.</p>\n";
   html += "<h2>Summary</h2><table><tr><th class=l>metric</th><th>value</th></tr>";
   const std::pair<std::string, std::string> rows[] = {
       {"mean Dice", fmt(s.mean_dice)}, {"mean IoU", fmt(s.mean_iou)}, {"mean HD95 (px)", fmt(s.mean_hd95, "%.2f")},
@@ -234,6 +238,7 @@ int eval(const EvalOptions& o) {
   const nn::Checkpoint checkpoint = nn::load_checkpoint(o.weights);
   auto model = load_model(checkpoint, o.weights, o.config);
   model->to(device);
+  model->set_flip_test(o.flip_test);
   const CocoDataset truth = load_coco(o.data);
   for (const auto& w : truth.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   const auto categories = checkpoint_categories(checkpoint, model->config().num_classes);

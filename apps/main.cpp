@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   predict_cmd->add_option("--out", predict.out_dir, "also write an overlay PNG per image into this folder");
   predict_cmd->add_option("--score-thresh", predict.score_thresh, "drop detections scoring below this (default 0)");
   predict_cmd->add_option("--device", predict.device, "cpu (default), cuda or cuda:N");
+  predict_cmd->add_flag("--flip-test", predict.flip_test, "also run each image mirrored left-right and average the two views (about 2x the time)");
 
   mrcnn::apps::BenchOptions bench;
   auto* bench_cmd = app.add_subcommand("bench", "median train-step and inference time on a synthetic batch");
@@ -88,6 +89,7 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--detections", eval.detections_out, "write the detections as COCO results JSON");
   eval_cmd->add_option("--report", eval.report_dir, "write an HTML report with overlays here");
   eval_cmd->add_option("--device", eval.device, "cpu (default), cuda or cuda:N");
+  eval_cmd->add_flag("--flip-test", eval.flip_test, "also run each image mirrored left-right and average the two views (about 2x the time)");
 
   mrcnn::apps::SynthOptions synth;
   auto* synth_cmd = app.add_subcommand("synth", "write a synthetic MRI-like COCO dataset (demo and tests)");

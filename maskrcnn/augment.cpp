@@ -21,19 +21,28 @@ Tensor mirrored(const Tensor& t) {
 }
 }  // namespace
 
+Tensor mirrored_boxes(const Tensor& boxes, float width) {
+  Tensor out = copy_as(boxes, kFloat32, kCPU);
+  float* b = out.data<float>();
+  for (int64_t i = 0; i < out.size(0); ++i) {
+    const float x1 = b[i * 4], x2 = b[i * 4 + 2];
+    b[i * 4] = width - x2;
+    b[i * 4 + 2] = width - x1;
+  }
+  return out;
+}
+
+Tensor mirrored_image(const Tensor& image) {
+  autograd::NoGradGuard no_grad;
+  return mirrored<float>(image);
+}
+
 void horizontal_flip(Tensor& image, Target& target) {
   autograd::NoGradGuard no_grad;
   const float width = static_cast<float>(image.size(-1));
   image = mirrored<float>(image);
   if (target.masks.defined()) target.masks = mirrored<uint8_t>(target.masks);
-  Tensor boxes = copy_as(target.boxes, kFloat32, kCPU);
-  float* b = boxes.data<float>();
-  for (int64_t i = 0; i < boxes.size(0); ++i) {
-    const float x1 = b[i * 4], x2 = b[i * 4 + 2];
-    b[i * 4] = width - x2;
-    b[i * 4 + 2] = width - x1;
-  }
-  target.boxes = boxes;
+  target.boxes = mirrored_boxes(target.boxes, width);
 }
 
 void augment(Tensor& image, Target& target, const AugmentOptions& options, Generator& generator) {

@@ -17,5 +17,9 @@ struct AugmentOptions {
 void augment(Tensor& image, Target& target, const AugmentOptions& options, Generator& generator);
 // The flip alone: x -> W - x for boxes, masks and pixels mirrored.
 void horizontal_flip(Tensor& image, Target& target);
+// Boxes [N, 4] (x1, y1, x2, y2) of an image `width` pixels wide, mirrored: a new float32 host tensor.
+Tensor mirrored_boxes(const Tensor& boxes, float width);
+// An image [C, H, W] mirrored left-right (a new host tensor).
+Tensor mirrored_image(const Tensor& image);
 
 }  // namespace mrcnn::detection

@@ -17,6 +17,7 @@ MaskRCNN::MaskRCNN(const Config& config)
 
 MaskRCNNOutput MaskRCNN::forward(const std::vector<Tensor>& images, const std::vector<Target>* targets) {
   check(!is_training() || targets != nullptr, "MaskRCNN: training mode needs targets");
+  if (!is_training() && flip_test_) return forward_flip_test(images);
   MaskRCNNOutput out;
   std::vector<Target> resized_targets;
   if (targets != nullptr) resized_targets = *targets;

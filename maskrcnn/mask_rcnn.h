@@ -30,15 +30,22 @@ class MaskRCNN : public nn::Module {
   const Config& config() const { return config_; }
   const GeneralizedRCNNTransform& transform() const { return transform_; }
   Generator& transform_generator() { return transform_generator_; }
+  // Eval mode: also run every image mirrored left-right and combine the two views (test-time
+  // augmentation, maskrcnn/flip_test.cpp; about twice the inference time). Off by default.
+  void set_flip_test(bool on) { flip_test_ = on; }
+  bool flip_test() const { return flip_test_; }
 
   std::shared_ptr<BackboneWithFPN> backbone;
   std::shared_ptr<RegionProposalNetwork> rpn;
   std::shared_ptr<RoIHeads> roi_heads;
 
  private:
+  MaskRCNNOutput forward_flip_test(const std::vector<Tensor>& images);
+
   Config config_;
   GeneralizedRCNNTransform transform_;
   Generator transform_generator_;
+  bool flip_test_ = false;
 };
 
 // The sum of the five losses (what training minimises).

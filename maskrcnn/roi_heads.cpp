@@ -215,6 +215,42 @@ std::vector<Detections> RoIHeads::postprocess_detections(const Tensor& class_log
   return results;
 }
 
+std::pair<Tensor, Tensor> RoIHeads::box_predictions(const std::vector<Tensor>& features, const std::vector<Tensor>& proposals,
+                                                    const std::vector<ImageSize>& image_sizes) {
+  const Stage stage("box RoIAlign + head");
+  // The head runs on the pooled rows grouped by level; its [R, 1024] output goes back to proposal
+  // order, not the [R, 256 * 7 * 7] pooled rows (a copy 12x larger, forward and backward). Without
+  // a gradient to record, one level at a time (the pooled rows of one level held, not of all).
+  const Tensor box_features = box_roi_pool_.run_head(features, proposals, image_sizes, kInferenceBoxRows,
+                                                     [&](const Tensor& rows) { return box_head->forward(rows); });
+  return box_predictor->forward(box_features);
+}
+
+Tensor RoIHeads::mask_logits_of(const std::vector<Tensor>& features, const std::vector<Tensor>& boxes,
+                                const std::vector<ImageSize>& image_sizes) {
+  const Stage stage("mask RoIAlign + head");
+  // As the box head: [R, classes, 28, 28] logits go back to proposal order, not the
+  // [R, 256, 14, 14] pooled rows.
+  return mask_roi_pool_.run_head(features, boxes, image_sizes, kInferenceMaskRows,
+                                 [&](const Tensor& rows) { return mask_predictor->forward(mask_head->forward(rows)); });
+}
+
+std::vector<Detections> RoIHeads::detect(const std::vector<Tensor>& features, const std::vector<Tensor>& proposals,
+                                         const std::vector<ImageSize>& image_sizes) {
+  const auto [class_logits, box_regression] = box_predictions(features, proposals, image_sizes);
+  const Stage stage("box loss / detections");
+  return postprocess_detections(ops::to(class_logits, kCPU), ops::to(box_regression, kCPU), proposals, image_sizes);
+}
+
+std::vector<Tensor> RoIHeads::mask_probabilities(const std::vector<Tensor>& features, const std::vector<Detections>& detections,
+                                                 const std::vector<ImageSize>& image_sizes) {
+  std::vector<Tensor> boxes, labels;
+  for (const auto& d : detections) boxes.push_back(d.boxes), labels.push_back(d.labels);
+  const Tensor logits = mask_logits_of(features, boxes, image_sizes);
+  const Stage stage("mask loss / probabilities");
+  return maskrcnn_inference(logits, labels);
+}
+
 RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std::vector<Tensor>& proposals,
                                  const std::vector<ImageSize>& image_sizes, const std::vector<Target>* targets) {
   RoIHeadsOutput out;
@@ -227,15 +263,7 @@ RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std:
   } else {
     out.proposals = proposals;
   }
-  {
-    const Stage stage("box RoIAlign + head");
-    // The head runs on the pooled rows grouped by level; its [R, 1024] output goes back to proposal
-    // order, not the [R, 256 * 7 * 7] pooled rows (a copy 12x larger, forward and backward). Without
-    // a gradient to record, one level at a time (the pooled rows of one level held, not of all).
-    const Tensor box_features = box_roi_pool_.run_head(features, out.proposals, image_sizes, kInferenceBoxRows,
-                                                       [&](const Tensor& rows) { return box_head->forward(rows); });
-    std::tie(out.class_logits, out.box_regression) = box_predictor->forward(box_features);
-  }
+  std::tie(out.class_logits, out.box_regression) = box_predictions(features, out.proposals, image_sizes);
   // The losses run on the head outputs' device; detection postprocessing on the host.
   std::optional<Stage> host_stage(std::in_place, "box loss / detections");
 
@@ -257,12 +285,7 @@ RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std:
     for (const auto& d : out.detections) mask_proposals.push_back(d.boxes);
   }
   host_stage.reset();
-  std::optional<Stage> mask_stage(std::in_place, "mask RoIAlign + head");
-  // As the box head: [R, classes, 28, 28] logits go back to proposal order, not the
-  // [R, 256, 14, 14] pooled rows.
-  out.mask_logits = mask_roi_pool_.run_head(features, mask_proposals, image_sizes, kInferenceMaskRows,
-                                            [&](const Tensor& rows) { return mask_predictor->forward(mask_head->forward(rows)); });
-  mask_stage.reset();
+  out.mask_logits = mask_logits_of(features, mask_proposals, image_sizes);
   const Stage mask_host_stage("mask loss / probabilities");
   if (is_training()) {
     out.loss_mask = maskrcnn_loss(out.mask_logits, mask_proposals, *targets, positive_matched);

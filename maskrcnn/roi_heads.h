@@ -37,6 +37,14 @@ class RoIHeads : public nn::Module {
   std::vector<Detections> postprocess_detections(const Tensor& class_logits, const Tensor& box_regression,
                                                  const std::vector<Tensor>& proposals,
                                                  const std::vector<ImageSize>& image_sizes) const;
+  // Inference in its two halves, which forward runs in eval mode one after the other; a caller
+  // combining several views of an image (flip test-time augmentation) runs them separately.
+  // Detections per image (boxes, scores, labels in the resized images' pixels; masks undefined):
+  std::vector<Detections> detect(const std::vector<Tensor>& features, const std::vector<Tensor>& proposals,
+                                 const std::vector<ImageSize>& image_sizes);
+  // [D, 1, 28, 28] mask probabilities of each detection's class, per image:
+  std::vector<Tensor> mask_probabilities(const std::vector<Tensor>& features, const std::vector<Detections>& detections,
+                                         const std::vector<ImageSize>& image_sizes);
   Generator& generator() { return generator_; }
 
   std::shared_ptr<TwoMLPHead> box_head;
@@ -45,6 +53,12 @@ class RoIHeads : public nn::Module {
   std::shared_ptr<MaskRCNNPredictor> mask_predictor;
 
  private:
+  // The box head's class logits and box regression for `proposals`; the mask head's logits for `boxes`.
+  std::pair<Tensor, Tensor> box_predictions(const std::vector<Tensor>& features, const std::vector<Tensor>& proposals,
+                                            const std::vector<ImageSize>& image_sizes);
+  Tensor mask_logits_of(const std::vector<Tensor>& features, const std::vector<Tensor>& boxes,
+                        const std::vector<ImageSize>& image_sizes);
+
   Config config_;
   MultiScaleRoIAlign box_roi_pool_, mask_roi_pool_;
   BoxCoder box_coder_;

@@ -93,6 +93,19 @@ TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
   std::ifstream(json) >> filtered;
   CHECK(filtered.size() < results.size());
   for (const auto& r : filtered) CHECK(r["score"].get<float>() >= median_score);
+  // --flip-test: the library's detections with both views combined.
+  REQUIRE(test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --flip-test").status == 0);
+  nlohmann::json flipped;
+  std::ifstream(json) >> flipped;
+  model.set_flip_test(true);
+  const Detections both = model.forward({load_image(image, 1)}).detections[0];
+  REQUIRE(flipped.size() == static_cast<size_t>(both.scores.size(0)));
+  const auto both_scores = to_vector<float>(both.scores), both_boxes = to_vector<float>(both.boxes);
+  for (size_t k = 0; k < flipped.size(); ++k) {
+    CHECK(flipped[k]["score"].get<float>() == both_scores[k]);
+    CHECK(flipped[k]["bbox"][1].get<float>() == both_boxes[k * 4 + 1]);
+  }
+  CHECK(flipped[0]["score"].get<float>() != results[0]["score"].get<float>());  // scores are means over the views
   fs::remove_all(dir);
 }
 
