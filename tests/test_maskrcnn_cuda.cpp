@@ -138,18 +138,25 @@ TEST_CASE("cuda: one training step and inference of the whole model match the CP
   cpu_model.eval();
   gpu_model.eval();
   autograd::NoGradGuard no_grad;
-  const auto cpu_out = cpu_model.forward(images), gpu_out = gpu_model.forward(images);
-  for (size_t i = 0; i < images.size(); ++i) {
-    const Detections &on_cpu = cpu_out.detections[i], &on_gpu = gpu_out.detections[i];
-    REQUIRE(on_cpu.boxes.sizes() == on_gpu.boxes.sizes());
-    CHECK(on_cpu.boxes.size(0) > 100);
-    CHECK(on_gpu.masks.device() == test::gpu());  // pasted on the model's device
-    const Tensor gpu_boxes = ops::to(on_gpu.boxes, kCPU);
-    const auto pairing = test::nearest_row_pairing(gpu_boxes, on_cpu.boxes);
-    const Tensor paired = from_vector(pairing, {static_cast<int64_t>(pairing.size())});
-    CHECK(test::max_abs_diff(gpu_boxes, ops::index_select(on_cpu.boxes, 0, paired)) <= 1e-3);
-    CHECK(test::max_abs_diff(ops::to(on_gpu.scores, kCPU), ops::index_select(on_cpu.scores, 0, paired)) <= 1e-4);
-    CHECK(test::max_abs_diff(ops::to(on_gpu.masks, kCPU), ops::index_select(on_cpu.masks, 0, paired)) <= 1e-4);
+  // Plain inference, then the flip test (maskrcnn/flip_test.cpp: merge on the host, the 28x28 maps
+  // mirrored and averaged on the model's device).
+  for (const bool flip_test : {false, true}) {
+    CAPTURE(flip_test);
+    cpu_model.set_flip_test(flip_test);
+    gpu_model.set_flip_test(flip_test);
+    const auto cpu_out = cpu_model.forward(images), gpu_out = gpu_model.forward(images);
+    for (size_t i = 0; i < images.size(); ++i) {
+      const Detections &on_cpu = cpu_out.detections[i], &on_gpu = gpu_out.detections[i];
+      REQUIRE(on_cpu.boxes.sizes() == on_gpu.boxes.sizes());
+      CHECK(on_cpu.boxes.size(0) > 100);
+      CHECK(on_gpu.masks.device() == test::gpu());  // pasted on the model's device
+      const Tensor gpu_boxes = ops::to(on_gpu.boxes, kCPU);
+      const auto pairing = test::nearest_row_pairing(gpu_boxes, on_cpu.boxes);
+      const Tensor paired = from_vector(pairing, {static_cast<int64_t>(pairing.size())});
+      CHECK(test::max_abs_diff(gpu_boxes, ops::index_select(on_cpu.boxes, 0, paired)) <= 1e-3);
+      CHECK(test::max_abs_diff(ops::to(on_gpu.scores, kCPU), ops::index_select(on_cpu.scores, 0, paired)) <= 1e-4);
+      CHECK(test::max_abs_diff(ops::to(on_gpu.masks, kCPU), ops::index_select(on_cpu.masks, 0, paired)) <= 1e-4);
+    }
   }
 }
 
