@@ -47,9 +47,12 @@ struct Frame {
   int64_t channel_stride = 0;  // depth plus the zero tail the last image's taps read
   std::vector<int64_t> tap_offsets;
 
+  // Grid positions of one image: its rows widened by the padding, plus the padding rows before it.
+  static int64_t image_positions(const ConvGeometry& g) { return (g.in_h + g.padding.h) * (g.in_w + g.padding.w); }
+
   explicit Frame(const ConvGeometry& g) {
     row_stride = g.in_w + g.padding.w;
-    image_stride = (g.in_h + g.padding.h) * row_stride;
+    image_stride = image_positions(g);
     depth = g.batch * image_stride;
     for (int64_t ki = 0; ki < g.kernel_h; ++ki)
       for (int64_t kj = 0; kj < g.kernel_w; ++kj)
@@ -57,8 +60,8 @@ struct Frame {
     channel_stride = depth + tap_offsets.back() + row_stride;
   }
   // Grid positions per output pixel: the arithmetic the frame adds.
-  double overhead(const ConvGeometry& g) const {
-    return static_cast<double>(image_stride) / static_cast<double>(std::max<int64_t>(g.out_plane(), 1));
+  static double overhead(const ConvGeometry& g) {
+    return static_cast<double>(image_positions(g)) / static_cast<double>(std::max<int64_t>(g.out_plane(), 1));
   }
 };
 
@@ -112,7 +115,7 @@ bool framed_weight_grad_applies(const ConvGeometry& g) {
   // 1x1 convs: no taps to shift, and no gain that stood out of the noise (0.85-1.10x over runs).
   if (g.kernel_h * g.kernel_w == 1) return false;
   if (g.padding.h > (g.kernel_h - 1) * g.dilation.h || g.padding.w > (g.kernel_w - 1) * g.dilation.w) return false;
-  return Frame(g).overhead(g) <= kMaxFrameOverhead;
+  return Frame::overhead(g) <= kMaxFrameOverhead;
 }
 
 void allow_framed_weight_grad(bool allowed) { g_allow_framed.store(allowed, std::memory_order_relaxed); }
@@ -120,8 +123,8 @@ void allow_framed_weight_grad(bool allowed) { g_allow_framed.store(allowed, std:
 void conv_backward_weight_framed(const ConvGeometry& g, const float* dout, const float* x, float* dweight) {
   // Images in chunks of at most kMaxFrameBytes of copies, summed into dweight in chunk order (fixed by
   // the shape): the mask head's RoIs are a batch of hundreds.
-  const Frame whole(g);
-  const int64_t bytes_per_image = static_cast<int64_t>(sizeof(float)) * (g.in_channels + g.out_channels) * whole.image_stride;
+  const int64_t bytes_per_image =
+      static_cast<int64_t>(sizeof(float)) * (g.in_channels + g.out_channels) * Frame::image_positions(g);
   const int64_t chunks = std::max<int64_t>(1, (g.batch * bytes_per_image + kMaxFrameBytes - 1) / kMaxFrameBytes);
   const int64_t per_chunk = (g.batch + chunks - 1) / chunks;
   const int64_t og = g.out_per_group(), cg = g.in_per_group(), taps = g.kernel_h * g.kernel_w, rows = g.col_rows();
