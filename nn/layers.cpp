@@ -90,6 +90,10 @@ GroupNorm::GroupNorm(int64_t num_groups_, int64_t channels, double eps_) : num_g
 
 Tensor GroupNorm::forward(const Tensor& x) { return ops::group_norm(x, num_groups, weight, bias, eps); }
 
+Tensor GroupNorm::forward_relu(const Tensor& x, const Tensor& residual) {
+  return ops::group_norm_relu(x, num_groups, weight, bias, eps, residual);
+}
+
 Tensor ReLU::forward(const Tensor& x) { return ops::relu(x); }
 
 Tensor MaxPool2d::forward(const Tensor& x) { return ops::max_pool2d(x, options); }

@@ -61,6 +61,7 @@ class GroupNorm : public Layer {
  public:
   GroupNorm(int64_t num_groups, int64_t channels, double eps = 1e-5);
   Tensor forward(const Tensor& x) override;
+  Tensor forward_relu(const Tensor& x, const Tensor& residual = Tensor()) override;  // fused on the CPU
   Tensor weight, bias;
   int64_t num_groups;
   double eps;

@@ -11,6 +11,7 @@
 #include "ops/affine_kernels.h"
 #include "ops/channel_kernels.h"
 #include "ops/elementwise.h"
+#include "ops/norm_common.h"
 #include "ops/reduce.h"
 #include "ops/spatial.h"
 #include "ops/view.h"
@@ -112,131 +113,14 @@ void batch_norm_backward(const ChannelLayout& l, const T* x, const T* dy, const 
   });
 }
 
-// Group norm over x [batch, channels, inner] with `groups` groups: each (n, g) block of
-// channels/groups * inner elements is contiguous.
-struct GroupLayout {
-  ChannelLayout l;
-  int64_t groups = 1;
-  int64_t per_group() const { return l.channels / groups; }
-  int64_t block() const { return per_group() * l.inner; }
-};
-
-template <typename T>
-void group_norm_forward(const GroupLayout& g, const T* x, const T* weight, const T* bias, double eps, T* y, T* mean,
-                        T* invstd) {
-  const int64_t blocks = g.l.batch * g.groups;
-  parallel_for(0, blocks, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(g.block(), 1)),
-               [&](int64_t begin, int64_t end) {
-                 for (int64_t b = begin; b < end; ++b) {
-                   const T* src = x + b * g.block();
-                   double total = 0, squares = 0;
-                   for (int64_t i = 0; i < g.block(); ++i) total += src[i];
-                   const double m = total / static_cast<double>(g.block());
-                   for (int64_t i = 0; i < g.block(); ++i) squares += (src[i] - m) * (src[i] - m);
-                   const double r = 1.0 / std::sqrt(squares / static_cast<double>(g.block()) + eps);
-                   mean[b] = static_cast<T>(m), invstd[b] = static_cast<T>(r);
-                   for (int64_t k = 0; k < g.per_group(); ++k) {
-                     const int64_t c = b % g.groups * g.per_group() + k;
-                     T a, shift;
-                     group_norm_affine(mean[b], invstd[b], weight ? weight[c] : T(1), bias ? bias[c] : T(0), a, shift);
-                     const T* s = src + k * g.l.inner;
-                     T* d = y + b * g.block() + k * g.l.inner;
-                     for (int64_t i = 0; i < g.l.inner; ++i) d[i] = s[i] * a + shift;
-                   }
-                 }
-               });
-}
-
-// dx = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) per (n, g) with dxhat = dy * w[c];
-// dw[c] = sum over n, inner of dy * xhat, db[c] = sum of dy (parallel over channels).
-template <typename T>
-void group_norm_backward(const GroupLayout& g, const T* x, const T* dy, const T* weight, const T* mean, const T* invstd,
-                         T* dx, T* dweight, T* dbias) {
-  const int64_t blocks = g.l.batch * g.groups, inner = g.l.inner;
-  if (dx)
-    parallel_for(0, blocks, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(g.block(), 1)),
-                 [&](int64_t begin, int64_t end) {
-                   for (int64_t b = begin; b < end; ++b) {
-                     const int64_t base = b * g.block();
-                     double sum_dxhat = 0, sum_dxhat_xhat = 0;
-                     for (int64_t k = 0; k < g.per_group(); ++k) {
-                       const T w = weight ? weight[b % g.groups * g.per_group() + k] : T(1);
-                       for (int64_t i = base + k * inner; i < base + (k + 1) * inner; ++i) {
-                         const double dxhat = static_cast<double>(dy[i]) * w;
-                         sum_dxhat += dxhat;
-                         sum_dxhat_xhat += dxhat * (x[i] - mean[b]) * invstd[b];
-                       }
-                     }
-                     const T a = static_cast<T>(sum_dxhat / static_cast<double>(g.block()));
-                     const T bb = static_cast<T>(sum_dxhat_xhat / static_cast<double>(g.block()));
-                     for (int64_t k = 0; k < g.per_group(); ++k) {
-                       const T w = weight ? weight[b % g.groups * g.per_group() + k] : T(1);
-                       for (int64_t i = base + k * inner; i < base + (k + 1) * inner; ++i)
-                         dx[i] = group_norm_dx(dy[i], x[i], mean[b], invstd[b], w, a, bb);
-                     }
-                   }
-                 });
-  if (!dweight && !dbias) return;
-  parallel_for(0, g.l.channels, channel_grain(g.l), [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) {
-      double dw = 0, db = 0;
-      for (int64_t n = 0; n < g.l.batch; ++n) {
-        const int64_t b = n * g.groups + c / g.per_group(), offset = (n * g.l.channels + c) * inner;
-        for (int64_t i = offset; i < offset + inner; ++i) {
-          db += dy[i];
-          dw += static_cast<double>(dy[i]) * (x[i] - mean[b]) * invstd[b];
-        }
-      }
-      if (dweight) dweight[c] = static_cast<T>(dw);
-      if (dbias) dbias[c] = static_cast<T>(db);
-    }
-  });
-}
-
 }  // namespace
 }  // namespace mrcnn::cpu
 
 namespace mrcnn::ops {
 
+using namespace norm_detail;
+
 namespace {
-
-cpu::ChannelLayout channel_layout(const Tensor& x) {
-  cpu::ChannelLayout l;
-  l.batch = x.size(0), l.channels = x.size(1), l.inner = 1;
-  for (int64_t d = 2; d < x.dim(); ++d) l.inner *= x.size(d);
-  return l;
-}
-
-void check_norm_input(const Tensor& x, const char* op) {
-  check(x.defined() && x.dim() >= 2, op, ": expected an input [N, C, *] with at least 2 dims, got ",
-        x.defined() ? shape_str(x.sizes()) : std::string("an undefined tensor"));
-  check_float_input(x, op);
-}
-
-// A per-channel parameter or buffer: undefined (when allowed) or a [C] vector of x's dtype.
-void check_channel_vector(const Tensor& v, const Tensor& x, const char* name, bool required, const char* op) {
-  if (!v.defined()) {
-    check(!required, op, ": ", name, " is required");
-    return;
-  }
-  check(v.dim() == 1 && v.size(0) == x.size(1) && v.dtype() == x.dtype() && v.device() == x.device(), op, ": ", name,
-        " must be a ", dtype_name(x.dtype()), " vector of ", x.size(1), " elements (channels of ", shape_str(x.sizes()),
-        "), got ", dtype_name(v.dtype()), " ", shape_str(v.sizes()));
-}
-
-// [C] -> [1, C, 1, ...] so it broadcasts against x.
-Tensor per_channel(const Tensor& v, const Tensor& x) {
-  Shape shape(static_cast<size_t>(x.dim()), 1);
-  shape[1] = x.size(1);
-  return reshape(v, shape);
-}
-
-// Dims 0, 2, 3, ... of x: everything but the channel.
-std::vector<int64_t> non_channel_dims(const Tensor& x) {
-  std::vector<int64_t> dims{0};
-  for (int64_t d = 2; d < x.dim(); ++d) dims.push_back(d);
-  return dims;
-}
 
 // Training batch norm on CUDA, composed from ops (reductions and elementwise kernels): autograd
 // derives the backward. Biased variance normalises; the running variance gets the unbiased one.
@@ -258,10 +142,6 @@ Tensor batch_norm_train_cuda(const Tensor& x, const Tensor& running_mean, const 
   return out;
 }
 
-template <typename T>
-const T* data_or_null(const Tensor& t) {
-  return t.defined() ? t.data<T>() : nullptr;
-}
 
 // The fixed-affine normalisation of eval batch norm and FrozenBatchNorm2d (then relu, if asked),
 // composed from ops so that gradients reach weight/bias (or the statistics) whenever they require grad.
@@ -450,90 +330,6 @@ Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift)
 
 Tensor channel_affine_relu(const Tensor& x, const Tensor& scale, const Tensor& shift, const Tensor& residual) {
   return channel_affine_impl(x, scale, shift, true, residual);
-}
-
-namespace {
-
-// Group norm on CUDA: the statistics and the backward's sums through the CUDA reductions (double
-// accumulation), the output and the input gradient in one elementwise pass each with the CPU's
-// bodies. Backward keeps x and the [N, G] statistics only.
-Tensor group_norm_cuda(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, double eps) {
-  const cpu::ChannelLayout l = channel_layout(x);
-  const Tensor xc = contiguous(x.detach());
-  const Tensor w = weight.defined() ? contiguous(weight.detach()) : Tensor();
-  const Tensor b = bias.defined() ? contiguous(bias.detach()) : Tensor();
-  Tensor group_mean, invstd;
-  Tensor out = empty(x.sizes(), x.dtype(), x.device());
-  {
-    autograd::NoGradGuard no_grad;
-    const Tensor grouped = reshape(xc, {l.batch, num_groups, -1});
-    group_mean = mean(grouped, {2});  // [N, G]
-    const Tensor centered = sub(grouped, unsqueeze(group_mean, 2));
-    invstd = contiguous(pow(add(mean(mul(centered, centered), {2}), eps), -0.5));
-    cuda::group_norm_forward(xc, group_mean, invstd, w, b, num_groups, l.channels, l.inner, out);
-  }
-  return autograd::record(
-      "group_norm", out, {x, weight, bias},
-      [xc, w, group_mean, invstd, l, num_groups, need_x = x.requires_grad(), need_w = weight.defined() && weight.requires_grad(),
-       need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
-        const Tensor d = contiguous(dout);
-        const auto by_group = [&](const Tensor& t) { return reshape(t, {l.batch, num_groups, -1}); };
-        const Tensor xhat = need_x || need_w
-                                ? reshape(mul(sub(by_group(xc), unsqueeze(group_mean, 2)), unsqueeze(invstd, 2)), xc.sizes())
-                                : Tensor();
-        Tensor dx, dw, db;
-        if (need_x) {
-          const Tensor dxhat = w.defined() ? mul(d, per_channel(w, d)) : d;
-          const Tensor mean_dxhat = contiguous(mean(by_group(dxhat), {2}));
-          const Tensor mean_dxhat_xhat = contiguous(mean(mul(by_group(dxhat), by_group(xhat)), {2}));
-          dx = empty(xc.sizes(), xc.dtype(), xc.device());
-          cuda::group_norm_input_grad(d, xc, group_mean, invstd, w, mean_dxhat, mean_dxhat_xhat, num_groups, l.channels,
-                                      l.inner, dx);
-        }
-        if (need_w) dw = reshape(sum(mul(d, xhat), non_channel_dims(d)), {l.channels});
-        if (need_b) db = reshape(sum(d, non_channel_dims(d)), {l.channels});
-        return std::vector<Tensor>{dx, dw, db};
-      });
-}
-
-}  // namespace
-
-Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, double eps) {
-  const char* op = "group_norm";
-  check_norm_input(x, op);
-  check(num_groups >= 1 && x.size(1) % num_groups == 0, op, ": ", x.size(1), " channels of ", shape_str(x.sizes()),
-        " cannot be split into ", num_groups, " groups");
-  check_channel_vector(weight, x, "weight", false, op);
-  check_channel_vector(bias, x, "bias", false, op);
-  if (x.device().is_cuda()) return group_norm_cuda(x, num_groups, weight, bias, eps);
-  cpu::GroupLayout g;
-  g.l = channel_layout(x), g.groups = num_groups;
-  const Tensor xc = contiguous(x.detach());
-  const Tensor w = weight.defined() ? contiguous(weight.detach()) : Tensor();
-  const Tensor b = bias.defined() ? contiguous(bias.detach()) : Tensor();
-  Tensor out = empty(x.sizes(), x.dtype());
-  Tensor mean = empty({g.l.batch * num_groups}, x.dtype()), invstd = empty({g.l.batch * num_groups}, x.dtype());
-  dispatch_floating(x.dtype(), op, [&](auto tag) {
-    using T = decltype(tag);
-    cpu::group_norm_forward<T>(g, xc.data<T>(), data_or_null<T>(w), data_or_null<T>(b), eps, out.data<T>(),
-                               mean.data<T>(), invstd.data<T>());
-  });
-  return autograd::record(
-      op, out, {x, weight, bias},
-      [xc, w, mean, invstd, g, need_x = x.requires_grad(), need_w = weight.defined() && weight.requires_grad(),
-       need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
-        const Tensor d = contiguous(dout);
-        Tensor dx = need_x ? empty_like(xc) : Tensor();
-        Tensor dw = need_w ? empty({g.l.channels}, xc.dtype()) : Tensor();
-        Tensor db = need_b ? empty({g.l.channels}, xc.dtype()) : Tensor();
-        dispatch_floating(xc.dtype(), "group_norm backward", [&](auto tag) {
-          using T = decltype(tag);
-          cpu::group_norm_backward<T>(g, xc.data<T>(), d.data<T>(), data_or_null<T>(w), mean.data<T>(), invstd.data<T>(),
-                                      need_x ? dx.data<T>() : nullptr, need_w ? dw.data<T>() : nullptr,
-                                      need_b ? db.data<T>() : nullptr);
-        });
-        return std::vector<Tensor>{dx, dw, db};
-      });
 }
 
 }  // namespace mrcnn::ops

@@ -22,6 +22,12 @@ Tensor frozen_batch_norm_relu(const Tensor& x, const Tensor& weight, const Tenso
 // F.group_norm: channels split into num_groups groups, each normalised per sample; weight/bias per channel.
 Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight = Tensor(), const Tensor& bias = Tensor(),
                   double eps = 1e-5);
+// relu(group_norm(...) [+ residual]) (ResNet's norm + relu, and a block's last norm + identity +
+// relu, under GroupNorm): on the CPU one pass forward after the statistics and relu's gradient
+// folded into group norm's backward passes; the same bits as the separate ops. residual: x's shape,
+// dtype and device.
+Tensor group_norm_relu(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, double eps = 1e-5,
+                       const Tensor& residual = Tensor());
 // y[n, c, ...] = x[n, c, ...] * scale[c] + shift[c], differentiable in all three.
 Tensor channel_affine(const Tensor& x, const Tensor& scale, const Tensor& shift);
 // relu(channel_affine(x, scale, shift) [+ residual]) in one pass, and backward relu's gradient and

@@ -1,6 +1,8 @@
 // batch_norm (train/eval, running statistics), frozen_batch_norm, group_norm, channel_affine:
 // hand-computed values, running-stat updates, gradchecks, errors.
+#include <algorithm>
 #include <cmath>
+#include <tuple>
 
 #include "autograd/engine.h"
 #include "ops/affine_kernels.h"
@@ -183,6 +185,68 @@ TEST_CASE("channel_affine_relu, frozen_batch_norm_relu: the bits of relu after t
                    {leaf({2, 3, 2, 2}, 55), leaf({3}, 56), leaf({3}, 57), leaf({2, 3, 2, 2}, 58)});
 }
 
+TEST_CASE("group_norm_relu: the bits of group_norm, add and relu, forward and backward") {
+  for (const DType dt : {kFloat32, kFloat64}) {
+    const std::string dtype = dtype_name(dt);
+    CAPTURE(dtype);
+    const double nan = std::nan(""), inf = INFINITY;
+    const auto as = [dt](const std::vector<double>& v, const Shape& s) { return ops::to(from_vector(v, s), dt); };
+    // [2, 6, 3, 4] in 3 groups of 2 channels: a NaN poisons the first (sample, group) block.
+    std::vector<double> xs = test::values(leaf({2, 6, 3, 4}, 61));
+    xs[0] = nan, xs[30] = 0.0, xs[31] = -0.0;
+    std::vector<double> ds = test::values(leaf({2, 6, 3, 4}, 62));
+    ds[40] = nan, ds[41] = -0.0, ds[70] = -0.0;
+    std::vector<double> rs = test::values(leaf({2, 6, 3, 4}, 63));
+    rs[50] = inf, rs[51] = -inf, rs[52] = -0.0, rs[53] = nan;
+    const Tensor x = as(xs, {2, 6, 3, 4}).set_requires_grad(true), dout = as(ds, {2, 6, 3, 4});
+    const Tensor residual_values = as(rs, {2, 6, 3, 4});
+    const Tensor weight_values = ops::to(leaf({6}, 64, 0.5, 1.0), dt), bias_values = ops::to(leaf({6}, 65), dt);
+    for (const int residual_kind : {0, 1, 2})  // none, without gradient, with gradient
+      for (const int affine_kind : {0, 1, 2}) {  // no weight and bias, without gradients, with gradients
+        CAPTURE(residual_kind);
+        CAPTURE(affine_kind);
+        V inputs{x};
+        if (affine_kind > 0) {
+          inputs.push_back(weight_values.detach().set_requires_grad(affine_kind == 2));
+          inputs.push_back(bias_values.detach().set_requires_grad(affine_kind == 2));
+        }
+        if (residual_kind > 0) inputs.push_back(residual_values.detach().set_requires_grad(residual_kind == 2));
+        const auto parts = [affine_kind, residual_kind](const V& v) {
+          const Tensor w = affine_kind > 0 ? v[1] : Tensor(), b = affine_kind > 0 ? v[2] : Tensor();
+          return std::tuple<Tensor, Tensor, Tensor>{w, b, residual_kind > 0 ? v.back() : Tensor()};
+        };
+        const auto fused = output_and_grads(
+            [&](const V& v) {
+              const auto [w, b, r] = parts(v);
+              return ops::group_norm_relu(v[0], 3, w, b, 1e-5, r);
+            },
+            inputs, dout);
+        const auto apart = output_and_grads(
+            [&](const V& v) {
+              const auto [w, b, r] = parts(v);
+              const Tensor y = ops::group_norm(v[0], 3, w, b, 1e-5);
+              return ops::relu(r.defined() ? ops::add(y, r) : y);
+            },
+            inputs, dout);
+        REQUIRE(fused.size() == 2u + (affine_kind == 2 ? 2u : 0u) + (residual_kind == 2 ? 1u : 0u));
+        REQUIRE(fused.size() == apart.size());
+        for (size_t i = 0; i < fused.size(); ++i) {
+          CAPTURE(i);
+          CHECK(test::bitwise_equal(fused[i], apart[i]));
+        }
+        const auto out = test::values(fused[0]);
+        CHECK(std::isnan(out[0]));  // the NaN block stays NaN through relu
+        CHECK(*std::min_element(out.begin() + 24, out.end()) == 0.0);  // relu cut the rest somewhere
+      }
+  }
+  expect_gradcheck([](const V& v) { return ops::group_norm_relu(v[0], 2, v[1], v[2], 1e-5, v[3]); },
+                   {leaf({2, 4, 3, 3}, 66), leaf({4}, 67, 0.5, 1.0), leaf({4}, 68), leaf({2, 4, 3, 3}, 69)});
+  CHECK(test::error_of([] { ops::group_norm_relu(zeros({2, 6, 2, 2}), 3, Tensor(), Tensor(), 1e-5, zeros({2, 6, 4})); }) ==
+        "group_norm_relu: residual must be float32 [2, 6, 2, 2] on cpu like x, got float32 [2, 6, 4] on cpu");
+  CHECK(test::error_of([] { ops::group_norm_relu(zeros({2, 6, 2, 2}), 4, Tensor(), Tensor()); }) ==
+        "group_norm_relu: 6 channels of [2, 6, 2, 2] cannot be split into 4 groups");
+}
+
 TEST_CASE("norms: error messages") {
   CHECK(test::error_of([] { ops::batch_norm(zeros({1, 3, 1, 1}), Tensor(), Tensor(), Tensor(), Tensor(), true); }) ==
         "batch_norm: expected more than 1 value per channel when training, got input [1, 3, 1, 1]");
@@ -228,6 +292,9 @@ TEST_CASE("cuda: batch, frozen and group norm match the CPU") {
                                 {test::noncontiguous_leaf({2, 3, 4, 5}, 12), leaf({3}, 13), leaf({3}, 14)}, 1e-12);
   test::expect_cuda_gradcheck([](const V& v) { return ops::group_norm(v[0], 2, v[1], v[2]); },
                               {leaf({2, 4, 3, 3}, 15), leaf({4}, 16, 0.5, 1.0), leaf({4}, 17)});
+  // group_norm_relu: one op on the CPU, group_norm + add + relu on CUDA.
+  test::expect_cuda_matches_cpu([](const V& v) { return ops::group_norm_relu(v[0], 2, v[1], v[2], 1e-5, v[3]); },
+                                {leaf({2, 4, 5, 3}, 21), leaf({4}, 22, 0.5, 1.0), leaf({4}, 23), leaf({2, 4, 5, 3}, 24)}, 1e-12);
   // channel_affine's fused kernel: every input needing a gradient, or only x (a frozen norm), and
   // 2-D and 3-D inputs (inner = 1, and a non-contiguous one).
   test::expect_cuda_matches_cpu([](const V& v) { return ops::channel_affine(v[0], v[1], v[2]); },
