@@ -3,6 +3,7 @@
 // Case lines (the driver writes the same shapes for PyTorch):
 //   conv NAME N C H W O K STRIDE PADDING BIAS(0/1)
 //   roi NAME ROIS CHANNELS OUT LEVELS MAP   (LEVELS maps of MAP >> level pixels, scales 1/4 >> level)
+//   pool NAME N C H W KERNEL STRIDE PADDING   (max_pool2d)
 #include <cstdio>
 #include <functional>
 #include <iostream>
@@ -13,6 +14,7 @@
 #include "bench/timing.h"
 #include "ops/ops.h"
 #include "ops/conv.h"
+#include "ops/pool.h"
 #include "ops/roi_align.h"
 
 using namespace mrcnn;
@@ -79,6 +81,15 @@ void run_roi(std::istringstream& in) {
       leaves);
 }
 
+void run_pool(std::istringstream& in) {
+  std::string name;
+  int64_t n, c, h, w, kernel, stride, padding;
+  in >> name >> n >> c >> h >> w >> kernel >> stride >> padding;
+  Tensor x = randn({n, c, h, w}).set_requires_grad(true);
+  std::vector<Tensor*> leaves{&x};
+  time_forward_backward(name, [&] { return ops::max_pool2d(x, {kernel, stride, padding}); }, leaves);
+}
+
 }  // namespace
 
 int main() {
@@ -91,6 +102,7 @@ int main() {
     try {
       if (kind == "conv") run_conv(in);
       else if (kind == "roi") run_roi(in);
+      else if (kind == "pool") run_pool(in);
       else if (!kind.empty()) std::printf("error unknown case kind '%s'\n", kind.c_str());
     } catch (const std::exception& e) {
       std::printf("error %s\n", e.what());

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Vision ops, ours vs PyTorch, side by side in one run: median forward and backward times of the
 ResNet-18/50 and FPN convolutions (batch 2 at 256x256 and 512x512 inputs) and of RoIAlign (512 RoIs x
-256 channels from 4 FPN maps to 7x7 and 14x14), with the ratio ours / torch. Both use 2 threads.
+256 channels from 4 FPN maps to 7x7 and 14x14) and of the ResNet stem's 3x3/2 max pooling, with the
+ratio ours / torch. Both use 2 threads.
 Convolutions are timed in PyTorch twice: as it runs by default (Debian's build uses oneDNN's direct
 convolution kernels) and with oneDNN off ("blas": im2col + OpenBLAS sgemm, PyTorch's own CPU path).
 Cases alternate (ours, then torch, case by case) so machine noise hits both alike.
@@ -74,6 +75,8 @@ def all_cases(sizes):
                 cases.append(("conv", f"{name} @{size}", shape))
     for out in (7, 14):
         cases.append(("roi", f"roi_align 512x256 -> {out}x{out}", (512, 256, out, 4, 128)))
+    for size in sizes:  # ResNet's stem pooling, on the stem's output
+        cases.append(("pool", f"max_pool2d 3x3/2 stem @{size}", (BATCH, 64, size // 2, size // 2, 3, 2, 1)))
     return cases
 
 
@@ -114,6 +117,10 @@ def torch_case(kind, args):
         b = torch.randn(o, requires_grad=True) if bias else None
         leaves = [x, weight] + ([b] if bias else [])
         return torch_forward_backward(lambda: F.conv2d(x, weight, b, stride, pad), leaves)
+    if kind == "pool":
+        n, c, h, w, k, stride, pad = args
+        x = torch.randn(n, c, h, w, requires_grad=True)
+        return torch_forward_backward(lambda: F.max_pool2d(x, k, stride, pad), [x])
     rois, channels, out, levels, size = args
     image = size * 4
     features, boxes = [], []
@@ -179,7 +186,7 @@ def main():
     ours.wait()
     print()
     for kind, reference, label in (("conv", "torch", "conv2d vs torch (oneDNN)"), ("conv", "blas", "conv2d vs torch (blas)"),
-                                   ("roi", "torch", "roi_align vs torchvision")):
+                                   ("roi", "torch", "roi_align vs torchvision"), ("pool", "torch", "max_pool2d vs torch")):
         sel = [r for r in rows if r["kind"] == kind and f"{reference}_fwd_ms" in r]
         if not sel:
             continue
