@@ -18,22 +18,52 @@ inline int64_t channel_grain(const ChannelLayout& l) {
   return std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(l.count(), 1));
 }
 
+// sums[k] += the sum over i in [0, n) of terms(i)[k] for K quantities at once, each in double and
+// in kLanes interleaved partial sums (element i goes to lane i % kLanes), the lanes added pairwise
+// at the end. The order is fixed by n alone (the same bits for any thread count), but the adds form
+// kLanes independent chains instead of one: a single running double sum waits out the adder's
+// latency (4 cycles) on every element, which made the norms' sums, not memory, their bound.
+template <int K, typename Terms>
+inline void add_lane_sums(int64_t n, const Terms& terms, double (&sums)[K]) {
+  constexpr int kLanes = 8;
+  double lane[K][kLanes] = {};
+  double t[K];
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      terms(i + j, t);
+      for (int k = 0; k < K; ++k) lane[k][j] += t[k];
+    }
+  for (int j = 0; i < n; ++i, ++j) {
+    terms(i, t);
+    for (int k = 0; k < K; ++k) lane[k][j] += t[k];
+  }
+  for (int k = 0; k < K; ++k) {
+    const double* v = lane[k];
+    sums[k] += ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+  }
+}
+
 // Per channel: dot[c] = sum dy * x (x null: skipped), total[c] = sum dy; either output may be null.
 // Double accumulation in a fixed order per channel: the same bits for any thread count.
 template <typename T>
 void channel_sums(const ChannelLayout& l, const T* dy, const T* x, T* dot, T* total) {
   parallel_for(0, l.channels, channel_grain(l), [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      double d = 0, t = 0;
+      double sums[2] = {0, 0};  // sum of dy, of dy * x
       for (int64_t n = 0; n < l.batch; ++n) {
-        const int64_t offset = (n * l.channels + c) * l.inner;
-        for (int64_t i = 0; i < l.inner; ++i) {
-          t += dy[offset + i];
-          if (x) d += static_cast<double>(dy[offset + i]) * x[offset + i];
+        const T* dyn = dy + (n * l.channels + c) * l.inner;
+        if (x) {
+          const T* xn = x + (n * l.channels + c) * l.inner;
+          add_lane_sums(l.inner, [&](int64_t i, double (&t)[2]) { t[0] = dyn[i], t[1] = static_cast<double>(dyn[i]) * xn[i]; }, sums);
+        } else {
+          double only[1] = {sums[0]};
+          add_lane_sums(l.inner, [&](int64_t i, double (&t)[1]) { t[0] = dyn[i]; }, only);
+          sums[0] = only[0];
         }
       }
-      if (dot) dot[c] = static_cast<T>(d);
-      if (total) total[c] = static_cast<T>(t);
+      if (dot) dot[c] = static_cast<T>(sums[1]);
+      if (total) total[c] = static_cast<T>(sums[0]);
     }
   });
 }

@@ -8,6 +8,7 @@
 #include "autograd/node.h"
 #include "cuda/norm.h"
 #include "ops/affine_kernels.h"
+#include "ops/channel_kernels.h"
 #include "ops/elementwise.h"
 #include "ops/norm.h"
 #include "ops/norm_common.h"
@@ -38,11 +39,11 @@ void group_norm_forward(const GroupLayout& g, const T* x, const T* weight, const
                [&](int64_t begin, int64_t end) {
                  for (int64_t b = begin; b < end; ++b) {
                    const T* src = x + b * g.block();
-                   double total = 0, squares = 0;
-                   for (int64_t i = 0; i < g.block(); ++i) total += src[i];
-                   const double m = total / static_cast<double>(g.block());
-                   for (int64_t i = 0; i < g.block(); ++i) squares += (src[i] - m) * (src[i] - m);
-                   const double r = 1.0 / std::sqrt(squares / static_cast<double>(g.block()) + eps);
+                   double total[1] = {0}, squares[1] = {0};
+                   add_lane_sums(g.block(), [&](int64_t i, double (&t)[1]) { t[0] = src[i]; }, total);
+                   const double m = total[0] / static_cast<double>(g.block());
+                   add_lane_sums(g.block(), [&](int64_t i, double (&t)[1]) { t[0] = (src[i] - m) * (src[i] - m); }, squares);
+                   const double r = 1.0 / std::sqrt(squares[0] / static_cast<double>(g.block()) + eps);
                    mean[b] = static_cast<T>(m), invstd[b] = static_cast<T>(r);
                    for (int64_t k = 0; k < g.per_group(); ++k) {
                      const int64_t c = b % g.groups * g.per_group() + k;
@@ -68,8 +69,8 @@ void group_norm_forward(const GroupLayout& g, const T* x, const T* weight, const
 }
 
 // relu's gradient at the saved output y (relu_grad), over n elements: one vectorised pass. Folding
-// it into group norm's summing loops instead measured slower (those loops are scalar: a select
-// there is a branch, and a second pass must select again).
+// it into group norm's summing loops instead measured twice as slow (a select there keeps the
+// compiler from vectorising them, and the second pass must select again).
 template <typename T>
 void relu_gradient(const T* dout, const T* y, int64_t n, T* out) {
   parallel_for(0, n, kParallelGrain, [&](int64_t begin, int64_t end) {
@@ -103,15 +104,13 @@ void group_norm_backward(const GroupLayout& g, const T* x, const T* dy, const T*
                          const T w = weight ? weight[grp * per_group + k] : T(1);
                          const int64_t offset = base + k * inner;
                          const T *d = dy + offset, *xs = x + offset;
-                         double channel_dw = dw[k], channel_db = db[k];
-                         for (int64_t i = 0; i < inner; ++i) {
-                           const double dxhat = static_cast<double>(d[i]) * w;
-                           sum_dxhat += dxhat;
-                           sum_dxhat_xhat += dxhat * (xs[i] - m) * r;
-                           channel_db += d[i];
-                           channel_dw += static_cast<double>(d[i]) * (xs[i] - m) * r;
-                         }
-                         dw[k] = channel_dw, db[k] = channel_db;
+                         // This row's sum of dy and of dy * xhat; dxhat = dy * w makes the block's sums w times those.
+                         double row[2] = {0, 0};
+                         add_lane_sums(inner, [&](int64_t i, double (&t)[2]) {
+                           t[0] = d[i], t[1] = static_cast<double>(d[i]) * (xs[i] - m) * r;
+                         }, row);
+                         sum_dxhat += row[0] * w, sum_dxhat_xhat += row[1] * w;
+                         db[k] += row[0], dw[k] += row[1];
                        }
                        block_mean_dxhat[b] = static_cast<T>(sum_dxhat / static_cast<double>(g.block()));
                        block_mean_dxhat_xhat[b] = static_cast<T>(sum_dxhat_xhat / static_cast<double>(g.block()));
@@ -235,7 +234,7 @@ Tensor group_norm_impl(const Tensor& x, int64_t num_groups, const Tensor& weight
         Tensor db = need_b ? empty({g.l.channels}, xc.dtype()) : Tensor();
         dispatch_floating(xc.dtype(), "group_norm backward", [&](auto tag) {
           using T = decltype(tag);
-          if (y.defined()) {  // relu's gradient: the residual's too
+          if (y.defined()) {  // relu's gradient, which is also the residual's
             Tensor gated = empty_like(xc);
             cpu::relu_gradient<T>(d.data<T>(), y.data<T>(), xc.numel(), gated.data<T>());
             d = gated;
