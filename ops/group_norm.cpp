@@ -79,10 +79,10 @@ void relu_gradient(const T* dout, const T* y, int64_t n, T* out) {
 }
 
 // Backward in two passes over memory (x and the output gradient are read twice, not three times):
-//   1. per group, the images in order: each (n, g) block's mean(dxhat) and mean(dxhat * xhat), and
-//      each channel's dweight = sum of dy * xhat and dbias = sum of dy over images and pixels, in the
-//      order a per-channel loop would take (images, then pixels): the bits do not depend on how
-//      the work is split;
+//   1. per group, the images in order: each channel row's sums of dy and dy * xhat (add_lane_sums),
+//      which give the (n, g) block's mean(dxhat) and mean(dxhat * xhat) (times w[c], added over the
+//      block's rows in order) and, added over the images in order, the channel's dbias and dweight:
+//      an order fixed by the shape, whatever the thread count;
 //   2. per block: dx = invstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * w[c].
 template <typename T>
 void group_norm_backward(const GroupLayout& g, const T* x, const T* dy, const T* weight, const T* mean, const T* invstd,
