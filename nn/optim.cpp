@@ -10,6 +10,8 @@
 #include "ops/reduce.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
+#include "tensor/lane_sums.h"
+#include "tensor/parallel.h"
 
 namespace mrcnn::nn {
 
@@ -90,46 +92,85 @@ void AdamW::update(size_t index, const Tensor& param, const Tensor& grad) {
                    {lr, options.beta1, options.beta2, options.eps, options.weight_decay, steps_});
 }
 
+namespace {
+
+// A stretch of one parameter's gradient: host gradients are summed and scaled in such pieces, in
+// parallel, each summed in a fixed order (add_lane_sums), and the pieces' sums added in parameter
+// order: the norm's bits do not depend on the thread count.
+struct GradientPiece {
+  size_t param;
+  int64_t begin, end;
+};
+constexpr int64_t kPieceElements = int64_t(1) << 16;
+
+template <typename T>
+double squares_of(const T* d, int64_t n) {
+  double sum[1] = {0};
+  add_lane_sums(n, [d](int64_t i, double (&t)[1]) { t[0] = static_cast<double>(d[i]) * static_cast<double>(d[i]); }, sum);
+  return sum[0];
+}
+
+}  // namespace
+
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   autograd::NoGradGuard no_grad;
-  double total = 0;
   // GPU gradients: each square sum stays on the device, added in float64 in parameter order, and
   // one number comes back for all of them (a download per parameter was a wait per parameter).
   Tensor device_total;
-  for (const auto& p : params) {
+  std::vector<Tensor> host_grads(params.size());
+  std::vector<GradientPiece> pieces;
+  for (size_t k = 0; k < params.size(); ++k) {
+    const Tensor& p = params[k];
     if (!p.grad().defined()) continue;
     if (p.grad().device().is_cuda()) {
       const Tensor squares = ops::to(ops::sum(ops::mul(p.grad(), p.grad())), kFloat64);
       device_total = device_total.defined() ? ops::add(device_total, squares) : squares;
       continue;
     }
-    const Tensor g = p.grad().is_contiguous() ? p.grad() : copy_as(p.grad(), p.grad().dtype(), p.grad().device());
-    dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
-      using scalar_t = decltype(tag);
-      const scalar_t* d = g.data<scalar_t>();
-      for (int64_t i = 0, count = g.numel(); i < count; ++i) total += static_cast<double>(d[i]) * static_cast<double>(d[i]);
-    });
+    host_grads[k] = p.grad().is_contiguous() ? p.grad() : copy_as(p.grad(), p.grad().dtype(), p.grad().device());
+    for (int64_t b = 0, n = host_grads[k].numel(); b < n; b += kPieceElements)
+      pieces.push_back({k, b, std::min(n, b + kPieceElements)});
   }
+  std::vector<double> piece_sums(pieces.size());
+  parallel_for(0, static_cast<int64_t>(pieces.size()), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const GradientPiece& piece = pieces[static_cast<size_t>(i)];
+      const Tensor& g = host_grads[piece.param];
+      dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
+        using scalar_t = decltype(tag);
+        piece_sums[static_cast<size_t>(i)] = squares_of(g.data<scalar_t>() + piece.begin, piece.end - piece.begin);
+      });
+    }
+  });
+  double total = 0;
+  for (const double s : piece_sums) total += s;
   if (device_total.defined()) total += device_total.item<double>();
   total = std::sqrt(total);
   const double coefficient = max_norm / (total + 1e-6);
   if (coefficient < 1) {
-    for (const auto& p : params) {
-      if (!p.grad().defined()) continue;
-      const Tensor g = p.grad();
-      Tensor target = p;  // shares the parameter's impl: set_grad reaches the parameter itself
-      if (g.device().is_cuda()) {
-        target.set_grad(ops::mul(g, coefficient));
+    std::vector<Tensor> scaled(params.size());
+    for (size_t k = 0; k < params.size(); ++k) {
+      if (!params[k].grad().defined()) continue;
+      Tensor target = params[k];  // shares the parameter's impl: set_grad reaches the parameter itself
+      if (params[k].grad().device().is_cuda()) {
+        target.set_grad(ops::mul(params[k].grad(), coefficient));
         continue;
       }
-      Tensor scaled = copy_as(g, g.dtype(), g.device());
-      dispatch_floating(g.dtype(), "clip_grad_norm", [&](auto tag) {
-        using scalar_t = decltype(tag);
-        scalar_t* d = scaled.data<scalar_t>();
-        for (int64_t i = 0, count = scaled.numel(); i < count; ++i) d[i] *= static_cast<scalar_t>(coefficient);
-      });
-      target.set_grad(scaled);
+      scaled[k] = empty_like(host_grads[k]);
+      target.set_grad(scaled[k]);
     }
+    parallel_for(0, static_cast<int64_t>(pieces.size()), 1, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        const GradientPiece& piece = pieces[static_cast<size_t>(i)];
+        dispatch_floating(scaled[piece.param].dtype(), "clip_grad_norm", [&](auto tag) {
+          using scalar_t = decltype(tag);
+          const scalar_t* src = host_grads[piece.param].data<scalar_t>();
+          scalar_t* dst = scaled[piece.param].data<scalar_t>();
+          const auto c = static_cast<scalar_t>(coefficient);
+          for (int64_t e = piece.begin; e < piece.end; ++e) dst[e] = src[e] * c;
+        });
+      }
+    });
   }
   return total;
 }

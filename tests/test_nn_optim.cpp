@@ -2,6 +2,7 @@
 // p = [1, -2, 0.5] (float64), three steps with grads [.1, .2, -.3], [.4, -.1, .2], [-.2, .3, .1]:
 //   torch.optim.SGD(lr=0.1[, momentum=0.9, weight_decay=1e-2, nesterov=True, dampening=0.5])
 //   torch.optim.AdamW(lr=0.01, weight_decay=0.1)
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,7 @@
 #include "nn/checkpoint.h"
 #include "nn/layers.h"
 #include "nn/optim.h"
+#include "tensor/parallel.h"
 #include "tensor/safetensors.h"
 #include "tests/helpers.h"
 
@@ -65,6 +67,51 @@ TEST_CASE("clip_grad_norm scales to max_norm like torch.nn.utils.clip_grad_norm_
   // Below the limit nothing changes.
   CHECK(nn::clip_grad_norm({p, q}, 100) == doctest::Approx(6.5).epsilon(1e-6));
   expect_values(to_vector<double>(q.grad()), {5.999999538461575});
+}
+
+TEST_CASE("clip_grad_norm: large float32 gradients in pieces, the norm of float64 and the same for any thread count") {
+  // 200,000 + 70,000 elements (several 65,536-element pieces each), a non-contiguous gradient and a
+  // parameter without one.
+  Generator g(12);
+  const std::vector<Shape> shapes{{500, 400}, {70000}, {3, 5}};
+  double reference = 0;
+  std::vector<std::vector<float>> values;
+  for (const Shape& shape : shapes) {
+    values.push_back(to_vector<float>(randn(shape, kFloat32, kCPU, &g)));
+    for (const float v : values.back()) reference += static_cast<double>(v) * v;
+  }
+  reference = std::sqrt(reference);
+  const auto fresh = [&] {
+    std::vector<Tensor> params;
+    for (size_t k = 0; k < shapes.size(); ++k) {
+      Tensor p = zeros(shapes[k]).set_requires_grad(true);
+      p.set_grad(from_vector(values[k], shapes[k]));
+      params.push_back(p);
+    }
+    Tensor transposed = zeros({7, 6}).set_requires_grad(true);  // its gradient is a transposed view
+    transposed.set_grad(ops::transpose(ones({6, 7}), 0, 1));
+    params.push_back(transposed);
+    params.push_back(zeros({4}).set_requires_grad(true));  // no gradient
+    return params;
+  };
+  reference = std::sqrt(reference * reference + 42.0);
+  double norms[2];
+  std::vector<float> clipped[2];
+  for (const int threads : {1, 2}) {
+    const int saved = num_threads();
+    set_num_threads(threads);
+    const auto params = fresh();
+    norms[threads - 1] = nn::clip_grad_norm(params, 10.0);
+    clipped[threads - 1] = to_vector<float>(params[0].grad());
+    set_num_threads(saved);
+    const float coefficient = static_cast<float>(10.0 / (norms[threads - 1] + 1e-6));
+    CHECK(clipped[threads - 1][12345] == values[0][12345] * coefficient);
+    CHECK(to_vector<float>(params[3].grad())[0] == coefficient);
+    CHECK(!params[4].grad().defined());
+  }
+  CHECK(norms[0] == doctest::Approx(reference).epsilon(1e-12));
+  CHECK(norms[0] == norms[1]);  // bit for bit
+  CHECK(clipped[0] == clipped[1]);
 }
 
 TEST_CASE("cuda: clip_grad_norm on GPU gradients equals the CPU's") {
