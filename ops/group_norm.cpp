@@ -200,10 +200,7 @@ Tensor group_norm_impl(const Tensor& x, int64_t num_groups, const Tensor& weight
         " cannot be split into ", num_groups, " groups");
   check_channel_vector(weight, x, "weight", false, op);
   check_channel_vector(bias, x, "bias", false, op);
-  if (residual.defined())
-    check(residual.sizes() == x.sizes() && residual.dtype() == x.dtype() && residual.device() == x.device(), op,
-          ": residual must be ", dtype_name(x.dtype()), " ", shape_str(x.sizes()), " on ", x.device().str(), " like x, got ",
-          dtype_name(residual.dtype()), " ", shape_str(residual.sizes()), " on ", residual.device().str());
+  check_residual(residual, x, op);
   if (x.device().is_cuda()) {
     const Tensor normalised = group_norm_cuda(x, num_groups, weight, bias, eps);
     return relu ? ops::relu(residual.defined() ? add(normalised, residual) : normalised) : normalised;

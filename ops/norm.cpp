@@ -251,10 +251,7 @@ Tensor channel_affine_impl(const Tensor& x, const Tensor& scale, const Tensor& s
   check_norm_input(x, op);
   check_channel_vector(scale, x, "scale", true, op);
   check_channel_vector(shift, x, "shift", true, op);
-  if (residual.defined())
-    check(residual.sizes() == x.sizes() && residual.dtype() == x.dtype() && residual.device() == x.device(), op,
-          ": residual must be ", dtype_name(x.dtype()), " ", shape_str(x.sizes()), " on ", x.device().str(), " like x, got ",
-          dtype_name(residual.dtype()), " ", shape_str(residual.sizes()), " on ", residual.device().str());
+  check_residual(residual, x, op);
   const cpu::ChannelLayout l = channel_layout(x);
   const Tensor xc = contiguous(x.detach()), sc = contiguous(scale.detach()), bc = contiguous(shift.detach());
   // y = x * scale + shift, or (shift undefined) x * scale, then relu if asked: one pass on either device.

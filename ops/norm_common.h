@@ -35,6 +35,14 @@ inline void check_channel_vector(const Tensor& v, const Tensor& x, const char* n
         "), got ", dtype_name(v.dtype()), " ", shape_str(v.sizes()));
 }
 
+// The fused norm + relu ops' residual: undefined, or x's shape, dtype and device.
+inline void check_residual(const Tensor& residual, const Tensor& x, const char* op) {
+  if (!residual.defined()) return;
+  check(residual.sizes() == x.sizes() && residual.dtype() == x.dtype() && residual.device() == x.device(), op,
+        ": residual must be ", dtype_name(x.dtype()), " ", shape_str(x.sizes()), " on ", x.device().str(), " like x, got ",
+        dtype_name(residual.dtype()), " ", shape_str(residual.sizes()), " on ", residual.device().str());
+}
+
 // [C] -> [1, C, 1, ...] so it broadcasts against x.
 inline Tensor per_channel(const Tensor& v, const Tensor& x) {
   Shape shape(static_cast<size_t>(x.dim()), 1);
