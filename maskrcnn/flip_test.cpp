@@ -21,14 +21,12 @@ namespace mrcnn::detection {
 
 namespace {
 
-Tensor host_index(const std::vector<int64_t>& v) { return from_vector(v, {static_cast<int64_t>(v.size())}); }
-
 // 28x28 maps [D, 1, M, M] mirrored along their last dim, where they are.
 Tensor mirrored_maps(const Tensor& maps) {
   const int64_t m = maps.size(-1);
   std::vector<int64_t> reversed(static_cast<size_t>(m));
   for (int64_t i = 0; i < m; ++i) reversed[static_cast<size_t>(i)] = m - 1 - i;
-  return ops::contiguous(ops::index_select(maps, maps.dim() - 1, host_index(reversed)));
+  return ops::contiguous(ops::index_select(maps, maps.dim() - 1, from_vector(reversed)));
 }
 
 }  // namespace
@@ -41,7 +39,7 @@ Detections merge_flip_views(const Detections& a, const Detections& b, const Conf
   const auto score = to_vector<float>(scores);
   const auto label = to_vector<int64_t>(labels);
   const int64_t from_a = a.boxes.size(0), total = boxes.size(0);
-  const Tensor iou = ops::contiguous(ops::box_iou(ops::index_select(boxes, 0, host_index(kept)), boxes));
+  const Tensor iou = ops::contiguous(ops::box_iou(ops::index_select(boxes, 0, from_vector(kept)), boxes));
   const float* overlap = iou.data<float>();
   std::vector<float> mean_score(kept.size());
   for (size_t k = 0; k < kept.size(); ++k) {
@@ -62,9 +60,9 @@ Detections merge_flip_views(const Detections& a, const Detections& b, const Conf
   std::vector<float> final_scores;
   for (size_t k : order) rows.push_back(kept[k]), final_scores.push_back(mean_score[k]);
   Detections d;
-  d.boxes = ops::contiguous(ops::index_select(boxes, 0, host_index(rows)));
-  d.scores = from_vector(final_scores, {static_cast<int64_t>(final_scores.size())});
-  d.labels = ops::contiguous(ops::index_select(labels, 0, host_index(rows)));
+  d.boxes = ops::contiguous(ops::index_select(boxes, 0, from_vector(rows)));
+  d.scores = from_vector(final_scores);
+  d.labels = ops::contiguous(ops::index_select(labels, 0, from_vector(rows)));
   return d;
 }
 

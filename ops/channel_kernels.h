@@ -25,20 +25,17 @@ template <typename T>
 void channel_sums(const ChannelLayout& l, const T* dy, const T* x, T* dot, T* total) {
   parallel_for(0, l.channels, channel_grain(l), [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; ++c) {
-      double sums[2] = {0, 0};  // sum of dy, of dy * x
+      double dy_and_dot[2] = {0, 0}, dy_only[1] = {0};  // with x: sum of dy, of dy * x; without: sum of dy
       for (int64_t n = 0; n < l.batch; ++n) {
         const T* dyn = dy + (n * l.channels + c) * l.inner;
-        if (x) {
-          const T* xn = x + (n * l.channels + c) * l.inner;
-          add_lane_sums(l.inner, [&](int64_t i, double (&t)[2]) { t[0] = dyn[i], t[1] = static_cast<double>(dyn[i]) * xn[i]; }, sums);
-        } else {
-          double only[1] = {sums[0]};
-          add_lane_sums(l.inner, [&](int64_t i, double (&t)[1]) { t[0] = dyn[i]; }, only);
-          sums[0] = only[0];
-        }
+        const T* xn = x ? x + (n * l.channels + c) * l.inner : nullptr;
+        if (xn)
+          add_lane_sums(l.inner, [&](int64_t i, double (&t)[2]) { t[0] = dyn[i], t[1] = static_cast<double>(dyn[i]) * xn[i]; }, dy_and_dot);
+        else
+          add_lane_sums(l.inner, [&](int64_t i, double (&t)[1]) { t[0] = dyn[i]; }, dy_only);
       }
-      if (dot) dot[c] = static_cast<T>(sums[1]);
-      if (total) total[c] = static_cast<T>(sums[0]);
+      if (dot) dot[c] = static_cast<T>(dy_and_dot[1]);
+      if (total) total[c] = static_cast<T>(x ? dy_and_dot[0] : dy_only[0]);
     }
   });
 }

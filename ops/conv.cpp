@@ -29,15 +29,9 @@ namespace mrcnn::cpu {
 std::atomic<int64_t> tiled_transpose_chunk_bytes{int64_t(32) << 20};
 
 using ops::Size2;
+using ops::valid_range;
 
 namespace {
-
-// Output positions [lo, hi) along one axis whose input coordinate o * stride + start is inside [0, in).
-void valid_range(int64_t in, int64_t out, int64_t stride, int64_t start, int64_t& lo, int64_t& hi) {
-  lo = start >= 0 ? 0 : (-start + stride - 1) / stride;
-  hi = in - 1 - start < 0 ? 0 : std::min(out, (in - 1 - start) / stride + 1);
-  lo = std::min(lo, hi);
-}
 
 // The calling thread's scratch buffer (one per scalar type), kept between calls (a fresh one cost
 // 7% of a strided conv's backward in page faults). Each caller uses one at a time.

@@ -240,12 +240,11 @@ void relu_(const Tensor& x) {
   unary_on_device(UnaryOp::Relu, 0, 0, x, x);
 }
 
+Tensor relu_backward(const Tensor& dout, const Tensor& y) { return binary(BinaryOp::ReluBackward, "relu_backward", dout, y); }
+
 Tensor relu(const Tensor& x) {
   Tensor out = unary(UnaryOp::Relu, "relu", x);
-  return record("relu", out, {x},
-                [y = out.detach()](const Tensor& d) {
-                  return std::vector<Tensor>{binary(BinaryOp::ReluBackward, "relu_backward", d, y)};
-                });
+  return record("relu", out, {x}, [y = out.detach()](const Tensor& d) { return std::vector<Tensor>{relu_backward(d, y)}; });
 }
 
 Tensor sigmoid(const Tensor& x) {

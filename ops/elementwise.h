@@ -27,6 +27,9 @@ Tensor sqrt(const Tensor& x);
 Tensor abs(const Tensor& x);    // gradient 0 at 0, like PyTorch
 Tensor sign(const Tensor& x);   // gradient 0
 Tensor relu(const Tensor& x);   // gradient 0 at 0
+// relu's input gradient from its output y: dout where y > 0, else 0 (relu_grad); not recorded. For
+// fused ops that keep relu's output (group_norm_relu).
+Tensor relu_backward(const Tensor& dout, const Tensor& y);
 // relu over x's own memory, for inference: x must be a contiguous float tensor that no gradient is
 // recorded for (grad mode off, or x not needing one), and every view of it sees the change. It saves
 // an activation-sized buffer where one is large (the mask predictor's 28x28 maps).

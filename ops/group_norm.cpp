@@ -68,16 +68,6 @@ void group_norm_forward(const GroupLayout& g, const T* x, const T* weight, const
                });
 }
 
-// relu's gradient at the saved output y (relu_grad), over n elements: one vectorised pass. Folding
-// it into group norm's summing loops instead measured twice as slow (a select there keeps the
-// compiler from vectorising them, and the second pass must select again).
-template <typename T>
-void relu_gradient(const T* dout, const T* y, int64_t n, T* out) {
-  parallel_for(0, n, kParallelGrain, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) out[i] = relu_grad(dout[i], y[i]);
-  });
-}
-
 // Backward in two passes over memory (x and the output gradient are read twice, not three times):
 //   1. per group, the images in order: each channel row's sums of dy and dy * xhat (add_lane_sums),
 //      which give the (n, g) block's mean(dxhat) and mean(dxhat * xhat) (times w[c], added over the
@@ -225,17 +215,15 @@ Tensor group_norm_impl(const Tensor& x, int64_t num_groups, const Tensor& weight
       [xc, w, mean, invstd, g, y = relu ? out.detach() : Tensor(), need_x = x.requires_grad(),
        need_w = weight.defined() && weight.requires_grad(), need_b = bias.defined() && bias.requires_grad(),
        with_residual = residual.defined(), need_residual = residual.defined() && residual.requires_grad()](const Tensor& dout) {
-        Tensor d = contiguous(dout);
+        // With relu, its gradient (also the residual's) goes into group norm's backward. Folding
+        // relu_grad into the norm's summing loops instead measured twice as slow (the select keeps
+        // the compiler from vectorising them, and the second pass must select again).
+        const Tensor d = y.defined() ? relu_backward(contiguous(dout), y) : contiguous(dout);
         Tensor dx = need_x ? empty_like(xc) : Tensor();
         Tensor dw = need_w ? empty({g.l.channels}, xc.dtype()) : Tensor();
         Tensor db = need_b ? empty({g.l.channels}, xc.dtype()) : Tensor();
         dispatch_floating(xc.dtype(), "group_norm backward", [&](auto tag) {
           using T = decltype(tag);
-          if (y.defined()) {  // relu's gradient, which is also the residual's
-            Tensor gated = empty_like(xc);
-            cpu::relu_gradient<T>(d.data<T>(), y.data<T>(), xc.numel(), gated.data<T>());
-            d = gated;
-          }
           cpu::group_norm_backward<T>(g, xc.data<T>(), d.data<T>(), data_or_null<T>(w), mean.data<T>(), invstd.data<T>(),
                                       need_x ? dx.data<T>() : nullptr, need_w ? dw.data<T>() : nullptr,
                                       need_b ? db.data<T>() : nullptr);

@@ -23,14 +23,6 @@ struct PoolGeometry {
   Size2 kernel, stride, padding, dilation;
 };
 
-// Output columns [lo, hi) whose window tap at offset `tap` (= k * dilation - padding) lies inside
-// [0, size): lo * stride + tap >= 0 and (hi - 1) * stride + tap < size.
-void valid_columns(int64_t tap, int64_t stride, int64_t size, int64_t out, int64_t& lo, int64_t& hi) {
-  lo = tap >= 0 ? 0 : (-tap + stride - 1) / stride;
-  hi = size - 1 - tap < 0 ? 0 : (size - 1 - tap) / stride + 1;
-  lo = std::min(lo, out), hi = std::clamp(hi, lo, out);
-}
-
 // For outputs ox in [lo, hi): the input at column ox * stride + tap of `row` (flat position
 // row_start + that column) replaces the running maximum if larger or NaN. `|`, not `||`: no branch.
 template <typename T>
@@ -76,7 +68,7 @@ void max_pool2d_forward(const PoolGeometry& g, const T* x, T* out, int64_t* argm
           for (int64_t kx = 0; kx < g.kernel.w; ++kx) {
             const int64_t tap = kx * g.dilation.w - g.padding.w;
             int64_t lo, hi;
-            valid_columns(tap, g.stride.w, g.in_w, g.out_w, lo, hi);
+            ops::valid_range(g.in_w, g.out_w, g.stride.w, tap, lo, hi);
             take_larger(row, iy * g.in_w, tap, g.stride.w, lo, hi, best_value, best);
           }
         }

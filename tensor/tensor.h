@@ -111,6 +111,11 @@ Tensor empty_like(const Tensor& like);  // contiguous, same dtype and device
 // From host values; the vector's element type picks the dtype (uint8_t gives bool).
 template <typename T>
 Tensor from_vector(const std::vector<T>& values, const Shape& sizes, Device device = kCPU);
+// A 1-D host tensor of the values (index lists, scores).
+template <typename T>
+Tensor from_vector(const std::vector<T>& values) {
+  return from_vector(values, {static_cast<int64_t>(values.size())});
+}
 // Copies the elements (in logical order) to a host vector of T, converting from the tensor's dtype.
 template <typename T>
 std::vector<T> to_vector(const Tensor& tensor);
