@@ -10,6 +10,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -167,12 +168,27 @@ void pack_weights(const ConvGeometry& g, int64_t rows, const float* weight, cons
   });
 }
 
+// Where a flat tile's lanes go (see choose_tile): lane runs of one 16-lane vector that fall in one
+// output row each. Pixels in the padded frame's columns (ox >= out_w) belong to no run.
+struct FlatStore {
+  static constexpr int kMaxRuns = 4;  // 16 lanes over rows of >= 6 frame columns touch <= 4 rows
+  struct Run {
+    __mmask16 lanes = 0;  // the run's lanes in the vector, consecutive
+    int64_t first = 0;    // output pixel (oy * out_w + ox) of its first lane
+    int64_t length = 0;
+  };
+  int runs[2] = {0, 0};  // per vector of the 32-lane tile
+  Run run[2][kMaxRuns];
+  int64_t rows = 0;      // output channels to store: the tile's, or fewer in the last sliver
+};
+
 // C tile (R x 8V, rows ldc apart) = [C or bias or 0] + sum over kc taps of a[k] x base[offsets[k] + 0..8V-1],
 // a holding R weights per tap. AVX2: 8-float vectors, R x V accumulators in registers.
 template <int R, int V>
 __attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a, const float* base,
                                                      const int64_t* offsets, int64_t /*row_step*/, float* c,
-                                                     int64_t ldc, const float* bias, bool accumulate) {
+                                                     int64_t ldc, const float* bias, bool accumulate,
+                                                     const FlatStore* /*flat*/) {
   __m256 acc[R][V];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
@@ -206,11 +222,14 @@ __attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a,
 // The same with 16-float AVX-512 vectors: 32 registers hold larger tiles, so fewer loads per
 // multiply (the broadcast weights fold into the FMAs as memory operands). With kRowPair (V = 1) a
 // tile is two output rows of 8 pixels, the second row's inputs row_step floats after the first's:
-// maps 8 pixels wide (FPN's P5, ResNet's last stage at 256 px) then still fill every lane.
-template <int R, int V, bool kRowPair = false>
+// maps 8 pixels wide (FPN's P5, ResNet's last stage at 256 px) then still fill every lane. With
+// kFlat the lanes are consecutive positions of the padded frame, spanning output rows; `flat` says
+// which lanes land where (c is then the first output channel's plane, and the frame's columns are
+// dropped). The sums are the same FMAs in the same order either way: bit-identical outputs.
+template <int R, int V, bool kRowPair = false, bool kFlat = false>
 __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a, const float* base,
                                                       const int64_t* offsets, int64_t row_step, float* c, int64_t ldc,
-                                                      const float* bias, bool accumulate) {
+                                                      const float* bias, bool accumulate, const FlatStore* flat) {
   __m512 acc[R][V];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
@@ -235,6 +254,25 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a
       for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(w, bv[v], acc[r][v]);
     }
   }
+  if constexpr (kFlat) {
+    // Each run's lanes are moved down to lane 0 and stored (masked) at its first output pixel.
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      if (r >= flat->rows) break;
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v)
+        for (int i = 0; i < flat->runs[v]; ++i) {
+          const FlatStore::Run& run = flat->run[v][i];
+          float* out = c + r * ldc + run.first;
+          const auto store = static_cast<__mmask16>((1u << run.length) - 1);
+          __m512 value = _mm512_maskz_compress_ps(run.lanes, acc[r][v]);
+          if (accumulate) value = _mm512_add_ps(value, _mm512_maskz_loadu_ps(store, out));
+          else if (bias) value = _mm512_add_ps(value, _mm512_set1_ps(bias[r]));
+          _mm512_mask_storeu_ps(out, store, value);
+        }
+    }
+    return;
+  }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
@@ -248,15 +286,16 @@ __attribute__((target("avx512f"))) void kernel_avx512(int64_t kc, const float* a
 }
 
 using TileKernel = void (*)(int64_t kc, const float* a, const float* base, const int64_t* offsets, int64_t row_step,
-                            float* c, int64_t ldc, const float* bias, bool accumulate);
+                            float* c, int64_t ldc, const float* bias, bool accumulate, const FlatStore* flat);
 
 // One micro-tile shape: rows (output channels) x cols (consecutive output pixels: of one output row,
-// or of two 8-pixel rows when row_pair) and its kernel.
+// of two 8-pixel rows when row_pair, or of the padded frame when flat) and its kernel.
 struct Tile {
   int64_t rows = 0, cols = 0;
   TileKernel kernel = nullptr;
   bool row_pair = false;
   const char* name = "";
+  bool flat = false;
 };
 
 // The largest tile choose_tile picks (8 x 32 and 16 x 16 hold 256 floats; this leaves room for 16 x 32).
@@ -267,7 +306,7 @@ constexpr int64_t kMaxTileFloats = 16 * 32;
 void edge_tile(const Tile& tile, int64_t kc, const float* a, const float* base, const int64_t* offsets,
                int64_t row_step, float* c, int64_t ldc, const float* bias, bool accumulate, int64_t rows, int64_t cols) {
   alignas(64) float scratch[kMaxTileFloats];
-  tile.kernel(kc, a, base, offsets, row_step, scratch, tile.cols, nullptr, false);
+  tile.kernel(kc, a, base, offsets, row_step, scratch, tile.cols, nullptr, false, nullptr);
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t j = 0; j < cols; ++j) {
       const float start = accumulate ? c[r * ldc + j] : bias ? bias[r] : 0.0f;
@@ -278,19 +317,65 @@ void edge_tile(const Tile& tile, int64_t kc, const float* a, const float* base, 
 // Share of a row's tiles' lanes that hold real output pixels.
 double lane_use(int64_t out_w, int64_t cols) { return double(out_w) / double((out_w + cols - 1) / cols * cols); }
 
-// The widest tile whose lanes the output rows mostly fill; cols = 0 when none does.
+// The same for flat tiles: consecutive positions of the padded frame (frame_cols per row), so a tile
+// runs on from one output row into the next and only the frame's columns past out_w and the last
+// tile's tail stay idle. 24 pixels wide (frame 26): 0.90 of the lanes, where 32-pixel row tiles use 0.75.
+double flat_lane_use(const ConvGeometry& g, int64_t frame_cols, int64_t cols) {
+  const int64_t positions = (g.out_h - 1) * frame_cols + g.out_w;
+  return double(g.out_plane()) / double((positions + cols - 1) / cols * cols);
+}
+
+// Flat tiles must beat row tiles by this share of lanes: their stores move each run of lanes down
+// to lane 0 first.
+constexpr double kFlatMargin = 0.05;
+
+std::atomic<bool> g_allow_flat{true};
+
+// The tile that fills the most lanes; none (cols = 0) when even that leaves a quarter idle.
 Tile choose_tile(const ConvGeometry& g) {
   if (gemm_kernel() != GemmKernel::Packed) return {};
-  // Measured on 64-channel 3x3 convs (Zen 4): 8x32, 6x32, 4x64 and 16x16 within noise of each
-  // other, 12x32 and 24x16 slower (register spills); AVX2's 6x16 ~10% slower than 8x32.
   if (use_avx512()) {
-    if (lane_use(g.out_w, 32) >= 0.75) return {8, 32, kernel_avx512<8, 2>, false, "avx512 8x32"};
-    if (lane_use(g.out_w, 16) >= 0.75) return {16, 16, kernel_avx512<16, 1>, false, "avx512 16x16"};
-    if (g.out_w == 8) return {16, 16, kernel_avx512<16, 1, true>, true, "avx512 16x(2x8)"};
-    return {};
+    // Measured on 64-channel 3x3 convs (Zen 4): 8x32, 6x32, 4x64 and 16x16 within noise of each
+    // other, 12x32 and 24x16 slower (register spills). Ties go to the earlier candidate.
+    Tile best;
+    double best_use = 0.0;
+    const auto consider = [&](double use, const Tile& tile) {
+      if (use > best_use) best_use = use, best = tile;
+    };
+    consider(lane_use(g.out_w, 32), {8, 32, kernel_avx512<8, 2>, false, "avx512 8x32"});
+    consider(lane_use(g.out_w, 16), {16, 16, kernel_avx512<16, 1>, false, "avx512 16x16"});
+    if (g.out_w == 8) consider(1.0, {16, 16, kernel_avx512<16, 1, true>, true, "avx512 16x(2x8)"});
+    const int64_t frame_cols = PaddedLayout(g).cols;
+    if (g_allow_flat.load(std::memory_order_relaxed) && g.out_h > 1 && frame_cols >= 6) {
+      consider(flat_lane_use(g, frame_cols, 32) - kFlatMargin,
+               {8, 32, kernel_avx512<8, 2, false, true>, false, "avx512 8x32 flat", true});
+      consider(flat_lane_use(g, frame_cols, 16) - kFlatMargin,
+               {16, 16, kernel_avx512<16, 1, false, true>, false, "avx512 16x16 flat", true});
+    }
+    return best_use >= 0.75 ? best : Tile{};
   }
+  // AVX2's 6x16 measured ~10% slower than AVX-512's 8x32.
   if (lane_use(g.out_w, 16) >= 0.75) return {6, 16, kernel_avx2<6, 2>, false, "avx2 6x16"};
   return {};
+}
+
+// The runs of a flat tile starting at frame position f0 (see FlatStore).
+void flat_runs(int64_t f0, int64_t frame_cols, int64_t vectors, const ConvGeometry& g, FlatStore& store) {
+  for (int v = 0; v < vectors; ++v) {
+    int count = 0;
+    for (int64_t lane = 0; lane < 16;) {
+      const int64_t f = f0 + 16 * v + lane, oy = f / frame_cols, ox = f % frame_cols;
+      if (oy >= g.out_h) break;
+      if (ox >= g.out_w) {
+        lane += frame_cols - ox;
+        continue;
+      }
+      const int64_t length = std::min(16 - lane, g.out_w - ox);
+      store.run[v][count++] = {static_cast<__mmask16>(((1u << length) - 1) << lane), oy * g.out_w + ox, length};
+      lane += length;
+    }
+    store.runs[v] = count;
+  }
 }
 
 // n parts of near-equal size, each a multiple of `unit` (the last may be shorter).
@@ -300,6 +385,8 @@ int64_t balanced_part(int64_t total, int64_t max_part, int64_t unit) {
 }
 
 }  // namespace
+
+void allow_flat_conv_tiles(bool allowed) { g_allow_flat.store(allowed, std::memory_order_relaxed); }
 
 std::string direct_conv_tile(const ConvGeometry& g) { return direct_conv_applies(g) ? choose_tile(g).name : ""; }
 
@@ -324,13 +411,40 @@ void conv_forward_direct(const ConvGeometry& g, const float* x, const float* wei
   pack_weights(g, tile.rows, weight, WeightLayout(g, flipped_weight), packed_weights);
   const std::vector<int64_t> offsets = tap_offsets(g, layout);
 
-  // Work items: (image, group, block of output channels, band of output rows), each writing its own
-  // part of `out`. A band holds at least 8 tiles so a block's packed weights serve several tiles.
+  // Work items: (image, group, block of output channels, band of tiles), each writing its own part
+  // of `out`. A band holds at least 8 tiles so a block's packed weights serve several tiles.
   const int64_t block_rows = balanced_part(og, kMaxBlockRows, tile.rows), blocks = (og + block_rows - 1) / block_rows;
+  const int64_t kc_max = balanced_part(depth, kMaxDepth, 1);
+  if (tile.flat) {
+    const int64_t positions = (g.out_h - 1) * layout.cols + g.out_w;
+    const int64_t tiles = (positions + tile.cols - 1) / tile.cols, band = 8, bands = (tiles + band - 1) / band;
+    parallel_for(0, g.batch * g.groups * blocks * bands, 1, [&](int64_t begin, int64_t end) {
+      FlatStore store;
+      for (int64_t item = begin; item < end; ++item) {
+        const int64_t b = item % bands, blk = item / bands % blocks, grp = item / bands / blocks % g.groups;
+        const int64_t n = item / bands / blocks / g.groups;
+        const int64_t o_begin = blk * block_rows, o_end = std::min(og, o_begin + block_rows);
+        const float* image = padded_input + (n * g.in_channels + grp * g.in_per_group()) * layout.channel_stride;
+        float* y = out + (n * g.out_channels + grp * og) * plane;
+        for (int64_t k0 = 0; k0 < depth; k0 += kc_max) {
+          const int64_t kc = std::min(kc_max, depth - k0);
+          for (int64_t t = b * band; t < std::min(tiles, (b + 1) * band); ++t) {
+            flat_runs(t * tile.cols, layout.cols, tile.cols / 16, g, store);
+            for (int64_t o = o_begin; o < o_end; o += tile.rows) {
+              store.rows = std::min(tile.rows, o_end - o);
+              const float* a = packed_weights + ((grp * slivers + o / tile.rows) * depth + k0) * tile.rows;
+              tile.kernel(kc, a, image + t * tile.cols, offsets.data() + k0, layout.cols, y + o * plane, plane,
+                          bias ? bias + grp * og + o : nullptr, k0 > 0, &store);
+            }
+          }
+        }
+      }
+    });
+    return;
+  }
   const int64_t rows_per_tile = tile.row_pair ? 2 : 1;
   const int64_t tiles_per_row = (g.out_w + tile.cols - 1) / tile.cols;
   const int64_t band = std::max<int64_t>(1, 8 / tiles_per_row) * rows_per_tile, bands = (g.out_h + band - 1) / band;
-  const int64_t kc_max = balanced_part(depth, kMaxDepth, 1);
   parallel_for(0, g.batch * g.groups * blocks * bands, 1, [&](int64_t begin, int64_t end) {
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = item % bands, blk = item / bands % blocks, grp = item / bands / blocks % g.groups;
@@ -352,7 +466,7 @@ void conv_forward_direct(const ConvGeometry& g, const float* x, const float* wei
               float* c = y + o * plane + oy * g.out_w + ox;
               const int64_t rows = std::min(tile.rows, o_end - o);
               if (rows == tile.rows && cols == tile.cols)
-                tile.kernel(kc, a, base, offsets.data() + k0, layout.cols, c, plane, tile_bias, k0 > 0);
+                tile.kernel(kc, a, base, offsets.data() + k0, layout.cols, c, plane, tile_bias, k0 > 0, nullptr);
               else
                 edge_tile(tile, kc, a, base, offsets.data() + k0, layout.cols, c, plane, tile_bias, k0 > 0, rows, cols);
             }

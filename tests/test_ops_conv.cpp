@@ -153,8 +153,9 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
   // Each case names the tile it must run on (so a routing change cannot silently skip a kernel):
   // partial channel slivers (13, 20, 24 outputs), partial pixel tiles, several depth passes
   // (K = 630 > 384), stride-2 phase split, dilation with groups, the 7x7 stem, strided 1x1s (direct only with >= 256
-  // outputs), and
-  // row pairs over an odd number of 8-pixel rows. The input gradient of the stride-1 cases runs the
+  // outputs), row pairs over an odd number of 8-pixel rows, and flat tiles (rows of the padded
+  // frame run together): 16 and 32 lanes, partial slivers, two depth passes, stride 2, and a 3x1
+  // kernel whose frame has no extra columns, so 16 lanes span up to four output rows of 6 pixels. The input gradient of the stride-1 cases runs the
   // direct kernel too, on the flipped weights read in place; the weight gradient of those with
   // <= 64 input channels and >= 4096 output pixels runs the dot-product kernel (partial channel
   // and tap tiles, masked row tails).
@@ -168,7 +169,11 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
       {{{2, 16, 40, 64}, {13, 16, 3, 3}, {1, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},
       {{{1, 70, 9, 30}, {20, 70, 3, 3}, {1, 1, 1, 1}, false}, "avx512 8x32", "avx2 6x16", false},
       {{{4, 8, 127, 61}, {10, 8, 3, 3}, {2, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},
-      {{{2, 8, 64, 36}, {12, 4, 3, 3}, {1, 2, 2, 2}, true}, "avx512 16x16", "avx2 6x16", true},
+      {{{2, 8, 64, 36}, {12, 4, 3, 3}, {1, 2, 2, 2}, true}, "avx512 8x32 flat", "avx2 6x16", true},
+      {{{2, 8, 20, 48}, {20, 8, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x16", "avx2 6x16", false},
+      {{{2, 16, 24, 24}, {13, 16, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x16 flat", "avx2 6x16", false},
+      {{{2, 48, 48, 48}, {20, 48, 3, 3}, {2, 1, 1, 1}, false}, "avx512 8x32 flat", "avx2 6x16", false},
+      {{{3, 8, 20, 6}, {12, 8, 3, 1}, {1, {1, 0}, 1, 1}, true}, "avx512 8x32 flat", "", false},
       {{{2, 3, 128, 64}, {16, 3, 7, 7}, {2, 3, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},
       {{{2, 24, 128, 64}, {256, 24, 1, 1}, {2, 0, 1, 1}, false}, "avx512 8x32", "avx2 6x16", true},
       {{{2, 24, 64, 64}, {20, 24, 1, 1}, {2, 0, 1, 1}, false}, "", "", false},  // few outputs: implicit GEMM
@@ -187,6 +192,45 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
     }
   }
   cpu::allow_avx512(true);
+}
+
+TEST_CASE("conv2d: flat tiles give the row tiles' bits") {
+  // A flat tile runs each output pixel's FMAs in the same order as a row tile: only which lanes hold
+  // which pixels differs. So forward (bias and depth passes included) and the stride-1 input
+  // gradient must match the row tiles bit for bit, NaN and infinities in the input included.
+  if (!cpu::cpu_has_avx2_fma() || !__builtin_cpu_supports("avx512f")) {
+    MESSAGE("SKIPPED: flat tiles need AVX-512F");
+    return;
+  }
+  const std::vector<std::pair<ConvCase, std::string>> cases = {
+      {{{2, 64, 24, 24}, {40, 64, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x16 flat"},  // row tiles: 8x32
+      {{{2, 24, 16, 12}, {16, 24, 3, 3}, {1, 1, 1, 1}, true}, "avx512 8x32 flat"},   // row tiles: 16x16
+      {{{2, 32, 6, 24}, {24, 32, 3, 3}, {1, 1, 1, 1}, false}, "avx512 8x32 flat"},   // row tiles: 8x32
+      {{{1, 16, 32, 26}, {8, 16, 3, 3}, {2, 1, 1, 1}, true}, "avx512 8x32 flat"},   // stride 2, 13 wide: 16x16
+  };
+  uint64_t seed = 700;
+  for (const auto& [c, tile] : cases) {
+    CAPTURE(shape_str(c.x));
+    const cpu::ConvGeometry g = geometry_of(c);
+    CHECK(cpu::direct_conv_tile(g) == tile);
+    Tensor x = ops::to(leaf(c.x, ++seed).detach(), kFloat32);
+    float* xd = x.data<float>();
+    xd[5] = std::numeric_limits<float>::quiet_NaN(), xd[x.numel() / 2] = std::numeric_limits<float>::infinity();
+    const Tensor w = ops::to(leaf(c.w, ++seed).detach(), kFloat32);
+    const Tensor b = c.bias ? ops::to(leaf({c.w[0]}, ++seed).detach(), kFloat32) : Tensor();
+    Tensor y[2], dx[2];
+    for (const bool flat : {true, false}) {
+      cpu::allow_flat_conv_tiles(flat);
+      const Tensor xg = x.detach().set_requires_grad(true);
+      y[flat] = ops::conv2d(xg, w, b, c.options);
+      autograd::backward(y[flat], ops::to(leaf(y[flat].sizes(), seed + 1).detach(), kFloat32));
+      dx[flat] = xg.grad();
+    }
+    cpu::allow_flat_conv_tiles(true);
+    CHECK(cpu::direct_conv_tile(g) == tile);
+    CHECK(test::bitwise_equal(y[0], y[1]));
+    if (g.stride == ops::Size2(1)) CHECK(test::bitwise_equal(dx[0], dx[1]));
+  }
 }
 
 TEST_CASE("conv2d: the framed weight gradient agrees with float64 where it applies, and only there") {

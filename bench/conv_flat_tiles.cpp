@@ -1,0 +1,113 @@
+// The direct convolution's flat tiles (ops/conv_direct.cpp) against what runs without them (row
+// tiles with idle lanes, or the implicit-im2col GEMM), on the recipe model's convolutions at the
+// training set's commonest image size (256 x 192: maps 48, 24, 12 and 6 pixels wide) and one
+// scale-jittered size, batch 4. Forward, and the input gradient alone (weights not requiring grad),
+// each alternated within one process, best of R rounds (this machine is shared: a single run drifts 10%).
+//   bench_conv_flat_tiles [rounds=5]
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "bench/timing.h"
+#include "ops/conv.h"
+#include "ops/conv_geometry.h"
+#include "ops/fma_peak.h"
+#include "ops/ops.h"
+#include "tensor/parallel.h"
+
+using namespace mrcnn;
+
+namespace {
+
+struct Case {
+  const char* name;
+  int64_t batch, channels, height, width, out_channels, kernel, stride;
+};
+
+cpu::ConvGeometry geometry(const Case& c) {
+  cpu::ConvGeometry g;
+  g.batch = c.batch, g.in_channels = c.channels, g.in_h = c.height, g.in_w = c.width;
+  g.out_channels = c.out_channels, g.kernel_h = g.kernel_w = c.kernel;
+  g.stride = ops::Size2(c.stride), g.padding = ops::Size2(c.kernel / 2), g.dilation = ops::Size2(1);
+  g.out_h = (c.height + 2 * (c.kernel / 2) - c.kernel) / c.stride + 1;
+  g.out_w = (c.width + 2 * (c.kernel / 2) - c.kernel) / c.stride + 1;
+  return g;
+}
+
+// The route g runs: a direct tile's name, or the GEMM.
+std::string route(const cpu::ConvGeometry& g) {
+  const std::string tile = cpu::direct_conv_tile(g);
+  return tile.empty() ? "gemm" : tile;
+}
+
+// The input gradient of a stride-1 conv is a conv of dout with the flipped kernel (ops/conv.cpp).
+cpu::ConvGeometry input_gradient_geometry(cpu::ConvGeometry g) {
+  if (!(g.stride == ops::Size2(1))) return g;
+  std::swap(g.in_channels, g.out_channels), std::swap(g.in_h, g.out_h), std::swap(g.in_w, g.out_w);
+  g.padding = ops::Size2(g.kernel_h - 1 - g.padding.h, g.kernel_w - 1 - g.padding.w);
+  return g;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const int rounds = argc > 1 ? std::atoi(argv[1]) : 5;
+  if (rounds < 1) {
+    std::fprintf(stderr, "usage: bench_conv_flat_tiles [rounds >= 1]\n");
+    return 2;
+  }
+  const std::vector<Case> cases = {
+      {"layer1 3x3 64ch 64x48", 4, 64, 64, 48, 64, 3, 1},
+      {"layer2 3x3 128ch 32x24", 4, 128, 32, 24, 128, 3, 1},
+      {"layer2 3x3 s2 64->128 to 32x24", 4, 64, 64, 48, 128, 3, 2},
+      {"layer3 3x3 256ch 16x12", 4, 256, 16, 12, 256, 3, 1},
+      {"layer4 3x3 512ch 8x6", 4, 512, 8, 6, 512, 3, 1},
+      {"fpn/rpn 3x3 128ch 64x48", 4, 128, 64, 48, 128, 3, 1},
+      {"fpn/rpn 3x3 128ch 32x24", 4, 128, 32, 24, 128, 3, 1},
+      {"fpn/rpn 3x3 128ch 16x12", 4, 128, 16, 12, 128, 3, 1},
+      {"fpn/rpn 3x3 128ch 8x6", 4, 128, 8, 6, 128, 3, 1},
+      {"jitter 176: layer1 3x3 64ch 59x44", 4, 64, 59, 44, 64, 3, 1},
+      {"jitter 176: layer2 3x3 128ch 30x22", 4, 128, 30, 22, 128, 3, 1},
+      {"jitter 176: layer3 3x3 256ch 15x11", 4, 256, 15, 11, 256, 3, 1},
+      {"mask head 3x3 128ch 14x14, 64 RoIs", 64, 128, 14, 14, 128, 3, 1},
+  };
+  const double peak = cpu::measure_fma_peak(num_threads()).gflops;
+  std::printf("direct conv flat tiles, %d threads, FMA peak %.1f GFLOP/s; best of %d rounds, without and with alternated\n",
+              num_threads(), peak, rounds);
+  std::printf("%-38s %-5s %-17s %-17s %9s %6s %9s %6s %7s\n", "case", "pass", "route without", "route with",
+              "ms without", "%peak", "ms with", "%peak", "ratio");
+  for (const Case& c : cases) {
+    const cpu::ConvGeometry g = geometry(c);
+    const Tensor weight = ops::mul(randn({c.out_channels, c.channels, c.kernel, c.kernel}), 0.05);
+    const double gflop = 2e-9 * static_cast<double>(c.batch * c.out_channels * g.out_h * g.out_w * c.channels * c.kernel * c.kernel);
+    for (const bool input_gradient : {false, true}) {
+      Tensor x = randn({c.batch, c.channels, c.height, c.width});
+      if (input_gradient) x.set_requires_grad(true);
+      const cpu::ConvGeometry routed = input_gradient ? input_gradient_geometry(g) : g;
+      std::string routes[2];
+      double best[2] = {1e30, 1e30};  // [without, with]
+      Tensor out, dout;
+      for (int r = 0; r < rounds; ++r)
+        for (int side = 0; side < 2; ++side) {
+          cpu::allow_flat_conv_tiles(side == 1);
+          routes[side] = input_gradient && c.stride != 1 ? "gemm + col2im" : route(routed);
+          const auto forward = [&] { out = ops::conv2d(x, weight, Tensor(), {c.stride, c.kernel / 2}); };
+          const double s = input_gradient
+                               ? bench::median_seconds([&] { autograd::backward(out, dout); }, {3, 0.1, 10}, [&] {
+                                   x.zero_grad();
+                                   forward();
+                                   if (!dout.defined()) dout = randn(out.sizes());
+                                 })
+                               : bench::median_seconds(forward, {3, 0.1, 10});
+          best[side] = std::min(best[side], s);
+        }
+      cpu::allow_flat_conv_tiles(true);
+      std::printf("%-38s %-5s %-17s %-17s %9.3f %5.1f%% %9.3f %5.1f%% %7.3f\n", c.name, input_gradient ? "dx" : "fwd",
+                  routes[0].c_str(), routes[1].c_str(), best[0] * 1e3, 100 * gflop / best[0] / peak, best[1] * 1e3,
+                  100 * gflop / best[1] / peak, best[1] / best[0]);
+    }
+  }
+  return 0;
+}
