@@ -1,7 +1,7 @@
 // The direct convolution's flat tiles (ops/conv_direct.cpp) against what runs without them (row
 // tiles with idle lanes, or the implicit-im2col GEMM), on the recipe model's convolutions at the
-// training set's commonest image size (256 x 192: maps 48, 24, 12 and 6 pixels wide) and one
-// scale-jittered size, batch 4. Forward, and the input gradient alone (weights not requiring grad),
+// training set's commonest image size (256 x 192: maps 48, 24, 12 and 6 pixels wide), the 7-pixel
+// maps of 256 x 224 batches, and one scale-jittered size, batch 4. Forward, and the input gradient alone (weights not requiring grad),
 // each alternated within one process, best of R rounds (this machine is shared: a single run drifts 10%).
 //   bench_conv_flat_tiles [rounds=5]
 #include <algorithm>
@@ -68,6 +68,11 @@ int main(int argc, char** argv) {
       {"fpn/rpn 3x3 128ch 32x24", 4, 128, 32, 24, 128, 3, 1},
       {"fpn/rpn 3x3 128ch 16x12", 4, 128, 16, 12, 128, 3, 1},
       {"fpn/rpn 3x3 128ch 8x6", 4, 128, 8, 6, 128, 3, 1},
+      {"256x224: layer4 3x3 512ch 8x7", 4, 512, 8, 7, 512, 3, 1},
+      {"256x224: fpn/rpn 3x3 128ch 8x7", 4, 128, 8, 7, 128, 3, 1},
+      {"256x224: layer4 3x3 s2 256->512 to 8x7", 4, 256, 16, 14, 512, 3, 2},
+      {"256x256: layer4 3x3 512ch 8x8", 4, 512, 8, 8, 512, 3, 1},
+      {"256x256: fpn/rpn 3x3 128ch 8x8", 4, 128, 8, 8, 128, 3, 1},
       {"jitter 176: layer1 3x3 64ch 59x44", 4, 64, 59, 44, 64, 3, 1},
       {"jitter 176: layer2 3x3 128ch 30x22", 4, 128, 30, 22, 128, 3, 1},
       {"jitter 176: layer3 3x3 256ch 15x11", 4, 256, 15, 11, 256, 3, 1},

@@ -345,6 +345,10 @@ Tile choose_tile(const ConvGeometry& g) {
     consider(lane_use(g.out_w, 32), {8, 32, kernel_avx512<8, 2>, false, "avx512 8x32"});
     consider(lane_use(g.out_w, 16), {16, 16, kernel_avx512<16, 1>, false, "avx512 16x16"});
     if (g.out_w == 8) consider(1.0, {16, 16, kernel_avx512<16, 1, true>, true, "avx512 16x(2x8)"});
+    // Narrower rows in the pair's two 8-lane halves, each half stored as its own run: 7 wide fills 0.875.
+    if (g_allow_flat.load(std::memory_order_relaxed) && g.out_w < 8)
+      consider(double(g.out_w) / 8.0 - kFlatMargin,
+               {16, 16, kernel_avx512<16, 1, true, true>, true, "avx512 16x(2x8) flat", true});
     const int64_t frame_cols = PaddedLayout(g).cols;
     if (g_allow_flat.load(std::memory_order_relaxed) && g.out_h > 1 && frame_cols >= 6) {
       consider(flat_lane_use(g, frame_cols, 32) - kFlatMargin,
@@ -376,6 +380,15 @@ void flat_runs(int64_t f0, int64_t frame_cols, int64_t vectors, const ConvGeomet
     }
     store.runs[v] = count;
   }
+}
+
+// The runs of a row-pair tile over output rows oy and oy + 1 (out_w < 8 pixels each): lanes 0-7
+// hold row oy, lanes 8-15 the next.
+void pair_runs(int64_t oy, const ConvGeometry& g, FlatStore& store) {
+  const auto row = static_cast<__mmask16>((1u << g.out_w) - 1);
+  store.run[0][0] = {row, oy * g.out_w, g.out_w};
+  store.run[0][1] = {static_cast<__mmask16>(row << 8), (oy + 1) * g.out_w, g.out_w};
+  store.runs[0] = oy + 1 < g.out_h ? 2 : 1;
 }
 
 // n parts of near-equal size, each a multiple of `unit` (the last may be shorter).
@@ -415,7 +428,7 @@ void conv_forward_direct(const ConvGeometry& g, const float* x, const float* wei
   // of `out`. A band holds at least 8 tiles so a block's packed weights serve several tiles.
   const int64_t block_rows = balanced_part(og, kMaxBlockRows, tile.rows), blocks = (og + block_rows - 1) / block_rows;
   const int64_t kc_max = balanced_part(depth, kMaxDepth, 1);
-  if (tile.flat) {
+  if (tile.flat && !tile.row_pair) {
     const int64_t positions = (g.out_h - 1) * layout.cols + g.out_w;
     const int64_t tiles = (positions + tile.cols - 1) / tile.cols, band = 8, bands = (tiles + band - 1) / band;
     parallel_for(0, g.batch * g.groups * blocks * bands, 1, [&](int64_t begin, int64_t end) {
@@ -446,6 +459,7 @@ void conv_forward_direct(const ConvGeometry& g, const float* x, const float* wei
   const int64_t tiles_per_row = (g.out_w + tile.cols - 1) / tile.cols;
   const int64_t band = std::max<int64_t>(1, 8 / tiles_per_row) * rows_per_tile, bands = (g.out_h + band - 1) / band;
   parallel_for(0, g.batch * g.groups * blocks * bands, 1, [&](int64_t begin, int64_t end) {
+    FlatStore store;
     for (int64_t item = begin; item < end; ++item) {
       const int64_t b = item % bands, blk = item / bands % blocks, grp = item / bands / blocks % g.groups;
       const int64_t n = item / bands / blocks / g.groups;
@@ -460,12 +474,16 @@ void conv_forward_direct(const ConvGeometry& g, const float* x, const float* wei
             const float* base = image + oy * layout.cols + ox;
             // Valid lanes: the rest of the row, or of the row pair (one row when oy is the last).
             const int64_t cols = tile.row_pair ? 8 * std::min<int64_t>(2, y_end - oy) : std::min(tile.cols, g.out_w - ox);
+            if (tile.flat) pair_runs(oy, g, store);
             for (int64_t o = o_begin; o < o_end; o += tile.rows) {
               const float* a = packed_weights + ((grp * slivers + o / tile.rows) * depth + k0) * tile.rows;
               const float* tile_bias = bias ? bias + grp * og + o : nullptr;
               float* c = y + o * plane + oy * g.out_w + ox;
               const int64_t rows = std::min(tile.rows, o_end - o);
-              if (rows == tile.rows && cols == tile.cols)
+              if (tile.flat) {
+                store.rows = rows;
+                tile.kernel(kc, a, base, offsets.data() + k0, layout.cols, y + o * plane, plane, tile_bias, k0 > 0, &store);
+              } else if (rows == tile.rows && cols == tile.cols)
                 tile.kernel(kc, a, base, offsets.data() + k0, layout.cols, c, plane, tile_bias, k0 > 0, nullptr);
               else
                 edge_tile(tile, kc, a, base, offsets.data() + k0, layout.cols, c, plane, tile_bias, k0 > 0, rows, cols);

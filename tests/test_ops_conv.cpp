@@ -154,8 +154,9 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
   // partial channel slivers (13, 20, 24 outputs), partial pixel tiles, several depth passes
   // (K = 630 > 384), stride-2 phase split, dilation with groups, the 7x7 stem, strided 1x1s (direct only with >= 256
   // outputs), row pairs over an odd number of 8-pixel rows, and flat tiles (rows of the padded
-  // frame run together): 16 and 32 lanes, partial slivers, two depth passes, stride 2, and a 3x1
-  // kernel whose frame has no extra columns, so 16 lanes span up to four output rows of 6 pixels. The input gradient of the stride-1 cases runs the
+  // frame run together): 16 and 32 lanes, partial slivers, two depth passes, stride 2, a 3x1
+  // kernel whose frame has no extra columns, so 16 lanes span up to four output rows of 6 pixels,
+  // and row pairs of 7-pixel rows (odd row counts, stride 2). The input gradient of the stride-1 cases runs the
   // direct kernel too, on the flipped weights read in place; the weight gradient of those with
   // <= 64 input channels and >= 4096 output pixels runs the dot-product kernel (partial channel
   // and tap tiles, masked row tails).
@@ -174,6 +175,8 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
       {{{2, 16, 24, 24}, {13, 16, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x16 flat", "avx2 6x16", false},
       {{{2, 48, 48, 48}, {20, 48, 3, 3}, {2, 1, 1, 1}, false}, "avx512 8x32 flat", "avx2 6x16", false},
       {{{3, 8, 20, 6}, {12, 8, 3, 1}, {1, {1, 0}, 1, 1}, true}, "avx512 8x32 flat", "", false},
+      {{{2, 32, 7, 7}, {24, 32, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x(2x8) flat", "", false},
+      {{{1, 16, 13, 13}, {20, 16, 3, 3}, {2, 1, 1, 1}, false}, "avx512 16x(2x8) flat", "", false},
       {{{2, 3, 128, 64}, {16, 3, 7, 7}, {2, 3, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},
       {{{2, 24, 128, 64}, {256, 24, 1, 1}, {2, 0, 1, 1}, false}, "avx512 8x32", "avx2 6x16", true},
       {{{2, 24, 64, 64}, {20, 24, 1, 1}, {2, 0, 1, 1}, false}, "", "", false},  // few outputs: implicit GEMM
