@@ -563,8 +563,10 @@ bool direct_weight_grad_applies(const ConvGeometry& g) {
   // (3 channels) 1.5x faster, 64 channels ~1.1x, 128 even, 256 ~7% slower (each loaded vector
   // feeds 2.4 FMAs where the GEMM's packed slivers feed more); and each weight's 16 lanes are summed
   // at the end, which costs 1.5x at 512-pixel reductions.
+  // Where the framed route applies, its tap-row kernel is faster still (64 channels at 64x56: 0.73x).
   return gemm_kernel() == GemmKernel::Packed && use_avx512() && !g.pointwise() && g.out_h > 0 &&
-         lane_use(g.out_w, 16) >= 0.75 && g.in_per_group() <= 64 && g.batch * g.out_plane() >= kGradMinPixels;
+         lane_use(g.out_w, 16) >= 0.75 && g.in_per_group() <= 64 && g.batch * g.out_plane() >= kGradMinPixels &&
+         !framed_weight_grad_applies(g);
 }
 
 void conv_backward_weight_direct(const ConvGeometry& g, const float* dout, const float* x, float* dweight) {

@@ -13,7 +13,11 @@
 // past the bottom in the next image's (or the tail's) zero rows, so no read needs a border check.
 // dout is laid out on the same grid (zeros where the grid has no output pixel), so the products of
 // grid positions without an output pixel vanish. The grid costs (in_h + pad_h)(in_w + pad_w) /
-// (out_h * out_w) times the arithmetic of the convolution: 1.13x at 16x16, 1.27x at 8x8.
+// (out_h * out_w) times the arithmetic of the convolution: 1.13x at 16x16, 1.27x at 8x8. On
+// AVX-512 CPUs the same frame feeds a transposed product that reads it without packing
+// (tap_rows_weight_grad).
+#include <immintrin.h>
+
 #include <algorithm>
 #include <atomic>
 #include <vector>
@@ -31,9 +35,11 @@ namespace {
 // (the mask head 0.87-0.89x in four runs), while rows running one kernel on both sides varied by
 // 0.89-1.08x on this shared machine. At 8x8 the grid's 1.27x arithmetic undoes the gain, hence the
 // overhead bound. At 64x64 it gained nothing, hence the plane bound (the same as where the implicit
-// GEMM merges images).
+// GEMM merges images). The AVX-512 tap-row kernel (below) does gain there: 128 channels at 64x56
+// 0.87x the implicit im2col's time, 64 channels 0.73x the direct dot products' (ResNet's first
+// stage); larger maps are unmeasured, hence its own bound.
 constexpr double kMaxFrameOverhead = 1.2;
-constexpr int64_t kMaxFramedPlane = 2048;
+constexpr int64_t kMaxFramedPlane = 2048, kMaxTapRowsPlane = 4096;
 // The copies (input frame and dout grid) of one chunk of images; the buffers are kept per thread
 // from call to call, so this bounds what they hold. A chunk's GEMM still runs thousands deep.
 constexpr int64_t kMaxFrameBytes = int64_t(16) << 20;
@@ -104,6 +110,96 @@ void frame_output_gradient(const ConvGeometry& g, const Frame& f, const float* d
   });
 }
 
+// On AVX-512 CPUs the frame is read without packing it: the product runs transposed,
+// dweight^T[(c, tap), o] = sum over grid positions k of frame[c][k + offset(tap)] * grid[o][k].
+// A micro-tile of kTapRows (c, tap) rows x kTapCols output channels broadcasts each row's value
+// straight from the frame (kTapRows contiguous streams, overlapping within a channel) and multiplies
+// it by 16-channel vectors of dout, which are the packed operand: packed once per depth chunk per
+// thread and read by every row tile. The GEMM above packs the frame side instead, and each packed
+// element then feeds only the og output channels (64-128 here), so packing cost ~15% of it.
+constexpr int kTapRows = 6, kTapVectors = 4;  // 6 x 64 accumulators: 24 of the 32 vector registers
+constexpr int64_t kTapCols = 16 * kTapVectors;
+constexpr int64_t kTapDepth = 512;  // grid positions per chunk: a chunk's packed dout (og x 512) stays in L2
+
+// tile[r][16v + j] (+)= sum over k < kc of rows[r][k] * b[v * sliver + 16k + j], summed in k order.
+__attribute__((target("avx512f"))) void tap_rows_kernel(int64_t kc, const float* const* rows, const float* b,
+                                                        int64_t sliver, float* tile, bool first) {
+  __m512 acc[kTapRows][kTapVectors];
+#pragma GCC unroll 6
+  for (int r = 0; r < kTapRows; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kTapVectors; ++v)
+      acc[r][v] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(tile + (r * kTapVectors + v) * 16);
+  const float* row[kTapRows];
+#pragma GCC unroll 6
+  for (int r = 0; r < kTapRows; ++r) row[r] = rows[r];
+  for (int64_t k = 0; k < kc; ++k) {
+    __m512 bv[kTapVectors];
+#pragma GCC unroll 4
+    for (int v = 0; v < kTapVectors; ++v) bv[v] = _mm512_loadu_ps(b + v * sliver + 16 * k);
+#pragma GCC unroll 6
+    for (int r = 0; r < kTapRows; ++r) {
+      const __m512 w = _mm512_set1_ps(row[r][k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kTapVectors; ++v) acc[r][v] = _mm512_fmadd_ps(w, bv[v], acc[r][v]);
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < kTapRows; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kTapVectors; ++v) _mm512_storeu_ps(tile + (r * kTapVectors + v) * 16, acc[r][v]);
+}
+
+// dweight (one group, rows = cg * taps columns per output channel; added to when accumulate) from
+// the frame and the gradient grid, by tap-row tiles. Threads take contiguous ranges of row tiles
+// and pack their own copy of each depth chunk of dout; every sum runs over k in one fixed order,
+// so the bits do not depend on the thread count.
+void tap_rows_weight_grad(const ConvGeometry& g, const Frame& f, const float* group_frame, const float* group_grid,
+                          float* dweight, bool accumulate) {
+  const int64_t og = g.out_per_group(), taps = g.kernel_h * g.kernel_w, rows = g.col_rows();
+  const int64_t row_tiles = (rows + kTapRows - 1) / kTapRows, col_tiles = (og + kTapCols - 1) / kTapCols;
+  constexpr int64_t kTileFloats = kTapRows * kTapCols;
+  const int64_t per_thread = (row_tiles + num_threads() - 1) / num_threads();
+  parallel_for(0, row_tiles, per_thread, [&](int64_t begin, int64_t end) {
+    thread_local std::vector<float> packed_buffer, tile_buffer;
+    float* packed = grown(packed_buffer, col_tiles * kTapCols * kTapDepth);
+    float* tiles = grown(tile_buffer, (end - begin) * col_tiles * kTileFloats);
+    for (int64_t k0 = 0; k0 < f.depth; k0 += kTapDepth) {
+      const int64_t kc = std::min(kTapDepth, f.depth - k0);
+      // dout's chunk as 16-channel slivers, each kc x 16 (channels past og read as zeros).
+      for (int64_t s = 0; s < col_tiles * kTapVectors; ++s) {
+        const float* runs[kPackedNR];
+        for (int64_t i = 0; i < kPackedNR; ++i) {
+          const int64_t o = s * kPackedNR + i;
+          runs[i] = o < og ? group_grid + o * f.depth + k0 : nullptr;
+        }
+        pack_column_runs(runs, kc, packed + s * kc * kPackedNR);
+      }
+      // Column tiles outer: one tile's packed dout (kc x 64) stays in L1/L2 while every row tile reads it.
+      for (int64_t ct = 0; ct < col_tiles; ++ct)
+        for (int64_t t = begin; t < end; ++t) {
+          // Rows past the last (c, tap) repeat it; their sums are dropped.
+          const float* frame_rows[kTapRows];
+          for (int r = 0; r < kTapRows; ++r) {
+            const int64_t j = std::min(t * kTapRows + r, rows - 1);
+            frame_rows[r] = group_frame + j / taps * f.channel_stride + f.tap_offsets[j % taps] + k0;
+          }
+          tap_rows_kernel(kc, frame_rows, packed + ct * kTapVectors * kc * kPackedNR, kc * kPackedNR,
+                          tiles + ((t - begin) * col_tiles + ct) * kTileFloats, k0 == 0);
+        }
+    }
+    for (int64_t t = begin; t < end; ++t)
+      for (int64_t ct = 0; ct < col_tiles; ++ct) {
+        const float* tile = tiles + ((t - begin) * col_tiles + ct) * kTileFloats;
+        for (int r = 0; r < kTapRows && t * kTapRows + r < rows; ++r)
+          for (int64_t j = 0; j < kTapCols && ct * kTapCols + j < og; ++j) {
+            float& w = dweight[(ct * kTapCols + j) * rows + t * kTapRows + r];
+            w = accumulate ? w + tile[r * kTapCols + j] : tile[r * kTapCols + j];
+          }
+      }
+  });
+}
+
 }  // namespace
 
 bool framed_weight_grad_applies(const ConvGeometry& g) {
@@ -111,7 +207,8 @@ bool framed_weight_grad_applies(const ConvGeometry& g) {
   // frame holds "same" and "valid" padding, not wider. Stride 1: a strided tap's pixels are not
   // one constant offset apart.
   if (!g_allow_framed.load(std::memory_order_relaxed) || gemm_kernel() != GemmKernel::Packed) return false;
-  if (!(g.stride == ops::Size2(1)) || g.batch == 0 || g.out_plane() == 0 || g.out_plane() > kMaxFramedPlane) return false;
+  const int64_t max_plane = use_avx512() ? kMaxTapRowsPlane : kMaxFramedPlane;
+  if (!(g.stride == ops::Size2(1)) || g.batch == 0 || g.out_plane() == 0 || g.out_plane() > max_plane) return false;
   // 1x1 convs: no taps to shift, and no gain that stood out of the noise (0.85-1.10x over runs).
   if (g.kernel_h * g.kernel_w == 1) return false;
   if (g.padding.h > (g.kernel_h - 1) * g.dilation.h || g.padding.w > (g.kernel_w - 1) * g.dilation.w) return false;
@@ -139,6 +236,10 @@ void conv_backward_weight_framed(const ConvGeometry& g, const float* dout, const
     frame_output_gradient(part, f, dout + n0 * g.out_channels * g.out_plane(), grid);
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       const float* group_frame = frame + grp * cg * f.channel_stride;
+      if (use_avx512()) {
+        tap_rows_weight_grad(part, f, group_frame, grid + grp * og * f.depth, dweight + grp * og * rows, n0 > 0);
+        continue;
+      }
       sgemm_packed_b(false, og, rows, f.depth, grid + grp * og * f.depth, f.depth,
                      [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
                        // Column j = (c, tap): channel c's frame from the tap's offset on.

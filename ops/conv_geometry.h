@@ -53,8 +53,8 @@ bool direct_weight_grad_applies(const ConvGeometry& g);
 void conv_backward_weight_direct(const ConvGeometry& g, const float* dout, const float* x, float* dweight);
 // dweight of a float32 stride-1 convolution (padding at most the kernel's reach) as one GEMM over a
 // zero-framed copy of the input, whose B slivers are packed from contiguous runs (ops/conv_framed.cpp).
-// Where it applies: stride 1, more than one tap, output maps of at most 2048 pixels, grid overhead
-// <= 1.2x (see there).
+// Where it applies: stride 1, more than one tap, output maps of at most 2048 pixels (4096 on AVX-512
+// CPUs, whose tap-row kernel reads the frame unpacked), grid overhead <= 1.2x (see there).
 bool framed_weight_grad_applies(const ConvGeometry& g);
 // Switches the framed route off (the implicit im2col then runs): for tests and benchmarks.
 void allow_framed_weight_grad(bool allowed);

@@ -167,10 +167,11 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
     bool avx512_weight_grad;  // whether the weight gradient runs the direct dot-product kernel
   };
   const std::vector<DirectCase> cases = {
-      {{{2, 16, 40, 64}, {13, 16, 3, 3}, {1, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},
+      {{{2, 16, 40, 64}, {13, 16, 3, 3}, {1, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16", false},  // framed dW
+      {{{1, 8, 70, 64}, {13, 8, 3, 3}, {1, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},    // 4480 px: direct dW
       {{{1, 70, 9, 30}, {20, 70, 3, 3}, {1, 1, 1, 1}, false}, "avx512 8x32", "avx2 6x16", false},
       {{{4, 8, 127, 61}, {10, 8, 3, 3}, {2, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},
-      {{{2, 8, 64, 36}, {12, 4, 3, 3}, {1, 2, 2, 2}, true}, "avx512 8x32 flat", "avx2 6x16", true},
+      {{{2, 8, 64, 36}, {12, 4, 3, 3}, {1, 2, 2, 2}, true}, "avx512 8x32 flat", "avx2 6x16", false},
       {{{2, 8, 20, 48}, {20, 8, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x16", "avx2 6x16", false},
       {{{2, 16, 24, 24}, {13, 16, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x16 flat", "avx2 6x16", false},
       {{{2, 48, 48, 48}, {20, 48, 3, 3}, {2, 1, 1, 1}, false}, "avx512 8x32 flat", "avx2 6x16", false},
@@ -237,9 +238,11 @@ TEST_CASE("conv2d: flat tiles give the row tiles' bits") {
 }
 
 TEST_CASE("conv2d: the framed weight gradient agrees with float64 where it applies, and only there") {
-  // ops/conv_framed.cpp: stride 1, > 1 tap, padding within the kernel's reach, maps of <= 2048 pixels whose
-  // padded grid adds <= 1.2x. Each case runs framed and with the route switched off (implicit im2col).
-  // Depths (batch x grid) end off the 8-float transpose step; 36 and 20 taps leave partial slivers.
+  // ops/conv_framed.cpp: stride 1, > 1 tap, padding within the kernel's reach, maps of <= 2048 pixels
+  // (4096 with AVX-512) whose padded grid adds <= 1.2x. Each case runs framed and with the route
+  // switched off (implicit im2col or direct dot products), with AVX-512 (the tap-row kernel: partial
+  // row and column tiles, several depth chunks) and without (the packed GEMM). Depths (batch x grid)
+  // end off the 8-float transpose step; 36 and 20 taps leave partial slivers.
   const std::vector<ConvCase> framed = {
       {{3, 16, 14, 14}, {24, 16, 3, 3}, {1, 1, 1, 1}, true},         // the mask head's shape, small
       {{2, 8, 24, 20}, {6, 4, 3, 3}, {1, 2, 2, 2}, false},           // groups 2, dilation 2, padding 2
@@ -247,27 +250,39 @@ TEST_CASE("conv2d: the framed weight gradient agrees with float64 where it appli
       {{2, 5, 20, 18}, {4, 5, 1, 3}, {1, {0, 1}, 1, 1}, true},       // 1x3, padding only along x
       {{1, 4, 50, 44}, {3, 4, 5, 5}, {1, 1, 1, 1}, false},           // 5x5, padding short of its reach
       {{1000, 16, 11, 11}, {16, 16, 3, 3}, {1, 1, 1, 1}, false},     // 18.4 MB of copies: two chunks of 500 images
+      {{2, 24, 30, 28}, {70, 24, 3, 3}, {1, 1, 1, 1}, true},         // 70 outputs: two 64-wide tiles, the second partial
   };
+  // Framed only on AVX-512 (2048 < pixels <= 4096), where the direct dot products would run otherwise.
+  const ConvCase wide = {{2, 16, 60, 56}, {20, 16, 3, 3}, {1, 1, 1, 1}, true};
   const std::vector<ConvCase> not_framed = {
       {{2, 16, 14, 14}, {8, 16, 3, 3}, {2, 1, 1, 1}, false},         // stride 2
       {{2, 16, 14, 14}, {8, 16, 3, 3}, {1, 3, 1, 1}, false},         // padding past the kernel's reach (2)
       {{3, 20, 9, 7}, {12, 20, 1, 1}, {1, 0, 1, 1}, false},          // 1x1: no taps to shift
       {{4, 32, 8, 8}, {16, 32, 3, 3}, {1, 1, 1, 1}, false},          // 8x8: the grid adds 1.27x
-      {{2, 8, 48, 48}, {8, 8, 3, 3}, {1, 1, 1, 1}, false},           // 2304 output pixels
+      {{1, 8, 66, 66}, {8, 8, 3, 3}, {1, 1, 1, 1}, false},           // 4356 output pixels
   };
   if (!cpu::cpu_has_avx2_fma()) MESSAGE("SKIPPED: no AVX2/FMA, the framed route needs the packed GEMM");
   if (!cpu::cpu_has_avx2_fma()) return;
+  const bool has_avx512 = __builtin_cpu_supports("avx512f");
+  if (!has_avx512) MESSAGE("SKIPPED: the tap-row kernel: no AVX-512F on this CPU");
   uint64_t seed = 600;
-  for (const bool allowed : {true, false}) {
-    cpu::allow_framed_weight_grad(allowed);
-    for (const ConvCase& c : framed) {
-      // The direct dot-product kernel comes first where it applies: none of these may reach it.
-      CHECK_FALSE(cpu::direct_weight_grad_applies(geometry_of(c)));
-      CHECK(cpu::framed_weight_grad_applies(geometry_of(c)) == allowed);
-      expect_float32_matches_float64(c, seed);
+  for (const bool avx512 : {true, false}) {
+    if (avx512 && !has_avx512) continue;
+    cpu::allow_avx512(avx512);
+    for (const bool allowed : {true, false}) {
+      cpu::allow_framed_weight_grad(allowed);
+      for (const ConvCase& c : framed) {
+        CHECK(cpu::framed_weight_grad_applies(geometry_of(c)) == allowed);
+        expect_float32_matches_float64(c, seed);
+      }
+      // Where the framed route applies, the direct dot products must not be chosen over it.
+      CHECK(cpu::framed_weight_grad_applies(geometry_of(wide)) == (allowed && avx512));
+      CHECK(cpu::direct_weight_grad_applies(geometry_of(wide)) == (!allowed && avx512));
+      expect_float32_matches_float64(wide, seed);
+      for (const ConvCase& c : not_framed) CHECK_FALSE(cpu::framed_weight_grad_applies(geometry_of(c)));
     }
-    for (const ConvCase& c : not_framed) CHECK_FALSE(cpu::framed_weight_grad_applies(geometry_of(c)));
   }
+  cpu::allow_avx512(true);
   cpu::allow_framed_weight_grad(true);
 }
 

@@ -26,10 +26,14 @@ std::vector<Tensor> workload() {
           ops::sort(ops::select(big, 0, 0)).values, ops::max(big, 1).values};
 }
 // The vision ops in float32: the first conv runs the direct kernels (forward, flipped-weight input
-// gradient, dot-product weight gradient), the second the batch-merged implicit-im2col GEMM.
+// gradient) and the framed weight gradient (AVX-512: tap rows), the second the direct kernel's flat
+// tiles and the batch-merged implicit-im2col GEMM, the third (over 4096 pixels) the dot-product
+// weight gradient.
 std::vector<Tensor> vision_workload() {
   Generator g(6);
   Tensor x = randn({2, 8, 50, 48}, kFloat32, kCPU, &g).set_requires_grad(true);
+  Tensor wide = randn({1, 4, 66, 64}, kFloat32, kCPU, &g);
+  Tensor w4 = randn({8, 4, 3, 3}, kFloat32, kCPU, &g).set_requires_grad(true);
   Tensor w1 = randn({32, 8, 3, 3}, kFloat32, kCPU, &g).set_requires_grad(true);
   Tensor w2 = randn({64, 32, 3, 3}, kFloat32, kCPU, &g).set_requires_grad(true);
   Tensor w3 = randn({64, 16, 2, 2}, kFloat32, kCPU, &g).set_requires_grad(true);
@@ -41,9 +45,9 @@ std::vector<Tensor> vision_workload() {
   const Tensor rois = from_vector<float>({0, 1, 1, 30, 40, 1, 5.5f, 3, 44, 20, 0, -4, 10, 12, 49}, {3, 5});
   Tensor pooled = ops::roi_align(up, rois, 7, 0.5, 2, false);
   Tensor masks = ops::conv_transpose2d(ops::narrow(pooled, 1, 0, 64), ops::reshape(w3, {64, 16, 2, 2}), Tensor(), {2});
-  Tensor loss = ops::sum(ops::mul(masks, masks));
+  Tensor loss = ops::add(ops::sum(ops::mul(masks, masks)), ops::sum(ops::relu(ops::conv2d(wide, w4, Tensor(), {1, 1}))));
   autograd::backward(loss);
-  return {masks, x.grad(), w1.grad(), w2.grad(), w3.grad(), gn_w.grad()};
+  return {masks, x.grad(), w1.grad(), w2.grad(), w3.grad(), w4.grad(), gn_w.grad()};
 }
 // Runs `run` with 1 and then 2 threads and requires every result to match bit for bit.
 void expect_thread_invariant(const std::function<std::vector<Tensor>()>& run) {
