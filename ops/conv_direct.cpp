@@ -428,28 +428,39 @@ void conv_forward_direct(const ConvGeometry& g, const float* x, const float* wei
   // of `out`. A band holds at least 8 tiles so a block's packed weights serve several tiles.
   const int64_t block_rows = balanced_part(og, kMaxBlockRows, tile.rows), blocks = (og + block_rows - 1) / block_rows;
   const int64_t kc_max = balanced_part(depth, kMaxDepth, 1);
-  if (tile.flat && !tile.row_pair) {
-    const int64_t positions = (g.out_h - 1) * layout.cols + g.out_w;
-    const int64_t tiles = (positions + tile.cols - 1) / tile.cols, band = 8, bands = (tiles + band - 1) / band;
+  struct Item {
+    int64_t band, grp, o_begin, o_end;
+    const float* image;  // the group's first padded input channel
+    float* y;            // the group's first output channel
+  };
+  // Calls band_pass(store, item, k0, kc) for every item and depth pass, in pass order per item.
+  const auto run_items = [&](int64_t bands, const auto& band_pass) {
     parallel_for(0, g.batch * g.groups * blocks * bands, 1, [&](int64_t begin, int64_t end) {
       FlatStore store;
-      for (int64_t item = begin; item < end; ++item) {
-        const int64_t b = item % bands, blk = item / bands % blocks, grp = item / bands / blocks % g.groups;
-        const int64_t n = item / bands / blocks / g.groups;
-        const int64_t o_begin = blk * block_rows, o_end = std::min(og, o_begin + block_rows);
-        const float* image = padded_input + (n * g.in_channels + grp * g.in_per_group()) * layout.channel_stride;
-        float* y = out + (n * g.out_channels + grp * og) * plane;
-        for (int64_t k0 = 0; k0 < depth; k0 += kc_max) {
-          const int64_t kc = std::min(kc_max, depth - k0);
-          for (int64_t t = b * band; t < std::min(tiles, (b + 1) * band); ++t) {
-            flat_runs(t * tile.cols, layout.cols, tile.cols / 16, g, store);
-            for (int64_t o = o_begin; o < o_end; o += tile.rows) {
-              store.rows = std::min(tile.rows, o_end - o);
-              const float* a = packed_weights + ((grp * slivers + o / tile.rows) * depth + k0) * tile.rows;
-              tile.kernel(kc, a, image + t * tile.cols, offsets.data() + k0, layout.cols, y + o * plane, plane,
-                          bias ? bias + grp * og + o : nullptr, k0 > 0, &store);
-            }
-          }
+      for (int64_t i = begin; i < end; ++i) {
+        const int64_t blk = i / bands % blocks, grp = i / bands / blocks % g.groups, n = i / bands / blocks / g.groups;
+        const Item item{i % bands, grp, blk * block_rows, std::min(og, (blk + 1) * block_rows),
+                        padded_input + (n * g.in_channels + grp * g.in_per_group()) * layout.channel_stride,
+                        out + (n * g.out_channels + grp * og) * plane};
+        for (int64_t k0 = 0; k0 < depth; k0 += kc_max) band_pass(store, item, k0, std::min(kc_max, depth - k0));
+      }
+    });
+  };
+  const auto sliver = [&](const Item& item, int64_t o, int64_t k0) {
+    return packed_weights + ((item.grp * slivers + o / tile.rows) * depth + k0) * tile.rows;
+  };
+  const auto bias_of = [&](const Item& item, int64_t o) { return bias ? bias + item.grp * og + o : nullptr; };
+
+  if (tile.flat && !tile.row_pair) {
+    const int64_t positions = (g.out_h - 1) * layout.cols + g.out_w;
+    const int64_t tiles = (positions + tile.cols - 1) / tile.cols, band = 8;
+    run_items((tiles + band - 1) / band, [&](FlatStore& store, const Item& item, int64_t k0, int64_t kc) {
+      for (int64_t t = item.band * band; t < std::min(tiles, (item.band + 1) * band); ++t) {
+        flat_runs(t * tile.cols, layout.cols, tile.cols / 16, g, store);
+        for (int64_t o = item.o_begin; o < item.o_end; o += tile.rows) {
+          store.rows = std::min(tile.rows, item.o_end - o);
+          tile.kernel(kc, sliver(item, o, k0), item.image + t * tile.cols, offsets.data() + k0, layout.cols,
+                      item.y + o * plane, plane, bias_of(item, o), k0 > 0, &store);
         }
       }
     });
@@ -457,40 +468,30 @@ void conv_forward_direct(const ConvGeometry& g, const float* x, const float* wei
   }
   const int64_t rows_per_tile = tile.row_pair ? 2 : 1;
   const int64_t tiles_per_row = (g.out_w + tile.cols - 1) / tile.cols;
-  const int64_t band = std::max<int64_t>(1, 8 / tiles_per_row) * rows_per_tile, bands = (g.out_h + band - 1) / band;
-  parallel_for(0, g.batch * g.groups * blocks * bands, 1, [&](int64_t begin, int64_t end) {
-    FlatStore store;
-    for (int64_t item = begin; item < end; ++item) {
-      const int64_t b = item % bands, blk = item / bands % blocks, grp = item / bands / blocks % g.groups;
-      const int64_t n = item / bands / blocks / g.groups;
-      const int64_t o_begin = blk * block_rows, o_end = std::min(og, o_begin + block_rows);
-      const int64_t y_begin = b * band, y_end = std::min(g.out_h, y_begin + band);
-      const float* image = padded_input + (n * g.in_channels + grp * g.in_per_group()) * layout.channel_stride;
-      float* y = out + (n * g.out_channels + grp * og) * plane;
-      for (int64_t k0 = 0; k0 < depth; k0 += kc_max) {
-        const int64_t kc = std::min(kc_max, depth - k0);
-        for (int64_t oy = y_begin; oy < y_end; oy += rows_per_tile)
-          for (int64_t ox = 0; ox < g.out_w; ox += tile.cols) {
-            const float* base = image + oy * layout.cols + ox;
-            // Valid lanes: the rest of the row, or of the row pair (one row when oy is the last).
-            const int64_t cols = tile.row_pair ? 8 * std::min<int64_t>(2, y_end - oy) : std::min(tile.cols, g.out_w - ox);
-            if (tile.flat) pair_runs(oy, g, store);
-            for (int64_t o = o_begin; o < o_end; o += tile.rows) {
-              const float* a = packed_weights + ((grp * slivers + o / tile.rows) * depth + k0) * tile.rows;
-              const float* tile_bias = bias ? bias + grp * og + o : nullptr;
-              float* c = y + o * plane + oy * g.out_w + ox;
-              const int64_t rows = std::min(tile.rows, o_end - o);
-              if (tile.flat) {
-                store.rows = rows;
-                tile.kernel(kc, a, base, offsets.data() + k0, layout.cols, y + o * plane, plane, tile_bias, k0 > 0, &store);
-              } else if (rows == tile.rows && cols == tile.cols)
-                tile.kernel(kc, a, base, offsets.data() + k0, layout.cols, c, plane, tile_bias, k0 > 0, nullptr);
-              else
-                edge_tile(tile, kc, a, base, offsets.data() + k0, layout.cols, c, plane, tile_bias, k0 > 0, rows, cols);
-            }
+  const int64_t band = std::max<int64_t>(1, 8 / tiles_per_row) * rows_per_tile;
+  run_items((g.out_h + band - 1) / band, [&](FlatStore& store, const Item& item, int64_t k0, int64_t kc) {
+    const int64_t y_begin = item.band * band, y_end = std::min(g.out_h, y_begin + band);
+    for (int64_t oy = y_begin; oy < y_end; oy += rows_per_tile)
+      for (int64_t ox = 0; ox < g.out_w; ox += tile.cols) {
+        const float* base = item.image + oy * layout.cols + ox;
+        // Valid lanes: the rest of the row, or of the row pair (one row when oy is the last).
+        const int64_t cols = tile.row_pair ? 8 * std::min<int64_t>(2, y_end - oy) : std::min(tile.cols, g.out_w - ox);
+        if (tile.flat) pair_runs(oy, g, store);
+        for (int64_t o = item.o_begin; o < item.o_end; o += tile.rows) {
+          const float* a = sliver(item, o, k0);
+          float* c = item.y + o * plane + oy * g.out_w + ox;
+          const int64_t rows = std::min(tile.rows, item.o_end - o);
+          if (tile.flat) {
+            store.rows = rows;
+            tile.kernel(kc, a, base, offsets.data() + k0, layout.cols, item.y + o * plane, plane, bias_of(item, o),
+                        k0 > 0, &store);
+          } else if (rows == tile.rows && cols == tile.cols) {
+            tile.kernel(kc, a, base, offsets.data() + k0, layout.cols, c, plane, bias_of(item, o), k0 > 0, nullptr);
+          } else {
+            edge_tile(tile, kc, a, base, offsets.data() + k0, layout.cols, c, plane, bias_of(item, o), k0 > 0, rows, cols);
           }
+        }
       }
-    }
   });
 }
 
