@@ -158,8 +158,8 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
   // kernel whose frame has no extra columns, so 16 lanes span up to four output rows of 6 pixels,
   // and row pairs of 7-pixel rows (odd row counts, stride 2). The input gradient of the stride-1 cases runs the
   // direct kernel too, on the flipped weights read in place; the weight gradient of those with
-  // <= 64 input channels and >= 4096 output pixels runs the dot-product kernel (partial channel
-  // and tap tiles, masked row tails).
+  // <= 64 input channels and >= 4096 output pixels that the framed route does not take runs the
+  // dot-product kernel (partial channel and tap tiles, masked row tails).
   struct DirectCase {
     ConvCase conv;
     const char* avx512_tile;  // forward tile with AVX-512 kernels allowed
