@@ -474,18 +474,22 @@ void conv_forward_direct(const ConvGeometry& g, const float* x, const float* wei
     for (int64_t oy = y_begin; oy < y_end; oy += rows_per_tile)
       for (int64_t ox = 0; ox < g.out_w; ox += tile.cols) {
         const float* base = item.image + oy * layout.cols + ox;
+        if (tile.flat) {  // a row pair whose halves are stored as runs: the store knows the valid lanes
+          pair_runs(oy, g, store);
+          for (int64_t o = item.o_begin; o < item.o_end; o += tile.rows) {
+            store.rows = std::min(tile.rows, item.o_end - o);
+            tile.kernel(kc, sliver(item, o, k0), base, offsets.data() + k0, layout.cols, item.y + o * plane, plane,
+                        bias_of(item, o), k0 > 0, &store);
+          }
+          continue;
+        }
         // Valid lanes: the rest of the row, or of the row pair (one row when oy is the last).
         const int64_t cols = tile.row_pair ? 8 * std::min<int64_t>(2, y_end - oy) : std::min(tile.cols, g.out_w - ox);
-        if (tile.flat) pair_runs(oy, g, store);
         for (int64_t o = item.o_begin; o < item.o_end; o += tile.rows) {
           const float* a = sliver(item, o, k0);
           float* c = item.y + o * plane + oy * g.out_w + ox;
           const int64_t rows = std::min(tile.rows, item.o_end - o);
-          if (tile.flat) {
-            store.rows = rows;
-            tile.kernel(kc, a, base, offsets.data() + k0, layout.cols, item.y + o * plane, plane, bias_of(item, o),
-                        k0 > 0, &store);
-          } else if (rows == tile.rows && cols == tile.cols) {
+          if (rows == tile.rows && cols == tile.cols) {
             tile.kernel(kc, a, base, offsets.data() + k0, layout.cols, c, plane, bias_of(item, o), k0 > 0, nullptr);
           } else {
             edge_tile(tile, kc, a, base, offsets.data() + k0, layout.cols, c, plane, bias_of(item, o), k0 > 0, rows, cols);

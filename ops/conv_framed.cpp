@@ -65,6 +65,11 @@ struct Frame {
         tap_offsets.push_back(ki * g.dilation.h * row_stride + kj * g.dilation.w);
     channel_stride = depth + tap_offsets.back() + row_stride;
   }
+  // Frame row j = (c, tap) of one group: channel c's frame from the tap's offset on, at depth k0.
+  const float* row(const float* group_frame, int64_t j, int64_t k0) const {
+    const int64_t taps = static_cast<int64_t>(tap_offsets.size());
+    return group_frame + j / taps * channel_stride + tap_offsets[j % taps] + k0;
+  }
   // Grid positions per output pixel: the arithmetic the frame adds.
   static double overhead(const ConvGeometry& g) {
     return static_cast<double>(image_positions(g)) / static_cast<double>(std::max<int64_t>(g.out_plane(), 1));
@@ -156,7 +161,7 @@ __attribute__((target("avx512f"))) void tap_rows_kernel(int64_t kc, const float*
 // so the bits do not depend on the thread count.
 void tap_rows_weight_grad(const ConvGeometry& g, const Frame& f, const float* group_frame, const float* group_grid,
                           float* dweight, bool accumulate) {
-  const int64_t og = g.out_per_group(), taps = g.kernel_h * g.kernel_w, rows = g.col_rows();
+  const int64_t og = g.out_per_group(), rows = g.col_rows();
   const int64_t row_tiles = (rows + kTapRows - 1) / kTapRows, col_tiles = (og + kTapCols - 1) / kTapCols;
   constexpr int64_t kTileFloats = kTapRows * kTapCols;
   const int64_t per_thread = (row_tiles + num_threads() - 1) / num_threads();
@@ -182,7 +187,7 @@ void tap_rows_weight_grad(const ConvGeometry& g, const Frame& f, const float* gr
           const float* frame_rows[kTapRows];
           for (int r = 0; r < kTapRows; ++r) {
             const int64_t j = std::min(t * kTapRows + r, rows - 1);
-            frame_rows[r] = group_frame + j / taps * f.channel_stride + f.tap_offsets[j % taps] + k0;
+            frame_rows[r] = f.row(group_frame, j, k0);
           }
           tap_rows_kernel(kc, frame_rows, packed + ct * kTapVectors * kc * kPackedNR, kc * kPackedNR,
                           tiles + ((t - begin) * col_tiles + ct) * kTileFloats, k0 == 0);
@@ -224,7 +229,7 @@ void conv_backward_weight_framed(const ConvGeometry& g, const float* dout, const
       static_cast<int64_t>(sizeof(float)) * (g.in_channels + g.out_channels) * Frame::image_positions(g);
   const int64_t chunks = std::max<int64_t>(1, (g.batch * bytes_per_image + kMaxFrameBytes - 1) / kMaxFrameBytes);
   const int64_t per_chunk = (g.batch + chunks - 1) / chunks;
-  const int64_t og = g.out_per_group(), cg = g.in_per_group(), taps = g.kernel_h * g.kernel_w, rows = g.col_rows();
+  const int64_t og = g.out_per_group(), cg = g.in_per_group(), rows = g.col_rows();
   thread_local std::vector<float> input_frame, gradient_grid;
   for (int64_t n0 = 0; n0 < g.batch; n0 += per_chunk) {
     ConvGeometry part = g;
@@ -242,14 +247,10 @@ void conv_backward_weight_framed(const ConvGeometry& g, const float* dout, const
       }
       sgemm_packed_b(false, og, rows, f.depth, grid + grp * og * f.depth, f.depth,
                      [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-                       // Column j = (c, tap): channel c's frame from the tap's offset on.
                        const float* runs[kPackedNR];
                        for (int64_t s = 0; s < nc; s += kPackedNR, dst += kPackedNR * kc) {
-                         for (int64_t i = 0; i < kPackedNR; ++i) {
-                           const int64_t j = j0 + s + i;
-                           runs[i] = s + i < nc ? group_frame + j / taps * f.channel_stride + f.tap_offsets[j % taps] + k0
-                                                : nullptr;
-                         }
+                         for (int64_t i = 0; i < kPackedNR; ++i)
+                           runs[i] = s + i < nc ? f.row(group_frame, j0 + s + i, k0) : nullptr;
                          pack_column_runs(runs, kc, dst);
                        }
                      },
