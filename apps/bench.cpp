@@ -176,6 +176,9 @@ int bench(const BenchOptions& options) {
     }
   }
   model.to(device);
+  // Inference is timed as one forward per image, comparable with PyTorch's: a config's flip_test
+  // (two forwards per image) does not apply here.
+  model.set_flip_test(false);
   std::vector<Tensor> images;
   std::vector<Target> targets;
   for (int64_t i = 0; i < options.batch; ++i) {

@@ -1,6 +1,7 @@
 // The `mrcnn` subcommands; main.cpp parses the command line into these option structs.
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,7 +13,7 @@ struct PredictOptions {
   std::string weights, config, json_out, out_dir, device = "cpu";
   std::vector<std::string> images;
   double score_thresh = 0.0;
-  bool flip_test = false;
+  std::optional<bool> flip_test;  // --flip-test / --no-flip-test; unset: the config's flip_test
 };
 int predict(const PredictOptions& options);
 
@@ -43,7 +44,7 @@ struct EvalOptions {
   std::string weights, config, data, images, report_dir, json_out, detections_out, device = "cpu",
       group_regex = "^([^_]+)_";
   double score_thresh = 0.5, lesion_iou = 0.5;
-  bool flip_test = false;
+  std::optional<bool> flip_test;  // as in PredictOptions
 };
 int eval(const EvalOptions& options);
 

@@ -74,7 +74,7 @@ void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images
                 e.segm.stats[i] < 0 ? "-" : fmt(e.segm.stats[i]).c_str());
   const auto& s = e.segmentation;
   std::printf("Segmentation: union of masks scoring >= %.2f vs union of truth, %zu images%s\n", o.score_thresh, images,
-              o.flip_test ? " (flip test: each image also run mirrored, the two views averaged)" : "");
+              o.flip_test.value() ? " (flip test: each image also run mirrored, the two views averaged)" : "");
   std::printf("  Dice %s   IoU %s   HD95 %s px (over %lld images; undefined on %lld with one mask empty)\n",
               fmt(s.mean_dice).c_str(), fmt(s.mean_iou).c_str(), fmt(s.mean_hd95, "%.2f").c_str(),
               static_cast<long long>(static_cast<int64_t>(images) - s.hd95_undefined),
@@ -105,7 +105,7 @@ json results_json(const DatasetEvaluation& e, const EvalOptions& o, const std::v
           {"data", o.data},
           {"score_thresh", o.score_thresh},
           {"lesion_iou", o.lesion_iou},
-          {"flip_test", o.flip_test},
+          {"flip_test", o.flip_test.value()},
           {"bbox", stats_json(e.bbox)},
           {"segm", stats_json(e.segm)},
           {"dice", s.mean_dice},
@@ -185,7 +185,7 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
   html += "<h1>Segmentation report</h1>\n<p>Model <code>" + html_escape(o.weights) + "</code> on <code>" +
           html_escape(o.data) + "</code>, " + std::to_string(samples.size()) + " images. Prediction: union of masks scoring &ge; " +
           fmt(o.score_thresh, "%.2f") + " (red fill)" +
-          (o.flip_test ? ", each image also run mirrored left-right and the two views averaged (flip test)" : "") +
+          (o.flip_test.value() ? ", each image also run mirrored left-right and the two views averaged (flip test)" : "") +
           ". Truth: green outline.</p>\n";
   html += "<h2>Summary</h2><table><tr><th class=l>metric</th><th>value</th></tr>";
   const std::pair<std::string, std::string> rows[] = {
@@ -231,14 +231,16 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
 
 }  // namespace
 
-int eval(const EvalOptions& o) {
+int eval(const EvalOptions& options) {
+  EvalOptions o = options;  // flip_test resolved below, for the table, JSON and report
   const Device device = model_device(o.device);
   check(o.lesion_iou > 0 && o.lesion_iou <= 1, "eval: --lesion-iou must be in (0, 1]");
   if (!o.json_out.empty()) check_output_file(o.json_out);
   const nn::Checkpoint checkpoint = nn::load_checkpoint(o.weights);
   auto model = load_model(checkpoint, o.weights, o.config);
   model->to(device);
-  model->set_flip_test(o.flip_test);
+  if (o.flip_test) model->set_flip_test(*o.flip_test);
+  o.flip_test = model->flip_test();
   const CocoDataset truth = load_coco(o.data);
   for (const auto& w : truth.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   const auto categories = checkpoint_categories(checkpoint, model->config().num_classes);

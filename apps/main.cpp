@@ -17,6 +17,20 @@
 #include "tensor/parallel.h"
 #include "tensor/safetensors.h"
 
+namespace {
+
+// --flip-test / --no-flip-test; neither: the model config's flip_test decides.
+void add_flip_test_flags(CLI::App* command, std::optional<bool>& flip_test) {
+  auto* on = command->add_flag_callback("--flip-test", [&flip_test] { flip_test = true; },
+                                        "also run each image mirrored left-right and average the two views (about 2x "
+                                        "the time; default: the config's flip_test)");
+  auto* off = command->add_flag_callback("--no-flip-test", [&flip_test] { flip_test = false; },
+                                         "one view per image even where the config's flip_test is true");
+  on->excludes(off);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"mrcnn: Mask R-CNN in C++ (CPU and CUDA), from tensors to training"};
   app.require_subcommand(1);
@@ -34,7 +48,7 @@ int main(int argc, char** argv) {
   predict_cmd->add_option("--out", predict.out_dir, "also write an overlay PNG per image into this folder");
   predict_cmd->add_option("--score-thresh", predict.score_thresh, "drop detections scoring below this (default 0)");
   predict_cmd->add_option("--device", predict.device, "cpu (default), cuda or cuda:N");
-  predict_cmd->add_flag("--flip-test", predict.flip_test, "also run each image mirrored left-right and average the two views (about 2x the time)");
+  add_flip_test_flags(predict_cmd, predict.flip_test);
 
   mrcnn::apps::BenchOptions bench;
   auto* bench_cmd = app.add_subcommand("bench", "median train-step and inference time on a synthetic batch");
@@ -89,7 +103,7 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--detections", eval.detections_out, "write the detections as COCO results JSON");
   eval_cmd->add_option("--report", eval.report_dir, "write an HTML report with overlays here");
   eval_cmd->add_option("--device", eval.device, "cpu (default), cuda or cuda:N");
-  eval_cmd->add_flag("--flip-test", eval.flip_test, "also run each image mirrored left-right and average the two views (about 2x the time)");
+  add_flip_test_flags(eval_cmd, eval.flip_test);
 
   mrcnn::apps::SynthOptions synth;
   auto* synth_cmd = app.add_subcommand("synth", "write a synthetic MRI-like COCO dataset (demo and tests)");

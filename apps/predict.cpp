@@ -67,7 +67,7 @@ int predict(const PredictOptions& options) {
   const nn::Checkpoint checkpoint = nn::load_checkpoint(options.weights);
   auto model = load_model(checkpoint, options.weights, options.config);
   model->to(device);
-  model->set_flip_test(options.flip_test);
+  if (options.flip_test) model->set_flip_test(*options.flip_test);
   std::vector<int64_t> category_ids;
   for (const auto& [id, name] : checkpoint_categories(checkpoint, model->config().num_classes)) category_ids.push_back(id);
   if (!options.out_dir.empty()) std::filesystem::create_directories(options.out_dir);

@@ -107,10 +107,11 @@ struct Position {
   double best_segm_ap = -1;
 };
 
-json metrics_line(int64_t epoch, const DatasetEvaluation& e) {
+json metrics_line(int64_t epoch, const DatasetEvaluation& e, bool flip_test) {
   const auto& s = e.segmentation;
   auto finite = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
   return {{"epoch", epoch},
+          {"flip_test", flip_test},
           {"bbox", {{"AP", e.bbox.stats[0]}, {"AP50", e.bbox.stats[1]}, {"AP75", e.bbox.stats[2]}}},
           {"segm", {{"AP", e.segm.stats[0]}, {"AP50", e.segm.stats[1]}, {"AP75", e.segm.stats[2]}}},
           {"dice", s.mean_dice},
@@ -278,10 +279,11 @@ int train(const TrainOptions& options) {
     nn::save_checkpoint(path.string(), c);
   };
 
-  std::fprintf(stderr, "training %s: %lld images, %lld val images, %lld epochs x %lld iterations (batch %lld), %d threads\n",
+  std::fprintf(stderr, "training %s: %lld images, %lld val images%s, %lld epochs x %lld iterations (batch %lld), %d threads\n",
                o.resume ? "(resumed)" : o.config.c_str(), static_cast<long long>(n),
-               static_cast<long long>(data.val_samples.size()), static_cast<long long>(settings.epochs),
-               static_cast<long long>(per_epoch), static_cast<long long>(settings.batch_size), num_threads());
+               static_cast<long long>(data.val_samples.size()), model.flip_test() ? " (validated with the flip test)" : "",
+               static_cast<long long>(settings.epochs), static_cast<long long>(per_epoch),
+               static_cast<long long>(settings.batch_size), num_threads());
   interrupted = false;
   std::signal(SIGINT, on_interrupt);
   struct RestoreSignal {
@@ -379,7 +381,7 @@ int train(const TrainOptions& options) {
         const AveragedWeightsInModel averaged(average.get());
         return evaluate_dataset(model, data.val, data.val_samples, data.val_patients, settings.val_score_thresh);
       }();
-      const json line = metrics_line(epoch + 1, e);
+      const json line = metrics_line(epoch + 1, e, model.flip_test());
       append_line(run / "metrics.jsonl", line);
       std::fprintf(stderr, "epoch %lld val: segm AP %.3f AP50 %.3f | bbox AP %.3f AP50 %.3f | Dice %.3f IoU %.3f\n",
                    static_cast<long long>(epoch + 1), e.segm.stats[0], e.segm.stats[1], e.bbox.stats[0], e.bbox.stats[1],

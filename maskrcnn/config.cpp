@@ -55,6 +55,7 @@ void for_each_field(Config& c, Fn&& fn) {
   fn("mask_dilation", c.mask_dilation);
   fn("mask_dim_reduced", c.mask_dim_reduced);
   fn("seed", c.seed);
+  fn("flip_test", c.flip_test);
 }
 
 }  // namespace

@@ -47,6 +47,9 @@ struct Config {
   int64_t mask_dilation = 1;
   int64_t mask_dim_reduced = 256;
   uint64_t seed = 0;                     // sampler (BalancedPositiveNegativeSampler) and init
+  // --- not torchvision's: inference (eval mode) also runs each image mirrored left-right and
+  // combines the two views (maskrcnn/flip_test.cpp). Read by predict, eval and training's validation.
+  bool flip_test = false;
 
   std::string block_kind() const;        // resolved from block or depth
   std::vector<int64_t> stage_blocks() const;

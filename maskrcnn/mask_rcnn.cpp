@@ -8,7 +8,7 @@
 namespace mrcnn::detection {
 
 MaskRCNN::MaskRCNN(const Config& config)
-    : config_(config), transform_(config), transform_generator_(config.seed * 2 + 3) {
+    : config_(config), transform_(config), transform_generator_(config.seed * 2 + 3), flip_test_(config.flip_test) {
   config_.validate();
   backbone = register_module("backbone", std::make_shared<BackboneWithFPN>(config_));
   rpn = register_module("rpn", std::make_shared<RegionProposalNetwork>(config_));

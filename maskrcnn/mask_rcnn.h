@@ -31,7 +31,8 @@ class MaskRCNN : public nn::Module {
   const GeneralizedRCNNTransform& transform() const { return transform_; }
   Generator& transform_generator() { return transform_generator_; }
   // Eval mode: also run every image mirrored left-right and combine the two views (test-time
-  // augmentation, maskrcnn/flip_test.cpp; about twice the inference time). Off by default.
+  // augmentation, maskrcnn/flip_test.cpp; about twice the inference time). Starts as the config's
+  // flip_test (off by default).
   void set_flip_test(bool on) { flip_test_ = on; }
   bool flip_test() const { return flip_test_; }
 
@@ -45,7 +46,7 @@ class MaskRCNN : public nn::Module {
   Config config_;
   GeneralizedRCNNTransform transform_;
   Generator transform_generator_;
-  bool flip_test_ = false;
+  bool flip_test_;
 };
 
 // The sum of the five losses (what training minimises).

@@ -106,6 +106,22 @@ TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
     CHECK(flipped[k]["bbox"][1].get<float>() == both_boxes[k * 4 + 1]);
   }
   CHECK(flipped[0]["score"].get<float>() != results[0]["score"].get<float>());  // scores are means over the views
+  // A config with "flip_test": true makes it the default; --no-flip-test overrides that.
+  auto asks = config_to_json(tiny_config());
+  asks["flip_test"] = true;
+  std::ofstream(dir / "flip.json") << asks.dump();
+  const std::string with_config = "predict --weights " + weights + " --config " + (dir / "flip.json").string() + " " + image + " --json " + json;
+  REQUIRE(test::run_mrcnn(with_config).status == 0);
+  nlohmann::json by_default;
+  std::ifstream(json) >> by_default;
+  CHECK(by_default == flipped);
+  REQUIRE(test::run_mrcnn(with_config + " --no-flip-test").status == 0);
+  nlohmann::json overridden;
+  std::ifstream(json) >> overridden;
+  CHECK(overridden == results);
+  const test::Run both_flags = test::run_mrcnn(with_config + " --flip-test --no-flip-test");
+  CHECK(both_flags.status != 0);
+  CHECK(both_flags.output.find("--flip-test excludes --no-flip-test") != std::string::npos);
   fs::remove_all(dir);
 }
 

@@ -130,6 +130,7 @@ TEST_CASE("mrcnn train: logs, metrics, checkpoints, curves, and resume after sto
     CHECK(m["segm"]["AP"].get<double>() >= 0);
     CHECK(m["dice"].get<double>() >= 0);
     CHECK(m["dice"].get<double>() <= 1);
+    CHECK(m["flip_test"] == false);  // the config's default
   }
   CHECK(metrics[3]["epoch"] == 4);
   CHECK(fs::exists(dir / "full" / "best.safetensors"));
@@ -307,12 +308,17 @@ TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained mode
   const fs::path dir = test::scratch_dir("eval");
   const fs::path d = synthetic_set();
   const fs::path recipe = write_recipe(dir, {{"epochs", 1}});
+  json flip_recipe = read_json(recipe);
+  flip_recipe["flip_test"] = true;  // validation, eval and predict then run both views by default
+  std::ofstream(recipe) << flip_recipe.dump(1);
   const auto trained = test::run_mrcnn("train --config " + recipe.string() + " --train " + (d / "train.json").string() +
                                        " --val-fraction 0.3 --images " + (d / "images").string() + " --out " +
                                        (dir / "run").string());
   INFO(trained.output);
   REQUIRE(trained.status == 0);
   CHECK(trained.output.find("2 patients / 4 images for training, 1 / 2 for validation") != std::string::npos);
+  CHECK(trained.output.find("2 val images (validated with the flip test)") != std::string::npos);
+  CHECK(read_lines(dir / "run" / "metrics.jsonl").at(0)["flip_test"] == true);
 
   const std::string weights = (dir / "run" / "last.safetensors").string();
   const auto evaluated = test::run_mrcnn("eval --weights " + weights + " --data " + (d / "val.json").string() + " --images " +
@@ -330,6 +336,8 @@ TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained mode
   double dice_sum = 0;
   for (const auto& image : e["images"]) dice_sum += image["dice"].get<double>();
   CHECK(e["dice"].get<double>() == doctest::Approx(dice_sum / 2).epsilon(1e-12));
+  CHECK(e["flip_test"] == true);  // from the config the checkpoint carries
+  CHECK(evaluated.output.find("(flip test: each image also run mirrored, the two views averaged)") != std::string::npos);
   // Operating points 0.1 .. 0.9: the 0.3 row is the headline above (--score-thresh 0.3).
   CHECK(evaluated.output.find("Operating points (the figures above at other score thresholds") != std::string::npos);
   const auto& rows = e["operating_points"];
@@ -356,6 +364,12 @@ TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained mode
   CHECK(html.find("<h2>Operating points</h2>") < html.find("<h2>Per patient</h2>"));
   for (const auto& image : images)
     CHECK(fs::exists(dir / "report" / "images" / (fs::path(image["file_name"].get<std::string>()).stem().string() + ".png")));
+
+  const auto one_view = test::run_mrcnn("eval --weights " + weights + " --data " + (d / "val.json").string() + " --images " +
+                                        (d / "images").string() + " --no-flip-test --json " + (dir / "eval1.json").string());
+  REQUIRE(one_view.status == 0);
+  CHECK(read_json(dir / "eval1.json")["flip_test"] == false);
+  CHECK(one_view.output.find("flip test") == std::string::npos);
 
   const auto predicted = test::run_mrcnn("predict --weights " + weights + " " + (d / "images" / "p003_00.png").string() +
                                          " --json " + (dir / "predict.json").string());

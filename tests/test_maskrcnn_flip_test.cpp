@@ -62,6 +62,9 @@ TEST_CASE("flip test: an image and its mirror image give mirrored detections and
   autograd::NoGradGuard no_grad;
   const auto plain = net.forward({image});
   CHECK(!net.flip_test());
+  Config asks = c;
+  asks.flip_test = true;
+  CHECK(MaskRCNN(asks).flip_test());  // a model starts as its config says
   net.set_flip_test(true);
   const auto out = net.forward({image});
   const auto mirrored = net.forward({mirrored_image(image)});

@@ -120,6 +120,9 @@ TEST_CASE("config: torchvision keys and defaults, clear errors") {
   };
   CHECK(error(R"({"num_clases": 2})") == "config: unknown key \"num_clases\"");
   CHECK(error(R"({"max_size": "big"})") == "config: max_size has the wrong type (string)");
+  CHECK(error(R"({"flip_test": 1})") == "config: flip_test has the wrong type (number)");
+  CHECK(!c.flip_test);  // torchvision's behaviour unless a config asks for the flip test
+  CHECK(detection::config_from_json(nlohmann::json::parse(R"({"flip_test": true})")).flip_test);
   CHECK(error(R"({"norm": "ln"})") == "config: norm must be \"frozen_bn\", \"bn\" or \"gn\"");
   CHECK(error(R"({"depth": 20})") == "config: depth 20 is not one of 18, 34, 50, 101, 152 (or give block and layers)");
   CHECK(error(R"({"in_channels": 1})") == "config: image_mean needs one value per input channel");
