@@ -15,9 +15,6 @@ namespace {
 // while each pass stays a large GEMM or convolution. CPU outputs do not depend on it.
 constexpr int64_t kInferenceBoxRows = 512;
 constexpr int64_t kInferenceMaskRows = 64;
-
-// A host index tensor: the index ops check host indices in place and upload them for GPU data.
-Tensor index_tensor(const std::vector<int64_t>& v) { return from_vector(v, {static_cast<int64_t>(v.size())}); }
 }  // namespace
 
 RoIHeads::RoIHeads(const Config& config)
@@ -90,13 +87,13 @@ TrainingSamples RoIHeads::select_training_samples(const std::vector<Tensor>& pro
     std::vector<int64_t> keep, kept_matched, kept_labels;
     for (int64_t i = 0, n = p.candidates.size(0); i < n; ++i)
       if (masks.positive[i] || masks.negative[i]) keep.push_back(i), kept_matched.push_back(p.matched[i]), kept_labels.push_back(p.labels[i]);
-    const Tensor sampled = ops::contiguous(ops::index_select(p.candidates, 0, index_tensor(keep)));
+    const Tensor sampled = ops::contiguous(ops::index_select(p.candidates, 0, from_vector(keep)));
     const Tensor& gt = targets[image].boxes;
     const Tensor gt_boxes = gt.size(0) > 0 ? gt : zeros({1, 4});
-    const Tensor matched_gt = ops::contiguous(ops::index_select(gt_boxes, 0, index_tensor(kept_matched)));
+    const Tensor matched_gt = ops::contiguous(ops::index_select(gt_boxes, 0, from_vector(kept_matched)));
     samples.proposals[image] = sampled;
-    samples.matched_idxs[image] = index_tensor(kept_matched);
-    samples.labels[image] = index_tensor(kept_labels);
+    samples.matched_idxs[image] = from_vector(kept_matched);
+    samples.labels[image] = from_vector(kept_labels);
     samples.regression_targets[image] = box_coder_.encode(matched_gt, sampled);
   });
   return samples;
@@ -115,9 +112,9 @@ std::pair<Tensor, Tensor> fastrcnn_loss(const Tensor& class_logits, const Tensor
   std::vector<int64_t> positive, positive_rows;
   for (int64_t i = 0; i < n; ++i)
     if (label_values[i] > 0) positive.push_back(i), positive_rows.push_back(i * k + label_values[i]);
-  const Tensor positive_targets = ops::to(ops::index_select(ops::cat(regression_targets, 0), 0, index_tensor(positive)), device);
+  const Tensor positive_targets = ops::to(ops::index_select(ops::cat(regression_targets, 0), 0, from_vector(positive)), device);
   const Tensor per_class = ops::reshape(box_regression, {n * k, 4});
-  const Tensor box_loss = ops::smooth_l1_loss(ops::index_select(per_class, 0, index_tensor(positive_rows)),
+  const Tensor box_loss = ops::smooth_l1_loss(ops::index_select(per_class, 0, from_vector(positive_rows)),
                                               positive_targets, 1.0 / 9, ops::Reduction::Sum) /
                           static_cast<double>(n);
   return {classification_loss, box_loss};
@@ -149,7 +146,7 @@ Tensor maskrcnn_loss(const Tensor& mask_logits, const std::vector<Tensor>& propo
   }
   if (rows.empty()) return ops::sum(mask_logits) * 0.0;
   // The loss gathers the true class's channel where the logits are ([P, M, M], not [P, K, M, M]).
-  const Tensor logits = ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows));
+  const Tensor logits = ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, from_vector(rows));
   return ops::binary_cross_entropy_with_logits(logits, ops::cat(mask_targets, 0));
 }
 
@@ -162,7 +159,7 @@ std::vector<Tensor> maskrcnn_inference(const Tensor& mask_logits, const std::vec
   // The detected class's channel is picked where the logits are, and the probabilities stay there
   // (postprocess pastes them into the image on that device).
   const Tensor probs =
-      ops::sigmoid(ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, index_tensor(rows)));
+      ops::sigmoid(ops::index_select(ops::reshape(mask_logits, {-1, m, m}), 0, from_vector(rows)));
   std::vector<Tensor> out;
   int64_t start = 0;
   for (const auto& l : labels) {
@@ -200,9 +197,9 @@ std::vector<Detections> RoIHeads::postprocess_detections(const Tensor& class_log
         keep.push_back(r), labels.push_back(c), kept_scores.push_back(scores[r]);
       }
     const int64_t count = static_cast<int64_t>(keep.size());
-    const Tensor kept_boxes = ops::index_select(boxes, 0, index_tensor(keep));
+    const Tensor kept_boxes = ops::index_select(boxes, 0, from_vector(keep));
     const Tensor score_tensor = from_vector(kept_scores, {count});
-    const Tensor label_tensor = index_tensor(labels);
+    const Tensor label_tensor = from_vector(labels);
     Tensor nms_keep = ops::batched_nms(kept_boxes, score_tensor, label_tensor, config_.box_nms_thresh);
     nms_keep = ops::narrow(nms_keep, 0, 0, std::min(config_.box_detections_per_img, nms_keep.size(0)));
     Detections d;
@@ -276,8 +273,8 @@ RoIHeadsOutput RoIHeads::forward(const std::vector<Tensor>& features, const std:
       const auto labels = to_vector<int64_t>(samples.labels[image]);
       for (size_t i = 0; i < labels.size(); ++i)
         if (labels[i] > 0) positive.push_back(static_cast<int64_t>(i));
-      mask_proposals.push_back(ops::contiguous(ops::index_select(samples.proposals[image], 0, index_tensor(positive))));
-      positive_matched.push_back(ops::index_select(samples.matched_idxs[image], 0, index_tensor(positive)));
+      mask_proposals.push_back(ops::contiguous(ops::index_select(samples.proposals[image], 0, from_vector(positive))));
+      positive_matched.push_back(ops::index_select(samples.matched_idxs[image], 0, from_vector(positive)));
     }
   } else {
     out.detections = postprocess_detections(ops::to(out.class_logits, kCPU), ops::to(out.box_regression, kCPU), out.proposals,

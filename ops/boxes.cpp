@@ -105,8 +105,6 @@ void check_scores(const Tensor& boxes, const Tensor& scores, const char* op) {
         scores.defined() ? shape_str(scores.sizes()) : std::string());
 }
 
-Tensor index_tensor(const std::vector<int64_t>& v) { return from_vector<int64_t>(v, {static_cast<int64_t>(v.size())}); }
-
 }  // namespace
 
 Tensor box_area(const Tensor& boxes) {
@@ -161,7 +159,7 @@ Tensor nms(const Tensor& boxes, const Tensor& scores, double iou_threshold) {
   }
   return dispatch_floating(b.dtype(), "nms", [&](auto tag) {
     using T = decltype(tag);
-    return index_tensor(cpu::nms<T>(b.data<T>(), s.data<T>(), b.size(0), iou_threshold));
+    return from_vector(cpu::nms<T>(b.data<T>(), s.data<T>(), b.size(0), iou_threshold));
   });
 }
 
@@ -264,7 +262,7 @@ std::vector<Tensor> batched_nms_each(const std::vector<NmsProblem>& problems, do
       const T* score = all.scores[p].template data<T>();
       std::sort(kept.begin(), kept.end());
       std::stable_sort(kept.begin(), kept.end(), [&](int64_t x, int64_t y) { return score[x] > score[y]; });
-      results.push_back(index_tensor(kept));
+      results.push_back(from_vector(kept));
       base += problems[p].boxes.size(0);
     }
     return results;
