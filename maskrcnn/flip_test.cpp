@@ -75,16 +75,7 @@ MaskRCNNOutput MaskRCNN::forward_flip_test(const std::vector<Tensor>& images) {
     original_sizes.emplace_back(image.size(-2), image.size(-1));
     views.push_back(mirrored_image(image));
   }
-  MaskRCNNOutput out;
-  {
-    const Stage stage("transform");
-    out.images = transform_.forward(views, nullptr, nullptr, device());
-  }
-  {
-    const Stage stage("backbone + FPN");
-    out.features = backbone->forward(out.images.tensors);
-  }
-  out.rpn = rpn->forward(out.images, out.features, nullptr);
+  MaskRCNNOutput out = forward_to_proposals(views, nullptr);
   const std::vector<Tensor> roi_features(out.features.begin(), out.features.begin() + 4);
   const std::vector<ImageSize>& sizes = out.images.image_sizes;
   const std::vector<Detections> both = roi_heads->detect(roi_features, out.rpn.boxes, sizes);

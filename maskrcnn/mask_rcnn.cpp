@@ -18,26 +18,12 @@ MaskRCNN::MaskRCNN(const Config& config)
 MaskRCNNOutput MaskRCNN::forward(const std::vector<Tensor>& images, const std::vector<Target>* targets) {
   check(!is_training() || targets != nullptr, "MaskRCNN: training mode needs targets");
   if (!is_training() && flip_test_) return forward_flip_test(images);
-  MaskRCNNOutput out;
   std::vector<Target> resized_targets;
   if (targets != nullptr) resized_targets = *targets;
   std::vector<ImageSize> original_sizes;
   for (const auto& image : images) original_sizes.emplace_back(image.size(-2), image.size(-1));
-  {
-    const Stage stage("transform");
-    out.images = transform_.forward(images, targets ? &resized_targets : nullptr,
-                                    is_training() ? &transform_generator_ : nullptr, device());
-  }
-  const std::vector<Target>* stage_targets = targets ? &resized_targets : nullptr;
-  // On a GPU the dense stages (backbone, FPN, heads, RoIAlign), the RPN's proposal selection and the
-  // losses run on the device; images and targets arrive on the host, where the index work that needs
-  // only anchors, proposals and ground truth (matching, sampling) stays, its images side by side on
-  // the threads; only sampled indices and targets go up (see rpn.cpp and roi_heads.cpp).
-  {
-    const Stage stage("backbone + FPN");
-    out.features = backbone->forward(out.images.tensors);
-  }
-  out.rpn = rpn->forward(out.images, out.features, is_training() ? stage_targets : nullptr);
+  std::vector<Target>* stage_targets = targets ? &resized_targets : nullptr;
+  MaskRCNNOutput out = forward_to_proposals(images, stage_targets);
   const std::vector<Tensor> roi_features(out.features.begin(), out.features.begin() + 4);
   out.roi = roi_heads->forward(roi_features, out.rpn.boxes, out.images.image_sizes,
                                is_training() ? stage_targets : nullptr);
@@ -50,6 +36,24 @@ MaskRCNNOutput MaskRCNN::forward(const std::vector<Tensor>& images, const std::v
     const Stage stage("postprocess (paste masks)");
     transform_.postprocess(out.detections, out.images.image_sizes, original_sizes);
   }
+  return out;
+}
+
+MaskRCNNOutput MaskRCNN::forward_to_proposals(const std::vector<Tensor>& images, std::vector<Target>* targets) {
+  MaskRCNNOutput out;
+  {
+    const Stage stage("transform");
+    out.images = transform_.forward(images, targets, is_training() ? &transform_generator_ : nullptr, device());
+  }
+  // On a GPU the dense stages (backbone, FPN, heads, RoIAlign), the RPN's proposal selection and the
+  // losses run on the device; images and targets arrive on the host, where the index work that needs
+  // only anchors, proposals and ground truth (matching, sampling) stays, its images side by side on
+  // the threads; only sampled indices and targets go up (see rpn.cpp and roi_heads.cpp).
+  {
+    const Stage stage("backbone + FPN");
+    out.features = backbone->forward(out.images.tensors);
+  }
+  out.rpn = rpn->forward(out.images, out.features, is_training() ? targets : nullptr);
   return out;
 }
 

@@ -41,6 +41,9 @@ class MaskRCNN : public nn::Module {
   std::shared_ptr<RoIHeads> roi_heads;
 
  private:
+  // The stages forward and forward_flip_test share: transform (resizing targets in place), backbone +
+  // FPN, RPN (its losses in training mode).
+  MaskRCNNOutput forward_to_proposals(const std::vector<Tensor>& images, std::vector<Target>* targets);
   MaskRCNNOutput forward_flip_test(const std::vector<Tensor>& images);
 
   Config config_;
