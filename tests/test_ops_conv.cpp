@@ -141,6 +141,9 @@ TEST_CASE("conv2d: float32 forward and backward agree with float64 on every geom
   std::vector<ConvCase> cases = kConvCases;
   cases.push_back({{2, 3, 50, 47}, {4, 3, 3, 3}, {1, 1, 1, 1}, true});
   cases.push_back({{2, 2, 93, 91}, {3, 2, 3, 3}, {2, 1, 1, 1}, false});
+  // Input gradient through the GEMM with a flipped, channel-swapped kernel copied in 16 x 16 blocks:
+  // groups, a non-square kernel and channel counts past one block and not a multiple of it.
+  cases.push_back({{2, 40, 6, 5}, {36, 20, 3, 2}, {{1, 1}, {1, 0}, 1, 2}, true});
   // Winograd F(2x2, 3x3): >= 256 channels and >= 1024 output tiles, odd output sizes, padding 0/1/2.
   cases.push_back({{2, 256, 46, 47}, {256, 256, 3, 3}, {1, 0, 1, 1}, true});
   cases.push_back({{1, 256, 63, 61}, {264, 256, 3, 3}, {1, 2, 1, 1}, false});
