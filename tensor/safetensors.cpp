@@ -175,13 +175,16 @@ File parse(const std::string& bytes, const std::string& name) {
     if (dt == "F32" || dt == "F16" || dt == "BF16") {
       t = empty(shape, kFloat32);
       float* out = t.data<float>();
-      for (int64_t i = 0; i < numel; ++i) {
-        if (dt == "F32") {
-          std::memcpy(out + i, src + 4 * i, 4);
-        } else {
+      // The dtype is decided once per tensor, not per element: a string compare per float was a
+      // tenth of `mrcnn predict`'s time on one image.
+      if (dt == "F32") {
+        if (numel) std::memcpy(out, src, static_cast<size_t>(numel) * 4);
+      } else {
+        const bool half = dt == "F16";
+        for (int64_t i = 0; i < numel; ++i) {
           uint16_t bits;
           std::memcpy(&bits, src + 2 * i, 2);
-          out[i] = dt == "F16" ? half_to_float(bits) : bfloat16_to_float(bits);
+          out[i] = half ? half_to_float(bits) : bfloat16_to_float(bits);
         }
       }
     } else if (dt == "F64" || dt == "I64") {
@@ -191,14 +194,16 @@ File parse(const std::string& bytes, const std::string& name) {
       // Narrow signed integers widen to int64 (exact); the parity fixture stores int8 weight codes.
       t = empty(shape, kInt64);
       int64_t* out = t.data<int64_t>();
-      for (int64_t i = 0; i < numel; ++i) {
-        if (dt == "I8") {
-          out[i] = static_cast<int8_t>(src[i]);
-        } else if (dt == "I16") {
+      if (dt == "I8") {
+        for (int64_t i = 0; i < numel; ++i) out[i] = static_cast<int8_t>(src[i]);
+      } else if (dt == "I16") {
+        for (int64_t i = 0; i < numel; ++i) {
           int16_t v;
           std::memcpy(&v, src + 2 * i, 2);
           out[i] = v;
-        } else {
+        }
+      } else {
+        for (int64_t i = 0; i < numel; ++i) {
           int32_t v;
           std::memcpy(&v, src + 4 * i, 4);
           out[i] = v;
