@@ -170,7 +170,7 @@ int bench(const BenchOptions& options) {
     // Given weights (e.g. the very ones torchvision runs, from bench/model_vs_torch.py) make the
     // work identical on both sides: the same proposals and detections, hence the same head costs.
     try {
-      model.load_state_dict(nn::load_checkpoint(options.weights).model);
+      model.load_state_dict(nn::load_checkpoint(options.weights, nn::CheckpointParts::ModelOnly).model);
     } catch (const Error& e) {
       throw Error(str_cat(options.weights, ": does not fit the config: ", e.what()));
     }

@@ -236,7 +236,7 @@ int eval(const EvalOptions& options) {
   const Device device = model_device(o.device);
   check(o.lesion_iou > 0 && o.lesion_iou <= 1, "eval: --lesion-iou must be in (0, 1]");
   if (!o.json_out.empty()) check_output_file(o.json_out);
-  const nn::Checkpoint checkpoint = nn::load_checkpoint(o.weights);
+  const nn::Checkpoint checkpoint = nn::load_checkpoint(o.weights, nn::CheckpointParts::ModelOnly);
   auto model = load_model(checkpoint, o.weights, o.config);
   model->to(device);
   if (o.flip_test) model->set_flip_test(*o.flip_test);

@@ -64,7 +64,7 @@ int predict(const PredictOptions& options) {
   const Device device = model_device(options.device);
   check(!options.images.empty(), "predict: no images given");
   check_output_file(options.json_out);
-  const nn::Checkpoint checkpoint = nn::load_checkpoint(options.weights);
+  const nn::Checkpoint checkpoint = nn::load_checkpoint(options.weights, nn::CheckpointParts::ModelOnly);
   auto model = load_model(checkpoint, options.weights, options.config);
   model->to(device);
   if (options.flip_test) model->set_flip_test(*options.flip_test);

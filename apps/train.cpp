@@ -201,7 +201,7 @@ int train(const TrainOptions& options) {
   MaskRCNN model(config);
   model.to(device);
   if (!o.resume && !o.weights.empty()) {
-    for (const auto& line : load_pretrained(model, nn::load_checkpoint(o.weights).model))
+    for (const auto& line : load_pretrained(model, nn::load_checkpoint(o.weights, nn::CheckpointParts::ModelOnly).model))
       std::fprintf(stderr, "weights: %s\n", line.c_str());
   }
   nn::NamedTensors trainable;

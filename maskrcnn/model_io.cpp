@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "nn/init.h"
 #include "ops/ops.h"
 #include "tensor/json_number.h"
 
@@ -19,7 +20,7 @@ Config resolve_config(const nn::Checkpoint& checkpoint, const std::string& weigh
 }
 
 std::unique_ptr<MaskRCNN> load_model(const std::string& weights_path, const std::string& config_path) {
-  return load_model(nn::load_checkpoint(weights_path), weights_path, config_path);
+  return load_model(nn::load_checkpoint(weights_path, nn::CheckpointParts::ModelOnly), weights_path, config_path);
 }
 
 std::vector<std::pair<int64_t, std::string>> checkpoint_categories(const nn::Checkpoint& checkpoint, int64_t num_classes) {
@@ -41,7 +42,12 @@ std::vector<std::pair<int64_t, std::string>> checkpoint_categories(const nn::Che
 
 std::unique_ptr<MaskRCNN> load_model(const nn::Checkpoint& checkpoint, const std::string& weights_path,
                                      const std::string& config_path) {
-  auto model = std::make_unique<MaskRCNN>(resolve_config(checkpoint, weights_path, config_path));
+  std::unique_ptr<MaskRCNN> model;
+  {
+    // No random initialisation: the strict load below overwrites every tensor or throws.
+    const nn::init::SkipInit skip_init;
+    model = std::make_unique<MaskRCNN>(resolve_config(checkpoint, weights_path, config_path));
+  }
   try {
     model->load_state_dict(checkpoint.model);
   } catch (const Error& e) {

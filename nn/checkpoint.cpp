@@ -47,8 +47,11 @@ void save_checkpoint(const std::string& path, const Checkpoint& c) {
   safetensors::save(path, file);
 }
 
-Checkpoint load_checkpoint(const std::string& path) {
-  safetensors::File file = safetensors::load(path);
+Checkpoint load_checkpoint(const std::string& path, CheckpointParts parts) {
+  safetensors::TensorFilter keep;
+  if (parts == CheckpointParts::ModelOnly)
+    keep = [](const std::string& name) { return !starts_with(name, kOptimizerPrefix) && !starts_with(name, kTrainingPrefix); };
+  safetensors::File file = safetensors::load(path, keep);
   Checkpoint c;
   for (auto& [name, t] : file.tensors) {
     if (starts_with(name, kOptimizerPrefix)) c.optimizer[name.substr(std::char_traits<char>::length(kOptimizerPrefix))] = t;

@@ -29,8 +29,12 @@ struct Checkpoint {
 Checkpoint make_checkpoint(const Module& model, const Optimizer* optimizer, const std::string& config_json,
                            int64_t step, const std::map<std::string, const Generator*>& generators = {});
 void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
+// What load_checkpoint reads: everything (to resume training), or only the model's tensors and
+// the metadata (to predict or evaluate: the optimizer state and the stepped weights, as large as
+// the model each, are left on disk).
+enum class CheckpointParts { All, ModelOnly };
 // Errors name the file; a file that is not a checkpoint (no model tensors) is rejected.
-Checkpoint load_checkpoint(const std::string& path);
+Checkpoint load_checkpoint(const std::string& path, CheckpointParts parts = CheckpointParts::All);
 // Restores generator states saved by make_checkpoint (missing names are an error).
 void restore_generators(const Checkpoint& checkpoint, const std::map<std::string, Generator*>& generators);
 

@@ -20,4 +20,17 @@ void kaiming_normal_fan_out_(const Tensor& weight, Generator* generator = nullpt
 // PyTorch's default bias init for Conv2d/Linear: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) of the weight.
 void default_bias_(const Tensor& bias, const Tensor& weight, Generator* generator = nullptr);
 
+// While a SkipInit lives on this thread, the fills above leave their tensors as they are and draw
+// nothing from any generator. For building a model whose every tensor a strict load_state_dict
+// overwrites next (detection::load_model): the ~11-40M random draws of the initialisation took
+// most of `mrcnn predict`'s start-up and were thrown away.
+class SkipInit {
+ public:
+  SkipInit();
+  ~SkipInit();
+  SkipInit(const SkipInit&) = delete;
+  SkipInit& operator=(const SkipInit&) = delete;
+};
+bool skipping_init();
+
 }  // namespace mrcnn::nn::init

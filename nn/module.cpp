@@ -106,7 +106,11 @@ void Module::load_state_dict(const std::map<std::string, Tensor>& state, bool st
   autograd::NoGradGuard no_grad;
   for (const auto& [name, target] : own) {
     const auto it = state.find(name);
-    if (it != state.end()) copy_into(target, copy_as(it->second, target.dtype(), target.device()));
+    if (it == state.end()) continue;
+    const Tensor& source = it->second;
+    // Straight in where dtype and device match (a staged copy first was one more pass over the model).
+    if (source.dtype() == target.dtype() && source.device() == target.device()) copy_into(target, source);
+    else copy_into(target, copy_as(source, target.dtype(), target.device()));
   }
 }
 

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -108,25 +109,44 @@ float bfloat16_to_float(uint16_t bits) {
   return out;
 }
 
-File parse(const std::string& bytes, const std::string& name) {
-  if (bytes.size() < 8) fail(name, str_cat("file is ", bytes.size(), " bytes, too short for the 8-byte header length"));
-  const uint64_t header_len = read_u64_le(reinterpret_cast<const unsigned char*>(bytes.data()));
+namespace {
+
+// The header length the file's first 8 bytes (`first`: fewer if the file is shorter) declare,
+// checked against the file's size and the limit.
+uint64_t header_length(std::string_view first, uint64_t file_size, const std::string& name) {
+  if (first.size() < 8) fail(name, str_cat("file is ", file_size, " bytes, too short for the 8-byte header length"));
+  const uint64_t header_len = read_u64_le(reinterpret_cast<const unsigned char*>(first.data()));
   if (header_len > kMaxHeaderBytes) fail(name, str_cat("header length ", header_len, " exceeds the ", kMaxHeaderBytes, " byte limit"));
-  if (header_len > bytes.size() - 8)
-    fail(name, str_cat("header length ", header_len, " runs past the end of the ", bytes.size(), "-byte file"));
+  if (header_len > file_size - 8)
+    fail(name, str_cat("header length ", header_len, " runs past the end of the ", file_size, "-byte file"));
+  return header_len;
+}
+
+// One tensor's header entry, validated: its bytes are data section [begin, end).
+struct Entry {
+  std::string key;
+  DiskType type;
+  Shape shape;
+  int64_t numel;
+  uint64_t begin, end;
+};
+
+struct Header {
+  std::vector<Entry> entries;
+  std::map<std::string, std::string> metadata;
+};
+
+// The JSON header, every field checked against a data section of data_size bytes (offsets in range,
+// sizes matching the shapes, no two tensors sharing bytes).
+Header parse_header(std::string_view text, uint64_t data_size, const std::string& name) {
   json header;
   try {
-    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(header_len));
+    header = json::parse(text.begin(), text.end());
   } catch (const json::exception& e) {
     fail(name, std::string("header is not valid UTF-8 JSON: ") + e.what());
   }
   if (!header.is_object()) fail(name, "header is not a JSON object");
-  const uint64_t data_size = bytes.size() - 8 - header_len;
-  const char* data = bytes.data() + 8 + header_len;
-
-  File file;
-  std::vector<std::pair<uint64_t, uint64_t>> ranges;
-  std::vector<std::string> names;
+  Header out;
   for (auto it = header.begin(); it != header.end(); ++it) {
     const std::string& key = it.key();
     const json& entry = it.value();
@@ -134,7 +154,7 @@ File parse(const std::string& bytes, const std::string& name) {
       if (!entry.is_object()) fail(name, "__metadata__ is not an object");
       for (auto m = entry.begin(); m != entry.end(); ++m) {
         if (!m.value().is_string()) fail(name, "__metadata__ value for '" + m.key() + "' is not a string");
-        file.metadata[m.key()] = m.value().get<std::string>();
+        out.metadata[m.key()] = m.value().get<std::string>();
       }
       continue;
     }
@@ -166,89 +186,130 @@ File parse(const std::string& bytes, const std::string& name) {
     if (static_cast<uint64_t>(numel) > (end - begin) / type.size || (end - begin) != static_cast<uint64_t>(numel) * type.size)
       fail(name, str_cat(where, " has ", end - begin, " bytes but shape ", shape_str(shape), " of ", type.name, " needs ",
                          static_cast<double>(numel) * static_cast<double>(type.size)));
-    ranges.emplace_back(begin, end);
-    names.push_back(key);
-
-    const std::string dt = type.name;
-    const char* src = data + begin;
-    Tensor t;
-    if (dt == "F32" || dt == "F16" || dt == "BF16") {
-      t = empty(shape, kFloat32);
-      float* out = t.data<float>();
-      // The dtype is decided once per tensor, not per element: a string compare per float was a
-      // tenth of `mrcnn predict`'s time on one image.
-      if (dt == "F32") {
-        if (numel) std::memcpy(out, src, static_cast<size_t>(numel) * 4);
-      } else {
-        const bool half = dt == "F16";
-        for (int64_t i = 0; i < numel; ++i) {
-          uint16_t bits;
-          std::memcpy(&bits, src + 2 * i, 2);
-          out[i] = half ? half_to_float(bits) : bfloat16_to_float(bits);
-        }
-      }
-    } else if (dt == "F64" || dt == "I64") {
-      t = empty(shape, dt == "F64" ? kFloat64 : kInt64);
-      if (numel) std::memcpy(t.raw_data(), src, static_cast<size_t>(numel) * 8);
-    } else if (dt == "I32" || dt == "I16" || dt == "I8") {
-      // Narrow signed integers widen to int64 (exact); the parity fixture stores int8 weight codes.
-      t = empty(shape, kInt64);
-      int64_t* out = t.data<int64_t>();
-      if (dt == "I8") {
-        for (int64_t i = 0; i < numel; ++i) out[i] = static_cast<int8_t>(src[i]);
-      } else if (dt == "I16") {
-        for (int64_t i = 0; i < numel; ++i) {
-          int16_t v;
-          std::memcpy(&v, src + 2 * i, 2);
-          out[i] = v;
-        }
-      } else {
-        for (int64_t i = 0; i < numel; ++i) {
-          int32_t v;
-          std::memcpy(&v, src + 4 * i, 4);
-          out[i] = v;
-        }
-      }
-    } else {
-      t = empty(shape, kBool);
-      uint8_t* out = t.data<uint8_t>();
-      for (int64_t i = 0; i < numel; ++i) {
-        const uint8_t v = static_cast<uint8_t>(src[i]);
-        if (v > 1) fail(name, str_cat(where, " of dtype ", dt, " holds ", int(v), "; only 0/1 (bool) are supported"));
-        out[i] = v;
-      }
-    }
-    file.tensors[key] = t;
+    out.entries.push_back({key, type, shape, numel, begin, end});
   }
   // Two tensors must never share bytes.
-  std::vector<size_t> order(ranges.size());
+  std::vector<size_t> order(out.entries.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ranges[a] < ranges[b]; });
+  const auto range = [&](size_t i) { return std::make_pair(out.entries[i].begin, out.entries[i].end); };
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return range(a) < range(b); });
   uint64_t covered_to = 0;  // end of the furthest non-empty range seen so far
   size_t covered_by = 0;
   for (size_t i : order) {
-    const auto& range = ranges[i];
-    if (range.first == range.second) continue;
-    if (range.first < covered_to)
-      fail(name, "tensors '" + names[covered_by] + "' and '" + names[i] + "' overlap in the data section");
-    if (range.second > covered_to) {
-      covered_to = range.second;
+    const Entry& e = out.entries[i];
+    if (e.begin == e.end) continue;
+    if (e.begin < covered_to)
+      fail(name, "tensors '" + out.entries[covered_by].key + "' and '" + e.key + "' overlap in the data section");
+    if (e.end > covered_to) {
+      covered_to = e.end;
       covered_by = i;
     }
   }
+  return out;
+}
+
+// The tensor the entry's bytes (at src) hold, widened or checked as the dtype needs.
+Tensor convert(const Entry& e, const char* src, const std::string& name) {
+  const std::string dt = e.type.name;
+  const int64_t numel = e.numel;
+  Tensor t;
+  if (dt == "F32" || dt == "F16" || dt == "BF16") {
+    t = empty(e.shape, kFloat32);
+    float* out = t.data<float>();
+    // The dtype is decided once per tensor, not per element: a string compare per float was a
+    // tenth of `mrcnn predict`'s time on one image.
+    if (dt == "F32") {
+      if (numel) std::memcpy(out, src, static_cast<size_t>(numel) * 4);
+    } else {
+      const bool half = dt == "F16";
+      for (int64_t i = 0; i < numel; ++i) {
+        uint16_t bits;
+        std::memcpy(&bits, src + 2 * i, 2);
+        out[i] = half ? half_to_float(bits) : bfloat16_to_float(bits);
+      }
+    }
+  } else if (dt == "F64" || dt == "I64") {
+    t = empty(e.shape, dt == "F64" ? kFloat64 : kInt64);
+    if (numel) std::memcpy(t.raw_data(), src, static_cast<size_t>(numel) * 8);
+  } else if (dt == "I32" || dt == "I16" || dt == "I8") {
+    // Narrow signed integers widen to int64 (exact); the parity fixture stores int8 weight codes.
+    t = empty(e.shape, kInt64);
+    int64_t* out = t.data<int64_t>();
+    if (dt == "I8") {
+      for (int64_t i = 0; i < numel; ++i) out[i] = static_cast<int8_t>(src[i]);
+    } else if (dt == "I16") {
+      for (int64_t i = 0; i < numel; ++i) {
+        int16_t v;
+        std::memcpy(&v, src + 2 * i, 2);
+        out[i] = v;
+      }
+    } else {
+      for (int64_t i = 0; i < numel; ++i) {
+        int32_t v;
+        std::memcpy(&v, src + 4 * i, 4);
+        out[i] = v;
+      }
+    }
+  } else {
+    t = empty(e.shape, kBool);
+    uint8_t* out = t.data<uint8_t>();
+    for (int64_t i = 0; i < numel; ++i) {
+      const uint8_t v = static_cast<uint8_t>(src[i]);
+      if (v > 1) fail(name, str_cat("tensor '", e.key, "' of dtype ", dt, " holds ", int(v), "; only 0/1 (bool) are supported"));
+      out[i] = v;
+    }
+  }
+  return t;
+}
+
+}  // namespace
+
+File parse(std::string_view bytes, const std::string& name, const TensorFilter& keep) {
+  const uint64_t header_len = header_length(bytes.substr(0, 8), bytes.size(), name);
+  const Header header = parse_header(bytes.substr(8, header_len), bytes.size() - 8 - header_len, name);
+  const char* data = bytes.data() + 8 + header_len;
+  File file;
+  file.metadata = header.metadata;
+  for (const Entry& e : header.entries)
+    if (!keep || keep(e.key)) file.tensors[e.key] = convert(e, data + e.begin, name);
   return file;
 }
 
-File load(const std::string& path) {
+File load(const std::string& path, const TensorFilter& keep) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail(path, "cannot open file");
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
   if (size < 0) fail(path, "cannot read file size");
   in.seekg(0);
-  std::string bytes(static_cast<size_t>(size), '\0');
-  if (size > 0 && !in.read(bytes.data(), size)) fail(path, "read error");
-  return parse(bytes, path);
+  const auto file_size = static_cast<uint64_t>(size);
+  char length[8];
+  if (file_size >= 8 && !in.read(length, 8)) fail(path, "read error");
+  const uint64_t header_len = header_length(std::string_view(length, std::min<uint64_t>(file_size, 8)), file_size, path);
+  std::string text(static_cast<size_t>(header_len), '\0');
+  if (header_len > 0 && !in.read(text.data(), static_cast<std::streamsize>(header_len))) fail(path, "read error");
+  const Header header = parse_header(text, file_size - 8 - header_len, path);
+  // Only the kept tensors' bytes are read, each straight from the file: float32 into the tensor
+  // itself, others through a buffer and converted. (Reading the whole file first cost a second copy
+  // of it, and of the optimizer state that predict never uses.)
+  File file;
+  file.metadata = header.metadata;
+  std::vector<char> buffer;
+  for (const Entry& e : header.entries) {
+    if (keep && !keep(e.key)) continue;
+    const uint64_t bytes = e.end - e.begin;
+    in.seekg(static_cast<std::streamoff>(8 + header_len + e.begin));
+    if (std::string(e.type.name) == "F32") {
+      Tensor t = empty(e.shape, kFloat32);
+      if (bytes && !in.read(static_cast<char*>(t.raw_data()), static_cast<std::streamsize>(bytes))) fail(path, "read error");
+      file.tensors[e.key] = t;
+      continue;
+    }
+    buffer.resize(static_cast<size_t>(bytes));
+    if (bytes && !in.read(buffer.data(), static_cast<std::streamsize>(bytes))) fail(path, "read error");
+    file.tensors[e.key] = convert(e, buffer.data(), path);
+  }
+  return file;
 }
 
 std::string serialize(const File& file, FloatStorage storage) {

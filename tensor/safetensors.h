@@ -2,8 +2,10 @@
 // raw little-endian data), interchangeable with Python's `safetensors`. Reading validates every
 // field, so a hostile file gives an Error naming the file and the problem, never a crash.
 #pragma once
+#include <functional>
 #include <map>
 #include <string>
+#include <string_view>
 
 #include "tensor/tensor.h"
 
@@ -20,8 +22,13 @@ enum class FloatStorage { Native, F16, BF16 };
 // The largest header accepted; Python's safetensors uses the same 100 MB cap.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
-File load(const std::string& path);
-File parse(const std::string& bytes, const std::string& name);  // `name` is used in error messages
+// Which tensors to read into memory, by name; an empty filter keeps all. The header entries of the
+// others are still validated (dtype, shape, offsets, overlaps), but their bytes are not read.
+using TensorFilter = std::function<bool(const std::string& name)>;
+
+File load(const std::string& path, const TensorFilter& keep = {});
+// `name` is used in error messages.
+File parse(std::string_view bytes, const std::string& name, const TensorFilter& keep = {});
 std::string serialize(const File& file, FloatStorage storage = FloatStorage::Native);
 // Written to a temporary file in the same directory, then renamed: a crash never leaves half a file.
 void save(const std::string& path, const File& file, FloatStorage storage = FloatStorage::Native);

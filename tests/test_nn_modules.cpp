@@ -2,11 +2,13 @@
 // config's JSON keys and its error messages.
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "maskrcnn/config.h"
 #include "maskrcnn/mask_rcnn.h"
 #include "maskrcnn/model_io.h"
+#include "nn/checkpoint.h"
 #include "nn/init.h"
 #include "nn/layers.h"
 #include "tests/helpers.h"
@@ -35,6 +37,43 @@ TEST_CASE("init: torch.nn.init distributions") {
   CHECK(ops::max(w).item<double>() <= bound);
   CHECK(ops::min(w).item<double>() >= -bound);
   CHECK(std_of(w) == doctest::Approx(bound / std::sqrt(3.0)).epsilon(0.01));
+}
+
+TEST_CASE("init: under SkipInit the fills leave tensors as they are and draw no random numbers") {
+  Generator drawn(5), untouched(5);
+  const Tensor w = full({4, 3}, 7.0), b = full({4}, 7.0);
+  {
+    const nn::init::SkipInit skip;
+    const nn::init::SkipInit nested;
+    nn::init::kaiming_uniform_(w, std::sqrt(5.0), &drawn);
+    nn::init::kaiming_normal_fan_out_(w, &drawn);
+    nn::init::default_bias_(b, w, &drawn);
+    nn::init::constant_(b, 0.0);
+  }
+  CHECK(test::bitwise_equal(w, full({4, 3}, 7.0)));
+  CHECK(test::bitwise_equal(b, full({4}, 7.0)));
+  CHECK(drawn.offset() == untouched.offset());
+  CHECK(!nn::init::skipping_init());
+  nn::init::kaiming_uniform_(w, std::sqrt(5.0), &drawn);
+  CHECK(ops::max(ops::abs(w)).item<double>() <= 1.0 / std::sqrt(3.0));  // bound sqrt(2 / (1 + 5)) * sqrt(3 / fan_in), fan_in 3
+  CHECK(drawn.offset() > untouched.offset());
+}
+
+TEST_CASE("load_model: the model it builds without initialising holds the checkpoint's tensors, bit for bit") {
+  const auto dir = test::scratch_dir("mrcnn_test_load_model");
+  const std::string path = (dir / "model.safetensors").string();
+  const detection::Config config = test::small_maskrcnn_config();
+  detection::MaskRCNN saved(config);
+  nn::save_checkpoint(path, nn::make_checkpoint(saved, nullptr, detection::config_to_json(config).dump(), 0));
+  const auto loaded = detection::load_model(path);
+  const auto want = saved.state_dict(), got = loaded->state_dict();
+  REQUIRE(got.size() == want.size());
+  for (const auto& [name, t] : want) {
+    INFO(name);
+    CHECK(test::bitwise_equal(got.at(name), t));
+  }
+  CHECK(!loaded->is_training());
+  std::filesystem::remove_all(dir);
 }
 
 TEST_CASE("modules: names, buffers, train/eval, load_state_dict") {

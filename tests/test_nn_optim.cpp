@@ -263,6 +263,14 @@ TEST_CASE("checkpoint: model, optimizer state, step, RNG and config round-trip e
   CHECK(averaged.model.size() == 2);
   REQUIRE(averaged.training_weights.size() == 1);
   CHECK(test::bitwise_equal(averaged.training_weights.at("weight"), full({2, 3}, 0.25)));
+  // For predicting, only the model and the metadata are read.
+  const auto model_only = nn::load_checkpoint((dir / "averaged.safetensors").string(), nn::CheckpointParts::ModelOnly);
+  REQUIRE(model_only.model.size() == 2);
+  for (const auto& [name, t] : averaged.model) CHECK(test::bitwise_equal(model_only.model.at(name), t));
+  CHECK(model_only.optimizer.empty());
+  CHECK(model_only.training_weights.empty());
+  CHECK(model_only.step == 3);
+  CHECK(averaged.optimizer.size() == 3);  // two momentum buffers and the step count
   auto colliding = with_training;
   colliding.model["training.weight"] = zeros({1});
   CHECK(test::error_of([&] { nn::save_checkpoint((dir / "bad.safetensors").string(), colliding); }) ==

@@ -19,8 +19,18 @@ std::string make_file(const std::string& header, size_t data_bytes, uint64_t dec
   return out + header + std::string(data_bytes, '\0');
 }
 
+// The error parse gives for these bytes (empty if none), after checking that load gives the same
+// one for them as a file: load reads the header and then each tensor on its own, so its checks are
+// a second route to keep equal.
 std::string parse_error(const std::string& bytes) {
-  return test::error_of([&] { safetensors::parse(bytes, "bad.safetensors"); });
+  const std::string message = test::error_of([&] { safetensors::parse(bytes, "bad.safetensors"); });
+  const std::string path = "hostile_bytes_test.safetensors";
+  std::ofstream(path, std::ios::binary) << bytes;
+  std::string from_file = test::error_of([&] { safetensors::load(path); });
+  std::remove(path.c_str());
+  if (const auto at = from_file.find(path); at != std::string::npos) from_file.replace(at, path.size(), "bad.safetensors");
+  CHECK(from_file == message);
+  return message;
 }
 
 }  // namespace
@@ -115,6 +125,31 @@ TEST_CASE("safetensors: hostile files are rejected with one clear error") {
         "safetensors: bad.safetensors: tensor 't' of dtype U8 holds 7; only 0/1 (bool) are supported");
   CHECK(test::error_of([] { safetensors::load("/nonexistent/x.safetensors"); }) ==
         "safetensors: /nonexistent/x.safetensors: cannot open file");
+}
+
+TEST_CASE("safetensors: load reads only the tensors a filter keeps, and still checks every header entry") {
+  safetensors::File f;
+  f.metadata["step"] = "7";
+  f.tensors["model.w"] = from_vector<float>({1.5f, -2, 3}, {3});
+  f.tensors["model.b"] = from_vector<float>({0.25f}, {1});
+  f.tensors["optimizer.w"] = from_vector<double>({4, 5, 6}, {3});
+  const std::string path = "filter_test.safetensors";
+  safetensors::save(path, f);
+  const auto model_only = safetensors::load(path, [](const std::string& name) { return name.rfind("model.", 0) == 0; });
+  CHECK(model_only.metadata == f.metadata);
+  REQUIRE(model_only.tensors.size() == 2);
+  CHECK(test::bitwise_equal(model_only.tensors.at("model.w"), f.tensors.at("model.w")));
+  CHECK(test::bitwise_equal(model_only.tensors.at("model.b"), f.tensors.at("model.b")));
+  CHECK(safetensors::parse(safetensors::serialize(f), "in memory", [](const std::string& name) { return name == "model.b"; })
+            .tensors.size() == 1);
+  std::remove(path.c_str());
+  // A tensor left out is not read, but its entry must still be sound: here it overlaps a kept one.
+  const std::string header =
+      R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
+  std::ofstream("filter_overlap_test.safetensors", std::ios::binary) << make_file(header, 8);
+  CHECK(test::error_of([] { safetensors::load("filter_overlap_test.safetensors", [](const std::string& n) { return n == "a"; }); }) ==
+        "safetensors: filter_overlap_test.safetensors: tensors 'a' and 'b' overlap in the data section");
+  std::remove("filter_overlap_test.safetensors");
 }
 
 TEST_CASE("safetensors: save is atomic and leaves no temporary file") {
