@@ -19,6 +19,7 @@
 #include "bench/timing.h"
 #include "maskrcnn/mask_rcnn.h"
 #include "maskrcnn/profile.h"
+#include "ops/conv_profile.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
 #include "ops/fma_peak.h"
@@ -110,6 +111,32 @@ void print_backward_profile(const std::vector<autograd::OpTime>& ops, int passes
     std::printf("  %-36s %8.2f %6lld  %4.1f%%\n", str_cat("(", ops.size() - shown, " other ops)").c_str(), rest / passes,
                 static_cast<long long>(rest_calls / passes), total > 0 ? 100 * rest / total : 0.0);
   std::printf("  %-36s %8.2f\n", "total", total / passes);
+}
+
+// The convolution calls of a train step (forward and backward) that took most time, per pass, each
+// with its arithmetic rate and the kernel that ran; then the rest as one line.
+void print_conv_profile(const std::vector<ops::ConvCallRecord>& calls, int passes, double peak_gflops) {
+  double total = 0;
+  for (const auto& c : calls) total += c.ms;
+  std::printf("train step convolutions by call (mean of %d, ms; calls per pass; share of the convolutions' time; rate; "
+              "op, pass, input * weight, kernel):\n",
+              passes);
+  const size_t shown = std::min<size_t>(calls.size(), 24);
+  double rest = 0;
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const ops::ConvCallRecord& c = calls[i];
+    if (i >= shown) {
+      rest += c.ms;
+      continue;
+    }
+    std::printf("  %8.2f %4lld %5.1f%%%s  %s %s %s: %s\n", c.ms / passes, static_cast<long long>(c.calls / passes),
+                total > 0 ? 100 * c.ms / total : 0.0, rate_column(c.flops, c.ms, peak_gflops).c_str(), c.op.c_str(),
+                c.pass.c_str(), c.shape.c_str(), c.route.c_str());
+  }
+  if (calls.size() > shown)
+    std::printf("  %8.2f      %5.1f%%  (%zu other kinds of call)\n", rest / passes, total > 0 ? 100 * rest / total : 0.0,
+                calls.size() - shown);
+  std::printf("  %8.2f  total\n", total / passes);
 }
 
 // --allocation-trace: the CPU tensors' allocations and releases in order ("+ id bytes", "- id bytes"),
@@ -312,9 +339,13 @@ int bench(const BenchOptions& options) {
     model.train();
     autograd::reset_backward_profile();
     autograd::set_backward_profiling(true);
+    ops::reset_conv_profile();
+    ops::set_conv_profiling(true);
     for (int i = 0; i < passes; ++i) train_step();
+    ops::set_conv_profiling(false);
     autograd::set_backward_profiling(false);
     print_backward_profile(autograd::backward_profile(), passes, peak_gflops);
+    print_conv_profile(ops::conv_profile(), passes, peak_gflops);
     if (device.is_cuda()) {
       // Every download is a point where the host waits for the GPU to drain its queue.
       for (const bool training : {true, false}) {

@@ -15,6 +15,7 @@
 #include "ops/reduce.h"
 #include "ops/channel_kernels.h"
 #include "ops/conv_geometry.h"
+#include "ops/conv_profile.h"
 #include "ops/gemm.h"
 #include "ops/view.h"
 #include "tensor/dispatch.h"
@@ -276,10 +277,20 @@ template <typename T>
 void conv_forward(const ConvGeometry& g, const T* x, const T* weight, const T* bias, T* out) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   if constexpr (std::is_same_v<T, float>) {
-    if (use_implicit_gemm(g) && winograd_applies(g)) return conv_forward_winograd(g, x, weight, bias, out);
-    if (direct_conv_applies(g)) return conv_forward_direct(g, x, weight, bias, out);
-    if (use_implicit_gemm(g)) return conv_forward_implicit(g, x, weight, bias, out);
+    if (use_implicit_gemm(g) && winograd_applies(g)) {
+      note_conv_route("winograd F(2x2, 3x3)");
+      return conv_forward_winograd(g, x, weight, bias, out);
+    }
+    if (direct_conv_applies(g)) {
+      if (conv_route_wanted()) note_conv_route(("direct " + direct_conv_tile(g)).c_str());
+      return conv_forward_direct(g, x, weight, bias, out);
+    }
+    if (use_implicit_gemm(g)) {
+      note_conv_route("gemm, implicit im2col");
+      return conv_forward_implicit(g, x, weight, bias, out);
+    }
   }
+  note_conv_route(g.pointwise() ? "gemm" : "im2col + gemm");
   T* col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
   for (int64_t n = 0; n < g.batch; ++n)
     for (int64_t grp = 0; grp < g.groups; ++grp) {
@@ -381,7 +392,11 @@ void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, 
       t.in_channels = g.out_channels, t.in_h = g.out_h, t.in_w = g.out_w;
       t.out_channels = g.in_channels, t.out_h = g.in_h, t.out_w = g.in_w;
       t.padding = Size2(reach_h - g.padding.h, reach_w - g.padding.w);
-      if (direct_conv_applies(t)) return conv_forward_direct(t, dout, weight, nullptr, dx, /*flipped_weight=*/true);
+      note_conv_route("conv of dout with the flipped kernel");
+      if (direct_conv_applies(t)) {
+        if (conv_route_wanted()) note_conv_route(("direct " + direct_conv_tile(t)).c_str());
+        return conv_forward_direct(t, dout, weight, nullptr, dx, /*flipped_weight=*/true);
+      }
       // Not zero-filled (the flip writes every element); not kept between calls either, which
       // would hold layer4's 9 MB for good.
       const auto flipped_buffer =
@@ -392,7 +407,11 @@ void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, 
       return;
     }
   }
-  if (non_overlapping_windows(g)) return conv_backward_input_disjoint(g, dout, weight, dx);
+  if (non_overlapping_windows(g)) {
+    note_conv_route("gemm, windows tile the input");
+    return conv_backward_input_disjoint(g, dout, weight, dx);
+  }
+  note_conv_route(g.pointwise() ? "gemm" : "gemm + col2im");
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   T* col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
   for (int64_t n = 0; n < g.batch; ++n)
@@ -414,10 +433,20 @@ template <typename T>
 void conv_backward_weight(const ConvGeometry& g, const T* dout, const T* x, T* dweight) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   if constexpr (std::is_same_v<T, float>) {
-    if (direct_weight_grad_applies(g)) return conv_backward_weight_direct(g, dout, x, dweight);
-    if (framed_weight_grad_applies(g)) return conv_backward_weight_framed(g, dout, x, dweight);
-    if (use_implicit_gemm(g)) return conv_backward_weight_implicit(g, dout, x, dweight);
+    if (direct_weight_grad_applies(g)) {
+      note_conv_route("direct dot products");
+      return conv_backward_weight_direct(g, dout, x, dweight);
+    }
+    if (framed_weight_grad_applies(g)) {
+      note_conv_route("framed tap rows");
+      return conv_backward_weight_framed(g, dout, x, dweight);
+    }
+    if (use_implicit_gemm(g)) {
+      note_conv_route("gemm, implicit im2col");
+      return conv_backward_weight_implicit(g, dout, x, dweight);
+    }
   }
+  note_conv_route(g.pointwise() ? "gemm" : "im2col + gemm");
   if (g.batch == 0) std::fill(dweight, dweight + g.out_channels * rows, T(0));
   T* col = g.pointwise() ? nullptr : scratch<T>(rows * plane);
   for (int64_t n = 0; n < g.batch; ++n)
@@ -491,13 +520,16 @@ std::vector<Tensor> conv_backward_cuda(const Tensor& d, const Tensor& xc, const 
   Tensor dx, dw, db;
   const cuda::ConvShape s = cuda_shape(g);
   if (need_b) db = sum(d, {0, 2, 3});
+  const char* op = transposed ? "conv_transpose2d" : "conv2d";
   if (need_x) {
     dx = empty(xc.sizes(), xc.dtype(), xc.device());
+    const ops::detail::ConvCallTimer timer(op, "input grad", g, transposed, d.device());
     if (transposed) cuda::conv_forward(s, d, wc, dx);
     else cuda::conv_backward_input(s, d, wc, dx);
   }
   if (need_w) {
     dw = empty(wc.sizes(), wc.dtype(), wc.device());
+    const ops::detail::ConvCallTimer timer(op, "weight grad", g, transposed, d.device());
     if (transposed) cuda::conv_backward_weight(s, xc, d, dw);
     else cuda::conv_backward_weight(s, d, xc, dw);
   }
@@ -515,6 +547,7 @@ Tensor record_conv(const char* op, const Tensor& out, const Tensor& x, const Ten
        need_b = bias.defined() && bias.requires_grad()](const Tensor& dout) {
         const Tensor d = contiguous(dout);
         count_flops(conv_flops(g) * (int64_t{need_x} + int64_t{need_w}));
+        const char* op_name = transposed ? "conv_transpose2d" : "conv2d";
         if (d.device().is_cuda()) return conv_backward_cuda(d, xc, wc, g, transposed, need_x, need_w, need_b);
         Tensor dx, dw, db;
         dispatch_floating(d.dtype(), "conv backward", [&](auto tag) {
@@ -528,11 +561,13 @@ Tensor record_conv(const char* op, const Tensor& out, const Tensor& x, const Ten
           }
           if (need_x) {
             dx = empty(xc.sizes(), xc.dtype());
+            const ops::detail::ConvCallTimer timer(op_name, "input grad", g, transposed, kCPU);
             if (transposed) cpu::conv_forward<T>(g, d.data<T>(), wc.data<T>(), nullptr, dx.data<T>());
             else cpu::conv_backward_input<T>(g, d.data<T>(), wc.data<T>(), dx.data<T>());
           }
           if (need_w) {
             dw = empty(wc.sizes(), wc.dtype());
+            const ops::detail::ConvCallTimer timer(op_name, "weight grad", g, transposed, kCPU);
             if (transposed) cpu::conv_backward_weight<T>(g, xc.data<T>(), d.data<T>(), dw.data<T>());
             else cpu::conv_backward_weight<T>(g, d.data<T>(), xc.data<T>(), dw.data<T>());
           }
@@ -568,6 +603,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   count_flops(conv_flops(g));
   if (x.device().is_cuda()) {
     Tensor out = empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype(), x.device());
+    const ops::detail::ConvCallTimer timer(op, "forward", g, false, x.device());
     cuda::conv_forward(cuda_shape(g), xc, wc, out);
     if (bc.defined()) cuda::add_channel_bias(out, bc);
     return record_conv(op, out, x, weight, bias, xc, wc, g, false);
@@ -575,6 +611,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   Tensor out = empty({g.batch, g.out_channels, g.out_h, g.out_w}, x.dtype());
   dispatch_floating(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
+    const ops::detail::ConvCallTimer timer(op, "forward", g, false, kCPU);
     cpu::conv_forward<T>(g, xc.data<T>(), wc.data<T>(), bc.defined() ? bc.data<T>() : nullptr, out.data<T>());
   });
   return record_conv(op, out, x, weight, bias, xc, wc, g, false);
@@ -611,6 +648,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
   count_flops(conv_flops(g));
   if (x.device().is_cuda()) {
     Tensor out = empty({g.batch, g.in_channels, g.in_h, g.in_w}, x.dtype(), x.device());
+    const ops::detail::ConvCallTimer timer(op, "forward", g, true, x.device());
     cuda::conv_backward_input(cuda_shape(g), xc, wc, out);
     if (bias.defined()) cuda::add_channel_bias(out, contiguous(bias.detach()));
     return record_conv(op, out, x, weight, bias, xc, wc, g, true);
@@ -618,6 +656,7 @@ Tensor conv_transpose2d(const Tensor& x, const Tensor& weight, const Tensor& bia
   Tensor out = empty({g.batch, g.in_channels, g.in_h, g.in_w}, x.dtype());
   dispatch_floating(x.dtype(), op, [&](auto tag) {
     using T = decltype(tag);
+    const ops::detail::ConvCallTimer timer(op, "forward", g, true, kCPU);
     cpu::conv_backward_input<T>(g, xc.data<T>(), wc.data<T>(), out.data<T>());
     if (bias.defined())
       cpu::add_channel_bias<T>(out.data<T>(), g.batch, g.in_channels, g.in_plane(), contiguous(bias.detach()).data<T>());

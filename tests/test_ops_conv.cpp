@@ -2,6 +2,8 @@
 // geometries, gradchecks (groups, dilation, stride 2 on odd sizes, 1x1, k2 s2 transpose), errors.
 #include "ops/conv.h"
 
+#include <algorithm>
+#include <array>
 #include <limits>
 #include <set>
 #include <string>
@@ -9,6 +11,7 @@
 #include "cuda/context.h"
 #include "cuda/conv.h"
 #include "ops/conv_geometry.h"
+#include "ops/conv_profile.h"
 #include "ops/gemm.h"
 #include "tensor/flop_count.h"
 #include "tests/helpers.h"
@@ -406,6 +409,55 @@ TEST_CASE("conv2d and conv_transpose2d count their arithmetic: 2 flops per multi
   before = flops_counted();
   autograd::backward(ops::sum(z));
   CHECK(flops_counted() - before == 4 * (2 * 3 * 16) * (5 * 2 * 2));
+}
+
+TEST_CASE("conv profile: each call is timed once under its op, pass, shape and the kernel that ran") {
+  // float64 takes the generic routes on every CPU, so their names are known here.
+  Tensor x = leaf({2, 6, 9, 7}, 421), w = leaf({4, 3, 3, 3}, 422);
+  Tensor y = ops::conv2d(x, w, Tensor(), {2, 1, 1, 2});
+  autograd::backward(ops::sum(y));
+  CHECK(ops::conv_profile().empty());  // off by default
+  ops::reset_conv_profile();
+  ops::set_conv_profiling(true);
+  y = ops::conv2d(x, w, Tensor(), {2, 1, 1, 2});
+  autograd::backward(ops::sum(y));
+  Tensor t = leaf({2, 3, 4, 4}, 423), tw = leaf({3, 5, 2, 2}, 424);
+  autograd::backward(ops::sum(ops::conv_transpose2d(t, tw, Tensor(), {2})));
+  ops::set_conv_profiling(false);
+  auto records = ops::conv_profile();
+  std::sort(records.begin(), records.end(), [](const auto& a, const auto& b) { return a.op + a.pass < b.op + b.pass; });
+  REQUIRE(records.size() == 6);
+  const int64_t conv_flops = 2 * 2 * 4 * (5 * 4) * (3 * 3 * 3), transpose_flops = 2 * (2 * 3 * 16) * (5 * 2 * 2);
+  const std::vector<std::array<std::string, 4>> want = {
+      {"conv2d", "forward", "[2, 6, 9, 7] * [4, 3, 3, 3] s2 p1 g2", "im2col + gemm"},
+      {"conv2d", "input grad", "[2, 6, 9, 7] * [4, 3, 3, 3] s2 p1 g2", "gemm + col2im"},
+      {"conv2d", "weight grad", "[2, 6, 9, 7] * [4, 3, 3, 3] s2 p1 g2", "im2col + gemm"},
+      {"conv_transpose2d", "forward", "[2, 3, 4, 4] * [3, 5, 2, 2] s2 p0", "gemm, windows tile the input"},
+      {"conv_transpose2d", "input grad", "[2, 3, 4, 4] * [3, 5, 2, 2] s2 p0", "im2col + gemm"},
+      {"conv_transpose2d", "weight grad", "[2, 3, 4, 4] * [3, 5, 2, 2] s2 p0", "im2col + gemm"},
+  };
+  for (size_t i = 0; i < records.size(); ++i) {
+    CAPTURE(i);
+    CHECK(std::array<std::string, 4>{records[i].op, records[i].pass, records[i].shape, records[i].route} == want[i]);
+    CHECK(records[i].calls == 1);
+    CHECK(records[i].ms >= 0);
+    CHECK(records[i].flops == (i < 3 ? conv_flops : transpose_flops));
+  }
+  // float32 names the route its dispatch chose: the direct kernel's tile where that applies.
+  ops::reset_conv_profile();
+  ops::set_conv_profiling(true);
+  const Tensor f = randn({1, 16, 20, 32}), fw = randn({16, 16, 3, 3});
+  (void)ops::conv2d(f, fw, Tensor(), {1, 1});
+  ops::set_conv_profiling(false);
+  const auto f32 = ops::conv_profile();
+  REQUIRE(f32.size() == 1);
+  cpu::ConvGeometry g;
+  g.batch = 1, g.in_channels = 16, g.in_h = 20, g.in_w = 32, g.out_channels = 16, g.kernel_h = g.kernel_w = 3;
+  g.stride = ops::Size2(1), g.padding = ops::Size2(1), g.dilation = ops::Size2(1), g.out_h = 20, g.out_w = 32;
+  if (cpu::direct_conv_applies(g)) CHECK(f32[0].route == "direct " + cpu::direct_conv_tile(g));
+  else CHECK(f32[0].route == (cpu::cpu_has_avx2_fma() ? "gemm, implicit im2col" : "im2col + gemm"));
+  ops::reset_conv_profile();
+  CHECK(ops::conv_profile().empty());
 }
 
 TEST_CASE("conv2d: error messages") {
