@@ -2,7 +2,8 @@
 //   log.jsonl      loss terms and lr every log_every iterations
 //   metrics.jsonl  one line per validation: COCO AP (bbox, segm), Dice, IoU, HD95, lesion counts
 //   last.safetensors  model + optimizer + RNG states + position: --resume continues bit-exactly
-//   best.safetensors  the weights with the best validation segm AP
+//   best.safetensors  the weights with the best validation segm AP (model and metadata only: no
+//                     optimizer state, half the size of last.safetensors)
 //   curves.png     loss terms and validation metrics, redrawn after every epoch
 // With train.ema_decay > 0 validation measures a moving average of the weights (nn/average.h), and
 // the checkpoints' model tensors are that average; the weights training steps ride along under
@@ -260,11 +261,13 @@ int train(const TrainOptions& options) {
   const nn::LRSchedule schedule = settings.lr_schedule(per_epoch);
   const json train_data = {{"train", o.train}, {"val", o.val}, {"val_fraction", o.val_fraction}, {"images", o.images}};
 
-  const auto save = [&](const fs::path& path, const Position& p) {
+  // with_training_state: the optimizer state and the stepped weights too, for --resume (last);
+  // best is for predicting, evaluating and deploying.
+  const auto save = [&](const fs::path& path, const Position& p, bool with_training_state) {
     std::map<std::string, const Generator*> states;
     for (const auto& [name, g] : generators) states[name] = g;
     const AveragedWeightsInModel averaged(average.get());
-    nn::Checkpoint c = nn::make_checkpoint(model, optimizer.get(), config_to_json(config).dump(),
+    nn::Checkpoint c = nn::make_checkpoint(model, with_training_state ? optimizer.get() : nullptr, config_to_json(config).dump(),
                                            p.epoch * per_epoch + p.iteration, states);
     c.extra["categories"] = categories_json(data.train).dump();
     c.extra["train_settings"] = train_settings_to_json(settings).dump();
@@ -272,7 +275,7 @@ int train(const TrainOptions& options) {
     c.extra["epoch"] = std::to_string(p.epoch);
     c.extra["iteration"] = std::to_string(p.iteration);
     c.extra["best_segm_ap"] = std::to_string(p.best_segm_ap);
-    if (average) {
+    if (average && with_training_state) {
       c.training_weights = averaged.training_weights();
       c.extra["average_updates"] = std::to_string(average->updates());
     }
@@ -362,7 +365,7 @@ int train(const TrainOptions& options) {
       }
       if (interrupted) {
         progress.finish();
-        save(last, {epoch, it + 1, at.best_segm_ap});
+        save(last, {epoch, it + 1, at.best_segm_ap}, true);
         std::fprintf(stderr, "interrupted: saved %s at epoch %lld, iteration %lld; continue with --resume\n",
                      last.string().c_str(), static_cast<long long>(epoch + 1), static_cast<long long>(it + 1));
         return 130;
@@ -388,10 +391,10 @@ int train(const TrainOptions& options) {
                    e.segmentation.mean_dice, e.segmentation.mean_iou);
       if (e.segm.stats[0] > at.best_segm_ap) {
         at.best_segm_ap = e.segm.stats[0];
-        save(best, {epoch + 1, 0, at.best_segm_ap});
+        save(best, {epoch + 1, 0, at.best_segm_ap}, false);
       }
     }
-    save(last, {epoch + 1, 0, at.best_segm_ap});
+    save(last, {epoch + 1, 0, at.best_segm_ap}, true);
     try {
       draw_training_curves(run.string());
     } catch (const Error& e) {

@@ -138,6 +138,13 @@ TEST_CASE("mrcnn train: logs, metrics, checkpoints, curves, and resume after sto
   const auto last = nn::load_checkpoint((dir / "full" / "last.safetensors").string());
   CHECK(last.step == 12);
   CHECK(last.extra.at("epoch") == "4");
+  // best carries the model and the metadata, not the optimizer state (that is last's, for --resume).
+  const auto best = nn::load_checkpoint((dir / "full" / "best.safetensors").string());
+  CHECK(!last.optimizer.empty());
+  CHECK(best.optimizer.empty());
+  CHECK(best.model.size() == last.model.size());
+  CHECK(best.extra.count("categories") == 1);
+  CHECK(best.config_json == last.config_json);
   CHECK(last.extra.at("categories") == R"([{"id":1,"name":"tumor"}])");
 
   // 2 epochs, stop; resume for the other 2: the same weights, optimizer state and RNG states.
