@@ -69,4 +69,22 @@ void allow_flat_conv_tiles(bool allowed);
 void conv_forward_direct(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out,
                          bool flipped_weight = false);
 
+// The three products of the direct convolution g on contiguous buffers, float or double
+// (ops/conv_cpu.cpp), each routed to the fastest kernel that applies:
+// out[n, o] = bias[o] + sum over (c, ki, kj) of weight[o, c, ki, kj] * x[n, c, ...] (bias may be null);
+template <typename T>
+void conv_forward(const ConvGeometry& g, const T* x, const T* weight, const T* bias, T* out);
+// dx from dout (its adjoint: also conv_transpose2d's forward);
+template <typename T>
+void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, T* dx);
+// dweight = sum over images of dout[n] @ im2col(x[n])^T, in image order.
+template <typename T>
+void conv_backward_weight(const ConvGeometry& g, const T* dout, const T* x, T* dweight);
+// y[n, c, :] += bias[c]
+template <typename T>
+void add_channel_bias(T* y, int64_t batch, int64_t channels, int64_t plane, const T* bias);
+// Sets the bytes of the cols scratch per chunk of images in a kernel == stride transposed conv's
+// input gradient; returns the previous value (ops::set_tiled_transpose_chunk_bytes).
+int64_t exchange_tiled_transpose_chunk_bytes(int64_t bytes);
+
 }  // namespace mrcnn::cpu

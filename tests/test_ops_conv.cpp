@@ -147,6 +147,8 @@ TEST_CASE("conv2d: float32 forward and backward agree with float64 on every geom
   // Input gradient through the GEMM with a flipped, channel-swapped kernel copied in 16 x 16 blocks:
   // groups, a non-square kernel and channel counts past one block and not a multiple of it.
   cases.push_back({{2, 40, 6, 5}, {36, 20, 3, 2}, {{1, 1}, {1, 0}, 1, 2}, true});
+  // Strided input gradient over small maps: the batch's images share one GEMM per group, then col2im.
+  cases.push_back({{3, 6, 9, 7}, {4, 3, 3, 3}, {2, 1, 1, 2}, false});
   // Winograd F(2x2, 3x3): >= 256 channels and >= 1024 output tiles, odd output sizes, padding 0/1/2.
   cases.push_back({{2, 256, 46, 47}, {256, 256, 3, 3}, {1, 0, 1, 1}, true});
   cases.push_back({{1, 256, 63, 61}, {264, 256, 3, 3}, {1, 2, 1, 1}, false});
@@ -409,6 +411,28 @@ TEST_CASE("conv2d and conv_transpose2d count their arithmetic: 2 flops per multi
   before = flops_counted();
   autograd::backward(ops::sum(z));
   CHECK(flops_counted() - before == 4 * (2 * 3 * 16) * (5 * 2 * 2));
+}
+
+TEST_CASE("conv2d: a strided input gradient over the whole batch gives each image the bits it gets alone") {
+  // The batch's images share one GEMM (then col2im per image); one image alone runs its own GEMM.
+  // The packed kernel sums each element in the same order either way.
+  const Tensor x = randn({4, 32, 16, 12}), w = ops::mul(randn({64, 32, 3, 3}), 0.1);
+  const Tensor dout = randn({4, 64, 8, 6});
+  const auto input_grad = [&](const Tensor& images, const Tensor& d) {
+    const Tensor leaf_x = images.detach().set_requires_grad(true);
+    autograd::backward(ops::conv2d(leaf_x, w, Tensor(), {2, 1}), d);
+    return leaf_x.grad();
+  };
+  const Tensor together = input_grad(x, dout);
+  for (int64_t i = 0; i < 4; ++i) {
+    CAPTURE(i);
+    const Tensor alone = input_grad(ops::narrow(x, 0, i, 1), ops::contiguous(ops::narrow(dout, 0, i, 1)));
+    CHECK(test::bitwise_equal(ops::contiguous(ops::narrow(together, 0, i, 1)), alone));
+  }
+  // And they agree with float64.
+  const Tensor x64 = ops::to(x, kFloat64).set_requires_grad(true);
+  autograd::backward(ops::conv2d(x64, ops::to(w, kFloat64), Tensor(), {2, 1}), ops::to(dout, kFloat64));
+  CHECK(test::max_abs_diff(ops::to(together, kFloat64), x64.grad()) < 1e-4);
 }
 
 TEST_CASE("conv profile: each call is timed once under its op, pass, shape and the kernel that ran") {
