@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/conv_cases.h"
 #include "bench/timing.h"
 #include "ops/conv.h"
 #include "ops/conv_geometry.h"
@@ -21,20 +22,8 @@ using namespace mrcnn;
 
 namespace {
 
-struct Case {
-  const char* name;
-  int64_t batch, channels, height, width, out_channels, kernel, stride;
-};
-
-cpu::ConvGeometry geometry(const Case& c) {
-  cpu::ConvGeometry g;
-  g.batch = c.batch, g.in_channels = c.channels, g.in_h = c.height, g.in_w = c.width;
-  g.out_channels = c.out_channels, g.kernel_h = g.kernel_w = c.kernel;
-  g.stride = ops::Size2(c.stride), g.padding = ops::Size2(c.kernel / 2), g.dilation = ops::Size2(1);
-  g.out_h = (c.height + 2 * (c.kernel / 2) - c.kernel) / c.stride + 1;
-  g.out_w = (c.width + 2 * (c.kernel / 2) - c.kernel) / c.stride + 1;
-  return g;
-}
+using Case = bench::ConvCase;
+using bench::conv_geometry;
 
 // The route g runs: a direct tile's name, or the GEMM.
 std::string route(const cpu::ConvGeometry& g) {
@@ -84,9 +73,9 @@ int main(int argc, char** argv) {
   std::printf("%-38s %-5s %-17s %-17s %9s %6s %9s %6s %7s\n", "case", "pass", "route without", "route with",
               "ms without", "%peak", "ms with", "%peak", "ratio");
   for (const Case& c : cases) {
-    const cpu::ConvGeometry g = geometry(c);
+    const cpu::ConvGeometry g = conv_geometry(c);
     const Tensor weight = ops::mul(randn({c.out_channels, c.channels, c.kernel, c.kernel}), 0.05);
-    const double gflop = 2e-9 * static_cast<double>(c.batch * c.out_channels * g.out_h * g.out_w * c.channels * c.kernel * c.kernel);
+    const double gflop = bench::conv_gflop(c);
     for (const bool input_gradient : {false, true}) {
       Tensor x = randn({c.batch, c.channels, c.height, c.width});
       if (input_gradient) x.set_requires_grad(true);

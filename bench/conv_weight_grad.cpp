@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <vector>
 
+#include "bench/conv_cases.h"
 #include "bench/timing.h"
 #include "ops/conv.h"
 #include "ops/conv_geometry.h"
@@ -21,18 +22,8 @@ using namespace mrcnn;
 
 namespace {
 
-struct Case {
-  const char* name;
-  int64_t batch, channels, height, width, out_channels, kernel;
-};
-
-cpu::ConvGeometry geometry(const Case& c) {
-  cpu::ConvGeometry g;
-  g.batch = c.batch, g.in_channels = c.channels, g.in_h = c.height, g.in_w = c.width;
-  g.out_channels = c.out_channels, g.out_h = c.height, g.out_w = c.width, g.kernel_h = g.kernel_w = c.kernel;
-  g.stride = ops::Size2(1), g.padding = ops::Size2(c.kernel / 2), g.dilation = ops::Size2(1);
-  return g;
-}
+using Case = bench::ConvCase;
+using bench::conv_geometry;
 
 }  // namespace
 
@@ -61,7 +52,7 @@ int main(int argc, char** argv) {
   for (const Case& c : cases) {
     const Tensor x = randn({c.batch, c.channels, c.height, c.width});
     Tensor weight = ops::mul(randn({c.out_channels, c.channels, c.kernel, c.kernel}), 0.05).set_requires_grad(true);
-    const bool framed = cpu::framed_weight_grad_applies(geometry(c));
+    const bool framed = cpu::framed_weight_grad_applies(conv_geometry(c));
     Tensor out, dout;
     double best[2] = {1e30, 1e30};  // [other route, framed]
     for (int r = 0; r < rounds; ++r)
@@ -75,7 +66,7 @@ int main(int argc, char** argv) {
         best[side] = std::min(best[side], s);
       }
     cpu::allow_framed_weight_grad(true);
-    const double gflop = 2e-9 * static_cast<double>(c.batch * c.out_channels * c.height * c.width * c.channels * c.kernel * c.kernel);
+    const double gflop = bench::conv_gflop(c);
     std::printf("%-36s %10.3f %5.1f%% %10.3f %5.1f%% %7.3f%s\n", c.name, best[0] * 1e3, 100 * gflop / best[0] / peak,
                 best[1] * 1e3, 100 * gflop / best[1] / peak, best[1] / best[0], framed ? "" : "  (same route)");
   }
