@@ -358,9 +358,17 @@ void conv_backward_input_disjoint(const ConvGeometry& g, const T* dout, const T*
 // images share one GEMM per group, cols = weight^T @ dout over [og, images * plane], then col2im
 // per image. One GEMM per image packed the weights once per image and ran on 48-768 columns
 // (layer4.0's input gradient: 4 products of 2304 x 48 x 512).
+// Images per GEMM there: as images_per_gemm, but with at most 8M floats (32 MB) of cols at once:
+// every batch of the recipe fits, while R50's layer3.0 at 512 x 512, batch 8, would hold 75 MB
+// (per image it held 9 MB) and takes three passes instead.
+int64_t input_grad_images_per_gemm(const ConvGeometry& g) {
+  constexpr int64_t kMaxColFloats = int64_t(8) << 20;
+  return std::clamp<int64_t>(kMaxColFloats / std::max<int64_t>(g.col_rows() * g.out_plane(), 1), 1, images_per_gemm(g));
+}
+
 void conv_backward_input_merged(const ConvGeometry& g, const float* dout, const float* weight, float* dx) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
-  const int64_t merged = images_per_gemm(g), ld = merged * plane;
+  const int64_t merged = input_grad_images_per_gemm(g), ld = merged * plane;
   float* staging = scratch<float>((og + rows) * ld);
   float* col = staging + og * ld;
   for (int64_t n0 = 0; n0 < g.batch; n0 += merged) {
@@ -436,7 +444,7 @@ void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, 
     return conv_backward_input_disjoint(g, dout, weight, dx);
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (!g.pointwise() && use_implicit_gemm(g) && images_per_gemm(g) > 1) {
+    if (!g.pointwise() && use_implicit_gemm(g) && input_grad_images_per_gemm(g) > 1) {
       note_conv_route("gemm over the batch + col2im");
       return conv_backward_input_merged(g, dout, weight, dx);
     }

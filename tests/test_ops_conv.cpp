@@ -429,6 +429,21 @@ TEST_CASE("conv2d: a strided input gradient over the whole batch gives each imag
     const Tensor alone = input_grad(ops::narrow(x, 0, i, 1), ops::contiguous(ops::narrow(dout, 0, i, 1)));
     CHECK(test::bitwise_equal(ops::contiguous(ops::narrow(together, 0, i, 1)), alone));
   }
+  // Past 8M floats of cols the batch goes in parts (here 3 + 2 images of 1332 x 2048 cols each),
+  // with the same bits.
+  const Tensor big = randn({5, 148, 64, 128}), big_w = ops::mul(randn({8, 148, 3, 3}), 0.05);
+  const Tensor big_dout = randn({5, 8, 32, 64});
+  const auto big_grad = [&](const Tensor& images, const Tensor& d) {
+    const Tensor leaf_x = images.detach().set_requires_grad(true);
+    autograd::backward(ops::conv2d(leaf_x, big_w, Tensor(), {2, 1}), d);
+    return leaf_x.grad();
+  };
+  const Tensor parts = big_grad(big, big_dout);
+  for (int64_t i = 0; i < 5; ++i) {
+    CAPTURE(i);
+    CHECK(test::bitwise_equal(ops::contiguous(ops::narrow(parts, 0, i, 1)),
+                              big_grad(ops::narrow(big, 0, i, 1), ops::contiguous(ops::narrow(big_dout, 0, i, 1)))));
+  }
   // And they agree with float64.
   const Tensor x64 = ops::to(x, kFloat64).set_requires_grad(true);
   autograd::backward(ops::conv2d(x64, ops::to(w, kFloat64), Tensor(), {2, 1}), ops::to(dout, kFloat64));
