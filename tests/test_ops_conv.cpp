@@ -413,37 +413,37 @@ TEST_CASE("conv2d and conv_transpose2d count their arithmetic: 2 flops per multi
   CHECK(flops_counted() - before == 4 * (2 * 3 * 16) * (5 * 2 * 2));
 }
 
+namespace {
+
+// The input gradient of a stride-2, padding-1 conv2d of `images` by `weight`, from `dout`.
+Tensor strided_input_grad(const Tensor& images, const Tensor& weight, const Tensor& dout) {
+  const Tensor leaf_x = images.detach().set_requires_grad(true);
+  autograd::backward(ops::conv2d(leaf_x, weight, Tensor(), {2, 1}), dout);
+  return leaf_x.grad();
+}
+
+// Each image's slice of the whole batch's input gradient equals, bit for bit, its gradient alone.
+void expect_each_image_alone(const Tensor& x, const Tensor& weight, const Tensor& dout) {
+  const Tensor together = strided_input_grad(x, weight, dout);
+  for (int64_t i = 0; i < x.size(0); ++i) {
+    CAPTURE(i);
+    const Tensor alone = strided_input_grad(ops::narrow(x, 0, i, 1), weight, ops::contiguous(ops::narrow(dout, 0, i, 1)));
+    CHECK(test::bitwise_equal(ops::contiguous(ops::narrow(together, 0, i, 1)), alone));
+  }
+}
+
+}  // namespace
+
 TEST_CASE("conv2d: a strided input gradient over the whole batch gives each image the bits it gets alone") {
   // The batch's images share one GEMM (then col2im per image); one image alone runs its own GEMM.
   // The packed kernel sums each element in the same order either way.
   const Tensor x = randn({4, 32, 16, 12}), w = ops::mul(randn({64, 32, 3, 3}), 0.1);
   const Tensor dout = randn({4, 64, 8, 6});
-  const auto input_grad = [&](const Tensor& images, const Tensor& d) {
-    const Tensor leaf_x = images.detach().set_requires_grad(true);
-    autograd::backward(ops::conv2d(leaf_x, w, Tensor(), {2, 1}), d);
-    return leaf_x.grad();
-  };
-  const Tensor together = input_grad(x, dout);
-  for (int64_t i = 0; i < 4; ++i) {
-    CAPTURE(i);
-    const Tensor alone = input_grad(ops::narrow(x, 0, i, 1), ops::contiguous(ops::narrow(dout, 0, i, 1)));
-    CHECK(test::bitwise_equal(ops::contiguous(ops::narrow(together, 0, i, 1)), alone));
-  }
+  expect_each_image_alone(x, w, dout);
   // Past 8M floats of cols the batch goes in parts (here 3 + 2 images of 1332 x 2048 cols each),
   // with the same bits.
-  const Tensor big = randn({5, 148, 64, 128}), big_w = ops::mul(randn({8, 148, 3, 3}), 0.05);
-  const Tensor big_dout = randn({5, 8, 32, 64});
-  const auto big_grad = [&](const Tensor& images, const Tensor& d) {
-    const Tensor leaf_x = images.detach().set_requires_grad(true);
-    autograd::backward(ops::conv2d(leaf_x, big_w, Tensor(), {2, 1}), d);
-    return leaf_x.grad();
-  };
-  const Tensor parts = big_grad(big, big_dout);
-  for (int64_t i = 0; i < 5; ++i) {
-    CAPTURE(i);
-    CHECK(test::bitwise_equal(ops::contiguous(ops::narrow(parts, 0, i, 1)),
-                              big_grad(ops::narrow(big, 0, i, 1), ops::contiguous(ops::narrow(big_dout, 0, i, 1)))));
-  }
+  expect_each_image_alone(randn({5, 148, 64, 128}), ops::mul(randn({8, 148, 3, 3}), 0.05), randn({5, 8, 32, 64}));
+  const Tensor together = strided_input_grad(x, w, dout);
   // And they agree with float64.
   const Tensor x64 = ops::to(x, kFloat64).set_requires_grad(true);
   autograd::backward(ops::conv2d(x64, ops::to(w, kFloat64), Tensor(), {2, 1}), ops::to(dout, kFloat64));
