@@ -207,6 +207,20 @@ int64_t images_per_gemm(const ConvGeometry& g) {
   return g.out_plane() <= kMergePlane ? std::max<int64_t>(g.batch, 1) : 1;
 }
 
+// dout[first + i, channel0 + o, plane] for i < images, o < channels -> staging[o, i * plane]:
+// channel-major rows of images * plane columns, so one GEMM spans several images. Parallel over
+// channels only when the copy is big enough to pay for the threads.
+template <typename T>
+void gather_channel_major(const ConvGeometry& g, const T* dout, int64_t first, int64_t images, int64_t channel0,
+                          int64_t channels, T* staging) {
+  const int64_t plane = g.out_plane(), columns = images * plane;
+  parallel_for(0, channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(columns, 1)), [&](int64_t begin, int64_t end) {
+    for (int64_t o = begin; o < end; ++o)
+      for (int64_t i = 0; i < images; ++i)
+        std::copy_n(dout + ((first + i) * g.out_channels + channel0 + o) * plane, plane, staging + o * columns + i * plane);
+  });
+}
+
 // Forward of a non-pointwise float convolution through the packed kernel and implicit im2col.
 void conv_forward_implicit(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
@@ -244,11 +258,8 @@ void conv_backward_weight_implicit(const ConvGeometry& g, const float* dout, con
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       const float* xg = x + (n0 * g.in_channels + grp * g.in_per_group()) * g.in_plane();
       const float* dg = dout + (n0 * g.out_channels + grp * og) * plane;
-      if (merged > 1) {  // dout[image, grp * og + o, plane] -> [og, images * plane]
-        for (int64_t i = 0; i < merged; ++i)
-          for (int64_t o = 0; o < og; ++o)
-            std::memcpy(staging + o * merged * plane + i * plane,
-                        dout + ((n0 + i) * g.out_channels + grp * og + o) * plane, sizeof(float) * plane);
+      if (merged > 1) {
+        gather_channel_major(g, dout, n0, merged, grp * og, og, staging);
         dg = staging;
       }
       sgemm_packed_b(false, og, rows, merged * plane, dg, merged * plane,
@@ -330,12 +341,7 @@ void conv_backward_input_disjoint(const ConvGeometry& g, const T* dout, const T*
   T* cols = cols_buffer.data<T>();
   for (int64_t first = 0; first < g.batch; first += chunk) {
     const int64_t images = std::min(chunk, g.batch - first), columns = images * plane;
-    // dout [n, O, P] -> [O, n * P]
-    parallel_for(0, g.out_channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(columns, 1)), [&](int64_t begin, int64_t end) {
-      for (int64_t o = begin; o < end; ++o)
-        for (int64_t n = 0; n < images; ++n)
-          std::copy_n(dout + ((first + n) * g.out_channels + o) * plane, plane, channel_major + o * columns + n * plane);
-    });
+    gather_channel_major(g, dout, first, images, 0, g.out_channels, channel_major);
     // cols [(c, i, j), (n, y, x)] = weight^T [(c, i, j), o] * dout [o, (n, y, x)]
     gemm<T>(true, false, rows, columns, g.out_channels, weight, rows, channel_major, columns, cols, columns);
     parallel_for(0, images * g.in_channels, std::max<int64_t>(1, kParallelGrain / g.in_plane()), [&](int64_t begin, int64_t end) {
@@ -354,18 +360,18 @@ void conv_backward_input_disjoint(const ConvGeometry& g, const T* dout, const T*
   }
 }
 
-// dx of a strided (or otherwise not flippable) float convolution over small maps: the batch's
-// images share one GEMM per group, cols = weight^T @ dout over [og, images * plane], then col2im
-// per image. One GEMM per image packed the weights once per image and ran on 48-768 columns
-// (layer4.0's input gradient: 4 products of 2304 x 48 x 512).
-// Images per GEMM there: as images_per_gemm, but with at most 8M floats (32 MB) of cols at once:
-// every batch of the recipe fits, while R50's layer3.0 at 512 x 512, batch 8, would hold 75 MB
-// (per image it held 9 MB) and takes three passes instead.
+// Images per GEMM in conv_backward_input_merged: as images_per_gemm, but with at most 8M floats
+// (32 MB) of cols at once: every batch of the recipe fits, while R50's layer3.0 at 512 x 512,
+// batch 8, would hold 75 MB (per image it held 9 MB) and takes three passes instead.
 int64_t input_grad_images_per_gemm(const ConvGeometry& g) {
   constexpr int64_t kMaxColFloats = int64_t(8) << 20;
   return std::clamp<int64_t>(kMaxColFloats / std::max<int64_t>(g.col_rows() * g.out_plane(), 1), 1, images_per_gemm(g));
 }
 
+// dx of a strided (or otherwise not flippable) float convolution over small maps: the batch's
+// images share one GEMM per group, cols = weight^T @ dout over [og, images * plane], then col2im
+// per image. One GEMM per image packed the weights once per image and ran on 48-768 columns
+// (layer4.0's input gradient: 4 products of 2304 x 48 x 512).
 void conv_backward_input_merged(const ConvGeometry& g, const float* dout, const float* weight, float* dx) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   const int64_t merged = input_grad_images_per_gemm(g), ld = merged * plane;
@@ -374,11 +380,7 @@ void conv_backward_input_merged(const ConvGeometry& g, const float* dout, const 
   for (int64_t n0 = 0; n0 < g.batch; n0 += merged) {
     const int64_t images = std::min(merged, g.batch - n0), width = images * plane;
     for (int64_t grp = 0; grp < g.groups; ++grp) {
-      // dout[image, grp * og + o, plane] -> [og, images * plane]
-      for (int64_t i = 0; i < images; ++i)
-        for (int64_t o = 0; o < og; ++o)
-          std::memcpy(staging + o * width + i * plane, dout + ((n0 + i) * g.out_channels + grp * og + o) * plane,
-                      sizeof(float) * plane);
+      gather_channel_major(g, dout, n0, images, grp * og, og, staging);
       gemm<float>(true, false, rows, width, og, weight + grp * og * rows, rows, staging, width, col, width);
       for (int64_t i = 0; i < images; ++i)
         col2im(g, col + i * plane, dx + ((n0 + i) * g.in_channels + grp * g.in_per_group()) * g.in_plane(), width);

@@ -42,7 +42,6 @@ std::string shape_of(const cpu::ConvGeometry& g, bool transposed) {
 namespace ops {
 
 void set_conv_profiling(bool on) { profiling.store(on); }
-bool conv_profiling() { return profiling.load(); }
 
 std::vector<ConvCallRecord> conv_profile() {
   std::lock_guard<std::mutex> lock(records_mutex);

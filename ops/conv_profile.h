@@ -25,7 +25,6 @@ struct ConvCallRecord {
 };
 
 void set_conv_profiling(bool on);
-bool conv_profiling();
 // The records so far, slowest first; reset_conv_profile() clears them.
 std::vector<ConvCallRecord> conv_profile();
 void reset_conv_profile();
