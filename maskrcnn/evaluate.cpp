@@ -40,16 +40,6 @@ ImagePrediction predict_image(MaskRCNN& model, const Tensor& image, int64_t imag
   return prediction;
 }
 
-std::vector<uint8_t> truth_union(const CocoImage& image) {
-  std::vector<uint8_t> mask(static_cast<size_t>(image.height * image.width), 0);
-  for (const auto& a : image.annotations) {
-    if (a.iscrowd) continue;
-    const auto m = annotation_mask(a, image.height, image.width);
-    for (size_t i = 0; i < mask.size(); ++i) mask[i] |= m[i];
-  }
-  return mask;
-}
-
 namespace {
 
 double mask_iou(const std::vector<uint8_t>& a, const std::vector<uint8_t>& b) {
@@ -86,14 +76,39 @@ std::pair<int64_t, int64_t> match_lesions(const std::vector<std::vector<uint8_t>
   return {detected, false_positives};
 }
 
-}  // namespace
+// An image's truth decoded once, for every threshold it is scored at: its lesions (the non-crowd
+// annotations) and their union. Decoding per summary was most of the operating-point table's time.
+struct TruthMasks {
+  std::vector<std::vector<uint8_t>> lesions;
+  std::vector<uint8_t> merged;
+};
 
-SegmentationSummary summarize_segmentation(const CocoDataset& truth, const std::vector<ImagePrediction>& predictions,
-                                           const std::vector<std::string>& patients, double score_thresh,
-                                           double lesion_iou) {
-  check(predictions.size() == truth.images.size() && patients.size() == truth.images.size(),
-        "summarize_segmentation: ", predictions.size(), " predictions and ", patients.size(), " patients for ",
-        truth.images.size(), " images");
+TruthMasks decode_truth(const CocoImage& image) {
+  TruthMasks t;
+  t.merged.assign(static_cast<size_t>(image.height * image.width), 0);
+  for (const auto& a : image.annotations) {
+    if (a.iscrowd) continue;
+    t.lesions.push_back(annotation_mask(a, image.height, image.width));
+    for (size_t i = 0; i < t.merged.size(); ++i) t.merged[i] |= t.lesions.back()[i];
+  }
+  return t;
+}
+
+std::vector<TruthMasks> decode_truth(const CocoDataset& truth) {
+  std::vector<TruthMasks> decoded;
+  for (const auto& image : truth.images) decoded.push_back(decode_truth(image));
+  return decoded;
+}
+
+void check_counts(const CocoDataset& truth, const std::vector<ImagePrediction>& predictions,
+                  const std::vector<std::string>& patients, const char* caller) {
+  check(predictions.size() == truth.images.size() && patients.size() == truth.images.size(), caller, ": ",
+        predictions.size(), " predictions and ", patients.size(), " patients for ", truth.images.size(), " images");
+}
+
+SegmentationSummary summarize(const CocoDataset& truth, const std::vector<TruthMasks>& decoded,
+                              const std::vector<ImagePrediction>& predictions, const std::vector<std::string>& patients,
+                              double score_thresh, double lesion_iou) {
   SegmentationSummary summary;
   struct Pool {
     int64_t images = 0, intersection = 0, truth = 0, predicted = 0, hd95_count = 0;
@@ -105,7 +120,7 @@ SegmentationSummary summarize_segmentation(const CocoDataset& truth, const std::
   for (size_t i = 0; i < truth.images.size(); ++i) {
     const CocoImage& image = truth.images[i];
     const ImagePrediction& p = predictions[i];
-    const auto truth_mask = truth_union(image);
+    const auto& truth_mask = decoded[i].merged;
     std::vector<uint8_t> predicted(truth_mask.size(), 0);
     for (size_t k = 0; k < p.detections.size(); ++k)
       if (p.detections[k].score >= score_thresh)
@@ -115,9 +130,7 @@ SegmentationSummary summarize_segmentation(const CocoDataset& truth, const std::
     score.patient = patients[i];
     score.image_id = image.id;
     score.overlap = overlap_metrics(truth_mask, predicted, image.height, image.width);
-    std::vector<std::vector<uint8_t>> lesions;
-    for (const auto& a : image.annotations)
-      if (!a.iscrowd) lesions.push_back(annotation_mask(a, image.height, image.width));
+    const auto& lesions = decoded[i].lesions;
     score.lesions = static_cast<int64_t>(lesions.size());
     std::tie(score.detected, score.false_positives) = match_lesions(lesions, p, score_thresh, lesion_iou);
     summary.lesions += score.lesions;
@@ -159,15 +172,30 @@ SegmentationSummary summarize_segmentation(const CocoDataset& truth, const std::
   return summary;
 }
 
+}  // namespace
+
+std::vector<uint8_t> truth_union(const CocoImage& image) { return decode_truth(image).merged; }
+
+SegmentationSummary summarize_segmentation(const CocoDataset& truth, const std::vector<ImagePrediction>& predictions,
+                                           const std::vector<std::string>& patients, double score_thresh,
+                                           double lesion_iou) {
+  check_counts(truth, predictions, patients, "summarize_segmentation");
+  return summarize(truth, decode_truth(truth), predictions, patients, score_thresh, lesion_iou);
+}
+
 std::vector<OperatingPoint> operating_points(const CocoDataset& truth, const std::vector<ImagePrediction>& predictions,
                                              const std::vector<std::string>& patients, const std::vector<double>& thresholds,
                                              double lesion_iou) {
-  std::vector<OperatingPoint> rows;
   for (size_t i = 0; i < thresholds.size(); ++i) {
     const double t = thresholds[i];
     check(t >= 0 && t <= 1 && (i == 0 || t > thresholds[i - 1]), "operating_points: thresholds must ascend within [0, 1], got ",
           t, i > 0 ? str_cat(" after ", thresholds[i - 1]) : std::string());
-    const SegmentationSummary s = summarize_segmentation(truth, predictions, patients, t, lesion_iou);
+  }
+  check_counts(truth, predictions, patients, "operating_points");
+  const std::vector<TruthMasks> decoded = decode_truth(truth);
+  std::vector<OperatingPoint> rows;
+  for (const double t : thresholds) {
+    const SegmentationSummary s = summarize(truth, decoded, predictions, patients, t, lesion_iou);
     rows.push_back({t, s.mean_dice, s.mean_iou, s.mean_hd95, s.sensitivity, s.false_positives_per_image, s.detected,
                     s.false_positives});
   }

@@ -28,15 +28,22 @@ Rle rle_encode(const uint8_t* mask, int64_t height, int64_t width) {
 }
 
 std::vector<uint8_t> rle_decode(const Rle& rle) {
-  std::vector<uint8_t> mask(static_cast<size_t>(rle.height * rle.width), 0);
+  const int64_t height = rle.height, width = rle.width, pixels = height * width;
+  std::vector<uint8_t> mask(static_cast<size_t>(pixels), 0);
   int64_t position = 0;
-  uint8_t value = 0;
-  for (uint32_t run : rle.counts) {
-    for (uint32_t k = 0; k < run; ++k, ++position) {
-      const int64_t x = position / rle.height, y = position % rle.height;
-      mask[static_cast<size_t>(y * rle.width + x)] = value;
-    }
-    value = !value;
+  for (size_t i = 0; i < rle.counts.size(); ++i) {
+    const int64_t run = rle.counts[i];
+    check(run <= pixels - position, "RLE: runs exceed the ", height, "x", width, " mask");
+    // Runs alternate zeros, ones, ...: only the ones are written, a column piece at a time (a
+    // division per pixel made decoding the truth ~10% of an eval run).
+    if (i % 2 == 1)
+      for (int64_t p = position, end = position + run; p < end;) {
+        const int64_t x = p / height, y = p % height, n = std::min(end - p, height - y);
+        uint8_t* dst = mask.data() + y * width + x;
+        for (int64_t k = 0; k < n; ++k) dst[k * width] = 1;
+        p += n;
+      }
+    position += run;
   }
   return mask;
 }

@@ -16,7 +16,8 @@ struct Rle {
 
 // mask: height * width bytes, row-major, nonzero = inside.
 Rle rle_encode(const uint8_t* mask, int64_t height, int64_t width);
-std::vector<uint8_t> rle_decode(const Rle& rle);  // row-major
+// Row-major; throws when the runs exceed height * width (fewer runs leave the rest zero).
+std::vector<uint8_t> rle_decode(const Rle& rle);
 std::string rle_to_string(const Rle& rle);
 // Throws on a malformed string (bad characters, runs past height * width).
 Rle rle_from_string(const std::string& counts, int64_t height, int64_t width);

@@ -3,6 +3,8 @@
 // for the two masks built below (a 3x3 square plus a corner pixel in 5x7; a disc of radius 15 at
 // (30, 20) plus a 4x8 block in 64x48).
 #include "maskrcnn/rle.h"
+
+#include <random>
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -32,6 +34,24 @@ TEST_CASE("RLE: encode, compressed string, decode, area match pycocotools") {
   // An empty mask is one run of zeros.
   std::vector<uint8_t> empty_mask(12, 0);
   CHECK(rle_to_string(rle_encode(empty_mask.data(), 3, 4)) == "<");
+}
+
+TEST_CASE("RLE: decode inverts encode for any shape and fill") {
+  std::mt19937 rng(7);
+  for (const auto& [h, w] : std::vector<std::pair<int64_t, int64_t>>{{1, 1}, {1, 9}, {9, 1}, {5, 7}, {33, 17}, {64, 48}})
+    for (const double fill : {0.0, 0.1, 0.5, 0.9, 1.0}) {
+      std::bernoulli_distribution inside(fill);
+      std::vector<uint8_t> mask(static_cast<size_t>(h * w));
+      for (auto& m : mask) m = inside(rng);
+      CAPTURE(h);
+      CAPTURE(w);
+      CAPTURE(fill);
+      CHECK(rle_decode(rle_encode(mask.data(), h, w)) == mask);
+    }
+  // Runs past the mask (an Rle built in code, not parsed) are an error, not a write out of bounds;
+  // fewer runs than pixels leave the rest empty.
+  CHECK(test::error_of([] { rle_decode(Rle{2, 3, {4, 3}}); }) == "RLE: runs exceed the 2x3 mask");
+  CHECK(rle_decode(Rle{2, 3, {1, 2}}) == std::vector<uint8_t>{0, 1, 0, 1, 0, 0});
 }
 
 TEST_CASE("RLE: malformed strings are clear errors") {
