@@ -262,11 +262,12 @@ int train(const TrainOptions& options) {
   const json train_data = {{"train", o.train}, {"val", o.val}, {"val_fraction", o.val_fraction}, {"images", o.images}};
 
   // with_training_state: the optimizer state and the stepped weights too, for --resume (last);
-  // best is for predicting, evaluating and deploying.
-  const auto save = [&](const fs::path& path, const Position& p, bool with_training_state) {
+  // best is for predicting, evaluating and deploying. The caller holds the averaged weights in the
+  // model, so one swap serves validation and both checkpoints.
+  const auto save = [&](const AveragedWeightsInModel& averaged, const fs::path& path, const Position& p,
+                        bool with_training_state) {
     std::map<std::string, const Generator*> states;
     for (const auto& [name, g] : generators) states[name] = g;
-    const AveragedWeightsInModel averaged(average.get());
     nn::Checkpoint c = nn::make_checkpoint(model, with_training_state ? optimizer.get() : nullptr, config_to_json(config).dump(),
                                            p.epoch * per_epoch + p.iteration, states);
     c.extra["categories"] = categories_json(data.train).dump();
@@ -365,7 +366,7 @@ int train(const TrainOptions& options) {
       }
       if (interrupted) {
         progress.finish();
-        save(last, {epoch, it + 1, at.best_segm_ap}, true);
+        save(AveragedWeightsInModel(average.get()), last, {epoch, it + 1, at.best_segm_ap}, true);
         std::fprintf(stderr, "interrupted: saved %s at epoch %lld, iteration %lld; continue with --resume\n",
                      last.string().c_str(), static_cast<long long>(epoch + 1), static_cast<long long>(it + 1));
         return 130;
@@ -378,23 +379,24 @@ int train(const TrainOptions& options) {
     for (const auto& [name, v] : epoch_sums) epoch_line["mean_" + name] = v / std::max<int64_t>(epoch_count, 1);
     append_line(run / "epochs.jsonl", epoch_line);
     const bool validate = !data.val_samples.empty() && ((epoch + 1) % settings.val_every == 0 || epoch + 1 == settings.epochs);
-    if (validate) {
-      progress.finish();
-      const DatasetEvaluation e = [&] {
-        const AveragedWeightsInModel averaged(average.get());
-        return evaluate_dataset(model, data.val, data.val_samples, data.val_patients, settings.val_score_thresh);
-      }();
-      const json line = metrics_line(epoch + 1, e, model.flip_test());
-      append_line(run / "metrics.jsonl", line);
-      std::fprintf(stderr, "epoch %lld val: segm AP %.3f AP50 %.3f | bbox AP %.3f AP50 %.3f | Dice %.3f IoU %.3f\n",
-                   static_cast<long long>(epoch + 1), e.segm.stats[0], e.segm.stats[1], e.bbox.stats[0], e.bbox.stats[1],
-                   e.segmentation.mean_dice, e.segmentation.mean_iou);
-      if (e.segm.stats[0] > at.best_segm_ap) {
-        at.best_segm_ap = e.segm.stats[0];
-        save(best, {epoch + 1, 0, at.best_segm_ap}, false);
+    {
+      const AveragedWeightsInModel averaged(average.get());
+      if (validate) {
+        progress.finish();
+        const DatasetEvaluation e =
+            evaluate_dataset(model, data.val, data.val_samples, data.val_patients, settings.val_score_thresh);
+        const json line = metrics_line(epoch + 1, e, model.flip_test());
+        append_line(run / "metrics.jsonl", line);
+        std::fprintf(stderr, "epoch %lld val: segm AP %.3f AP50 %.3f | bbox AP %.3f AP50 %.3f | Dice %.3f IoU %.3f\n",
+                     static_cast<long long>(epoch + 1), e.segm.stats[0], e.segm.stats[1], e.bbox.stats[0], e.bbox.stats[1],
+                     e.segmentation.mean_dice, e.segmentation.mean_iou);
+        if (e.segm.stats[0] > at.best_segm_ap) {
+          at.best_segm_ap = e.segm.stats[0];
+          save(averaged, best, {epoch + 1, 0, at.best_segm_ap}, false);
+        }
       }
+      save(averaged, last, {epoch + 1, 0, at.best_segm_ap}, true);
     }
-    save(last, {epoch + 1, 0, at.best_segm_ap}, true);
     try {
       draw_training_curves(run.string());
     } catch (const Error& e) {
