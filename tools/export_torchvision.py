@@ -88,7 +88,7 @@ def save(path, state, config):
     tensors = {}
     for name, t in state.items():
         t = t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
-        if t.dtype not in safetensors_writer.DTYPES:
+        if safetensors_writer.dtype_name(t) is None:
             sys.exit(f"export_torchvision: {name} has unsupported dtype {t.dtype}")
         tensors[name] = t
     safetensors_writer.write(path, tensors, {"format": "mrcnn-checkpoint/1", "config": json.dumps(config), "step": "0",

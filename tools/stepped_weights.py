@@ -14,6 +14,8 @@ import json
 import struct
 import sys
 
+import safetensors_writer  # tools/, next to this script
+
 
 def main(src, dst):
     with open(src, "rb") as f:
@@ -29,7 +31,7 @@ def main(src, dst):
     metadata = header.pop("__metadata__", {})
     if not any(name.startswith("training.") for name in header):
         sys.exit(f"{src}: holds no training.* tensors (trained without train.ema_decay?): its model tensors are the stepped weights")
-    tensors = {}
+    entries = {}
     for name, info in header.items():
         if name.startswith("optimizer."):
             continue
@@ -40,18 +42,8 @@ def main(src, dst):
         else:
             key = name
         begin, end = info["data_offsets"]
-        tensors[key] = (info["dtype"], info["shape"], data[begin:end])
-    out = {"__metadata__": metadata}
-    blobs, offset = [], 0
-    for key in sorted(tensors):
-        dtype, shape, blob = tensors[key]
-        out[key] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(blob)]}
-        blobs.append(blob)
-        offset += len(blob)
-    text = json.dumps(out).encode()
-    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned
-    with open(dst, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+        entries[key] = (info["dtype"], info["shape"], data[begin:end])
+    safetensors_writer.write_raw(dst, entries, metadata)
 
 
 if __name__ == "__main__":
