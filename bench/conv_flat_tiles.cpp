@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include "bench/timing.h"
 #include "ops/conv.h"
 #include "ops/conv_geometry.h"
+#include "ops/conv_profile.h"
 #include "ops/fma_peak.h"
 #include "ops/ops.h"
 #include "tensor/parallel.h"
@@ -23,20 +25,24 @@ using namespace mrcnn;
 namespace {
 
 using Case = bench::ConvCase;
-using bench::conv_geometry;
 
-// The route g runs: a direct tile's name, or the GEMM.
-std::string route(const cpu::ConvGeometry& g) {
-  const std::string tile = cpu::direct_conv_tile(g);
-  return tile.empty() ? "gemm" : tile;
-}
-
-// The input gradient of a stride-1 conv is a conv of dout with the flipped kernel (ops/conv.cpp).
-cpu::ConvGeometry input_gradient_geometry(cpu::ConvGeometry g) {
-  if (!(g.stride == ops::Size2(1))) return g;
-  std::swap(g.in_channels, g.out_channels), std::swap(g.in_h, g.out_h), std::swap(g.in_w, g.out_w);
-  g.padding = ops::Size2(g.kernel_h - 1 - g.padding.h, g.kernel_w - 1 - g.padding.w);
-  return g;
+// The kernel one call of `run` takes for `pass`, as the conv dispatcher names it (ops/conv_profile.h),
+// shortened to fit the table.
+std::string noted_route(const std::function<void()>& run, const std::string& pass) {
+  ops::reset_conv_profile();
+  ops::set_conv_profiling(true);
+  run();
+  ops::set_conv_profiling(false);
+  for (const auto& record : ops::conv_profile()) {
+    if (record.pass != pass) continue;
+    std::string route = record.route;
+    for (const std::string prefix : {"conv of dout with the flipped kernel > ", "direct "})
+      if (route.rfind(prefix, 0) == 0) route = route.substr(prefix.size());
+    if (route == "gemm over the batch + col2im") route = "gemm + col2im";
+    if (route == "gemm, implicit im2col") route = "gemm";
+    return route;
+  }
+  return "?";
 }
 
 }  // namespace
@@ -73,20 +79,17 @@ int main(int argc, char** argv) {
   std::printf("%-38s %-5s %-17s %-17s %9s %6s %9s %6s %7s\n", "case", "pass", "route without", "route with",
               "ms without", "%peak", "ms with", "%peak", "ratio");
   for (const Case& c : cases) {
-    const cpu::ConvGeometry g = conv_geometry(c);
     const Tensor weight = ops::mul(randn({c.out_channels, c.channels, c.kernel, c.kernel}), 0.05);
     const double gflop = bench::conv_gflop(c);
     for (const bool input_gradient : {false, true}) {
       Tensor x = randn({c.batch, c.channels, c.height, c.width});
       if (input_gradient) x.set_requires_grad(true);
-      const cpu::ConvGeometry routed = input_gradient ? input_gradient_geometry(g) : g;
       std::string routes[2];
       double best[2] = {1e30, 1e30};  // [without, with]
       Tensor out, dout;
       for (int r = 0; r < rounds; ++r)
         for (int side = 0; side < 2; ++side) {
           cpu::allow_flat_conv_tiles(side == 1);
-          routes[side] = input_gradient && c.stride != 1 ? "gemm + col2im" : route(routed);
           const auto forward = [&] { out = ops::conv2d(x, weight, Tensor(), {c.stride, c.kernel / 2}); };
           const double s = input_gradient
                                ? bench::median_seconds([&] { autograd::backward(out, dout); }, {3, 0.1, 10}, [&] {
@@ -96,6 +99,12 @@ int main(int argc, char** argv) {
                                  })
                                : bench::median_seconds(forward, {3, 0.1, 10});
           best[side] = std::min(best[side], s);
+          if (r == 0)
+            routes[side] = input_gradient ? noted_route([&] {
+              forward();
+              autograd::backward(out, dout);
+            }, "input grad")
+                                          : noted_route(forward, "forward");
         }
       cpu::allow_flat_conv_tiles(true);
       std::printf("%-38s %-5s %-17s %-17s %9.3f %5.1f%% %9.3f %5.1f%% %7.3f\n", c.name, input_gradient ? "dx" : "fwd",

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -368,7 +367,7 @@ int64_t input_grad_images_per_gemm(const ConvGeometry& g) {
   return std::clamp<int64_t>(kMaxColFloats / std::max<int64_t>(g.col_rows() * g.out_plane(), 1), 1, images_per_gemm(g));
 }
 
-// dx of a strided (or otherwise not flippable) float convolution over small maps: the batch's
+// dx of a float convolution over small maps that the direct kernel does not take: the batch's
 // images share one GEMM per group, cols = weight^T @ dout over [og, images * plane], then col2im
 // per image. One GEMM per image packed the weights once per image and ran on 48-768 columns
 // (layer4.0's input gradient: 4 products of 2304 x 48 x 512).
@@ -388,57 +387,36 @@ void conv_backward_input_merged(const ConvGeometry& g, const float* dout, const 
   }
 }
 
-// flipped[grp][c][o][taps - 1 - tap] = weight[grp][o][c][tap]: the kernel of the convolution whose
-// forward is this one's input gradient (spatially flipped: reversing the flattened tap index flips
-// both axes; in/out channels swapped within each group). Copied in 16 x 16 blocks of (o, c) so reads
-// and writes both stay within a few cache lines: element by element, each write landed
-// og * taps floats from the last, and with a zero-filled vector the copy added 2.9 ms to layer4's
-// 512 x 512 x 3 x 3 input gradient (batch 4, 8 x 6 maps), whose forward takes 5.7 ms; now 0.8-1.8 ms.
-void flip_kernel_swap_channels(const ConvGeometry& g, const float* weight, float* flipped) {
-  constexpr int64_t kBlock = 16;
-  const int64_t og = g.out_per_group(), cg = g.in_per_group(), taps = g.kernel_h * g.kernel_w;
-  const int64_t c_blocks = (cg + kBlock - 1) / kBlock;
-  parallel_for(0, g.groups * c_blocks, std::max<int64_t>(1, kParallelGrain / (kBlock * og * taps)), [&](int64_t begin, int64_t end) {
-    for (int64_t job = begin; job < end; ++job) {
-      const int64_t grp = job / c_blocks, c0 = job % c_blocks * kBlock, c1 = std::min(cg, c0 + kBlock);
-      for (int64_t o0 = 0; o0 < og; o0 += kBlock)
-        for (int64_t o = o0; o < std::min(og, o0 + kBlock); ++o)
-          for (int64_t c = c0; c < c1; ++c) {
-            const float* src = weight + ((grp * og + o) * cg + c) * taps;
-            float* dst = flipped + ((grp * cg + c) * og + o) * taps + taps - 1;
-            for (int64_t tap = 0; tap < taps; ++tap) dst[-tap] = src[tap];
-          }
-    }
-  });
-}
-
 }  // namespace
 
 template <typename T>
 void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, T* dx) {
   if constexpr (std::is_same_v<T, float>) {
     const int64_t reach_h = g.dilation.h * (g.kernel_h - 1), reach_w = g.dilation.w * (g.kernel_w - 1);
-    if (use_implicit_gemm(g) && g.stride == Size2(1) && g.padding.h <= reach_h &&
-        g.padding.w <= reach_w) {
+    if (use_implicit_gemm(g) && g.stride == Size2(1) && g.padding.h <= reach_h && g.padding.w <= reach_w) {
       // The adjoint of a stride-1 convolution is a convolution of dout with the spatially flipped,
-      // in/out-swapped kernel and padding dilation * (k - 1) - padding: no col2im scatter needed.
+      // in/out-swapped kernel and padding dilation * (k - 1) - padding, which the direct kernel
+      // runs reading the weights flipped in place: no col2im scatter. Where the direct kernel does
+      // not apply, weight^T @ dout + col2im (below) beats that convolution through the GEMM, whose
+      // flipped copy of the kernel and implicit im2col over narrow rows cost more than the scatter
+      // (input gradient, batch 4: layer4's 512 channels at 8 x 6 6.4 -> 5.0 ms, 256 channels at
+      // 4 x 3 0.57 -> 0.48 ms, 64 channels at 400 x 3 5.5 -> 2.6 ms; 64 channels at 64 x 20 with
+      // AVX2 tiles only 3.1 -> 2.4 ms). So does it where the direct kernel would run flat tiles
+      // over maps of at most 192 pixels and dout has >= 128 channels (per group): weight^T @ dout / direct,
+      // medians of 9 alternated rounds, batch 4: 8 x 7 maps 0.78 (128 channels), 0.76 (256),
+      // 0.85 (512); 16 x 12 maps 1.02 (128), 0.89-0.95 (256), 0.80 (512). With 64 channels the
+      // direct kernel stays ahead (8 x 7: 1.24, 16 x 12: 1.05); over wider maps too (16 x 16:
+      // 1.25, 32 x 24: 1.34), and with row-pair tiles over 8 x 8 maps (128 channels 1.27, 512 0.99).
       ConvGeometry t = g;
       t.in_channels = g.out_channels, t.in_h = g.out_h, t.in_w = g.out_w;
       t.out_channels = g.in_channels, t.out_h = g.in_h, t.out_w = g.in_w;
       t.padding = Size2(reach_h - g.padding.h, reach_w - g.padding.w);
-      note_conv_route("conv of dout with the flipped kernel");
-      if (direct_conv_applies(t)) {
+      const bool scatter_wins = g.out_per_group() >= 128 && g.out_plane() <= 192 && direct_conv_flat_tile(t);
+      if (!scatter_wins && direct_conv_applies(t)) {
+        note_conv_route("conv of dout with the flipped kernel");
         if (conv_route_wanted()) note_conv_route(("direct " + direct_conv_tile(t)).c_str());
         return conv_forward_direct(t, dout, weight, nullptr, dx, /*flipped_weight=*/true);
       }
-      // Not zero-filled (the flip writes every element); not kept between calls either, which
-      // would hold layer4's 9 MB for good.
-      const auto flipped_buffer =
-          std::unique_ptr<float[]>(new float[static_cast<size_t>(g.out_channels * g.in_per_group() * g.kernel_h * g.kernel_w)]);
-      float* flipped = flipped_buffer.get();
-      flip_kernel_swap_channels(g, weight, flipped);
-      conv_forward<float>(t, dout, flipped, nullptr, dx);
-      return;
     }
   }
   if (non_overlapping_windows(g)) {

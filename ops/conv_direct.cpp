@@ -402,6 +402,7 @@ int64_t balanced_part(int64_t total, int64_t max_part, int64_t unit) {
 void allow_flat_conv_tiles(bool allowed) { g_allow_flat.store(allowed, std::memory_order_relaxed); }
 
 std::string direct_conv_tile(const ConvGeometry& g) { return direct_conv_applies(g) ? choose_tile(g).name : ""; }
+bool direct_conv_flat_tile(const ConvGeometry& g) { return direct_conv_applies(g) && choose_tile(g).flat; }
 
 bool direct_conv_applies(const ConvGeometry& g) {
   // Tiles run along one output row: narrow rows would leave most lanes idle, and there the

@@ -62,6 +62,8 @@ void conv_backward_weight_framed(const ConvGeometry& g, const float* dout, const
 // The micro-tile the direct convolution would use for g ("avx512 8x32", ...; "" when it does not
 // apply; ops/gemm.h's allow_avx512 switches the AVX-512 tiles off): for tests and benchmarks.
 std::string direct_conv_tile(const ConvGeometry& g);
+// Whether that tile is a flat one (lanes spanning output rows, stored as runs).
+bool direct_conv_flat_tile(const ConvGeometry& g);
 // Switches the flat tiles off (row tiles or the implicit GEMM then run): for tests and benchmarks.
 void allow_flat_conv_tiles(bool allowed);
 // With flipped_weight, `weight` is the kernel of the stride-1 convolution whose input gradient g

@@ -144,9 +144,12 @@ TEST_CASE("conv2d: float32 forward and backward agree with float64 on every geom
   std::vector<ConvCase> cases = kConvCases;
   cases.push_back({{2, 3, 50, 47}, {4, 3, 3, 3}, {1, 1, 1, 1}, true});
   cases.push_back({{2, 2, 93, 91}, {3, 2, 3, 3}, {2, 1, 1, 1}, false});
-  // Input gradient through the GEMM with a flipped, channel-swapped kernel copied in 16 x 16 blocks:
-  // groups, a non-square kernel and channel counts past one block and not a multiple of it.
+  // Stride-1 input gradients the direct kernel does not take (narrow maps) run weight^T @ dout over
+  // the batch + col2im: groups, a non-square kernel, and a map past the batch-merging size.
   cases.push_back({{2, 40, 6, 5}, {36, 20, 3, 2}, {{1, 1}, {1, 0}, 1, 2}, true});
+  cases.push_back({{2, 8, 700, 4}, {6, 4, 3, 2}, {{1, 1}, {1, 0}, 1, 2}, false});
+  // ... and those over maps 7 wide with >= 128 channels, where the direct kernel would run flat tiles.
+  cases.push_back({{2, 128, 8, 7}, {128, 128, 3, 3}, {1, 1, 1, 1}, false});
   // Strided input gradient over small maps: the batch's images share one GEMM per group, then col2im.
   cases.push_back({{3, 6, 9, 7}, {4, 3, 3, 3}, {2, 1, 1, 2}, false});
   // Winograd F(2x2, 3x3): >= 256 channels and >= 1024 output tiles, odd output sizes, padding 0/1/2.
@@ -495,6 +498,31 @@ TEST_CASE("conv profile: each call is timed once under its op, pass, shape and t
   g.stride = ops::Size2(1), g.padding = ops::Size2(1), g.dilation = ops::Size2(1), g.out_h = 20, g.out_w = 32;
   if (cpu::direct_conv_applies(g)) CHECK(f32[0].route == "direct " + cpu::direct_conv_tile(g));
   else CHECK(f32[0].route == (cpu::cpu_has_avx2_fma() ? "gemm, implicit im2col" : "im2col + gemm"));
+  // Stride-1 input gradients: maps 6 wide, which the direct kernel leaves (too many idle lanes),
+  // run weight^T @ dout over the batch + col2im, not the flipped kernel through the GEMM; so do
+  // maps 7 wide (flat tiles) when dout has >= 128 channels, while with 64 the direct kernel runs.
+  struct RouteCase {
+    int64_t channels, width;
+    bool direct_if_it_applies;
+  };
+  for (const RouteCase& c : std::vector<RouteCase>{{32, 6, false}, {128, 7, false}, {64, 7, true}}) {
+    CAPTURE(c.channels);
+    CAPTURE(c.width);
+    ops::reset_conv_profile();
+    ops::set_conv_profiling(true);
+    const Tensor narrow = randn({4, c.channels, 8, c.width}).set_requires_grad(true);
+    autograd::backward(ops::sum(ops::conv2d(narrow, randn({c.channels, c.channels, 3, 3}), Tensor(), {1, 1})));
+    ops::set_conv_profiling(false);
+    const auto narrow_records = ops::conv_profile();
+    REQUIRE(narrow_records.size() == 2);
+    const auto input_grad = narrow_records[0].pass == "input grad" ? narrow_records[0] : narrow_records[1];
+    CHECK(input_grad.pass == "input grad");
+    g.batch = 4, g.in_channels = g.out_channels = c.channels, g.in_h = g.out_h = 8, g.in_w = g.out_w = c.width;
+    if (c.direct_if_it_applies && cpu::direct_conv_applies(g))
+      CHECK(input_grad.route == "conv of dout with the flipped kernel > direct " + cpu::direct_conv_tile(g));
+    else
+      CHECK(input_grad.route == (cpu::cpu_has_avx2_fma() ? "gemm over the batch + col2im" : "gemm + col2im"));
+  }
   ops::reset_conv_profile();
   CHECK(ops::conv_profile().empty());
 }
