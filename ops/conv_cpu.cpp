@@ -220,53 +220,56 @@ void gather_channel_major(const ConvGeometry& g, const T* dout, int64_t first, i
   });
 }
 
+// The GEMMs of an implicit-im2col convolution: images_per_gemm(g) images at a time, one per group.
+// Calls gemm(n0, grp, xg, staging) with xg the group's first input channel in image n0 and staging
+// room for og channel-major rows of the images' pixels (null when each GEMM has one image).
+template <typename Gemm>
+void for_each_implicit_gemm(const ConvGeometry& g, const float* x, const Gemm& gemm) {
+  const int64_t merged = images_per_gemm(g);
+  float* staging = merged > 1 ? scratch<float>(g.out_per_group() * merged * g.out_plane()) : nullptr;
+  for (int64_t n0 = 0; n0 < g.batch; n0 += merged)
+    for (int64_t grp = 0; grp < g.groups; ++grp)
+      gemm(n0, grp, x + (n0 * g.in_channels + grp * g.in_per_group()) * g.in_plane(), staging);
+}
+
 // Forward of a non-pointwise float convolution through the packed kernel and implicit im2col.
 void conv_forward_implicit(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
-  const int64_t merged = images_per_gemm(g);
-  const int64_t image_stride = g.in_channels * g.in_plane();
-  float* staging = merged > 1 ? scratch<float>(og * merged * plane) : nullptr;
-  for (int64_t n0 = 0; n0 < g.batch; n0 += merged)
-    for (int64_t grp = 0; grp < g.groups; ++grp) {
-      const float* xg = x + (n0 * g.in_channels + grp * g.in_per_group()) * g.in_plane();
-      float* y = merged > 1 ? staging : out + (n0 * g.out_channels + grp * og) * plane;
-      const int64_t ldy = merged * plane;
-      if (bias)
-        for (int64_t o = 0; o < og; ++o) std::fill(y + o * ldy, y + (o + 1) * ldy, bias[grp * og + o]);
-      sgemm_packed_b(false, og, ldy, rows, weight + grp * og * rows, rows,
-                     [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-                       pack_im2col(g, xg, image_stride, k0, kc, j0, nc, dst);
-                     },
-                     y, ldy, bias != nullptr);
-      if (merged > 1)  // [og, images, plane] -> out[image, grp * og + o, plane]
-        for (int64_t i = 0; i < merged; ++i)
-          for (int64_t o = 0; o < og; ++o)
-            std::memcpy(out + ((n0 + i) * g.out_channels + grp * og + o) * plane, y + o * ldy + i * plane,
-                        sizeof(float) * plane);
-    }
+  const int64_t merged = images_per_gemm(g), ldy = merged * plane, image_stride = g.in_channels * g.in_plane();
+  for_each_implicit_gemm(g, x, [&](int64_t n0, int64_t grp, const float* xg, float* staging) {
+    float* y = staging ? staging : out + (n0 * g.out_channels + grp * og) * plane;
+    if (bias)
+      for (int64_t o = 0; o < og; ++o) std::fill(y + o * ldy, y + (o + 1) * ldy, bias[grp * og + o]);
+    sgemm_packed_b(false, og, ldy, rows, weight + grp * og * rows, rows,
+                   [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+                     pack_im2col(g, xg, image_stride, k0, kc, j0, nc, dst);
+                   },
+                   y, ldy, bias != nullptr);
+    if (staging)  // [og, images, plane] -> out[image, grp * og + o, plane]
+      for (int64_t i = 0; i < merged; ++i)
+        for (int64_t o = 0; o < og; ++o)
+          std::memcpy(out + ((n0 + i) * g.out_channels + grp * og + o) * plane, y + o * ldy + i * plane,
+                      sizeof(float) * plane);
+  });
 }
 
 // dweight = dout @ im2col(x)^T summed over images, through the packed kernel (non-pointwise, float).
 void conv_backward_weight_implicit(const ConvGeometry& g, const float* dout, const float* x, float* dweight) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   if (g.batch == 0) std::fill(dweight, dweight + g.out_channels * rows, 0.0f);
-  const int64_t merged = images_per_gemm(g);
-  const int64_t image_stride = g.in_channels * g.in_plane();
-  float* staging = merged > 1 ? scratch<float>(og * merged * plane) : nullptr;
-  for (int64_t n0 = 0; n0 < g.batch; n0 += merged)
-    for (int64_t grp = 0; grp < g.groups; ++grp) {
-      const float* xg = x + (n0 * g.in_channels + grp * g.in_per_group()) * g.in_plane();
-      const float* dg = dout + (n0 * g.out_channels + grp * og) * plane;
-      if (merged > 1) {
-        gather_channel_major(g, dout, n0, merged, grp * og, og, staging);
-        dg = staging;
-      }
-      sgemm_packed_b(false, og, rows, merged * plane, dg, merged * plane,
-                     [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-                       pack_im2col_transposed(g, xg, image_stride, k0, kc, j0, nc, dst);
-                     },
-                     dweight + grp * og * rows, rows, n0 > 0);
+  const int64_t merged = images_per_gemm(g), image_stride = g.in_channels * g.in_plane();
+  for_each_implicit_gemm(g, x, [&](int64_t n0, int64_t grp, const float* xg, float* staging) {
+    const float* dg = dout + (n0 * g.out_channels + grp * og) * plane;
+    if (staging) {
+      gather_channel_major(g, dout, n0, merged, grp * og, og, staging);
+      dg = staging;
     }
+    sgemm_packed_b(false, og, rows, merged * plane, dg, merged * plane,
+                   [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
+                     pack_im2col_transposed(g, xg, image_stride, k0, kc, j0, nc, dst);
+                   },
+                   dweight + grp * og * rows, rows, n0 > 0);
+  });
 }
 
 // Whether the packed kernel with implicit im2col handles this float convolution: always on AVX2/FMA
