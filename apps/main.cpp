@@ -3,7 +3,7 @@
 //   predict   detections as COCO results JSON  bench    train-step and inference timing
 //   split     patient-grouped train/val split of a COCO file
 //   train     train from a recipe on COCO data     eval     COCO AP, Dice/HD95, lesions, HTML report
-//   synth     synthetic MRI-like COCO set          selftest gradchecks (and CUDA parity) on this machine
+//   synth     synthetic MRI-like COCO set          selftest gradchecks, float32 kernels (and CUDA parity)
 //   curves    redraw a run's curves.png
 #include <CLI/CLI.hpp>
 #include <iostream>
@@ -119,7 +119,7 @@ int main(int argc, char** argv) {
   std::string curves_run;
   auto* curves_cmd = app.add_subcommand("curves", "redraw RUN/curves.png from a run's epochs.jsonl and metrics.jsonl");
   curves_cmd->add_option("run", curves_run, "run folder (mrcnn train --out)")->required();
-  auto* selftest_cmd = app.add_subcommand("selftest", "check every op's gradients (and CUDA vs CPU) on this machine");
+  auto* selftest_cmd = app.add_subcommand("selftest", "check every op's gradients, this CPU's float32 kernels (and CUDA vs CPU) on this machine");
 
   bool tf32 = false;
   app.add_flag("--tf32", tf32,

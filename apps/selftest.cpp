@@ -1,12 +1,14 @@
 // `mrcnn selftest`: on the user's own machine, every differentiable op's analytic gradient against
 // float64 central differences (autograd/gradcheck.h), one case per op family and mode that the
-// model uses, and, where a CUDA device is present, each case's forward and gradients on the GPU
+// model uses; the float32 kernels this CPU selects against float64 (apps/selftest_kernels.cpp);
+// and, where a CUDA device is present, each gradcheck case's forward and gradients on the GPU
 // against the CPU. Prints a pass/fail table; exits 1 if anything failed.
 #include <chrono>
 #include <cstdio>
 #include <functional>
 
 #include "apps/commands.h"
+#include "apps/selftest_kernels.h"
 #include "autograd/gradcheck.h"
 #include "cuda/context.h"
 #include "ops/ops.h"
@@ -123,6 +125,7 @@ int selftest() {
     r.ok ? ++passed : ++failed;
     std::printf("  %-44s %12.2e  %s%s\n", c.name.c_str(), r.max_abs_error, r.ok ? "pass" : "FAIL ", r.message.c_str());
   }
+  selftest_float32_kernels(passed, failed);
   if (cuda::is_available()) {
     std::printf("CUDA (%s) vs CPU, float64: forward and gradients\n", cuda::device_name(0).c_str());
     for (const Case& c : all) {

@@ -196,11 +196,17 @@ TEST_CASE("mrcnn selftest: every op family's gradcheck passes, with a table") {
                          "group_norm 2 groups", "cross_entropy", "max_pool2d 3x3 stride 2 pad 1"})
     CHECK(run.output.find(op) != std::string::npos);
   CHECK(run.output.find("FAIL") == std::string::npos);
-  // 23 CPU cases; with a device each also runs on the GPU, without one the table says why not.
+  // The float32 kernels this CPU selects, each row naming the kernels that ran.
+  CHECK(run.output.find("float32 kernels of this CPU (AVX2/FMA ") != std::string::npos);
+  CHECK(run.output.find("conv 3x3, 256 channels, 64 x 64 maps") != std::string::npos);
+  CHECK(run.output.find("(forward: ") != std::string::npos);
+  CHECK(run.output.find("weight grad: ") != std::string::npos);
+  // 23 gradcheck cases and 13 float32 cases; with a device each gradcheck case also runs on the
+  // GPU, without one the table says why not.
   if (cuda::is_available()) {
-    CHECK(run.output.find("46 passed, 0 failed") != std::string::npos);
+    CHECK(run.output.find("59 passed, 0 failed") != std::string::npos);
   } else {
-    CHECK(run.output.find("23 passed, 0 failed") != std::string::npos);
+    CHECK(run.output.find("36 passed, 0 failed") != std::string::npos);
     CHECK(run.output.find("CUDA vs CPU: skipped (") != std::string::npos);
   }
 }
