@@ -370,8 +370,8 @@ int64_t input_grad_images_per_gemm(const ConvGeometry& g) {
   return std::clamp<int64_t>(kMaxColFloats / std::max<int64_t>(g.col_rows() * g.out_plane(), 1), 1, images_per_gemm(g));
 }
 
-// dx of a float convolution over small maps that the direct kernel does not take: the batch's
-// images share one GEMM per group, cols = weight^T @ dout over [og, images * plane], then col2im
+// dx of a float convolution over small maps that conv_backward_input does not give to the direct
+// kernel: the batch's images share one GEMM per group, cols = weight^T @ dout over [og, images * plane], then col2im
 // per image. One GEMM per image packed the weights once per image and ran on 48-768 columns
 // (layer4.0's input gradient: 4 products of 2304 x 48 x 512).
 void conv_backward_input_merged(const ConvGeometry& g, const float* dout, const float* weight, float* dx) {
@@ -405,11 +405,11 @@ void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, 
       // (input gradient, batch 4: layer4's 512 channels at 8 x 6 6.4 -> 5.0 ms, 256 channels at
       // 4 x 3 0.57 -> 0.48 ms, 64 channels at 400 x 3 5.5 -> 2.6 ms; 64 channels at 64 x 20 with
       // AVX2 tiles only 3.1 -> 2.4 ms). So does it where the direct kernel would run flat tiles
-      // over maps of at most 192 pixels and dout has >= 128 channels (per group): weight^T @ dout / direct,
-      // medians of 9 alternated rounds, batch 4: 8 x 7 maps 0.78 (128 channels), 0.76 (256),
-      // 0.85 (512); 16 x 12 maps 1.02 (128), 0.89-0.95 (256), 0.80 (512). With 64 channels the
-      // direct kernel stays ahead (8 x 7: 1.24, 16 x 12: 1.05); over wider maps too (16 x 16:
-      // 1.25, 32 x 24: 1.34), and with row-pair tiles over 8 x 8 maps (128 channels 1.27, 512 0.99).
+      // over maps of at most 192 pixels and dout has >= 128 channels per group (weight^T @ dout
+      // over direct, medians of 9 alternated rounds, batch 4: 8 x 7 maps 0.78 at 128 channels,
+      // 0.76 at 256, 0.85 at 512; 16 x 12 maps 1.02, 0.89-0.95, 0.80). The direct kernel stays
+      // ahead with 64 channels (8 x 7: 1.24, 16 x 12: 1.05), over wider maps (16 x 16: 1.25,
+      // 32 x 24: 1.34) and with row-pair tiles over 8 x 8 maps (128 channels 1.27, 512 0.99).
       ConvGeometry t = g;
       t.in_channels = g.out_channels, t.in_h = g.out_h, t.in_w = g.out_w;
       t.out_channels = g.in_channels, t.out_h = g.in_h, t.out_w = g.in_w;
