@@ -29,6 +29,25 @@ void add_flip_test_flags(CLI::App* command, std::optional<bool>& flip_test) {
   on->excludes(off);
 }
 
+// A number the option accepts only where ok(value) holds; refusals read "--name: must be RULE, got X".
+CLI::Validator number_where(bool (*ok)(double), const std::string& rule) {
+  CLI::Validator validator(
+      [ok, rule](std::string& text) -> std::string {
+        try {
+          size_t used = 0;
+          if (const double value = std::stod(text, &used); used == text.size() && ok(value)) return "";
+        } catch (const std::exception&) {
+        }
+        return "must be " + rule + ", got " + text;
+      },
+      "");
+  return validator;
+}
+
+const CLI::Validator kAtLeastOne = number_where([](double v) { return v >= 1; }, ">= 1");
+const CLI::Validator kNonNegative = number_where([](double v) { return v >= 0; }, ">= 0");
+const CLI::Validator kUnitInterval = number_where([](double v) { return v >= 0 && v <= 1; }, "in [0, 1]");
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -46,7 +65,8 @@ int main(int argc, char** argv) {
   predict_cmd->add_option("images", predict.images, "image files (JPEG, PNG, BMP, ...)")->required();
   predict_cmd->add_option("--json", predict.json_out, "output: COCO results JSON")->required();
   predict_cmd->add_option("--out", predict.out_dir, "also write an overlay PNG per image into this folder");
-  predict_cmd->add_option("--score-thresh", predict.score_thresh, "drop detections scoring below this (default 0)");
+  predict_cmd->add_option("--score-thresh", predict.score_thresh, "drop detections scoring below this (default 0)")
+      ->check(kUnitInterval);
   predict_cmd->add_option("--device", predict.device, "cpu (default), cuda or cuda:N");
   add_flip_test_flags(predict_cmd, predict.flip_test);
 
@@ -57,7 +77,7 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--size", bench.size, "image size HxW (default 256x256)");
   bench_cmd->add_option("--batch", bench.batch, "images per step (default 2)");
   bench_cmd->add_option("--steps", bench.steps, "timed steps (default 10)");
-  bench_cmd->add_option("--warmup", bench.warmup, "untimed steps first (default 2)");
+  bench_cmd->add_option("--warmup", bench.warmup, "untimed steps first (default 2)")->check(kNonNegative);
   bench_cmd->add_option("--device", bench.device, "cpu (default), cuda or cuda:N");
   bench_cmd->add_option("--json", bench.json_out, "also write the figures as JSON");
   bench_cmd->add_flag("--profile", bench.profile, "also print the time of each stage (transform, backbone, RPN, heads, ...)");
@@ -86,8 +106,9 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--out", train.out, "run folder")->required();
   train_cmd->add_option("--weights", train.weights, "start from these weights (ours or exported torchvision)");
   train_cmd->add_flag("--resume", train.resume, "continue RUN/last.safetensors exactly where it stopped");
-  train_cmd->add_option("--epochs", train.epochs, "override the recipe's train.epochs");
-  train_cmd->add_option("--stop-after-epochs", train.stop_after_epochs, "save and exit after this many epochs");
+  train_cmd->add_option("--epochs", train.epochs, "override the recipe's train.epochs")->check(kAtLeastOne);
+  train_cmd->add_option("--stop-after-epochs", train.stop_after_epochs, "save and exit after this many epochs")
+      ->check(kAtLeastOne);
   train_cmd->add_option("--device", train.device, "cpu (default), cuda or cuda:N");
 
   mrcnn::apps::EvalOptions eval;
@@ -96,7 +117,8 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--config", eval.config, "model config JSON (default: the checkpoint's)");
   eval_cmd->add_option("--data", eval.data, "COCO JSON with the truth")->required();
   eval_cmd->add_option("--images", eval.images, "folder holding the images")->required();
-  eval_cmd->add_option("--score-thresh", eval.score_thresh, "detections in the Dice/lesion metrics (default 0.5; AP uses all)");
+  eval_cmd->add_option("--score-thresh", eval.score_thresh, "detections in the Dice/lesion metrics (default 0.5; AP uses all)")
+      ->check(kUnitInterval);
   eval_cmd->add_option("--lesion-iou", eval.lesion_iou, "mask IoU for a lesion to count as found (default 0.5)");
   eval_cmd->add_option("--group-regex", eval.group_regex, "patient = first capture group on file_name (default '^([^_]+)_')");
   eval_cmd->add_option("--json", eval.json_out, "write every figure, per image and per patient, as JSON");
@@ -132,7 +154,27 @@ int main(int argc, char** argv) {
   bool deterministic = false;
   app.add_flag("--deterministic", deterministic,
                "CUDA: RoIAlign backward without atomic adds (bit-identical run to run, slower)");
-  CLI11_PARSE(app, argc, argv);
+  if (argc > 1 && argv[1][0] != '-') {  // CLI11 would only say that a subcommand is required
+    std::string commands;
+    bool known = false;
+    for (const CLI::App* command : app.get_subcommands([](CLI::App*) { return true; })) {
+      commands += (commands.empty() ? "" : ", ") + command->get_name();
+      known = known || command->get_name() == argv[1];
+    }
+    if (!known) {
+      std::cerr << "mrcnn: error: unknown command \"" << argv[1] << "\" (commands: " << commands << ")\n";
+      return 2;
+    }
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& e) {  // --help
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line in the same form as every other error; 2 is the usual exit status for bad usage.
+    std::cerr << "mrcnn: error: " << e.what() << " (--help lists the options)\n";
+    return 2;
+  }
   mrcnn::cuda::set_allow_tf32(tf32);
   mrcnn::cuda::set_deterministic(deterministic);
   if (workspace_limit_mb >= 0) mrcnn::cuda::set_conv_workspace_limit(static_cast<size_t>(workspace_limit_mb) << 20);

@@ -61,6 +61,12 @@ TrainSettings train_settings_from_json(const nlohmann::json& json) {
   need(settings.batch_size >= 1, "batch_size", "must be >= 1");
   need(settings.optimizer == "sgd" || settings.optimizer == "adamw", "optimizer", "must be \"sgd\" or \"adamw\"");
   need(settings.lr > 0, "lr", "must be positive");
+  need(settings.momentum >= 0 && settings.momentum < 1, "momentum", "must be in [0, 1)");
+  need(settings.weight_decay >= 0, "weight_decay", "must be >= 0");
+  need(settings.gamma > 0, "gamma", "must be positive");
+  need(settings.min_lr >= 0 && settings.min_lr <= settings.lr, "min_lr", "must be in [0, lr]");
+  need(settings.warmup_factor > 0 && settings.warmup_factor <= 1, "warmup_factor", "must be in (0, 1]");
+  for (int64_t epoch : settings.milestones) need(epoch >= 1, "milestones", "are epochs, each >= 1");
   need(settings.schedule == "constant" || settings.schedule == "multistep" || settings.schedule == "cosine", "schedule",
        "must be \"constant\", \"multistep\" or \"cosine\"");
   need(settings.warmup_iters >= 0, "warmup_iters", "must be >= 0");
@@ -70,6 +76,7 @@ TrainSettings train_settings_from_json(const nlohmann::json& json) {
   need(settings.brightness >= 0 && settings.contrast >= 0 && settings.contrast < 1, "brightness",
        "and contrast must be >= 0 (contrast < 1)");
   need(settings.log_every >= 1 && settings.val_every >= 1, "log_every", "and val_every must be >= 1");
+  need(settings.val_score_thresh >= 0 && settings.val_score_thresh <= 1, "val_score_thresh", "must be in [0, 1]");
   return settings;
 }
 

@@ -107,12 +107,36 @@ void Config::validate() const {
        "needs one list or one per level");
   for (size_t l = 0; l < anchor_sizes.size(); ++l) {
     need(!anchor_sizes[l].empty(), "anchor_sizes", "levels must not be empty");
+    need(!aspect_ratios_for_level(l).empty(), "aspect_ratios", "levels must not be empty");
     need(anchor_sizes[l].size() * aspect_ratios_for_level(l).size() == anchor_sizes[0].size() * aspect_ratios_for_level(0).size(),
          "anchor_sizes", "needs the same number of anchors per location on every level (one RPN head)");
   }
+  for (size_t l = 0; l < anchor_sizes.size(); ++l) {
+    for (double s : anchor_sizes[l]) need(s > 0, "anchor_sizes", "values must be positive");
+    for (double r : aspect_ratios_for_level(l)) need(r > 0, "aspect_ratios", "values must be positive");
+  }
+  // A zero weight divides the decoded box offsets by zero (inf boxes); negative ones mirror them.
   need(bbox_reg_weights.size() == 4, "bbox_reg_weights", "needs 4 values");
+  for (double w : bbox_reg_weights) need(w > 0, "bbox_reg_weights", "values must be positive");
+  // Zero proposals or detections would train and predict nothing without saying why.
+  need(rpn_pre_nms_top_n_train > 0 && rpn_pre_nms_top_n_test > 0, "rpn_pre_nms_top_n", "must be positive");
+  need(rpn_post_nms_top_n_train > 0 && rpn_post_nms_top_n_test > 0, "rpn_post_nms_top_n", "must be positive");
+  need(box_detections_per_img > 0, "box_detections_per_img", "must be positive");
+  auto unit = [&](double v, const char* key) { need(v >= 0 && v <= 1, key, "must be in [0, 1]"); };
+  unit(rpn_nms_thresh, "rpn_nms_thresh");
+  unit(box_nms_thresh, "box_nms_thresh");
+  unit(rpn_score_thresh, "rpn_score_thresh");
+  unit(box_score_thresh, "box_score_thresh");
+  unit(rpn_fg_iou_thresh, "rpn_fg_iou_thresh");
+  unit(rpn_bg_iou_thresh, "rpn_bg_iou_thresh");
+  unit(box_fg_iou_thresh, "box_fg_iou_thresh");
+  unit(box_bg_iou_thresh, "box_bg_iou_thresh");
+  // torchvision's Matcher asserts the same: between the two thresholds lies "ignore".
+  need(rpn_bg_iou_thresh <= rpn_fg_iou_thresh, "rpn_bg_iou_thresh", "must not exceed rpn_fg_iou_thresh");
+  need(box_bg_iou_thresh <= box_fg_iou_thresh, "box_bg_iou_thresh", "must not exceed box_fg_iou_thresh");
   need(representation_size > 0, "representation_size", "must be positive");
   need(!mask_layers.empty(), "mask_layers", "must list at least one layer");
+  for (auto width : mask_layers) need(width > 0, "mask_layers", "widths must be positive");
   need(mask_dilation >= 1, "mask_dilation", "must be >= 1");
   need(mask_dim_reduced > 0, "mask_dim_reduced", "must be positive");
   need(rpn_batch_size_per_image > 0 && box_batch_size_per_image > 0, "batch_size_per_image", "must be positive");

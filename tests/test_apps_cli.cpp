@@ -158,6 +158,18 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   CHECK(!fs::exists(json));  // nothing half-written
   run = test::run_mrcnn("predict --weights " + weights + " x.png --json " + json + " --device tpu");
   CHECK(run.output == "mrcnn: error: unknown device 'tpu': expected cpu, cuda or cuda:N\n");
+  // Usage errors: the same one-line form, exit status 2.
+  run = test::run_mrcnn("pridict --weights " + weights);
+  CHECK(run.status == 2);
+  CHECK(run.output ==
+        "mrcnn: error: unknown command \"pridict\" (commands: version, inspect, predict, bench, split, train, eval, synth, "
+        "curves, selftest)\n");
+  run = test::run_mrcnn("predict --weights " + weights + " x.png --json " + json + " --score-thresh -0.5");
+  CHECK(run.status == 2);
+  CHECK(run.output == "mrcnn: error: --score-thresh: must be in [0, 1], got -0.5 (--help lists the options)\n");
+  run = test::run_mrcnn("predict x.png --json " + json);
+  CHECK(run.status == 2);
+  CHECK(run.output == "mrcnn: error: --weights is required (--help lists the options)\n");
   // Outputs that could not be written fail before the work, not after it.
   const std::string nowhere = (dir / "no_such_folder" / "out.json").string();
   run = test::run_mrcnn("predict --weights " + weights + " " + (dir / "broken.jpg").string() + " --json " + nowhere);

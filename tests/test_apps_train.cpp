@@ -278,10 +278,10 @@ TEST_CASE("mrcnn train: a diverging loss stops with a clear message and keeps th
 TEST_CASE("mrcnn train: bad recipes and data are one error line") {
   const fs::path dir = test::scratch_dir("bad");
   const fs::path d = synthetic_set();
-  auto expect_error = [&](const std::string& args, const std::string& message) {
+  auto expect_error = [&](const std::string& args, const std::string& message, int status = 1) {
     const auto run = test::run_mrcnn(args);
     INFO(run.output);
-    CHECK(run.status == 1);
+    CHECK(run.status == status);
     CHECK(run.output.find(message) != std::string::npos);
   };
   const fs::path unknown = write_recipe(dir / "a", {{"learning_rate", 0.1}});
@@ -293,6 +293,24 @@ TEST_CASE("mrcnn train: bad recipes and data are one error line") {
   const fs::path no_average = write_recipe(dir / "e", {{"ema_decay", 1.0}});
   expect_error("train --config " + no_average.string() + data_args() + " --out " + (dir / "r").string(),
                no_average.string() + ": config: train.ema_decay must be in [0, 1) (0 turns the average off)");
+  // Settings no optimiser or schedule can use are named before any data is read.
+  const std::vector<std::pair<nlohmann::json, std::string>> unusable = {
+      {{{"momentum", 1.0}}, "train.momentum must be in [0, 1)"},
+      {{{"min_lr", 0.5}}, "train.min_lr must be in [0, lr]"},
+      {{{"milestones", {3, 0}}}, "train.milestones are epochs, each >= 1"},
+      {{{"warmup_factor", 0.0}}, "train.warmup_factor must be in (0, 1]"},
+      {{{"val_score_thresh", 1.5}}, "train.val_score_thresh must be in [0, 1]"}};
+  for (size_t i = 0; i < unusable.size(); ++i) {
+    const fs::path bad = write_recipe(dir / ("u" + std::to_string(i)), unusable[i].first);
+    expect_error("train --config " + bad.string() + data_args() + " --out " + (dir / "r").string(),
+                 bad.string() + ": config: " + unusable[i].second);
+  }
+  // Command-line numbers outside their range are refused by the parser, before any work.
+  expect_error("train --config " + write_recipe(dir / "g").string() + data_args() + " --out " + (dir / "r").string() +
+                   " --epochs 0",
+               "mrcnn: error: --epochs: must be >= 1, got 0 (--help lists the options)", 2);
+  expect_error("eval --weights w.safetensors --data d.json --images i --score-thresh 1.5",
+               "mrcnn: error: --score-thresh: must be in [0, 1], got 1.5 (--help lists the options)", 2);
   const fs::path recipe = write_recipe(dir / "c");
   expect_error("train --config " + recipe.string() + " --train " + (d / "train.json").string() + " --val " +
                    (d / "val.json").string() + " --images " + (dir / "nowhere").string() + " --out " + (dir / "r").string(),

@@ -167,6 +167,20 @@ TEST_CASE("config: torchvision keys and defaults, clear errors") {
   CHECK(error(R"({"in_channels": 1})") == "config: image_mean needs one value per input channel");
   CHECK(error(R"({"num_classes": 1})") == "config: num_classes must be >= 2 (background + at least one class)");
   CHECK(error("[1]") == "config: expected a JSON object, got array");
+  // Values no model can use are named at load, not found as a shape error deep in construction
+  // or as a model that silently proposes nothing.
+  CHECK(error(R"({"aspect_ratios": [[]]})") == "config: aspect_ratios levels must not be empty");
+  CHECK(error(R"({"aspect_ratios": [[0.5, 0.0]]})") == "config: aspect_ratios values must be positive");
+  CHECK(error(R"({"anchor_sizes": [[32], [-64], [128], [256], [512]]})") == "config: anchor_sizes values must be positive");
+  CHECK(error(R"({"bbox_reg_weights": [10, 10, 0, 5]})") == "config: bbox_reg_weights values must be positive");
+  CHECK(error(R"({"rpn_post_nms_top_n_test": 0})") == "config: rpn_post_nms_top_n must be positive");
+  CHECK(error(R"({"rpn_pre_nms_top_n_train": -1})") == "config: rpn_pre_nms_top_n must be positive");
+  CHECK(error(R"({"box_detections_per_img": 0})") == "config: box_detections_per_img must be positive");
+  CHECK(error(R"({"box_nms_thresh": 1.5})") == "config: box_nms_thresh must be in [0, 1]");
+  CHECK(error(R"({"rpn_score_thresh": -0.1})") == "config: rpn_score_thresh must be in [0, 1]");
+  CHECK(error(R"({"rpn_fg_iou_thresh": 0.2})") == "config: rpn_bg_iou_thresh must not exceed rpn_fg_iou_thresh");
+  CHECK(error(R"({"box_bg_iou_thresh": 0.6})") == "config: box_bg_iou_thresh must not exceed box_fg_iou_thresh");
+  CHECK(error(R"({"mask_layers": [256, 0]})") == "config: mask_layers widths must be positive");
   // Numbers the field's type cannot hold are errors, not casts (1e30 -> int64 is undefined behaviour).
   CHECK(error(R"({"max_size": 1e30})") == "config: max_size has a number out of range (1e+30)");
   CHECK(error(R"({"min_size": [800, 2.5]})") == "config: min_size has a number out of range ([800,2.5])");
