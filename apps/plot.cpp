@@ -140,16 +140,19 @@ void draw_chart(Canvas& canvas, int64_t left, const Chart& chart) {
   }
 }
 
-std::vector<nlohmann::json> read_lines(const std::filesystem::path& path) {
+// One JSON value per line; a missing file is an error only where the run must have written it
+// (metrics.jsonl appears with the first validation).
+std::vector<nlohmann::json> read_lines(const std::filesystem::path& path, bool required) {
   std::vector<nlohmann::json> lines;
   std::ifstream in(path);
+  check(in || !required, path.string(), ": cannot open (not a run folder of mrcnn train?)");
   std::string line;
-  while (std::getline(in, line))
+  for (int64_t number = 1; std::getline(in, line); ++number)
     if (!line.empty()) {
       try {
         lines.push_back(nlohmann::json::parse(line));
       } catch (const nlohmann::json::exception&) {
-        throw Error(str_cat(path.string(), ": a line is not JSON"));
+        throw Error(str_cat(path.string(), ": line ", number, " is not JSON"));
       }
     }
   return lines;
@@ -175,7 +178,7 @@ void draw_charts(const std::string& path, const std::vector<Chart>& charts) {
 void draw_training_curves(const std::string& run_dir) {
   const std::filesystem::path run(run_dir);
   Chart losses{"training loss (epoch mean)", {}, true};
-  const auto epochs = read_lines(run / "epochs.jsonl");
+  const auto epochs = read_lines(run / "epochs.jsonl", true);
   const std::pair<const char*, const char*> terms[] = {{"mean_loss", "total"}, {"mean_loss_classifier", "classifier"},
                                                        {"mean_loss_box_reg", "box reg"}, {"mean_loss_mask", "mask"},
                                                        {"mean_loss_objectness", "objectness"}, {"mean_loss_rpn_box_reg", "rpn box"}};
@@ -185,7 +188,7 @@ void draw_training_curves(const std::string& run_dir) {
     losses.series.push_back(s);
   }
   Chart metrics{"validation", {}, false, 0.0, 1.0};
-  const auto val = read_lines(run / "metrics.jsonl");
+  const auto val = read_lines(run / "metrics.jsonl", false);
   const std::pair<std::vector<const char*>, const char*> keys[] = {
       {{"segm", "AP"}, "segm AP"}, {{"segm", "AP50"}, "segm AP50"}, {{"bbox", "AP"}, "bbox AP"}, {{"dice"}, "Dice"}};
   for (const auto& [path, name] : keys) {

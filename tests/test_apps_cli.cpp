@@ -158,6 +158,16 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   CHECK(!fs::exists(json));  // nothing half-written
   run = test::run_mrcnn("predict --weights " + weights + " x.png --json " + json + " --device tpu");
   CHECK(run.output == "mrcnn: error: unknown device 'tpu': expected cpu, cuda or cuda:N\n");
+  // `curves` on a folder that is not a run, or a run log with a broken line.
+  run = test::run_mrcnn("curves " + (dir / "no_run").string());
+  CHECK(run.status == 1);
+  CHECK(run.output == "mrcnn: error: " + (dir / "no_run" / "epochs.jsonl").string() + ": cannot open (not a run folder of mrcnn train?)\n");
+  fs::create_directories(dir / "run");
+  std::ofstream(dir / "run" / "epochs.jsonl") << "{\"epoch\": 1, \"mean_loss\": 2.0}\n{\"epoch\": 2, \"mean_lo\n";
+  run = test::run_mrcnn("curves " + (dir / "run").string());
+  CHECK(run.status == 1);
+  CHECK(run.output == "mrcnn: error: " + (dir / "run" / "epochs.jsonl").string() + ": line 2 is not JSON\n");
+  CHECK(!fs::exists(dir / "run" / "curves.png"));
   // Usage errors: the same one-line form, exit status 2.
   run = test::run_mrcnn("pridict --weights " + weights);
   CHECK(run.status == 2);
