@@ -19,13 +19,7 @@ namespace mrcnn::apps {
 
 namespace {
 
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
-
-struct Case {
-  std::string name;
-  Fn f;
-  std::vector<Tensor> inputs;
-};
+using Case = SelftestCase<Tensor>;
 
 Tensor leaf(const Shape& shape, uint64_t seed, double scale = 1.0, double shift = 0.0) {
   Generator generator(seed);

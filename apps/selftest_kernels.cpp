@@ -24,13 +24,7 @@ namespace mrcnn::apps {
 
 namespace {
 
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
-
-struct KernelCase {
-  std::string name;
-  Fn f;
-  std::vector<Shape> inputs;
-};
+using KernelCase = SelftestCase<Shape>;
 
 std::vector<KernelCase> kernel_cases() {
   using namespace ops;
