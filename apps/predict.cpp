@@ -79,7 +79,12 @@ int predict(const PredictOptions& options) {
     const int64_t h = image.size(1), w = image.size(2);
     const std::string file_name = std::filesystem::path(path).filename().string();
     // The same detections, masks (binarised at 0.5) and RLEs that `mrcnn eval` scores.
-    const ImagePrediction prediction = predict_image(*model, image, static_cast<int64_t>(index) + 1, category_ids);
+    ImagePrediction prediction;
+    try {
+      prediction = predict_image(*model, image, static_cast<int64_t>(index) + 1, category_ids);
+    } catch (const std::exception& e) {  // say which image the model failed on
+      throw Error(str_cat(path, ": ", e.what()));
+    }
     std::vector<std::vector<uint8_t>> kept_masks;
     std::vector<std::array<double, 4>> kept_boxes;
     for (size_t k = 0; k < prediction.detections.size(); ++k) {

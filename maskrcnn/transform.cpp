@@ -1,6 +1,7 @@
 // Image batching and the inverse mapping of detections, with torchvision's float32 size arithmetic.
 #include "maskrcnn/transform.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "autograd/node.h"
@@ -14,9 +15,11 @@ ImageSize GeneralizedRCNNTransform::resized_size(ImageSize size, int64_t min_siz
   const float scale = std::min(static_cast<float>(min_size) / short_side,
                                static_cast<float>(config_.max_size) / long_side);
   // interpolate(scale_factor=scale.item(), recompute_scale_factor=True): floor(in * scale) in double.
+  // At least one pixel: torchvision fails on a strip whose short side floors to 0 (2 x 3000 at
+  // max_size 256); kept at one pixel, it is predicted (finding nothing) like any other image.
   const double s = static_cast<double>(scale);
-  return {static_cast<int64_t>(std::floor(static_cast<double>(size.first) * s)),
-          static_cast<int64_t>(std::floor(static_cast<double>(size.second) * s))};
+  return {std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(size.first) * s))),
+          std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(size.second) * s)))};
 }
 
 Tensor resize_boxes(const Tensor& boxes, ImageSize from, ImageSize to) {

@@ -382,6 +382,34 @@ TEST_CASE("maskrcnn: an image without annotations trains, and a model that detec
   CHECK(none.detections[1].masks.sizes() == Shape{0, 1, 70, 64});
 }
 
+TEST_CASE("transform: torchvision's sizes, and a strip too thin to scale keeps one pixel and is predicted") {
+  Config c = test::small_maskrcnn_config();
+  c.min_size = {64};
+  c.max_size = 96;
+  const GeneralizedRCNNTransform transform(c);
+  CHECK(transform.resized_size({48, 64}, 64) == ImageSize{64, 85});   // short side to 64: 64 * 4/3 = 85.33
+  CHECK(transform.resized_size({40, 120}, 64) == ImageSize{32, 96});  // long side capped at 96
+  // 2 * 0.24 floors to 0 in torchvision; float32's 0.24 lies just below, so 400 * 0.24 floors to 95.
+  CHECK(transform.resized_size({2, 400}, 64) == ImageSize{1, 95});
+  CHECK(transform.resized_size({400, 3}, 64) == ImageSize{95, 1});
+  manual_seed(5);
+  MaskRCNN net(c);
+  net.eval();
+  autograd::NoGradGuard no_grad;
+  Generator g(2);
+  const auto out = net.forward({rand({1, 2, 400}, kFloat32, kCPU, &g)});
+  REQUIRE(out.detections.size() == 1);
+  const Tensor& boxes = out.detections[0].boxes;
+  CHECK(out.detections[0].masks.size(2) == 2);
+  CHECK(out.detections[0].masks.size(3) == 400);
+  for (int64_t i = 0; i < boxes.size(0); ++i) {  // in the original image's coordinates
+    const auto b = to_vector<float>(ops::select(boxes, 0, i));
+    CHECK(b[0] >= 0);
+    CHECK(b[2] <= 400);
+    CHECK(b[3] <= 2);
+  }
+}
+
 TEST_CASE("profile: stages record calls, their memory peak, what they leave held and their arithmetic, nested stages too") {
   constexpr double kMB = 1 << 20;
   reset_stage_records();
