@@ -6,6 +6,7 @@
 //   synth     synthetic MRI-like COCO set          selftest gradchecks, float32 kernels (and CUDA parity)
 //   curves    redraw a run's curves.png
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <iostream>
 
 #include "apps/commands.h"
@@ -47,6 +48,19 @@ CLI::Validator number_where(bool (*ok)(double), const std::string& rule) {
 const CLI::Validator kAtLeastOne = number_where([](double v) { return v >= 1; }, ">= 1");
 const CLI::Validator kNonNegative = number_where([](double v) { return v >= 0; }, ">= 0");
 const CLI::Validator kUnitInterval = number_where([](double v) { return v >= 0 && v <= 1; }, "in [0, 1]");
+const CLI::Validator kPositiveFraction = number_where([](double v) { return v > 0 && v <= 1; }, "in (0, 1]");
+
+// The command word: the first argument that is neither a global option nor the value of one.
+// CLI11 only says "A subcommand is required" for a misspelt one, so main names it itself.
+std::optional<std::string> command_word(int argc, char** argv, const CLI::App& app) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.empty() || arg[0] != '-') return arg;
+    const CLI::Option* option = arg.find('=') == std::string::npos ? app.get_option_no_throw(arg) : nullptr;
+    if (option != nullptr && option->get_expected_min() > 0) ++i;  // its value follows (flags take none)
+  }
+  return std::nullopt;
+}
 
 }  // namespace
 
@@ -119,7 +133,8 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--images", eval.images, "folder holding the images")->required();
   eval_cmd->add_option("--score-thresh", eval.score_thresh, "detections in the Dice/lesion metrics (default 0.5; AP uses all)")
       ->check(kUnitInterval);
-  eval_cmd->add_option("--lesion-iou", eval.lesion_iou, "mask IoU for a lesion to count as found (default 0.5)");
+  eval_cmd->add_option("--lesion-iou", eval.lesion_iou, "mask IoU for a lesion to count as found (default 0.5)")
+      ->check(kPositiveFraction);
   eval_cmd->add_option("--group-regex", eval.group_regex, "patient = first capture group on file_name (default '^([^_]+)_')");
   eval_cmd->add_option("--json", eval.json_out, "write every figure, per image and per patient, as JSON");
   eval_cmd->add_option("--detections", eval.detections_out, "write the detections as COCO results JSON");
@@ -154,15 +169,18 @@ int main(int argc, char** argv) {
   bool deterministic = false;
   app.add_flag("--deterministic", deterministic,
                "CUDA: RoIAlign backward without atomic adds (bit-identical run to run, slower)");
-  if (argc > 1 && argv[1][0] != '-') {  // CLI11 would only say that a subcommand is required
+  {
+    const auto word = command_word(argc, argv, app);
     std::string commands;
     bool known = false;
     for (const CLI::App* command : app.get_subcommands([](CLI::App*) { return true; })) {
       commands += (commands.empty() ? "" : ", ") + command->get_name();
-      known = known || command->get_name() == argv[1];
+      known = known || (word && command->get_name() == *word);
     }
-    if (!known) {
-      std::cerr << "mrcnn: error: unknown command \"" << argv[1] << "\" (commands: " << commands << ")\n";
+    const bool help = std::any_of(argv + 1, argv + argc, [](const char* a) { return a == std::string("--help") || a == std::string("-h"); });
+    if (!known && !(help && !word)) {
+      std::cerr << "mrcnn: error: " << (word ? "unknown command \"" + *word + "\"" : std::string("no command given"))
+                << " (commands: " << commands << ")\n";
       return 2;
     }
   }

@@ -409,8 +409,15 @@ int train(const TrainOptions& options) {
     }
   }
   progress.finish();
-  std::fprintf(stderr, "done in %s: %s (best val segm AP %.3f: %s)\n", format_duration(progress.seconds()).c_str(),
-               last.string().c_str(), at.best_segm_ap, best.string().c_str());
+  // best_segm_ap stays -1 (COCO's "no truth") unless some validation had objects to find.
+  char best_ap[32];
+  std::snprintf(best_ap, sizeof best_ap, "%.3f", at.best_segm_ap);
+  const std::string outcome =
+      at.best_segm_ap >= 0 ? str_cat("best val segm AP ", best_ap, ": ", best.string())
+      : data.val_samples.empty() ? std::string("no validation images, so no best.safetensors")
+                                 : std::string("the validation images hold no objects, so no val AP and no best.safetensors");
+  std::fprintf(stderr, "done in %s: %s (%s)\n", format_duration(progress.seconds()).c_str(), last.string().c_str(),
+               outcome.c_str());
   return 0;
 }
 

@@ -106,14 +106,13 @@ void Config::validate() const {
   need(aspect_ratios.size() == 1 || aspect_ratios.size() == anchor_sizes.size(), "aspect_ratios",
        "needs one list or one per level");
   for (size_t l = 0; l < anchor_sizes.size(); ++l) {
+    const auto& ratios = aspect_ratios_for_level(l);
     need(!anchor_sizes[l].empty(), "anchor_sizes", "levels must not be empty");
-    need(!aspect_ratios_for_level(l).empty(), "aspect_ratios", "levels must not be empty");
-    need(anchor_sizes[l].size() * aspect_ratios_for_level(l).size() == anchor_sizes[0].size() * aspect_ratios_for_level(0).size(),
-         "anchor_sizes", "needs the same number of anchors per location on every level (one RPN head)");
-  }
-  for (size_t l = 0; l < anchor_sizes.size(); ++l) {
+    need(!ratios.empty(), "aspect_ratios", "levels must not be empty");
     for (double s : anchor_sizes[l]) need(s > 0, "anchor_sizes", "values must be positive");
-    for (double r : aspect_ratios_for_level(l)) need(r > 0, "aspect_ratios", "values must be positive");
+    for (double r : ratios) need(r > 0, "aspect_ratios", "values must be positive");
+    need(anchor_sizes[l].size() * ratios.size() == anchor_sizes[0].size() * aspect_ratios_for_level(0).size(),
+         "anchor_sizes", "needs the same number of anchors per location on every level (one RPN head)");
   }
   // A zero weight divides the decoded box offsets by zero (inf boxes); negative ones mirror them.
   need(bbox_reg_weights.size() == 4, "bbox_reg_weights", "needs 4 values");
@@ -140,8 +139,8 @@ void Config::validate() const {
   need(mask_dilation >= 1, "mask_dilation", "must be >= 1");
   need(mask_dim_reduced > 0, "mask_dim_reduced", "must be positive");
   need(rpn_batch_size_per_image > 0 && box_batch_size_per_image > 0, "batch_size_per_image", "must be positive");
-  need(rpn_positive_fraction >= 0 && rpn_positive_fraction <= 1, "rpn_positive_fraction", "must be in [0, 1]");
-  need(box_positive_fraction >= 0 && box_positive_fraction <= 1, "box_positive_fraction", "must be in [0, 1]");
+  unit(rpn_positive_fraction, "rpn_positive_fraction");
+  unit(box_positive_fraction, "box_positive_fraction");
 }
 
 Config config_from_json(const nlohmann::json& json) {

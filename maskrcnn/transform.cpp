@@ -17,9 +17,10 @@ ImageSize GeneralizedRCNNTransform::resized_size(ImageSize size, int64_t min_siz
   // interpolate(scale_factor=scale.item(), recompute_scale_factor=True): floor(in * scale) in double.
   // At least one pixel: torchvision fails on a strip whose short side floors to 0 (2 x 3000 at
   // max_size 256); kept at one pixel, it is predicted (finding nothing) like any other image.
-  const double s = static_cast<double>(scale);
-  return {std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(size.first) * s))),
-          std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(size.second) * s)))};
+  auto scaled = [s = static_cast<double>(scale)](int64_t side) {
+    return std::max<int64_t>(1, static_cast<int64_t>(std::floor(static_cast<double>(side) * s)));
+  };
+  return {scaled(size.first), scaled(size.second)};
 }
 
 Tensor resize_boxes(const Tensor& boxes, ImageSize from, ImageSize to) {

@@ -174,6 +174,21 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   CHECK(run.output ==
         "mrcnn: error: unknown command \"pridict\" (commands: version, inspect, predict, bench, split, train, eval, synth, "
         "curves, selftest)\n");
+  // Global options (and their values) before a misspelt command do not hide it.
+  for (const char* globals : {"--tf32 ", "--cudnn-workspace-limit 64 ", "--cudnn-workspace-limit=64 --deterministic "}) {
+    run = test::run_mrcnn(std::string(globals) + "pridict");
+    CHECK(run.status == 2);
+    CHECK(run.output.rfind("mrcnn: error: unknown command \"pridict\" (commands: version, ", 0) == 0);
+  }
+  run = test::run_mrcnn("--tf32");
+  CHECK(run.status == 2);
+  CHECK(run.output.rfind("mrcnn: error: no command given (commands: version, ", 0) == 0);
+  run = test::run_mrcnn("--cudnn-workspace-limit 64 version");
+  CHECK(run.status == 0);
+  CHECK(run.output.rfind("mrcnn 0.1\n", 0) == 0);
+  run = test::run_mrcnn("eval --weights " + weights + " --data x.json --images . --lesion-iou 0");
+  CHECK(run.status == 2);
+  CHECK(run.output == "mrcnn: error: --lesion-iou: must be in (0, 1], got 0 (--help lists the options)\n");
   run = test::run_mrcnn("predict --weights " + weights + " x.png --json " + json + " --score-thresh -0.5");
   CHECK(run.status == 2);
   CHECK(run.output == "mrcnn: error: --score-thresh: must be in [0, 1], got -0.5 (--help lists the options)\n");

@@ -275,6 +275,35 @@ TEST_CASE("mrcnn train: a diverging loss stops with a clear message and keeps th
   CHECK(non_finite == 0);
 }
 
+TEST_CASE("mrcnn train: a val set without images or without objects says so at the end, and writes no best") {
+  const fs::path dir = test::scratch_dir("no_val");
+  const fs::path d = synthetic_set();
+  const fs::path recipe = write_recipe(dir, {{"epochs", 1}});
+  json val = read_json(d / "val.json");
+  REQUIRE(!val["annotations"].empty());
+  val["annotations"] = json::array();
+  std::ofstream(dir / "val_no_objects.json") << val.dump();
+  val["images"] = json::array();
+  std::ofstream(dir / "val_empty.json") << val.dump();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"val_no_objects.json", "(the validation images hold no objects, so no val AP and no best.safetensors)\n"},
+      {"val_empty.json", "(no validation images, so no best.safetensors)\n"}};
+  for (const auto& [val_file, ending] : cases) {
+    INFO(val_file);
+    const fs::path run_dir = dir / ("run_" + val_file);
+    const auto run = test::run_mrcnn("train --config " + recipe.string() + " --train " + (d / "train.json").string() +
+                                     " --val " + (dir / val_file).string() + " --images " + (d / "images").string() +
+                                     " --out " + run_dir.string());
+    INFO(run.output);
+    CHECK(run.status == 0);
+    CHECK(run.output.size() > ending.size());
+    CHECK(run.output.substr(run.output.size() - ending.size()) == ending);
+    CHECK(run.output.find((run_dir / "last.safetensors").string() + " " + ending) != std::string::npos);
+    CHECK(fs::exists(run_dir / "last.safetensors"));
+    CHECK(!fs::exists(run_dir / "best.safetensors"));
+  }
+}
+
 TEST_CASE("mrcnn train: bad recipes and data are one error line") {
   const fs::path dir = test::scratch_dir("bad");
   const fs::path d = synthetic_set();
