@@ -17,6 +17,7 @@
 #include "cuda/conv.h"
 #include "cuda/linalg.h"
 #include "bench/timing.h"
+#include "maskrcnn/image_io.h"
 #include "maskrcnn/mask_rcnn.h"
 #include "maskrcnn/profile.h"
 #include "nn/checkpoint.h"
@@ -40,6 +41,9 @@ std::pair<int64_t, int64_t> parse_size(const std::string& text) {
   std::istringstream in(text);
   check(static_cast<bool>(in >> h >> x >> w) && x == 'x' && h > 0 && w > 0 && in.peek() == EOF, "--size ", text,
         ": expected HxW, e.g. 512x512");
+  // The cap every input image has (a bigger one would fail on memory, naming nothing).
+  check(h <= kMaxImagePixels / w, "--size ", text, ": more than the ", kMaxImagePixels / 1000000,
+        " megapixels an image may have");
   return {h, w};
 }
 

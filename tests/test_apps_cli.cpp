@@ -213,6 +213,12 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
     CHECK(run.output.find("mrcnn: error: " + nowhere + ": cannot write (no folder ") != std::string::npos);
     CHECK(run.output.find("train step") == std::string::npos);  // nothing was timed
   }
+  // A bench image bigger than any input image may be is refused before memory runs out.
+  for (const char* size : {"99999x99999", "10001x10000", "99999999999x99999999999"}) {
+    run = test::run_mrcnn("bench --config " + (dir / "config.json").string() + " --size " + size);
+    CHECK(run.status == 1);
+    CHECK(run.output == "mrcnn: error: --size " + std::string(size) + ": more than the 100 megapixels an image may have\n");
+  }
   fs::remove_all(dir);
 }
 
