@@ -19,6 +19,7 @@
 #include "bench/timing.h"
 #include "maskrcnn/image_io.h"
 #include "maskrcnn/mask_rcnn.h"
+#include "maskrcnn/model_io.h"
 #include "maskrcnn/profile.h"
 #include "nn/checkpoint.h"
 #include "nn/optim.h"
@@ -196,7 +197,8 @@ int bench(const BenchOptions& options) {
     if (!output.empty()) check_output_file(output);
   AllocationTrace trace(options.allocation_trace);
   manual_seed(config.seed);
-  MaskRCNN model(config);
+  const std::unique_ptr<MaskRCNN> built = build_model(config, options.config);
+  MaskRCNN& model = *built;
   if (!options.weights.empty()) {
     // Given weights (e.g. the very ones torchvision runs, from bench/model_vs_torch.py) make the
     // work identical on both sides: the same proposals and detections, hence the same head costs.

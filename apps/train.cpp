@@ -199,7 +199,8 @@ int train(const TrainOptions& options) {
         " (categories + background)");
 
   manual_seed(config.seed);
-  MaskRCNN model(config);
+  const std::unique_ptr<MaskRCNN> built = build_model(config, o.resume ? last.string() : o.config);
+  MaskRCNN& model = *built;
   model.to(device);
   if (!o.resume && !o.weights.empty()) {
     for (const auto& line : load_pretrained(model, nn::load_checkpoint(o.weights, nn::CheckpointParts::ModelOnly).model))

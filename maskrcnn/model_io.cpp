@@ -19,6 +19,14 @@ Config resolve_config(const nn::Checkpoint& checkpoint, const std::string& weigh
   }
 }
 
+std::unique_ptr<MaskRCNN> build_model(const Config& config, const std::string& source) {
+  try {
+    return std::make_unique<MaskRCNN>(config);
+  } catch (const Error& e) {
+    throw Error(str_cat(source, ": cannot build the model it describes: ", e.what()));
+  }
+}
+
 std::unique_ptr<MaskRCNN> load_model(const std::string& weights_path, const std::string& config_path) {
   return load_model(nn::load_checkpoint(weights_path, nn::CheckpointParts::ModelOnly), weights_path, config_path);
 }
@@ -46,7 +54,7 @@ std::unique_ptr<MaskRCNN> load_model(const nn::Checkpoint& checkpoint, const std
   {
     // No random initialisation: the strict load below overwrites every tensor or throws.
     const nn::init::SkipInit skip_init;
-    model = std::make_unique<MaskRCNN>(resolve_config(checkpoint, weights_path, config_path));
+    model = build_model(resolve_config(checkpoint, weights_path, config_path), config_path.empty() ? weights_path : config_path);
   }
   try {
     model->load_state_dict(checkpoint.model);

@@ -12,6 +12,9 @@ namespace mrcnn::detection {
 
 // config_path empty: the checkpoint's own config (an error names the file when it has none).
 Config resolve_config(const nn::Checkpoint& checkpoint, const std::string& weights_path, const std::string& config_path);
+// A model with a random initialisation; a config too big to build (num_classes 10^12 asks for
+// petabytes) fails as "<source>: cannot build the model it describes: out of host memory ...".
+std::unique_ptr<MaskRCNN> build_model(const Config& config, const std::string& source);
 // Every tensor must fit: errors say "<weights>: does not fit the config: ...".
 std::unique_ptr<MaskRCNN> load_model(const std::string& weights_path, const std::string& config_path = "");
 std::unique_ptr<MaskRCNN> load_model(const nn::Checkpoint& checkpoint, const std::string& weights_path,

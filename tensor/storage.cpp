@@ -163,6 +163,11 @@ Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device
     data_ = nbytes ? cuda::device_malloc(nbytes) : nullptr;
     return;
   }
+  // More than the machine's RAM cannot be used even where overcommit would grant it (and ASan aborts
+  // on such a request instead of returning null), so it is refused here, with both sizes.
+  static const size_t physical_bytes = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * static_cast<size_t>(sysconf(_SC_PAGE_SIZE));
+  if (nbytes > physical_bytes)
+    throw Error(str_cat("out of host memory allocating ", nbytes, " bytes (this machine has ", physical_bytes, ")"));
   // 64-byte alignment for AVX loads.
   block_bytes_ = host_block_bytes(nbytes);
   if (block_bytes_ >= kCachedMinBytes) data_ = host_cache().take(block_bytes_, &block_bytes_);

@@ -219,6 +219,15 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
     CHECK(run.status == 1);
     CHECK(run.output == "mrcnn: error: --size " + std::string(size) + ": more than the 100 megapixels an image may have\n");
   }
+  // A config whose model cannot exist (petabytes of class weights) names the file, not only the bytes.
+  nlohmann::json absurd = config_to_json(tiny_config());
+  absurd["num_classes"] = 1'000'000'000'000;
+  std::ofstream(dir / "absurd.json") << absurd.dump();
+  run = test::run_mrcnn("bench --config " + (dir / "absurd.json").string() + " --steps 1");
+  CHECK(run.status == 1);
+  CHECK(run.output.rfind("mrcnn: error: " + (dir / "absurd.json").string() +
+                             ": cannot build the model it describes: out of host memory allocating ", 0) == 0);
+  CHECK(std::count(run.output.begin(), run.output.end(), '\n') == 1);
   fs::remove_all(dir);
 }
 
