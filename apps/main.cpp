@@ -76,7 +76,7 @@ int main(int argc, char** argv) {
   auto* predict_cmd = app.add_subcommand("predict", "detect and segment: COCO results JSON, optional overlay PNGs");
   predict_cmd->add_option("--weights", predict.weights, "checkpoint (.safetensors)")->required();
   predict_cmd->add_option("--config", predict.config, "model config JSON (default: the checkpoint's)");
-  predict_cmd->add_option("images", predict.images, "image files (JPEG, PNG, BMP, ...)")->required();
+  predict_cmd->add_option("images", predict.images, "image files (JPEG, PNG, BMP, ...) or folders of them")->required();
   predict_cmd->add_option("--json", predict.json_out, "output: COCO results JSON")->required();
   predict_cmd->add_option("--out", predict.out_dir, "also write an overlay PNG per image into this folder");
   predict_cmd->add_option("--score-thresh", predict.score_thresh, "drop detections scoring below this (default 0)")

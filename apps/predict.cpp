@@ -4,7 +4,9 @@
 #include <array>
 #include <chrono>
 #include <cstdio>
+#include <cctype>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
@@ -58,12 +60,52 @@ std::vector<uint8_t> overlay(const Tensor& image, const std::vector<std::vector<
   return rgb;
 }
 
+// The images the arguments name: a folder stands for its image files (by extension, not its
+// subfolders), in name order, so `predict slices/` works as the shell's `slices/*.jpg` would.
+std::vector<std::string> expand_image_arguments(const std::vector<std::string>& arguments) {
+  namespace fs = std::filesystem;
+  static const char* const kExtensions[] = {".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", ".pnm", ".tga", ".gif"};
+  std::vector<std::string> images;
+  for (const std::string& argument : arguments) {
+    std::error_code error;
+    if (!fs::is_directory(argument, error)) {
+      images.push_back(argument);
+      continue;
+    }
+    std::vector<std::string> found;
+    for (const auto& entry : fs::directory_iterator(argument, error)) {
+      std::string extension = entry.path().extension().string();
+      std::transform(extension.begin(), extension.end(), extension.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (entry.is_regular_file() && std::find(std::begin(kExtensions), std::end(kExtensions), extension) != std::end(kExtensions))
+        found.push_back(entry.path().string());
+    }
+    check(!error, argument, ": cannot list the folder (", error.message(), ")");
+    check(!found.empty(), argument, ": a folder with no image files (.jpg, .jpeg, .png, .bmp, .pgm, .ppm, .pnm, .tga, .gif)");
+    std::sort(found.begin(), found.end());
+    images.insert(images.end(), found.begin(), found.end());
+  }
+  return images;
+}
+
+std::string overlay_path(const std::string& out_dir, const std::string& image) {
+  return (std::filesystem::path(out_dir) / (std::filesystem::path(image).stem().string() + "_overlay.png")).string();
+}
+
 }  // namespace
 
-int predict(const PredictOptions& options) {
+int predict(const PredictOptions& given) {
+  PredictOptions options = given;
+  options.images = expand_image_arguments(given.images);
   const Device device = model_device(options.device);
   check(!options.images.empty(), "predict: no images given");
   check_output_file(options.json_out);
+  if (!options.out_dir.empty()) {  // two images with one stem (a.jpg, a.png) would share an overlay file
+    std::map<std::string, std::string> writer;
+    for (const std::string& image : options.images) {
+      const auto [it, fresh] = writer.emplace(overlay_path(options.out_dir, image), image);
+      check(fresh, "predict: ", it->second, " and ", image, " would both write ", it->first, "; give them different names");
+    }
+  }
   const nn::Checkpoint checkpoint = nn::load_checkpoint(options.weights, nn::CheckpointParts::ModelOnly);
   auto model = load_model(checkpoint, options.weights, options.config);
   model->to(device);
@@ -102,8 +144,7 @@ int predict(const PredictOptions& options) {
       kept_boxes.push_back(b);
     }
     if (!options.out_dir.empty()) {
-      const std::string png = (std::filesystem::path(options.out_dir) / (std::filesystem::path(path).stem().string() + "_overlay.png")).string();
-      write_png(png, overlay(image, kept_masks, kept_boxes), h, w);
+      write_png(overlay_path(options.out_dir, path), overlay(image, kept_masks, kept_boxes), h, w);
     }
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::fprintf(stderr, "[%zu/%zu] %s: %zu detections (%.0f ms)\n", index + 1, options.images.size(), file_name.c_str(),

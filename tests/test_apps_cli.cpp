@@ -122,6 +122,37 @@ TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
   const test::Run both_flags = test::run_mrcnn(with_config + " --flip-test --no-flip-test");
   CHECK(both_flags.status != 0);
   CHECK(both_flags.output.find("--flip-test excludes --no-flip-test") != std::string::npos);
+  // A folder stands for its image files in name order (not other files, not subfolders).
+  const fs::path folder = dir / "slices";
+  fs::create_directories(folder / "sub");
+  fs::copy_file(image, folder / "b.PNG");
+  fs::copy_file(image, folder / "a.png");
+  fs::copy_file(image, folder / "sub" / "c.png");
+  std::ofstream(folder / "notes.txt") << "not an image";
+  const test::Run listed = test::run_mrcnn("predict --weights " + weights + " " + folder.string() + " --json " + json);
+  INFO(listed.output);
+  REQUIRE(listed.status == 0);
+  CHECK(listed.output.find("[1/2] a.png: ") != std::string::npos);
+  CHECK(listed.output.find("[2/2] b.PNG: ") != std::string::npos);
+  nlohmann::json from_folder;
+  std::ifstream(json) >> from_folder;
+  REQUIRE(from_folder.size() == 2 * results.size());
+  CHECK(from_folder[0]["file_name"] == "a.png");
+  CHECK(from_folder[results.size()]["file_name"] == "b.PNG");
+  CHECK(from_folder[results.size()]["image_id"] == 2);
+  CHECK(from_folder[results.size()]["segmentation"] == results[0]["segmentation"]);
+  // Two images with one stem would write one overlay: refused before any work.
+  fs::copy_file(image, folder / "sub" / "a.png");
+  const test::Run clash = test::run_mrcnn("predict --weights " + weights + " " + folder.string() + " " + (folder / "sub" / "a.png").string() +
+                                          " --json " + json + " --out " + (dir / "png").string());
+  CHECK(clash.status == 1);
+  CHECK(clash.output == "mrcnn: error: predict: " + (folder / "a.png").string() + " and " + (folder / "sub" / "a.png").string() +
+                            " would both write " + (dir / "png" / "a_overlay.png").string() + "; give them different names\n");
+  fs::create_directories(dir / "nothing");
+  const test::Run none = test::run_mrcnn("predict --weights " + weights + " " + (dir / "nothing").string() + " --json " + json);
+  CHECK(none.status == 1);
+  CHECK(none.output == "mrcnn: error: " + (dir / "nothing").string() +
+                           ": a folder with no image files (.jpg, .jpeg, .png, .bmp, .pgm, .ppm, .pnm, .tga, .gif)\n");
   fs::remove_all(dir);
 }
 
