@@ -39,6 +39,21 @@ std::string fmt(double v, const char* format = "%.3f") {
   return text;
 }
 
+// How HD95 is shown: in millimetres when the pixel spacing was given, else in pixels.
+struct DistanceUnit {
+  double per_pixel = 1;
+  std::string name = "px";
+  explicit DistanceUnit(double pixel_mm) {
+    if (pixel_mm > 0) per_pixel = pixel_mm, name = "mm";
+  }
+  std::string operator()(double pixels) const { return fmt(pixels * per_pixel, "%.2f"); }
+};
+
+// Adds "hd95_mm" beside "hd95" (always pixels, so a reader of the JSON never guesses the unit).
+void add_hd95_mm(json& j, double pixel_mm) {
+  if (pixel_mm > 0) j["hd95_mm"] = j["hd95"].is_null() ? json(nullptr) : json(j["hd95"].get<double>() * pixel_mm);
+}
+
 // Score thresholds of the operating-point table: 0.1, 0.2, ..., 0.9.
 std::vector<double> table_thresholds() {
   std::vector<double> t;
@@ -49,20 +64,21 @@ std::vector<double> table_thresholds() {
 const char* kOperatingPointsCaveat =
     "the figures above at other score thresholds; a threshold chosen here is tuned to this data, so choose it on data you do not report on";
 
-void print_operating_points(const std::vector<OperatingPoint>& rows) {
+void print_operating_points(const std::vector<OperatingPoint>& rows, const DistanceUnit& unit) {
   std::printf("Operating points (%s)\n", kOperatingPointsCaveat);
-  std::printf("  %8s %6s %6s %8s %12s %9s\n", "score >=", "Dice", "IoU", "HD95", "sensitivity", "FP/image");
+  std::printf("  %8s %6s %6s %8s %12s %9s\n", "score >=", "Dice", "IoU", ("HD95 " + unit.name).c_str(), "sensitivity", "FP/image");
   for (const auto& r : rows)
     std::printf("  %8.2f %6s %6s %8s %12s %9s\n", r.score_thresh, fmt(r.mean_dice).c_str(), fmt(r.mean_iou).c_str(),
-                fmt(r.mean_hd95, "%.2f").c_str(), fmt(r.sensitivity).c_str(), fmt(r.false_positives_per_image, "%.2f").c_str());
+                unit(r.mean_hd95).c_str(), fmt(r.sensitivity).c_str(), fmt(r.false_positives_per_image, "%.2f").c_str());
 }
 
-json operating_points_json(const std::vector<OperatingPoint>& rows) {
+json operating_points_json(const std::vector<OperatingPoint>& rows, double pixel_mm) {
   json list = json::array();
   for (const auto& r : rows)
     list.push_back({{"score_thresh", r.score_thresh}, {"dice", r.mean_dice}, {"iou", r.mean_iou}, {"hd95", finite(r.mean_hd95)},
                     {"sensitivity", finite(r.sensitivity)}, {"detected", r.detected}, {"false_positives", r.false_positives},
                     {"false_positives_per_image", r.false_positives_per_image}});
+  for (json& row : list) add_hd95_mm(row, pixel_mm);
   return list;
 }
 
@@ -75,20 +91,21 @@ void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images
   const auto& s = e.segmentation;
   std::printf("Segmentation: union of masks scoring >= %.2f vs union of truth, %zu images%s\n", o.score_thresh, images,
               o.flip_test.value() ? " (flip test: each image also run mirrored, the two views averaged)" : "");
-  std::printf("  Dice %s   IoU %s   HD95 %s px (over %lld images; undefined on %lld with one mask empty)\n",
-              fmt(s.mean_dice).c_str(), fmt(s.mean_iou).c_str(), fmt(s.mean_hd95, "%.2f").c_str(),
+  const DistanceUnit unit(o.pixel_mm);
+  std::printf("  Dice %s   IoU %s   HD95 %s %s (over %lld images; undefined on %lld with one mask empty)\n",
+              fmt(s.mean_dice).c_str(), fmt(s.mean_iou).c_str(), unit(s.mean_hd95).c_str(), unit.name.c_str(),
               static_cast<long long>(static_cast<int64_t>(images) - s.hd95_undefined),
               static_cast<long long>(s.hd95_undefined));
   std::printf("Lesions (mask IoU >= %.2f): %lld of %lld found (sensitivity %s), %lld false positives (%s per image)\n",
               o.lesion_iou, static_cast<long long>(s.detected), static_cast<long long>(s.lesions),
               fmt(s.sensitivity).c_str(), static_cast<long long>(s.false_positives),
               fmt(s.false_positives_per_image, "%.2f").c_str());
-  print_operating_points(operating);
+  print_operating_points(operating, unit);
   std::printf("Per patient (Dice and IoU pooled over the patient's slices; HD95: mean over slices)\n");
-  std::printf("  %-16s %6s %6s %6s %8s\n", "patient", "slices", "Dice", "IoU", "HD95");
+  std::printf("  %-16s %6s %6s %6s %8s\n", "patient", "slices", "Dice", "IoU", ("HD95 " + unit.name).c_str());
   for (const auto& p : s.patients)
     std::printf("  %-16s %6lld %6s %6s %8s\n", p.patient.c_str(), static_cast<long long>(p.images), fmt(p.dice).c_str(),
-                fmt(p.iou).c_str(), fmt(p.hd95, "%.2f").c_str());
+                fmt(p.iou).c_str(), unit(p.hd95).c_str());
 }
 
 json results_json(const DatasetEvaluation& e, const EvalOptions& o, const std::vector<OperatingPoint>& rows) {
@@ -101,7 +118,9 @@ json results_json(const DatasetEvaluation& e, const EvalOptions& o, const std::v
                       {"lesions", i.lesions}, {"detected", i.detected}, {"false_positives", i.false_positives}});
   for (const auto& p : s.patients)
     patients.push_back({{"patient", p.patient}, {"images", p.images}, {"dice", p.dice}, {"iou", p.iou}, {"hd95", finite(p.hd95)}});
-  return {{"weights", o.weights},
+  for (json* list : {&images, &patients})
+    for (json& entry : *list) add_hd95_mm(entry, o.pixel_mm);
+  json results = {{"weights", o.weights},
           {"data", o.data},
           {"score_thresh", o.score_thresh},
           {"lesion_iou", o.lesion_iou},
@@ -114,9 +133,12 @@ json results_json(const DatasetEvaluation& e, const EvalOptions& o, const std::v
           {"hd95_undefined", s.hd95_undefined},
           {"lesions", {{"total", s.lesions}, {"detected", s.detected}, {"sensitivity", finite(s.sensitivity)},
                        {"false_positives", s.false_positives}, {"false_positives_per_image", s.false_positives_per_image}}},
-          {"operating_points", operating_points_json(rows)},
+          {"operating_points", operating_points_json(rows, o.pixel_mm)},
           {"patients", patients},
           {"images", images}};
+  add_hd95_mm(results, o.pixel_mm);
+  if (o.pixel_mm > 0) results["pixel_mm"] = o.pixel_mm;
+  return results;
 }
 
 json detections_json(const DatasetEvaluation& e, const CocoDataset& truth) {
@@ -170,6 +192,34 @@ std::string html_escape(const std::string& s) {
   return out;
 }
 
+// What each figure means, for a reader who does not work with these metrics every day.
+std::string glossary_html(const EvalOptions& o, const DistanceUnit& unit) {
+  const std::string threshold = fmt(o.score_thresh, "%.2f");
+  return "<h2>How to read this report</h2><dl>"
+         "<dt>Dice</dt><dd>How well the predicted tumour area (masks scoring &ge; " + threshold + ") covers the labelled one "
+         "on a slice: twice the shared area over the sum of the two areas. 1 is a perfect match, 0 no overlap. A slice with "
+         "no tumour and no prediction counts as 1; a slice where only one of the two is empty counts as 0.</dd>"
+         "<dt>IoU</dt><dd>The shared area over the area either covers (Jaccard index): the same agreement on a stricter "
+         "scale (Dice 0.80 is IoU 0.67).</dd>"
+         "<dt>HD95</dt><dd>How far the predicted outline strays from the labelled one: the 95th percentile of the distances "
+         "from each outline to the other, in " + std::string(unit.name == "mm" ? "millimetres (pixels &times; " + fmt(o.pixel_mm, "%g") + " mm)" :
+         "pixels (give <code>--pixel-mm</code> for millimetres)") + ". 0 is a perfect match, lower is better. It is not "
+         "defined on a slice where only one of the two is empty; such slices are left out of its mean.</dd>"
+         "<dt>Lesion sensitivity</dt><dd>The share of labelled lesions found: a lesion is found when a predicted mask "
+         "scoring &ge; " + threshold + " overlaps it with IoU &ge; " + fmt(o.lesion_iou, "%.2f") + " (each prediction "
+         "finds at most one lesion).</dd>"
+         "<dt>False positives</dt><dd>Predicted masks scoring &ge; " + threshold + " that found no lesion.</dd>"
+         "<dt>Operating points</dt><dd>The same figures if only predictions scoring at least another threshold were "
+         "kept: higher thresholds give fewer false positives and may miss more lesions.</dd>"
+         "<dt>AP, AP50, AP75 (segm: masks, bbox: boxes)</dt><dd>COCO average precision: how well the model's confidence "
+         "ranks real lesions above false alarms, over every prediction whatever its score; AP averages the match "
+         "requirement from IoU 0.50 to 0.95, AP50 and AP75 use 0.50 and 0.75 only. 1 is perfect.</dd>"
+         "<dt>Per patient</dt><dd>Dice and IoU over all of a patient's slices together, as one volume; HD95 is the mean "
+         "over the slices.</dd></dl>"
+         "<p>These figures measure agreement with the labels of this data set. They are not a clinical validation: how "
+         "the model does on other scanners, protocols or patients is not shown here.</p>\n";
+}
+
 void write_report(const std::string& dir, const DatasetEvaluation& e, const std::vector<Sample>& samples,
                   const EvalOptions& o, const std::vector<OperatingPoint>& operating) {
   const fs::path root(dir);
@@ -187,26 +237,30 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
           fmt(o.score_thresh, "%.2f") + " (red fill)" +
           (o.flip_test.value() ? ", each image also run mirrored left-right and the two views averaged (flip test)" : "") +
           ". Truth: green outline.</p>\n";
+  const DistanceUnit unit(o.pixel_mm);
+  const std::string hd95_header = "HD95 (" + unit.name + ")";
   html += "<h2>Summary</h2><table><tr><th class=l>metric</th><th>value</th></tr>";
   const std::pair<std::string, std::string> rows[] = {
-      {"mean Dice", fmt(s.mean_dice)}, {"mean IoU", fmt(s.mean_iou)}, {"mean HD95 (px)", fmt(s.mean_hd95, "%.2f")},
+      {"mean Dice", fmt(s.mean_dice)}, {"mean IoU", fmt(s.mean_iou)}, {"mean " + hd95_header, unit(s.mean_hd95)},
       {"lesion sensitivity", fmt(s.sensitivity) + " (" + std::to_string(s.detected) + "/" + std::to_string(s.lesions) + ")"},
       {"false positives per image", fmt(s.false_positives_per_image, "%.2f")},
       {"segm AP / AP50 / AP75", fmt(e.segm.stats[0]) + " / " + fmt(e.segm.stats[1]) + " / " + fmt(e.segm.stats[2])},
       {"bbox AP / AP50 / AP75", fmt(e.bbox.stats[0]) + " / " + fmt(e.bbox.stats[1]) + " / " + fmt(e.bbox.stats[2])}};
   for (const auto& [k, v] : rows) html += "<tr><td class=l>" + k + "</td><td>" + v + "</td></tr>";
   html += "</table>\n<h2>Operating points</h2><p>" + std::string(kOperatingPointsCaveat) +
-          ".</p><table><tr><th>score &ge;</th><th>Dice</th><th>IoU</th><th>HD95</th><th>sensitivity</th>"
+          ".</p><table><tr><th>score &ge;</th><th>Dice</th><th>IoU</th><th>" + hd95_header + "</th><th>sensitivity</th>"
           "<th>false pos. per image</th></tr>";
   for (const auto& r : operating)
     html += "<tr><td>" + fmt(r.score_thresh, "%.2f") + "</td><td>" + fmt(r.mean_dice) + "</td><td>" + fmt(r.mean_iou) + "</td><td>" +
-            fmt(r.mean_hd95, "%.2f") + "</td><td>" + fmt(r.sensitivity) + "</td><td>" + fmt(r.false_positives_per_image, "%.2f") +
+            unit(r.mean_hd95) + "</td><td>" + fmt(r.sensitivity) + "</td><td>" + fmt(r.false_positives_per_image, "%.2f") +
             "</td></tr>";
-  html += "</table>\n<h2>Per patient</h2><table><tr><th class=l>patient</th><th>slices</th><th>Dice</th><th>IoU</th><th>HD95</th></tr>";
+  html += "</table>\n<h2>Per patient</h2><table><tr><th class=l>patient</th><th>slices</th><th>Dice</th><th>IoU</th><th>" +
+          hd95_header + "</th></tr>";
   for (const auto& p : s.patients)
     html += "<tr><td class=l>" + html_escape(p.patient) + "</td><td>" + std::to_string(p.images) + "</td><td>" + fmt(p.dice) +
-            "</td><td>" + fmt(p.iou) + "</td><td>" + fmt(p.hd95, "%.2f") + "</td></tr>";
-  html += "</table>\n<h2>Images, worst Dice first</h2><table><tr><th class=l>image</th><th>Dice</th><th>IoU</th><th>HD95</th>"
+            "</td><td>" + fmt(p.iou) + "</td><td>" + unit(p.hd95) + "</td></tr>";
+  html += "</table>\n<h2>Images, worst Dice first</h2><table><tr><th class=l>image</th><th>Dice</th><th>IoU</th><th>" +
+          hd95_header + "</th>"
           "<th>lesions found</th><th>false pos.</th><th class=l>overlay</th></tr>\n";
   for (size_t i : order) {
     const ImageScore& score = s.images[i];
@@ -217,15 +271,16 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
     for (size_t k = 0; k < p.detections.size(); ++k)
       if (p.detections[k].score >= o.score_thresh)
         for (size_t j = 0; j < predicted.size(); ++j) predicted[j] |= p.masks[k][j];
-    const std::string png = "images/" + fs::path(sample.info.file_name).stem().string() + ".png";
+    // The image id keeps two slices named alike (p1/slice.jpg, p2/slice.jpg) from sharing an overlay.
+    const std::string png = "images/" + std::to_string(sample.info.id) + "_" + fs::path(sample.info.file_name).stem().string() + ".png";
     write_png((root / png).string(), report_overlay(sample, predicted), h, w);
     html += "<tr><td class=l>" + html_escape(score.file_name) + "</td><td" + (score.overlap.dice < 0.5 ? " class=bad" : "") + ">" +
-            fmt(score.overlap.dice) + "</td><td>" + fmt(score.overlap.iou) + "</td><td>" + fmt(score.overlap.hd95, "%.2f") +
+            fmt(score.overlap.dice) + "</td><td>" + fmt(score.overlap.iou) + "</td><td>" + unit(score.overlap.hd95) +
             "</td><td>" + std::to_string(score.detected) + "/" + std::to_string(score.lesions) + "</td><td>" +
             std::to_string(score.false_positives) + "</td><td class=l><img src=\"" + html_escape(png) + "\" width=" +
             std::to_string(w) + "></td></tr>\n";
   }
-  html += "</table></body></html>\n";
+  html += "</table>\n" + glossary_html(o, unit) + "</body></html>\n";
   write_file_atomically((root / "index.html").string(), html);
 }
 

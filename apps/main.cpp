@@ -48,6 +48,7 @@ CLI::Validator number_where(bool (*ok)(double), const std::string& rule) {
 const CLI::Validator kAtLeastOne = number_where([](double v) { return v >= 1; }, ">= 1");
 const CLI::Validator kNonNegative = number_where([](double v) { return v >= 0; }, ">= 0");
 const CLI::Validator kUnitInterval = number_where([](double v) { return v >= 0 && v <= 1; }, "in [0, 1]");
+const CLI::Validator kPositive = number_where([](double v) { return v > 0; }, "> 0");
 const CLI::Validator kPositiveFraction = number_where([](double v) { return v > 0 && v <= 1; }, "in (0, 1]");
 
 // The command word: the first argument that is neither a global option nor the value of one.
@@ -135,6 +136,9 @@ int main(int argc, char** argv) {
       ->check(kUnitInterval);
   eval_cmd->add_option("--lesion-iou", eval.lesion_iou, "mask IoU for a lesion to count as found (default 0.5)")
       ->check(kPositiveFraction);
+  eval_cmd->add_option("--pixel-mm", eval.pixel_mm,
+                       "millimetres per pixel in the slices' plane: HD95 also in mm (table, report, JSON hd95_mm)")
+      ->check(kPositive);
   eval_cmd->add_option("--group-regex", eval.group_regex, "patient = first capture group on file_name (default '^([^_]+)_')");
   eval_cmd->add_option("--json", eval.json_out, "write every figure, per image and per patient, as JSON");
   eval_cmd->add_option("--detections", eval.detections_out, "write the detections as COCO results JSON");

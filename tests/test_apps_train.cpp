@@ -417,13 +417,47 @@ TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained mode
   CHECK(html.find("<td class=l>" + worse) < html.find("<td class=l>" + better));
   CHECK(html.find("<h2>Operating points</h2>") < html.find("<h2>Per patient</h2>"));
   for (const auto& image : images)
-    CHECK(fs::exists(dir / "report" / "images" / (fs::path(image["file_name"].get<std::string>()).stem().string() + ".png")));
+    CHECK(fs::exists(dir / "report" / "images" /
+                     (std::to_string(image["image_id"].get<int64_t>()) + "_" + fs::path(image["file_name"].get<std::string>()).stem().string() + ".png")));
+  CHECK(html.find("<h2>How to read this report</h2>") != std::string::npos);
+  CHECK(html.find("<th>HD95 (px)</th>") != std::string::npos);
+  CHECK(html.find("a lesion is found when a predicted mask scoring &ge; 0.30 overlaps it with IoU &ge; 0.50") != std::string::npos);
 
+  // --pixel-mm: HD95 also in millimetres, beside the pixels (JSON) or instead of them (table, report).
   const auto one_view = test::run_mrcnn("eval --weights " + weights + " --data " + (d / "val.json").string() + " --images " +
-                                        (d / "images").string() + " --no-flip-test --json " + (dir / "eval1.json").string());
+                                        (d / "images").string() + " --no-flip-test --json " + (dir / "eval1.json").string() +
+                                        " --pixel-mm 0.5 --score-thresh 0.3 --report " + (dir / "report_mm").string());
   REQUIRE(one_view.status == 0);
-  CHECK(read_json(dir / "eval1.json")["flip_test"] == false);
+  const json in_mm = read_json(dir / "eval1.json");
+  CHECK(in_mm["flip_test"] == false);
   CHECK(one_view.output.find("flip test") == std::string::npos);
+  CHECK(in_mm["pixel_mm"] == 0.5);
+  CHECK(e.count("pixel_mm") == 0);
+  CHECK(e["images"][0].count("hd95_mm") == 0);
+  auto check_mm = [](const json& entry) {
+    if (entry["hd95"].is_null()) {
+      CHECK(entry["hd95_mm"].is_null());
+    } else {
+      CHECK(entry["hd95_mm"].get<double>() == entry["hd95"].get<double>() * 0.5);
+    }
+  };
+  check_mm(in_mm);
+  for (const char* list : {"images", "patients", "operating_points"}) {
+    REQUIRE(!in_mm[list].empty());
+    for (const auto& entry : in_mm[list]) check_mm(entry);
+  }
+  if (!in_mm["hd95"].is_null()) {
+    char line[64];
+    std::snprintf(line, sizeof line, "HD95 %.2f mm (over ", in_mm["hd95"].get<double>() * 0.5);
+    CHECK(one_view.output.find(line) != std::string::npos);
+  }
+  std::ifstream mm_file(dir / "report_mm" / "index.html");
+  const std::string mm_html((std::istreambuf_iterator<char>(mm_file)), std::istreambuf_iterator<char>());
+  CHECK(mm_html.find("<th>HD95 (mm)</th>") != std::string::npos);
+  CHECK(mm_html.find("millimetres (pixels &times; 0.5 mm)") != std::string::npos);
+  const auto no_spacing = test::run_mrcnn("eval --weights " + weights + " --data x.json --images . --pixel-mm 0");
+  CHECK(no_spacing.status == 2);
+  CHECK(no_spacing.output == "mrcnn: error: --pixel-mm: must be > 0, got 0 (--help lists the options)\n");
 
   const auto predicted = test::run_mrcnn("predict --weights " + weights + " " + (d / "images" / "p003_00.png").string() +
                                          " --json " + (dir / "predict.json").string());
