@@ -10,7 +10,7 @@
 namespace mrcnn::apps {
 
 struct PredictOptions {
-  std::string weights, config, json_out, out_dir, device = "cpu";
+  std::string weights, config, json_out, out_dir, masks_dir, device = "cpu";
   std::vector<std::string> images;
   double score_thresh = 0.0;
   std::optional<bool> flip_test;  // --flip-test / --no-flip-test; unset: the config's flip_test

@@ -87,8 +87,9 @@ std::vector<std::string> expand_image_arguments(const std::vector<std::string>& 
   return images;
 }
 
-std::string overlay_path(const std::string& out_dir, const std::string& image) {
-  return (std::filesystem::path(out_dir) / (std::filesystem::path(image).stem().string() + "_overlay.png")).string();
+// dir/<image's stem><suffix>: where an image's overlay or mask goes.
+std::string output_png(const std::string& dir, const std::string& image, const char* suffix) {
+  return (std::filesystem::path(dir) / (std::filesystem::path(image).stem().string() + suffix)).string();
 }
 
 }  // namespace
@@ -99,10 +100,12 @@ int predict(const PredictOptions& given) {
   const Device device = model_device(options.device);
   check(!options.images.empty(), "predict: no images given");
   check_output_file(options.json_out);
-  if (!options.out_dir.empty()) {  // two images with one stem (a.jpg, a.png) would share an overlay file
+  // Two images with one stem (a.jpg, a.png) would share an overlay or mask file.
+  for (const auto& [dir, suffix] : {std::pair{options.out_dir, "_overlay.png"}, std::pair{options.masks_dir, "_mask.png"}}) {
+    if (dir.empty()) continue;
     std::map<std::string, std::string> writer;
     for (const std::string& image : options.images) {
-      const auto [it, fresh] = writer.emplace(overlay_path(options.out_dir, image), image);
+      const auto [it, fresh] = writer.emplace(output_png(dir, image, suffix), image);
       check(fresh, "predict: ", it->second, " and ", image, " would both write ", it->first, "; give them different names");
     }
   }
@@ -112,7 +115,8 @@ int predict(const PredictOptions& given) {
   if (options.flip_test) model->set_flip_test(*options.flip_test);
   std::vector<int64_t> category_ids;
   for (const auto& [id, name] : checkpoint_categories(checkpoint, model->config().num_classes)) category_ids.push_back(id);
-  if (!options.out_dir.empty()) std::filesystem::create_directories(options.out_dir);
+  for (const std::string& dir : {options.out_dir, options.masks_dir})
+    if (!dir.empty()) std::filesystem::create_directories(dir);
   nlohmann::json results = nlohmann::json::array();
   for (size_t index = 0; index < options.images.size(); ++index) {
     const std::string& path = options.images[index];
@@ -144,7 +148,13 @@ int predict(const PredictOptions& given) {
       kept_boxes.push_back(b);
     }
     if (!options.out_dir.empty()) {
-      write_png(overlay_path(options.out_dir, path), overlay(image, kept_masks, kept_boxes), h, w);
+      write_png(output_png(options.out_dir, path, "_overlay.png"), overlay(image, kept_masks, kept_boxes), h, w);
+    }
+    if (!options.masks_dir.empty()) {
+      std::vector<uint8_t> mask(static_cast<size_t>(h * w), 0);
+      for (const auto& kept : kept_masks)
+        for (size_t i = 0; i < mask.size(); ++i) mask[i] |= kept[i] ? 255 : 0;
+      write_png(output_png(options.masks_dir, path, "_mask.png"), mask, h, w, 1);
     }
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     std::fprintf(stderr, "[%zu/%zu] %s: %zu detections (%.0f ms)\n", index + 1, options.images.size(), file_name.c_str(),

@@ -152,12 +152,13 @@ Tensor load_image(const std::string& path, int64_t channels) {
   return decode_image(bytes.str(), path, channels);
 }
 
-void write_png(const std::string& path, const std::vector<uint8_t>& rgb, int64_t height, int64_t width) {
-  check(static_cast<int64_t>(rgb.size()) == height * width * 3, "write_png: ", rgb.size(), " bytes for ", height, "x",
-        width, " RGB");
+void write_png(const std::string& path, const std::vector<uint8_t>& pixels, int64_t height, int64_t width, int channels) {
+  check(channels == 1 || channels == 3, "write_png: ", channels, " channels (1 or 3)");
+  check(static_cast<int64_t>(pixels.size()) == height * width * channels, "write_png: ", pixels.size(), " bytes for ", height,
+        "x", width, channels == 3 ? " RGB" : " gray");
   const std::string tmp = path + ".tmp";
-  check(stbi_write_png(tmp.c_str(), static_cast<int>(width), static_cast<int>(height), 3, rgb.data(),
-                       static_cast<int>(width * 3)) != 0,
+  check(stbi_write_png(tmp.c_str(), static_cast<int>(width), static_cast<int>(height), channels, pixels.data(),
+                       static_cast<int>(width * channels)) != 0,
         path, ": cannot write PNG");
   std::error_code error;
   std::filesystem::rename(tmp, path, error);

@@ -17,7 +17,8 @@ constexpr int64_t kMaxImagePixels = 100'000'000;
 Tensor decode_image(const std::string& bytes, const std::string& name, int64_t channels,
                     int64_t max_pixels = kMaxImagePixels);
 
-// rgb: height * width * 3 bytes, row-major. Written atomically (temp file + rename).
-void write_png(const std::string& path, const std::vector<uint8_t>& rgb, int64_t height, int64_t width);
+// pixels: height * width * channels bytes (1: gray, 3: RGB), row-major. Written atomically (temp
+// file + rename).
+void write_png(const std::string& path, const std::vector<uint8_t>& pixels, int64_t height, int64_t width, int channels = 3);
 
 }  // namespace mrcnn::detection

@@ -93,6 +93,24 @@ TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
   std::ifstream(json) >> filtered;
   CHECK(filtered.size() < results.size());
   for (const auto& r : filtered) CHECK(r["score"].get<float>() >= median_score);
+  // --masks: one gray PNG per image, 255 exactly where a written detection's mask lies.
+  REQUIRE(test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --score-thresh " +
+                          std::to_string(median_score) + " --masks " + (dir / "masks").string()).status == 0);
+  std::vector<uint8_t> expected(70 * 90, 0);
+  for (const auto& r : filtered) {
+    const auto decoded = rle_decode(rle_from_string(r["segmentation"]["counts"], 70, 90));
+    for (size_t i = 0; i < expected.size(); ++i) expected[i] |= decoded[i];
+  }
+  const Tensor mask_png = load_image((dir / "masks" / "slice_1_mask.png").string(), 1);
+  REQUIRE(mask_png.sizes() == Shape{1, 70, 90});
+  const float* mask_px = mask_png.data<float>();
+  int64_t inside = 0, wrong = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    inside += expected[i];
+    wrong += mask_px[i] != (expected[i] ? 1.0f : 0.0f);
+  }
+  CHECK(inside > 0);
+  CHECK(wrong == 0);
   // --flip-test: the library's detections with both views combined.
   REQUIRE(test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --flip-test").status == 0);
   nlohmann::json flipped;
