@@ -38,6 +38,19 @@ void check_output_file(const std::string& path) {
   check(!fs::is_directory(fs::path(path), error), path, ": cannot write (it is a folder)");
 }
 
+void make_output_folder(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  for (fs::path p = fs::absolute(fs::path(path), error); !error && !p.empty() && p != p.root_path(); p = p.parent_path())
+    if (fs::exists(p, error)) {
+      check(fs::is_directory(p, error), path, ": cannot create the folder (", p.string(), " is a file)");
+      break;
+    }
+  fs::create_directories(path, error);
+  check(!error, path, ": cannot create the folder (", error.message(), ")");
+  check(access(path.c_str(), W_OK) == 0, path, ": cannot write into the folder (read-only)");
+}
+
 int split(const SplitOptions& options) {
   std::ifstream in(options.data, std::ios::binary);
   check(static_cast<bool>(in), options.data, ": cannot open");

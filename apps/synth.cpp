@@ -108,7 +108,8 @@ int synth(const SynthOptions& o) {
   check(o.val_patients >= 1 && o.val_patients < o.patients, "synth: --val-patients must be in 1..patients-1");
   check(o.height >= 64 && o.width >= 64, "synth: images must be at least 64x64");
   const fs::path root(o.out);
-  fs::create_directories(root / "images");
+  make_output_folder(o.out);
+  make_output_folder((root / "images").string());
   Draw draw(o.seed);
   json images[2] = {json::array(), json::array()}, annotations[2] = {json::array(), json::array()};
   int64_t image_id = 0, annotation_id = 0;

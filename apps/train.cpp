@@ -191,7 +191,7 @@ int train(const TrainOptions& options) {
   }
   if (o.epochs > 0) settings.epochs = o.epochs;
   check(!o.train.empty() && !o.images.empty(), "train: --train T.json and --images DIR are required");
-  fs::create_directories(run);
+  make_output_folder(run.string());
 
   RunData data = load_run_data(o, config.in_channels);
   check(static_cast<int64_t>(data.train.categories.size()) == config.num_classes - 1, o.train, ": ",

@@ -262,6 +262,18 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
     CHECK(run.output.find("mrcnn: error: " + nowhere + ": cannot write (no folder ") != std::string::npos);
     CHECK(run.output.find("train step") == std::string::npos);  // nothing was timed
   }
+  // A file where an output folder should go: refused before any work, naming both.
+  const std::string in_the_way = (dir / "config.json").string();
+  const std::pair<std::string, std::string> folder_cases[] = {
+      {"predict --weights " + weights + " x.png --json " + json + " --masks " + in_the_way + "/masks", in_the_way + "/masks"},
+      {"eval --weights " + weights + " --data x.json --images . --report " + in_the_way, in_the_way},
+      {"synth --out " + in_the_way, in_the_way},
+      {"train --config " + in_the_way + " --train x.json --images . --out " + in_the_way, in_the_way}};
+  for (const auto& [command, folder] : folder_cases) {
+    run = test::run_mrcnn(command);
+    CHECK(run.status == 1);
+    CHECK(run.output == "mrcnn: error: " + folder + ": cannot create the folder (" + in_the_way + " is a file)\n");
+  }
   // A bench image bigger than any input image may be is refused before memory runs out.
   for (const char* size : {"99999x99999", "10001x10000", "99999999999x99999999999"}) {
     run = test::run_mrcnn("bench --config " + (dir / "config.json").string() + " --size " + size);
