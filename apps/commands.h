@@ -65,9 +65,9 @@ void write_file_atomically(const std::string& path, const std::string& text);
 // Fails at once, naming the path, when an output file could not be written there (its folder is
 // missing or read-only): checked before a long run, not after it.
 void check_output_file(const std::string& path);
-// Creates an output folder (and its parents) before the work, or fails naming it: a file in the
-// way, a read-only parent.
-void make_output_folder(const std::string& path);
+// Fails at once, naming the path, when an output folder could not be made (a file in the way, a
+// read-only parent) or written into; makes nothing, so a run refused later leaves no empty folder.
+void check_output_folder(const std::string& path);
 
 // --device: "cpu", "cuda" or "cuda:N"; a CUDA device that is not there is an error saying why.
 Device model_device(const std::string& device);

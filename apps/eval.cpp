@@ -222,7 +222,8 @@ std::string glossary_html(const EvalOptions& o, const DistanceUnit& unit) {
 
 void write_report(const std::string& dir, const DatasetEvaluation& e, const std::vector<Sample>& samples,
                   const EvalOptions& o, const std::vector<OperatingPoint>& operating) {
-  const fs::path root(dir);  // root / "images" made before the evaluation
+  const fs::path root(dir);
+  fs::create_directories(root / "images");
   const auto& s = e.segmentation;
   std::vector<size_t> order(s.images.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -291,8 +292,7 @@ int eval(const EvalOptions& options) {
   check(o.lesion_iou > 0 && o.lesion_iou <= 1, "eval: --lesion-iou must be in (0, 1]");
   if (!o.json_out.empty()) check_output_file(o.json_out);
   if (!o.detections_out.empty()) check_output_file(o.detections_out);
-  for (const std::string& folder : {o.report_dir, (fs::path(o.report_dir) / "images").string()})
-    if (!o.report_dir.empty()) make_output_folder(folder);
+  if (!o.report_dir.empty()) check_output_folder(o.report_dir);
   const nn::Checkpoint checkpoint = nn::load_checkpoint(o.weights, nn::CheckpointParts::ModelOnly);
   auto model = load_model(checkpoint, o.weights, o.config);
   model->to(device);

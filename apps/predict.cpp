@@ -101,7 +101,7 @@ int predict(const PredictOptions& given) {
   check(!options.images.empty(), "predict: no images given");
   check_output_file(options.json_out);
   for (const std::string& dir : {options.out_dir, options.masks_dir})
-    if (!dir.empty()) make_output_folder(dir);
+    if (!dir.empty()) check_output_folder(dir);
   // Two images with one stem (a.jpg, a.png) would share an overlay or mask file.
   for (const auto& [dir, suffix] : {std::pair{options.out_dir, "_overlay.png"}, std::pair{options.masks_dir, "_mask.png"}}) {
     if (dir.empty()) continue;
@@ -117,6 +117,8 @@ int predict(const PredictOptions& given) {
   if (options.flip_test) model->set_flip_test(*options.flip_test);
   std::vector<int64_t> category_ids;
   for (const auto& [id, name] : checkpoint_categories(checkpoint, model->config().num_classes)) category_ids.push_back(id);
+  for (const std::string& dir : {options.out_dir, options.masks_dir})
+    if (!dir.empty()) std::filesystem::create_directories(dir);
   nlohmann::json results = nlohmann::json::array();
   for (size_t index = 0; index < options.images.size(); ++index) {
     const std::string& path = options.images[index];

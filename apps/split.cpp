@@ -38,17 +38,14 @@ void check_output_file(const std::string& path) {
   check(!fs::is_directory(fs::path(path), error), path, ": cannot write (it is a folder)");
 }
 
-void make_output_folder(const std::string& path) {
+void check_output_folder(const std::string& path) {
   namespace fs = std::filesystem;
   std::error_code error;
-  for (fs::path p = fs::absolute(fs::path(path), error); !error && !p.empty() && p != p.root_path(); p = p.parent_path())
-    if (fs::exists(p, error)) {
-      check(fs::is_directory(p, error), path, ": cannot create the folder (", p.string(), " is a file)");
-      break;
-    }
-  fs::create_directories(path, error);
+  fs::path existing = fs::absolute(fs::path(path), error);
+  while (!error && !fs::exists(existing, error) && existing.has_relative_path()) existing = existing.parent_path();
   check(!error, path, ": cannot create the folder (", error.message(), ")");
-  check(access(path.c_str(), W_OK) == 0, path, ": cannot write into the folder (read-only)");
+  check(fs::is_directory(existing, error), path, ": cannot create the folder (", existing.string(), " is a file)");
+  check(access(existing.c_str(), W_OK) == 0, path, ": cannot write (", existing.string(), " is read-only)");
 }
 
 int split(const SplitOptions& options) {

@@ -106,10 +106,11 @@ json coco_file(const json& images, const json& annotations) {
 int synth(const SynthOptions& o) {
   check(o.patients >= 2 && o.slices >= 1, "synth: needs --patients >= 2 and --slices >= 1");
   check(o.val_patients >= 1 && o.val_patients < o.patients, "synth: --val-patients must be in 1..patients-1");
-  check(o.height >= 64 && o.width >= 64, "synth: images must be at least 64x64");
+  check(o.height >= 64 && o.width >= 64 && o.height <= 4096 && o.width <= 4096,
+        "synth: --height and --width must be in 64..4096, got ", o.height, "x", o.width);
   const fs::path root(o.out);
-  make_output_folder(o.out);
-  make_output_folder((root / "images").string());
+  check_output_folder(o.out);
+  fs::create_directories(root / "images");
   Draw draw(o.seed);
   json images[2] = {json::array(), json::array()}, annotations[2] = {json::array(), json::array()};
   int64_t image_id = 0, annotation_id = 0;

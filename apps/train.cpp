@@ -191,7 +191,7 @@ int train(const TrainOptions& options) {
   }
   if (o.epochs > 0) settings.epochs = o.epochs;
   check(!o.train.empty() && !o.images.empty(), "train: --train T.json and --images DIR are required");
-  make_output_folder(run.string());
+  check_output_folder(run.string());
 
   RunData data = load_run_data(o, config.in_channels);
   check(static_cast<int64_t>(data.train.categories.size()) == config.num_classes - 1, o.train, ": ",
@@ -284,6 +284,7 @@ int train(const TrainOptions& options) {
     nn::save_checkpoint(path.string(), c);
   };
 
+  fs::create_directories(run);  // only now: a run refused above leaves no empty folder behind
   std::fprintf(stderr, "training %s: %lld images, %lld val images%s, %lld epochs x %lld iterations (batch %lld), %d threads\n",
                o.resume ? "(resumed)" : o.config.c_str(), static_cast<long long>(n),
                static_cast<long long>(data.val_samples.size()), model.flip_test() ? " (validated with the flip test)" : "",

@@ -269,6 +269,9 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
       {"eval --weights " + weights + " --data x.json --images . --report " + in_the_way, in_the_way},
       {"synth --out " + in_the_way, in_the_way},
       {"train --config " + in_the_way + " --train x.json --images . --out " + in_the_way, in_the_way}};
+  run = test::run_mrcnn("synth --out " + (dir / "synth").string() + " --height 100000 --width 100000");
+  CHECK(run.output == "mrcnn: error: synth: --height and --width must be in 64..4096, got 100000x100000\n");
+  CHECK(!fs::exists(dir / "synth"));
   for (const auto& [command, folder] : folder_cases) {
     run = test::run_mrcnn(command);
     CHECK(run.status == 1);
