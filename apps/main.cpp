@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <iostream>
+#include <new>
 
 #include "apps/commands.h"
 #include "apps/plot.h"
@@ -232,6 +233,9 @@ int main(int argc, char** argv) {
     } else if (*train_cmd) {
       return mrcnn::apps::train(train);
     }
+  } catch (const std::bad_alloc&) {  // its what() is only "std::bad_alloc"
+    std::cerr << "mrcnn: error: out of host memory (a standard-library allocation failed)\n";
+    return 1;
   } catch (const std::exception& e) {
     std::cerr << "mrcnn: error: " << e.what() << "\n";
     return 1;
