@@ -82,7 +82,29 @@ json operating_points_json(const std::vector<OperatingPoint>& rows, double pixel
   return list;
 }
 
-void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images, const std::vector<OperatingPoint>& operating) {
+// The figures beyond DatasetEvaluation's: the operating points, and each category on its own when
+// the data has several.
+struct Tables {
+  std::vector<OperatingPoint> operating;
+  std::vector<CategorySummary> categories;  // empty for one category (its figures are the pooled ones)
+};
+
+const char* kPerCategoryNote = "each structure against its own annotations and detections; the figures above pool them";
+
+json categories_json(const std::vector<CategorySummary>& categories, double pixel_mm) {
+  json list = json::array();
+  for (const auto& [category, s] : categories) {
+    json entry = {{"category_id", category.id}, {"name", category.name}, {"dice", s.mean_dice}, {"iou", s.mean_iou},
+                  {"hd95", finite(s.mean_hd95)}, {"hd95_undefined", s.hd95_undefined}, {"lesions", s.lesions},
+                  {"detected", s.detected}, {"sensitivity", finite(s.sensitivity)}, {"false_positives", s.false_positives},
+                  {"false_positives_per_image", s.false_positives_per_image}};
+    add_hd95_mm(entry, pixel_mm);
+    list.push_back(entry);
+  }
+  return list;
+}
+
+void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images, const Tables& tables) {
   static const char* rows[] = {"AP @[.50:.95]", "AP50", "AP75", "AP small", "AP medium", "AP large"};
   std::printf("COCO metrics (pycocotools' algorithm, maxDets 100)   bbox    segm\n");
   for (int i = 0; i < 6; ++i)
@@ -100,7 +122,16 @@ void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images
               o.lesion_iou, static_cast<long long>(s.detected), static_cast<long long>(s.lesions),
               fmt(s.sensitivity).c_str(), static_cast<long long>(s.false_positives),
               fmt(s.false_positives_per_image, "%.2f").c_str());
-  print_operating_points(operating, unit);
+  print_operating_points(tables.operating, unit);
+  if (!tables.categories.empty()) {
+    std::printf("Per category (%s)\n", kPerCategoryNote);
+    std::printf("  %-16s %7s %6s %6s %8s %12s %9s\n", "category", "lesions", "Dice", "IoU", ("HD95 " + unit.name).c_str(),
+                "sensitivity", "FP/image");
+    for (const auto& [category, c] : tables.categories)
+      std::printf("  %-16s %7lld %6s %6s %8s %12s %9s\n", category.name.c_str(), static_cast<long long>(c.lesions),
+                  fmt(c.mean_dice).c_str(), fmt(c.mean_iou).c_str(), unit(c.mean_hd95).c_str(), fmt(c.sensitivity).c_str(),
+                  fmt(c.false_positives_per_image, "%.2f").c_str());
+  }
   std::printf("Per patient (Dice and IoU pooled over the patient's slices; HD95: mean over slices)\n");
   std::printf("  %-16s %6s %6s %6s %8s\n", "patient", "slices", "Dice", "IoU", ("HD95 " + unit.name).c_str());
   for (const auto& p : s.patients)
@@ -108,7 +139,7 @@ void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images
                 fmt(p.iou).c_str(), unit(p.hd95).c_str());
 }
 
-json results_json(const DatasetEvaluation& e, const EvalOptions& o, const std::vector<OperatingPoint>& rows) {
+json results_json(const DatasetEvaluation& e, const EvalOptions& o, const Tables& tables) {
   const auto& s = e.segmentation;
   json images = json::array(), patients = json::array();
   for (const auto& i : s.images)
@@ -133,11 +164,12 @@ json results_json(const DatasetEvaluation& e, const EvalOptions& o, const std::v
           {"hd95_undefined", s.hd95_undefined},
           {"lesions", {{"total", s.lesions}, {"detected", s.detected}, {"sensitivity", finite(s.sensitivity)},
                        {"false_positives", s.false_positives}, {"false_positives_per_image", s.false_positives_per_image}}},
-          {"operating_points", operating_points_json(rows, o.pixel_mm)},
+          {"operating_points", operating_points_json(tables.operating, o.pixel_mm)},
           {"patients", patients},
           {"images", images}};
   add_hd95_mm(results, o.pixel_mm);
   if (o.pixel_mm > 0) results["pixel_mm"] = o.pixel_mm;
+  if (!tables.categories.empty()) results["categories"] = categories_json(tables.categories, o.pixel_mm);
   return results;
 }
 
@@ -221,7 +253,7 @@ std::string glossary_html(const EvalOptions& o, const DistanceUnit& unit) {
 }
 
 void write_report(const std::string& dir, const DatasetEvaluation& e, const std::vector<Sample>& samples,
-                  const EvalOptions& o, const std::vector<OperatingPoint>& operating) {
+                  const EvalOptions& o, const Tables& tables) {
   const fs::path root(dir);
   fs::create_directories(root / "images");
   const auto& s = e.segmentation;
@@ -250,10 +282,19 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
   html += "</table>\n<h2>Operating points</h2><p>" + std::string(kOperatingPointsCaveat) +
           ".</p><table><tr><th>score &ge;</th><th>Dice</th><th>IoU</th><th>" + hd95_header + "</th><th>sensitivity</th>"
           "<th>false pos. per image</th></tr>";
-  for (const auto& r : operating)
+  for (const auto& r : tables.operating)
     html += "<tr><td>" + fmt(r.score_thresh, "%.2f") + "</td><td>" + fmt(r.mean_dice) + "</td><td>" + fmt(r.mean_iou) + "</td><td>" +
             unit(r.mean_hd95) + "</td><td>" + fmt(r.sensitivity) + "</td><td>" + fmt(r.false_positives_per_image, "%.2f") +
             "</td></tr>";
+  if (!tables.categories.empty()) {
+    html += "</table>\n<h2>Per category</h2><p>" + std::string(kPerCategoryNote) +
+            ".</p><table><tr><th class=l>category</th><th>lesions</th><th>Dice</th><th>IoU</th><th>" + hd95_header +
+            "</th><th>sensitivity</th><th>false pos. per image</th></tr>";
+    for (const auto& [category, c] : tables.categories)
+      html += "<tr><td class=l>" + html_escape(category.name) + "</td><td>" + std::to_string(c.lesions) + "</td><td>" +
+              fmt(c.mean_dice) + "</td><td>" + fmt(c.mean_iou) + "</td><td>" + unit(c.mean_hd95) + "</td><td>" +
+              fmt(c.sensitivity) + "</td><td>" + fmt(c.false_positives_per_image, "%.2f") + "</td></tr>";
+  }
   html += "</table>\n<h2>Per patient</h2><table><tr><th class=l>patient</th><th>slices</th><th>Dice</th><th>IoU</th><th>" +
           hd95_header + "</th></tr>";
   for (const auto& p : s.patients)
@@ -315,12 +356,15 @@ int eval(const EvalOptions& options) {
   const auto e = evaluate_dataset(*model, truth, samples, patients, o.score_thresh, o.lesion_iou,
                                   [&](size_t done, size_t) { progress.update(static_cast<int64_t>(done)); });
   progress.finish();
-  const auto operating = operating_points(truth, e.predictions, patients, table_thresholds(), o.lesion_iou);
-  print_table(e, o, samples.size(), operating);
-  if (!o.json_out.empty()) write_file_atomically(o.json_out, results_json(e, o, operating).dump(1) + "\n");
+  Tables tables;
+  tables.operating = operating_points(truth, e.predictions, patients, table_thresholds(), o.lesion_iou);
+  if (truth.categories.size() > 1)
+    tables.categories = summarize_by_category(truth, e.predictions, patients, o.score_thresh, o.lesion_iou);
+  print_table(e, o, samples.size(), tables);
+  if (!o.json_out.empty()) write_file_atomically(o.json_out, results_json(e, o, tables).dump(1) + "\n");
   if (!o.detections_out.empty()) write_file_atomically(o.detections_out, detections_json(e, truth).dump() + "\n");
   if (!o.report_dir.empty()) {
-    write_report(o.report_dir, e, samples, o, operating);
+    write_report(o.report_dir, e, samples, o, tables);
     std::fprintf(stderr, "report: %s\n", (fs::path(o.report_dir) / "index.html").string().c_str());
   }
   return 0;

@@ -183,6 +183,29 @@ SegmentationSummary summarize_segmentation(const CocoDataset& truth, const std::
   return summarize(truth, decode_truth(truth), predictions, patients, score_thresh, lesion_iou);
 }
 
+std::vector<CategorySummary> summarize_by_category(const CocoDataset& truth, const std::vector<ImagePrediction>& predictions,
+                                                   const std::vector<std::string>& patients, double score_thresh,
+                                                   double lesion_iou) {
+  check_counts(truth, predictions, patients, "summarize_by_category");
+  std::vector<CategorySummary> result;
+  for (const CocoCategory& category : truth.categories) {
+    CocoDataset one = truth;
+    for (CocoImage& image : one.images)
+      image.annotations.erase(std::remove_if(image.annotations.begin(), image.annotations.end(),
+                                             [&](const CocoAnnotation& a) { return a.category_id != category.id; }),
+                              image.annotations.end());
+    std::vector<ImagePrediction> mine(predictions.size());
+    for (size_t i = 0; i < predictions.size(); ++i)
+      for (size_t k = 0; k < predictions[i].detections.size(); ++k)
+        if (predictions[i].detections[k].category_id == category.id) {
+          mine[i].detections.push_back(predictions[i].detections[k]);
+          mine[i].masks.push_back(predictions[i].masks[k]);
+        }
+    result.push_back({category, summarize(one, decode_truth(one), mine, patients, score_thresh, lesion_iou)});
+  }
+  return result;
+}
+
 std::vector<OperatingPoint> operating_points(const CocoDataset& truth, const std::vector<ImagePrediction>& predictions,
                                              const std::vector<std::string>& patients, const std::vector<double>& thresholds,
                                              double lesion_iou) {

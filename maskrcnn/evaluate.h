@@ -9,7 +9,8 @@
 //   mean of the slices' defined HD95.
 // - Lesions: each non-crowd annotation is one lesion. Detections >= score_thresh, highest score
 //   first, each claim the unclaimed lesion they overlap most if mask IoU >= lesion_iou; a lesion so
-//   claimed is detected, a detection claiming none is a false positive.
+//   claimed is detected, a detection claiming none is a false positive. These figures pool every
+//   category; summarize_by_category gives each category's own.
 #pragma once
 #include <string>
 #include <vector>
@@ -58,6 +59,17 @@ struct SegmentationSummary {
 SegmentationSummary summarize_segmentation(const CocoDataset& truth, const std::vector<ImagePrediction>& predictions,
                                            const std::vector<std::string>& patients, double score_thresh,
                                            double lesion_iou = 0.5);
+
+// The same figures for each category on its own: its annotations are the truth, its detections the
+// prediction (the summary above pools every category, so a mask of one structure can cover or
+// claim another's). In truth.categories order; EvalDetection::category_id selects the detections.
+struct CategorySummary {
+  CocoCategory category;
+  SegmentationSummary summary;
+};
+std::vector<CategorySummary> summarize_by_category(const CocoDataset& truth, const std::vector<ImagePrediction>& predictions,
+                                                   const std::vector<std::string>& patients, double score_thresh,
+                                                   double lesion_iou = 0.5);
 
 // One row of an operating-point table: the image-level figures at one score threshold. A reader
 // choosing a threshold needs the trade-off (sensitivity against false positives per image, Dice),

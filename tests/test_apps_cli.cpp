@@ -13,6 +13,8 @@
 
 #include "bench/allocator_replay.h"
 #include "cuda/context.h"
+#include "maskrcnn/dataset.h"
+#include "maskrcnn/evaluate.h"
 #include "maskrcnn/image_io.h"
 #include "maskrcnn/model_io.h"
 #include "maskrcnn/rle.h"
@@ -171,6 +173,73 @@ TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
   CHECK(none.status == 1);
   CHECK(none.output == "mrcnn: error: " + (dir / "nothing").string() +
                            ": a folder with no image files (.jpg, .jpeg, .png, .bmp, .pgm, .ppm, .pnm, .tga, .gif)\n");
+  fs::remove_all(dir);
+}
+
+TEST_CASE("mrcnn eval: with several categories, each is also scored on its own") {
+  const fs::path dir = test::scratch_dir("mrcnn_cli_eval_categories");
+  Config config = tiny_config();
+  config.num_classes = 3;
+  manual_seed(5);
+  MaskRCNN built(config);
+  // Class 2 scores as class 1 does, so the random model's top detections hold both classes.
+  for (const char* name : {"roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.cls_score.bias"}) {
+    Tensor t = built.state_dict().at(name);
+    const int64_t row = t.numel() / 3;
+    std::copy_n(t.data<float>() + row, row, t.data<float>() + 2 * row);
+  }
+  const std::string weights = (dir / "model.safetensors").string();
+  nn::save_checkpoint(weights, nn::make_checkpoint(built, nullptr, config_to_json(config).dump(), 0));
+  fs::create_directories(dir / "images");
+  std::vector<uint8_t> rgb(70 * 90 * 3);
+  for (int y = 0; y < 70; ++y)
+    for (int x = 0; x < 90; ++x)
+      for (int k = 0; k < 3; ++k) rgb[(y * 90 + x) * 3 + k] = (y - 30) * (y - 30) + (x - 50) * (x - 50) < 150 ? 220 : 60 + (x % 7);
+  write_png((dir / "images" / "p1_a.png").string(), rgb, 70, 90);
+  write_png((dir / "images" / "p2_a.png").string(), rgb, 70, 90);
+  const nlohmann::json coco = {
+      {"images", {{{"id", 1}, {"file_name", "p1_a.png"}, {"width", 90}, {"height", 70}},
+                  {{"id", 2}, {"file_name", "p2_a.png"}, {"width", 90}, {"height", 70}}}},
+      {"categories", {{{"id", 1}, {"name", "tumor"}}, {{"id", 2}, {"name", "edema"}}}},
+      {"annotations", {{{"id", 1}, {"image_id", 1}, {"category_id", 1}, {"bbox", {38, 18, 24, 24}}, {"area", 576}, {"iscrowd", 0}, {"segmentation", {{38, 18, 62, 18, 62, 42, 38, 42}}}},
+                       {{"id", 2}, {"image_id", 1}, {"category_id", 2}, {"bbox", {5, 5, 15, 15}}, {"area", 225}, {"iscrowd", 0}, {"segmentation", {{5, 5, 20, 5, 20, 20, 5, 20}}}},
+                       {{"id", 3}, {"image_id", 2}, {"category_id", 2}, {"bbox", {38, 18, 24, 24}}, {"area", 576}, {"iscrowd", 0}, {"segmentation", {{38, 18, 62, 18, 62, 42, 38, 42}}}}}}};
+  std::ofstream(dir / "val.json") << coco.dump();
+  const std::string json = (dir / "eval.json").string();
+  const test::Run run = test::run_mrcnn("eval --weights " + weights + " --data " + (dir / "val.json").string() + " --images " +
+                                        (dir / "images").string() + " --score-thresh 0.1 --json " + json + " --report " +
+                                        (dir / "report").string());
+  INFO(run.output);
+  REQUIRE(run.status == 0);
+  CHECK(run.output.find("Per category (each structure against its own annotations and detections; the figures above pool them)") !=
+        std::string::npos);
+  nlohmann::json e;
+  std::ifstream(json) >> e;
+  REQUIRE(e["categories"].size() == 2);
+  CHECK(e["categories"][0]["name"] == "tumor");
+  CHECK(e["categories"][1]["name"] == "edema");
+  CHECK(e["categories"][0]["lesions"] == 1);
+  CHECK(e["categories"][1]["lesions"] == 2);
+  CHECK(e["lesions"]["total"] == 3);
+  // The same figures as the library's, from the same detections.
+  const CocoDataset truth = load_coco((dir / "val.json").string());
+  auto model = load_model(weights);
+  const auto samples = load_samples(truth, (dir / "images").string(), 1);
+  const std::vector<std::string> patients = {"p1", "p2"};
+  const auto evaluation = evaluate_dataset(*model, truth, samples, patients, 0.1, 0.5);
+  const auto by = summarize_by_category(truth, evaluation.predictions, patients, 0.1, 0.5);
+  REQUIRE(by.size() == 2);
+  for (size_t k = 0; k < 2; ++k) {
+    CHECK(e["categories"][k]["dice"].get<double>() == by[k].summary.mean_dice);
+    CHECK(e["categories"][k]["detected"] == by[k].summary.detected);
+    CHECK(e["categories"][k]["false_positives"] == by[k].summary.false_positives);
+    // Both classes predicted something, so the split by category is exercised on both sides.
+    CHECK(by[k].summary.detected + by[k].summary.false_positives > 0);
+  }
+  std::ifstream html_file(dir / "report" / "index.html");
+  const std::string html((std::istreambuf_iterator<char>(html_file)), std::istreambuf_iterator<char>());
+  CHECK(html.find("<h2>Per category</h2>") != std::string::npos);
+  CHECK(html.find("<td class=l>edema</td><td>2</td>") != std::string::npos);
   fs::remove_all(dir);
 }
 

@@ -124,6 +124,59 @@ TEST_CASE("evaluation summary: per-image, per-patient and lesion figures on hand
   CHECK(summarize_segmentation(truth, predictions, {"p1", "p1", "p2"}, 0.5, 0.6).images[0].detected == 1);
 }
 
+TEST_CASE("evaluation by category: each structure scored against its own annotations and detections") {
+  using namespace detection;
+  constexpr int64_t h = 10, w = 10;
+  CocoDataset truth;
+  truth.categories = {{3, "tumor"}, {7, "edema"}};
+  CocoImage a{1, w, h, "p1_a.png", {}}, b{2, w, h, "p2_a.png", {}};
+  a.annotations = {lesion(rectangle(h, w, 1, 1, 4, 4), h, w), lesion(rectangle(h, w, 6, 6, 8, 8), h, w)};
+  a.annotations[0].category_id = 3, a.annotations[1].category_id = 7, a.annotations[1].label = 2;
+  b.annotations = {lesion(rectangle(h, w, 2, 2, 4, 4), h, w)};
+  b.annotations[0].category_id = 7, b.annotations[0].label = 2;
+  truth.images = {a, b};
+  std::vector<ImagePrediction> predictions(2);
+  add_detection(predictions[0], rectangle(h, w, 1, 1, 4, 4), 0.9);  // the tumour, as tumour
+  add_detection(predictions[0], rectangle(h, w, 1, 1, 4, 4), 0.8);  // the tumour again, called edema
+  add_detection(predictions[1], rectangle(h, w, 2, 2, 4, 4), 0.7);  // b's edema, as edema
+  predictions[0].detections[0].category_id = 3;
+  predictions[0].detections[1].category_id = 7;
+  predictions[1].detections[0].category_id = 7;
+  const std::vector<std::string> patients = {"p1", "p2"};
+  const auto by = summarize_by_category(truth, predictions, patients, 0.5, 0.5);
+  REQUIRE(by.size() == 2);
+  CHECK(by[0].category.id == 3);
+  CHECK(by[0].category.name == "tumor");
+  const SegmentationSummary& tumour = by[0].summary;
+  CHECK(tumour.images[0].overlap.dice == 1.0);
+  CHECK(tumour.images[1].overlap.dice == 1.0);  // no tumour, none predicted
+  CHECK(tumour.lesions == 1);
+  CHECK(tumour.detected == 1);
+  CHECK(tumour.false_positives == 0);
+  const SegmentationSummary& edema = by[1].summary;
+  CHECK(by[1].category.name == "edema");
+  CHECK(edema.images[0].overlap.dice == 0.0);  // 4 true pixels, 9 predicted elsewhere
+  CHECK(edema.images[1].overlap.dice == 1.0);
+  CHECK(edema.mean_dice == doctest::Approx(0.5));
+  CHECK(edema.lesions == 2);
+  CHECK(edema.detected == 1);
+  CHECK(edema.false_positives == 1);  // the mislabelled tumour
+  CHECK(edema.patients.size() == 2);
+  // Pooled, the mislabelled detection lies on tumour pixels, so image a scores higher than edema's 0.
+  const auto pooled = summarize_segmentation(truth, predictions, patients, 0.5, 0.5);
+  CHECK(pooled.images[0].overlap.dice == doctest::Approx(18.0 / 22.0));
+  CHECK(pooled.lesions == 3);
+  CHECK(pooled.detected == 2);
+  CHECK(pooled.false_positives == 1);
+  // A category with no annotation and no detection anywhere: every image a correct "none".
+  truth.categories.push_back({9, "cyst"});
+  const auto with_cyst = summarize_by_category(truth, predictions, patients, 0.5, 0.5);
+  REQUIRE(with_cyst.size() == 3);
+  CHECK(with_cyst[2].summary.mean_dice == 1.0);
+  CHECK(with_cyst[2].summary.lesions == 0);
+  CHECK(std::isnan(with_cyst[2].summary.sensitivity));
+}
+
 TEST_CASE("operating points: each row is the summary at its threshold, and detections only fall away") {
   using namespace detection;
   constexpr int64_t h = 12, w = 12;
