@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
   predict_cmd->add_option("--out", predict.out_dir, "also write an overlay PNG per image into this folder");
   predict_cmd->add_option("--masks", predict.masks_dir,
                           "also write each image's mask into this folder: <name>_mask.png, 255 where a written "
-                          "detection lies, else 0 (with --score-thresh 0.5, the mask eval scores)");
+                          "detection lies, else 0 (with --score-thresh 0.5, the mask eval scores); several classes: "
+                          "each pixel the label 1, 2, ... of the best detection on it");
   predict_cmd->add_option("--score-thresh", predict.score_thresh, "drop detections scoring below this (default 0)")
       ->check(kUnitInterval);
   predict_cmd->add_option("--device", predict.device, "cpu (default), cuda or cuda:N");

@@ -117,6 +117,8 @@ int predict(const PredictOptions& given) {
   if (options.flip_test) model->set_flip_test(*options.flip_test);
   std::vector<int64_t> category_ids;
   for (const auto& [id, name] : checkpoint_categories(checkpoint, model->config().num_classes)) category_ids.push_back(id);
+  check(options.masks_dir.empty() || category_ids.size() <= 255, "predict: --masks writes 8-bit label images, which hold "
+        "at most 255 categories; this model has ", category_ids.size());
   for (const std::string& dir : {options.out_dir, options.masks_dir})
     if (!dir.empty()) std::filesystem::create_directories(dir);
   nlohmann::json results = nlohmann::json::array();
@@ -135,6 +137,7 @@ int predict(const PredictOptions& given) {
     }
     std::vector<std::vector<uint8_t>> kept_masks;
     std::vector<std::array<double, 4>> kept_boxes;
+    std::vector<const EvalDetection*> kept;
     for (size_t k = 0; k < prediction.detections.size(); ++k) {
       const EvalDetection& det = prediction.detections[k];
       if (det.score < options.score_thresh) continue;
@@ -148,14 +151,23 @@ int predict(const PredictOptions& given) {
                          {"segmentation", {{"size", {h, w}}, {"counts", rle_to_string(det.segmentation)}}}});
       kept_masks.push_back(prediction.masks[k]);
       kept_boxes.push_back(b);
+      kept.push_back(&det);
     }
     if (!options.out_dir.empty()) {
       write_png(output_png(options.out_dir, path, "_overlay.png"), overlay(image, kept_masks, kept_boxes), h, w);
     }
     if (!options.masks_dir.empty()) {
+      // One class: 255 inside (visible as it is). Several: each pixel holds the label (1, 2, ...: the
+      // checkpoint's category order) of the highest-scoring detection covering it.
       std::vector<uint8_t> mask(static_cast<size_t>(h * w), 0);
-      for (const auto& kept : kept_masks)
-        for (size_t i = 0; i < mask.size(); ++i) mask[i] |= kept[i] ? 255 : 0;
+      std::vector<double> best(mask.size(), -1.0);
+      for (size_t k = 0; k < kept.size(); ++k) {
+        const auto label = static_cast<uint8_t>(
+            std::find(category_ids.begin(), category_ids.end(), kept[k]->category_id) - category_ids.begin() + 1);
+        const uint8_t value = category_ids.size() == 1 ? 255 : label;
+        for (size_t i = 0; i < mask.size(); ++i)
+          if (kept_masks[k][i] && kept[k]->score > best[i]) mask[i] = value, best[i] = kept[k]->score;
+      }
       write_png(output_png(options.masks_dir, path, "_mask.png"), mask, h, w, 1);
     }
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

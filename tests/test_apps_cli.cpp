@@ -1,10 +1,12 @@
 // The `mrcnn` binary end to end: predict writes COCO results that agree with the library's own
 // detections (boxes in original pixels, RLE masks binarised at 0.5); bad input gives one error line
 // naming the file and a non-zero exit.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <set>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -240,6 +242,32 @@ TEST_CASE("mrcnn eval: with several categories, each is also scored on its own")
   const std::string html((std::istreambuf_iterator<char>(html_file)), std::istreambuf_iterator<char>());
   CHECK(html.find("<h2>Per category</h2>") != std::string::npos);
   CHECK(html.find("<td class=l>edema</td><td>2</td>") != std::string::npos);
+  // predict --masks with several classes: each pixel holds the label of the best detection on it.
+  const test::Run predicted = test::run_mrcnn("predict --weights " + weights + " " + (dir / "images" / "p1_a.png").string() +
+                                              " --json " + (dir / "p.json").string() + " --score-thresh 0.1 --masks " +
+                                              (dir / "masks").string());
+  REQUIRE(predicted.status == 0);
+  nlohmann::json results;
+  std::ifstream(dir / "p.json") >> results;
+  std::vector<int> expected(70 * 90, 0);
+  std::vector<double> best(expected.size(), -1.0);
+  std::set<int> labels_seen;
+  for (const auto& r : results) {
+    const auto decoded = rle_decode(rle_from_string(r["segmentation"]["counts"], 70, 90));
+    const int label = r["category_id"].get<int>();  // ids 1 and 2 are labels 1 and 2 here
+    const double score = r["score"].get<float>();
+    for (size_t i = 0; i < decoded.size(); ++i)
+      if (decoded[i] && score > best[i]) expected[i] = label, best[i] = score;
+  }
+  const Tensor label_png = load_image((dir / "masks" / "p1_a_mask.png").string(), 1);
+  int64_t wrong = 0;
+  for (size_t i = 0; i < expected.size(); ++i) {
+    const int value = static_cast<int>(std::lround(label_png.data<float>()[i] * 255.0f));
+    wrong += value != expected[i];
+    labels_seen.insert(value);
+  }
+  CHECK(wrong == 0);
+  CHECK(labels_seen == std::set<int>{0, 1, 2});
   fs::remove_all(dir);
 }
 
