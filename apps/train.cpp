@@ -389,9 +389,14 @@ int train(const TrainOptions& options) {
             evaluate_dataset(model, data.val, data.val_samples, data.val_patients, settings.val_score_thresh);
         const json line = metrics_line(epoch + 1, e, model.flip_test());
         append_line(run / "metrics.jsonl", line);
-        std::fprintf(stderr, "epoch %lld val: segm AP %.3f AP50 %.3f | bbox AP %.3f AP50 %.3f | Dice %.3f IoU %.3f\n",
-                     static_cast<long long>(epoch + 1), e.segm.stats[0], e.segm.stats[1], e.bbox.stats[0], e.bbox.stats[1],
-                     e.segmentation.mean_dice, e.segmentation.mean_iou);
+        if (e.segm.stats[0] < 0) {  // COCO's -1: no annotated object, so nothing for AP to rank
+          std::fprintf(stderr, "epoch %lld val: no objects in the val images, so no AP | Dice %.3f IoU %.3f\n",
+                       static_cast<long long>(epoch + 1), e.segmentation.mean_dice, e.segmentation.mean_iou);
+        } else {
+          std::fprintf(stderr, "epoch %lld val: segm AP %.3f AP50 %.3f | bbox AP %.3f AP50 %.3f | Dice %.3f IoU %.3f\n",
+                       static_cast<long long>(epoch + 1), e.segm.stats[0], e.segm.stats[1], e.bbox.stats[0], e.bbox.stats[1],
+                       e.segmentation.mean_dice, e.segmentation.mean_iou);
+        }
         if (e.segm.stats[0] > at.best_segm_ap) {
           at.best_segm_ap = e.segm.stats[0];
           save(averaged, best, {epoch + 1, 0, at.best_segm_ap}, false);

@@ -301,6 +301,8 @@ TEST_CASE("mrcnn train: a val set without images or without objects says so at t
     CHECK(run.output.find((run_dir / "last.safetensors").string() + " " + ending) != std::string::npos);
     CHECK(fs::exists(run_dir / "last.safetensors"));
     CHECK(!fs::exists(run_dir / "best.safetensors"));
+    CHECK(run.output.find("segm AP -1") == std::string::npos);
+    if (val_file == "val_no_objects.json") CHECK(run.output.find("epoch 1 val: no objects in the val images, so no AP | Dice ") != std::string::npos);
   }
 }
 
