@@ -214,8 +214,13 @@ int main(int argc, char** argv) {
     } else if (*inspect) {
       const auto file = mrcnn::safetensors::load(path);
       for (const auto& [key, value] : file.metadata) std::cout << "metadata " << key << " = " << value << "\n";
-      for (const auto& [name, tensor] : file.tensors)
+      int64_t elements = 0, bytes = 0;
+      for (const auto& [name, tensor] : file.tensors) {
         std::cout << name << " " << mrcnn::dtype_name(tensor.dtype()) << " " << mrcnn::shape_str(tensor.sizes()) << "\n";
+        elements += tensor.numel();
+        bytes += tensor.numel() * static_cast<int64_t>(mrcnn::dtype_size(tensor.dtype()));
+      }
+      std::printf("%zu tensors, %lld elements, %.1f MB\n", file.tensors.size(), static_cast<long long>(elements), bytes / 1e6);
     } else if (*predict_cmd) {
       return mrcnn::apps::predict(predict);
     } else if (*bench_cmd) {

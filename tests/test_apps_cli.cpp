@@ -50,6 +50,18 @@ TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
   const std::string weights = save_tiny_model(dir, 11);
   auto loaded = load_model(weights);
   MaskRCNN& model = *loaded;
+  // inspect: one line per tensor, then the totals.
+  const test::Run inspected = test::run_mrcnn("inspect " + weights);
+  REQUIRE(inspected.status == 0);
+  int64_t elements = 0;
+  const auto state = model.state_dict();
+  for (const auto& [name, t] : state) elements += t.numel();
+  char totals[96];
+  std::snprintf(totals, sizeof totals, "\n%zu tensors, %lld elements, %.1f MB\n", state.size(), static_cast<long long>(elements),
+                elements * 4 / 1e6);
+  CHECK(inspected.output.size() > std::string(totals).size());
+  CHECK(inspected.output.substr(inspected.output.size() - std::string(totals).size()) == totals);
+  CHECK(inspected.output.find("\nbackbone.body.conv1.weight float32 [") != std::string::npos);
   // A 70x90 gray image with a bright blob, written as PNG (8-bit, so reading it back is exact).
   std::vector<uint8_t> rgb(70 * 90 * 3);
   for (int y = 0; y < 70; ++y)
