@@ -35,7 +35,8 @@ images=$(python3 -c 'import json,sys; print(" ".join(sys.argv[2] + "/" + i["file
   "$data/val.json" "$data/images" 2>/dev/null || true)
 if [ -n "$images" ]; then
   # shellcheck disable=SC2086
-  $mrcnn predict --weights "$run/best.safetensors" $images --json "$out/predictions.json" --out "$out/overlays" --score-thresh 0.5
+  $mrcnn predict --weights "$run/best.safetensors" $images --json "$out/predictions.json" --out "$out/overlays" \
+    --masks "$out/masks" --score-thresh 0.5
 fi
 $mrcnn eval --weights "$run/best.safetensors" --data "$data/val.json" --images "$data/images" \
   --json "$out/eval.json" --report "$out/report" | tee "$out/eval.txt"
@@ -44,4 +45,4 @@ echo "demo finished in $(( $(date +%s) - start )) s. Where things are:"
 echo "  training curves      $run/curves.png   (logs: $run/log.jsonl, $run/metrics.jsonl)"
 echo "  model                $run/best.safetensors (best val segm AP), $run/last.safetensors"
 echo "  evaluation report    $out/report/index.html   (figures: $out/eval.json, $out/eval.txt)"
-echo "  predictions          $out/predictions.json, overlays in $out/overlays/"
+echo "  predictions          $out/predictions.json, overlays in $out/overlays/, masks in $out/masks/"
