@@ -11,6 +11,7 @@
 
 #include "apps/commands.h"
 #include "apps/progress.h"
+#include "maskrcnn/bootstrap.h"
 #include "maskrcnn/evaluate.h"
 #include "maskrcnn/image_io.h"
 #include "maskrcnn/model_io.h"
@@ -87,7 +88,30 @@ json operating_points_json(const std::vector<OperatingPoint>& rows, double pixel
 struct Tables {
   std::vector<OperatingPoint> operating;
   std::vector<CategorySummary> categories;  // empty for one category (its figures are the pooled ones)
+  PatientIntervals intervals;               // of the headline figures
 };
+
+// "0.745-0.848", or "n/a" when the bootstrap could not say.
+std::string range(const Interval& i, const std::function<std::string(double)>& format) {
+  return std::isnan(i.low) ? "n/a" : format(i.low) + "-" + format(i.high);
+}
+
+std::string intervals_caption(const PatientIntervals& i) {
+  return str_cat(static_cast<int>(std::lround(i.level * 100)), "% intervals, bootstrap over the ", i.patients, " patients (",
+                 i.resamples, " resamples): how far the figure could move with other patients like these");
+}
+
+json interval_json(const Interval& i, double scale = 1) {
+  return std::isnan(i.low) ? json(nullptr) : json({i.low * scale, i.high * scale});
+}
+
+json intervals_json(const PatientIntervals& i, double pixel_mm) {
+  json j = {{"level", i.level},          {"resamples", i.resamples}, {"patients", i.patients},
+            {"dice", interval_json(i.dice)}, {"iou", interval_json(i.iou)}, {"hd95", interval_json(i.hd95)},
+            {"sensitivity", interval_json(i.sensitivity)}};
+  if (pixel_mm > 0) j["hd95_mm"] = interval_json(i.hd95, pixel_mm);
+  return j;
+}
 
 const char* kPerCategoryNote = "each structure against its own annotations and detections; the figures above pool them";
 
@@ -122,6 +146,15 @@ void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images
               o.lesion_iou, static_cast<long long>(s.detected), static_cast<long long>(s.lesions),
               fmt(s.sensitivity).c_str(), static_cast<long long>(s.false_positives),
               fmt(s.false_positives_per_image, "%.2f").c_str());
+  const PatientIntervals& ci = tables.intervals;
+  if (ci.patients < 2) {
+    std::printf("  (no intervals: the bootstrap resamples patients, and there is %lld)\n", static_cast<long long>(ci.patients));
+  } else {
+    const auto three = [](double v) { return fmt(v); };
+    std::printf("  %s:\n    Dice %s   IoU %s   HD95 %s %s   sensitivity %s\n", intervals_caption(ci).c_str(),
+                range(ci.dice, three).c_str(), range(ci.iou, three).c_str(), range(ci.hd95, unit).c_str(), unit.name.c_str(),
+                range(ci.sensitivity, three).c_str());
+  }
   print_operating_points(tables.operating, unit);
   if (!tables.categories.empty()) {
     std::printf("Per category (%s)\n", kPerCategoryNote);
@@ -170,6 +203,7 @@ json results_json(const DatasetEvaluation& e, const EvalOptions& o, const Tables
   add_hd95_mm(results, o.pixel_mm);
   if (o.pixel_mm > 0) results["pixel_mm"] = o.pixel_mm;
   if (!tables.categories.empty()) results["categories"] = categories_json(tables.categories, o.pixel_mm);
+  results["intervals"] = intervals_json(tables.intervals, o.pixel_mm);
   return results;
 }
 
@@ -247,7 +281,11 @@ std::string glossary_html(const EvalOptions& o, const DistanceUnit& unit) {
          "ranks real lesions above false alarms, over every prediction whatever its score; AP averages the match "
          "requirement from IoU 0.50 to 0.95, AP50 and AP75 use 0.50 and 0.75 only. 1 is perfect.</dd>"
          "<dt>Per patient</dt><dd>Dice and IoU over all of a patient's slices together, as one volume; HD95 is the mean "
-         "over the slices.</dd></dl>"
+         "over the slices.</dd>"
+         "<dt>Interval (summary)</dt><dd>The range the figure would likely take on other patients like these: patients "
+         "are drawn again at random, with repeats, many times, and the figure recomputed each time; the interval holds "
+         "the middle 95% of those values. With few patients it is wide, and a difference between two models that lies "
+         "within it may be chance.</dd></dl>"
          "<p>These figures measure agreement with the labels of this data set. They are not a clinical validation: how "
          "the model does on other scanners, protocols or patients is not shown here.</p>\n";
 }
@@ -271,15 +309,22 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
           ". Truth: green outline.</p>\n";
   const DistanceUnit unit(o.pixel_mm);
   const std::string hd95_header = "HD95 (" + unit.name + ")";
-  html += "<h2>Summary</h2><table><tr><th class=l>metric</th><th>value</th></tr>";
-  const std::pair<std::string, std::string> rows[] = {
-      {"mean Dice", fmt(s.mean_dice)}, {"mean IoU", fmt(s.mean_iou)}, {"mean " + hd95_header, unit(s.mean_hd95)},
-      {"lesion sensitivity", fmt(s.sensitivity) + " (" + std::to_string(s.detected) + "/" + std::to_string(s.lesions) + ")"},
-      {"false positives per image", fmt(s.false_positives_per_image, "%.2f")},
-      {"segm AP / AP50 / AP75", fmt(e.segm.stats[0]) + " / " + fmt(e.segm.stats[1]) + " / " + fmt(e.segm.stats[2])},
-      {"bbox AP / AP50 / AP75", fmt(e.bbox.stats[0]) + " / " + fmt(e.bbox.stats[1]) + " / " + fmt(e.bbox.stats[2])}};
-  for (const auto& [k, v] : rows) html += "<tr><td class=l>" + k + "</td><td>" + v + "</td></tr>";
-  html += "</table>\n<h2>Operating points</h2><p>" + std::string(kOperatingPointsCaveat) +
+  const PatientIntervals& ci = tables.intervals;
+  const auto three = [](double v) { return fmt(v); };
+  html += "<h2>Summary</h2><table><tr><th class=l>metric</th><th>value</th><th>" +
+          std::to_string(std::lround(ci.level * 100)) + "% interval</th></tr>";
+  const std::string rows[][3] = {
+      {"mean Dice", fmt(s.mean_dice), range(ci.dice, three)},
+      {"mean IoU", fmt(s.mean_iou), range(ci.iou, three)},
+      {"mean " + hd95_header, unit(s.mean_hd95), range(ci.hd95, unit)},
+      {"lesion sensitivity", fmt(s.sensitivity) + " (" + std::to_string(s.detected) + "/" + std::to_string(s.lesions) + ")",
+       range(ci.sensitivity, three)},
+      {"false positives per image", fmt(s.false_positives_per_image, "%.2f"), ""},
+      {"segm AP / AP50 / AP75", fmt(e.segm.stats[0]) + " / " + fmt(e.segm.stats[1]) + " / " + fmt(e.segm.stats[2]), ""},
+      {"bbox AP / AP50 / AP75", fmt(e.bbox.stats[0]) + " / " + fmt(e.bbox.stats[1]) + " / " + fmt(e.bbox.stats[2]), ""}};
+  for (const auto& row : rows) html += "<tr><td class=l>" + row[0] + "</td><td>" + row[1] + "</td><td>" + row[2] + "</td></tr>";
+  html += "</table><p>Intervals: " + (ci.patients < 2 ? std::string("none, since they resample patients and there is one")
+                                                      : intervals_caption(ci)) + ".</p>\n<h2>Operating points</h2><p>" + std::string(kOperatingPointsCaveat) +
           ".</p><table><tr><th>score &ge;</th><th>Dice</th><th>IoU</th><th>" + hd95_header + "</th><th>sensitivity</th>"
           "<th>false pos. per image</th></tr>";
   for (const auto& r : tables.operating)
@@ -360,6 +405,7 @@ int eval(const EvalOptions& options) {
   tables.operating = operating_points(truth, e.predictions, patients, table_thresholds(), o.lesion_iou);
   if (truth.categories.size() > 1)
     tables.categories = summarize_by_category(truth, e.predictions, patients, o.score_thresh, o.lesion_iou);
+  tables.intervals = patient_bootstrap(e.segmentation);
   print_table(e, o, samples.size(), tables);
   if (!o.json_out.empty()) write_file_atomically(o.json_out, results_json(e, o, tables).dump(1) + "\n");
   if (!o.detections_out.empty()) write_file_atomically(o.detections_out, detections_json(e, truth).dump() + "\n");

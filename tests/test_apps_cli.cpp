@@ -15,6 +15,7 @@
 
 #include "bench/allocator_replay.h"
 #include "cuda/context.h"
+#include "maskrcnn/bootstrap.h"
 #include "maskrcnn/dataset.h"
 #include "maskrcnn/evaluate.h"
 #include "maskrcnn/image_io.h"
@@ -250,9 +251,18 @@ TEST_CASE("mrcnn eval: with several categories, each is also scored on its own")
     // Both classes predicted something, so the split by category is exercised on both sides.
     CHECK(by[k].summary.detected + by[k].summary.false_positives > 0);
   }
+  // Two patients: the bootstrap interval of the pooled figures, as the library computes it.
+  const PatientIntervals intervals = patient_bootstrap(evaluation.segmentation);
+  REQUIRE(e["intervals"]["patients"] == 2);
+  CHECK(e["intervals"]["resamples"] == 2000);
+  CHECK(e["intervals"]["dice"] == nlohmann::json({intervals.dice.low, intervals.dice.high}));
+  CHECK(e["intervals"]["dice"][0].get<double>() <= e["dice"].get<double>());
+  CHECK(e["intervals"]["dice"][1].get<double>() >= e["dice"].get<double>());
+  CHECK(run.output.find("  95% intervals, bootstrap over the 2 patients (2000 resamples): ") != std::string::npos);
   std::ifstream html_file(dir / "report" / "index.html");
   const std::string html((std::istreambuf_iterator<char>(html_file)), std::istreambuf_iterator<char>());
   CHECK(html.find("<h2>Per category</h2>") != std::string::npos);
+  CHECK(html.find("<th>95% interval</th>") != std::string::npos);
   CHECK(html.find("<td class=l>edema</td><td>2</td>") != std::string::npos);
   // predict --masks with several classes: each pixel holds the label of the best detection on it.
   const test::Run predicted = test::run_mrcnn("predict --weights " + weights + " " + (dir / "images" / "p1_a.png").string() +

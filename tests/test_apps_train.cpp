@@ -393,6 +393,10 @@ TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained mode
   for (const auto& image : e["images"]) dice_sum += image["dice"].get<double>();
   CHECK(e["dice"].get<double>() == doctest::Approx(dice_sum / 2).epsilon(1e-12));
   CHECK(e["flip_test"] == true);  // from the config the checkpoint carries
+  // One validation patient: no bootstrap interval, and the table says why.
+  CHECK(e["intervals"]["patients"] == 1);
+  CHECK(e["intervals"]["dice"].is_null());
+  CHECK(evaluated.output.find("(no intervals: the bootstrap resamples patients, and there is 1)") != std::string::npos);
   CHECK(evaluated.output.find("(flip test: each image also run mirrored, the two views averaged)") != std::string::npos);
   // Operating points 0.1 .. 0.9: the 0.3 row is the headline above (--score-thresh 0.3).
   CHECK(evaluated.output.find("Operating points (the figures above at other score thresholds") != std::string::npos);

@@ -2,6 +2,7 @@
 // below, the stated conventions for empty masks, and the per-image/per-patient/lesion summary.
 #include <cmath>
 
+#include "maskrcnn/bootstrap.h"
 #include "maskrcnn/evaluate.h"
 #include "maskrcnn/metrics.h"
 #include "tests/helpers.h"
@@ -175,6 +176,71 @@ TEST_CASE("evaluation by category: each structure scored against its own annotat
   CHECK(with_cyst[2].summary.mean_dice == 1.0);
   CHECK(with_cyst[2].summary.lesions == 0);
   CHECK(std::isnan(with_cyst[2].summary.sensitivity));
+}
+
+namespace {
+
+detection::ImageScore slice_score(const std::string& patient, double dice, double hd95, int64_t lesions, int64_t detected) {
+  detection::ImageScore s;
+  s.patient = patient;
+  s.overlap.dice = dice;
+  s.overlap.iou = dice / (2 - dice);
+  s.overlap.hd95 = hd95;
+  s.lesions = lesions;
+  s.detected = detected;
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("patient bootstrap: intervals of the validation figures, resampling patients, reproducible") {
+  using namespace detection;
+  SegmentationSummary s;
+  // Two patients, one slice each, Dice 0 and 1: a resample's mean is 0, 0.5 or 1 (1/4, 1/2, 1/4).
+  s.images = {slice_score("a", 0.0, std::nan(""), 1, 0), slice_score("b", 1.0, 2.0, 1, 1)};
+  const PatientIntervals two = patient_bootstrap(s, 0.95, 4000, 7);
+  CHECK(two.patients == 2);
+  CHECK(two.resamples == 4000);
+  CHECK(two.dice.low == 0.0);
+  CHECK(two.dice.high == 1.0);
+  CHECK(two.sensitivity.low == 0.0);
+  CHECK(two.sensitivity.high == 1.0);
+  CHECK(two.hd95.low == 2.0);  // defined only where b was drawn
+  CHECK(two.hd95.high == 2.0);
+  // A 40% interval of that distribution: its 30th and 70th percentiles are both 0.5.
+  const PatientIntervals half = patient_bootstrap(s, 0.4, 4000, 7);
+  CHECK(half.dice.low == 0.5);
+  CHECK(half.dice.high == 0.5);
+  // Identical patients: no spread. Slices of one patient are drawn together (8 slices, 2 patients).
+  SegmentationSummary same;
+  for (const char* p : {"a", "b"})
+    for (int k = 0; k < 4; ++k) same.images.push_back(slice_score(p, 0.25 * k, 1.0 + k, 1, 1));
+  const PatientIntervals flat = patient_bootstrap(same);
+  CHECK(flat.dice.low == doctest::Approx(0.375));
+  CHECK(flat.dice.high == doctest::Approx(0.375));
+  CHECK(flat.hd95.low == doctest::Approx(2.5));
+  CHECK(flat.sensitivity.low == 1.0);
+  // Eight patients of varied Dice: the interval holds the mean, is narrower at 80% than at 95%,
+  // and the same seed gives the same bits.
+  SegmentationSummary varied;
+  for (int p = 0; p < 8; ++p)
+    for (int k = 0; k < 3; ++k) varied.images.push_back(slice_score("p" + std::to_string(p), 0.5 + 0.06 * p - 0.01 * k, 3.0 + p, 1, p % 3 ? 1 : 0));
+  double mean = 0;
+  for (const auto& image : varied.images) mean += image.overlap.dice / 24.0;
+  const PatientIntervals wide = patient_bootstrap(varied), narrow = patient_bootstrap(varied, 0.8);
+  CHECK(wide.dice.low < mean);
+  CHECK(wide.dice.high > mean);
+  CHECK(narrow.dice.low > wide.dice.low);
+  CHECK(narrow.dice.high < wide.dice.high);
+  const PatientIntervals again = patient_bootstrap(varied);
+  CHECK(again.dice.low == wide.dice.low);
+  CHECK(again.sensitivity.high == wide.sensitivity.high);
+  CHECK(patient_bootstrap(varied, 0.95, 2000, 1).dice.low != wide.dice.low);  // another seed, other draws
+  // One patient: nothing to resample between.
+  SegmentationSummary one;
+  one.images = {slice_score("a", 0.7, 1.0, 1, 1), slice_score("a", 0.9, 1.0, 1, 1)};
+  CHECK(std::isnan(patient_bootstrap(one).dice.low));
+  CHECK_THROWS_WITH(patient_bootstrap(one, 1.0), "patient_bootstrap: level must be in (0, 1), got 1");
 }
 
 TEST_CASE("operating points: each row is the summary at its threshold, and detections only fall away") {
