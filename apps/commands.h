@@ -49,6 +49,14 @@ struct EvalOptions {
 };
 int eval(const EvalOptions& options);
 
+struct CompareOptions {
+  std::string a, b, json_out;  // two `mrcnn eval --json` files of the same images
+  double level = 0.95;
+  int64_t resamples = 2000;
+  uint64_t seed = 0;
+};
+int compare(const CompareOptions& options);
+
 struct SynthOptions {
   std::string out;
   int64_t patients = 12, slices = 8, val_patients = 3, height = 128, width = 128;

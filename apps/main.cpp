@@ -4,7 +4,7 @@
 //   split     patient-grouped train/val split of a COCO file
 //   train     train from a recipe on COCO data     eval     COCO AP, Dice/HD95, lesions, HTML report
 //   synth     synthetic MRI-like COCO set          selftest gradchecks, float32 kernels (and CUDA parity)
-//   curves    redraw a run's curves.png
+//   curves    redraw a run's curves.png           compare  two evaluations, paired patient bootstrap
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <iostream>
@@ -49,6 +49,7 @@ CLI::Validator number_where(bool (*ok)(double), const std::string& rule) {
 const CLI::Validator kAtLeastOne = number_where([](double v) { return v >= 1; }, ">= 1");
 const CLI::Validator kNonNegative = number_where([](double v) { return v >= 0; }, ">= 0");
 const CLI::Validator kUnitInterval = number_where([](double v) { return v >= 0 && v <= 1; }, "in [0, 1]");
+const CLI::Validator kOpenUnitInterval = number_where([](double v) { return v > 0 && v < 1; }, "in (0, 1)");
 const CLI::Validator kPositive = number_where([](double v) { return v > 0; }, "> 0");
 const CLI::Validator kPositiveFraction = number_where([](double v) { return v > 0 && v <= 1; }, "in (0, 1]");
 
@@ -151,6 +152,16 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--device", eval.device, "cpu (default), cuda or cuda:N");
   add_flip_test_flags(eval_cmd, eval.flip_test);
 
+  mrcnn::apps::CompareOptions compare;
+  auto* compare_cmd = app.add_subcommand(
+      "compare", "two eval --json files of the same images: each figure's difference with a paired patient-bootstrap interval");
+  compare_cmd->add_option("a", compare.a, "the first evaluation (mrcnn eval --json)")->required();
+  compare_cmd->add_option("b", compare.b, "the second evaluation, of the same images")->required();
+  compare_cmd->add_option("--json", compare.json_out, "also write the figures as JSON");
+  compare_cmd->add_option("--level", compare.level, "interval level (default 0.95)")->check(kOpenUnitInterval);
+  compare_cmd->add_option("--resamples", compare.resamples, "bootstrap resamples (default 2000)")->check(kAtLeastOne);
+  compare_cmd->add_option("--seed", compare.seed, "bootstrap seed (default 0)");
+
   mrcnn::apps::SynthOptions synth;
   auto* synth_cmd = app.add_subcommand("synth", "write a synthetic MRI-like COCO dataset (demo and tests)");
   synth_cmd->add_option("--out", synth.out, "folder: images/, train.json, val.json")->required();
@@ -236,6 +247,8 @@ int main(int argc, char** argv) {
       return mrcnn::apps::synth(synth);
     } else if (*eval_cmd) {
       return mrcnn::apps::eval(eval);
+    } else if (*compare_cmd) {
+      return mrcnn::apps::compare(compare);
     } else if (*train_cmd) {
       return mrcnn::apps::train(train);
     }

@@ -2,6 +2,7 @@
 #include "maskrcnn/bootstrap.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <map>
 #include <string>
@@ -46,18 +47,27 @@ Interval interval(std::vector<double>& values, double level) {
 struct PatientSums {
   double dice = 0, iou = 0, hd95 = 0;
   int64_t slices = 0, hd95_slices = 0, lesions = 0, detected = 0;
+
+  void add(const PatientSums& p) {
+    dice += p.dice, iou += p.iou, hd95 += p.hd95;
+    slices += p.slices, hd95_slices += p.hd95_slices, lesions += p.lesions, detected += p.detected;
+  }
+  // The headline figures of these slices: Dice, IoU, HD95 and sensitivity (NaN where undefined).
+  std::array<double, 4> figures() const {
+    const double nan = std::nan("");
+    return {dice / static_cast<double>(slices), iou / static_cast<double>(slices),
+            hd95_slices > 0 ? hd95 / static_cast<double>(hd95_slices) : nan,
+            lesions > 0 ? static_cast<double>(detected) / static_cast<double>(lesions) : nan};
+  }
 };
 
-}  // namespace
-
-PatientIntervals patient_bootstrap(const SegmentationSummary& summary, double level, int64_t resamples, uint64_t seed) {
-  check(level > 0 && level < 1, "patient_bootstrap: level must be in (0, 1), got ", level);
-  check(resamples >= 1, "patient_bootstrap: resamples must be >= 1, got ", resamples);
+// Each patient's sums, in order of first appearance; `order` receives the patients' names.
+std::vector<PatientSums> patient_sums(const SegmentationSummary& summary, std::vector<std::string>& order) {
   std::map<std::string, size_t> index;
   std::vector<PatientSums> patients;
   for (const ImageScore& image : summary.images) {
     const auto [it, fresh] = index.emplace(image.patient, patients.size());
-    if (fresh) patients.emplace_back();
+    if (fresh) patients.emplace_back(), order.push_back(image.patient);
     PatientSums& p = patients[it->second];
     p.dice += image.overlap.dice;
     p.iou += image.overlap.iou;
@@ -66,32 +76,74 @@ PatientIntervals patient_bootstrap(const SegmentationSummary& summary, double le
     p.lesions += image.lesions;
     p.detected += image.detected;
   }
+  return patients;
+}
+
+// Resamples patients (the same draws for both when `b` is given) and collects, per figure, its
+// value (or b's minus a's) wherever defined; returns the four intervals.
+std::array<Interval, 4> resample(const std::vector<PatientSums>& a, const std::vector<PatientSums>* b, double level,
+                                 int64_t resamples, uint64_t seed) {
+  check(level > 0 && level < 1, "patient_bootstrap: level must be in (0, 1), got ", level);
+  check(resamples >= 1, "patient_bootstrap: resamples must be >= 1, got ", resamples);
+  const double nan = std::nan("");
+  std::array<Interval, 4> result;
+  result.fill({nan, nan});
+  if (a.size() < 2) return result;  // one patient: nothing to resample between
+  std::array<std::vector<double>, 4> values;
+  SplitMix64 rng{seed};
+  const auto count = static_cast<int64_t>(a.size());
+  for (int64_t r = 0; r < resamples; ++r) {
+    PatientSums total_a, total_b;
+    for (int64_t k = 0; k < count; ++k) {
+      const auto drawn = static_cast<size_t>(rng.below(count));
+      total_a.add(a[drawn]);
+      if (b) total_b.add((*b)[drawn]);
+    }
+    const auto fa = total_a.figures(), fb = total_b.figures();
+    for (size_t f = 0; f < 4; ++f) {
+      const double v = b ? fb[f] - fa[f] : fa[f];
+      if (!std::isnan(v)) values[f].push_back(v);
+    }
+  }
+  for (size_t f = 0; f < 4; ++f) result[f] = interval(values[f], level);
+  return result;
+}
+
+}  // namespace
+
+PatientIntervals patient_bootstrap(const SegmentationSummary& summary, double level, int64_t resamples, uint64_t seed) {
+  std::vector<std::string> order;
+  const std::vector<PatientSums> patients = patient_sums(summary, order);
   PatientIntervals result;
   result.level = level;
   result.resamples = resamples;
   result.patients = static_cast<int64_t>(patients.size());
-  const double nan = std::nan("");
-  result.dice = result.iou = result.hd95 = result.sensitivity = {nan, nan};
-  if (patients.size() < 2) return result;  // one patient: nothing to resample between
-  std::vector<double> dice, iou, hd95, sensitivity;
-  SplitMix64 rng{seed};
-  const auto count = static_cast<int64_t>(patients.size());
-  for (int64_t r = 0; r < resamples; ++r) {
-    PatientSums total;
-    for (int64_t k = 0; k < count; ++k) {
-      const PatientSums& p = patients[static_cast<size_t>(rng.below(count))];
-      total.dice += p.dice, total.iou += p.iou, total.hd95 += p.hd95;
-      total.slices += p.slices, total.hd95_slices += p.hd95_slices, total.lesions += p.lesions, total.detected += p.detected;
-    }
-    dice.push_back(total.dice / static_cast<double>(total.slices));
-    iou.push_back(total.iou / static_cast<double>(total.slices));
-    if (total.hd95_slices > 0) hd95.push_back(total.hd95 / static_cast<double>(total.hd95_slices));
-    if (total.lesions > 0) sensitivity.push_back(static_cast<double>(total.detected) / static_cast<double>(total.lesions));
-  }
-  result.dice = interval(dice, level);
-  result.iou = interval(iou, level);
-  result.hd95 = interval(hd95, level);
-  result.sensitivity = interval(sensitivity, level);
+  const auto intervals = resample(patients, nullptr, level, resamples, seed);
+  result.dice = intervals[0], result.iou = intervals[1], result.hd95 = intervals[2], result.sensitivity = intervals[3];
+  return result;
+}
+
+PatientComparison paired_patient_bootstrap(const SegmentationSummary& a, const SegmentationSummary& b, double level,
+                                           int64_t resamples, uint64_t seed) {
+  check(a.images.size() == b.images.size(), "compare: ", a.images.size(), " images against ", b.images.size(),
+        " (both evaluations must be of the same images)");
+  for (size_t i = 0; i < a.images.size(); ++i)
+    check(a.images[i].file_name == b.images[i].file_name && a.images[i].patient == b.images[i].patient, "compare: image ",
+          i + 1, " is ", a.images[i].file_name, " (patient ", a.images[i].patient, ") in one and ", b.images[i].file_name,
+          " (patient ", b.images[i].patient, ") in the other (both evaluations must be of the same images, in one order)");
+  std::vector<std::string> order_a, order_b;
+  const std::vector<PatientSums> pa = patient_sums(a, order_a), pb = patient_sums(b, order_b);
+  PatientSums all_a, all_b;
+  for (const auto& p : pa) all_a.add(p);
+  for (const auto& p : pb) all_b.add(p);
+  const auto fa = all_a.figures(), fb = all_b.figures();
+  PatientComparison result;
+  result.level = level;
+  result.resamples = resamples;
+  result.patients = static_cast<int64_t>(pa.size());
+  const auto intervals = resample(pa, &pb, level, resamples, seed);
+  PairedDifference* rows[] = {&result.dice, &result.iou, &result.hd95, &result.sensitivity};
+  for (size_t f = 0; f < 4; ++f) *rows[f] = {fa[f], fb[f], intervals[f]};
   return result;
 }
 

@@ -27,4 +27,20 @@ struct PatientIntervals {
 PatientIntervals patient_bootstrap(const SegmentationSummary& summary, double level = 0.95, int64_t resamples = 2000,
                                    uint64_t seed = 0);
 
+// Two models on the same images: each resample draws the same patients for both, so what the
+// patients share (hard slices, small lesions) cancels, and the interval is of b's figure minus
+// a's. One that excludes 0 is a difference these patients show; one that holds 0 is not.
+struct PairedDifference {
+  double a = 0, b = 0;  // the two headline figures (NaN where undefined)
+  Interval difference;  // of b - a
+};
+struct PatientComparison {
+  double level = 0.95;
+  int64_t resamples = 0, patients = 0;
+  PairedDifference dice, iou, hd95, sensitivity;
+};
+// a and b must score the same images in the same order (file names and patients are checked).
+PatientComparison paired_patient_bootstrap(const SegmentationSummary& a, const SegmentationSummary& b, double level = 0.95,
+                                           int64_t resamples = 2000, uint64_t seed = 0);
+
 }  // namespace mrcnn::detection

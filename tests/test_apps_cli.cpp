@@ -293,6 +293,60 @@ TEST_CASE("mrcnn eval: with several categories, each is also scored on its own")
   fs::remove_all(dir);
 }
 
+TEST_CASE("mrcnn compare: two evaluations of the same slices, each difference with its paired interval") {
+  const fs::path dir = test::scratch_dir("mrcnn_cli_compare");
+  // Two evaluations as `eval --json` writes them: b's Dice is a's + 0.1 on every slice.
+  auto evaluation = [](double shift, double score_thresh) {
+    nlohmann::json images = nlohmann::json::array();
+    for (int p = 0; p < 4; ++p)
+      for (int k = 0; k < 2; ++k)
+        images.push_back({{"file_name", "p" + std::to_string(p) + "_" + std::to_string(k) + ".png"},
+                          {"patient", "p" + std::to_string(p)},
+                          {"dice", 0.5 + 0.1 * p + shift},
+                          {"iou", 0.3 + 0.1 * p},
+                          {"hd95", k == 1 && p == 0 ? nlohmann::json(nullptr) : nlohmann::json(4.0 + p)},
+                          {"lesions", 1},
+                          {"detected", 1}});
+    return nlohmann::json{{"score_thresh", score_thresh}, {"lesion_iou", 0.5}, {"images", images}};
+  };
+  std::ofstream(dir / "a.json") << evaluation(0.0, 0.5).dump();
+  std::ofstream(dir / "b.json") << evaluation(0.1, 0.5).dump();
+  std::ofstream(dir / "c.json") << evaluation(0.0, 0.3).dump();
+  const std::string a = (dir / "a.json").string(), b = (dir / "b.json").string();
+  test::Run run = test::run_mrcnn("compare " + a + " " + b + " --json " + (dir / "out.json").string());
+  INFO(run.output);
+  REQUIRE(run.status == 0);
+  CHECK(run.output.find("8 images, 4 patients; 95% intervals of b - a, paired bootstrap over patients (2000 resamples;") !=
+        std::string::npos);
+  CHECK(run.output.find("  Dice            0.650    0.750   +0.100     +0.100..+0.100  b higher\n") != std::string::npos);
+  CHECK(run.output.find("  IoU             0.450    0.450   +0.000     +0.000..+0.000  no difference shown\n") != std::string::npos);
+  nlohmann::json out;
+  std::ifstream(dir / "out.json") >> out;
+  CHECK(out["patients"] == 4);
+  CHECK(out["dice"]["difference"].get<double>() == doctest::Approx(0.1));
+  CHECK(out["dice"]["interval"][0].get<double>() == doctest::Approx(0.1));
+  CHECK(out["hd95"]["a"].get<double>() == doctest::Approx((4.0 + 5 * 2 + 6 * 2 + 7 * 2) / 7.0));  // one slice undefined
+  // Other rules: compared, with a warning that the difference mixes them in.
+  run = test::run_mrcnn("compare " + a + " " + (dir / "c.json").string());
+  CHECK(run.status == 0);
+  CHECK(run.output.find("warning: the two evaluations used different rules (score >= 0.5 / 0.3, lesion IoU >= 0.5 / 0.5)") !=
+        std::string::npos);
+  // Not an evaluation; other images; an impossible level.
+  std::ofstream(dir / "bad.json") << R"({"score_thresh": 0.5, "lesion_iou": 0.5, "images": [{"file_name": "x.png"}]})";
+  run = test::run_mrcnn("compare " + a + " " + (dir / "bad.json").string());
+  CHECK(run.status == 1);
+  CHECK(run.output.rfind("mrcnn: error: " + (dir / "bad.json").string() + ": not an evaluation written by mrcnn eval --json (", 0) == 0);
+  nlohmann::json fewer = evaluation(0.0, 0.5);
+  fewer["images"].erase(fewer["images"].begin());
+  std::ofstream(dir / "fewer.json") << fewer.dump();
+  run = test::run_mrcnn("compare " + a + " " + (dir / "fewer.json").string());
+  CHECK(run.output == "mrcnn: error: compare: 8 images against 7 (both evaluations must be of the same images)\n");
+  run = test::run_mrcnn("compare " + a + " " + b + " --level 1");
+  CHECK(run.status == 2);
+  CHECK(run.output == "mrcnn: error: --level: must be in (0, 1), got 1 (--help lists the options)\n");
+  fs::remove_all(dir);
+}
+
 TEST_CASE("mrcnn: bad input is one error line naming the file") {
   const fs::path dir = test::scratch_dir("mrcnn_cli_errors");
   const std::string weights = save_tiny_model(dir, 12);
@@ -340,8 +394,8 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   run = test::run_mrcnn("pridict --weights " + weights);
   CHECK(run.status == 2);
   CHECK(run.output ==
-        "mrcnn: error: unknown command \"pridict\" (commands: version, inspect, predict, bench, split, train, eval, synth, "
-        "curves, selftest)\n");
+        "mrcnn: error: unknown command \"pridict\" (commands: version, inspect, predict, bench, split, train, eval, compare, "
+        "synth, curves, selftest)\n");
   // Global options (and their values) before a misspelt command do not hide it.
   for (const char* globals : {"--tf32 ", "--cudnn-workspace-limit 64 ", "--cudnn-workspace-limit=64 --deterministic "}) {
     run = test::run_mrcnn(std::string(globals) + "pridict");

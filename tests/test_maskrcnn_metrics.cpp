@@ -243,6 +243,48 @@ TEST_CASE("patient bootstrap: intervals of the validation figures, resampling pa
   CHECK_THROWS_WITH(patient_bootstrap(one, 1.0), "patient_bootstrap: level must be in (0, 1), got 1");
 }
 
+TEST_CASE("paired patient bootstrap: the difference of two models on the same slices") {
+  using namespace detection;
+  SegmentationSummary a, b;
+  for (int p = 0; p < 6; ++p)
+    for (int k = 0; k < 2; ++k) {
+      const std::string patient = "p" + std::to_string(p);
+      a.images.push_back(slice_score(patient, 0.4 + 0.1 * p, 5.0 + p, 1, p % 2));
+      b.images.push_back(slice_score(patient, 0.45 + 0.1 * p, 4.0 + p, 1, 1));
+      a.images.back().file_name = b.images.back().file_name = patient + "_" + std::to_string(k);
+    }
+  // b is a's Dice + 0.05 on every slice: every resample's difference is 0.05, however the patients
+  // vary, where an unpaired interval would be as wide as their spread.
+  const PatientComparison c = paired_patient_bootstrap(a, b);
+  CHECK(c.patients == 6);
+  CHECK(c.dice.a == doctest::Approx(0.65));
+  CHECK(c.dice.b == doctest::Approx(0.70));
+  CHECK(c.dice.difference.low == doctest::Approx(0.05));
+  CHECK(c.dice.difference.high == doctest::Approx(0.05));
+  CHECK(c.hd95.difference.low == doctest::Approx(-1.0));
+  CHECK(c.hd95.difference.high == doctest::Approx(-1.0));
+  CHECK(patient_bootstrap(a).dice.high - patient_bootstrap(a).dice.low > 0.1);
+  // Sensitivity: a finds the lesions of odd patients only, b all: the difference is 1 - a's share,
+  // between 0 and 1, and positive in every resample but those that drew odd patients only.
+  CHECK(c.sensitivity.a == doctest::Approx(0.5));
+  CHECK(c.sensitivity.difference.low >= 0.0);
+  CHECK(c.sensitivity.difference.high <= 1.0);
+  CHECK(c.sensitivity.difference.high > c.sensitivity.difference.low);
+  // A model against itself: nothing.
+  const PatientComparison same = paired_patient_bootstrap(a, a);
+  CHECK(same.dice.difference.low == 0.0);
+  CHECK(same.dice.difference.high == 0.0);
+  // Other images, or the same in another order, are refused.
+  SegmentationSummary shuffled = b;
+  std::swap(shuffled.images[0], shuffled.images[2]);
+  CHECK_THROWS_WITH(paired_patient_bootstrap(a, shuffled),
+                    "compare: image 1 is p0_0 (patient p0) in one and p1_0 (patient p1) in the other (both evaluations must "
+                    "be of the same images, in one order)");
+  shuffled.images.pop_back();
+  CHECK_THROWS_WITH(paired_patient_bootstrap(a, shuffled),
+                    "compare: 12 images against 11 (both evaluations must be of the same images)");
+}
+
 TEST_CASE("operating points: each row is the summary at its threshold, and detections only fall away") {
   using namespace detection;
   constexpr int64_t h = 12, w = 12;
