@@ -31,6 +31,7 @@ Evaluation read_evaluation(const std::string& path) {
     const json& images = j.at("images");
     check(images.is_array() && !images.empty(), path, ": \"images\" is empty or not a list");
     for (const json& image : images) {
+      const std::string where = str_cat(path, ": images[", e.summary.images.size(), "]");
       ImageScore s;
       s.file_name = image.at("file_name").get<std::string>();
       s.patient = image.at("patient").get<std::string>();
@@ -39,6 +40,10 @@ Evaluation read_evaluation(const std::string& path) {
       s.overlap.hd95 = image.at("hd95").is_null() ? std::nan("") : image.at("hd95").get<double>();
       s.lesions = image.at("lesions").get<int64_t>();
       s.detected = image.at("detected").get<int64_t>();
+      check(s.overlap.dice >= 0 && s.overlap.dice <= 1 && s.overlap.iou >= 0 && s.overlap.iou <= 1, where,
+            ": dice and iou must be in [0, 1]");
+      check(std::isnan(s.overlap.hd95) || s.overlap.hd95 >= 0, where, ": hd95 must be >= 0 or null");
+      check(s.lesions >= 0 && s.detected >= 0 && s.detected <= s.lesions, where, ": needs 0 <= detected <= lesions");
       e.summary.images.push_back(s);
     }
   } catch (const json::exception& error) {

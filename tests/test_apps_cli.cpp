@@ -336,6 +336,11 @@ TEST_CASE("mrcnn compare: two evaluations of the same slices, each difference wi
   run = test::run_mrcnn("compare " + a + " " + (dir / "bad.json").string());
   CHECK(run.status == 1);
   CHECK(run.output.rfind("mrcnn: error: " + (dir / "bad.json").string() + ": not an evaluation written by mrcnn eval --json (", 0) == 0);
+  nlohmann::json impossible = evaluation(0.0, 0.5);
+  impossible["images"][3]["detected"] = 2;
+  std::ofstream(dir / "impossible.json") << impossible.dump();
+  run = test::run_mrcnn("compare " + a + " " + (dir / "impossible.json").string());
+  CHECK(run.output == "mrcnn: error: " + (dir / "impossible.json").string() + ": images[3]: needs 0 <= detected <= lesions\n");
   nlohmann::json fewer = evaluation(0.0, 0.5);
   fewer["images"].erase(fewer["images"].begin());
   std::ofstream(dir / "fewer.json") << fewer.dump();
