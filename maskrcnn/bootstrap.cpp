@@ -61,13 +61,13 @@ struct PatientSums {
   }
 };
 
-// Each patient's sums, in order of first appearance; `order` receives the patients' names.
-std::vector<PatientSums> patient_sums(const SegmentationSummary& summary, std::vector<std::string>& order) {
+// Each patient's sums, in order of first appearance.
+std::vector<PatientSums> patient_sums(const SegmentationSummary& summary) {
   std::map<std::string, size_t> index;
   std::vector<PatientSums> patients;
   for (const ImageScore& image : summary.images) {
     const auto [it, fresh] = index.emplace(image.patient, patients.size());
-    if (fresh) patients.emplace_back(), order.push_back(image.patient);
+    if (fresh) patients.emplace_back();
     PatientSums& p = patients[it->second];
     p.dice += image.overlap.dice;
     p.iou += image.overlap.iou;
@@ -112,8 +112,7 @@ std::array<Interval, 4> resample(const std::vector<PatientSums>& a, const std::v
 }  // namespace
 
 PatientIntervals patient_bootstrap(const SegmentationSummary& summary, double level, int64_t resamples, uint64_t seed) {
-  std::vector<std::string> order;
-  const std::vector<PatientSums> patients = patient_sums(summary, order);
+  const std::vector<PatientSums> patients = patient_sums(summary);
   PatientIntervals result;
   result.level = level;
   result.resamples = resamples;
@@ -131,8 +130,7 @@ PatientComparison paired_patient_bootstrap(const SegmentationSummary& a, const S
     check(a.images[i].file_name == b.images[i].file_name && a.images[i].patient == b.images[i].patient, "compare: image ",
           i + 1, " is ", a.images[i].file_name, " (patient ", a.images[i].patient, ") in one and ", b.images[i].file_name,
           " (patient ", b.images[i].patient, ") in the other (both evaluations must be of the same images, in one order)");
-  std::vector<std::string> order_a, order_b;
-  const std::vector<PatientSums> pa = patient_sums(a, order_a), pb = patient_sums(b, order_b);
+  const std::vector<PatientSums> pa = patient_sums(a), pb = patient_sums(b);
   PatientSums all_a, all_b;
   for (const auto& p : pa) all_a.add(p);
   for (const auto& p : pb) all_b.add(p);
