@@ -93,75 +93,98 @@ void col2im(const ConvGeometry& g, const T* col, T* x, int64_t ld) {
 
 // Implicit im2col for the packed float GEMM: the im2col matrix (rows = taps (c, ki, kj), columns =
 // output pixels) is gathered straight into the GEMM's packed B slivers, so it is never materialised
-// and read back. Columns may span several images (image_stride apart in x): column j is pixel
-// j % out_plane of image j / out_plane, which lets small feature maps share one wider GEMM.
-void pack_im2col(const ConvGeometry& g, const float* x, int64_t image_stride, int64_t k0, int64_t kc, int64_t j0,
-                 int64_t nc, float* dst) {
-  // A sliver's columns split into runs that lie in one output row; each run reads one input row,
-  // a contiguous stretch at stride 1.
-  struct Run {
-    const float* image;
-    int64_t start, len, y, x;  // first column in the sliver, length, input coordinates of tap (0, 0)
-  };
+// and read back. Columns may span several images: column j is pixel j % out_plane of image
+// j / out_plane, which lets small feature maps share one wider GEMM. The gather reads a copy of
+// the input with its zero border written out (or x itself when there is no padding).
+struct PaddedInput {
+  const float* data;  // x's group channels with their borders, or x itself
+  int64_t row_stride, plane, image_stride;  // in_w + 2 pw, (in_h + 2 ph) * row_stride, channels * plane
+};
+
+// The group's channels of `images` images of x (image_stride apart) copied into `dst` with their
+// borders, so that every tap of every output pixel reads inside the copy.
+PaddedInput pad_input(const ConvGeometry& g, const float* x, int64_t image_stride, int64_t images, float* dst) {
+  const int64_t pad_h = g.padding.h, pad_w = g.padding.w, channels = g.in_per_group();
+  PaddedInput p{dst, g.in_w + 2 * pad_w, 0, 0};
+  p.plane = (g.in_h + 2 * pad_h) * p.row_stride, p.image_stride = channels * p.plane;
+  parallel_for(0, images * channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(p.plane, 1)),
+               [&](int64_t begin, int64_t end) {
+                 for (int64_t ic = begin; ic < end; ++ic) {
+                   const float* src = x + ic / channels * image_stride + ic % channels * g.in_plane();
+                   float* plane = dst + ic * p.plane;
+                   std::fill(plane, plane + pad_h * p.row_stride, 0.0f);
+                   for (int64_t y = 0; y < g.in_h; ++y) {
+                     float* row = plane + (pad_h + y) * p.row_stride;
+                     std::fill(row, row + pad_w, 0.0f);
+                     std::copy(src + y * g.in_w, src + (y + 1) * g.in_w, row + pad_w);
+                     std::fill(row + pad_w + g.in_w, row + p.row_stride, 0.0f);
+                   }
+                   std::fill(plane + (pad_h + g.in_h) * p.row_stride, plane + p.plane, 0.0f);
+                 }
+               });
+  return p;
+}
+
+// B[k0 : k0 + kc, j0 : j0 + nc] of the implicit im2col, from the padded copy: column j of a sliver
+// reads the copy at one offset (its image and output pixel) plus one per row (the channel and tap),
+// with no border to check. Gathering runs of one output row from x, with each run's bounds found
+// per row of the sliver, cost more than the arithmetic it fed where rows are narrower than a
+// sliver (bench_conv_forward_gemm, medians of 4 alternated runs, batch 4: layer4's 512 channels
+// at 8 x 6 0.81x the time, its strided first conv 0.72x, FPN's 128 channels at 8 x 6 0.76x and
+// 4 x 3 0.44x, 15 x 11 maps 0.82x; 1x1 convs, read from x itself: laterals even, heads with 2-12
+// output channels 1.04-1.08x; bench/results/conv_forward_gemm_cpu-2026-11-29.txt).
+void pack_im2col_padded(const ConvGeometry& g, const PaddedInput& p, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+                        float* dst) {
+  // Row kk's offset in the copy: its channel and tap, the same for every sliver (on the stack for
+  // the packed GEMM's depth blocks, at most 256 deep).
+  int64_t on_stack[256];
+  std::vector<int64_t> on_heap(kc > 256 ? kc : 0);
+  int64_t* row = kc > 256 ? on_heap.data() : on_stack;
+  const int64_t taps = g.kernel_h * g.kernel_w;
+  for (int64_t kk = 0, c = k0 / taps, ki = k0 / g.kernel_w % g.kernel_h, kj = k0 % g.kernel_w; kk < kc; ++kk) {
+    row[kk] = c * p.plane + ki * g.dilation.h * p.row_stride + kj * g.dilation.w;
+    if (++kj == g.kernel_w) {
+      kj = 0;
+      if (++ki == g.kernel_h) ki = 0, ++c;
+    }
+  }
+  // A sliver's columns are contiguous in the copy when they lie in one output row at stride 1, or
+  // (1x1 stride 1: rows back to back) in one image plane: then each row of the sliver is one copy.
+  const bool rows_back_to_back = g.stride == Size2(1) && p.row_stride == g.out_w;
+  // Column j0's image and output pixel, then stepped along (divisions per column cost more than
+  // the copy where few output channels share each packed element, as in a 1x1 head).
+  int64_t image = j0 / g.out_plane(), oy = j0 % g.out_plane() / g.out_w, ox = j0 % g.out_w;
   for (int64_t s = 0; s < nc; s += kPackedNR, dst += kPackedNR * kc) {
     const int64_t cols = std::min(kPackedNR, nc - s);
-    if (g.pointwise() && cols == kPackedNR && (j0 + s) % g.out_plane() + kPackedNR <= g.out_plane()) {
-      // 1x1 stride 1, all 16 pixels in one image: row k is 16 consecutive floats of channel k0 + k.
-      const int64_t j = j0 + s;
-      const float* src = x + j / g.out_plane() * image_stride + k0 * g.in_plane() + j % g.out_plane();
-      for (int64_t kk = 0; kk < kc; ++kk, src += g.in_plane())
-        for (int64_t t = 0; t < kPackedNR; ++t) dst[kk * kPackedNR + t] = src[t];
-      continue;
-    }
-    Run runs[kPackedNR];
-    int64_t count = 0;
-    for (int64_t cc = 0; cc < cols;) {
-      const int64_t j = j0 + s + cc, image = j / g.out_plane(), p = j % g.out_plane();
-      const int64_t oy = p / g.out_w, ox = p % g.out_w, len = std::min(cols - cc, g.out_w - ox);
-      runs[count++] = Run{x + image * image_stride, cc, len, oy * g.stride.h - g.padding.h, ox * g.stride.w - g.padding.w};
-      cc += len;
-    }
-    int64_t c = k0 / (g.kernel_h * g.kernel_w), ki = k0 / g.kernel_w % g.kernel_h, kj = k0 % g.kernel_w;
-    for (int64_t kk = 0; kk < kc; ++kk) {
-      float* d = dst + kk * kPackedNR;
-      for (int64_t r = 0; r < count; ++r) {
-        const Run& run = runs[r];
-        float* o = d + run.start;
-        const int64_t iy = run.y + ki * g.dilation.h, ix = run.x + kj * g.dilation.w;
-        // Runs are at most 16 long: plain loops beat memcpy/memset calls here.
-        if (iy < 0 || iy >= g.in_h) {
-          for (int64_t t = 0; t < run.len; ++t) o[t] = 0.0f;
-          continue;
+    const bool contiguous = cols == kPackedNR && g.stride.w == 1 &&
+                            (ox + kPackedNR <= g.out_w || (rows_back_to_back && oy * g.out_w + ox + kPackedNR <= g.out_plane()));
+    const auto offset = [&] { return image * p.image_stride + oy * g.stride.h * p.row_stride + ox * g.stride.w; };
+    if (contiguous) {
+      const float* first = p.data + offset();
+      for (int64_t kk = 0; kk < kc; ++kk) std::memcpy(dst + kk * kPackedNR, first + row[kk], sizeof(float) * kPackedNR);
+      ox += kPackedNR;
+      if (ox >= g.out_w) oy += ox / g.out_w, ox %= g.out_w;
+      if (oy >= g.out_h) image += oy / g.out_h, oy %= g.out_h;
+    } else {
+      int64_t column[kPackedNR];
+      for (int64_t cc = 0; cc < cols; ++cc) {
+        column[cc] = offset();
+        if (++ox == g.out_w) {
+          ox = 0;
+          if (++oy == g.out_h) oy = 0, ++image;
         }
-        const float* src = run.image + c * g.in_plane() + iy * g.in_w;
-        const int64_t sw = g.stride.w;
-        if (run.len == kPackedNR && ix >= 0 && ix + (kPackedNR - 1) * sw < g.in_w) {
-          // The common case, wholly inside the row: a constant-trip copy the compiler vectorises
-          // (and no divisions, which valid_range's general bounds need).
-          if (sw == 1)
-            for (int64_t t = 0; t < kPackedNR; ++t) o[t] = src[ix + t];
-          else
-            for (int64_t t = 0; t < kPackedNR; ++t) o[t] = src[ix + t * sw];
-          continue;
-        }
-        // Valid t: 0 <= ix + t * stride < in_w; the copy between needs no checks.
-        int64_t lo, hi;
-        valid_range(g.in_w, run.len, sw, ix, lo, hi);
-        for (int64_t t = 0; t < lo; ++t) o[t] = 0.0f;
-        for (int64_t t = lo; t < hi; ++t) o[t] = src[ix + t * sw];
-        for (int64_t t = hi; t < run.len; ++t) o[t] = 0.0f;
       }
-      for (int64_t t = cols; t < kPackedNR; ++t) d[t] = 0.0f;
-      if (++kj == g.kernel_w) {
-        kj = 0;
-        if (++ki == g.kernel_h) ki = 0, ++c;
+      for (int64_t t = cols; t < kPackedNR; ++t) column[t] = -1;
+      for (int64_t kk = 0; kk < kc; ++kk) {
+        const float* tap = p.data + row[kk];
+        for (int64_t t = 0; t < kPackedNR; ++t) dst[kk * kPackedNR + t] = t < cols ? tap[column[t]] : 0.0f;
       }
     }
   }
 }
 
 // im2col(x)^T[k0 : k0 + kc, j0 : j0 + nc]: rows are output pixels (of possibly several images, as in
-// pack_im2col), columns are taps. For dweight.
+// pack_im2col_padded), columns are taps. For dweight.
 void pack_im2col_transposed(const ConvGeometry& g, const float* x, int64_t image_stride, int64_t k0, int64_t kc,
                             int64_t j0, int64_t nc, float* dst) {
   const int64_t taps = g.kernel_h * g.kernel_w;
@@ -236,13 +259,21 @@ void for_each_implicit_gemm(const ConvGeometry& g, const float* x, const Gemm& g
 void conv_forward_implicit(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   const int64_t merged = images_per_gemm(g), ldy = merged * plane, image_stride = g.in_channels * g.in_plane();
+  // Zero padding reads x itself (its own plane and row strides); otherwise each GEMM's images are
+  // copied with their borders once, and every sliver packs from the copy.
+  const bool pad = !(g.padding == Size2(0));
+  const Tensor padded_buffer =
+      pad ? empty({merged * g.in_per_group() * (g.in_h + 2 * g.padding.h) * (g.in_w + 2 * g.padding.w)}, DTypeOf<float>::value)
+          : Tensor();
   for_each_implicit_gemm(g, x, [&](int64_t n0, int64_t grp, const float* xg, float* staging) {
     float* y = staging ? staging : out + (n0 * g.out_channels + grp * og) * plane;
     if (bias)
       for (int64_t o = 0; o < og; ++o) std::fill(y + o * ldy, y + (o + 1) * ldy, bias[grp * og + o]);
+    const PaddedInput padded = pad ? pad_input(g, xg, image_stride, merged, padded_buffer.data<float>())
+                                   : PaddedInput{xg, g.in_w, g.in_plane(), image_stride};
     sgemm_packed_b(false, og, ldy, rows, weight + grp * og * rows, rows,
                    [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-                     pack_im2col(g, xg, image_stride, k0, kc, j0, nc, dst);
+                     pack_im2col_padded(g, padded, k0, kc, j0, nc, dst);
                    },
                    y, ldy, bias != nullptr);
     if (staging)  // [og, images, plane] -> out[image, grp * og + o, plane]
