@@ -101,9 +101,17 @@ struct PaddedInput {
   int64_t row_stride, plane, image_stride;  // in_w + 2 pw, (in_h + 2 ph) * row_stride, channels * plane
 };
 
-// The group's channels of `images` images of x (image_stride apart) copied into `dst` with their
-// borders, so that every tap of every output pixel reads inside the copy.
-PaddedInput pad_input(const ConvGeometry& g, const float* x, int64_t image_stride, int64_t images, float* dst) {
+// Room for pad_input's copy of `images` images; none without padding.
+Tensor padding_buffer(const ConvGeometry& g, int64_t images) {
+  if (g.padding == Size2(0)) return Tensor();
+  return empty({images * g.in_per_group() * (g.in_h + 2 * g.padding.h) * (g.in_w + 2 * g.padding.w)}, DTypeOf<float>::value);
+}
+
+// The group's channels of `images` images of x (image_stride apart) copied into `buffer` with their
+// borders, so that every tap of every output pixel reads inside the copy; x itself without padding.
+PaddedInput pad_input(const ConvGeometry& g, const float* x, int64_t image_stride, int64_t images, const Tensor& buffer) {
+  if (!buffer.defined()) return PaddedInput{x, g.in_w, g.in_plane(), image_stride};
+  float* dst = buffer.data<float>();
   const int64_t pad_h = g.padding.h, pad_w = g.padding.w, channels = g.in_per_group();
   PaddedInput p{dst, g.in_w + 2 * pad_w, 0, 0};
   p.plane = (g.in_h + 2 * pad_h) * p.row_stride, p.image_stride = channels * p.plane;
@@ -129,11 +137,11 @@ PaddedInput pad_input(const ConvGeometry& g, const float* x, int64_t image_strid
 // reads the copy at one offset (its image and output pixel) plus one per row (the channel and tap),
 // with no border to check. Gathering runs of one output row from x, with each run's bounds found
 // per row of the sliver, cost more than the arithmetic it fed where rows are narrower than a
-// sliver (bench_conv_forward_gemm, medians of 4 alternated runs, batch 4: layer4's 512 channels
-// at 8 x 6 0.81x the time, its strided first conv 0.72x, FPN's 128 channels at 8 x 6 0.76x and
-// 4 x 3 0.44x, 15 x 11 maps 0.82x; 1x1 convs, read from x itself: laterals even, heads with 2-12
-// output channels 1.04-1.08x; bench/results/conv_forward_gemm_cpu-2026-11-29.txt).
-void pack_im2col_padded(const ConvGeometry& g, const PaddedInput& p, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
+// sliver (bench_conv_implicit_gemm against the run gatherer, medians of 4 alternated runs, batch 4:
+// layer4's 8 x 6 maps 0.72x the time, its strided first conv 0.71x, 15 x 11 maps 0.93x). The 1x1
+// convs read x itself; they and FPN's 128-channel 8 x 6 maps moved within the machine's noise
+// (bench/results/conv_implicit_gemm_cpu-2026-11-29.txt).
+void pack_im2col(const ConvGeometry& g, const PaddedInput& p, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                         float* dst) {
   // Row kk's offset in the copy: its channel and tap, the same for every sliver (on the stack for
   // the packed GEMM's depth blocks, at most 256 deep).
@@ -183,39 +191,48 @@ void pack_im2col_padded(const ConvGeometry& g, const PaddedInput& p, int64_t k0,
   }
 }
 
-// im2col(x)^T[k0 : k0 + kc, j0 : j0 + nc]: rows are output pixels (of possibly several images, as in
-// pack_im2col_padded), columns are taps. For dweight.
-void pack_im2col_transposed(const ConvGeometry& g, const float* x, int64_t image_stride, int64_t k0, int64_t kc,
-                            int64_t j0, int64_t nc, float* dst) {
+// im2col(x)^T[k0 : k0 + kc, j0 : j0 + nc], for dweight: rows are output pixels (of possibly several
+// images, as in pack_im2col), columns are taps. From the padded copy, row kk reads it at one
+// offset and column j (a channel and tap) adds one, so each sliver row is 16 loads and one
+// contiguous store with no border to check. Finding each output row's valid run per column and
+// storing down the column took longer (same runs: layer4's weight gradient 0.91x the time with
+// this and whole-tile panels, its strided first conv 0.87x, the 1x1 heads' 0.51-0.75x), except
+// on FPN's 4 x 3 maps (1.14-1.46x, +0.04 ms a call).
+void pack_im2col_transposed(const ConvGeometry& g, const PaddedInput& p, int64_t k0, int64_t kc, int64_t j0,
+                                   int64_t nc, float* dst) {
+  int64_t on_stack[256];
+  std::vector<int64_t> on_heap(kc > 256 ? kc : 0);
+  int64_t* pixel = kc > 256 ? on_heap.data() : on_stack;
+  for (int64_t kk = 0, image = k0 / g.out_plane(), oy = k0 % g.out_plane() / g.out_w, ox = k0 % g.out_w; kk < kc; ++kk) {
+    pixel[kk] = image * p.image_stride + oy * g.stride.h * p.row_stride + ox * g.stride.w;
+    if (++ox == g.out_w) {
+      ox = 0;
+      if (++oy == g.out_h) oy = 0, ++image;
+    }
+  }
   const int64_t taps = g.kernel_h * g.kernel_w;
-  for (int64_t s = 0; s < nc; s += kPackedNR, dst += kPackedNR * kc) {
+  for (int64_t s = 0, c = j0 / taps, ki = j0 / g.kernel_w % g.kernel_h, kj = j0 % g.kernel_w; s < nc;
+       s += kPackedNR, dst += kPackedNR * kc) {
+    const int64_t cols = std::min(kPackedNR, nc - s);
+    int64_t column[kPackedNR];
     for (int64_t cc = 0; cc < kPackedNR; ++cc) {
-      if (s + cc >= nc) {
-        for (int64_t kk = 0; kk < kc; ++kk) dst[kk * kPackedNR + cc] = 0.0f;
+      if (cc >= cols) {
+        column[cc] = -1;
         continue;
       }
-      const int64_t tap = j0 + s + cc, c = tap / taps, ki = tap % taps / g.kernel_w, kj = tap % g.kernel_w;
-      int64_t image = k0 / g.out_plane(), oy = k0 % g.out_plane() / g.out_w, ox = k0 % g.out_w;
-      for (int64_t kk = 0; kk < kc;) {
-        // One output row at a time: its valid input run is found once, like im2col.
-        const int64_t run = std::min(kc - kk, g.out_w - ox);
-        const int64_t iy = oy * g.stride.h - g.padding.h + ki * g.dilation.h;
-        float* d = dst + kk * kPackedNR + cc;
-        if (iy < 0 || iy >= g.in_h) {
-          for (int64_t r = 0; r < run; ++r) d[r * kPackedNR] = 0.0f;
-        } else {
-          const float* src = x + image * image_stride + c * g.in_plane() + iy * g.in_w;
-          // Valid r: 0 <= first + r * stride < in_w.
-          const int64_t first = ox * g.stride.w + kj * g.dilation.w - g.padding.w;
-          int64_t lo, hi;
-          valid_range(g.in_w, run, g.stride.w, first, lo, hi);
-          for (int64_t r = 0; r < lo; ++r) d[r * kPackedNR] = 0.0f;
-          for (int64_t r = lo; r < hi; ++r) d[r * kPackedNR] = src[first + r * g.stride.w];
-          for (int64_t r = hi; r < run; ++r) d[r * kPackedNR] = 0.0f;
-        }
-        kk += run, ox = 0;
-        if (++oy == g.out_h) oy = 0, ++image;
+      column[cc] = c * p.plane + ki * g.dilation.h * p.row_stride + kj * g.dilation.w;
+      if (++kj == g.kernel_w) {
+        kj = 0;
+        if (++ki == g.kernel_h) ki = 0, ++c;
       }
+    }
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      const float* at = p.data + pixel[kk];
+      float* d = dst + kk * kPackedNR;
+      if (cols == kPackedNR)
+        for (int64_t t = 0; t < kPackedNR; ++t) d[t] = at[column[t]];
+      else
+        for (int64_t t = 0; t < kPackedNR; ++t) d[t] = t < cols ? at[column[t]] : 0.0f;
     }
   }
 }
@@ -259,21 +276,15 @@ void for_each_implicit_gemm(const ConvGeometry& g, const float* x, const Gemm& g
 void conv_forward_implicit(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out) {
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   const int64_t merged = images_per_gemm(g), ldy = merged * plane, image_stride = g.in_channels * g.in_plane();
-  // Zero padding reads x itself (its own plane and row strides); otherwise each GEMM's images are
-  // copied with their borders once, and every sliver packs from the copy.
-  const bool pad = !(g.padding == Size2(0));
-  const Tensor padded_buffer =
-      pad ? empty({merged * g.in_per_group() * (g.in_h + 2 * g.padding.h) * (g.in_w + 2 * g.padding.w)}, DTypeOf<float>::value)
-          : Tensor();
+  const Tensor padding = padding_buffer(g, merged);
   for_each_implicit_gemm(g, x, [&](int64_t n0, int64_t grp, const float* xg, float* staging) {
     float* y = staging ? staging : out + (n0 * g.out_channels + grp * og) * plane;
     if (bias)
       for (int64_t o = 0; o < og; ++o) std::fill(y + o * ldy, y + (o + 1) * ldy, bias[grp * og + o]);
-    const PaddedInput padded = pad ? pad_input(g, xg, image_stride, merged, padded_buffer.data<float>())
-                                   : PaddedInput{xg, g.in_w, g.in_plane(), image_stride};
+    const PaddedInput padded = pad_input(g, xg, image_stride, merged, padding);
     sgemm_packed_b(false, og, ldy, rows, weight + grp * og * rows, rows,
                    [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-                     pack_im2col_padded(g, padded, k0, kc, j0, nc, dst);
+                     pack_im2col(g, padded, k0, kc, j0, nc, dst);
                    },
                    y, ldy, bias != nullptr);
     if (staging)  // [og, images, plane] -> out[image, grp * og + o, plane]
@@ -289,15 +300,17 @@ void conv_backward_weight_implicit(const ConvGeometry& g, const float* dout, con
   const int64_t og = g.out_per_group(), rows = g.col_rows(), plane = g.out_plane();
   if (g.batch == 0) std::fill(dweight, dweight + g.out_channels * rows, 0.0f);
   const int64_t merged = images_per_gemm(g), image_stride = g.in_channels * g.in_plane();
+  const Tensor padding = padding_buffer(g, merged);
   for_each_implicit_gemm(g, x, [&](int64_t n0, int64_t grp, const float* xg, float* staging) {
     const float* dg = dout + (n0 * g.out_channels + grp * og) * plane;
     if (staging) {
       gather_channel_major(g, dout, n0, merged, grp * og, og, staging);
       dg = staging;
     }
+    const PaddedInput padded = pad_input(g, xg, image_stride, merged, padding);
     sgemm_packed_b(false, og, rows, merged * plane, dg, merged * plane,
                    [&](int64_t k0, int64_t kc, int64_t j0, int64_t nc, float* dst) {
-                     pack_im2col_transposed(g, xg, image_stride, k0, kc, j0, nc, dst);
+                     pack_im2col_transposed(g, padded, k0, kc, j0, nc, dst);
                    },
                    dweight + grp * og * rows, rows, n0 > 0);
   });

@@ -53,7 +53,8 @@ void sgemm_packed_serial(int64_t m, int64_t n, int64_t k, const float* a, int64_
 // are cut along the longer side of C into 2, 4, 6 or 8 panels of about 64 rows/columns or more. A large
 // product whose C is too small for two panels (a weight gradient summed over many pixels, 64 x 64
 // over 32768) is cut along K instead (depth_chunks > 1, float kernel only): partial products summed
-// in chunk order.
+// in chunk order. The packed kernel moves each cut to a whole micro-tile (panel_edge in
+// ops/gemm_packed.cpp); Eigen's panels are `width` wide.
 struct GemmPanels {
   bool split_columns = true;
   int64_t count = 1, width = 0;

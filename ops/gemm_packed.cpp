@@ -295,6 +295,15 @@ BlockSource packing_b(const PackB& pack_b, int64_t col0, AlignedFloats& buffer) 
   };
 }
 
+// Where panel p of `side` rows or columns starts (p = count: the end): the panels share out whole
+// micro-tiles (`unit` rows or columns), so only the last can hold a partial one. Widths of
+// side / count left a partial tile in every panel (72 columns = 4.5 tiles of 16) and the edge
+// kernel computed the full tile for each.
+int64_t panel_edge(const GemmPanels& panels, int64_t side, int64_t unit, int64_t p) {
+  const int64_t units = (side + unit - 1) / unit;
+  return std::min(side, units * p / panels.count * unit);
+}
+
 // Empty products: nothing to do, or (k = 0) C = 0 unless accumulating. True when handled.
 bool empty_product(int64_t m, int64_t n, int64_t k, float* c, int64_t ldc, bool accumulate) {
   if (m > 0 && n > 0 && k > 0) return false;
@@ -355,7 +364,7 @@ void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* 
     parallel_for(0, panels.count, 1, [&](int64_t begin, int64_t end) {
       thread_local AlignedFloats buffer;
       for (int64_t p = begin; p < end; ++p) {
-        const int64_t start = p * panels.width, len = std::min(n, start + panels.width) - start;
+        const int64_t start = panel_edge(panels, n, kNR, p), len = panel_edge(panels, n, kNR, p + 1) - start;
         run_blocks(
             m, len, k, [&](int64_t i0, int64_t, int64_t k0, int64_t) { return packed_a.block(i0, k0); },
             packing_b(pack_b, start, buffer), c + start, ldc, accumulate);
@@ -371,7 +380,7 @@ void sgemm_packed_b(bool trans_a, int64_t m, int64_t n, int64_t k, const float* 
   parallel_for(0, panels.count, 1, [&](int64_t begin, int64_t end) {
     thread_local AlignedFloats buffer;
     for (int64_t p = begin; p < end; ++p) {
-      const int64_t start = p * panels.width, len = std::min(m, start + panels.width) - start;
+      const int64_t start = panel_edge(panels, m, kMR, p), len = panel_edge(panels, m, kMR, p + 1) - start;
       run_blocks(
           len, n, k, packing_a(op_a, start, buffer),
           [&](int64_t j0, int64_t, int64_t k0, int64_t) { return packed_b.block(j0, k0); }, c + start * ldc, ldc,

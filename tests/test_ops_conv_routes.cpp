@@ -155,7 +155,7 @@ TEST_CASE("conv profile: each call is timed once under its op, pass, shape and t
   CHECK(ops::conv_profile().empty());
 }
 
-TEST_CASE("conv2d: the implicit-im2col forward agrees with float64 on padded, strided, dilated and grouped maps") {
+TEST_CASE("conv2d: the implicit-im2col forward and weight gradient agree with float64 on padded, strided, dilated, grouped maps") {
   // The packed GEMM gathers its B slivers from a copy of the input with the zero border written
   // out (from x itself without padding); columns span several images on small maps. float64 runs
   // explicit im2col + Eigen, an independent path.
@@ -168,24 +168,33 @@ TEST_CASE("conv2d: the implicit-im2col forward agrees with float64 on padded, st
       {{3, 6, 7, 9}, {4, 3, 3, 2}, {{2, 1}, {2, 1}, {1, 2}, 2}},    // strides, paddings, dilations per axis, groups
       {{2, 5, 4, 3}, {4, 5, 1, 1}, {1, 1, 1, 1}},                   // 1x1 with padding: a border of bias-only pixels
       {{3, 5, 4, 3}, {4, 5, 1, 1}, {1, 0, 1, 1}},                   // 1x1 stride 1 merged over images: read from x
-      {{2, 3, 100, 90}, {4, 3, 1, 1}, {2, 1, 1, 1}},             // 1x1 stride 2 on 2346-pixel planes: one image per GEMM
+      {{2, 3, 640, 12}, {4, 3, 1, 1}, {2, 1, 1, 1}},                // 1x1 stride 2 on 321 x 7 planes: one image per GEMM
   };
   uint64_t seed = 900;
   for (const Case& c : cases) {
     CAPTURE(shape_str(c.x));
     CAPTURE(shape_str(c.w));
     const Tensor x = leaf(c.x, ++seed), w = leaf(c.w, ++seed), b = leaf({c.w[0]}, ++seed);
+    const Tensor w32 = ops::to(w.detach(), kFloat32).set_requires_grad(true);
     const Tensor reference = ops::conv2d(x, w, b, c.options);
+    const Tensor dout = leaf(reference.sizes(), ++seed).detach();
+    autograd::backward(reference, dout);
     ops::reset_conv_profile();
     ops::set_conv_profiling(true);
-    const Tensor y = ops::conv2d(ops::to(x, kFloat32), ops::to(w, kFloat32), ops::to(b, kFloat32), c.options);
+    const Tensor y = ops::conv2d(ops::to(x.detach(), kFloat32), w32, ops::to(b.detach(), kFloat32), c.options);
+    autograd::backward(y, ops::to(dout, kFloat32));
     ops::set_conv_profiling(false);
     const auto records = ops::conv_profile();
-    REQUIRE(records.size() == 1);
-    if (cpu::cpu_has_avx2_fma()) CHECK(records[0].route == "gemm, implicit im2col");
+    REQUIRE(records.size() == 2);  // x needs no gradient: forward and weight grad
+    for (const auto& record : records) {
+      CAPTURE(record.pass);
+      if (cpu::cpu_has_avx2_fma()) CHECK(record.route == "gemm, implicit im2col");
+    }
     REQUIRE(y.sizes() == reference.sizes());
-    // Sums of at most 145 products of N(0, 1) values: float32 rounding stays far below 1e-4.
+    // Sums of at most 145 products of N(0, 1) values: float32 rounding stays far below 1e-4; the
+    // weight gradient sums up to 2 x 2247 of them.
     CHECK(test::max_abs_diff(ops::to(y, kFloat64), reference) < 1e-4);
+    CHECK(test::max_abs_diff(ops::to(w32.grad(), kFloat64), w.grad()) < 1e-3);
   }
   ops::reset_conv_profile();
 }
