@@ -126,11 +126,28 @@ PatientComparison paired_patient_bootstrap(const SegmentationSummary& a, const S
                                            int64_t resamples, uint64_t seed) {
   check(a.images.size() == b.images.size(), "compare: ", a.images.size(), " images against ", b.images.size(),
         " (both evaluations must be of the same images)");
-  for (size_t i = 0; i < a.images.size(); ++i)
-    check(a.images[i].file_name == b.images[i].file_name && a.images[i].patient == b.images[i].patient, "compare: image ",
-          i + 1, " is ", a.images[i].file_name, " (patient ", a.images[i].patient, ") in one and ", b.images[i].file_name,
-          " (patient ", b.images[i].patient, ") in the other (both evaluations must be of the same images, in one order)");
-  const std::vector<PatientSums> pa = patient_sums(a), pb = patient_sums(b);
+  // b's images in a's order, matched by file name and patient: two evaluations of one split agree
+  // on the images, not necessarily on their order (two COCO files listing them differently).
+  using Key = std::pair<std::string, std::string>;
+  const auto index = [](const SegmentationSummary& summary) {
+    std::map<Key, size_t> positions;
+    for (size_t i = 0; i < summary.images.size(); ++i) {
+      const ImageScore& s = summary.images[i];
+      check(positions.emplace(Key(s.file_name, s.patient), i).second, "compare: ", s.file_name, " (patient ", s.patient,
+            ") is listed twice in one evaluation");
+    }
+    return positions;
+  };
+  index(a);
+  const std::map<Key, size_t> in_b = index(b);
+  SegmentationSummary b_in_order;
+  for (const ImageScore& s : a.images) {
+    const auto found = in_b.find(Key(s.file_name, s.patient));
+    check(found != in_b.end(), "compare: ", s.file_name, " (patient ", s.patient,
+          ") is in one evaluation only (both must be of the same images)");
+    b_in_order.images.push_back(b.images[found->second]);
+  }
+  const std::vector<PatientSums> pa = patient_sums(a), pb = patient_sums(b_in_order);
   PatientSums all_a, all_b;
   for (const auto& p : pa) all_a.add(p);
   for (const auto& p : pb) all_b.add(p);

@@ -39,7 +39,7 @@ struct PatientComparison {
   int64_t resamples = 0, patients = 0;
   PairedDifference dice, iou, hd95, sensitivity;
 };
-// a and b must score the same images in the same order (file names and patients are checked).
+// a and b must score the same images (matched by file name and patient, in any order).
 PatientComparison paired_patient_bootstrap(const SegmentationSummary& a, const SegmentationSummary& b, double level = 0.95,
                                            int64_t resamples = 2000, uint64_t seed = 0);
 

@@ -1,5 +1,6 @@
 // Dice, IoU and HD95 against MedPy 0.5 (pip: medpy.metric.binary.dc, jc, hd95) on the masks built
 // below, the stated conventions for empty masks, and the per-image/per-patient/lesion summary.
+#include <algorithm>
 #include <cmath>
 
 #include "maskrcnn/bootstrap.h"
@@ -274,12 +275,25 @@ TEST_CASE("paired patient bootstrap: the difference of two models on the same sl
   const PatientComparison same = paired_patient_bootstrap(a, a);
   CHECK(same.dice.difference.low == 0.0);
   CHECK(same.dice.difference.high == 0.0);
-  // Other images, or the same in another order, are refused.
+  // The same images in another order (another COCO file of the split) are matched by name: the
+  // patients are then drawn in a's order, so the intervals are those of the ordered pair, bit for bit.
   SegmentationSummary shuffled = b;
-  std::swap(shuffled.images[0], shuffled.images[2]);
-  CHECK_THROWS_WITH(paired_patient_bootstrap(a, shuffled),
-                    "compare: image 1 is p0_0 (patient p0) in one and p1_0 (patient p1) in the other (both evaluations must "
-                    "be of the same images, in one order)");
+  std::reverse(shuffled.images.begin(), shuffled.images.end());
+  std::swap(shuffled.images[0], shuffled.images[5]);
+  const PatientComparison reordered = paired_patient_bootstrap(a, shuffled);
+  CHECK(reordered.patients == 6);
+  CHECK(reordered.dice.difference.low == c.dice.difference.low);
+  CHECK(reordered.sensitivity.difference.low == c.sensitivity.difference.low);
+  CHECK(reordered.sensitivity.difference.high == c.sensitivity.difference.high);
+  CHECK(reordered.hd95.b == c.hd95.b);
+  // Other images, or one listed twice, are refused.
+  SegmentationSummary other = b;
+  other.images[3].file_name = "p1_9";
+  CHECK_THROWS_WITH(paired_patient_bootstrap(a, other),
+                    "compare: p1_1 (patient p1) is in one evaluation only (both must be of the same images)");
+  SegmentationSummary twice = b;
+  twice.images[3] = twice.images[2];
+  CHECK_THROWS_WITH(paired_patient_bootstrap(a, twice), "compare: p1_0 (patient p1) is listed twice in one evaluation");
   shuffled.images.pop_back();
   CHECK_THROWS_WITH(paired_patient_bootstrap(a, shuffled),
                     "compare: 12 images against 11 (both evaluations must be of the same images)");
