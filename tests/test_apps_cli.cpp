@@ -1,6 +1,7 @@
 // The `mrcnn` binary end to end: predict writes COCO results that agree with the library's own
 // detections (boxes in original pixels, RLE masks binarised at 0.5); bad input gives one error line
 // naming the file and a non-zero exit.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -326,6 +327,14 @@ TEST_CASE("mrcnn compare: two evaluations of the same slices, each difference wi
   CHECK(out["dice"]["difference"].get<double>() == doctest::Approx(0.1));
   CHECK(out["dice"]["interval"][0].get<double>() == doctest::Approx(0.1));
   CHECK(out["hd95"]["a"].get<double>() == doctest::Approx((4.0 + 5 * 2 + 6 * 2 + 7 * 2) / 7.0));  // one slice undefined
+  // b's slices listed in another order: matched by name, the same table.
+  nlohmann::json reversed = evaluation(0.1, 0.5);
+  std::reverse(reversed["images"].begin(), reversed["images"].end());
+  std::ofstream(dir / "reversed.json") << reversed.dump();
+  const test::Run in_order = run;
+  run = test::run_mrcnn("compare " + a + " " + (dir / "reversed.json").string());
+  CHECK(run.status == 0);
+  CHECK(run.output.substr(run.output.find("8 images")) == in_order.output.substr(in_order.output.find("8 images")));
   // Other rules: compared, with a warning that the difference mixes them in.
   run = test::run_mrcnn("compare " + a + " " + (dir / "c.json").string());
   CHECK(run.status == 0);
