@@ -77,6 +77,8 @@ void check_output_file(const std::string& path);
 // read-only parent) or written into; makes nothing, so a run refused later leaves no empty folder.
 void check_output_folder(const std::string& path);
 
+// v printed with a printf format ("%.3f", "%+.2f"), or "n/a" when it is not finite (an undefined mean).
+std::string fmt(double v, const char* format = "%.3f");
 // --device: "cpu", "cuda" or "cuda:N"; a CUDA device that is not there is an error saying why.
 Device model_device(const std::string& device);
 

@@ -52,19 +52,6 @@ Evaluation read_evaluation(const std::string& path) {
   return e;
 }
 
-std::string signed_fixed(double v, int decimals) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%+.*f", decimals, v);
-  return text;
-}
-
-std::string fixed(double v, int decimals) {
-  if (std::isnan(v)) return "n/a";
-  char text[32];
-  std::snprintf(text, sizeof text, "%.*f", decimals, v);
-  return text;
-}
-
 // What the interval of b - a says, in words.
 std::string verdict(const Interval& i) {
   if (std::isnan(i.low)) return "n/a";
@@ -100,13 +87,12 @@ int compare(const CompareOptions& o) {
   const std::pair<const char*, const PairedDifference*> rows[] = {
       {"Dice", &c.dice}, {"IoU", &c.iou}, {"HD95 px", &c.hd95}, {"sensitivity", &c.sensitivity}};
   for (const auto& [name, d] : rows) {
-    const int decimals = d == &c.hd95 ? 2 : 3;
-    const std::string range = std::isnan(d->difference.low)
-                                  ? "n/a"
-                                  : signed_fixed(d->difference.low, decimals) + ".." + signed_fixed(d->difference.high, decimals);
-    std::printf("  %-12s %8s %8s %8s %18s  %s\n", name, fixed(d->a, decimals).c_str(), fixed(d->b, decimals).c_str(),
-                std::isnan(d->b - d->a) ? "n/a" : signed_fixed(d->b - d->a, decimals).c_str(), range.c_str(),
-                verdict(d->difference).c_str());
+    const bool pixels = d == &c.hd95;
+    const char *plain = pixels ? "%.2f" : "%.3f", *signed_ = pixels ? "%+.2f" : "%+.3f";
+    const std::string range =
+        std::isnan(d->difference.low) ? "n/a" : fmt(d->difference.low, signed_) + ".." + fmt(d->difference.high, signed_);
+    std::printf("  %-12s %8s %8s %8s %18s  %s\n", name, fmt(d->a, plain).c_str(), fmt(d->b, plain).c_str(),
+                fmt(d->b - d->a, signed_).c_str(), range.c_str(), verdict(d->difference).c_str());
   }
   if (!o.json_out.empty()) {
     const json out = {{"a", o.a},

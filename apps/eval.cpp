@@ -34,13 +34,6 @@ json stats_json(const CocoEvalResult& r) {
   return j;
 }
 
-std::string fmt(double v, const char* format = "%.3f") {
-  if (!std::isfinite(v)) return "n/a";
-  char text[32];
-  std::snprintf(text, sizeof text, format, v);
-  return text;
-}
-
 // How HD95 is shown: in millimetres when the pixel spacing was given, else in pixels.
 struct DistanceUnit {
   double per_pixel = 1;

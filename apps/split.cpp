@@ -1,4 +1,5 @@
 // `mrcnn split`: a COCO file into train and val files with no patient (file-name group) in both.
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +11,13 @@
 #include "maskrcnn/coco.h"
 
 namespace mrcnn::apps {
+
+std::string fmt(double v, const char* format) {
+  if (!std::isfinite(v)) return "n/a";
+  char text[64];
+  std::snprintf(text, sizeof text, format, v);
+  return text;
+}
 
 void write_file_atomically(const std::string& path, const std::string& text) {
   const std::string tmp = path + ".tmp";
