@@ -83,6 +83,7 @@ struct Tables {
   std::vector<OperatingPoint> operating;
   std::vector<CategorySummary> categories;  // empty for one category (its figures are the pooled ones)
   PatientIntervals intervals;               // of the headline figures
+  std::vector<PatientIntervals> category_intervals;  // of each category's figures, in `categories` order
 };
 
 // "0.745-0.848", or "n/a" when the bootstrap could not say.
@@ -109,14 +110,16 @@ json intervals_json(const PatientIntervals& i, double pixel_mm) {
 
 const char* kPerCategoryNote = "each structure against its own annotations and detections; the figures above pool them";
 
-json categories_json(const std::vector<CategorySummary>& categories, double pixel_mm) {
+json categories_json(const Tables& tables, double pixel_mm) {
   json list = json::array();
-  for (const auto& [category, s] : categories) {
+  for (size_t k = 0; k < tables.categories.size(); ++k) {
+    const auto& [category, s] = tables.categories[k];
     json entry = {{"category_id", category.id}, {"name", category.name}, {"dice", s.mean_dice}, {"iou", s.mean_iou},
                   {"hd95", finite(s.mean_hd95)}, {"hd95_undefined", s.hd95_undefined}, {"lesions", s.lesions},
                   {"detected", s.detected}, {"sensitivity", finite(s.sensitivity)}, {"false_positives", s.false_positives},
                   {"false_positives_per_image", s.false_positives_per_image}};
     add_hd95_mm(entry, pixel_mm);
+    entry["intervals"] = intervals_json(tables.category_intervals[k], pixel_mm);
     list.push_back(entry);
   }
   return list;
@@ -141,10 +144,10 @@ void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images
               fmt(s.sensitivity).c_str(), static_cast<long long>(s.false_positives),
               fmt(s.false_positives_per_image, "%.2f").c_str());
   const PatientIntervals& ci = tables.intervals;
+  const auto three = [](double v) { return fmt(v); };
   if (ci.patients < 2) {
     std::printf("  (no intervals: the bootstrap resamples patients, and there is %lld)\n", static_cast<long long>(ci.patients));
   } else {
-    const auto three = [](double v) { return fmt(v); };
     std::printf("  %s:\n    Dice %s   IoU %s   HD95 %s %s   sensitivity %s\n", intervals_caption(ci).c_str(),
                 range(ci.dice, three).c_str(), range(ci.iou, three).c_str(), range(ci.hd95, unit).c_str(), unit.name.c_str(),
                 range(ci.sensitivity, three).c_str());
@@ -152,12 +155,15 @@ void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images
   print_operating_points(tables.operating, unit);
   if (!tables.categories.empty()) {
     std::printf("Per category (%s)\n", kPerCategoryNote);
-    std::printf("  %-16s %7s %6s %6s %8s %12s %9s\n", "category", "lesions", "Dice", "IoU", ("HD95 " + unit.name).c_str(),
-                "sensitivity", "FP/image");
-    for (const auto& [category, c] : tables.categories)
-      std::printf("  %-16s %7lld %6s %6s %8s %12s %9s\n", category.name.c_str(), static_cast<long long>(c.lesions),
-                  fmt(c.mean_dice).c_str(), fmt(c.mean_iou).c_str(), unit(c.mean_hd95).c_str(), fmt(c.sensitivity).c_str(),
-                  fmt(c.false_positives_per_image, "%.2f").c_str());
+    const std::string dice_interval = str_cat("Dice ", std::lround(ci.level * 100), "%");
+    std::printf("  %-16s %7s %6s %12s %6s %8s %12s %9s\n", "category", "lesions", "Dice", dice_interval.c_str(), "IoU",
+                ("HD95 " + unit.name).c_str(), "sensitivity", "FP/image");
+    for (size_t k = 0; k < tables.categories.size(); ++k) {
+      const auto& [category, c] = tables.categories[k];
+      std::printf("  %-16s %7lld %6s %12s %6s %8s %12s %9s\n", category.name.c_str(), static_cast<long long>(c.lesions),
+                  fmt(c.mean_dice).c_str(), range(tables.category_intervals[k].dice, three).c_str(), fmt(c.mean_iou).c_str(),
+                  unit(c.mean_hd95).c_str(), fmt(c.sensitivity).c_str(), fmt(c.false_positives_per_image, "%.2f").c_str());
+    }
   }
   std::printf("Per patient (Dice and IoU pooled over the patient's slices; HD95: mean over slices)\n");
   std::printf("  %-16s %6s %6s %6s %8s\n", "patient", "slices", "Dice", "IoU", ("HD95 " + unit.name).c_str());
@@ -196,7 +202,7 @@ json results_json(const DatasetEvaluation& e, const EvalOptions& o, const Tables
           {"images", images}};
   add_hd95_mm(results, o.pixel_mm);
   if (o.pixel_mm > 0) results["pixel_mm"] = o.pixel_mm;
-  if (!tables.categories.empty()) results["categories"] = categories_json(tables.categories, o.pixel_mm);
+  if (!tables.categories.empty()) results["categories"] = categories_json(tables, o.pixel_mm);
   results["intervals"] = intervals_json(tables.intervals, o.pixel_mm);
   return results;
 }
@@ -327,12 +333,16 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
             "</td></tr>";
   if (!tables.categories.empty()) {
     html += "</table>\n<h2>Per category</h2><p>" + std::string(kPerCategoryNote) +
-            ".</p><table><tr><th class=l>category</th><th>lesions</th><th>Dice</th><th>IoU</th><th>" + hd95_header +
+            ".</p><table><tr><th class=l>category</th><th>lesions</th><th>Dice</th><th>Dice " +
+            std::to_string(std::lround(ci.level * 100)) + "% interval</th><th>IoU</th><th>" + hd95_header +
             "</th><th>sensitivity</th><th>false pos. per image</th></tr>";
-    for (const auto& [category, c] : tables.categories)
+    for (size_t k = 0; k < tables.categories.size(); ++k) {
+      const auto& [category, c] = tables.categories[k];
       html += "<tr><td class=l>" + html_escape(category.name) + "</td><td>" + std::to_string(c.lesions) + "</td><td>" +
-              fmt(c.mean_dice) + "</td><td>" + fmt(c.mean_iou) + "</td><td>" + unit(c.mean_hd95) + "</td><td>" +
-              fmt(c.sensitivity) + "</td><td>" + fmt(c.false_positives_per_image, "%.2f") + "</td></tr>";
+              fmt(c.mean_dice) + "</td><td>" + range(tables.category_intervals[k].dice, three) + "</td><td>" +
+              fmt(c.mean_iou) + "</td><td>" + unit(c.mean_hd95) + "</td><td>" + fmt(c.sensitivity) + "</td><td>" +
+              fmt(c.false_positives_per_image, "%.2f") + "</td></tr>";
+    }
   }
   html += "</table>\n<h2>Per patient</h2><table><tr><th class=l>patient</th><th>slices</th><th>Dice</th><th>IoU</th><th>" +
           hd95_header + "</th></tr>";
@@ -400,6 +410,7 @@ int eval(const EvalOptions& options) {
   if (truth.categories.size() > 1)
     tables.categories = summarize_by_category(truth, e.predictions, patients, o.score_thresh, o.lesion_iou);
   tables.intervals = patient_bootstrap(e.segmentation);
+  for (const CategorySummary& c : tables.categories) tables.category_intervals.push_back(patient_bootstrap(c.summary));
   print_table(e, o, samples.size(), tables);
   if (!o.json_out.empty()) write_file_atomically(o.json_out, results_json(e, o, tables).dump(1) + "\n");
   if (!o.detections_out.empty()) write_file_atomically(o.detections_out, detections_json(e, truth).dump() + "\n");

@@ -251,7 +251,22 @@ TEST_CASE("mrcnn eval: with several categories, each is also scored on its own")
     CHECK(e["categories"][k]["false_positives"] == by[k].summary.false_positives);
     // Both classes predicted something, so the split by category is exercised on both sides.
     CHECK(by[k].summary.detected + by[k].summary.false_positives > 0);
+    // Each category's own interval, resampling the same patients.
+    const PatientIntervals own = patient_bootstrap(by[k].summary);
+    CHECK(e["categories"][k]["intervals"]["patients"] == 2);
+    CHECK(e["categories"][k]["intervals"]["dice"] == nlohmann::json({own.dice.low, own.dice.high}));
+    CHECK(e["categories"][k]["intervals"]["sensitivity"] ==
+          nlohmann::json({own.sensitivity.low, own.sensitivity.high}));
   }
+  // The table's interval column: tumour (one lesion, on p1's slice) and edema, each as the library has it.
+  const auto interval_text = [](const Interval& i) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.3f-%.3f", i.low, i.high);
+    return std::string(text);
+  };
+  CHECK(run.output.find("  category         lesions   Dice     Dice 95%    IoU") != std::string::npos);
+  for (size_t k = 0; k < 2; ++k)
+    CHECK(run.output.find(interval_text(patient_bootstrap(by[k].summary).dice)) != std::string::npos);
   // Two patients: the bootstrap interval of the pooled figures, as the library computes it.
   const PatientIntervals intervals = patient_bootstrap(evaluation.segmentation);
   REQUIRE(e["intervals"]["patients"] == 2);
