@@ -142,7 +142,7 @@ PaddedInput pad_input(const ConvGeometry& g, const float* x, int64_t image_strid
 // convs read x itself; they and FPN's 128-channel 8 x 6 maps moved within the machine's noise
 // (bench/results/conv_implicit_gemm_cpu-2026-11-29.txt).
 void pack_im2col(const ConvGeometry& g, const PaddedInput& p, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
-                        float* dst) {
+                 float* dst) {
   // Row kk's offset in the copy: its channel and tap, the same for every sliver (on the stack for
   // the packed GEMM's depth blocks, at most 256 deep).
   int64_t on_stack[256];
@@ -199,7 +199,7 @@ void pack_im2col(const ConvGeometry& g, const PaddedInput& p, int64_t k0, int64_
 // this and whole-tile panels, its strided first conv 0.87x, the 1x1 heads' 0.51-0.75x), except
 // on FPN's 4 x 3 maps (1.14-1.46x, +0.04 ms a call).
 void pack_im2col_transposed(const ConvGeometry& g, const PaddedInput& p, int64_t k0, int64_t kc, int64_t j0,
-                                   int64_t nc, float* dst) {
+                            int64_t nc, float* dst) {
   int64_t on_stack[256];
   std::vector<int64_t> on_heap(kc > 256 ? kc : 0);
   int64_t* pixel = kc > 256 ? on_heap.data() : on_stack;

@@ -329,7 +329,7 @@ double flat_lane_use(const ConvGeometry& g, int64_t frame_cols, int64_t cols) {
 // to lane 0 first.
 constexpr double kFlatMargin = 0.05;
 
-std::atomic<bool> g_allow_flat{true};
+std::atomic<bool> g_allow_flat{true}, g_allow_direct{true};
 
 // The tile that fills the most lanes; none (cols = 0) when even that leaves a quarter idle.
 Tile choose_tile(const ConvGeometry& g) {
@@ -400,6 +400,7 @@ int64_t balanced_part(int64_t total, int64_t max_part, int64_t unit) {
 }  // namespace
 
 void allow_flat_conv_tiles(bool allowed) { g_allow_flat.store(allowed, std::memory_order_relaxed); }
+void allow_direct_conv(bool allowed) { g_allow_direct.store(allowed, std::memory_order_relaxed); }
 
 std::string direct_conv_tile(const ConvGeometry& g) { return direct_conv_applies(g) ? choose_tile(g).name : ""; }
 bool direct_conv_flat_tile(const ConvGeometry& g) { return direct_conv_applies(g) && choose_tile(g).flat; }
@@ -409,6 +410,7 @@ bool direct_conv_applies(const ConvGeometry& g) {
   // batch-merged implicit GEMM is faster. A strided 1x1 conv's padded copy reads the whole input
   // to keep a quarter of it, which only many output channels amortise (measured: the implicit GEMM
   // ~1.3x faster for 64->128 at 128x128, the direct kernel ~1.2x faster for 256->512 at 64x64).
+  if (!g_allow_direct.load(std::memory_order_relaxed)) return false;
   if (g.pointwise() || (g.kernel_h * g.kernel_w == 1 && g.out_per_group() < 256)) return false;
   return g.out_h > 0 && choose_tile(g).kernel != nullptr;
 }
@@ -570,7 +572,8 @@ bool direct_weight_grad_applies(const ConvGeometry& g) {
   // feeds 2.4 FMAs where the GEMM's packed slivers feed more); and each weight's 16 lanes are summed
   // at the end, which costs 1.5x at 512-pixel reductions.
   // Where the framed route applies, its tap-row kernel is faster still (64 channels at 64x56: 0.73x).
-  return gemm_kernel() == GemmKernel::Packed && use_avx512() && !g.pointwise() && g.out_h > 0 &&
+  return g_allow_direct.load(std::memory_order_relaxed) && gemm_kernel() == GemmKernel::Packed && use_avx512() &&
+         !g.pointwise() && g.out_h > 0 &&
          lane_use(g.out_w, 16) >= 0.75 && g.in_per_group() <= 64 && g.batch * g.out_plane() >= kGradMinPixels &&
          !framed_weight_grad_applies(g);
 }

@@ -66,6 +66,9 @@ std::string direct_conv_tile(const ConvGeometry& g);
 bool direct_conv_flat_tile(const ConvGeometry& g);
 // Switches the flat tiles off (row tiles or the implicit GEMM then run): for tests and benchmarks.
 void allow_flat_conv_tiles(bool allowed);
+// Switches the direct kernels off (forward, flipped-kernel input gradient, weight-gradient dot
+// products; the GEMM routes then run): for tests and benchmarks.
+void allow_direct_conv(bool allowed);
 // With flipped_weight, `weight` is the kernel of the stride-1 convolution whose input gradient g
 // computes ([g.in_channels][g.out_per_group][kh][kw]), used spatially flipped and in/out-swapped.
 void conv_forward_direct(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out,

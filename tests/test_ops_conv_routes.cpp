@@ -158,7 +158,12 @@ TEST_CASE("conv profile: each call is timed once under its op, pass, shape and t
 TEST_CASE("conv2d: the implicit-im2col forward and weight gradient agree with float64 on padded, strided, dilated, grouped maps") {
   // The packed GEMM gathers its B slivers from a copy of the input with the zero border written
   // out (from x itself without padding); columns span several images on small maps. float64 runs
-  // explicit im2col + Eigen, an independent path.
+  // explicit im2col + Eigen, an independent path. The direct and framed kernels are switched off,
+  // so every case runs the GEMM, whatever kernels this CPU has.
+  struct GemmRoutesOnly {
+    GemmRoutesOnly() { cpu::allow_direct_conv(false), cpu::allow_framed_weight_grad(false); }
+    ~GemmRoutesOnly() { cpu::allow_direct_conv(true), cpu::allow_framed_weight_grad(true); }
+  } gemm_routes_only;
   struct Case {
     Shape x, w;
     ops::Conv2dOptions options;
@@ -169,6 +174,8 @@ TEST_CASE("conv2d: the implicit-im2col forward and weight gradient agree with fl
       {{2, 5, 4, 3}, {4, 5, 1, 1}, {1, 1, 1, 1}},                   // 1x1 with padding: a border of bias-only pixels
       {{3, 5, 4, 3}, {4, 5, 1, 1}, {1, 0, 1, 1}},                   // 1x1 stride 1 merged over images: read from x
       {{2, 3, 640, 12}, {4, 3, 1, 1}, {2, 1, 1, 1}},                // 1x1 stride 2 on 321 x 7 planes: one image per GEMM
+      {{2, 4, 6, 40}, {4, 2, 3, 3}, {1, {1, 2}, {1, 2}, 2}},        // 40-pixel rows: slivers within one row, copied whole
+      {{4, 16, 8, 6}, {16, 8, 3, 3}, {1, 1, 1, 2}},                 // 8 x 6 maps, two groups
   };
   uint64_t seed = 900;
   for (const Case& c : cases) {
