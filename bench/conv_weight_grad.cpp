@@ -1,5 +1,5 @@
 // Weight gradients of the recipe model's convolutions (configs/brain_tumor_cpu.json at 256 px, batch
-// 4, and the 64 x 56 maps of 256 x 224 batches): the framed route (ops/conv_framed.cpp; on AVX-512
+// 4, the 256 x 192 slices' maps, and the 64 x 56 maps of 256 x 224 batches): the framed route (ops/conv_framed.cpp; on AVX-512
 // CPUs its tap-row kernel) against what runs without it (the implicit im2col, or the direct dot
 // products for <= 64 input channels over >= 4096 pixels), alternated within one process, best of R
 // rounds each (this machine is shared: a single run drifts 10%). Rows marked "same route" run the
@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
       {"backbone layer3 3x3 256ch 16px", 4, 256, 16, 16, 256, 3},
       {"backbone layer4 3x3 512ch 8px", 4, 512, 8, 8, 512, 3},
       {"rpn conv 3x3 128ch 16px", 4, 128, 16, 16, 128, 3},
+      {"256x192: layer2 3x3 128ch 32x24", 4, 128, 32, 24, 128, 3},
+      {"256x192: layer3 3x3 256ch 16x12", 4, 256, 16, 12, 256, 3},
+      {"256x192: rpn conv 3x3 128ch 16x12", 4, 128, 16, 12, 128, 3},
       {"mask head 3x3 128ch 14px, 80 RoIs", 80, 128, 14, 14, 128, 3},
       {"fpn 3x3 128ch 64px", 4, 128, 64, 64, 128, 3},
       {"fpn 3x3 128ch 64x56", 4, 128, 64, 56, 128, 3},

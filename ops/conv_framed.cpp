@@ -37,7 +37,10 @@ namespace {
 // overhead bound. At 64x64 it gained nothing, hence the plane bound (the same as where the implicit
 // GEMM merges images). The AVX-512 tap-row kernel (below) does gain there: 128 channels at 64x56
 // 0.87x the implicit im2col's time, 64 channels 0.73x the direct dot products' (ResNet's first
-// stage); larger maps are unmeasured, hence its own bound.
+// stage); larger maps are unmeasured, hence its own bound. Since the implicit im2col reads a padded
+// copy (2026-11-29) it has caught up on 16 px maps: 128 channels even (framed 0.89-1.06x over six
+// runs), 256 channels at 16 x 12 framed 1.03-1.12x. The frame keeps its lead at 32 px (0.79-0.92x)
+// and on the mask head's 14 px RoIs (0.89-0.91x). The route stays: a step would gain ~1 ms.
 constexpr double kMaxFrameOverhead = 1.2;
 constexpr int64_t kMaxFramedPlane = 2048, kMaxTapRowsPlane = 4096;
 // The copies (input frame and dout grid) of one chunk of images; the buffers are kept per thread
