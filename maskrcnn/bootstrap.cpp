@@ -138,7 +138,7 @@ PatientComparison paired_patient_bootstrap(const SegmentationSummary& a, const S
     }
     return positions;
   };
-  index(a);
+  index(a);  // refuses an image listed twice in a, as in b
   const std::map<Key, size_t> in_b = index(b);
   SegmentationSummary b_in_order;
   for (const ImageScore& s : a.images) {
