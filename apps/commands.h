@@ -13,6 +13,7 @@ struct PredictOptions {
   std::string weights, config, json_out, out_dir, masks_dir, device = "cpu";
   std::vector<std::string> images;
   double score_thresh = 0.0;
+  double pixel_mm = 0;            // in-plane pixel spacing; > 0: areas also in mm^2
   std::optional<bool> flip_test;  // --flip-test / --no-flip-test; unset: the config's flip_test
 };
 int predict(const PredictOptions& options);

@@ -88,6 +88,9 @@ int main(int argc, char** argv) {
                           "each pixel the label 1, 2, ... of the best detection on it");
   predict_cmd->add_option("--score-thresh", predict.score_thresh, "drop detections scoring below this (default 0)")
       ->check(kUnitInterval);
+  predict_cmd->add_option("--pixel-mm", predict.pixel_mm,
+                          "millimetres per pixel in the slices' plane: areas also in mm^2 (JSON area_mm2, progress lines)")
+      ->check(kPositive);
   predict_cmd->add_option("--device", predict.device, "cpu (default), cuda or cuda:N");
   add_flip_test_flags(predict_cmd, predict.flip_test);
 

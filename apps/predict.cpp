@@ -148,7 +148,10 @@ int predict(const PredictOptions& given) {
                          {"category_id", det.category_id},
                          {"bbox", {static_cast<float>(b[0]), static_cast<float>(b[1]), static_cast<float>(b[2]), static_cast<float>(b[3])}},
                          {"score", static_cast<float>(det.score)},
+                         {"area", rle_area(det.segmentation)},
                          {"segmentation", {{"size", {h, w}}, {"counts", rle_to_string(det.segmentation)}}}});
+      if (options.pixel_mm > 0)
+        results.back()["area_mm2"] = static_cast<double>(rle_area(det.segmentation)) * options.pixel_mm * options.pixel_mm;
       kept_masks.push_back(prediction.masks[k]);
       kept_boxes.push_back(b);
       kept.push_back(&det);
@@ -170,9 +173,16 @@ int predict(const PredictOptions& given) {
       }
       write_png(output_png(options.masks_dir, path, "_mask.png"), mask, h, w, 1);
     }
+    // What the written detections cover together (the --masks image's nonzero pixels).
+    int64_t covered = 0;
+    for (size_t i = 0; i < static_cast<size_t>(h * w); ++i)
+      covered += std::any_of(kept_masks.begin(), kept_masks.end(), [i](const std::vector<uint8_t>& m) { return m[i] != 0; });
+    const double covered_mm2 = static_cast<double>(covered) * options.pixel_mm * options.pixel_mm;
+    const std::string area =
+        options.pixel_mm > 0 ? str_cat(covered, " px = ", fmt(covered_mm2, "%.1f"), " mm^2") : str_cat(covered, " px");
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    std::fprintf(stderr, "[%zu/%zu] %s: %zu detections (%.0f ms)\n", index + 1, options.images.size(), file_name.c_str(),
-                 kept_masks.size(), ms);
+    std::fprintf(stderr, "[%zu/%zu] %s: %zu detections covering %s (%.0f ms)\n", index + 1, options.images.size(),
+                 file_name.c_str(), kept_masks.size(), area.c_str(), ms);
   }
   write_file_atomically(options.json_out, results.dump());
   std::fprintf(stderr, "wrote %zu detections to %s\n", results.size(), options.json_out.c_str());

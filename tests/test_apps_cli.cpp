@@ -102,7 +102,30 @@ TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
     int64_t mismatches = 0;
     for (size_t i = 0; i < decoded.size(); ++i) mismatches += decoded[i] != (m[i] >= 0.5f);
     CHECK(mismatches == 0);
+    CHECK(r["area"] == std::count(decoded.begin(), decoded.end(), 1));
+    CHECK(!r.contains("area_mm2"));
   }
+  // The progress line: how many pixels the written detections cover together.
+  std::vector<uint8_t> covered(70 * 90, 0);
+  for (const auto& r : results) {
+    const auto decoded = rle_decode(rle_from_string(r["segmentation"]["counts"], 70, 90));
+    for (size_t i = 0; i < decoded.size(); ++i) covered[i] |= decoded[i];
+  }
+  const int64_t covered_pixels = std::count(covered.begin(), covered.end(), 1);
+  CHECK(run.output.find("[1/1] slice_1.png: " + std::to_string(results.size()) + " detections covering " +
+                        std::to_string(covered_pixels) + " px (") != std::string::npos);
+  // With the pixel spacing, areas in mm^2 too.
+  const test::Run spaced = test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --pixel-mm 0.5");
+  REQUIRE(spaced.status == 0);
+  nlohmann::json with_mm;
+  std::ifstream(json) >> with_mm;
+  REQUIRE(with_mm.size() == results.size());
+  for (size_t k = 0; k < with_mm.size(); ++k) CHECK(with_mm[k]["area_mm2"].get<double>() == results[k]["area"].get<double>() * 0.25);
+  char mm2[32];
+  std::snprintf(mm2, sizeof mm2, "%.1f", covered_pixels * 0.25);
+  CHECK(spaced.output.find("covering " + std::to_string(covered_pixels) + " px = " + mm2 + " mm^2 (") != std::string::npos);
+  CHECK(test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --pixel-mm 0").output ==
+        "mrcnn: error: --pixel-mm: must be > 0, got 0 (--help lists the options)\n");
   // --score-thresh filters further.
   const float median_score = results[results.size() / 2]["score"];
   REQUIRE(test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --score-thresh " +
