@@ -133,6 +133,60 @@ PaddedInput pad_input(const ConvGeometry& g, const float* x, int64_t image_strid
   return p;
 }
 
+// Offsets into a PaddedInput of the implicit im2col's two indices, stepped one at a time so that
+// the packs divide only where they start (divisions per column cost more than the copy where few
+// output channels share each packed element, as in a 1x1 head).
+// An im2col row: channel c, tap (ki, kj), at its offset from an output pixel's top-left tap.
+struct TapCursor {
+  const ConvGeometry& g;
+  const PaddedInput& p;
+  int64_t c, ki, kj;
+  TapCursor(const ConvGeometry& g_, const PaddedInput& p_, int64_t row)
+      : g(g_), p(p_), c(row / (g_.kernel_h * g_.kernel_w)), ki(row / g_.kernel_w % g_.kernel_h), kj(row % g_.kernel_w) {}
+  int64_t offset() const { return c * p.plane + ki * g.dilation.h * p.row_stride + kj * g.dilation.w; }
+  void next() {
+    if (++kj == g.kernel_w) {
+      kj = 0;
+      if (++ki == g.kernel_h) ki = 0, ++c;
+    }
+  }
+};
+
+// An im2col column: output pixel (oy, ox) of image `image`, at the offset of its top-left tap.
+struct PixelCursor {
+  const ConvGeometry& g;
+  const PaddedInput& p;
+  int64_t image, oy, ox;
+  PixelCursor(const ConvGeometry& g_, const PaddedInput& p_, int64_t column)
+      : g(g_), p(p_), image(column / g_.out_plane()), oy(column % g_.out_plane() / g_.out_w), ox(column % g_.out_w) {}
+  int64_t offset() const { return image * p.image_stride + oy * g.stride.h * p.row_stride + ox * g.stride.w; }
+  void next() {
+    if (++ox == g.out_w) {
+      ox = 0;
+      if (++oy == g.out_h) oy = 0, ++image;
+    }
+  }
+  void advance(int64_t n) {
+    ox += n;
+    if (ox >= g.out_w) oy += ox / g.out_w, ox %= g.out_w;
+    if (oy >= g.out_h) image += oy / g.out_h, oy %= g.out_h;
+  }
+};
+
+// One offset per row of a pack's depth block: on the stack for the packed GEMM's blocks (at most
+// 256 deep), on the heap beyond.
+class RowOffsets {
+ public:
+  explicit RowOffsets(int64_t n) : on_heap_(n > kOnStack ? n : 0), data_(n > kOnStack ? on_heap_.data() : on_stack_) {}
+  int64_t& operator[](int64_t i) { return data_[i]; }
+
+ private:
+  static constexpr int64_t kOnStack = 256;
+  int64_t on_stack_[kOnStack];
+  std::vector<int64_t> on_heap_;
+  int64_t* data_;
+};
+
 // B[k0 : k0 + kc, j0 : j0 + nc] of the implicit im2col, from the padded copy: column j of a sliver
 // reads the copy at one offset (its image and output pixel) plus one per row (the channel and tap),
 // with no border to check. Gathering runs of one output row from x, with each run's bounds found
@@ -143,49 +197,28 @@ PaddedInput pad_input(const ConvGeometry& g, const float* x, int64_t image_strid
 // (bench/results/conv_implicit_gemm_cpu-2026-11-29.txt).
 void pack_im2col(const ConvGeometry& g, const PaddedInput& p, int64_t k0, int64_t kc, int64_t j0, int64_t nc,
                  float* dst) {
-  // Row kk's offset in the copy: its channel and tap, the same for every sliver (on the stack for
-  // the packed GEMM's depth blocks, at most 256 deep).
-  int64_t on_stack[256];
-  std::vector<int64_t> on_heap(kc > 256 ? kc : 0);
-  int64_t* row = kc > 256 ? on_heap.data() : on_stack;
-  const int64_t taps = g.kernel_h * g.kernel_w;
-  for (int64_t kk = 0, c = k0 / taps, ki = k0 / g.kernel_w % g.kernel_h, kj = k0 % g.kernel_w; kk < kc; ++kk) {
-    row[kk] = c * p.plane + ki * g.dilation.h * p.row_stride + kj * g.dilation.w;
-    if (++kj == g.kernel_w) {
-      kj = 0;
-      if (++ki == g.kernel_h) ki = 0, ++c;
-    }
-  }
+  RowOffsets row(kc);  // the same for every sliver
+  TapCursor tap(g, p, k0);
+  for (int64_t kk = 0; kk < kc; ++kk, tap.next()) row[kk] = tap.offset();
   // A sliver's columns are contiguous in the copy when they lie in one output row at stride 1, or
   // (1x1 stride 1: rows back to back) in one image plane: then each row of the sliver is one copy.
   const bool rows_back_to_back = g.stride == Size2(1) && p.row_stride == g.out_w;
-  // Column j0's image and output pixel, then stepped along (divisions per column cost more than
-  // the copy where few output channels share each packed element, as in a 1x1 head).
-  int64_t image = j0 / g.out_plane(), oy = j0 % g.out_plane() / g.out_w, ox = j0 % g.out_w;
+  PixelCursor pixel(g, p, j0);
   for (int64_t s = 0; s < nc; s += kPackedNR, dst += kPackedNR * kc) {
     const int64_t cols = std::min(kPackedNR, nc - s);
-    const bool contiguous = cols == kPackedNR && g.stride.w == 1 &&
-                            (ox + kPackedNR <= g.out_w || (rows_back_to_back && oy * g.out_w + ox + kPackedNR <= g.out_plane()));
-    const auto offset = [&] { return image * p.image_stride + oy * g.stride.h * p.row_stride + ox * g.stride.w; };
+    const bool contiguous =
+        cols == kPackedNR && g.stride.w == 1 &&
+        (pixel.ox + kPackedNR <= g.out_w || (rows_back_to_back && pixel.oy * g.out_w + pixel.ox + kPackedNR <= g.out_plane()));
     if (contiguous) {
-      const float* first = p.data + offset();
+      const float* first = p.data + pixel.offset();
       for (int64_t kk = 0; kk < kc; ++kk) std::memcpy(dst + kk * kPackedNR, first + row[kk], sizeof(float) * kPackedNR);
-      ox += kPackedNR;
-      if (ox >= g.out_w) oy += ox / g.out_w, ox %= g.out_w;
-      if (oy >= g.out_h) image += oy / g.out_h, oy %= g.out_h;
+      pixel.advance(kPackedNR);
     } else {
       int64_t column[kPackedNR];
-      for (int64_t cc = 0; cc < cols; ++cc) {
-        column[cc] = offset();
-        if (++ox == g.out_w) {
-          ox = 0;
-          if (++oy == g.out_h) oy = 0, ++image;
-        }
-      }
-      for (int64_t t = cols; t < kPackedNR; ++t) column[t] = -1;
+      for (int64_t cc = 0; cc < cols; ++cc, pixel.next()) column[cc] = pixel.offset();
       for (int64_t kk = 0; kk < kc; ++kk) {
-        const float* tap = p.data + row[kk];
-        for (int64_t t = 0; t < kPackedNR; ++t) dst[kk * kPackedNR + t] = t < cols ? tap[column[t]] : 0.0f;
+        const float* at = p.data + row[kk];
+        for (int64_t t = 0; t < kPackedNR; ++t) dst[kk * kPackedNR + t] = t < cols ? at[column[t]] : 0.0f;
       }
     }
   }
@@ -200,34 +233,16 @@ void pack_im2col(const ConvGeometry& g, const PaddedInput& p, int64_t k0, int64_
 // on FPN's 4 x 3 maps (1.14-1.46x, +0.04 ms a call).
 void pack_im2col_transposed(const ConvGeometry& g, const PaddedInput& p, int64_t k0, int64_t kc, int64_t j0,
                             int64_t nc, float* dst) {
-  int64_t on_stack[256];
-  std::vector<int64_t> on_heap(kc > 256 ? kc : 0);
-  int64_t* pixel = kc > 256 ? on_heap.data() : on_stack;
-  for (int64_t kk = 0, image = k0 / g.out_plane(), oy = k0 % g.out_plane() / g.out_w, ox = k0 % g.out_w; kk < kc; ++kk) {
-    pixel[kk] = image * p.image_stride + oy * g.stride.h * p.row_stride + ox * g.stride.w;
-    if (++ox == g.out_w) {
-      ox = 0;
-      if (++oy == g.out_h) oy = 0, ++image;
-    }
-  }
-  const int64_t taps = g.kernel_h * g.kernel_w;
-  for (int64_t s = 0, c = j0 / taps, ki = j0 / g.kernel_w % g.kernel_h, kj = j0 % g.kernel_w; s < nc;
-       s += kPackedNR, dst += kPackedNR * kc) {
+  RowOffsets row(kc);  // the same for every sliver
+  PixelCursor pixel(g, p, k0);
+  for (int64_t kk = 0; kk < kc; ++kk, pixel.next()) row[kk] = pixel.offset();
+  TapCursor tap(g, p, j0);
+  for (int64_t s = 0; s < nc; s += kPackedNR, dst += kPackedNR * kc) {
     const int64_t cols = std::min(kPackedNR, nc - s);
     int64_t column[kPackedNR];
-    for (int64_t cc = 0; cc < kPackedNR; ++cc) {
-      if (cc >= cols) {
-        column[cc] = -1;
-        continue;
-      }
-      column[cc] = c * p.plane + ki * g.dilation.h * p.row_stride + kj * g.dilation.w;
-      if (++kj == g.kernel_w) {
-        kj = 0;
-        if (++ki == g.kernel_h) ki = 0, ++c;
-      }
-    }
+    for (int64_t cc = 0; cc < cols; ++cc, tap.next()) column[cc] = tap.offset();
     for (int64_t kk = 0; kk < kc; ++kk) {
-      const float* at = p.data + pixel[kk];
+      const float* at = p.data + row[kk];
       float* d = dst + kk * kPackedNR;
       if (cols == kPackedNR)
         for (int64_t t = 0; t < kPackedNR; ++t) d[t] = at[column[t]];
