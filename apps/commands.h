@@ -14,6 +14,8 @@ struct PredictOptions {
   std::vector<std::string> images;
   double score_thresh = 0.0;
   double pixel_mm = 0;            // in-plane pixel spacing; > 0: areas also in mm^2
+  std::string summary, group_regex = "^([^_]+)_";  // per-patient CSV; patient = first capture group
+  double slice_mm = 0;                             // spacing between a patient's slices; > 0: volumes
   std::optional<bool> flip_test;  // --flip-test / --no-flip-test; unset: the config's flip_test
 };
 int predict(const PredictOptions& options);

@@ -10,11 +10,15 @@
 #include <sstream>
 
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "cuda/context.h"
+#include "maskrcnn/mask_rcnn.h"
+#include "nn/checkpoint.h"
+#include "tensor/random.h"
 
 namespace mrcnn::test {
 
@@ -238,6 +242,20 @@ detection::Config small_maskrcnn_config(int64_t min_size, int64_t max_size) {
   c.mask_dim_reduced = 32;
   c.anchor_sizes = {{8}, {16}, {32}, {64}, {128}};
   return c;
+}
+
+detection::Config tiny_detector_config() {
+  detection::Config c = small_maskrcnn_config(64, 96);
+  c.box_score_thresh = 0.0;
+  return c;
+}
+
+std::string save_tiny_detector(const std::filesystem::path& dir, uint64_t seed) {
+  manual_seed(seed);
+  detection::MaskRCNN model(tiny_detector_config());
+  const std::string weights = (dir / "model.safetensors").string();
+  nn::save_checkpoint(weights, nn::make_checkpoint(model, nullptr, detection::config_to_json(tiny_detector_config()).dump(), 0));
+  return weights;
 }
 
 }  // namespace mrcnn::test

@@ -85,4 +85,11 @@ Run run_mrcnn(const std::string& args);
 // trainable, 1 input channel, FPN/heads 32 wide, anchors 8..128 px, images resized to min_size.
 detection::Config small_maskrcnn_config(int64_t min_size = 64, int64_t max_size = 64);
 
+// small_maskrcnn_config(64, 96) keeping every detection (box_score_thresh 0), so that a random
+// model's output is not empty: what the `mrcnn` command tests run.
+detection::Config tiny_detector_config();
+// A randomly initialised tiny_detector_config() model saved with its config as
+// dir/model.safetensors; returns that path.
+std::string save_tiny_detector(const std::filesystem::path& dir, uint64_t seed);
+
 }  // namespace mrcnn::test

@@ -1,6 +1,5 @@
-// The `mrcnn` binary end to end: predict writes COCO results that agree with the library's own
-// detections (boxes in original pixels, RLE masks binarised at 0.5); bad input gives one error line
-// naming the file and a non-zero exit.
+// The `mrcnn` binary end to end (predict: test_apps_predict.cpp): eval with several categories,
+// compare, selftest, bench; bad input gives one error line naming the file and a non-zero exit.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -28,196 +27,9 @@ using namespace mrcnn;
 using namespace mrcnn::detection;
 namespace fs = std::filesystem;
 
-namespace {
-
-Config tiny_config() {
-  Config c = test::small_maskrcnn_config(64, 96);
-  c.box_score_thresh = 0.0;  // random weights: keep every detection so the output is not empty
-  return c;
-}
-
-// A randomly initialised tiny model saved with its config in `dir`; returns the checkpoint path.
-std::string save_tiny_model(const fs::path& dir, uint64_t seed) {
-  manual_seed(seed);
-  MaskRCNN model(tiny_config());
-  const std::string weights = (dir / "model.safetensors").string();
-  nn::save_checkpoint(weights, nn::make_checkpoint(model, nullptr, config_to_json(tiny_config()).dump(), 0));
-  return weights;
-}
-
-}  // namespace
-
-TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
-  const fs::path dir = test::scratch_dir("mrcnn_cli_predict");
-  const std::string weights = save_tiny_model(dir, 11);
-  auto loaded = load_model(weights);
-  MaskRCNN& model = *loaded;
-  // inspect: one line per tensor, then the totals.
-  const test::Run inspected = test::run_mrcnn("inspect " + weights);
-  REQUIRE(inspected.status == 0);
-  int64_t elements = 0;
-  const auto state = model.state_dict();
-  for (const auto& [name, t] : state) elements += t.numel();
-  char totals[96];
-  std::snprintf(totals, sizeof totals, "\n%zu tensors, %lld elements, %.1f MB\n", state.size(), static_cast<long long>(elements),
-                elements * 4 / 1e6);
-  CHECK(inspected.output.size() > std::string(totals).size());
-  CHECK(inspected.output.substr(inspected.output.size() - std::string(totals).size()) == totals);
-  CHECK(inspected.output.find("\nbackbone.body.conv1.weight float32 [") != std::string::npos);
-  // A 70x90 gray image with a bright blob, written as PNG (8-bit, so reading it back is exact).
-  std::vector<uint8_t> rgb(70 * 90 * 3);
-  for (int y = 0; y < 70; ++y)
-    for (int x = 0; x < 90; ++x)
-      for (int k = 0; k < 3; ++k) rgb[(y * 90 + x) * 3 + k] = (y - 30) * (y - 30) + (x - 50) * (x - 50) < 150 ? 220 : 60 + (x % 7);
-  const std::string image = (dir / "slice_1.png").string();
-  write_png(image, rgb, 70, 90);
-
-  const std::string json = (dir / "out.json").string();
-  const test::Run run = test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --out " + (dir / "png").string());
-  INFO(run.output);
-  REQUIRE(run.status == 0);
-  CHECK(fs::exists(dir / "png" / "slice_1_overlay.png"));
-  nlohmann::json results;
-  std::ifstream(json) >> results;
-
-  model.eval();
-  autograd::NoGradGuard no_grad;
-  const auto out = model.forward({load_image(image, 1)});
-  const Detections& d = out.detections[0];
-  REQUIRE(d.scores.size(0) > 0);
-  REQUIRE(results.size() == static_cast<size_t>(d.scores.size(0)));
-  const auto boxes = to_vector<float>(d.boxes);
-  const Tensor masks = ops::contiguous(d.masks);
-  for (size_t k = 0; k < results.size(); ++k) {
-    const auto& r = results[k];
-    CHECK(r["file_name"] == "slice_1.png");
-    CHECK(r["image_id"] == 1);
-    CHECK(r["category_id"] == 1);
-    CHECK(r["score"].get<float>() == to_vector<float>(d.scores)[k]);
-    CHECK(r["bbox"][0].get<float>() == boxes[k * 4]);
-    CHECK(r["bbox"][2].get<float>() == doctest::Approx(boxes[k * 4 + 2] - boxes[k * 4]));
-    CHECK(r["segmentation"]["size"] == nlohmann::json({70, 90}));
-    const auto decoded = rle_decode(rle_from_string(r["segmentation"]["counts"], 70, 90));
-    const float* m = masks.data<float>() + k * 70 * 90;
-    int64_t mismatches = 0;
-    for (size_t i = 0; i < decoded.size(); ++i) mismatches += decoded[i] != (m[i] >= 0.5f);
-    CHECK(mismatches == 0);
-    CHECK(r["area"] == std::count(decoded.begin(), decoded.end(), 1));
-    CHECK(!r.contains("area_mm2"));
-  }
-  // The progress line: how many pixels the written detections cover together.
-  std::vector<uint8_t> covered(70 * 90, 0);
-  for (const auto& r : results) {
-    const auto decoded = rle_decode(rle_from_string(r["segmentation"]["counts"], 70, 90));
-    for (size_t i = 0; i < decoded.size(); ++i) covered[i] |= decoded[i];
-  }
-  const int64_t covered_pixels = std::count(covered.begin(), covered.end(), 1);
-  CHECK(run.output.find("[1/1] slice_1.png: " + std::to_string(results.size()) + " detections covering " +
-                        std::to_string(covered_pixels) + " px (") != std::string::npos);
-  // With the pixel spacing, areas in mm^2 too.
-  const test::Run spaced = test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --pixel-mm 0.5");
-  REQUIRE(spaced.status == 0);
-  nlohmann::json with_mm;
-  std::ifstream(json) >> with_mm;
-  REQUIRE(with_mm.size() == results.size());
-  for (size_t k = 0; k < with_mm.size(); ++k) CHECK(with_mm[k]["area_mm2"].get<double>() == results[k]["area"].get<double>() * 0.25);
-  char mm2[32];
-  std::snprintf(mm2, sizeof mm2, "%.1f", covered_pixels * 0.25);
-  CHECK(spaced.output.find("covering " + std::to_string(covered_pixels) + " px = " + mm2 + " mm^2 (") != std::string::npos);
-  CHECK(test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --pixel-mm 0").output ==
-        "mrcnn: error: --pixel-mm: must be > 0, got 0 (--help lists the options)\n");
-  // --score-thresh filters further.
-  const float median_score = results[results.size() / 2]["score"];
-  REQUIRE(test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --score-thresh " +
-                    std::to_string(median_score)).status == 0);
-  nlohmann::json filtered;
-  std::ifstream(json) >> filtered;
-  CHECK(filtered.size() < results.size());
-  for (const auto& r : filtered) CHECK(r["score"].get<float>() >= median_score);
-  // --masks: one gray PNG per image, 255 exactly where a written detection's mask lies.
-  REQUIRE(test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --score-thresh " +
-                          std::to_string(median_score) + " --masks " + (dir / "masks").string()).status == 0);
-  std::vector<uint8_t> expected(70 * 90, 0);
-  for (const auto& r : filtered) {
-    const auto decoded = rle_decode(rle_from_string(r["segmentation"]["counts"], 70, 90));
-    for (size_t i = 0; i < expected.size(); ++i) expected[i] |= decoded[i];
-  }
-  const Tensor mask_png = load_image((dir / "masks" / "slice_1_mask.png").string(), 1);
-  REQUIRE(mask_png.sizes() == Shape{1, 70, 90});
-  const float* mask_px = mask_png.data<float>();
-  int64_t inside = 0, wrong = 0;
-  for (size_t i = 0; i < expected.size(); ++i) {
-    inside += expected[i];
-    wrong += mask_px[i] != (expected[i] ? 1.0f : 0.0f);
-  }
-  CHECK(inside > 0);
-  CHECK(wrong == 0);
-  // --flip-test: the library's detections with both views combined.
-  REQUIRE(test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --flip-test").status == 0);
-  nlohmann::json flipped;
-  std::ifstream(json) >> flipped;
-  model.set_flip_test(true);
-  const Detections both = model.forward({load_image(image, 1)}).detections[0];
-  REQUIRE(flipped.size() == static_cast<size_t>(both.scores.size(0)));
-  const auto both_scores = to_vector<float>(both.scores), both_boxes = to_vector<float>(both.boxes);
-  for (size_t k = 0; k < flipped.size(); ++k) {
-    CHECK(flipped[k]["score"].get<float>() == both_scores[k]);
-    CHECK(flipped[k]["bbox"][1].get<float>() == both_boxes[k * 4 + 1]);
-  }
-  CHECK(flipped[0]["score"].get<float>() != results[0]["score"].get<float>());  // scores are means over the views
-  // A config with "flip_test": true makes it the default; --no-flip-test overrides that.
-  auto asks = config_to_json(tiny_config());
-  asks["flip_test"] = true;
-  std::ofstream(dir / "flip.json") << asks.dump();
-  const std::string with_config = "predict --weights " + weights + " --config " + (dir / "flip.json").string() + " " + image + " --json " + json;
-  REQUIRE(test::run_mrcnn(with_config).status == 0);
-  nlohmann::json by_default;
-  std::ifstream(json) >> by_default;
-  CHECK(by_default == flipped);
-  REQUIRE(test::run_mrcnn(with_config + " --no-flip-test").status == 0);
-  nlohmann::json overridden;
-  std::ifstream(json) >> overridden;
-  CHECK(overridden == results);
-  const test::Run both_flags = test::run_mrcnn(with_config + " --flip-test --no-flip-test");
-  CHECK(both_flags.status != 0);
-  CHECK(both_flags.output.find("--flip-test excludes --no-flip-test") != std::string::npos);
-  // A folder stands for its image files in name order (not other files, not subfolders).
-  const fs::path folder = dir / "slices";
-  fs::create_directories(folder / "sub");
-  fs::copy_file(image, folder / "b.PNG");
-  fs::copy_file(image, folder / "a.png");
-  fs::copy_file(image, folder / "sub" / "c.png");
-  std::ofstream(folder / "notes.txt") << "not an image";
-  const test::Run listed = test::run_mrcnn("predict --weights " + weights + " " + folder.string() + " --json " + json);
-  INFO(listed.output);
-  REQUIRE(listed.status == 0);
-  CHECK(listed.output.find("[1/2] a.png: ") != std::string::npos);
-  CHECK(listed.output.find("[2/2] b.PNG: ") != std::string::npos);
-  nlohmann::json from_folder;
-  std::ifstream(json) >> from_folder;
-  REQUIRE(from_folder.size() == 2 * results.size());
-  CHECK(from_folder[0]["file_name"] == "a.png");
-  CHECK(from_folder[results.size()]["file_name"] == "b.PNG");
-  CHECK(from_folder[results.size()]["image_id"] == 2);
-  CHECK(from_folder[results.size()]["segmentation"] == results[0]["segmentation"]);
-  // Two images with one stem would write one overlay: refused before any work.
-  fs::copy_file(image, folder / "sub" / "a.png");
-  const test::Run clash = test::run_mrcnn("predict --weights " + weights + " " + folder.string() + " " + (folder / "sub" / "a.png").string() +
-                                          " --json " + json + " --out " + (dir / "png").string());
-  CHECK(clash.status == 1);
-  CHECK(clash.output == "mrcnn: error: predict: " + (folder / "a.png").string() + " and " + (folder / "sub" / "a.png").string() +
-                            " would both write " + (dir / "png" / "a_overlay.png").string() + "; give them different names\n");
-  fs::create_directories(dir / "nothing");
-  const test::Run none = test::run_mrcnn("predict --weights " + weights + " " + (dir / "nothing").string() + " --json " + json);
-  CHECK(none.status == 1);
-  CHECK(none.output == "mrcnn: error: " + (dir / "nothing").string() +
-                           ": a folder with no image files (.jpg, .jpeg, .png, .bmp, .pgm, .ppm, .pnm, .tga, .gif)\n");
-  fs::remove_all(dir);
-}
-
 TEST_CASE("mrcnn eval: with several categories, each is also scored on its own") {
   const fs::path dir = test::scratch_dir("mrcnn_cli_eval_categories");
-  Config config = tiny_config();
+  Config config = test::tiny_detector_config();
   config.num_classes = 3;
   manual_seed(5);
   MaskRCNN built(config);
@@ -401,7 +213,7 @@ TEST_CASE("mrcnn compare: two evaluations of the same slices, each difference wi
 
 TEST_CASE("mrcnn: bad input is one error line naming the file") {
   const fs::path dir = test::scratch_dir("mrcnn_cli_errors");
-  const std::string weights = save_tiny_model(dir, 12);
+  const std::string weights = test::save_tiny_detector(dir, 12);
   const std::string json = (dir / "out.json").string();
   std::ofstream(dir / "broken.jpg") << "\xff\xd8\xff\xe0 truncated";
 
@@ -413,7 +225,7 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   CHECK(run.status == 1);
   CHECK(run.output.rfind("mrcnn: error: " + (dir / "broken.jpg").string() + ": cannot read image (", 0) == 0);
   // A config that the weights do not fit (another class count).
-  auto other = config_to_json(tiny_config());
+  auto other = config_to_json(test::tiny_detector_config());
   other["num_classes"] = 3;
   std::ofstream(dir / "other.json") << other.dump();
   run = test::run_mrcnn("predict --weights " + weights + " --config " + (dir / "other.json").string() + " x.png --json " + json);
@@ -477,7 +289,7 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   CHECK(run.output == "mrcnn: error: " + dir.string() + ": cannot write (it is a folder)\n");
   // A full disk (/dev/full as the file being written) is an error, not a silently empty file.
   fs::create_symlink("/dev/full", dir / "full.json.tmp");
-  std::ofstream(dir / "config.json") << config_to_json(tiny_config()).dump();
+  std::ofstream(dir / "config.json") << config_to_json(test::tiny_detector_config()).dump();
   run = test::run_mrcnn("bench --config " + (dir / "config.json").string() + " --steps 1 --warmup 1 --json " + (dir / "full.json").string());
   CHECK(run.output.find("mrcnn: error: " + (dir / "full.json").string() + ": cannot write\n") != std::string::npos);
   CHECK(!fs::exists(dir / "full.json"));
@@ -509,7 +321,7 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
     CHECK(run.output == "mrcnn: error: --size " + std::string(size) + ": more than the 100 megapixels an image may have\n");
   }
   // A config whose model cannot exist (petabytes of class weights) names the file, not only the bytes.
-  nlohmann::json absurd = config_to_json(tiny_config());
+  nlohmann::json absurd = config_to_json(test::tiny_detector_config());
   absurd["num_classes"] = 1'000'000'000'000;
   std::ofstream(dir / "absurd.json") << absurd.dump();
   run = test::run_mrcnn("bench --config " + (dir / "absurd.json").string() + " --steps 1");
@@ -555,7 +367,7 @@ TEST_CASE("mrcnn selftest: every op family's gradcheck passes, with a table") {
 TEST_CASE("mrcnn bench --allocation-trace: every release matches a live allocation, peaks agree with bench's") {
   const fs::path dir = test::scratch_dir("mrcnn_cli_trace");
   const std::string config = (dir / "config.json").string(), trace_path = (dir / "trace.txt").string();
-  std::ofstream(config) << config_to_json(tiny_config()).dump();
+  std::ofstream(config) << config_to_json(test::tiny_detector_config()).dump();
   const test::Run run = test::run_mrcnn("bench --config " + config + " --size 64x96 --batch 2 --steps 2 --warmup 1 --allocation-trace " + trace_path);
   INFO(run.output);
   REQUIRE(run.status == 0);
@@ -613,7 +425,7 @@ TEST_CASE("mrcnn bench --allocation-trace: every release matches a live allocati
 TEST_CASE("mrcnn bench: the arithmetic per step, its rate and its share of the measured FMA peak agree with the JSON") {
   const fs::path dir = test::scratch_dir("mrcnn_cli_flops");
   const std::string config = (dir / "config.json").string(), json_path = (dir / "bench.json").string();
-  std::ofstream(config) << config_to_json(tiny_config()).dump();
+  std::ofstream(config) << config_to_json(test::tiny_detector_config()).dump();
   const test::Run run = test::run_mrcnn("bench --config " + config + " --size 64x96 --batch 2 --steps 2 --warmup 1 --json " + json_path);
   INFO(run.output);
   REQUIRE(run.status == 0);
