@@ -34,15 +34,21 @@ json stats_json(const CocoEvalResult& r) {
   return j;
 }
 
-// How HD95 is shown: in millimetres when the pixel spacing was given, else in pixels.
+// How HD95 and areas are shown: in millimetres when the pixel spacing was given, else in pixels.
 struct DistanceUnit {
   double per_pixel = 1;
-  std::string name = "px";
+  std::string name = "px", area_name = "px";
   explicit DistanceUnit(double pixel_mm) {
-    if (pixel_mm > 0) per_pixel = pixel_mm, name = "mm";
+    if (pixel_mm > 0) per_pixel = pixel_mm, name = "mm", area_name = "mm^2";
   }
   std::string operator()(double pixels) const { return fmt(pixels * per_pixel, "%.2f"); }
+  std::string area(int64_t pixels) const {
+    return fmt(static_cast<double>(pixels) * per_pixel * per_pixel, name == "mm" ? "%.1f" : "%.0f");
+  }
 };
+
+// A relative difference as a signed percentage; "-" when undefined (nothing labelled).
+std::string percent(double fraction) { return std::isnan(fraction) ? "-" : fmt(fraction * 100, "%+.1f%%"); }
 
 // Adds "hd95_mm" beside "hd95" (always pixels, so a reader of the JSON never guesses the unit).
 void add_hd95_mm(json& j, double pixel_mm) {
@@ -165,11 +171,16 @@ void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images
                   unit(c.mean_hd95).c_str(), fmt(c.sensitivity).c_str(), fmt(c.false_positives_per_image, "%.2f").c_str());
     }
   }
-  std::printf("Per patient (Dice and IoU pooled over the patient's slices; HD95: mean over slices)\n");
-  std::printf("  %-16s %6s %6s %6s %8s\n", "patient", "slices", "Dice", "IoU", ("HD95 " + unit.name).c_str());
+  std::printf("Per patient (Dice and IoU pooled over the patient's slices; HD95: mean over slices; areas: summed "
+              "over slices, difference = (predicted - labelled) / labelled)\n");
+  std::printf("  %-16s %6s %6s %6s %8s %14s %15s %10s\n", "patient", "slices", "Dice", "IoU", ("HD95 " + unit.name).c_str(),
+              ("labelled " + unit.area_name).c_str(), ("predicted " + unit.area_name).c_str(), "difference");
   for (const auto& p : s.patients)
-    std::printf("  %-16s %6lld %6s %6s %8s\n", p.patient.c_str(), static_cast<long long>(p.images), fmt(p.dice).c_str(),
-                fmt(p.iou).c_str(), unit(p.hd95).c_str());
+    std::printf("  %-16s %6lld %6s %6s %8s %14s %15s %10s\n", p.patient.c_str(), static_cast<long long>(p.images),
+                fmt(p.dice).c_str(), fmt(p.iou).c_str(), unit(p.hd95).c_str(), unit.area(p.truth_pixels).c_str(),
+                unit.area(p.predicted_pixels).c_str(), percent(p.area_difference()).c_str());
+  std::printf("  median |area difference| over the patients with a labelled area: %s\n",
+              std::isnan(s.median_area_difference) ? "-" : fmt(s.median_area_difference * 100, "%.1f%%").c_str());
 }
 
 json results_json(const DatasetEvaluation& e, const EvalOptions& o, const Tables& tables) {
@@ -180,8 +191,14 @@ json results_json(const DatasetEvaluation& e, const EvalOptions& o, const Tables
                       {"dice", i.overlap.dice}, {"iou", i.overlap.iou}, {"hd95", finite(i.overlap.hd95)},
                       {"truth_pixels", i.overlap.truth_pixels}, {"predicted_pixels", i.overlap.predicted_pixels},
                       {"lesions", i.lesions}, {"detected", i.detected}, {"false_positives", i.false_positives}});
-  for (const auto& p : s.patients)
-    patients.push_back({{"patient", p.patient}, {"images", p.images}, {"dice", p.dice}, {"iou", p.iou}, {"hd95", finite(p.hd95)}});
+  for (const auto& p : s.patients) {
+    patients.push_back({{"patient", p.patient}, {"images", p.images}, {"dice", p.dice}, {"iou", p.iou}, {"hd95", finite(p.hd95)},
+                        {"truth_pixels", p.truth_pixels}, {"predicted_pixels", p.predicted_pixels},
+                        {"area_difference", finite(p.area_difference())}});
+    if (o.pixel_mm > 0)
+      patients.back()["truth_mm2"] = static_cast<double>(p.truth_pixels) * o.pixel_mm * o.pixel_mm,
+      patients.back()["predicted_mm2"] = static_cast<double>(p.predicted_pixels) * o.pixel_mm * o.pixel_mm;
+  }
   for (json* list : {&images, &patients})
     for (json& entry : *list) add_hd95_mm(entry, o.pixel_mm);
   json results = {{"weights", o.weights},
@@ -195,6 +212,7 @@ json results_json(const DatasetEvaluation& e, const EvalOptions& o, const Tables
           {"iou", s.mean_iou},
           {"hd95", finite(s.mean_hd95)},
           {"hd95_undefined", s.hd95_undefined},
+          {"median_area_difference", finite(s.median_area_difference)},
           {"lesions", {{"total", s.lesions}, {"detected", s.detected}, {"sensitivity", finite(s.sensitivity)},
                        {"false_positives", s.false_positives}, {"false_positives_per_image", s.false_positives_per_image}}},
           {"operating_points", operating_points_json(tables.operating, o.pixel_mm)},
@@ -282,6 +300,10 @@ std::string glossary_html(const EvalOptions& o, const DistanceUnit& unit) {
          "requirement from IoU 0.50 to 0.95, AP50 and AP75 use 0.50 and 0.75 only. 1 is perfect.</dd>"
          "<dt>Per patient</dt><dd>Dice and IoU over all of a patient's slices together, as one volume; HD95 is the mean "
          "over the slices.</dd>"
+         "<dt>Labelled and predicted area</dt><dd>The tumour's area summed over a patient's slices, as labelled and as "
+         "predicted (times the slice spacing, a volume). The difference, (predicted &minus; labelled) / labelled, is how "
+         "far a tumour size read from the model would be off for that patient; the summary gives its median size "
+         "over the patients.</dd>"
          "<dt>Interval (summary)</dt><dd>The range the figure would likely take on other patients like these: patients "
          "are drawn again at random, with repeats, many times, and the figure recomputed each time; the interval holds "
          "the middle 95% of those values. With few patients it is wide, and a difference between two models that lies "
@@ -320,6 +342,8 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
       {"lesion sensitivity", fmt(s.sensitivity) + " (" + std::to_string(s.detected) + "/" + std::to_string(s.lesions) + ")",
        range(ci.sensitivity, three)},
       {"false positives per image", fmt(s.false_positives_per_image, "%.2f"), ""},
+      {"median |area difference| per patient",
+       std::isnan(s.median_area_difference) ? "-" : fmt(s.median_area_difference * 100, "%.1f%%"), ""},
       {"segm AP / AP50 / AP75", fmt(e.segm.stats[0]) + " / " + fmt(e.segm.stats[1]) + " / " + fmt(e.segm.stats[2]), ""},
       {"bbox AP / AP50 / AP75", fmt(e.bbox.stats[0]) + " / " + fmt(e.bbox.stats[1]) + " / " + fmt(e.bbox.stats[2]), ""}};
   for (const auto& row : rows) html += "<tr><td class=l>" + row[0] + "</td><td>" + row[1] + "</td><td>" + row[2] + "</td></tr>";
@@ -344,11 +368,14 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
               fmt(c.false_positives_per_image, "%.2f") + "</td></tr>";
     }
   }
+  const std::string area_unit = unit.name == "mm" ? "mm&sup2;" : "px";
   html += "</table>\n<h2>Per patient</h2><table><tr><th class=l>patient</th><th>slices</th><th>Dice</th><th>IoU</th><th>" +
-          hd95_header + "</th></tr>";
+          hd95_header + "</th><th>labelled area (" + area_unit + ")</th><th>predicted area (" + area_unit +
+          ")</th><th>difference</th></tr>";
   for (const auto& p : s.patients)
     html += "<tr><td class=l>" + html_escape(p.patient) + "</td><td>" + std::to_string(p.images) + "</td><td>" + fmt(p.dice) +
-            "</td><td>" + fmt(p.iou) + "</td><td>" + unit(p.hd95) + "</td></tr>";
+            "</td><td>" + fmt(p.iou) + "</td><td>" + unit(p.hd95) + "</td><td>" + unit.area(p.truth_pixels) + "</td><td>" +
+            unit.area(p.predicted_pixels) + "</td><td>" + percent(p.area_difference()) + "</td></tr>";
   html += "</table>\n<h2>Images, worst Dice first</h2><table><tr><th class=l>image</th><th>Dice</th><th>IoU</th><th>" +
           hd95_header + "</th>"
           "<th>lesions found</th><th>false pos.</th><th class=l>overlay</th></tr>\n";

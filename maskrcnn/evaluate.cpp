@@ -167,12 +167,24 @@ SegmentationSummary summarize(const CocoDataset& truth, const std::vector<TruthM
     const int64_t uni = sum - pool.intersection;
     ps.iou = uni ? static_cast<double>(pool.intersection) / static_cast<double>(uni) : 1.0;
     ps.hd95 = pool.hd95_count ? pool.hd95_sum / static_cast<double>(pool.hd95_count) : std::nan("");
+    ps.truth_pixels = pool.truth, ps.predicted_pixels = pool.predicted;
     summary.patients.push_back(ps);
   }
+  std::vector<double> differences;
+  for (const PatientScore& ps : summary.patients)
+    if (ps.truth_pixels > 0) differences.push_back(std::abs(ps.area_difference()));
+  std::sort(differences.begin(), differences.end());
+  const size_t m = differences.size();
+  summary.median_area_difference =
+      m == 0 ? std::nan("") : m % 2 ? differences[m / 2] : (differences[m / 2 - 1] + differences[m / 2]) / 2;
   return summary;
 }
 
 }  // namespace
+
+double PatientScore::area_difference() const {
+  return truth_pixels > 0 ? static_cast<double>(predicted_pixels - truth_pixels) / static_cast<double>(truth_pixels) : std::nan("");
+}
 
 std::vector<uint8_t> truth_union(const CocoImage& image) { return decode_truth(image).merged; }
 

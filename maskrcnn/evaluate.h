@@ -44,12 +44,18 @@ struct PatientScore {
   std::string patient;
   int64_t images = 0;
   double dice = 0, iou = 0, hd95 = 0;  // hd95 NaN when no slice has one
+  // Labelled and predicted pixels summed over the slices: the tumour burden a reader would take
+  // from each (times the slice spacing, a volume).
+  int64_t truth_pixels = 0, predicted_pixels = 0;
+  // (predicted - truth) / truth; NaN when nothing is labelled.
+  double area_difference() const;
 };
 
 struct SegmentationSummary {
   std::vector<ImageScore> images;      // in the dataset's order
   std::vector<PatientScore> patients;  // in order of first appearance
   double mean_dice = 0, mean_iou = 0, mean_hd95 = 0;  // over images (HD95: where defined)
+  double median_area_difference = 0;  // median |area_difference| over patients with a labelled area; NaN if none
   int64_t hd95_undefined = 0;
   int64_t lesions = 0, detected = 0, false_positives = 0;
   double sensitivity = 0, false_positives_per_image = 0;

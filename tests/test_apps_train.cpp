@@ -389,6 +389,24 @@ TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained mode
   REQUIRE(e["images"].size() == 2);
   CHECK(e["patients"].size() == 1);
   CHECK(e["patients"][0]["patient"] == "p003");
+  // The patient's areas are its slices' summed; the difference is relative to the labelled area.
+  int64_t truth_pixels = 0, predicted_pixels = 0;
+  for (const auto& image : e["images"])
+    truth_pixels += image["truth_pixels"].get<int64_t>(), predicted_pixels += image["predicted_pixels"].get<int64_t>();
+  REQUIRE(truth_pixels > 0);
+  CHECK(e["patients"][0]["truth_pixels"] == truth_pixels);
+  CHECK(e["patients"][0]["predicted_pixels"] == predicted_pixels);
+  const double area_difference = static_cast<double>(predicted_pixels - truth_pixels) / static_cast<double>(truth_pixels);
+  CHECK(e["patients"][0]["area_difference"].get<double>() == doctest::Approx(area_difference).epsilon(1e-12));
+  CHECK(e["median_area_difference"].get<double>() == doctest::Approx(std::abs(area_difference)).epsilon(1e-12));
+  char area_line[128];
+  std::snprintf(area_line, sizeof area_line, " %14lld %15lld %+9.1f%%\n", static_cast<long long>(truth_pixels),
+                static_cast<long long>(predicted_pixels), area_difference * 100);
+  CHECK(evaluated.output.find(area_line) != std::string::npos);
+  char median_line[128];
+  std::snprintf(median_line, sizeof median_line, "median |area difference| over the patients with a labelled area: %.1f%%\n",
+                std::abs(area_difference) * 100);
+  CHECK(evaluated.output.find(median_line) != std::string::npos);
   double dice_sum = 0;
   for (const auto& image : e["images"]) dice_sum += image["dice"].get<double>();
   CHECK(e["dice"].get<double>() == doctest::Approx(dice_sum / 2).epsilon(1e-12));
@@ -427,6 +445,7 @@ TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained mode
                      (std::to_string(image["image_id"].get<int64_t>()) + "_" + fs::path(image["file_name"].get<std::string>()).stem().string() + ".png")));
   CHECK(html.find("<h2>How to read this report</h2>") != std::string::npos);
   CHECK(html.find("<th>HD95 (px)</th>") != std::string::npos);
+  CHECK(html.find("<th>labelled area (px)</th><th>predicted area (px)</th><th>difference</th>") != std::string::npos);
   CHECK(html.find("a lesion is found when a predicted mask scoring &ge; 0.30 overlaps it with IoU &ge; 0.50") != std::string::npos);
 
   // --pixel-mm: HD95 also in millimetres, beside the pixels (JSON) or instead of them (table, report).
@@ -460,6 +479,12 @@ TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained mode
   std::ifstream mm_file(dir / "report_mm" / "index.html");
   const std::string mm_html((std::istreambuf_iterator<char>(mm_file)), std::istreambuf_iterator<char>());
   CHECK(mm_html.find("<th>HD95 (mm)</th>") != std::string::npos);
+  CHECK(mm_html.find("<th>labelled area (mm&sup2;)</th>") != std::string::npos);
+  for (const auto& patient : in_mm["patients"]) {
+    CHECK(patient["truth_mm2"].get<double>() == patient["truth_pixels"].get<double>() * 0.25);
+    CHECK(patient["predicted_mm2"].get<double>() == patient["predicted_pixels"].get<double>() * 0.25);
+  }
+  CHECK(e["patients"][0].count("truth_mm2") == 0);
   CHECK(mm_html.find("millimetres (pixels &times; 0.5 mm)") != std::string::npos);
   const auto no_spacing = test::run_mrcnn("eval --weights " + weights + " --data x.json --images . --pixel-mm 0");
   CHECK(no_spacing.status == 2);

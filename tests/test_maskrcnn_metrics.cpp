@@ -116,10 +116,26 @@ TEST_CASE("evaluation summary: per-image, per-patient and lesion figures on hand
   CHECK(s.patients[0].dice == doctest::Approx(0.75));  // pooled: b adds no pixels
   CHECK(s.patients[1].dice == 0.0);
   CHECK(std::isnan(s.patients[1].hd95));
+  // Areas summed over a patient's slices: p1 has 9 + 4 labelled and 9 + 2 predicted pixels, p2 9 and 0.
+  CHECK(s.patients[0].truth_pixels == 13);
+  CHECK(s.patients[0].predicted_pixels == 11);
+  CHECK(s.patients[0].area_difference() == doctest::Approx(-2.0 / 13));
+  CHECK(s.patients[1].truth_pixels == 9);
+  CHECK(s.patients[1].area_difference() == -1.0);
+  CHECK(s.median_area_difference == doctest::Approx((2.0 / 13 + 1.0) / 2));
   // Lowering the threshold brings in the second lesion's detection.
   const auto low = summarize_segmentation(truth, predictions, {"p1", "p1", "p2"}, 0.25, 0.5);
   CHECK(low.images[0].detected == 2);
   CHECK(low.images[0].overlap.dice == doctest::Approx(26.0 / 28.0));
+  // A patient with nothing labelled has no area difference and stays out of the median.
+  const auto alone = summarize_segmentation(truth, predictions, {"p1", "p3", "p2"}, 0.25, 0.5);
+  REQUIRE(alone.patients.size() == 3);
+  CHECK(alone.patients[1].truth_pixels == 0);
+  CHECK(std::isnan(alone.patients[1].area_difference()));
+  CHECK(alone.patients[0].predicted_pixels == 15);  // the second lesion's 4 pixels now in
+  CHECK(alone.median_area_difference == doctest::Approx((2.0 / 13 + 1.0) / 2));
+  PatientScore nothing;
+  CHECK(std::isnan(nothing.area_difference()));
   // A stricter lesion rule: a half-overlapping detection no longer counts.
   predictions[0].masks[0] = rectangle(h, w, 1, 1, 4, 3);  // 6 of the lesion's 9 pixels: IoU 0.67
   CHECK(summarize_segmentation(truth, predictions, {"p1", "p1", "p2"}, 0.5, 0.7).images[0].detected == 0);
