@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "apps/intervals.h"
 #include "apps/progress.h"
 #include "maskrcnn/bootstrap.h"
 #include "maskrcnn/evaluate.h"
@@ -91,28 +92,6 @@ struct Tables {
   PatientIntervals intervals;               // of the headline figures
   std::vector<PatientIntervals> category_intervals;  // of each category's figures, in `categories` order
 };
-
-// "0.745-0.848", or "n/a" when the bootstrap could not say.
-std::string range(const Interval& i, const std::function<std::string(double)>& format) {
-  return std::isnan(i.low) ? "n/a" : format(i.low) + "-" + format(i.high);
-}
-
-std::string intervals_caption(const PatientIntervals& i) {
-  return str_cat(static_cast<int>(std::lround(i.level * 100)), "% intervals, bootstrap over the ", i.patients, " patients (",
-                 i.resamples, " resamples): how far the figure could move with other patients like these");
-}
-
-json interval_json(const Interval& i, double scale = 1) {
-  return std::isnan(i.low) ? json(nullptr) : json({i.low * scale, i.high * scale});
-}
-
-json intervals_json(const PatientIntervals& i, double pixel_mm) {
-  json j = {{"level", i.level},          {"resamples", i.resamples}, {"patients", i.patients},
-            {"dice", interval_json(i.dice)}, {"iou", interval_json(i.iou)}, {"hd95", interval_json(i.hd95)},
-            {"sensitivity", interval_json(i.sensitivity)}};
-  if (pixel_mm > 0) j["hd95_mm"] = interval_json(i.hd95, pixel_mm);
-  return j;
-}
 
 const char* kPerCategoryNote = "each structure against its own annotations and detections; the figures above pool them";
 
@@ -446,6 +425,27 @@ int eval(const EvalOptions& options) {
     std::fprintf(stderr, "report: %s\n", (fs::path(o.report_dir) / "index.html").string().c_str());
   }
   return 0;
+}
+
+std::string range(const Interval& i, const std::function<std::string(double)>& format) {
+  return std::isnan(i.low) ? "n/a" : format(i.low) + "-" + format(i.high);
+}
+
+std::string intervals_caption(const PatientIntervals& i) {
+  return str_cat(static_cast<int>(std::lround(i.level * 100)), "% intervals, bootstrap over the ", i.patients, " patients (",
+                 i.resamples, " resamples): how far the figure could move with other patients like these");
+}
+
+json interval_json(const Interval& i, double scale) {
+  return std::isnan(i.low) ? json(nullptr) : json({i.low * scale, i.high * scale});
+}
+
+json intervals_json(const PatientIntervals& i, double pixel_mm) {
+  json j = {{"level", i.level},          {"resamples", i.resamples}, {"patients", i.patients},
+            {"dice", interval_json(i.dice)}, {"iou", interval_json(i.iou)}, {"hd95", interval_json(i.hd95)},
+            {"sensitivity", interval_json(i.sensitivity)}};
+  if (pixel_mm > 0) j["hd95_mm"] = interval_json(i.hd95, pixel_mm);
+  return j;
 }
 
 }  // namespace mrcnn::apps

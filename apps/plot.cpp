@@ -28,7 +28,8 @@ uint16_t glyph(char c) {
       {"S", "011100010001110"}, {"T", "111010010010010"}, {"U", "101101101101111"}, {"V", "101101101101010"},
       {"W", "101101111111101"}, {"X", "101101010101101"}, {"Y", "101101010010010"}, {"Z", "111001010100111"},
       {".", "000000000000010"}, {"-", "000000111000000"}, {":", "000010000010000"}, {"/", "001001010100100"},
-      {"(", "010100100100010"}, {")", "010001001001010"}, {"_", "000000000000111"}, {"+", "000010111010000"}};
+      {"(", "010100100100010"}, {")", "010001001001010"}, {"_", "000000000000111"}, {"+", "000010111010000"},
+      {"%", "101001010100101"}};
   const char upper = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   for (const auto& r : rows)
     if (r[0][0] == upper) return static_cast<uint16_t>(std::stoi(r[1], nullptr, 2));
@@ -118,6 +119,12 @@ void draw_chart(Canvas& canvas, int64_t left, const Chart& chart) {
     bool have_previous = false;
     double prev_x = 0, prev_y = 0;
     for (size_t i = 0; i < s.x.size(); ++i) {
+      if (i < s.low.size() && i < s.high.size() && std::isfinite(s.low[i]) && std::isfinite(s.high[i]) &&
+          (!chart.log_y || s.low[i] > 0)) {
+        const double x = X(s.x[i]), lo = Y(s.low[i]), hi = Y(s.high[i]);
+        canvas.line(x, lo, x, hi, c);
+        canvas.line(x - 3, lo, x + 3, lo, c), canvas.line(x - 3, hi, x + 3, hi, c);
+      }
       if (!std::isfinite(s.y[i]) || (chart.log_y && s.y[i] <= 0)) {
         have_previous = false;
         continue;
@@ -183,7 +190,7 @@ void draw_training_curves(const std::string& run_dir) {
                                                        {"mean_loss_box_reg", "box reg"}, {"mean_loss_mask", "mask"},
                                                        {"mean_loss_objectness", "objectness"}, {"mean_loss_rpn_box_reg", "rpn box"}};
   for (const auto& [key, name] : terms) {
-    Series s{name, {}, {}};
+    Series s{name, {}, {}, {}, {}};
     for (const auto& e : epochs) s.x.push_back(number_at(e, {"epoch"})), s.y.push_back(number_at(e, {key}));
     losses.series.push_back(s);
   }
@@ -192,10 +199,21 @@ void draw_training_curves(const std::string& run_dir) {
   const std::pair<std::vector<const char*>, const char*> keys[] = {
       {{"segm", "AP"}, "segm AP"}, {{"segm", "AP50"}, "segm AP50"}, {{"bbox", "AP"}, "bbox AP"}, {{"dice"}, "Dice"}};
   for (const auto& [path, name] : keys) {
-    Series s{name, {}, {}};
+    Series s{name, {}, {}, {}, {}};
     for (const auto& m : val) s.x.push_back(number_at(m, {"epoch"})), s.y.push_back(number_at(m, path));
     metrics.series.push_back(s);
   }
+  // Dice's interval: bars as wide as the patients make it (metrics lines before it have none).
+  Series& dice = metrics.series.back();
+  for (const auto& m : val) {
+    const nlohmann::json* interval = nullptr;
+    if (m.contains("intervals") && m["intervals"].is_object() && m["intervals"].contains("dice")) interval = &m["intervals"]["dice"];
+    const bool known = interval != nullptr && interval->is_array() && interval->size() == 2 && (*interval)[0].is_number() &&
+                       (*interval)[1].is_number();
+    dice.low.push_back(known ? (*interval)[0].get<double>() : NAN);
+    dice.high.push_back(known ? (*interval)[1].get<double>() : NAN);
+  }
+  dice.name = "Dice (bars: 95% interval)";
   draw_charts((run / "curves.png").string(), {losses, metrics});
 }
 

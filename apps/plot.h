@@ -10,6 +10,8 @@ namespace mrcnn::apps {
 struct Series {
   std::string name;
   std::vector<double> x, y;  // NaN y values are gaps
+  // Optional: an interval around each y, drawn as a thin vertical bar (NaN: none at that x).
+  std::vector<double> low, high;
 };
 
 struct Chart {
@@ -23,7 +25,7 @@ struct Chart {
 void draw_charts(const std::string& path, const std::vector<Chart>& charts);
 
 // RUN/curves.png from RUN/epochs.jsonl (mean loss terms per epoch) and RUN/metrics.jsonl
-// (validation AP and Dice per validated epoch).
+// (validation AP and Dice per validated epoch, Dice with its patient-bootstrap interval).
 void draw_training_curves(const std::string& run_dir);
 
 }  // namespace mrcnn::apps

@@ -1,10 +1,11 @@
 // `mrcnn train`: a recipe (model config + "train" settings) and COCO data in; RUN/ out:
 //   log.jsonl      loss terms and lr every log_every iterations
-//   metrics.jsonl  one line per validation: COCO AP (bbox, segm), Dice, IoU, HD95, lesion counts
+//   metrics.jsonl  one line per validation: COCO AP (bbox, segm), Dice, IoU, HD95, lesion counts,
+//                  and their patient-bootstrap intervals
 //   last.safetensors  model + optimizer + RNG states + position: --resume continues bit-exactly
 //   best.safetensors  the weights with the best validation segm AP (model and metadata only: no
 //                     optimizer state, half the size of last.safetensors)
-//   curves.png     loss terms and validation metrics, redrawn after every epoch
+//   curves.png     loss terms and validation metrics (Dice with its interval), redrawn after every epoch
 // With train.ema_decay > 0 validation measures a moving average of the weights (nn/average.h), and
 // the checkpoints' model tensors are that average; the weights training steps ride along under
 // "training." so --resume still continues bit-exactly.
@@ -20,9 +21,11 @@
 #include <numeric>
 
 #include "apps/commands.h"
+#include "apps/intervals.h"
 #include "apps/plot.h"
 #include "apps/progress.h"
 #include "apps/train_settings.h"
+#include "maskrcnn/bootstrap.h"
 #include "maskrcnn/dataset.h"
 #include "maskrcnn/evaluate.h"
 #include "maskrcnn/json_fields.h"
@@ -108,7 +111,9 @@ struct Position {
   double best_segm_ap = -1;
 };
 
-json metrics_line(int64_t epoch, const DatasetEvaluation& e, bool flip_test) {
+// One validation's figures, with their patient-bootstrap intervals (as `eval` gives them): whether
+// one epoch's Dice really beats another's is a question of patients, not of the third decimal.
+json metrics_line(int64_t epoch, const DatasetEvaluation& e, const PatientIntervals& intervals, bool flip_test) {
   const auto& s = e.segmentation;
   auto finite = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
   return {{"epoch", epoch},
@@ -119,7 +124,8 @@ json metrics_line(int64_t epoch, const DatasetEvaluation& e, bool flip_test) {
           {"iou", s.mean_iou},
           {"hd95", finite(s.mean_hd95)},
           {"sensitivity", finite(s.sensitivity)},
-          {"false_positives_per_image", s.false_positives_per_image}};
+          {"false_positives_per_image", s.false_positives_per_image},
+          {"intervals", intervals_json(intervals, 0)}};
 }
 
 // While alive, the model holds the averaged weights; the weights training steps are kept aside and
@@ -387,15 +393,19 @@ int train(const TrainOptions& options) {
         progress.finish();
         const DatasetEvaluation e =
             evaluate_dataset(model, data.val, data.val_samples, data.val_patients, settings.val_score_thresh);
-        const json line = metrics_line(epoch + 1, e, model.flip_test());
-        append_line(run / "metrics.jsonl", line);
+        const PatientIntervals intervals = patient_bootstrap(e.segmentation);
+        append_line(run / "metrics.jsonl", metrics_line(epoch + 1, e, intervals, model.flip_test()));
+        // "Dice 0.801 (0.742-0.847) IoU ...": the interval only where there are patients to resample.
+        const auto three = [](double v) { return fmt(v); };
+        const std::string dice = fmt(e.segmentation.mean_dice) +
+                                 (std::isnan(intervals.dice.low) ? "" : " (" + range(intervals.dice, three) + ")");
         if (e.segm.stats[0] < 0) {  // COCO's -1: no annotated object, so nothing for AP to rank
-          std::fprintf(stderr, "epoch %lld val: no objects in the val images, so no AP | Dice %.3f IoU %.3f\n",
-                       static_cast<long long>(epoch + 1), e.segmentation.mean_dice, e.segmentation.mean_iou);
+          std::fprintf(stderr, "epoch %lld val: no objects in the val images, so no AP | Dice %s IoU %.3f\n",
+                       static_cast<long long>(epoch + 1), dice.c_str(), e.segmentation.mean_iou);
         } else {
-          std::fprintf(stderr, "epoch %lld val: segm AP %.3f AP50 %.3f | bbox AP %.3f AP50 %.3f | Dice %.3f IoU %.3f\n",
+          std::fprintf(stderr, "epoch %lld val: segm AP %.3f AP50 %.3f | bbox AP %.3f AP50 %.3f | Dice %s IoU %.3f\n",
                        static_cast<long long>(epoch + 1), e.segm.stats[0], e.segm.stats[1], e.bbox.stats[0], e.bbox.stats[1],
-                       e.segmentation.mean_dice, e.segmentation.mean_iou);
+                       dice.c_str(), e.segmentation.mean_iou);
         }
         if (e.segm.stats[0] > at.best_segm_ap) {
           at.best_segm_ap = e.segm.stats[0];
