@@ -46,6 +46,7 @@ int train(const TrainOptions& options);
 struct EvalOptions {
   std::string weights, config, data, images, report_dir, json_out, detections_out, device = "cpu",
       group_regex = "^([^_]+)_";
+  std::string results;  // instead of weights: a COCO results file (with masks) to score
   double score_thresh = 0.5, lesion_iou = 0.5;
   double pixel_mm = 0;            // in-plane pixel spacing; > 0: distances also in millimetres
   std::optional<bool> flip_test;  // as in PredictOptions

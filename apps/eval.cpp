@@ -7,6 +7,8 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <memory>
 #include <functional>
 #include <nlohmann/json.hpp>
 
@@ -180,7 +182,7 @@ json results_json(const DatasetEvaluation& e, const EvalOptions& o, const Tables
   }
   for (json* list : {&images, &patients})
     for (json& entry : *list) add_hd95_mm(entry, o.pixel_mm);
-  json results = {{"weights", o.weights},
+  json results = {{o.results.empty() ? "weights" : "results", o.results.empty() ? o.weights : o.results},
           {"data", o.data},
           {"score_thresh", o.score_thresh},
           {"lesion_iou", o.lesion_iou},
@@ -303,7 +305,8 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
                      "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:4px 10px;"
                      "border-bottom:1px solid #ddd;text-align:right}td.l,th.l{text-align:left}img{image-rendering:pixelated}"
                      ".bad{color:#b00}</style></head><body>\n";
-  html += "<h1>Segmentation report</h1>\n<p>Model <code>" + html_escape(o.weights) + "</code> on <code>" +
+  html += "<h1>Segmentation report</h1>\n<p>" + std::string(o.results.empty() ? "Model" : "Detections") + " <code>" +
+          html_escape(o.results.empty() ? o.weights : o.results) + "</code> on <code>" +
           html_escape(o.data) + "</code>, " + std::to_string(samples.size()) + " images. Prediction: union of masks scoring &ge; " +
           fmt(o.score_thresh, "%.2f") + " (red fill)" +
           (o.flip_test.value() ? ", each image also run mirrored left-right and the two views averaged (flip test)" : "") +
@@ -382,35 +385,74 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
 
 }  // namespace
 
-int eval(const EvalOptions& options) {
-  EvalOptions o = options;  // flip_test resolved below, for the table, JSON and report
-  const Device device = model_device(o.device);
-  check(o.lesion_iou > 0 && o.lesion_iou <= 1, "eval: --lesion-iou must be in (0, 1]");
-  if (!o.json_out.empty()) check_output_file(o.json_out);
-  if (!o.detections_out.empty()) check_output_file(o.detections_out);
-  if (!o.report_dir.empty()) check_output_folder(o.report_dir);
-  const nn::Checkpoint checkpoint = nn::load_checkpoint(o.weights, nn::CheckpointParts::ModelOnly);
-  auto model = load_model(checkpoint, o.weights, o.config);
-  model->to(device);
-  if (o.flip_test) model->set_flip_test(*o.flip_test);
-  o.flip_test = model->flip_test();
-  const CocoDataset truth = load_coco(o.data);
-  for (const auto& w : truth.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  const auto categories = checkpoint_categories(checkpoint, model->config().num_classes);
+namespace {
+
+// The model's labels must be the data's categories (a differing id is only warned about).
+void check_categories(const EvalOptions& o, const CocoDataset& truth, const MaskRCNN& model, const nn::Checkpoint& checkpoint) {
+  const auto categories = checkpoint_categories(checkpoint, model.config().num_classes);
   check(categories.size() == truth.categories.size(), o.data, ": ", truth.categories.size(), " categories but the model has ",
         categories.size());
   for (size_t k = 0; k < categories.size(); ++k)
     if (categories[k].first != truth.categories[k].id)
       std::fprintf(stderr, "warning: label %zu is category %lld in the checkpoint but %lld in %s\n", k + 1,
                    static_cast<long long>(categories[k].first), static_cast<long long>(truth.categories[k].id), o.data.c_str());
-  const auto samples = load_samples(truth, o.images, model->config().in_channels);
+}
+
+// The model's detections on the labelled images.
+DatasetEvaluation run_model(const EvalOptions& o, const CocoDataset& truth, const std::vector<Sample>& samples,
+                            const std::vector<std::string>& patients, MaskRCNN& model) {
+  Progress progress("eval", static_cast<int64_t>(samples.size()), 10);
+  auto e = evaluate_dataset(model, truth, samples, patients, o.score_thresh, o.lesion_iou,
+                            [&](size_t done, size_t) { progress.update(static_cast<int64_t>(done)); });
+  progress.finish();
+  return e;
+}
+
+// Detections another tool (or `mrcnn predict`) wrote, scored by the same rules.
+DatasetEvaluation read_detections(const EvalOptions& o, const CocoDataset& truth, const std::vector<std::string>& patients) {
+  std::ifstream in(o.results);
+  check(static_cast<bool>(in), o.results, ": cannot open");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto detections = parse_results(text, o.results, truth);
+  for (size_t k = 0; k < detections.size(); ++k)
+    check(detections[k].segmentation.height > 0, o.results, ": [", k, "]: no segmentation: Dice, IoU and HD95 need each ",
+          "detection's mask");
+  std::fprintf(stderr, "%s: %zu detections\n", o.results.c_str(), detections.size());
+  return evaluate_detections(truth, detections, patients, o.score_thresh, o.lesion_iou);
+}
+
+}  // namespace
+
+int eval(const EvalOptions& options) {
+  EvalOptions o = options;  // flip_test resolved below, for the table, JSON and report
+  const bool from_model = o.results.empty();
+  check(from_model != o.weights.empty(), from_model ? "eval: give --weights (a model to run) or --results (detections to score)"
+                                                    : "eval: --weights and --results exclude each other");
+  check(from_model || (o.config.empty() && !o.flip_test && o.device == "cpu"),
+        "eval: --config, --device and --flip-test/--no-flip-test run a model; --results scores detections already made");
+  const Device device = model_device(o.device);
+  check(o.lesion_iou > 0 && o.lesion_iou <= 1, "eval: --lesion-iou must be in (0, 1]");
+  if (!o.json_out.empty()) check_output_file(o.json_out);
+  if (!o.detections_out.empty()) check_output_file(o.detections_out);
+  if (!o.report_dir.empty()) check_output_folder(o.report_dir);
+  nn::Checkpoint checkpoint;
+  std::unique_ptr<MaskRCNN> model;
+  if (from_model) {
+    checkpoint = nn::load_checkpoint(o.weights, nn::CheckpointParts::ModelOnly);
+    model = load_model(checkpoint, o.weights, o.config);
+    model->to(device);
+    if (o.flip_test) model->set_flip_test(*o.flip_test);
+  }
+  o.flip_test = from_model && model->flip_test();
+  const CocoDataset truth = load_coco(o.data);
+  for (const auto& w : truth.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  if (from_model) check_categories(o, truth, *model, checkpoint);
   std::vector<std::string> names;
   for (const auto& image : truth.images) names.push_back(image.file_name);
   const auto patients = file_groups(names, o.group_regex, o.data);
-  Progress progress("eval", static_cast<int64_t>(samples.size()), 10);
-  const auto e = evaluate_dataset(*model, truth, samples, patients, o.score_thresh, o.lesion_iou,
-                                  [&](size_t done, size_t) { progress.update(static_cast<int64_t>(done)); });
-  progress.finish();
+  // Without a model the images serve the report's overlays (and are checked against the data's sizes).
+  const auto samples = load_samples(truth, o.images, from_model ? model->config().in_channels : 3);
+  const auto e = from_model ? run_model(o, truth, samples, patients, *model) : read_detections(o, truth, patients);
   Tables tables;
   tables.operating = operating_points(truth, e.predictions, patients, table_thresholds(), o.lesion_iou);
   if (truth.categories.size() > 1)

@@ -146,7 +146,10 @@ int main(int argc, char** argv) {
 
   mrcnn::apps::EvalOptions eval;
   auto* eval_cmd = app.add_subcommand("eval", "COCO AP, Dice/IoU/HD95 per image and patient, lesion counts, HTML report");
-  eval_cmd->add_option("--weights", eval.weights, "checkpoint (.safetensors)")->required();
+  eval_cmd->add_option("--weights", eval.weights, "checkpoint (.safetensors) to run on the images");
+  eval_cmd->add_option("--results", eval.results,
+                       "instead of --weights: score these detections, a COCO results JSON with masks (from mrcnn "
+                       "predict or another tool; entries with a file_name are matched by it, others by image_id)");
   eval_cmd->add_option("--config", eval.config, "model config JSON (default: the checkpoint's)");
   eval_cmd->add_option("--data", eval.data, "COCO JSON with the truth")->required();
   eval_cmd->add_option("--images", eval.images, "folder holding the images")->required();

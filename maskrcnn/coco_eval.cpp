@@ -70,14 +70,29 @@ std::vector<EvalDetection> parse_results(const std::string& json_text, const std
   }
   check(root.is_array(), name, ": COCO results must be a JSON list, got ", root.type_name());
   std::map<int64_t, const CocoImage*> images;
-  for (const auto& image : truth.images) images[image.id] = &image;
+  std::map<std::string, const CocoImage*> by_name;  // null: the name is two images'
+  for (const auto& image : truth.images) {
+    images[image.id] = &image;
+    const auto [it, fresh] = by_name.emplace(image.file_name, &image);
+    if (!fresh) it->second = nullptr;
+  }
   std::vector<EvalDetection> out;
   for (size_t i = 0; i < root.size(); ++i) {
     const auto& r = root[i];
     const std::string where = str_cat(name, ": [", i, "]: ");
     try {
       EvalDetection d;
-      d.image_id = json_number<int64_t>(r.at("image_id"), "image_id");
+      // `mrcnn predict` numbers images by their place in its list and names them: the name decides.
+      if (r.contains("file_name")) {
+        check(r["file_name"].is_string(), "file_name must be a string");
+        const auto named = by_name.find(r["file_name"].get<std::string>());
+        check(named != by_name.end(), "file_name '", r["file_name"].get<std::string>(), "' is not in the ground truth");
+        check(named->second != nullptr, "file_name '", r["file_name"].get<std::string>(),
+              "' names several images of the ground truth; give image_id without file_name");
+        d.image_id = named->second->id;
+      } else {
+        d.image_id = json_number<int64_t>(r.at("image_id"), "image_id");
+      }
       d.category_id = json_number<int64_t>(r.at("category_id"), "category_id");
       d.score = json_number<double>(r.at("score"), "score");
       const auto box = r.at("bbox").get<std::vector<double>>();

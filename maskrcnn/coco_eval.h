@@ -26,7 +26,8 @@ struct CocoEvalResult {
 
 // Detections in COCO results format (what `mrcnn predict` writes): a JSON list of {image_id,
 // category_id, bbox, score, segmentation: {size, counts}}; `segmentation` is optional for bbox
-// evaluation. Errors name the file and the entry.
+// evaluation. An entry with a "file_name" (as `mrcnn predict` writes) is matched to the truth image
+// of that name and its image_id ignored. Errors name the file and the entry.
 std::vector<EvalDetection> parse_results(const std::string& json_text, const std::string& name, const CocoDataset& truth);
 
 enum class IouType { Bbox, Segm };

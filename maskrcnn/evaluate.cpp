@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "maskrcnn/mask_rcnn.h"
+#include "maskrcnn/rle.h"
 #include "ops/ops.h"
 
 namespace mrcnn::detection {
@@ -257,6 +258,30 @@ DatasetEvaluation evaluate_dataset(MaskRCNN& model, const CocoDataset& truth, co
   if (was_training) model.train();
   result.bbox = coco_evaluate(truth, all, IouType::Bbox);
   result.segm = coco_evaluate(truth, all, IouType::Segm);
+  result.segmentation = summarize_segmentation(truth, result.predictions, patients, score_thresh, lesion_iou);
+  return result;
+}
+
+DatasetEvaluation evaluate_detections(const CocoDataset& truth, const std::vector<EvalDetection>& detections,
+                                      const std::vector<std::string>& patients, double score_thresh, double lesion_iou) {
+  std::map<int64_t, size_t> index_of;
+  for (size_t i = 0; i < truth.images.size(); ++i) index_of[truth.images[i].id] = i;
+  DatasetEvaluation result;
+  result.predictions.resize(truth.images.size());
+  for (size_t k = 0; k < detections.size(); ++k) {
+    const EvalDetection& d = detections[k];
+    const auto it = index_of.find(d.image_id);
+    check(it != index_of.end(), "evaluate_detections: detection ", k, ": image_id ", d.image_id, " is not in the ground truth");
+    const CocoImage& image = truth.images[it->second];
+    check(d.segmentation.height == image.height && d.segmentation.width == image.width, "evaluate_detections: detection ",
+          k, " (image ", image.file_name, "): no mask at the image's size ", image.height, "x", image.width,
+          "; the pixel metrics need each detection's segmentation");
+    ImagePrediction& p = result.predictions[it->second];
+    p.detections.push_back(d);
+    p.masks.push_back(rle_decode(d.segmentation));
+  }
+  result.bbox = coco_evaluate(truth, detections, IouType::Bbox);
+  result.segm = coco_evaluate(truth, detections, IouType::Segm);
   result.segmentation = summarize_segmentation(truth, result.predictions, patients, score_thresh, lesion_iou);
   return result;
 }

@@ -100,6 +100,12 @@ DatasetEvaluation evaluate_dataset(MaskRCNN& model, const CocoDataset& truth, co
                                    const std::vector<std::string>& patients, double score_thresh,
                                    double lesion_iou = 0.5, const std::function<void(size_t, size_t)>& progress = {});
 
+// The same figures for detections made elsewhere (a COCO results file from another tool, or from
+// `mrcnn predict`): detections must carry masks (segmentation) at their image's size; each is
+// assigned to its truth image by image_id. predictions keep the detections in the given order.
+DatasetEvaluation evaluate_detections(const CocoDataset& truth, const std::vector<EvalDetection>& detections,
+                                      const std::vector<std::string>& patients, double score_thresh, double lesion_iou = 0.5);
+
 // The union of the image's non-crowd truth masks.
 std::vector<uint8_t> truth_union(const CocoImage& image);
 

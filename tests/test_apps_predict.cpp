@@ -294,3 +294,81 @@ TEST_CASE("mrcnn predict --summary: per patient, the slices, those with a detect
         "mrcnn: error: predict: --slice-mm gives the --summary's volumes, which also need --pixel-mm (the in-plane spacing)\n");
   fs::remove_all(dir);
 }
+
+TEST_CASE("mrcnn eval --results: predict's detections score exactly as eval's own run of the model") {
+  const fs::path dir = test::scratch_dir("mrcnn_cli_eval_results");
+  const std::string weights = test::save_tiny_detector(dir, 17);
+  fs::create_directories(dir / "images");
+  const std::vector<std::string> names = {"p1_a.png", "p1_b.png", "p2_a.png"};
+  const int centres[][2] = {{50, 30}, {40, 35}, {30, 40}};
+  nlohmann::json coco = {{"images", nlohmann::json::array()}, {"annotations", nlohmann::json::array()},
+                         {"categories", {{{"id", 1}, {"name", "tumor"}}}}};
+  for (size_t i = 0; i < names.size(); ++i) {
+    write_disc(dir / "images" / names[i], centres[i][0], centres[i][1]);
+    const int x = centres[i][0] - 10, y = centres[i][1] - 10;
+    // Ids that are not the images' places in predict's list, which names them in reverse.
+    coco["images"].push_back({{"id", 10 + i}, {"file_name", names[i]}, {"width", 90}, {"height", 70}});
+    coco["annotations"].push_back({{"id", i + 1}, {"image_id", 10 + i}, {"category_id", 1}, {"bbox", {x, y, 20, 20}},
+                                   {"area", 400}, {"iscrowd", 0}, {"segmentation", {{x, y, x + 20, y, x + 20, y + 20, x, y + 20}}}});
+  }
+  const std::string data = (dir / "val.json").string(), images = (dir / "images").string();
+  std::ofstream(data) << coco.dump();
+  const std::string rules = " --data " + data + " --images " + images + " --score-thresh 0.3";
+  REQUIRE(test::run_mrcnn("eval --weights " + weights + rules + " --json " + (dir / "own.json").string()).status == 0);
+  const std::string predicted = (dir / "predicted.json").string();
+  REQUIRE(test::run_mrcnn("predict --weights " + weights + " " + images + "/p2_a.png " + images + "/p1_b.png " + images +
+                          "/p1_a.png --json " + predicted).status == 0);
+  const test::Run scored = test::run_mrcnn("eval --results " + predicted + rules + " --json " + (dir / "scored.json").string() +
+                                           " --report " + (dir / "report").string());
+  INFO(scored.output);
+  REQUIRE(scored.status == 0);
+  nlohmann::json own, from_results, detections;
+  std::ifstream(dir / "own.json") >> own;
+  std::ifstream(dir / "scored.json") >> from_results;
+  std::ifstream(predicted) >> detections;
+  CHECK(scored.output.find(predicted + ": " + std::to_string(detections.size()) + " detections\n") != std::string::npos);
+  REQUIRE(own["images"].size() == 3);
+  REQUIRE(!detections.empty());
+  for (const char* key : {"images", "patients", "dice", "iou", "hd95", "lesions", "segm", "bbox", "intervals", "operating_points",
+                          "median_area_difference"}) {
+    INFO(key);
+    CHECK(from_results[key] == own[key]);
+  }
+  CHECK(from_results["results"] == predicted);
+  CHECK(!from_results.contains("weights"));
+  CHECK(from_results["flip_test"] == false);
+  std::ifstream html_file(dir / "report" / "index.html");
+  const std::string html((std::istreambuf_iterator<char>(html_file)), std::istreambuf_iterator<char>());
+  CHECK(html.find("<p>Detections <code>" + predicted + "</code> on <code>") != std::string::npos);
+  // One source, and no model options without a model.
+  const auto error_of = [&](const std::string& args) { return test::run_mrcnn("eval" + args + rules).output; };
+  CHECK(error_of("") == "mrcnn: error: eval: give --weights (a model to run) or --results (detections to score)\n");
+  CHECK(error_of(" --weights " + weights + " --results " + predicted) == "mrcnn: error: eval: --weights and --results exclude each other\n");
+  CHECK(error_of(" --results " + predicted + " --flip-test") ==
+        "mrcnn: error: eval: --config, --device and --flip-test/--no-flip-test run a model; --results scores detections already made\n");
+  // Detections without masks, or of an image the data does not hold: one line naming the file and entry.
+  nlohmann::json boxes_only = detections;
+  boxes_only[0].erase("segmentation");
+  std::ofstream(dir / "boxes.json") << boxes_only.dump();
+  CHECK(error_of(" --results " + (dir / "boxes.json").string()) ==
+        "mrcnn: error: " + (dir / "boxes.json").string() + ": [0]: no segmentation: Dice, IoU and HD95 need each detection's mask\n");
+  nlohmann::json elsewhere = detections;
+  elsewhere[1]["file_name"] = "p3_a.png";
+  std::ofstream(dir / "elsewhere.json") << elsewhere.dump();
+  CHECK(error_of(" --results " + (dir / "elsewhere.json").string()) ==
+        "mrcnn: error: " + (dir / "elsewhere.json").string() + ": [1]: file_name 'p3_a.png' is not in the ground truth\n");
+  // Without file names (plain COCO results), image_id decides.
+  nlohmann::json by_id = detections;
+  for (auto& d : by_id) {
+    const std::string name = d["file_name"];
+    d["image_id"] = 10 + (std::find(names.begin(), names.end(), name) - names.begin());
+    d.erase("file_name");
+  }
+  std::ofstream(dir / "by_id.json") << by_id.dump();
+  REQUIRE(test::run_mrcnn("eval --results " + (dir / "by_id.json").string() + rules + " --json " + (dir / "by_id_eval.json").string()).status == 0);
+  nlohmann::json from_ids;
+  std::ifstream(dir / "by_id_eval.json") >> from_ids;
+  CHECK(from_ids["images"] == own["images"]);
+  CHECK(from_ids["segm"] == own["segm"]);
+  fs::remove_all(dir);
+}
