@@ -383,10 +383,6 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
   write_file_atomically((root / "index.html").string(), html);
 }
 
-}  // namespace
-
-namespace {
-
 // The model's labels must be the data's categories (a differing id is only warned about).
 void check_categories(const EvalOptions& o, const CocoDataset& truth, const MaskRCNN& model, const nn::Checkpoint& checkpoint) {
   const auto categories = checkpoint_categories(checkpoint, model.config().num_classes);
