@@ -15,6 +15,7 @@ struct PredictOptions {
   double score_thresh = 0.0;
   double pixel_mm = 0;            // in-plane pixel spacing; > 0: areas also in mm^2
   std::string summary, group_regex = "^([^_]+)_";  // per-patient CSV; patient = first capture group
+  std::string report_dir;                          // per-patient HTML report with an overlay per slice
   double slice_mm = 0;                             // spacing between a patient's slices; > 0: volumes
   std::optional<bool> flip_test;  // --flip-test / --no-flip-test; unset: the config's flip_test
 };
@@ -83,6 +84,10 @@ void check_output_folder(const std::string& path);
 
 // v printed with a printf format ("%.3f", "%+.2f"), or "n/a" when it is not finite (an undefined mean).
 std::string fmt(double v, const char* format = "%.3f");
+// Text for HTML: < > & " escaped.
+std::string html_escape(const std::string& s);
+// A report page's opening (doctype, title, the reports' shared style) up to <body>.
+std::string report_head(const std::string& title);
 // --device: "cpu", "cuda" or "cuda:N"; a CUDA device that is not there is an error saying why.
 Device model_device(const std::string& device);
 

@@ -245,18 +245,6 @@ std::vector<uint8_t> report_overlay(const Sample& sample, const std::vector<uint
   return rgb;
 }
 
-std::string html_escape(const std::string& s) {
-  std::string out;
-  for (char ch : s) {
-    if (ch == '<') out += "&lt;";
-    else if (ch == '>') out += "&gt;";
-    else if (ch == '&') out += "&amp;";
-    else if (ch == '"') out += "&quot;";
-    else out += ch;
-  }
-  return out;
-}
-
 // What each figure means, for a reader who does not work with these metrics every day.
 std::string glossary_html(const EvalOptions& o, const DistanceUnit& unit) {
   const std::string threshold = fmt(o.score_thresh, "%.2f");
@@ -301,10 +289,7 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
   std::vector<size_t> order(s.images.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return s.images[a].overlap.dice < s.images[b].overlap.dice; });
-  std::string html = "<!doctype html><html><head><meta charset=\"utf-8\"><title>mrcnn eval report</title><style>"
-                     "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:4px 10px;"
-                     "border-bottom:1px solid #ddd;text-align:right}td.l,th.l{text-align:left}img{image-rendering:pixelated}"
-                     ".bad{color:#b00}</style></head><body>\n";
+  std::string html = report_head("mrcnn eval report");
   html += "<h1>Segmentation report</h1>\n<p>" + std::string(o.results.empty() ? "Model" : "Detections") + " <code>" +
           html_escape(o.results.empty() ? o.weights : o.results) + "</code> on <code>" +
           html_escape(o.data) + "</code>, " + std::to_string(samples.size()) + " images. Prediction: union of masks scoring &ge; " +
@@ -484,6 +469,25 @@ json intervals_json(const PatientIntervals& i, double pixel_mm) {
             {"sensitivity", interval_json(i.sensitivity)}};
   if (pixel_mm > 0) j["hd95_mm"] = interval_json(i.hd95, pixel_mm);
   return j;
+}
+
+std::string html_escape(const std::string& s) {
+  std::string out;
+  for (char ch : s) {
+    if (ch == '<') out += "&lt;";
+    else if (ch == '>') out += "&gt;";
+    else if (ch == '&') out += "&amp;";
+    else if (ch == '"') out += "&quot;";
+    else out += ch;
+  }
+  return out;
+}
+
+std::string report_head(const std::string& title) {
+  return "<!doctype html><html><head><meta charset=\"utf-8\"><title>" + html_escape(title) + "</title><style>"
+         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:4px 10px;"
+         "border-bottom:1px solid #ddd;text-align:right}td.l,th.l{text-align:left}img{image-rendering:pixelated}"
+         ".bad{color:#b00}</style></head><body>\n";
 }
 
 }  // namespace mrcnn::apps

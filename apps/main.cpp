@@ -94,11 +94,14 @@ int main(int argc, char** argv) {
   predict_cmd->add_option("--summary", predict.summary,
                           "also write a per-patient CSV (slices, slices with a detection, largest and total covered "
                           "area) and print it as a table");
+  predict_cmd->add_option("--report", predict.report_dir,
+                          "also write an HTML report here: the per-patient table and every slice's overlay, by patient");
   predict_cmd->add_option("--group-regex", predict.group_regex,
-                          "for --summary: patient = first capture group on the file name (default '^([^_]+)_')");
+                          "for --summary and --report: patient = first capture group on the file name (default "
+                          "'^([^_]+)_')");
   predict_cmd->add_option("--slice-mm", predict.slice_mm,
-                          "for --summary, with --pixel-mm: the spacing of a patient's consecutive slices, for a "
-                          "volume (sum of areas x spacing)")
+                          "for --summary and --report, with --pixel-mm: the spacing of a patient's consecutive slices, "
+                          "for a volume (sum of areas x spacing)")
       ->check(kPositive);
   predict_cmd->add_option("--device", predict.device, "cpu (default), cuda or cuda:N");
   add_flip_test_flags(predict_cmd, predict.flip_test);

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/commands.h"
+#include "apps/patient_summary.h"
 #include "cuda/allocator.h"
 #include "cuda/context.h"
 #include "maskrcnn/dataset.h"
@@ -98,76 +99,6 @@ std::string output_png(const std::string& dir, const std::string& image, const c
   return (std::filesystem::path(dir) / (std::filesystem::path(image).stem().string() + suffix)).string();
 }
 
-// A CSV field as RFC 4180 writes it: quoted, quotes doubled, when it holds a comma, quote or line break.
-std::string csv_field(const std::string& text) {
-  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
-  std::string quoted = "\"";
-  for (char c : text) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return quoted + "\"";
-}
-
-double mm2(int64_t pixels, double pixel_mm) { return static_cast<double>(pixels) * pixel_mm * pixel_mm; }
-
-// What the written detections of one image cover together.
-struct SliceArea {
-  std::string file_name;
-  int64_t covered;  // pixels
-};
-
-// Per patient: how many slices, how many with a detection, the largest covered area (and its
-// slice), the areas' sum and, with the slice spacing, a volume by Cavalieri's rule (sum of areas x
-// spacing): right only when the patient's slices are all of the scan's, evenly spaced.
-struct PatientArea {
-  std::string patient, largest_slice;  // largest_slice: empty when no slice has a detection
-  int64_t slices = 0, with_detection = 0, largest = 0, total = 0;
-};
-
-std::vector<PatientArea> patient_areas(const std::vector<SliceArea>& slices, const std::vector<std::string>& patients) {
-  std::vector<PatientArea> rows;
-  std::map<std::string, size_t> row_of;
-  for (size_t i = 0; i < slices.size(); ++i) {
-    const auto [it, fresh] = row_of.emplace(patients[i], rows.size());
-    if (fresh) rows.push_back({patients[i], ""});
-    PatientArea& row = rows[it->second];
-    ++row.slices;
-    row.with_detection += slices[i].covered > 0;
-    row.total += slices[i].covered;
-    if (slices[i].covered > row.largest) row.largest = slices[i].covered, row.largest_slice = slices[i].file_name;
-  }
-  return rows;
-}
-
-// The rows as CSV (for a spreadsheet) and as a table on stdout.
-void write_patient_summary(const PredictOptions& o, const std::vector<PatientArea>& rows) {
-  const bool mm = o.pixel_mm > 0, volume = o.slice_mm > 0;
-  const auto volume_ml = [&](const PatientArea& r) { return mm2(r.total, o.pixel_mm) * o.slice_mm / 1000.0; };
-  std::string csv = "patient,slices,slices_with_detection,largest_px,largest_slice,total_px";
-  if (mm) csv += ",largest_mm2,total_mm2";
-  if (volume) csv += ",volume_ml";
-  csv += "\n";
-  for (const PatientArea& r : rows) {
-    csv += str_cat(csv_field(r.patient), ",", r.slices, ",", r.with_detection, ",", r.largest, ",",
-                   csv_field(r.largest_slice), ",", r.total);
-    if (mm) csv += str_cat(",", fmt(mm2(r.largest, o.pixel_mm), "%.2f"), ",", fmt(mm2(r.total, o.pixel_mm), "%.2f"));
-    if (volume) csv += str_cat(",", fmt(volume_ml(r), "%.3f"));
-    csv += "\n";
-  }
-  write_file_atomically(o.summary, csv);
-  const char* unit = mm ? "mm^2" : "px";
-  std::printf("Per patient (%s), detections scoring >= %.2f:\n", o.group_regex.c_str(), o.score_thresh);
-  std::printf("%-12s %6s %15s %14s  %-24s %14s%s\n", "patient", "slices", "with detection", str_cat("largest ", unit).c_str(),
-              "on slice", str_cat("total ", unit).c_str(), volume ? "  volume (ml)" : "");
-  for (const PatientArea& r : rows) {
-    const auto area = [&](int64_t px) { return mm ? fmt(mm2(px, o.pixel_mm), "%.1f") : std::to_string(px); };
-    std::printf("%-12s %6lld %15lld %14s  %-24s %14s", r.patient.c_str(), static_cast<long long>(r.slices),
-                static_cast<long long>(r.with_detection), area(r.largest).c_str(), r.largest > 0 ? r.largest_slice.c_str() : "-",
-                area(r.total).c_str());
-    if (volume) std::printf("  %11.2f", volume_ml(r));
-    std::printf("\n");
-  }
-  std::fprintf(stderr, "wrote the per-patient summary of %zu patients to %s\n", rows.size(), o.summary.c_str());
-}
-
 }  // namespace
 
 int predict(const PredictOptions& given) {
@@ -176,17 +107,19 @@ int predict(const PredictOptions& given) {
   const Device device = model_device(options.device);
   check(!options.images.empty(), "predict: no images given");
   check_output_file(options.json_out);
-  // The summary's patients are known (and a file name that does not match refused) before any work.
+  // The patients of the summary and report are known (and a file name that does not match refused)
+  // before any work.
+  const bool per_patient = !options.summary.empty() || !options.report_dir.empty();
   std::vector<std::string> patients;
-  if (!options.summary.empty()) {
-    check_output_file(options.summary);
+  if (!options.summary.empty()) check_output_file(options.summary);
+  if (per_patient) {
     std::vector<std::string> names;
     for (const std::string& image : options.images) names.push_back(std::filesystem::path(image).filename().string());
-    patients = file_groups(names, options.group_regex, "predict --summary");
+    patients = file_groups(names, options.group_regex, options.summary.empty() ? "predict --report" : "predict --summary");
   }
-  check(options.slice_mm == 0 || (!options.summary.empty() && options.pixel_mm > 0),
-        "predict: --slice-mm gives the --summary's volumes, which also need --pixel-mm (the in-plane spacing)");
-  for (const std::string& dir : {options.out_dir, options.masks_dir})
+  check(options.slice_mm == 0 || (per_patient && options.pixel_mm > 0),
+        "predict: --slice-mm gives volumes in --summary and --report, which also need --pixel-mm (the in-plane spacing)");
+  for (const std::string& dir : {options.out_dir, options.masks_dir, options.report_dir})
     if (!dir.empty()) check_output_folder(dir);
   // Two images with one stem (a.jpg, a.png) would share an overlay or mask file.
   for (const auto& [dir, suffix] : {std::pair{options.out_dir, "_overlay.png"}, std::pair{options.masks_dir, "_mask.png"}}) {
@@ -207,8 +140,9 @@ int predict(const PredictOptions& given) {
         "at most 255 categories; this model has ", category_ids.size());
   for (const std::string& dir : {options.out_dir, options.masks_dir})
     if (!dir.empty()) std::filesystem::create_directories(dir);
+  if (!options.report_dir.empty()) std::filesystem::create_directories(std::filesystem::path(options.report_dir) / "images");
   nlohmann::json results = nlohmann::json::array();
-  std::vector<SliceArea> slices;
+  std::vector<SliceResult> slices;
   for (size_t index = 0; index < options.images.size(); ++index) {
     const std::string& path = options.images[index];
     const auto start = std::chrono::steady_clock::now();
@@ -239,7 +173,17 @@ int predict(const PredictOptions& given) {
       if (options.pixel_mm > 0) results.back()["area_mm2"] = static_cast<double>(area) * options.pixel_mm * options.pixel_mm;
       kept.push_back({det, prediction.masks[k]});
     }
-    if (!options.out_dir.empty()) write_png(output_png(options.out_dir, path, "_overlay.png"), overlay(image, kept), h, w);
+    SliceResult slice{file_name, per_patient ? patients[index] : "", static_cast<int64_t>(kept.size()), 0, 0.0, "", w};
+    for (const Kept& k : kept) slice.best_score = std::max(slice.best_score, k.detection.score);
+    if (!options.out_dir.empty() || !options.report_dir.empty()) {
+      const std::vector<uint8_t> rgb = overlay(image, kept);
+      if (!options.out_dir.empty()) write_png(output_png(options.out_dir, path, "_overlay.png"), rgb, h, w);
+      if (!options.report_dir.empty()) {
+        // The place in the list keeps two slices named alike (p1/slice.jpg, p2/slice.jpg) apart.
+        slice.overlay = str_cat("images/", index + 1, "_", std::filesystem::path(path).stem().string(), ".png");
+        write_png((std::filesystem::path(options.report_dir) / slice.overlay).string(), rgb, h, w);
+      }
+    }
     // The label image: 0 where no written detection lies. One class: 255 inside (visible as it is).
     // Several: each pixel holds the label (1, 2, ...: the checkpoint's category order) of the
     // highest-scoring detection covering it. Its nonzero pixels are what the detections cover.
@@ -254,7 +198,8 @@ int predict(const PredictOptions& given) {
     }
     if (!options.masks_dir.empty()) write_png(output_png(options.masks_dir, path, "_mask.png"), labels, h, w, 1);
     const int64_t covered = std::count_if(labels.begin(), labels.end(), [](uint8_t v) { return v != 0; });
-    slices.push_back({file_name, covered});
+    slice.covered = covered;
+    slices.push_back(slice);
     const std::string area = options.pixel_mm > 0 ? str_cat(covered, " px = ", fmt(mm2(covered, options.pixel_mm), "%.1f"), " mm^2")
                                                   : str_cat(covered, " px");
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
@@ -263,7 +208,11 @@ int predict(const PredictOptions& given) {
   }
   write_file_atomically(options.json_out, results.dump());
   std::fprintf(stderr, "wrote %zu detections to %s\n", results.size(), options.json_out.c_str());
-  if (!options.summary.empty()) write_patient_summary(options, patient_areas(slices, patients));
+  if (per_patient) {
+    const std::vector<PatientArea> rows = patient_areas(slices);
+    if (!options.summary.empty()) write_patient_summary(options, rows);
+    if (!options.report_dir.empty()) write_prediction_report(options, slices, rows, model->flip_test());
+  }
   return 0;
 }
 

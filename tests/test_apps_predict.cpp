@@ -209,8 +209,8 @@ std::string csv_quoted(const std::string& field) { return field.find(',') == std
 TEST_CASE("mrcnn predict --summary: per patient, the slices, those with a detection, the largest and total covered area") {
   const fs::path dir = test::scratch_dir("mrcnn_cli_predict_summary");
   const std::string weights = test::save_tiny_detector(dir, 13);
-  // Three slices of patient p1, one of "p,2" (a comma, quoted in the CSV).
-  const std::vector<std::string> names = {"p1_1.png", "p1_2.png", "p,2_1.png", "p1_3.png"};
+  // Three slices of patient p1 (given out of order), one of "p,2" (a comma, quoted in the CSV).
+  const std::vector<std::string> names = {"p1_10.png", "p1_9.png", "p,2_1.png", "p1_011.png"};
   const int centres[][2] = {{50, 30}, {30, 40}, {60, 45}, {20, 20}};
   std::string images;
   for (size_t i = 0; i < names.size(); ++i) {
@@ -259,7 +259,9 @@ TEST_CASE("mrcnn predict --summary: per patient, the slices, those with a detect
            printed("%.3f", total * 0.25 * 4 / 1000) + "\n";
   };
   const std::string options = " --json " + json + " --score-thresh " + printed("%.17g", threshold) + " --pixel-mm 0.5";
-  const test::Run run = test::run_mrcnn("predict --weights " + weights + images + options + " --summary " + csv + " --slice-mm 4");
+  const fs::path report = dir / "report";
+  const test::Run run = test::run_mrcnn("predict --weights " + weights + images + options + " --summary " + csv +
+                                        " --slice-mm 4 --report " + report.string());
   INFO(run.output);
   REQUIRE(run.status == 0);
   std::ifstream in(csv);
@@ -269,6 +271,37 @@ TEST_CASE("mrcnn predict --summary: per patient, the slices, those with a detect
   CHECK(run.output.find("Per patient (^([^_]+)_), detections scoring >= " + printed("%.2f", threshold) + ":\n") != std::string::npos);
   CHECK(run.output.find("\np1                3 ") != std::string::npos);
   CHECK(run.output.find("wrote the per-patient summary of 2 patients to " + csv + "\n") != std::string::npos);
+  // The report: the same rows, then every slice by patient in numeric order, each with its overlay.
+  std::ifstream report_file(report / "index.html");
+  const std::string html((std::istreambuf_iterator<char>(report_file)), std::istreambuf_iterator<char>());
+  const auto html_row = [&](const std::string& patient, const std::vector<size_t>& slices) {
+    int64_t with = 0, largest = 0, total = 0;
+    std::string largest_slice = "-";
+    for (size_t s : slices) {
+      with += covered[s] > 0, total += covered[s];
+      if (covered[s] > largest) largest = covered[s], largest_slice = names[s];
+    }
+    return "<tr><td class=l>" + patient + "</td><td>" + std::to_string(slices.size()) + "</td><td>" + std::to_string(with) +
+           "</td><td>" + printed("%.1f", largest * 0.25) + "</td><td class=l>" + largest_slice + "</td><td>" +
+           printed("%.1f", total * 0.25) + "</td><td>" + printed("%.2f", total * 0.25 * 4 / 1000) + "</td></tr>";
+  };
+  CHECK(html.find(html_row("p1", {0, 1, 3})) != std::string::npos);
+  CHECK(html.find(html_row("p,2", {2})) != std::string::npos);
+  const size_t slices_at = html.find("<h2>Slices, by patient");
+  REQUIRE(slices_at != std::string::npos);
+  const auto slice_at = [&](const std::string& name) { return html.find("<td class=l>" + name + "</td>", slices_at); };
+  CHECK(slice_at("p1_9.png") < slice_at("p1_10.png"));
+  CHECK(slice_at("p1_10.png") < slice_at("p1_011.png"));
+  CHECK(slice_at("p1_011.png") < slice_at("p,2_1.png"));
+  CHECK(slice_at("p,2_1.png") != std::string::npos);
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string png = "images/" + std::to_string(i + 1) + "_" + names[i].substr(0, names[i].size() - 4) + ".png";
+    CHECK(html.find("<img src=\"" + png + "\" width=90>") != std::string::npos);
+    REQUIRE(fs::exists(report / png));
+    CHECK(load_image((report / png).string(), 3).sizes() == Shape{3, 70, 90});
+  }
+  CHECK(html.find("It is not a diagnosis") != std::string::npos);
+  CHECK(html.find("by Cavalieri's rule") != std::string::npos);
   // Without the spacings: pixels only; another --group-regex groups differently (every slice its own patient).
   REQUIRE(test::run_mrcnn("predict --weights " + weights + images + " --json " + json + " --score-thresh " +
                           printed("%.17g", threshold) + " --summary " + csv + " --group-regex '^(.*)[.]png'").status == 0);
@@ -291,7 +324,12 @@ TEST_CASE("mrcnn predict --summary: per patient, the slices, those with a detect
       test::run_mrcnn("predict --weights " + weights + images + " --json " + json + " --summary " + csv + " --slice-mm 4");
   CHECK(no_plane.status == 1);
   CHECK(no_plane.output ==
-        "mrcnn: error: predict: --slice-mm gives the --summary's volumes, which also need --pixel-mm (the in-plane spacing)\n");
+        "mrcnn: error: predict: --slice-mm gives volumes in --summary and --report, which also need --pixel-mm (the in-plane "
+        "spacing)\n");
+  const test::Run report_unmatched = test::run_mrcnn("predict --weights " + weights + " " + (dir / "scan.png").string() +
+                                                     " --json " + json + " --report " + (dir / "report2").string());
+  CHECK(report_unmatched.output == "mrcnn: error: predict --report: file_name 'scan.png' does not match --group-regex '^([^_]+)_'\n");
+  CHECK(!fs::exists(dir / "report2"));
   fs::remove_all(dir);
 }
 
