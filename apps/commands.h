@@ -84,6 +84,8 @@ void check_output_folder(const std::string& path);
 
 // v printed with a printf format ("%.3f", "%+.2f"), or "n/a" when it is not finite (an undefined mean).
 std::string fmt(double v, const char* format = "%.3f");
+// "1 patient", "8 patients": n and the noun, plural unless n is 1.
+std::string counted(int64_t n, const std::string& noun);
 // Text for HTML: < > & " escaped.
 std::string html_escape(const std::string& s);
 // A report page's opening (doctype, title, the reports' shared style) up to <body>.

@@ -92,7 +92,8 @@ void write_patient_summary(const PredictOptions& o, const std::vector<PatientAre
     if (volume) std::printf("  %11.2f", volume_ml(r, o));
     std::printf("\n");
   }
-  std::fprintf(stderr, "wrote the per-patient summary of %zu patients to %s\n", rows.size(), o.summary.c_str());
+  std::fprintf(stderr, "wrote the per-patient summary of %s to %s\n", counted(static_cast<int64_t>(rows.size()), "patient").c_str(),
+               o.summary.c_str());
 }
 
 void write_prediction_report(const PredictOptions& o, const std::vector<SliceResult>& slices,
@@ -101,8 +102,8 @@ void write_prediction_report(const PredictOptions& o, const std::vector<SliceRes
   const std::string unit = mm ? "mm&sup2;" : "px", threshold = fmt(o.score_thresh, "%.2f");
   const auto area = [&](int64_t px) { return mm ? fmt(mm2(px, o.pixel_mm), "%.1f") : std::to_string(px); };
   std::string html = report_head("mrcnn prediction report");
-  html += "<h1>Prediction report</h1>\n<p>Model <code>" + html_escape(o.weights) + "</code>, " + std::to_string(slices.size()) +
-          " images of " + std::to_string(rows.size()) + " patients. Shown and counted: detections scoring &ge; " + threshold +
+  html += "<h1>Prediction report</h1>\n<p>Model <code>" + html_escape(o.weights) + "</code>, " + counted(static_cast<int64_t>(slices.size()), "image") +
+          " of " + counted(static_cast<int64_t>(rows.size()), "patient") + ". Shown and counted: detections scoring &ge; " + threshold +
           ", each tinted in its own colour with its box outlined" +
           (flip_test ? "; each image also run mirrored left-right and the two views averaged (flip test)" : "") + ".</p>\n";
   html += "<h2>Per patient</h2><table><tr><th class=l>patient</th><th>slices</th><th>with a detection</th><th>largest area (" +

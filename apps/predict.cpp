@@ -203,11 +203,12 @@ int predict(const PredictOptions& given) {
     const std::string area = options.pixel_mm > 0 ? str_cat(covered, " px = ", fmt(mm2(covered, options.pixel_mm), "%.1f"), " mm^2")
                                                   : str_cat(covered, " px");
     const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-    std::fprintf(stderr, "[%zu/%zu] %s: %zu detections covering %s (%.0f ms)\n", index + 1, options.images.size(),
-                 file_name.c_str(), kept.size(), area.c_str(), ms);
+    std::fprintf(stderr, "[%zu/%zu] %s: %s covering %s (%.0f ms)\n", index + 1, options.images.size(), file_name.c_str(),
+                 counted(static_cast<int64_t>(kept.size()), "detection").c_str(), area.c_str(), ms);
   }
   write_file_atomically(options.json_out, results.dump());
-  std::fprintf(stderr, "wrote %zu detections to %s\n", results.size(), options.json_out.c_str());
+  std::fprintf(stderr, "wrote %s to %s\n", counted(static_cast<int64_t>(results.size()), "detection").c_str(),
+               options.json_out.c_str());
   if (per_patient) {
     const std::vector<PatientArea> rows = patient_areas(slices);
     if (!options.summary.empty()) write_patient_summary(options, rows);

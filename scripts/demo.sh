@@ -30,13 +30,14 @@ fi
 run=$out/run
 rm -rf "$run"
 $mrcnn train --config "$recipe" --train "$data/train.json" --val "$data/val.json" --images "$data/images" --out "$run"
-# A few validation images through `predict` (COCO results + overlays), then the full evaluation.
+# A few validation images through `predict` (COCO results, overlays, per-patient summary and report),
+# then the full evaluation.
 images=$(python3 -c 'import json,sys; print(" ".join(sys.argv[2] + "/" + i["file_name"] for i in json.load(open(sys.argv[1]))["images"][:4]))' \
   "$data/val.json" "$data/images" 2>/dev/null || true)
 if [ -n "$images" ]; then
   # shellcheck disable=SC2086
   $mrcnn predict --weights "$run/best.safetensors" $images --json "$out/predictions.json" --out "$out/overlays" \
-    --masks "$out/masks" --score-thresh 0.5
+    --masks "$out/masks" --score-thresh 0.5 --summary "$out/patients.csv" --report "$out/prediction_report"
 fi
 $mrcnn eval --weights "$run/best.safetensors" --data "$data/val.json" --images "$data/images" \
   --json "$out/eval.json" --report "$out/report" | tee "$out/eval.txt"
@@ -46,3 +47,4 @@ echo "  training curves      $run/curves.png   (logs: $run/log.jsonl, $run/metri
 echo "  model                $run/best.safetensors (best val segm AP), $run/last.safetensors"
 echo "  evaluation report    $out/report/index.html   (figures: $out/eval.json, $out/eval.txt)"
 echo "  predictions          $out/predictions.json, overlays in $out/overlays/, masks in $out/masks/"
+echo "  per patient          $out/patients.csv, report $out/prediction_report/index.html"

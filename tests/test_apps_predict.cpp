@@ -81,7 +81,8 @@ TEST_CASE("mrcnn predict: COCO results equal the library's detections") {
     for (size_t i = 0; i < decoded.size(); ++i) covered[i] |= decoded[i];
   }
   const int64_t covered_pixels = std::count(covered.begin(), covered.end(), 1);
-  CHECK(run.output.find("[1/1] slice_1.png: " + std::to_string(results.size()) + " detections covering " +
+  CHECK(run.output.find("[1/1] slice_1.png: " + std::to_string(results.size()) + (results.size() == 1 ? " detection" : " detections") +
+                        " covering " +
                         std::to_string(covered_pixels) + " px (") != std::string::npos);
   // With the pixel spacing, areas in mm^2 too.
   const test::Run spaced = test::run_mrcnn("predict --weights " + weights + " " + image + " --json " + json + " --pixel-mm 0.5");
