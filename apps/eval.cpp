@@ -14,6 +14,7 @@
 
 #include "apps/commands.h"
 #include "apps/intervals.h"
+#include "apps/plot.h"
 #include "apps/progress.h"
 #include "maskrcnn/bootstrap.h"
 #include "maskrcnn/evaluate.h"
@@ -281,6 +282,26 @@ std::string glossary_html(const EvalOptions& o, const DistanceUnit& unit) {
          "the model does on other scanners, protocols or patients is not shown here.</p>\n";
 }
 
+// Predicted against labelled area, one dot per slice, with the line where they agree; both axes
+// from 0 to the largest area, in the report's unit.
+Chart area_agreement_chart(const SegmentationSummary& s, const DistanceUnit& unit) {
+  const double scale = unit.per_pixel * unit.per_pixel;
+  Series slices{"slices", {}, {}, {}, {}, true}, same{"same area", {}, {}, {}, {}, false};
+  double largest = 0;
+  for (const ImageScore& image : s.images) {
+    slices.x.push_back(static_cast<double>(image.overlap.truth_pixels) * scale);
+    slices.y.push_back(static_cast<double>(image.overlap.predicted_pixels) * scale);
+    largest = std::max({largest, slices.x.back(), slices.y.back()});
+  }
+  if (largest == 0) largest = 1;
+  same.x = {0, largest}, same.y = {0, largest};
+  const std::string name = unit.name == "mm" ? "mm2" : "px";  // the chart font has no superscript
+  Chart chart{"predicted vs labelled area per slice (" + name + ")", {same, slices}};  // dots over the line
+  chart.x_label = "labelled (" + name + ")";
+  chart.x_min = chart.y_min = 0, chart.x_max = chart.y_max = largest;
+  return chart;
+}
+
 void write_report(const std::string& dir, const DatasetEvaluation& e, const std::vector<Sample>& samples,
                   const EvalOptions& o, const Tables& tables) {
   const fs::path root(dir);
@@ -343,7 +364,10 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
     html += "<tr><td class=l>" + html_escape(p.patient) + "</td><td>" + std::to_string(p.images) + "</td><td>" + fmt(p.dice) +
             "</td><td>" + fmt(p.iou) + "</td><td>" + unit(p.hd95) + "</td><td>" + unit.area(p.truth_pixels) + "</td><td>" +
             unit.area(p.predicted_pixels) + "</td><td>" + percent(p.area_difference()) + "</td></tr>";
-  html += "</table>\n<h2>Images, worst Dice first</h2><table><tr><th class=l>image</th><th>Dice</th><th>IoU</th><th>" +
+  draw_charts((root / "area_agreement.png").string(), {area_agreement_chart(s, unit)});
+  html += "</table>\n<p><img src=\"area_agreement.png\" width=480><br>Each dot is a slice: its labelled area across, "
+          "the predicted one up. On the line the two agree; above it the model marks more than the label, below it less.</p>\n"
+          "<h2>Images, worst Dice first</h2><table><tr><th class=l>image</th><th>Dice</th><th>IoU</th><th>" +
           hd95_header + "</th>"
           "<th>lesions found</th><th>false pos.</th><th class=l>overlay</th></tr>\n";
   for (size_t i : order) {

@@ -69,8 +69,10 @@ struct Canvas {
 
 std::string tick_label(double v) {
   char text[32];
-  if (v != 0 && (std::abs(v) < 0.01 || std::abs(v) >= 1e4)) {
+  if (v != 0 && (std::abs(v) < 0.01 || std::abs(v) >= 1e6)) {
     std::snprintf(text, sizeof text, "%.0e", v);
+  } else if (std::abs(v) >= 100) {  // areas in pixels: 3366, not 3.37e+03
+    std::snprintf(text, sizeof text, "%.0f", v);
   } else {
     std::snprintf(text, sizeof text, "%.3g", v);
   }
@@ -92,6 +94,8 @@ void draw_chart(Canvas& canvas, int64_t left, const Chart& chart) {
     }
   if (std::isfinite(chart.y_min)) y_lo = ty(chart.y_min);
   if (std::isfinite(chart.y_max)) y_hi = ty(chart.y_max);
+  if (std::isfinite(chart.x_min)) x_lo = chart.x_min;
+  if (std::isfinite(chart.x_max)) x_hi = chart.x_max;
   canvas.text(left + kMarginL, 6, chart.title, kBlack);
   if (!std::isfinite(x_lo)) return;  // nothing to draw yet
   if (x_hi == x_lo) x_hi = x_lo + 1;
@@ -108,9 +112,13 @@ void draw_chart(Canvas& canvas, int64_t left, const Chart& chart) {
   }
   for (int t = 0; t <= 4; ++t) {
     const double v = x_lo + t / 4.0 * (x_hi - x_lo);
-    canvas.text(static_cast<int64_t>(X(v)) - 8, static_cast<int64_t>(py0) + 6, tick_label(std::round(v)), kBlack);
+    // Centred under its tick, but never past the chart's right edge.
+    const std::string label = tick_label(std::round(v));
+    const auto width = 8 * static_cast<int64_t>(label.size());
+    canvas.text(std::min(static_cast<int64_t>(X(v)) - width / 2, left + kW - width), static_cast<int64_t>(py0) + 6, label, kBlack);
   }
-  canvas.text(static_cast<int64_t>((px0 + px1) / 2) - 20, kH - 14, "epoch", kBlack);
+  canvas.text(static_cast<int64_t>((px0 + px1) / 2) - 4 * static_cast<int64_t>(chart.x_label.size()), kH - 14, chart.x_label,
+              kBlack);
   canvas.line(px0, py0, px1, py0, kBlack);
   canvas.line(px0, py0, px0, py1, kBlack);
   for (size_t k = 0; k < chart.series.size(); ++k) {
@@ -130,8 +138,13 @@ void draw_chart(Canvas& canvas, int64_t left, const Chart& chart) {
         continue;
       }
       const double x = X(s.x[i]), y = Y(s.y[i]);
-      if (have_previous) canvas.line(prev_x, prev_y, x, y, c, 2);
-      canvas.line(x - 1, y - 1, x + 1, y + 1, c, 2);
+      if (have_previous && !s.points_only) canvas.line(prev_x, prev_y, x, y, c, 2);
+      if (s.points_only) {
+        for (int dy = -2; dy <= 2; ++dy)
+          for (int dx = -2; dx <= 2; ++dx) canvas.dot(std::lround(x) + dx, std::lround(y) + dy, c);
+      } else {
+        canvas.line(x - 1, y - 1, x + 1, y + 1, c, 2);
+      }
       prev_x = x, prev_y = y, have_previous = true;
     }
   }
@@ -190,7 +203,7 @@ void draw_training_curves(const std::string& run_dir) {
                                                        {"mean_loss_box_reg", "box reg"}, {"mean_loss_mask", "mask"},
                                                        {"mean_loss_objectness", "objectness"}, {"mean_loss_rpn_box_reg", "rpn box"}};
   for (const auto& [key, name] : terms) {
-    Series s{name, {}, {}, {}, {}};
+    Series s{name, {}, {}, {}, {}, false};
     for (const auto& e : epochs) s.x.push_back(number_at(e, {"epoch"})), s.y.push_back(number_at(e, {key}));
     losses.series.push_back(s);
   }
@@ -199,7 +212,7 @@ void draw_training_curves(const std::string& run_dir) {
   const std::pair<std::vector<const char*>, const char*> keys[] = {
       {{"segm", "AP"}, "segm AP"}, {{"segm", "AP50"}, "segm AP50"}, {{"bbox", "AP"}, "bbox AP"}, {{"dice"}, "Dice"}};
   for (const auto& [path, name] : keys) {
-    Series s{name, {}, {}, {}, {}};
+    Series s{name, {}, {}, {}, {}, false};
     for (const auto& m : val) s.x.push_back(number_at(m, {"epoch"})), s.y.push_back(number_at(m, path));
     metrics.series.push_back(s);
   }

@@ -12,6 +12,7 @@ struct Series {
   std::vector<double> x, y;  // NaN y values are gaps
   // Optional: an interval around each y, drawn as a thin vertical bar (NaN: none at that x).
   std::vector<double> low, high;
+  bool points_only = false;  // a scatter: each point a dot, no line between them
 };
 
 struct Chart {
@@ -19,6 +20,8 @@ struct Chart {
   std::vector<Series> series;
   bool log_y = false;
   double y_min = NAN, y_max = NAN;  // fixed y range (e.g. 0..1 for metrics); NaN: from the data
+  std::string x_label = "epoch";
+  double x_min = NAN, x_max = NAN;  // fixed x range; NaN: from the data
 };
 
 // Charts side by side in one PNG (each 480x360 pixels).

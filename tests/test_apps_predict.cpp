@@ -2,6 +2,7 @@
 // original pixels, RLE masks binarised at 0.5), areas, overlays and label images, folders, flip
 // test, and the per-patient summary.
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -379,6 +380,24 @@ TEST_CASE("mrcnn eval --results: predict's detections score exactly as eval's ow
   std::ifstream html_file(dir / "report" / "index.html");
   const std::string html((std::istreambuf_iterator<char>(html_file)), std::istreambuf_iterator<char>());
   CHECK(html.find("<p>Detections <code>" + predicted + "</code> on <code>") != std::string::npos);
+  // The area chart: one orange dot per slice at (labelled, predicted) pixels, both axes 0 .. the
+  // largest area, over x 56..464 and y 320..56.
+  CHECK(html.find("<img src=\"area_agreement.png\" width=480>") != std::string::npos);
+  const Tensor chart = load_image((dir / "report" / "area_agreement.png").string(), 3);
+  REQUIRE(chart.sizes() == Shape{3, 360, 480});
+  double largest = 0;
+  for (const auto& image : from_results["images"])
+    largest = std::max({largest, image["truth_pixels"].get<double>(), image["predicted_pixels"].get<double>()});
+  REQUIRE(largest > 0);
+  for (const auto& image : from_results["images"]) {
+    const int64_t x = std::lround(56 + image["truth_pixels"].get<double>() / largest * 408);
+    const int64_t y = std::lround(320 - image["predicted_pixels"].get<double>() / largest * 264);
+    INFO(image["file_name"]);
+    const auto byte = [&](int64_t c) { return std::lround(chart.data<float>()[(c * 360 + y) * 480 + x] * 255); };
+    CHECK(byte(0) == 255);
+    CHECK(byte(1) == 127);
+    CHECK(byte(2) == 14);
+  }
   // One source, and no model options without a model.
   const auto error_of = [&](const std::string& args) { return test::run_mrcnn("eval" + args + rules).output; };
   CHECK(error_of("") == "mrcnn: error: eval: give --weights (a model to run) or --results (detections to score)\n");
