@@ -190,8 +190,9 @@ int predict(const PredictOptions& given) {
     std::vector<uint8_t> labels(static_cast<size_t>(h * w), 0);
     std::vector<double> best(labels.size(), -1.0);
     for (const Kept& k : kept) {
-      const auto label = static_cast<uint8_t>(
-          std::find(category_ids.begin(), category_ids.end(), k.detection.category_id) - category_ids.begin() + 1);
+      // Capped at 255 so that a pixel covered stays nonzero beyond 255 categories (no --masks there).
+      const auto label = static_cast<uint8_t>(std::min<std::ptrdiff_t>(
+          std::find(category_ids.begin(), category_ids.end(), k.detection.category_id) - category_ids.begin() + 1, 255));
       const uint8_t value = category_ids.size() == 1 ? 255 : label;
       for (size_t i = 0; i < labels.size(); ++i)
         if (k.mask[i] && k.detection.score > best[i]) labels[i] = value, best[i] = k.detection.score;
