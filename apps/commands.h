@@ -21,6 +21,12 @@ struct PredictOptions {
 };
 int predict(const PredictOptions& options);
 
+struct FeaturesOptions {
+  std::string weights, config, image, out_dir, device = "cpu";
+};
+// One image's backbone stages (input, ResNet C2..C5, FPN levels) as safetensors and PNG grids.
+int features(const FeaturesOptions& options);
+
 struct BenchOptions {
   std::string config, weights, size = "256x256", device = "cpu", json_out, allocation_trace;
   int64_t batch = 2, steps = 10, warmup = 2;

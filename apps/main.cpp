@@ -5,6 +5,7 @@
 //   train     train from a recipe on COCO data     eval     COCO AP, Dice/HD95, lesions, HTML report
 //   synth     synthetic MRI-like COCO set          selftest gradchecks, float32 kernels (and CUDA parity)
 //   curves    redraw a run's curves.png           compare  two evaluations, paired patient bootstrap
+//   features  one image's backbone stages (safetensors + PNGs)
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <iostream>
@@ -105,6 +106,15 @@ int main(int argc, char** argv) {
       ->check(kPositive);
   predict_cmd->add_option("--device", predict.device, "cpu (default), cuda or cuda:N");
   add_flip_test_flags(predict_cmd, predict.flip_test);
+
+  mrcnn::apps::FeaturesOptions features;
+  auto* features_cmd =
+      app.add_subcommand("features", "one image's backbone stages (input, ResNet C2..C5, FPN levels): safetensors + PNGs");
+  features_cmd->add_option("--weights", features.weights, "checkpoint (.safetensors)")->required();
+  features_cmd->add_option("--config", features.config, "model config JSON (default: the checkpoint's)");
+  features_cmd->add_option("image", features.image, "an image file")->required();
+  features_cmd->add_option("--out", features.out_dir, "folder for features.safetensors and one PNG per stage")->required();
+  features_cmd->add_option("--device", features.device, "cpu (default), cuda or cuda:N");
 
   mrcnn::apps::BenchOptions bench;
   auto* bench_cmd = app.add_subcommand("bench", "median train-step and inference time on a synthetic batch");
@@ -252,6 +262,8 @@ int main(int argc, char** argv) {
       std::printf("%zu tensors, %lld elements, %.1f MB\n", file.tensors.size(), static_cast<long long>(elements), bytes / 1e6);
     } else if (*predict_cmd) {
       return mrcnn::apps::predict(predict);
+    } else if (*features_cmd) {
+      return mrcnn::apps::features(features);
     } else if (*bench_cmd) {
       return mrcnn::apps::bench(bench);
     } else if (*split_cmd) {

@@ -20,7 +20,10 @@
 #include "maskrcnn/evaluate.h"
 #include "maskrcnn/image_io.h"
 #include "maskrcnn/model_io.h"
+#include "maskrcnn/mask_rcnn.h"
 #include "maskrcnn/rle.h"
+#include "autograd/node.h"
+#include "tensor/safetensors.h"
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -258,8 +261,8 @@ TEST_CASE("mrcnn: bad input is one error line naming the file") {
   run = test::run_mrcnn("pridict --weights " + weights);
   CHECK(run.status == 2);
   CHECK(run.output ==
-        "mrcnn: error: unknown command \"pridict\" (commands: version, inspect, predict, bench, split, train, eval, compare, "
-        "synth, curves, selftest)\n");
+        "mrcnn: error: unknown command \"pridict\" (commands: version, inspect, predict, features, bench, split, train, eval, "
+        "compare, synth, curves, selftest)\n");
   // Global options (and their values) before a misspelt command do not hide it.
   for (const char* globals : {"--tf32 ", "--cudnn-workspace-limit 64 ", "--cudnn-workspace-limit=64 --deterministic "}) {
     run = test::run_mrcnn(std::string(globals) + "pridict");
@@ -445,5 +448,49 @@ TEST_CASE("mrcnn bench: the arithmetic per step, its rate and its share of the m
     CHECK(std::abs(printed_share - 100 * (train_gflop / train_ms * 1e3) / peak) <= 0.05 + 1e-9);
     CHECK(run.output.find("CPU FMA peak, measured: ") != std::string::npos);
   }
+  fs::remove_all(dir);
+}
+
+TEST_CASE("mrcnn features: the backbone's stages of one image, as the library computes them") {
+  const fs::path dir = test::scratch_dir("mrcnn_cli_features");
+  const std::string weights = test::save_tiny_detector(dir, 19);
+  std::vector<uint8_t> rgb(70 * 90 * 3);
+  for (int y = 0; y < 70; ++y)
+    for (int x = 0; x < 90; ++x)
+      for (int k = 0; k < 3; ++k) rgb[(y * 90 + x) * 3 + k] = static_cast<uint8_t>((x * 7 + y * 3) % 200 + (k == 0 ? 40 : 0));
+  const std::string image = (dir / "p1_a.png").string();
+  write_png(image, rgb, 70, 90);
+  const test::Run run = test::run_mrcnn("features --weights " + weights + " " + image + " --out " + (dir / "out").string());
+  INFO(run.output);
+  REQUIRE(run.status == 0);
+  const auto file = safetensors::load((dir / "out" / "features.safetensors").string());
+  const std::set<std::string> expected = {"input", "backbone.body.layer1", "backbone.body.layer2", "backbone.body.layer3",
+                                          "backbone.body.layer4", "backbone.fpn.0", "backbone.fpn.1", "backbone.fpn.2",
+                                          "backbone.fpn.3", "backbone.fpn.pool"};
+  std::set<std::string> names;
+  for (const auto& [name, t] : file.tensors) names.insert(name);
+  CHECK(names == expected);
+  CHECK(file.metadata.at("image") == image);
+  // The same tensors as the library's own forward (eval mode, one view).
+  auto model = load_model(weights);
+  model->eval();
+  autograd::NoGradGuard no_grad;
+  const MaskRCNNOutput out = model->forward({load_image(image, 1)});
+  CHECK(test::bitwise_equal(file.tensors.at("input"), out.images.tensors));
+  CHECK(file.tensors.at("input").sizes() == Shape{1, 1, 64, 96});  // 70x90 scaled to 64 high, padded to 32s
+  const std::vector<Tensor> body = model->backbone->body->forward(out.images.tensors);
+  for (size_t k = 0; k < 4; ++k) CHECK(test::bitwise_equal(file.tensors.at("backbone.body.layer" + std::to_string(k + 1)), body[k]));
+  const char* levels[] = {"0", "1", "2", "3", "pool"};
+  for (size_t k = 0; k < 5; ++k) CHECK(test::bitwise_equal(file.tensors.at(std::string("backbone.fpn.") + levels[k]), out.features[k]));
+  // A PNG per stage: the first 16 channels in a 4 x 4 grid with 2-pixel gutters (the input's one channel alone).
+  const Tensor fpn0 = load_image((dir / "out" / "backbone.fpn.0.png").string(), 1);
+  CHECK(fpn0.sizes() == Shape{1, 4 * 16 + 6, 4 * 24 + 6});
+  CHECK(load_image((dir / "out" / "input.png").string(), 1).sizes() == Shape{1, 64, 96});
+  CHECK(run.output.find("backbone.fpn.0           [1, 32, 16, 24]") != std::string::npos);
+  // A missing image is one error line naming it.
+  const test::Run missing = test::run_mrcnn("features --weights " + weights + " " + (dir / "none.png").string() + " --out " +
+                                            (dir / "out2").string());
+  CHECK(missing.status == 1);
+  CHECK(missing.output.find("mrcnn: error: " + (dir / "none.png").string()) == 0);
   fs::remove_all(dir);
 }
