@@ -90,6 +90,8 @@ void check_output_folder(const std::string& path);
 
 // v printed with a printf format ("%.3f", "%+.2f"), or "n/a" when it is not finite (an undefined mean).
 std::string fmt(double v, const char* format = "%.3f");
+// An area in pixels as mm^2 at `pixel_mm` millimetres per pixel.
+double mm2(int64_t pixels, double pixel_mm);
 // "1 patient", "8 patients": n and the noun, plural unless n is 1.
 std::string counted(int64_t n, const std::string& noun);
 // Text for HTML: < > & " escaped.

@@ -54,6 +54,11 @@ struct DistanceUnit {
 // A relative difference as a signed percentage; "-" when undefined (nothing labelled).
 std::string percent(double fraction) { return std::isnan(fraction) ? "-" : fmt(fraction * 100, "%+.1f%%"); }
 
+// The median size of the patients' area differences, as a percentage; "-" when no patient has a label.
+std::string median_area_difference(const SegmentationSummary& s) {
+  return std::isnan(s.median_area_difference) ? "-" : fmt(s.median_area_difference * 100, "%.1f%%");
+}
+
 // Adds "hd95_mm" beside "hd95" (always pixels, so a reader of the JSON never guesses the unit).
 void add_hd95_mm(json& j, double pixel_mm) {
   if (pixel_mm > 0) j["hd95_mm"] = j["hd95"].is_null() ? json(nullptr) : json(j["hd95"].get<double>() * pixel_mm);
@@ -162,7 +167,7 @@ void print_table(const DatasetEvaluation& e, const EvalOptions& o, size_t images
                 fmt(p.dice).c_str(), fmt(p.iou).c_str(), unit(p.hd95).c_str(), unit.area(p.truth_pixels).c_str(),
                 unit.area(p.predicted_pixels).c_str(), percent(p.area_difference()).c_str());
   std::printf("  median |area difference| over the patients with a labelled area: %s\n",
-              std::isnan(s.median_area_difference) ? "-" : fmt(s.median_area_difference * 100, "%.1f%%").c_str());
+              median_area_difference(s).c_str());
 }
 
 json results_json(const DatasetEvaluation& e, const EvalOptions& o, const Tables& tables) {
@@ -178,8 +183,8 @@ json results_json(const DatasetEvaluation& e, const EvalOptions& o, const Tables
                         {"truth_pixels", p.truth_pixels}, {"predicted_pixels", p.predicted_pixels},
                         {"area_difference", finite(p.area_difference())}});
     if (o.pixel_mm > 0)
-      patients.back()["truth_mm2"] = static_cast<double>(p.truth_pixels) * o.pixel_mm * o.pixel_mm,
-      patients.back()["predicted_mm2"] = static_cast<double>(p.predicted_pixels) * o.pixel_mm * o.pixel_mm;
+      patients.back()["truth_mm2"] = mm2(p.truth_pixels, o.pixel_mm),
+      patients.back()["predicted_mm2"] = mm2(p.predicted_pixels, o.pixel_mm);
   }
   for (json* list : {&images, &patients})
     for (json& entry : *list) add_hd95_mm(entry, o.pixel_mm);
@@ -331,7 +336,7 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
        range(ci.sensitivity, three)},
       {"false positives per image", fmt(s.false_positives_per_image, "%.2f"), ""},
       {"median |area difference| per patient",
-       std::isnan(s.median_area_difference) ? "-" : fmt(s.median_area_difference * 100, "%.1f%%"), ""},
+       median_area_difference(s), ""},
       {"segm AP / AP50 / AP75", fmt(e.segm.stats[0]) + " / " + fmt(e.segm.stats[1]) + " / " + fmt(e.segm.stats[2]), ""},
       {"bbox AP / AP50 / AP75", fmt(e.bbox.stats[0]) + " / " + fmt(e.bbox.stats[1]) + " / " + fmt(e.bbox.stats[2]), ""}};
   for (const auto& row : rows) html += "<tr><td class=l>" + row[0] + "</td><td>" + row[1] + "</td><td>" + row[2] + "</td></tr>";

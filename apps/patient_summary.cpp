@@ -44,11 +44,14 @@ bool natural_less(const std::string& a, const std::string& b) {
   return a.size() - i < b.size() - j;
 }
 
+// An area as the table and report show it: mm^2 to 0.1 with the pixel spacing, else whole pixels.
+std::string area_text(int64_t pixels, const PredictOptions& o) {
+  return o.pixel_mm > 0 ? fmt(mm2(pixels, o.pixel_mm), "%.1f") : std::to_string(pixels);
+}
+
 double volume_ml(const PatientArea& r, const PredictOptions& o) { return mm2(r.total, o.pixel_mm) * o.slice_mm / 1000.0; }
 
 }  // namespace
-
-double mm2(int64_t pixels, double pixel_mm) { return static_cast<double>(pixels) * pixel_mm * pixel_mm; }
 
 std::vector<PatientArea> patient_areas(const std::vector<SliceResult>& slices) {
   std::vector<PatientArea> rows;
@@ -85,10 +88,9 @@ void write_patient_summary(const PredictOptions& o, const std::vector<PatientAre
   std::printf("%-12s %6s %15s %14s  %-24s %14s%s\n", "patient", "slices", "with detection", str_cat("largest ", unit).c_str(),
               "on slice", str_cat("total ", unit).c_str(), volume ? "  volume (ml)" : "");
   for (const PatientArea& r : rows) {
-    const auto area = [&](int64_t px) { return mm ? fmt(mm2(px, o.pixel_mm), "%.1f") : std::to_string(px); };
     std::printf("%-12s %6lld %15lld %14s  %-24s %14s", r.patient.c_str(), static_cast<long long>(r.slices),
-                static_cast<long long>(r.with_detection), area(r.largest).c_str(), r.largest > 0 ? r.largest_slice.c_str() : "-",
-                area(r.total).c_str());
+                static_cast<long long>(r.with_detection), area_text(r.largest, o).c_str(),
+                r.largest > 0 ? r.largest_slice.c_str() : "-", area_text(r.total, o).c_str());
     if (volume) std::printf("  %11.2f", volume_ml(r, o));
     std::printf("\n");
   }
@@ -100,7 +102,6 @@ void write_prediction_report(const PredictOptions& o, const std::vector<SliceRes
                              const std::vector<PatientArea>& rows, bool flip_test) {
   const bool mm = o.pixel_mm > 0, volume = o.slice_mm > 0;
   const std::string unit = mm ? "mm&sup2;" : "px", threshold = fmt(o.score_thresh, "%.2f");
-  const auto area = [&](int64_t px) { return mm ? fmt(mm2(px, o.pixel_mm), "%.1f") : std::to_string(px); };
   std::string html = report_head("mrcnn prediction report");
   html += "<h1>Prediction report</h1>\n<p>Model <code>" + html_escape(o.weights) + "</code>, " + counted(static_cast<int64_t>(slices.size()), "image") +
           " of " + counted(static_cast<int64_t>(rows.size()), "patient") + ". Shown and counted: detections scoring &ge; " + threshold +
@@ -111,8 +112,8 @@ void write_prediction_report(const PredictOptions& o, const std::vector<SliceRes
           "</tr>";
   for (const PatientArea& r : rows)
     html += "<tr><td class=l>" + html_escape(r.patient) + "</td><td>" + std::to_string(r.slices) + "</td><td>" +
-            std::to_string(r.with_detection) + "</td><td>" + area(r.largest) + "</td><td class=l>" +
-            (r.largest > 0 ? html_escape(r.largest_slice) : "-") + "</td><td>" + area(r.total) + "</td>" +
+            std::to_string(r.with_detection) + "</td><td>" + area_text(r.largest, o) + "</td><td class=l>" +
+            (r.largest > 0 ? html_escape(r.largest_slice) : "-") + "</td><td>" + area_text(r.total, o) + "</td>" +
             (volume ? "<td>" + fmt(volume_ml(r, o), "%.2f") + "</td>" : "") + "</tr>";
   html += "</table>\n<h2>Slices, by patient (file names in numeric order)</h2><table><tr><th class=l>patient</th><th class=l>slice</th><th>detections</th>"
           "<th>best score</th><th>covered area (" + unit + ")</th><th class=l>overlay</th></tr>\n";
@@ -126,7 +127,7 @@ void write_prediction_report(const PredictOptions& o, const std::vector<SliceRes
       const SliceResult& slice = *at;
       html += "<tr><td class=l>" + html_escape(slice.patient) + "</td><td class=l>" + html_escape(slice.file_name) + "</td><td>" +
               std::to_string(slice.detections) + "</td><td>" + (slice.detections ? fmt(slice.best_score, "%.2f") : "-") +
-              "</td><td>" + area(slice.covered) + "</td><td class=l><img src=\"" + html_escape(slice.overlay) + "\" width=" +
+              "</td><td>" + area_text(slice.covered, o) + "</td><td class=l><img src=\"" + html_escape(slice.overlay) + "\" width=" +
               std::to_string(slice.width) + "></td></tr>\n";
     }
   }

@@ -30,8 +30,6 @@ struct PatientArea {
 // In order of the patients' first slices.
 std::vector<PatientArea> patient_areas(const std::vector<SliceResult>& slices);
 
-double mm2(int64_t pixels, double pixel_mm);
-
 // The rows as CSV at o.summary (for a spreadsheet) and as a table on stdout.
 void write_patient_summary(const PredictOptions& o, const std::vector<PatientArea>& rows);
 

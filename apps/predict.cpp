@@ -170,7 +170,7 @@ int predict(const PredictOptions& given) {
                          {"score", static_cast<float>(det.score)},
                          {"area", area},
                          {"segmentation", {{"size", {h, w}}, {"counts", rle_to_string(det.segmentation)}}}});
-      if (options.pixel_mm > 0) results.back()["area_mm2"] = static_cast<double>(area) * options.pixel_mm * options.pixel_mm;
+      if (options.pixel_mm > 0) results.back()["area_mm2"] = mm2(area, options.pixel_mm);
       kept.push_back({det, prediction.masks[k]});
     }
     SliceResult slice{file_name, per_patient ? patients[index] : "", static_cast<int64_t>(kept.size()), 0, 0.0, "", w};

@@ -19,6 +19,8 @@ std::string fmt(double v, const char* format) {
   return text;
 }
 
+double mm2(int64_t pixels, double pixel_mm) { return static_cast<double>(pixels) * pixel_mm * pixel_mm; }
+
 std::string counted(int64_t n, const std::string& noun) { return std::to_string(n) + " " + noun + (n == 1 ? "" : "s"); }
 
 void write_file_atomically(const std::string& path, const std::string& text) {
