@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "maskrcnn/metrics.h"
 #include "tensor/error.h"
 
 namespace mrcnn::detection {
@@ -27,20 +28,12 @@ struct SplitMix64 {
   int64_t below(int64_t n) { return static_cast<int64_t>(next() % static_cast<uint64_t>(n)); }
 };
 
-// numpy.percentile's default (linear interpolation between the order statistics).
-double percentile(std::vector<double>& values, double q) {
-  std::sort(values.begin(), values.end());
-  const double position = q * static_cast<double>(values.size() - 1);
-  const auto below = static_cast<size_t>(std::floor(position));
-  const size_t above = std::min(below + 1, values.size() - 1);
-  return values[below] + (position - static_cast<double>(below)) * (values[above] - values[below]);
-}
-
 Interval interval(std::vector<double>& values, double level) {
   const double nan = std::nan("");
   if (values.empty()) return {nan, nan};
   const double tail = (1 - level) / 2;
-  return {percentile(values, tail), percentile(values, 1 - tail)};
+  std::sort(values.begin(), values.end());
+  return {percentile_of_sorted(values, tail), percentile_of_sorted(values, 1 - tail)};
 }
 
 // One patient's sums: what a resample adds when it draws the patient.

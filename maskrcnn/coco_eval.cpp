@@ -85,9 +85,10 @@ std::vector<EvalDetection> parse_results(const std::string& json_text, const std
       // `mrcnn predict` numbers images by their place in its list and names them: the name decides.
       if (r.contains("file_name")) {
         check(r["file_name"].is_string(), "file_name must be a string");
-        const auto named = by_name.find(r["file_name"].get<std::string>());
-        check(named != by_name.end(), "file_name '", r["file_name"].get<std::string>(), "' is not in the ground truth");
-        check(named->second != nullptr, "file_name '", r["file_name"].get<std::string>(),
+        const auto& file_name = r["file_name"].get_ref<const std::string&>();
+        const auto named = by_name.find(file_name);
+        check(named != by_name.end(), "file_name '", file_name, "' is not in the ground truth");
+        check(named->second != nullptr, "file_name '", file_name,
               "' names several images of the ground truth; give image_id without file_name");
         d.image_id = named->second->id;
       } else {

@@ -175,9 +175,7 @@ SegmentationSummary summarize(const CocoDataset& truth, const std::vector<TruthM
   for (const PatientScore& ps : summary.patients)
     if (ps.truth_pixels > 0) differences.push_back(std::abs(ps.area_difference()));
   std::sort(differences.begin(), differences.end());
-  const size_t m = differences.size();
-  summary.median_area_difference =
-      m == 0 ? std::nan("") : m % 2 ? differences[m / 2] : (differences[m / 2 - 1] + differences[m / 2]) / 2;
+  summary.median_area_difference = differences.empty() ? std::nan("") : percentile_of_sorted(differences, 0.5);
   return summary;
 }
 

@@ -30,13 +30,6 @@ void directed_distances(const std::vector<std::pair<int64_t, int64_t>>& from,
   }
 }
 
-double percentile(std::vector<double> values, double q) {
-  std::sort(values.begin(), values.end());
-  const double rank = q / 100.0 * static_cast<double>(values.size() - 1);
-  const size_t lo = static_cast<size_t>(std::floor(rank)), hi = static_cast<size_t>(std::ceil(rank));
-  return values[lo] + (values[hi] - values[lo]) * (rank - static_cast<double>(lo));
-}
-
 }  // namespace
 
 OverlapMetrics overlap_metrics(const std::vector<uint8_t>& truth, const std::vector<uint8_t>& predicted, int64_t height,
@@ -65,8 +58,20 @@ OverlapMetrics overlap_metrics(const std::vector<uint8_t>& truth, const std::vec
   std::vector<double> distances;
   directed_distances(a, b, distances);
   directed_distances(b, a, distances);
-  m.hd95 = percentile(distances, 95.0);
+  std::sort(distances.begin(), distances.end());
+  m.hd95 = percentile_of_sorted(distances, 0.95);
   return m;
+}
+
+double percentile_of_sorted(const std::vector<double>& sorted, double fraction) {
+  check(!sorted.empty() && fraction >= 0 && fraction <= 1, "percentile_of_sorted: ", sorted.size(),
+        " values, fraction ", fraction, " (needs values and a fraction in [0, 1])");
+  const double position = fraction * static_cast<double>(sorted.size() - 1);
+  const auto below = static_cast<size_t>(std::floor(position));
+  const double weight = position - static_cast<double>(below);
+  // At an order statistic the value itself: an infinite neighbour must not turn it into NaN (inf * 0).
+  if (weight == 0) return sorted[below];
+  return sorted[below] + (sorted[below + 1] - sorted[below]) * weight;
 }
 
 }  // namespace mrcnn::detection

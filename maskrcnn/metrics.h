@@ -20,4 +20,9 @@ struct OverlapMetrics {
 OverlapMetrics overlap_metrics(const std::vector<uint8_t>& truth, const std::vector<uint8_t>& predicted, int64_t height,
                                int64_t width);
 
+// numpy.percentile's default on values sorted ascending: linear interpolation between the order
+// statistics at fraction * (n - 1), fraction in [0, 1] (0.5: the median). HD95, the bootstrap's
+// intervals and the median area difference all read their figures through this one formula.
+double percentile_of_sorted(const std::vector<double>& sorted, double fraction);
+
 }  // namespace mrcnn::detection

@@ -78,6 +78,25 @@ void add_detection(detection::ImagePrediction& p, const std::vector<uint8_t>& ma
 
 }  // namespace
 
+TEST_CASE("percentile of sorted values: numpy.percentile's linear rule, and its errors") {
+  // numpy.percentile([1, 2, 3, 4], q) for q = 0, 50, 95, 100; [0.25, 0.5, 1, 3, 8] at 2.5 and 97.5.
+  const std::vector<double> four = {1, 2, 3, 4}, five = {0.25, 0.5, 1, 3, 8};
+  CHECK(percentile_of_sorted(four, 0) == 1);
+  CHECK(percentile_of_sorted(four, 0.5) == 2.5);
+  CHECK(percentile_of_sorted(four, 0.95) == doctest::Approx(3.85).epsilon(1e-15));
+  CHECK(percentile_of_sorted(four, 1) == 4);
+  CHECK(percentile_of_sorted(five, 0.025) == doctest::Approx(0.275).epsilon(1e-15));
+  CHECK(percentile_of_sorted(five, 0.975) == doctest::Approx(7.5).epsilon(1e-15));
+  CHECK(percentile_of_sorted({7}, 0.3) == 7);
+  // At an order statistic the value itself, even beside an infinity (interpolating would give inf * 0).
+  CHECK(percentile_of_sorted({1, INFINITY}, 0) == 1);
+  CHECK(percentile_of_sorted({1, 2, INFINITY}, 0.5) == 2);
+  CHECK(test::error_of([] { percentile_of_sorted({}, 0.5); }) ==
+        "percentile_of_sorted: 0 values, fraction 0.5 (needs values and a fraction in [0, 1])");
+  CHECK(test::error_of([] { percentile_of_sorted({1, 2}, 1.5); }) ==
+        "percentile_of_sorted: 2 values, fraction 1.5 (needs values and a fraction in [0, 1])");
+}
+
 TEST_CASE("evaluation summary: per-image, per-patient and lesion figures on hand-made masks") {
   using namespace detection;
   constexpr int64_t h = 10, w = 10;
