@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <iostream>
 #include <new>
+#include <stdexcept>
 
 #include "apps/commands.h"
 #include "apps/plot.h"
@@ -284,6 +285,9 @@ int main(int argc, char** argv) {
     }
   } catch (const std::bad_alloc&) {  // its what() is only "std::bad_alloc"
     std::cerr << "mrcnn: error: out of host memory (a standard-library allocation failed)\n";
+    return 1;
+  } catch (const std::length_error& e) {  // what() names only the container's function
+    std::cerr << "mrcnn: error: a size beyond what memory can hold was asked for (" << e.what() << ")\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "mrcnn: error: " << e.what() << "\n";

@@ -84,17 +84,23 @@ std::vector<double> Config::aspect_ratios_for_level(size_t level) const {
 void Config::validate() const {
   auto need = [](bool ok, const char* key, const std::string& why) { check(ok, "config: ", key, " ", why); };
   need(num_classes >= 2, "num_classes", "must be >= 2 (background + at least one class)");
+  // Beyond these a config cannot run anywhere: it fails deep inside a run or exhausts memory while
+  // the model is built (100 million blocks were killed by the OS, not refused), so it is refused here.
+  // A 16384-pixel side already needs 17 GB for one 256-channel stride-4 feature map in float32.
+  constexpr int64_t kMaxImageSide = 16384;
+  const std::string side_range = str_cat("must be in 1..", kMaxImageSide, " (pixels)");
   need(!min_size.empty(), "min_size", "must list at least one size");
-  for (auto s : min_size) need(s > 0, "min_size", "values must be positive");
-  need(max_size > 0, "max_size", "must be positive");
+  for (auto s : min_size) need(s > 0 && s <= kMaxImageSide, "min_size", "values " + side_range);
+  need(max_size > 0 && max_size <= kMaxImageSide, "max_size", side_range);
   need(static_cast<int64_t>(image_mean.size()) == in_channels, "image_mean", "needs one value per input channel");
   need(static_cast<int64_t>(image_std.size()) == in_channels, "image_std", "needs one value per input channel");
   for (double s : image_std) need(s > 0, "image_std", "values must be positive");
-  need(size_divisible > 0, "size_divisible", "must be positive");
+  need(size_divisible > 0 && size_divisible <= kMaxImageSide, "size_divisible", side_range);
   need(in_channels > 0, "in_channels", "must be positive");
   need(block_kind() == "basic" || block_kind() == "bottleneck", "block", "must be \"basic\" or \"bottleneck\"");
   need(stage_blocks().size() == 4, "layers", "must list 4 stages");
-  for (auto b : stage_blocks()) need(b >= 1, "layers", "needs at least one block per stage");
+  // ResNet-152 has 36 blocks in its deepest stage.
+  for (auto b : stage_blocks()) need(b >= 1 && b <= 64, "layers", "needs 1..64 blocks per stage");
   need(!block.empty() || layers.empty(), "layers", "needs block too");
   need(norm == "frozen_bn" || norm == "bn" || norm == "gn", "norm", "must be \"frozen_bn\", \"bn\" or \"gn\"");
   need(trainable_layers >= 0 && trainable_layers <= 5, "trainable_layers", "must be in 0..5");
@@ -136,7 +142,9 @@ void Config::validate() const {
   need(representation_size > 0, "representation_size", "must be positive");
   need(!mask_layers.empty(), "mask_layers", "must list at least one layer");
   for (auto width : mask_layers) need(width > 0, "mask_layers", "widths must be positive");
-  need(mask_dilation >= 1, "mask_dilation", "must be >= 1");
+  // The mask head's 3x3 convs run on 14 x 14 RoIs padded by the dilation: from 14 on, every tap but
+  // the centre reads only padding.
+  need(mask_dilation >= 1 && mask_dilation <= 13, "mask_dilation", "must be in 1..13 (the mask head's RoIs are 14 x 14)");
   need(mask_dim_reduced > 0, "mask_dim_reduced", "must be positive");
   need(rpn_batch_size_per_image > 0 && box_batch_size_per_image > 0, "batch_size_per_image", "must be positive");
   unit(rpn_positive_fraction, "rpn_positive_fraction");

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzing with libFuzzer (Debian's clang): builds tests/fuzz/* with ASan + UBSan in build-fuzz/ and
 # runs each target for a bounded time from the committed seed corpus (tests/fuzz/corpus/<target>).
-#   scripts/fuzz.sh [SECONDS_PER_TARGET=60] [TARGET...]     (targets: coco image safetensors results)
+#   scripts/fuzz.sh [SECONDS_PER_TARGET=60] [TARGET...]     (targets: coco image safetensors results config)
 # Prints each target's executions; a crash, leak, sanitizer report or out-of-memory fails the run
 # and leaves the reproducer in build-fuzz/findings/<target>/.
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(coco image safetensors results)
+[ ${#targets[@]} -eq 0 ] && targets=(coco image safetensors results config)
 if ! command -v clang++ > /dev/null; then
   if [ "$(id -u)" = 0 ]; then
     apt-get install -y -qq clang > /dev/null

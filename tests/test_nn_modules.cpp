@@ -181,6 +181,16 @@ TEST_CASE("config: torchvision keys and defaults, clear errors") {
   CHECK(error(R"({"rpn_fg_iou_thresh": 0.2})") == "config: rpn_bg_iou_thresh must not exceed rpn_fg_iou_thresh");
   CHECK(error(R"({"box_bg_iou_thresh": 0.6})") == "config: box_bg_iou_thresh must not exceed box_fg_iou_thresh");
   CHECK(error(R"({"mask_layers": [256, 0]})") == "config: mask_layers widths must be positive");
+  // Sizes no machine can run are refused at load: the model would be killed for memory while built,
+  // or the run would fail deep inside a kernel.
+  CHECK(error(R"({"min_size": [800, 20000]})") == "config: min_size values must be in 1..16384 (pixels)");
+  CHECK(error(R"({"max_size": 0})") == "config: max_size must be in 1..16384 (pixels)");
+  CHECK(error(R"({"size_divisible": 1000000000})") == "config: size_divisible must be in 1..16384 (pixels)");
+  CHECK(error(R"({"block": "basic", "layers": [100000000, 1, 1, 1]})") == "config: layers needs 1..64 blocks per stage");
+  CHECK(error(R"({"block": "basic", "layers": [2, 0, 2, 2]})") == "config: layers needs 1..64 blocks per stage");
+  CHECK(error(R"({"mask_dilation": 14})") == "config: mask_dilation must be in 1..13 (the mask head's RoIs are 14 x 14)");
+  CHECK(detection::config_from_json(nlohmann::json::parse(R"({"block": "basic", "layers": [64, 1, 1, 1], "mask_dilation": 13})"))
+            .stage_blocks()[0] == 64);
   // Numbers the field's type cannot hold are errors, not casts (1e30 -> int64 is undefined behaviour).
   CHECK(error(R"({"max_size": 1e30})") == "config: max_size has a number out of range (1e+30)");
   CHECK(error(R"({"min_size": [800, 2.5]})") == "config: min_size has a number out of range ([800,2.5])");
