@@ -1,8 +1,10 @@
-// `mrcnn features`: one image through the model, and what each stage of the backbone made of it:
-// the normalised input, ResNet's four stages (C2..C5, torchvision's IntermediateLayerGetter
-// outputs) and the five FPN levels, as one safetensors file named after the modules that produce
-// them (load it in numpy or torch beside a hooked torchvision model), plus a PNG per tensor showing
-// its first 16 channels, each stretched to its own range.
+// `mrcnn features`: one image through the model, and what each stage made of it: the normalised
+// input, ResNet's four stages (C2..C5, torchvision's IntermediateLayerGetter outputs), the five FPN
+// levels, the RPN head's objectness and box deltas per level, the proposals, the box head's class
+// logits and box regression, the mask head's logits and the detections, as one safetensors file
+// named after the modules that produce them (load it in numpy or torch beside a hooked torchvision
+// model), plus a PNG of the image-like ones: feature maps' first 16 channels, each stretched to its
+// own range, and objectness and each detection's own-class mask as probabilities.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -23,28 +25,87 @@ using namespace detection;
 
 namespace {
 
-// The first `count` channels of x [1, C, H, W] tiled 4 across, each channel mapped from its own
-// minimum..maximum to 0..255 (a constant channel is mid-grey), with a 2-pixel white gutter.
-std::vector<uint8_t> channel_grid(const Tensor& x, int64_t count, int64_t& height, int64_t& width) {
+// One tensor of the file, with how to draw it.
+struct Stage {
+  std::string name;  // the producing module, as in a torchvision state_dict (".<level>" per FPN level)
+  Tensor value;
+  // How its PNG shows it: not at all, each channel stretched to its own range, or logits as
+  // probabilities (sigmoid, 0..1 to black..white in every channel alike, so tiles compare).
+  enum class Png { None, Stretched, SigmoidOfLogits } png;
+};
+
+// The first `count` channels of x [1, C, H, W] tiled 4 across, with a 2-pixel white gutter: each
+// channel stretched from its own minimum..maximum to 0..255 (a constant channel is mid-grey), or
+// values in 0..1 drawn as 0..255 in every channel alike. Small maps are enlarged (nearest
+// neighbour, a whole factor) until their short side reaches 64 pixels: a 4 x 4 level stays legible.
+std::vector<uint8_t> channel_grid(const Tensor& x, int64_t count, bool stretch, int64_t& height, int64_t& width) {
   const Tensor t = ops::contiguous(x);
   const int64_t c = std::min(t.size(1), count), h = t.size(2), w = t.size(3), across = std::min<int64_t>(4, c);
-  const int64_t down = (c + across - 1) / across, gutter = 2;
-  height = down * h + (down - 1) * gutter, width = across * w + (across - 1) * gutter;
+  const int64_t zoom = std::max<int64_t>(1, (64 + std::min(h, w) - 1) / std::min(h, w));
+  const int64_t down = (c + across - 1) / across, gutter = 2, tile_h = h * zoom, tile_w = w * zoom;
+  height = down * tile_h + (down - 1) * gutter, width = across * tile_w + (across - 1) * gutter;
   std::vector<uint8_t> rgb(static_cast<size_t>(height * width * 3), 255);
   const float* data = t.data<float>();
   for (int64_t k = 0; k < c; ++k) {
     const float* plane = data + k * h * w;
     const auto [lo, hi] = std::minmax_element(plane, plane + h * w);
-    const float range = *hi - *lo;
-    const int64_t y0 = k / across * (h + gutter), x0 = k % across * (w + gutter);
-    for (int64_t y = 0; y < h; ++y)
-      for (int64_t xx = 0; xx < w; ++xx) {
-        const float v = range > 0 ? (plane[y * w + xx] - *lo) / range : 0.5f;
+    const float low = stretch ? *lo : 0.0f, range = stretch ? *hi - *lo : 1.0f;
+    const int64_t y0 = k / across * (tile_h + gutter), x0 = k % across * (tile_w + gutter);
+    for (int64_t y = 0; y < tile_h; ++y)
+      for (int64_t xx = 0; xx < tile_w; ++xx) {
+        const float v = range > 0 ? (plane[y / zoom * w + xx / zoom] - low) / range : 0.5f;
         const auto byte = static_cast<uint8_t>(std::clamp(v, 0.0f, 1.0f) * 255.0f + 0.5f);
         for (int ch = 0; ch < 3; ++ch) rgb[static_cast<size_t>(((y0 + y) * width + x0 + xx) * 3 + ch)] = byte;
       }
   }
   return rgb;
+}
+
+// Each detection's mask logits for its own class [1, D, 28, 28]: what the mask head predicted
+// before the mask is pasted into the image.
+Tensor own_class_mask_logits(const Tensor& mask_logits, const Tensor& labels) {
+  const auto classes = to_vector<int64_t>(labels);
+  std::vector<Tensor> planes;
+  for (size_t d = 0; d < classes.size(); ++d)
+    planes.push_back(ops::select(ops::select(mask_logits, 0, static_cast<int64_t>(d)), 0, classes[d]));
+  return ops::unsqueeze(ops::stack(planes, 0), 0);
+}
+
+// Model order: the input, the backbone, the RPN, the box head, the mask head, the detections.
+std::vector<Stage> model_stages(MaskRCNN& model, const MaskRCNNOutput& out) {
+  using Png = Stage::Png;
+  std::vector<Stage> stages = {{"input", out.images.tensors, Png::Stretched}};
+  // C2..C5 again from the body, since the FPN keeps only its own outputs.
+  const std::vector<Tensor> body = model.backbone->body->forward(out.images.tensors);
+  for (size_t k = 0; k < body.size(); ++k) stages.push_back({"backbone.body.layer" + std::to_string(k + 1), body[k], Png::Stretched});
+  static const char* const kLevels[] = {"0", "1", "2", "3", "pool"};
+  for (size_t k = 0; k < out.features.size() && k < 5; ++k)
+    stages.push_back({std::string("backbone.fpn.") + kLevels[k], out.features[k], Png::Stretched});
+  // The RPN head runs once per level; its PNG shows each anchor shape's objectness probability.
+  for (size_t k = 0; k < out.rpn.objectness.size(); ++k) {
+    const std::string level = "." + std::to_string(k);
+    stages.push_back({"rpn.head.cls_logits" + level, out.rpn.objectness[k], Png::SigmoidOfLogits});
+    stages.push_back({"rpn.head.bbox_pred" + level, out.rpn.pred_bbox_deltas[k], Png::None});
+  }
+  stages.push_back({"rpn.proposals", out.rpn.boxes[0], Png::None});
+  stages.push_back({"rpn.proposal_scores", out.rpn.scores[0], Png::None});
+  stages.push_back({"roi_heads.box_predictor.cls_score", out.roi.class_logits, Png::None});
+  stages.push_back({"roi_heads.box_predictor.bbox_pred", out.roi.box_regression, Png::None});
+  stages.push_back({"roi_heads.mask_predictor", out.roi.mask_logits, Png::None});
+  const Detections& found = out.detections[0];
+  if (found.boxes.size(0) > 0)
+    stages.push_back({"roi_heads.mask_predictor.own_class", own_class_mask_logits(ops::to(out.roi.mask_logits, kCPU), found.labels),
+                      Png::SigmoidOfLogits});
+  stages.push_back({"detections.boxes", found.boxes, Png::None});
+  stages.push_back({"detections.scores", found.scores, Png::None});
+  stages.push_back({"detections.labels", found.labels, Png::None});
+  return stages;
+}
+
+std::string shape_text(const Tensor& t) {
+  std::string dims;
+  for (const int64_t d : t.sizes()) dims += (dims.empty() ? "[" : ", ") + std::to_string(d);
+  return dims.empty() ? "[]" : dims + "]";
 }
 
 }  // namespace
@@ -59,32 +120,35 @@ int features(const FeaturesOptions& o) {
   const Tensor image = load_image(o.image, model->config().in_channels);
   autograd::NoGradGuard no_grad;
   const MaskRCNNOutput out = model->forward({image});
-  // The stages by the names of the modules that produce them; C2..C5 again from the body, since
-  // the FPN keeps only its own outputs.
-  std::map<std::string, Tensor> stages = {{"input", out.images.tensors}};
-  const std::vector<Tensor> body = model->backbone->body->forward(out.images.tensors);
-  for (size_t k = 0; k < body.size(); ++k) stages["backbone.body.layer" + std::to_string(k + 1)] = body[k];
-  static const char* const kLevels[] = {"0", "1", "2", "3", "pool"};
-  for (size_t k = 0; k < out.features.size() && k < 5; ++k) stages[std::string("backbone.fpn.") + kLevels[k]] = out.features[k];
   std::filesystem::create_directories(o.out_dir);
   safetensors::File file;
   file.metadata["image"] = o.image;
   file.metadata["weights"] = o.weights;
-  for (const auto& [name, t] : stages) {
-    const Tensor host = ops::contiguous(ops::to(t, kCPU));
-    file.tensors[name] = host;
-    int64_t h = 0, w = 0;
-    const auto grid = channel_grid(host, 16, h, w);
-    write_png((std::filesystem::path(o.out_dir) / (name + ".png")).string(), grid, h, w);
-    std::string dims;
-    for (const int64_t d : host.sizes()) dims += (dims.empty() ? "[" : ", ") + std::to_string(d);
-    std::printf("%-24s %-20s min %9.4f  max %9.4f  mean %9.4f\n", name.c_str(), (dims + "]").c_str(),
-                ops::min(host).item<float>(), ops::max(host).item<float>(), ops::mean(host).item<float>());
+  file.metadata["coordinates"] =
+      "rpn.proposals: x1, y1, x2, y2 in the pixels of input (the resized image); detections.boxes: in the image file's pixels";
+  int64_t pngs = 0;
+  for (const Stage& stage : model_stages(*model, out)) {
+    const Tensor host = ops::contiguous(ops::to(stage.value, kCPU));
+    file.tensors[stage.name] = host;
+    if (stage.png != Stage::Png::None) {
+      const bool logits = stage.png == Stage::Png::SigmoidOfLogits;
+      const Tensor shown = logits ? ops::sigmoid(host) : host;
+      int64_t h = 0, w = 0;
+      const auto grid = channel_grid(shown, 16, /*stretch=*/!logits, h, w);
+      write_png((std::filesystem::path(o.out_dir) / (stage.name + ".png")).string(), grid, h, w);
+      ++pngs;
+    }
+    if (host.numel() == 0 || host.dtype() != kFloat32) {
+      std::printf("%-36s %s\n", stage.name.c_str(), shape_text(host).c_str());
+    } else {
+      std::printf("%-36s %-20s min %9.4f  max %9.4f  mean %9.4f\n", stage.name.c_str(), shape_text(host).c_str(),
+                  ops::min(host).item<float>(), ops::max(host).item<float>(), ops::mean(host).item<float>());
+    }
   }
   const std::string path = (std::filesystem::path(o.out_dir) / "features.safetensors").string();
   safetensors::save(path, file);
-  std::fprintf(stderr, "wrote %zu tensors to %s, and a PNG of each one's first 16 channels beside it\n", stages.size(),
-               path.c_str());
+  std::fprintf(stderr, "wrote %zu tensors to %s, and %lld PNGs beside it (each one's first 16 channels)\n", file.tensors.size(),
+               path.c_str(), static_cast<long long>(pngs));
   return 0;
 }
 

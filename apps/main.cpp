@@ -5,7 +5,7 @@
 //   train     train from a recipe on COCO data     eval     COCO AP, Dice/HD95, lesions, HTML report
 //   synth     synthetic MRI-like COCO set          selftest gradchecks, float32 kernels (and CUDA parity)
 //   curves    redraw a run's curves.png           compare  two evaluations, paired patient bootstrap
-//   features  one image's backbone stages (safetensors + PNGs)
+//   features  every stage of one image, backbone to detections (safetensors + PNGs)
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <iostream>
@@ -110,11 +110,11 @@ int main(int argc, char** argv) {
 
   mrcnn::apps::FeaturesOptions features;
   auto* features_cmd =
-      app.add_subcommand("features", "one image's backbone stages (input, ResNet C2..C5, FPN levels): safetensors + PNGs");
+      app.add_subcommand("features", "every stage of one image (backbone, FPN, RPN, box and mask heads): safetensors + PNGs");
   features_cmd->add_option("--weights", features.weights, "checkpoint (.safetensors)")->required();
   features_cmd->add_option("--config", features.config, "model config JSON (default: the checkpoint's)");
   features_cmd->add_option("image", features.image, "an image file")->required();
-  features_cmd->add_option("--out", features.out_dir, "folder for features.safetensors and one PNG per stage")->required();
+  features_cmd->add_option("--out", features.out_dir, "folder for features.safetensors and the PNGs")->required();
   features_cmd->add_option("--device", features.device, "cpu (default), cuda or cuda:N");
 
   mrcnn::apps::BenchOptions bench;

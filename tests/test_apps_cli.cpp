@@ -451,7 +451,7 @@ TEST_CASE("mrcnn bench: the arithmetic per step, its rate and its share of the m
   fs::remove_all(dir);
 }
 
-TEST_CASE("mrcnn features: the backbone's stages of one image, as the library computes them") {
+TEST_CASE("mrcnn features: every stage of one image, from the input to the detections, as the library computes them") {
   const fs::path dir = test::scratch_dir("mrcnn_cli_features");
   const std::string weights = test::save_tiny_detector(dir, 19);
   std::vector<uint8_t> rgb(70 * 90 * 3);
@@ -464,29 +464,63 @@ TEST_CASE("mrcnn features: the backbone's stages of one image, as the library co
   INFO(run.output);
   REQUIRE(run.status == 0);
   const auto file = safetensors::load((dir / "out" / "features.safetensors").string());
-  const std::set<std::string> expected = {"input", "backbone.body.layer1", "backbone.body.layer2", "backbone.body.layer3",
-                                          "backbone.body.layer4", "backbone.fpn.0", "backbone.fpn.1", "backbone.fpn.2",
-                                          "backbone.fpn.3", "backbone.fpn.pool"};
-  std::set<std::string> names;
-  for (const auto& [name, t] : file.tensors) names.insert(name);
-  CHECK(names == expected);
-  CHECK(file.metadata.at("image") == image);
   // The same tensors as the library's own forward (eval mode, one view).
   auto model = load_model(weights);
   model->eval();
   autograd::NoGradGuard no_grad;
   const MaskRCNNOutput out = model->forward({load_image(image, 1)});
+  const int64_t found = out.detections[0].boxes.size(0);
+  std::set<std::string> expected = {"input", "backbone.body.layer1", "backbone.body.layer2", "backbone.body.layer3",
+                                    "backbone.body.layer4", "backbone.fpn.0", "backbone.fpn.1", "backbone.fpn.2",
+                                    "backbone.fpn.3", "backbone.fpn.pool", "rpn.proposals", "rpn.proposal_scores",
+                                    "roi_heads.box_predictor.cls_score", "roi_heads.box_predictor.bbox_pred",
+                                    "roi_heads.mask_predictor", "detections.boxes", "detections.scores", "detections.labels"};
+  for (int level = 0; level < 5; ++level)
+    for (const char* head : {"rpn.head.cls_logits.", "rpn.head.bbox_pred."}) expected.insert(head + std::to_string(level));
+  if (found > 0) expected.insert("roi_heads.mask_predictor.own_class");
+  std::set<std::string> names;
+  for (const auto& [name, t] : file.tensors) names.insert(name);
+  CHECK(names == expected);
+  CHECK(file.metadata.at("image") == image);
   CHECK(test::bitwise_equal(file.tensors.at("input"), out.images.tensors));
   CHECK(file.tensors.at("input").sizes() == Shape{1, 1, 64, 96});  // 70x90 scaled to 64 high, padded to 32s
   const std::vector<Tensor> body = model->backbone->body->forward(out.images.tensors);
   for (size_t k = 0; k < 4; ++k) CHECK(test::bitwise_equal(file.tensors.at("backbone.body.layer" + std::to_string(k + 1)), body[k]));
   const char* levels[] = {"0", "1", "2", "3", "pool"};
-  for (size_t k = 0; k < 5; ++k) CHECK(test::bitwise_equal(file.tensors.at(std::string("backbone.fpn.") + levels[k]), out.features[k]));
-  // A PNG per stage: the first 16 channels in a 4 x 4 grid with 2-pixel gutters (the input's one channel alone).
+  for (size_t k = 0; k < 5; ++k) {
+    CHECK(test::bitwise_equal(file.tensors.at(std::string("backbone.fpn.") + levels[k]), out.features[k]));
+    CHECK(test::bitwise_equal(file.tensors.at("rpn.head.cls_logits." + std::to_string(k)), out.rpn.objectness[k]));
+    CHECK(test::bitwise_equal(file.tensors.at("rpn.head.bbox_pred." + std::to_string(k)), out.rpn.pred_bbox_deltas[k]));
+  }
+  CHECK(test::bitwise_equal(file.tensors.at("rpn.proposals"), out.rpn.boxes[0]));
+  CHECK(test::bitwise_equal(file.tensors.at("rpn.proposal_scores"), out.rpn.scores[0]));
+  CHECK(test::bitwise_equal(file.tensors.at("roi_heads.box_predictor.cls_score"), out.roi.class_logits));
+  CHECK(test::bitwise_equal(file.tensors.at("roi_heads.box_predictor.bbox_pred"), out.roi.box_regression));
+  CHECK(test::bitwise_equal(file.tensors.at("roi_heads.mask_predictor"), out.roi.mask_logits));
+  CHECK(test::bitwise_equal(file.tensors.at("detections.boxes"), out.detections[0].boxes));
+  CHECK(test::bitwise_equal(file.tensors.at("detections.scores"), out.detections[0].scores));
+  CHECK(test::bitwise_equal(file.tensors.at("detections.labels"), out.detections[0].labels));
+  CHECK(file.tensors.at("rpn.proposal_scores").size(0) == file.tensors.at("roi_heads.box_predictor.cls_score").size(0));
+  if (found > 0) {
+    // Each detection's logits for its own class, in detection order.
+    const Tensor own = file.tensors.at("roi_heads.mask_predictor.own_class");
+    REQUIRE(own.sizes() == Shape{1, found, 28, 28});
+    const auto labels = to_vector<int64_t>(out.detections[0].labels);
+    for (int64_t d = 0; d < found; ++d)
+      CHECK(test::bitwise_equal(ops::select(ops::select(own, 0, 0), 0, d), ops::select(ops::select(out.roi.mask_logits, 0, d), 0, labels[d])));
+  }
+  // A PNG per image-like stage: the first 16 channels in a 4 x 4 grid with 2-pixel gutters, maps
+  // enlarged by a whole factor until their short side reaches 64 pixels (the input's one channel as is).
   const Tensor fpn0 = load_image((dir / "out" / "backbone.fpn.0.png").string(), 1);
-  CHECK(fpn0.sizes() == Shape{1, 4 * 16 + 6, 4 * 24 + 6});
+  CHECK(fpn0.sizes() == Shape{1, 4 * 64 + 6, 4 * 96 + 6});  // 16 x 24 maps, 4x
+  const Tensor pool = load_image((dir / "out" / "backbone.fpn.pool.png").string(), 1);
+  CHECK(pool.sizes() == Shape{1, 4 * 64 + 6, 4 * 128 + 6});  // 1 x 2 maps, 64x
   CHECK(load_image((dir / "out" / "input.png").string(), 1).sizes() == Shape{1, 64, 96});
-  CHECK(run.output.find("backbone.fpn.0           [1, 32, 16, 24]") != std::string::npos);
+  // Objectness as probabilities: one tile per anchor shape (3 aspect ratios).
+  CHECK(load_image((dir / "out" / "rpn.head.cls_logits.0.png").string(), 1).sizes() == Shape{1, 64, 3 * 96 + 4});
+  CHECK(!fs::exists(dir / "out" / "rpn.head.bbox_pred.0.png"));
+  CHECK(fs::exists(dir / "out" / "roi_heads.mask_predictor.own_class.png") == (found > 0));
+  CHECK(run.output.find("backbone.fpn.0                       [1, 32, 16, 24]") != std::string::npos);
   // A missing image is one error line naming it.
   const test::Run missing = test::run_mrcnn("features --weights " + weights + " " + (dir / "none.png").string() + " --out " +
                                             (dir / "out2").string());
