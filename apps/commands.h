@@ -23,8 +23,9 @@ int predict(const PredictOptions& options);
 
 struct FeaturesOptions {
   std::string weights, config, image, out_dir, device = "cpu";
+  std::string layers;  // a regex of layer names whose outputs are added (empty: the default stages only)
 };
-// One image's backbone stages (input, ResNet C2..C5, FPN levels) as safetensors and PNG grids.
+// One image's stages, input to detections (and any layers asked for), as safetensors and PNG grids.
 int features(const FeaturesOptions& options);
 
 struct BenchOptions {

@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <regex>
+#include <set>
 #include <string>
 
 #include "apps/commands.h"
@@ -102,6 +104,39 @@ std::vector<Stage> model_stages(MaskRCNN& model, const MaskRCNNOutput& out) {
   return stages;
 }
 
+// The outputs of the layers whose dotted names match `pattern` (whole names, ECMAScript regex), from
+// a second forward of the image: a chosen norm runs apart from its fused relu there, so the default
+// stages keep the bits of the model's own forward. A layer called n > 1 times gives name#0..#n-1.
+std::vector<Stage> chosen_layers(MaskRCNN& model, const Tensor& image, const std::string& pattern) {
+  std::regex re;
+  try {
+    re = std::regex(pattern);
+  } catch (const std::regex_error& e) {
+    throw Error(str_cat("features: --layers '", pattern, "' is not a regular expression (", e.what(), ")"));
+  }
+  std::map<const nn::Module*, std::string> chosen;
+  std::vector<std::string> layer_names;
+  for (const auto& [name, module] : model.named_modules()) {
+    if (!dynamic_cast<const nn::Layer*>(module)) continue;
+    layer_names.push_back(name);
+    if (std::regex_match(name, re)) chosen[module] = name;
+  }
+  check(!chosen.empty(), "features: --layers '", pattern, "' matches none of the model's ", layer_names.size(),
+        " layers (whole dotted names, such as ", layer_names.front(), " or ", layer_names.back(), ")");
+  nn::OutputCapture capture(chosen);
+  (void)model.forward({image});
+  std::map<std::string, int64_t> calls;
+  for (const auto& [name, t] : capture.outputs()) ++calls[name];
+  std::map<std::string, int64_t> seen;
+  std::vector<Stage> stages;
+  for (const auto& [name, t] : capture.outputs()) {
+    const int64_t k = seen[name]++;
+    stages.push_back({calls[name] > 1 ? name + "#" + std::to_string(k) : name, t,
+                      t.dim() == 4 ? Stage::Png::Stretched : Stage::Png::None});
+  }
+  return stages;
+}
+
 std::string shape_text(const Tensor& t) {
   std::string dims;
   for (const int64_t d : t.sizes()) dims += (dims.empty() ? "[" : ", ") + std::to_string(d);
@@ -126,8 +161,16 @@ int features(const FeaturesOptions& o) {
   file.metadata["weights"] = o.weights;
   file.metadata["coordinates"] =
       "rpn.proposals: x1, y1, x2, y2 in the pixels of input (the resized image); detections.boxes: in the image file's pixels";
+  std::vector<Stage> stages = model_stages(*model, out);
+  if (!o.layers.empty()) {
+    // A chosen layer that is a default stage already (backbone.body.layer1) is written once.
+    std::set<std::string> names;
+    for (const Stage& stage : stages) names.insert(stage.name);
+    for (Stage& stage : chosen_layers(*model, image, o.layers))
+      if (names.insert(stage.name).second) stages.push_back(std::move(stage));
+  }
   int64_t pngs = 0;
-  for (const Stage& stage : model_stages(*model, out)) {
+  for (const Stage& stage : stages) {
     const Tensor host = ops::contiguous(ops::to(stage.value, kCPU));
     file.tensors[stage.name] = host;
     if (stage.png != Stage::Png::None) {

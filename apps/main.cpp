@@ -115,6 +115,9 @@ int main(int argc, char** argv) {
   features_cmd->add_option("--config", features.config, "model config JSON (default: the checkpoint's)");
   features_cmd->add_option("image", features.image, "an image file")->required();
   features_cmd->add_option("--out", features.out_dir, "folder for features.safetensors and the PNGs")->required();
+  features_cmd->add_option("--layers", features.layers,
+                           "also the outputs of the layers whose whole dotted names match this regex, e.g. "
+                           "'backbone\\.body\\.layer1\\.0\\..*'");
   features_cmd->add_option("--device", features.device, "cpu (default), cuda or cuda:N");
 
   mrcnn::apps::BenchOptions bench;

@@ -28,13 +28,13 @@ std::vector<Tensor> FeaturePyramidNetwork::forward(const std::vector<Tensor>& x)
   const size_t levels = x.size();
   check(levels == inner_blocks_->size(), "FPN: expected ", inner_blocks_->size(), " feature maps, got ", levels);
   std::vector<Tensor> results(levels);
-  Tensor last_inner = (*inner_blocks_)[levels - 1]->forward(x[levels - 1]);
-  results[levels - 1] = (*layer_blocks_)[levels - 1]->forward(last_inner);
+  Tensor last_inner = (*(*inner_blocks_)[levels - 1])(x[levels - 1]);
+  results[levels - 1] = (*(*layer_blocks_)[levels - 1])(last_inner);
   for (size_t i = levels - 1; i-- > 0;) {
-    Tensor lateral = (*inner_blocks_)[i]->forward(x[i]);
+    Tensor lateral = (*(*inner_blocks_)[i])(x[i]);
     Tensor top_down = ops::interpolate(last_inner, {lateral.size(2), lateral.size(3)}, ops::InterpolateMode::Nearest);
     last_inner = lateral + top_down;
-    results[i] = (*layer_blocks_)[i]->forward(last_inner);
+    results[i] = (*(*layer_blocks_)[i])(last_inner);
   }
   ops::MaxPool2dOptions pool;
   pool.kernel_size = 1;

@@ -15,7 +15,7 @@ TwoMLPHead::TwoMLPHead(int64_t in_features, int64_t representation_size) {
 }
 
 Tensor TwoMLPHead::forward(const Tensor& x) {
-  return ops::relu(fc7->forward(ops::relu(fc6->forward(ops::flatten(x, 1)))));
+  return ops::relu((*fc7)(ops::relu((*fc6)(ops::flatten(x, 1)))));
 }
 
 FastRCNNPredictor::FastRCNNPredictor(int64_t in_features, int64_t num_classes) {
@@ -25,7 +25,7 @@ FastRCNNPredictor::FastRCNNPredictor(int64_t in_features, int64_t num_classes) {
 
 std::pair<Tensor, Tensor> FastRCNNPredictor::forward(const Tensor& x) {
   const Tensor flat = ops::flatten(x, 1);
-  return {cls_score->forward(flat), bbox_pred->forward(flat)};
+  return {(*cls_score)(flat), (*bbox_pred)(flat)};
 }
 
 std::shared_ptr<nn::Sequential> make_mask_head(int64_t in_channels, const std::vector<int64_t>& layers, int64_t dilation) {
@@ -57,11 +57,11 @@ MaskRCNNPredictor::MaskRCNNPredictor(int64_t in_channels, int64_t dim_reduced, i
 }
 
 Tensor MaskRCNNPredictor::forward(const Tensor& x) {
-  Tensor upsampled = conv5_mask->forward(x);  // [R, 256, 28, 28]: the head's largest activation
+  Tensor upsampled = (*conv5_mask)(x);  // [R, 256, 28, 28]: the head's largest activation
   // Inference: relu in place, so the head never holds two of them (160 MB for 200 RoIs).
   if (autograd::grad_enabled()) upsampled = ops::relu(upsampled);
   else ops::relu_(upsampled);
-  return mask_fcn_logits->forward(upsampled);
+  return (*mask_fcn_logits)(upsampled);
 }
 
 }  // namespace mrcnn::detection

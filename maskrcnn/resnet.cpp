@@ -45,10 +45,10 @@ class Block : public nn::Layer {
     // Each norm + relu, and the last norm + identity + relu, in one op where the norm can fuse them.
     Tensor y = x;
     const size_t last = convs_.size() - 1;
-    for (size_t i = 0; i < last; ++i) y = norms_[i]->forward_relu(convs_[i]->forward(y));
-    const Tensor z = convs_[last]->forward(y);
-    const Tensor identity = downsample_ ? downsample_->forward(x) : x;
-    return norms_[last]->forward_relu(z, identity);
+    for (size_t i = 0; i < last; ++i) y = norms_[i]->relu_of((*convs_[i])(y));
+    const Tensor z = (*convs_[last])(y);
+    const Tensor identity = downsample_ ? (*downsample_)(x) : x;
+    return norms_[last]->relu_of(z, identity);
   }
 
  private:
@@ -100,10 +100,10 @@ std::vector<Tensor> ResNet::forward(const Tensor& x) {
   pool.kernel_size = 3;
   pool.stride = 2;
   pool.padding = 1;
-  Tensor y = ops::max_pool2d(bn1_->forward_relu(conv1_->forward(x)), pool);
+  Tensor y = ops::max_pool2d(bn1_->relu_of((*conv1_)(x)), pool);
   std::vector<Tensor> outputs;
   for (auto& stage : stages_) {
-    y = stage->forward(y);
+    y = (*stage)(y);
     outputs.push_back(y);
   }
   return outputs;

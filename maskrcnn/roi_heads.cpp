@@ -219,7 +219,7 @@ std::pair<Tensor, Tensor> RoIHeads::box_predictions(const std::vector<Tensor>& f
   // order, not the [R, 256 * 7 * 7] pooled rows (a copy 12x larger, forward and backward). Without
   // a gradient to record, one level at a time (the pooled rows of one level held, not of all).
   const Tensor box_features = box_roi_pool_.run_head(features, proposals, image_sizes, kInferenceBoxRows,
-                                                     [&](const Tensor& rows) { return box_head->forward(rows); });
+                                                     [&](const Tensor& rows) { return (*box_head)(rows); });
   return box_predictor->forward(box_features);
 }
 
@@ -229,7 +229,7 @@ Tensor RoIHeads::mask_logits_of(const std::vector<Tensor>& features, const std::
   // As the box head: [R, classes, 28, 28] logits go back to proposal order, not the
   // [R, 256, 14, 14] pooled rows.
   return mask_roi_pool_.run_head(features, boxes, image_sizes, kInferenceMaskRows,
-                                 [&](const Tensor& rows) { return mask_predictor->forward(mask_head->forward(rows)); });
+                                 [&](const Tensor& rows) { return (*mask_predictor)((*mask_head)(rows)); });
 }
 
 std::vector<Detections> RoIHeads::detect(const std::vector<Tensor>& features, const std::vector<Tensor>& proposals,

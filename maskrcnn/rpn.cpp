@@ -28,9 +28,9 @@ RPNHead::RPNHead(int64_t in_channels, int64_t num_anchors) {
 std::pair<std::vector<Tensor>, std::vector<Tensor>> RPNHead::forward(const std::vector<Tensor>& features) {
   std::vector<Tensor> logits, deltas;
   for (const auto& feature : features) {
-    const Tensor t = conv_->forward(feature);
-    logits.push_back(cls_logits_->forward(t));
-    deltas.push_back(bbox_pred_->forward(t));
+    const Tensor t = (*conv_)(feature);
+    logits.push_back((*cls_logits_)(t));
+    deltas.push_back((*bbox_pred_)(t));
   }
   return {logits, deltas};
 }

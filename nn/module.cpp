@@ -134,13 +134,52 @@ void Sequential::push_back(std::shared_ptr<Layer> layer) {
 
 Tensor Sequential::forward(const Tensor& x) {
   Tensor y = x;
-  for (auto& layer : layers_) y = layer->forward(y);
+  for (auto& layer : layers_) y = (*layer)(y);
   return y;
 }
 
 Tensor Layer::forward_relu(const Tensor& x, const Tensor& residual) {
   const Tensor y = forward(x);
   return ops::relu(residual.defined() ? ops::add(y, residual) : y);
+}
+
+Tensor Layer::operator()(const Tensor& x) {
+  Tensor y = forward(x);
+  if (OutputCapture* capture = OutputCapture::active(); capture && capture->records(this)) capture->record(this, y);
+  return y;
+}
+
+Tensor Layer::relu_of(const Tensor& x, const Tensor& residual) {
+  const OutputCapture* capture = OutputCapture::active();
+  if (!capture || !capture->records(this)) return forward_relu(x, residual);
+  const Tensor y = (*this)(x);
+  return ops::relu(residual.defined() ? ops::add(y, residual) : y);
+}
+
+std::vector<std::pair<std::string, const Module*>> Module::named_modules() const {
+  std::vector<std::pair<std::string, const Module*>> out;
+  for (const auto& [name, child] : children_) {
+    out.emplace_back(name, child.get());
+    for (const auto& [below, module] : child->named_modules()) out.emplace_back(name + "." + below, module);
+  }
+  return out;
+}
+
+namespace {
+thread_local OutputCapture* active_capture = nullptr;
+}  // namespace
+
+OutputCapture::OutputCapture(std::map<const Module*, std::string> chosen)
+    : chosen_(std::move(chosen)), outer_(active_capture) {
+  active_capture = this;
+}
+
+OutputCapture::~OutputCapture() { active_capture = outer_; }
+
+OutputCapture* OutputCapture::active() { return active_capture; }
+
+void OutputCapture::record(const Module* layer, const Tensor& output) {
+  outputs_.emplace_back(chosen_.at(layer), output.detach());
 }
 
 }  // namespace mrcnn::nn

@@ -44,6 +44,8 @@ class Module {
   // callers keep pointing at the same tensors, now on the device. Gradients are dropped.
   void to(Device device);
   Device device() const;  // of the first parameter (CPU for a module without parameters)
+  // Every descendant with its dotted name ("backbone.body.layer1.0.conv1"), parents before children.
+  std::vector<std::pair<std::string, const Module*>> named_modules() const;
 
  protected:
   // The returned Tensor shares storage with the registered one: keep it as a member.
@@ -62,14 +64,43 @@ class Module {
   bool training_ = true;
 };
 
-// A module whose forward maps one tensor to one tensor (layers, blocks, Sequential).
+// A module whose forward maps one tensor to one tensor (layers, blocks, Sequential). Models call
+// a layer through operator() and relu_of, which an OutputCapture can observe; forward and
+// forward_relu are what a layer implements.
 class Layer : public Module {
  public:
   virtual Tensor forward(const Tensor& x) = 0;
   // relu(forward(x) [+ residual]); a layer that can fuse the sum and the relu into its own pass
-  // overrides it (FrozenBatchNorm2d).
+  // overrides it (FrozenBatchNorm2d, GroupNorm).
   virtual Tensor forward_relu(const Tensor& x, const Tensor& residual = Tensor());
-  Tensor operator()(const Tensor& x) { return forward(x); }
+  Tensor operator()(const Tensor& x);
+  // forward_relu, unless an OutputCapture records this layer: then forward, recorded, and the sum
+  // and relu apart, so the record is the layer's own output as a hook on torchvision's sees it.
+  Tensor relu_of(const Tensor& x, const Tensor& residual = Tensor());
+};
+
+// Records the outputs of chosen layers while a model runs, as PyTorch's forward hooks would (read
+// only): while one is alive, each call of a chosen layer on this thread appends its output under the
+// layer's name. A layer called several times in one forward (the RPN head once per FPN level, the
+// RoI heads once per level's group of boxes) appends one tensor per call, in call order.
+class OutputCapture {
+ public:
+  explicit OutputCapture(std::map<const Module*, std::string> chosen);
+  ~OutputCapture();
+  OutputCapture(const OutputCapture&) = delete;
+  OutputCapture& operator=(const OutputCapture&) = delete;
+  // (name, output) in call order.
+  const std::vector<std::pair<std::string, Tensor>>& outputs() const { return outputs_; }
+
+  // The capture alive on this thread, or null.
+  static OutputCapture* active();
+  bool records(const Module* layer) const { return chosen_.count(layer) > 0; }
+  void record(const Module* layer, const Tensor& output);
+
+ private:
+  std::map<const Module*, std::string> chosen_;
+  std::vector<std::pair<std::string, Tensor>> outputs_;
+  OutputCapture* outer_;
 };
 
 // Children named "0", "1", ... applied in order, like torch.nn.Sequential.

@@ -521,6 +521,39 @@ TEST_CASE("mrcnn features: every stage of one image, from the input to the detec
   CHECK(!fs::exists(dir / "out" / "rpn.head.bbox_pred.0.png"));
   CHECK(fs::exists(dir / "out" / "roi_heads.mask_predictor.own_class.png") == (found > 0));
   CHECK(run.output.find("backbone.fpn.0                       [1, 32, 16, 24]") != std::string::npos);
+  // --layers: any layer's output by its dotted name, as a forward hook on torchvision's module sees it.
+  const test::Run chosen = test::run_mrcnn("features --weights " + weights + " " + image + " --out " + (dir / "layers").string() +
+                                           " --layers 'backbone\\.body\\.(conv1|bn1|layer1)|rpn\\.head\\.conv'");
+  INFO(chosen.output);
+  REQUIRE(chosen.status == 0);
+  const auto layers = safetensors::load((dir / "layers" / "features.safetensors").string());
+  std::set<std::string> with_layers = expected;  // backbone.body.layer1 is a default stage: written once
+  for (const char* name : {"backbone.body.conv1", "backbone.body.bn1"}) with_layers.insert(name);
+  for (int level = 0; level < 5; ++level) with_layers.insert("rpn.head.conv#" + std::to_string(level));  // once per level
+  std::set<std::string> layer_names;
+  for (const auto& [name, t] : layers.tensors) layer_names.insert(name);
+  CHECK(layer_names == with_layers);
+  const auto state = model->state_dict();
+  const Tensor conv1 = layers.tensors.at("backbone.body.conv1"), bn1 = layers.tensors.at("backbone.body.bn1");
+  ops::Conv2dOptions stem;
+  stem.stride = 2, stem.padding = 3;
+  CHECK(test::bitwise_equal(conv1, ops::conv2d(out.images.tensors, state.at("backbone.body.conv1.weight"), Tensor(), stem)));
+  // The norm's own output, before the relu it is fused with in a plain forward.
+  CHECK(test::bitwise_equal(bn1, ops::group_norm(conv1, model->config().gn_groups, state.at("backbone.body.bn1.weight"),
+                                                 state.at("backbone.body.bn1.bias"))));
+  CHECK(ops::min(bn1).item<float>() < 0);
+  for (size_t k = 0; k < 5; ++k) {
+    const Tensor conv = layers.tensors.at("rpn.head.conv#" + std::to_string(k));
+    CHECK(conv.sizes() == out.features[k].sizes());
+    CHECK(ops::min(conv).item<float>() >= 0);  // the head's conv and its relu
+  }
+  CHECK(fs::exists(dir / "layers" / "backbone.body.bn1.png"));
+  CHECK(test::bitwise_equal(layers.tensors.at("backbone.fpn.0"), out.features[0]));  // the default stages unchanged
+  const test::Run none = test::run_mrcnn("features --weights " + weights + " " + image + " --out " + (dir / "layers2").string() +
+                                         " --layers 'body'");
+  CHECK(none.status == 1);
+  CHECK(none.output.find("mrcnn: error: features: --layers 'body' matches none of the model's ") == 0);
+  CHECK(none.output.find(" layers (whole dotted names, such as backbone.body.conv1 or ") != std::string::npos);
   // A missing image is one error line naming it.
   const test::Run missing = test::run_mrcnn("features --weights " + weights + " " + (dir / "none.png").string() + " --out " +
                                             (dir / "out2").string());

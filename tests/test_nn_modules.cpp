@@ -110,6 +110,46 @@ TEST_CASE("modules: names, buffers, train/eval, load_state_dict") {
   CHECK(seq.trainable_parameters().empty());
 }
 
+TEST_CASE("output capture: chosen layers' outputs in call order, a norm's own output apart from its fused relu") {
+  nn::Sequential outer;
+  auto inner = std::make_shared<nn::Sequential>();
+  auto conv = std::make_shared<nn::Conv2d>(nn::Conv2dSpec{2, 8, 3, {}, true});
+  auto norm = std::make_shared<nn::GroupNorm>(2, 8);
+  inner->push_back(conv);
+  outer.push_back(inner);
+  outer.push_back(std::make_shared<nn::ReLU>());
+  std::vector<std::string> names;
+  for (const auto& [name, module] : outer.named_modules()) names.push_back(name);
+  CHECK(names == std::vector<std::string>{"0", "0.0", "1"});
+  const Tensor x = ops::to(test::leaf({1, 2, 5, 5}, 3, 1.0, 0.0).detach(), kFloat32);
+  const Tensor plain = outer(x), fused = norm->relu_of(plain);
+  {
+    nn::OutputCapture capture({{conv.get(), "0.0"}, {norm.get(), "norm"}});
+    CHECK(nn::OutputCapture::active() == &capture);
+    const Tensor y = outer(x);
+    (void)outer(x);
+    const Tensor relu = norm->relu_of(y);
+    {
+      nn::OutputCapture nested({{inner.get(), "0"}});
+      (void)outer(x);
+      REQUIRE(nested.outputs().size() == 1);  // only the innermost capture records
+      CHECK(nested.outputs()[0].first == "0");
+    }
+    CHECK(nn::OutputCapture::active() == &capture);
+    REQUIRE(capture.outputs().size() == 3);
+    CHECK(capture.outputs()[0].first == "0.0");
+    CHECK(capture.outputs()[1].first == "0.0");  // called twice: two records
+    CHECK(test::bitwise_equal(capture.outputs()[0].second, conv->forward(x)));
+    CHECK(capture.outputs()[2].first == "norm");
+    // The norm's own output (with negatives), and the relu of it as the fused pass gives.
+    CHECK(test::bitwise_equal(capture.outputs()[2].second, norm->forward(y)));
+    CHECK(ops::min(capture.outputs()[2].second).item<float>() < 0);
+    CHECK(test::max_abs_diff(relu, fused) <= 1e-6);
+    CHECK(test::bitwise_equal(y, plain));
+  }
+  CHECK(nn::OutputCapture::active() == nullptr);
+}
+
 TEST_CASE("maskrcnn: torchvision state_dict names and trainable layers") {
   detection::Config c;
   c.block = "basic";
