@@ -6,6 +6,7 @@
 
 #include "autograd/node.h"
 #include "ops/elementwise.h"
+#include "ops/view.h"
 
 namespace mrcnn::nn {
 
@@ -178,8 +179,9 @@ OutputCapture::~OutputCapture() { active_capture = outer_; }
 
 OutputCapture* OutputCapture::active() { return active_capture; }
 
+// A copy: inference may go on to change the output in place (the mask predictor's relu_).
 void OutputCapture::record(const Module* layer, const Tensor& output) {
-  outputs_.emplace_back(chosen_.at(layer), output.detach());
+  outputs_.emplace_back(chosen_.at(layer), ops::clone(output.detach()));
 }
 
 }  // namespace mrcnn::nn

@@ -80,8 +80,8 @@ class Layer : public Module {
 };
 
 // Records the outputs of chosen layers while a model runs, as PyTorch's forward hooks would (read
-// only): while one is alive, each call of a chosen layer on this thread appends its output under the
-// layer's name. A layer called several times in one forward (the RPN head once per FPN level, the
+// only): while one is alive, each call of a chosen layer on this thread appends a copy of its output
+// under the layer's name. A layer called several times in one forward (the RPN head once per FPN level, the
 // RoI heads once per level's group of boxes) appends one tensor per call, in call order.
 class OutputCapture {
  public:

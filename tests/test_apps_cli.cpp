@@ -523,7 +523,7 @@ TEST_CASE("mrcnn features: every stage of one image, from the input to the detec
   CHECK(run.output.find("backbone.fpn.0                       [1, 32, 16, 24]") != std::string::npos);
   // --layers: any layer's output by its dotted name, as a forward hook on torchvision's module sees it.
   const test::Run chosen = test::run_mrcnn("features --weights " + weights + " " + image + " --out " + (dir / "layers").string() +
-                                           " --layers 'backbone\\.body\\.(conv1|bn1|layer1)|rpn\\.head\\.conv'");
+                                           " --layers 'backbone\\.body\\.(conv1|bn1|layer1)|rpn\\.head\\.conv|roi_heads\\.mask_predictor\\.conv5_mask'");
   INFO(chosen.output);
   REQUIRE(chosen.status == 0);
   const auto layers = safetensors::load((dir / "layers" / "features.safetensors").string());
@@ -531,8 +531,18 @@ TEST_CASE("mrcnn features: every stage of one image, from the input to the detec
   for (const char* name : {"backbone.body.conv1", "backbone.body.bn1"}) with_layers.insert(name);
   for (int level = 0; level < 5; ++level) with_layers.insert("rpn.head.conv#" + std::to_string(level));  // once per level
   std::set<std::string> layer_names;
-  for (const auto& [name, t] : layers.tensors) layer_names.insert(name);
+  int64_t upsampled = 0;
+  for (const auto& [name, t] : layers.tensors) {
+    if (name.rfind("roi_heads.mask_predictor.conv5_mask", 0) == 0) {
+      // Recorded as it left the layer: the relu inference then applies in place does not reach it.
+      CHECK(ops::min(t).item<float>() < 0);
+      upsampled += t.size(0);
+      continue;
+    }
+    layer_names.insert(name);
+  }
   CHECK(layer_names == with_layers);
+  CHECK(upsampled == found);  // one row per detection, over the calls (one per FPN level's boxes)
   const auto state = model->state_dict();
   const Tensor conv1 = layers.tensors.at("backbone.body.conv1"), bn1 = layers.tensors.at("backbone.body.bn1");
   ops::Conv2dOptions stem;
