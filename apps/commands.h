@@ -24,6 +24,7 @@ int predict(const PredictOptions& options);
 struct FeaturesOptions {
   std::string weights, config, image, out_dir, device = "cpu";
   std::string layers;  // a regex of layer names whose outputs are added (empty: the default stages only)
+  int64_t cams = 4;  // class activation maps (HiResCAM) of this many detections, highest score first
 };
 // One image's stages, input to detections (and any layers asked for), as safetensors and PNG grids.
 int features(const FeaturesOptions& options);

@@ -9,12 +9,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <regex>
 #include <set>
 #include <string>
 
 #include "apps/commands.h"
 #include "autograd/node.h"
+#include "maskrcnn/hires_cam.h"
 #include "maskrcnn/image_io.h"
 #include "maskrcnn/mask_rcnn.h"
 #include "maskrcnn/model_io.h"
@@ -33,7 +35,8 @@ struct Stage {
   Tensor value;
   // How its PNG shows it: not at all, each channel stretched to its own range, or logits as
   // probabilities (sigmoid, 0..1 to black..white in every channel alike, so tiles compare).
-  enum class Png { None, Stretched, SigmoidOfLogits } png;
+  // Class activation maps are drawn as heat over the input image.
+  enum class Png { None, Stretched, SigmoidOfLogits, HeatOverInput } png;
 };
 
 // The first `count` channels of x [1, C, H, W] tiled 4 across, with a 2-pixel white gutter: each
@@ -137,6 +140,48 @@ std::vector<Stage> chosen_layers(MaskRCNN& model, const Tensor& image, const std
   return stages;
 }
 
+// The map [1, 1, H, W] in 0..1 as heat (black-red-yellow-white) blended over the input's first
+// channel, stretched to grey, in the map's top-left H x W (the image inside the padding).
+std::vector<uint8_t> heat_over_input(const Tensor& map, const Tensor& input) {
+  const int64_t h = map.size(2), w = map.size(3), pw = input.size(3);
+  const Tensor plane = ops::contiguous(ops::select(ops::select(ops::to(input, kCPU), 0, 0), 0, 0));
+  const float* grey = plane.data<float>();
+  const float* heat = ops::contiguous(map).data<float>();
+  float lo = grey[0], hi = grey[0];
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x) lo = std::min(lo, grey[y * pw + x]), hi = std::max(hi, grey[y * pw + x]);
+  std::vector<uint8_t> rgb(static_cast<size_t>(h * w * 3));
+  for (int64_t y = 0; y < h; ++y)
+    for (int64_t x = 0; x < w; ++x) {
+      const float g = hi > lo ? (grey[y * pw + x] - lo) / (hi - lo) : 0.5f, v = std::clamp(heat[y * w + x], 0.0f, 1.0f);
+      const float color[3] = {std::min(1.0f, 3 * v), std::clamp(3 * v - 1, 0.0f, 1.0f), std::clamp(3 * v - 2, 0.0f, 1.0f)};
+      const float alpha = 0.6f * v;
+      for (int c = 0; c < 3; ++c)
+        rgb[static_cast<size_t>((y * w + x) * 3 + c)] = static_cast<uint8_t>(((1 - alpha) * g + alpha * color[c]) * 255.0f + 0.5f);
+    }
+  return rgb;
+}
+
+// HiResCAM of the first `count` detections (highest score first): "cam.<d>" [1, 1, H, W] over the
+// resized image, each described in `notes` (metadata and the printed table).
+std::vector<Stage> detection_cams(MaskRCNN& model, const MaskRCNNOutput& out, const Tensor& image, int64_t count,
+                                       std::map<std::string, std::string>& notes) {
+  const Detections& found = out.detections[0];
+  const ImageSize original{image.size(1), image.size(2)};
+  const Tensor boxes = resize_boxes(ops::to(found.boxes, kCPU), original, out.images.image_sizes[0]);
+  const auto labels = to_vector<int64_t>(ops::to(found.labels, kCPU));
+  const auto scores = to_vector<float>(ops::to(found.scores, kCPU));
+  std::vector<Stage> stages;
+  for (int64_t d = 0; d < std::min<int64_t>(count, boxes.size(0)); ++d) {
+    const HiResCam cam = hires_cam(model, out, ops::select(boxes, 0, d), labels[static_cast<size_t>(d)]);
+    const std::string name = "cam." + std::to_string(d);
+    notes[name] = str_cat("detection ", d, " (score ", fmt(scores[static_cast<size_t>(d)]), ", label ",
+                          labels[static_cast<size_t>(d)], "): on backbone.body.layer", cam.stage + 1, ", class logit ", fmt(cam.logit));
+    stages.push_back({name, ops::unsqueeze(ops::unsqueeze(cam.map, 0), 0), Stage::Png::HeatOverInput});
+  }
+  return stages;
+}
+
 std::string shape_text(const Tensor& t) {
   std::string dims;
   for (const int64_t d : t.sizes()) dims += (dims.empty() ? "[" : ", ") + std::to_string(d);
@@ -153,7 +198,7 @@ int features(const FeaturesOptions& o) {
   model->eval();
   model->set_flip_test(false);  // one view: the features of the image as given
   const Tensor image = load_image(o.image, model->config().in_channels);
-  autograd::NoGradGuard no_grad;
+  std::optional<autograd::NoGradGuard> no_grad(std::in_place);  // until the activation maps, which differentiate the box head
   const MaskRCNNOutput out = model->forward({image});
   std::filesystem::create_directories(o.out_dir);
   safetensors::File file;
@@ -169,11 +214,19 @@ int features(const FeaturesOptions& o) {
     for (Stage& stage : chosen_layers(*model, image, o.layers))
       if (names.insert(stage.name).second) stages.push_back(std::move(stage));
   }
+  std::map<std::string, std::string> notes;
+  no_grad.reset();
+  for (Stage& stage : detection_cams(*model, out, image, o.cams, notes)) stages.push_back(std::move(stage));
+  for (const auto& [name, note] : notes) file.metadata[name] = note;
   int64_t pngs = 0;
   for (const Stage& stage : stages) {
     const Tensor host = ops::contiguous(ops::to(stage.value, kCPU));
     file.tensors[stage.name] = host;
-    if (stage.png != Stage::Png::None) {
+    if (stage.png == Stage::Png::HeatOverInput) {
+      write_png((std::filesystem::path(o.out_dir) / (stage.name + ".png")).string(), heat_over_input(host, out.images.tensors),
+                host.size(2), host.size(3));
+      ++pngs;
+    } else if (stage.png != Stage::Png::None) {
       const bool logits = stage.png == Stage::Png::SigmoidOfLogits;
       const Tensor shown = logits ? ops::sigmoid(host) : host;
       int64_t h = 0, w = 0;
@@ -181,7 +234,9 @@ int features(const FeaturesOptions& o) {
       write_png((std::filesystem::path(o.out_dir) / (stage.name + ".png")).string(), grid, h, w);
       ++pngs;
     }
-    if (host.numel() == 0 || host.dtype() != kFloat32) {
+    if (notes.count(stage.name)) {
+      std::printf("%-36s %-20s %s\n", stage.name.c_str(), shape_text(host).c_str(), notes[stage.name].c_str());
+    } else if (host.numel() == 0 || host.dtype() != kFloat32) {
       std::printf("%-36s %s\n", stage.name.c_str(), shape_text(host).c_str());
     } else {
       std::printf("%-36s %-20s min %9.4f  max %9.4f  mean %9.4f\n", stage.name.c_str(), shape_text(host).c_str(),

@@ -118,6 +118,9 @@ int main(int argc, char** argv) {
   features_cmd->add_option("--layers", features.layers,
                            "also the outputs of the layers whose whole dotted names match this regex, e.g. "
                            "'backbone\\.body\\.layer1\\.0\\..*'");
+  features_cmd->add_option("--cams", features.cams,
+                           "class activation maps (HiResCAM) of this many detections, highest score first (default 4)")
+      ->check(kNonNegative);
   features_cmd->add_option("--device", features.device, "cpu (default), cuda or cuda:N");
 
   mrcnn::apps::BenchOptions bench;

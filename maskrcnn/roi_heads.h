@@ -46,6 +46,10 @@ class RoIHeads : public nn::Module {
   std::vector<Tensor> mask_probabilities(const std::vector<Tensor>& features, const std::vector<Detections>& detections,
                                          const std::vector<ImageSize>& image_sizes);
   Generator& generator() { return generator_; }
+  // The box head's class logits [R, K] and box regression [R, 4K] for `proposals` (per image, in
+  // the resized images' pixels), differentiable in `features` while grad mode is on (Grad-CAM).
+  std::pair<Tensor, Tensor> box_predictions(const std::vector<Tensor>& features, const std::vector<Tensor>& proposals,
+                                            const std::vector<ImageSize>& image_sizes);
 
   std::shared_ptr<TwoMLPHead> box_head;
   std::shared_ptr<FastRCNNPredictor> box_predictor;
@@ -53,9 +57,7 @@ class RoIHeads : public nn::Module {
   std::shared_ptr<MaskRCNNPredictor> mask_predictor;
 
  private:
-  // The box head's class logits and box regression for `proposals`; the mask head's logits for `boxes`.
-  std::pair<Tensor, Tensor> box_predictions(const std::vector<Tensor>& features, const std::vector<Tensor>& proposals,
-                                            const std::vector<ImageSize>& image_sizes);
+  // The mask head's logits for `boxes`.
   Tensor mask_logits_of(const std::vector<Tensor>& features, const std::vector<Tensor>& boxes,
                         const std::vector<ImageSize>& image_sizes);
 

@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@
 #include "maskrcnn/bootstrap.h"
 #include "maskrcnn/dataset.h"
 #include "maskrcnn/evaluate.h"
+#include "maskrcnn/hires_cam.h"
 #include "maskrcnn/image_io.h"
 #include "maskrcnn/model_io.h"
 #include "maskrcnn/mask_rcnn.h"
@@ -467,7 +469,7 @@ TEST_CASE("mrcnn features: every stage of one image, from the input to the detec
   // The same tensors as the library's own forward (eval mode, one view).
   auto model = load_model(weights);
   model->eval();
-  autograd::NoGradGuard no_grad;
+  std::optional<autograd::NoGradGuard> no_grad(std::in_place);
   const MaskRCNNOutput out = model->forward({load_image(image, 1)});
   const int64_t found = out.detections[0].boxes.size(0);
   std::set<std::string> expected = {"input", "backbone.body.layer1", "backbone.body.layer2", "backbone.body.layer3",
@@ -478,6 +480,7 @@ TEST_CASE("mrcnn features: every stage of one image, from the input to the detec
   for (int level = 0; level < 5; ++level)
     for (const char* head : {"rpn.head.cls_logits.", "rpn.head.bbox_pred."}) expected.insert(head + std::to_string(level));
   if (found > 0) expected.insert("roi_heads.mask_predictor.own_class");
+  for (int64_t d = 0; d < std::min<int64_t>(found, 4); ++d) expected.insert("cam." + std::to_string(d));  // --cams 4
   std::set<std::string> names;
   for (const auto& [name, t] : file.tensors) names.insert(name);
   CHECK(names == expected);
@@ -520,6 +523,18 @@ TEST_CASE("mrcnn features: every stage of one image, from the input to the detec
   CHECK(load_image((dir / "out" / "rpn.head.cls_logits.0.png").string(), 1).sizes() == Shape{1, 64, 3 * 96 + 4});
   CHECK(!fs::exists(dir / "out" / "rpn.head.bbox_pred.0.png"));
   CHECK(fs::exists(dir / "out" / "roi_heads.mask_predictor.own_class.png") == (found > 0));
+  if (found > 0) {
+    // The top detection's class activation map, as hires_cam computes it, over the resized image.
+    const Tensor box = resize_boxes(ops::narrow(out.detections[0].boxes, 0, 0, 1), {70, 90}, out.images.image_sizes[0]);
+    const int64_t label = to_vector<int64_t>(out.detections[0].labels)[0];
+    no_grad.reset();  // the map differentiates the box head
+    const HiResCam cam = hires_cam(*model, out, ops::select(box, 0, 0), label);
+    no_grad.emplace();
+    CHECK(test::bitwise_equal(file.tensors.at("cam.0"), ops::unsqueeze(ops::unsqueeze(cam.map, 0), 0)));
+    CHECK(file.metadata.at("cam.0").find("detection 0 (score ") == 0);
+    const auto [resized_h, resized_w] = out.images.image_sizes[0];
+    CHECK(load_image((dir / "out" / "cam.0.png").string(), 3).sizes() == Shape{3, resized_h, resized_w});
+  }
   CHECK(run.output.find("backbone.fpn.0                       [1, 32, 16, 24]") != std::string::npos);
   // --layers: any layer's output by its dotted name, as a forward hook on torchvision's module sees it.
   const test::Run chosen = test::run_mrcnn("features --weights " + weights + " " + image + " --out " + (dir / "layers").string() +

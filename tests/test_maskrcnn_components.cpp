@@ -6,6 +6,7 @@
 
 #include "maskrcnn/anchor_generator.h"
 #include "maskrcnn/box_coder.h"
+#include "maskrcnn/hires_cam.h"
 #include "maskrcnn/mask_rcnn.h"
 #include "maskrcnn/matcher.h"
 #include "maskrcnn/poolers.h"
@@ -447,4 +448,47 @@ TEST_CASE("profile: stages record calls, their memory peak, what they leave held
   CHECK(records[1].flops == 136);
   reset_stage_records();
   CHECK(stage_records().empty());
+}
+
+TEST_CASE("hires_cam: the contributions sum to the logit's first-order change, stay near the box, on the box's stage") {
+  manual_seed(23);
+  MaskRCNN model(test::tiny_detector_config());
+  model.eval();
+  Tensor image = ops::mul(rand({1, 64, 96}), 0.8);
+  MaskRCNNOutput out;
+  {
+    autograd::NoGradGuard no_grad;
+    out = model.forward({image});
+  }
+  REQUIRE(out.images.image_sizes[0] == ImageSize{64, 96});
+  // A 32-pixel box: the LevelMapper's floor(4 + log2(32 / 224)) = 1, clamped to 2, is P2, built on C2.
+  const Tensor box = from_vector<float>({8, 8, 40, 40}, {4});
+  const HiResCam cam = hires_cam(model, out, box, 1);
+  CHECK(cam.stage == 0);
+  CHECK(cam.map.sizes() == Shape{64, 96});
+  CHECK(ops::min(cam.map).item<float>() >= 0);
+  CHECK(ops::max(cam.map).item<float>() == 1.0f);
+  REQUIRE(cam.contribution.sizes() == Shape{16, 24});
+  // RoIAlign samples the box's stride-4 cells 2..10 (their bilinear neighbours to 11) and P2's 3x3
+  // conv widens that by one: nothing beyond reaches the logit.
+  CHECK(ops::max(ops::abs(ops::narrow(cam.contribution, 1, 14, 10))).item<float>() == 0);
+  CHECK(ops::max(ops::abs(ops::narrow(cam.contribution, 0, 14, 2))).item<float>() == 0);
+  // sum(gradient * activation) is d logit(C2 * (1 + t)) / dt at t = 0: the box head is piecewise
+  // linear in C2, so a central difference over a small t gives it.
+  autograd::NoGradGuard no_grad;
+  const std::vector<Tensor> stages = model.backbone->body->forward(out.images.tensors);
+  const auto logit_scaled = [&](double t) {
+    std::vector<Tensor> scaled = stages;
+    scaled[0] = ops::mul(stages[0], 1.0 + t);
+    return box_class_logit(model, model.backbone->fpn->forward(scaled), box, 1, {64, 96}).item<float>();
+  };
+  CHECK(logit_scaled(0) == doctest::Approx(cam.logit).epsilon(1e-6));
+  const double t = 1e-2, derivative = (logit_scaled(t) - logit_scaled(-t)) / (2 * t);
+  const double total = ops::sum(cam.contribution).item<float>();
+  CHECK(std::abs(total) > 1e-3);  // something to compare
+  CHECK(derivative == doctest::Approx(total).epsilon(1e-3).scale(0));  // 4e-5 apart here
+  CHECK(test::error_of([&] { (void)hires_cam(model, out, box, 1); }) ==
+        "hires_cam: needs the model in eval mode and grad mode on");
+  CHECK(test::error_of([&] { (void)box_class_logit(model, out.features, box, 2, {64, 96}); }) ==
+        "box_class_logit: label 2 outside 0..1");
 }

@@ -1,0 +1,57 @@
+// HiResCAM of a detection (see hires_cam.h): ResNet's stage outputs become leaves, the FPN and the
+// box head run on the box with grad mode on, and the finest stage that received a gradient is the
+// one whose FPN level RoIAlign pooled from.
+#include "maskrcnn/hires_cam.h"
+
+#include "autograd/engine.h"
+#include "autograd/node.h"
+#include "ops/ops.h"
+#include "tensor/error.h"
+
+namespace mrcnn::detection {
+
+Tensor box_class_logit(MaskRCNN& model, const std::vector<Tensor>& features, const Tensor& box, int64_t label,
+                       ImageSize image_size) {
+  check(box.dim() == 1 && box.size(0) == 4, "box_class_logit: a box is 4 numbers, got ", shape_str(box.sizes()));
+  check(label >= 0 && label < model.config().num_classes, "box_class_logit: label ", label, " outside 0..",
+        model.config().num_classes - 1);
+  const Tensor proposal = ops::reshape(ops::to(ops::to(box, kFloat32), features[0].device()), {1, 4});
+  const auto [class_logits, box_regression] = model.roi_heads->box_predictions(features, {proposal}, {image_size});
+  return ops::select(ops::select(class_logits, 0, 0), 0, label);
+}
+
+HiResCam hires_cam(MaskRCNN& model, const MaskRCNNOutput& out, const Tensor& box, int64_t label) {
+  check(!model.is_training() && autograd::grad_enabled(), "hires_cam: needs the model in eval mode and grad mode on");
+  check(out.images.image_sizes.size() == 1, "hires_cam: expects the eval-mode output of one image");
+  std::vector<Tensor> stages;
+  {
+    autograd::NoGradGuard no_grad;
+    stages = model.backbone->body->forward(out.images.tensors);
+  }
+  for (Tensor& stage : stages) stage.set_requires_grad(true);
+  const ImageSize size = out.images.image_sizes[0];
+  const Tensor logit = box_class_logit(model, model.backbone->fpn->forward(stages), box, label, size);
+  autograd::backward(logit);
+  HiResCam cam;
+  cam.logit = ops::to(logit.detach(), kCPU).item<float>();
+  // P_k is built from C_k and every coarser stage (the top-down path): the finest stage with a
+  // gradient is the box's.
+  Tensor grad;
+  for (size_t k = 0; k < stages.size() && !grad.defined(); ++k)
+    if (stages[k].grad().defined() && ops::max(ops::abs(stages[k].grad())).item<float>() > 0)
+      grad = stages[k].grad(), cam.stage = static_cast<int64_t>(k);
+  autograd::NoGradGuard no_grad;
+  const Tensor feature = stages[static_cast<size_t>(cam.stage)].detach();
+  if (!grad.defined()) grad = zeros(feature.sizes(), feature.dtype(), feature.device());
+  cam.contribution = ops::sum(ops::mul(ops::select(feature, 0, 0), ops::select(grad, 0, 0)), {0});  // [h, w]
+  const Tensor padded = ops::interpolate(ops::unsqueeze(ops::unsqueeze(ops::relu(cam.contribution), 0), 0),
+                                         {out.images.tensors.size(2), out.images.tensors.size(3)}, ops::InterpolateMode::Bilinear);
+  const Tensor map =
+      ops::contiguous(ops::narrow(ops::narrow(ops::select(ops::select(padded, 0, 0), 0, 0), 0, 0, size.first), 1, 0, size.second));
+  const float peak = ops::max(map).item<float>();
+  cam.map = ops::to(peak > 0 ? ops::div(map, static_cast<double>(peak)) : map, kCPU);
+  cam.contribution = ops::to(cam.contribution, kCPU);
+  return cam;
+}
+
+}  // namespace mrcnn::detection
