@@ -38,6 +38,9 @@ if [ -n "$images" ]; then
   # shellcheck disable=SC2086
   $mrcnn predict --weights "$run/best.safetensors" $images --json "$out/predictions.json" --out "$out/overlays" \
     --masks "$out/masks" --score-thresh 0.5 --summary "$out/patients.csv" --report "$out/prediction_report"
+  # What the model computed on the first of them, stage by stage, and why its top detections scored.
+  rm -rf "$out/features"
+  $mrcnn features --weights "$run/best.safetensors" "${images%% *}" --out "$out/features" > "$out/features.txt"
 fi
 $mrcnn eval --weights "$run/best.safetensors" --data "$data/val.json" --images "$data/images" \
   --json "$out/eval.json" --report "$out/report" | tee "$out/eval.txt"
@@ -48,3 +51,6 @@ echo "  model                $run/best.safetensors (best val segm AP), $run/last
 echo "  evaluation report    $out/report/index.html   (figures: $out/eval.json, $out/eval.txt)"
 echo "  predictions          $out/predictions.json, overlays in $out/overlays/, masks in $out/masks/"
 echo "  per patient          $out/patients.csv, report $out/prediction_report/index.html"
+if [ -n "$images" ]; then
+  echo "  one slice's stages   $out/features/ (features.safetensors, PNGs; cam.0.png: why the top detection scored)"
+fi
