@@ -18,6 +18,7 @@ struct PredictOptions {
   std::string report_dir;                          // per-patient HTML report with an overlay per slice
   double slice_mm = 0;                             // spacing between a patient's slices; > 0: volumes
   std::optional<bool> flip_test;  // --flip-test / --no-flip-test; unset: the config's flip_test
+  bool cams = false;              // with --out / --report: why each slice's best detection scored (HiResCAM)
 };
 int predict(const PredictOptions& options);
 

@@ -14,6 +14,7 @@
 #include <set>
 #include <string>
 
+#include "apps/activation_maps.h"
 #include "apps/commands.h"
 #include "autograd/node.h"
 #include "maskrcnn/hires_cam.h"
@@ -140,32 +141,54 @@ std::vector<Stage> chosen_layers(MaskRCNN& model, const Tensor& image, const std
   return stages;
 }
 
-// The map [1, 1, H, W] in 0..1 as heat (black-red-yellow-white) blended over the input's first
-// channel, stretched to grey, in the map's top-left H x W (the image inside the padding).
-std::vector<uint8_t> heat_over_input(const Tensor& map, const Tensor& input) {
-  const int64_t h = map.size(2), w = map.size(3), pw = input.size(3);
-  const Tensor plane = ops::contiguous(ops::select(ops::select(ops::to(input, kCPU), 0, 0), 0, 0));
-  const float* grey = plane.data<float>();
-  const float* heat = ops::contiguous(map).data<float>();
-  float lo = grey[0], hi = grey[0];
+}  // namespace
+
+std::vector<uint8_t> heat_over_grey(const Tensor& heat, const Tensor& grey) {
+  const Tensor map = ops::contiguous(ops::to(heat, kCPU)), base = ops::contiguous(ops::to(grey, kCPU));
+  check(map.dim() == 2 && base.dim() == 2 && map.size(0) <= base.size(0) && map.size(1) <= base.size(1),
+        "heat_over_grey: a map of ", shape_str(map.sizes()), " over an image of ", shape_str(base.sizes()));
+  const int64_t h = map.size(0), w = map.size(1), stride = base.size(1);
+  const float* g = base.data<float>();
+  const float* v = map.data<float>();
+  float lo = g[0], hi = g[0];
   for (int64_t y = 0; y < h; ++y)
-    for (int64_t x = 0; x < w; ++x) lo = std::min(lo, grey[y * pw + x]), hi = std::max(hi, grey[y * pw + x]);
+    for (int64_t x = 0; x < w; ++x) lo = std::min(lo, g[y * stride + x]), hi = std::max(hi, g[y * stride + x]);
   std::vector<uint8_t> rgb(static_cast<size_t>(h * w * 3));
   for (int64_t y = 0; y < h; ++y)
     for (int64_t x = 0; x < w; ++x) {
-      const float g = hi > lo ? (grey[y * pw + x] - lo) / (hi - lo) : 0.5f, v = std::clamp(heat[y * w + x], 0.0f, 1.0f);
-      const float color[3] = {std::min(1.0f, 3 * v), std::clamp(3 * v - 1, 0.0f, 1.0f), std::clamp(3 * v - 2, 0.0f, 1.0f)};
-      const float alpha = 0.6f * v;
+      const float level = hi > lo ? (g[y * stride + x] - lo) / (hi - lo) : 0.5f, heat_at = std::clamp(v[y * w + x], 0.0f, 1.0f);
+      const float color[3] = {std::min(1.0f, 3 * heat_at), std::clamp(3 * heat_at - 1, 0.0f, 1.0f), std::clamp(3 * heat_at - 2, 0.0f, 1.0f)};
+      const float alpha = 0.6f * heat_at;
       for (int c = 0; c < 3; ++c)
-        rgb[static_cast<size_t>((y * w + x) * 3 + c)] = static_cast<uint8_t>(((1 - alpha) * g + alpha * color[c]) * 255.0f + 0.5f);
+        rgb[static_cast<size_t>((y * w + x) * 3 + c)] = static_cast<uint8_t>(((1 - alpha) * level + alpha * color[c]) * 255.0f + 0.5f);
     }
   return rgb;
 }
 
+Tensor detection_cam(MaskRCNN& model, const Tensor& image, const Tensor& box, int64_t label) {
+  const bool flip_test = model.flip_test();
+  model.set_flip_test(false);  // the map explains one view
+  MaskRCNNOutput out;
+  {
+    autograd::NoGradGuard no_grad;
+    out = model.forward({image});
+  }
+  model.set_flip_test(flip_test);
+  const ImageSize original{image.size(1), image.size(2)};
+  const Tensor resized_box = resize_boxes(ops::reshape(ops::to(box, kCPU), {1, 4}), original, out.images.image_sizes[0]);
+  const HiResCam cam = hires_cam(model, out, ops::select(resized_box, 0, 0), label);
+  autograd::NoGradGuard no_grad;
+  const Tensor at_image = ops::interpolate(ops::unsqueeze(ops::unsqueeze(cam.map, 0), 0), {original.first, original.second},
+                                           ops::InterpolateMode::Bilinear);
+  return ops::contiguous(ops::select(ops::select(at_image, 0, 0), 0, 0));
+}
+
+namespace {
+
 // HiResCAM of the first `count` detections (highest score first): "cam.<d>" [1, 1, H, W] over the
 // resized image, each described in `notes` (metadata and the printed table).
 std::vector<Stage> detection_cams(MaskRCNN& model, const MaskRCNNOutput& out, const Tensor& image, int64_t count,
-                                       std::map<std::string, std::string>& notes) {
+                                  std::map<std::string, std::string>& notes) {
   const Detections& found = out.detections[0];
   const ImageSize original{image.size(1), image.size(2)};
   const Tensor boxes = resize_boxes(ops::to(found.boxes, kCPU), original, out.images.image_sizes[0]);
@@ -223,8 +246,9 @@ int features(const FeaturesOptions& o) {
     const Tensor host = ops::contiguous(ops::to(stage.value, kCPU));
     file.tensors[stage.name] = host;
     if (stage.png == Stage::Png::HeatOverInput) {
-      write_png((std::filesystem::path(o.out_dir) / (stage.name + ".png")).string(), heat_over_input(host, out.images.tensors),
-                host.size(2), host.size(3));
+      const Tensor input_grey = ops::select(ops::select(out.images.tensors, 0, 0), 0, 0);
+      write_png((std::filesystem::path(o.out_dir) / (stage.name + ".png")).string(),
+                heat_over_grey(ops::select(ops::select(host, 0, 0), 0, 0), input_grey), host.size(2), host.size(3));
       ++pngs;
     } else if (stage.png != Stage::Png::None) {
       const bool logits = stage.png == Stage::Png::SigmoidOfLogits;
@@ -245,7 +269,7 @@ int features(const FeaturesOptions& o) {
   }
   const std::string path = (std::filesystem::path(o.out_dir) / "features.safetensors").string();
   safetensors::save(path, file);
-  std::fprintf(stderr, "wrote %zu tensors to %s, and %lld PNGs beside it (each one's first 16 channels)\n", file.tensors.size(),
+  std::fprintf(stderr, "wrote %zu tensors to %s, and %lld PNGs beside it\n", file.tensors.size(),
                path.c_str(), static_cast<long long>(pngs));
   return 0;
 }

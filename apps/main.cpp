@@ -105,6 +105,8 @@ int main(int argc, char** argv) {
                           "for --summary and --report, with --pixel-mm: the spacing of a patient's consecutive slices, "
                           "for a volume (sum of areas x spacing)")
       ->check(kPositive);
+  predict_cmd->add_flag("--cams", predict.cams,
+                        "with --out / --report: a heat map of why each slice's best detection scored (HiResCAM)");
   predict_cmd->add_option("--device", predict.device, "cpu (default), cuda or cuda:N");
   add_flip_test_flags(predict_cmd, predict.flip_test);
 

@@ -16,6 +16,7 @@ struct SliceResult {
   int64_t detections = 0, covered = 0;  // covered: pixels under any written detection's mask
   double best_score = 0;                // 0 without detections
   std::string overlay;                  // the report's overlay PNG, relative to the report folder
+  std::string cam;                      // --cams: the best detection's activation map there (empty: none)
   int64_t width = 0;
 };
 

@@ -9,6 +9,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "apps/activation_maps.h"
 #include "apps/commands.h"
 #include "apps/patient_summary.h"
 #include "cuda/allocator.h"
@@ -18,6 +19,7 @@
 #include "maskrcnn/image_io.h"
 #include "maskrcnn/model_io.h"
 #include "maskrcnn/rle.h"
+#include "ops/reduce.h"
 
 namespace mrcnn::apps {
 
@@ -121,6 +123,8 @@ int predict(const PredictOptions& given) {
         "predict: --slice-mm gives volumes in --summary and --report, which also need --pixel-mm (the in-plane spacing)");
   for (const std::string& dir : {options.out_dir, options.masks_dir, options.report_dir})
     if (!dir.empty()) check_output_folder(dir);
+  check(!options.cams || !options.out_dir.empty() || !options.report_dir.empty(),
+        "predict: --cams draws its maps beside the overlays: give --out or --report too");
   // Two images with one stem (a.jpg, a.png) would share an overlay or mask file.
   for (const auto& [dir, suffix] : {std::pair{options.out_dir, "_overlay.png"}, std::pair{options.masks_dir, "_mask.png"}}) {
     if (dir.empty()) continue;
@@ -173,7 +177,7 @@ int predict(const PredictOptions& given) {
       if (options.pixel_mm > 0) results.back()["area_mm2"] = mm2(area, options.pixel_mm);
       kept.push_back({det, prediction.masks[k]});
     }
-    SliceResult slice{file_name, per_patient ? patients[index] : "", static_cast<int64_t>(kept.size()), 0, 0.0, "", w};
+    SliceResult slice{file_name, per_patient ? patients[index] : "", static_cast<int64_t>(kept.size()), 0, 0.0, "", "", w};
     for (const Kept& k : kept) slice.best_score = std::max(slice.best_score, k.detection.score);
     if (!options.out_dir.empty() || !options.report_dir.empty()) {
       const std::vector<uint8_t> rgb = overlay(image, kept);
@@ -182,6 +186,21 @@ int predict(const PredictOptions& given) {
         // The place in the list keeps two slices named alike (p1/slice.jpg, p2/slice.jpg) apart.
         slice.overlay = str_cat("images/", index + 1, "_", std::filesystem::path(path).stem().string(), ".png");
         write_png((std::filesystem::path(options.report_dir) / slice.overlay).string(), rgb, h, w);
+      }
+    }
+    if (options.cams && !kept.empty()) {
+      // Why the best written detection scored: its HiResCAM over the slice.
+      const Kept& top = *std::max_element(kept.begin(), kept.end(),
+                                          [](const Kept& a, const Kept& b) { return a.detection.score < b.detection.score; });
+      const auto& b = top.detection.bbox;  // COCO x, y, width, height
+      const Tensor box = from_vector<float>({static_cast<float>(b[0]), static_cast<float>(b[1]), static_cast<float>(b[0] + b[2]),
+                                             static_cast<float>(b[1] + b[3])}, {4});
+      const int64_t label = std::find(category_ids.begin(), category_ids.end(), top.detection.category_id) - category_ids.begin() + 1;
+      const std::vector<uint8_t> heat = heat_over_grey(detection_cam(*model, image, box, label), ops::mean(image, {0}));
+      if (!options.out_dir.empty()) write_png(output_png(options.out_dir, path, "_cam.png"), heat, h, w);
+      if (!options.report_dir.empty()) {
+        slice.cam = str_cat("images/", index + 1, "_", std::filesystem::path(path).stem().string(), "_cam.png");
+        write_png((std::filesystem::path(options.report_dir) / slice.cam).string(), heat, h, w);
       }
     }
     // The label image: 0 where no written detection lies. One class: 255 inside (visible as it is).

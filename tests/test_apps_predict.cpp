@@ -304,6 +304,32 @@ TEST_CASE("mrcnn predict --summary: per patient, the slices, those with a detect
   }
   CHECK(html.find("It is not a diagnosis") != std::string::npos);
   CHECK(html.find("by Cavalieri's rule") != std::string::npos);
+  // --cams: beside each overlay, why the slice's best written detection scored; "-" without one.
+  const fs::path with_cams = dir / "report_cams", cams_out = dir / "cams";
+  const test::Run cams = test::run_mrcnn("predict --weights " + weights + images + options + " --report " + with_cams.string() +
+                                         " --out " + cams_out.string() + " --cams");
+  INFO(cams.output);
+  REQUIRE(cams.status == 0);
+  std::ifstream cams_file(with_cams / "index.html");
+  const std::string cams_html((std::istreambuf_iterator<char>(cams_file)), std::istreambuf_iterator<char>());
+  CHECK(cams_html.find("<th class=l>why the best detection scored</th>") != std::string::npos);
+  CHECK(cams_html.find("<dt>Why the best detection scored</dt>") != std::string::npos);
+  CHECK(html.find("why the best detection scored") == std::string::npos);  // only when asked for
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string stem = names[i].substr(0, names[i].size() - 4);
+    const std::string png = "images/" + std::to_string(i + 1) + "_" + stem + "_cam.png";
+    const bool written = best[i] >= threshold;
+    CHECK(fs::exists(with_cams / png) == written);
+    CHECK(fs::exists(cams_out / (stem + "_cam.png")) == written);
+    if (written) {
+      CHECK(cams_html.find("<img src=\"" + png + "\" width=90>") != std::string::npos);
+      CHECK(load_image((with_cams / png).string(), 3).sizes() == Shape{3, 70, 90});
+    }
+  }
+  CHECK(cams_html.find("<td class=l>-</td></tr>") != std::string::npos);  // the slice without a written detection
+  const test::Run cams_alone = test::run_mrcnn("predict --weights " + weights + images + " --json " + json + " --cams");
+  CHECK(cams_alone.status == 1);
+  CHECK(cams_alone.output == "mrcnn: error: predict: --cams draws its maps beside the overlays: give --out or --report too\n");
   // Without the spacings: pixels only; another --group-regex groups differently (every slice its own patient).
   REQUIRE(test::run_mrcnn("predict --weights " + weights + images + " --json " + json + " --score-thresh " +
                           printed("%.17g", threshold) + " --summary " + csv + " --group-regex '^(.*)[.]png'").status == 0);

@@ -1,0 +1,20 @@
+// Class activation maps drawn for readers: `mrcnn features` (every top detection of one image) and
+// `mrcnn predict --cams` (each slice's best detection) share these; defined in features.cpp.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "maskrcnn/mask_rcnn.h"
+
+namespace mrcnn::apps {
+
+// A map [H, W] in 0..1 as heat (black, red, yellow, white) blended over the top-left H x W of
+// `grey` [>= H, >= W] (stretched to its own range there): RGB bytes, H x W.
+std::vector<uint8_t> heat_over_grey(const Tensor& heat, const Tensor& grey);
+
+// HiResCAM (maskrcnn/hires_cam.h) of one detection on `image` [C, H, W] (0..1, as load_image gives;
+// the model in eval mode, one view whatever its flip test): box [4] = x1, y1, x2, y2 in the image's
+// pixels, label the model's class index (1..). Returns [H, W] in 0..1. Grad mode must be on.
+Tensor detection_cam(detection::MaskRCNN& model, const Tensor& image, const Tensor& box, int64_t label);
+
+}  // namespace mrcnn::apps
