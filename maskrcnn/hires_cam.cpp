@@ -10,6 +10,26 @@
 
 namespace mrcnn::detection {
 
+namespace {
+
+// requires_grad off on a module's trainable parameters while alive, back on after (also on an error).
+class FrozenParameters {
+ public:
+  explicit FrozenParameters(nn::Module& module) : trainable_(module.trainable_parameters()) {
+    for (Tensor& p : trainable_) p.set_requires_grad(false);
+  }
+  ~FrozenParameters() {
+    for (Tensor& p : trainable_) p.set_requires_grad(true);
+  }
+  FrozenParameters(const FrozenParameters&) = delete;
+  FrozenParameters& operator=(const FrozenParameters&) = delete;
+
+ private:
+  std::vector<Tensor> trainable_;
+};
+
+}  // namespace
+
 Tensor box_class_logit(MaskRCNN& model, const std::vector<Tensor>& features, const Tensor& box, int64_t label,
                        ImageSize image_size) {
   check(box.dim() == 1 && box.size(0) == 4, "box_class_logit: a box is 4 numbers, got ", shape_str(box.sizes()));
@@ -30,8 +50,13 @@ HiResCam hires_cam(MaskRCNN& model, const MaskRCNNOutput& out, const Tensor& box
   }
   for (Tensor& stage : stages) stage.set_requires_grad(true);
   const ImageSize size = out.images.image_sizes[0];
-  const Tensor logit = box_class_logit(model, model.backbone->fpn->forward(stages), box, label, size);
-  autograd::backward(logit);
+  Tensor logit;
+  {
+    // Only the stages' gradient is wanted: the parameters' .grad (a caller's training state) stay as they are.
+    const FrozenParameters frozen(model);
+    logit = box_class_logit(model, model.backbone->fpn->forward(stages), box, label, size);
+    autograd::backward(logit);
+  }
   HiResCam cam;
   cam.logit = ops::to(logit.detach(), kCPU).item<float>();
   // P_k is built from C_k and every coarser stage (the top-down path): the finest stage with a

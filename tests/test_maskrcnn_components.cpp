@@ -465,6 +465,11 @@ TEST_CASE("hires_cam: the contributions sum to the logit's first-order change, s
   const Tensor box = from_vector<float>({8, 8, 40, 40}, {4});
   const HiResCam cam = hires_cam(model, out, box, 1);
   CHECK(cam.stage == 0);
+  // The parameters keep their gradients (none here) and stay trainable.
+  for (const auto& [name, p] : model.named_parameters()) {
+    CHECK(!p.grad().defined());
+    CHECK(p.requires_grad());
+  }
   CHECK(cam.map.sizes() == Shape{64, 96});
   CHECK(ops::min(cam.map).item<float>() >= 0);
   CHECK(ops::max(cam.map).item<float>() == 1.0f);
