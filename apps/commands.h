@@ -60,6 +60,7 @@ struct EvalOptions {
   double score_thresh = 0.5, lesion_iou = 0.5;
   double pixel_mm = 0;            // in-plane pixel spacing; > 0: distances also in millimetres
   std::optional<bool> flip_test;  // as in PredictOptions
+  bool cams = false;              // with --report and --weights: why each image's best detection scored
 };
 int eval(const EvalOptions& options);
 

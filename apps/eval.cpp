@@ -12,6 +12,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 
+#include "apps/activation_maps.h"
 #include "apps/commands.h"
 #include "apps/intervals.h"
 #include "apps/plot.h"
@@ -252,7 +253,7 @@ std::vector<uint8_t> report_overlay(const Sample& sample, const std::vector<uint
 }
 
 // What each figure means, for a reader who does not work with these metrics every day.
-std::string glossary_html(const EvalOptions& o, const DistanceUnit& unit) {
+std::string glossary_html(const EvalOptions& o, const DistanceUnit& unit, bool cams) {
   const std::string threshold = fmt(o.score_thresh, "%.2f");
   return "<h2>How to read this report</h2><dl>"
          "<dt>Dice</dt><dd>How well the predicted tumour area (masks scoring &ge; " + threshold + ") covers the labelled one "
@@ -282,7 +283,7 @@ std::string glossary_html(const EvalOptions& o, const DistanceUnit& unit) {
          "<dt>Interval (summary)</dt><dd>The range the figure would likely take on other patients like these: patients "
          "are drawn again at random, with repeats, many times, and the figure recomputed each time; the interval holds "
          "the middle 95% of those values. With few patients it is wide, and a difference between two models that lies "
-         "within it may be chance.</dd></dl>"
+         "within it may be chance.</dd>" + (cams ? std::string(kCamGlossary) : std::string()) + "</dl>"
          "<p>These figures measure agreement with the labels of this data set. They are not a clinical validation: how "
          "the model does on other scanners, protocols or patients is not shown here.</p>\n";
 }
@@ -307,8 +308,14 @@ Chart area_agreement_chart(const SegmentationSummary& s, const DistanceUnit& uni
   return chart;
 }
 
+// What --cams needs: the model and its labels' COCO ids.
+struct CamSource {
+  MaskRCNN* model = nullptr;  // null: no maps
+  std::vector<int64_t> category_ids;
+};
+
 void write_report(const std::string& dir, const DatasetEvaluation& e, const std::vector<Sample>& samples,
-                  const EvalOptions& o, const Tables& tables) {
+                  const EvalOptions& o, const Tables& tables, const CamSource& cams) {
   const fs::path root(dir);
   fs::create_directories(root / "images");
   const auto& s = e.segmentation;
@@ -374,7 +381,8 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
           "the predicted one up. On the line the two agree; above it the model marks more than the label, below it less.</p>\n"
           "<h2>Images, worst Dice first</h2><table><tr><th class=l>image</th><th>Dice</th><th>IoU</th><th>" +
           hd95_header + "</th>"
-          "<th>lesions found</th><th>false pos.</th><th class=l>overlay</th></tr>\n";
+          "<th>lesions found</th><th>false pos.</th><th class=l>overlay</th>" +
+          (cams.model ? str_cat("<th class=l>", kCamColumn, "</th>") : std::string()) + "</tr>\n";
   for (size_t i : order) {
     const ImageScore& score = s.images[i];
     const Sample& sample = samples[i];
@@ -391,9 +399,16 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
             fmt(score.overlap.dice) + "</td><td>" + fmt(score.overlap.iou) + "</td><td>" + unit(score.overlap.hd95) +
             "</td><td>" + std::to_string(score.detected) + "/" + std::to_string(score.lesions) + "</td><td>" +
             std::to_string(score.false_positives) + "</td><td class=l><img src=\"" + html_escape(png) + "\" width=" +
-            std::to_string(w) + "></td></tr>\n";
+            std::to_string(w) + "></td>";
+    if (cams.model) {
+      const auto heat = best_detection_cam(*cams.model, sample.image, p.detections, o.score_thresh, cams.category_ids);
+      const std::string cam_png = "images/" + std::to_string(sample.info.id) + "_" + fs::path(sample.info.file_name).stem().string() + "_cam.png";
+      if (heat) write_png((root / cam_png).string(), *heat, h, w);
+      html += "<td class=l>" + (heat ? "<img src=\"" + html_escape(cam_png) + "\" width=" + std::to_string(w) + ">" : std::string("-")) + "</td>";
+    }
+    html += "</tr>\n";
   }
-  html += "</table>\n" + glossary_html(o, unit) + "</body></html>\n";
+  html += "</table>\n" + glossary_html(o, unit, cams.model != nullptr) + "</body></html>\n";
   write_file_atomically((root / "index.html").string(), html);
 }
 
@@ -442,6 +457,7 @@ int eval(const EvalOptions& options) {
         "eval: --config, --device and --flip-test/--no-flip-test run a model; --results scores detections already made");
   const Device device = model_device(o.device);
   check(o.lesion_iou > 0 && o.lesion_iou <= 1, "eval: --lesion-iou must be in (0, 1]");
+  check(!o.cams || (from_model && !o.report_dir.empty()), "eval: --cams draws maps in the report of a model's run: give --report and --weights");
   if (!o.json_out.empty()) check_output_file(o.json_out);
   if (!o.detections_out.empty()) check_output_file(o.detections_out);
   if (!o.report_dir.empty()) check_output_folder(o.report_dir);
@@ -473,7 +489,12 @@ int eval(const EvalOptions& options) {
   if (!o.json_out.empty()) write_file_atomically(o.json_out, results_json(e, o, tables).dump(1) + "\n");
   if (!o.detections_out.empty()) write_file_atomically(o.detections_out, detections_json(e, truth).dump() + "\n");
   if (!o.report_dir.empty()) {
-    write_report(o.report_dir, e, samples, o, tables);
+    CamSource cams;
+    if (o.cams) {
+      cams.model = model.get();
+      for (const auto& [id, name] : checkpoint_categories(checkpoint, model->config().num_classes)) cams.category_ids.push_back(id);
+    }
+    write_report(o.report_dir, e, samples, o, tables, cams);
     std::fprintf(stderr, "report: %s\n", (fs::path(o.report_dir) / "index.html").string().c_str());
   }
   return 0;

@@ -141,50 +141,6 @@ std::vector<Stage> chosen_layers(MaskRCNN& model, const Tensor& image, const std
   return stages;
 }
 
-}  // namespace
-
-std::vector<uint8_t> heat_over_grey(const Tensor& heat, const Tensor& grey) {
-  const Tensor map = ops::contiguous(ops::to(heat, kCPU)), base = ops::contiguous(ops::to(grey, kCPU));
-  check(map.dim() == 2 && base.dim() == 2 && map.size(0) <= base.size(0) && map.size(1) <= base.size(1),
-        "heat_over_grey: a map of ", shape_str(map.sizes()), " over an image of ", shape_str(base.sizes()));
-  const int64_t h = map.size(0), w = map.size(1), stride = base.size(1);
-  const float* g = base.data<float>();
-  const float* v = map.data<float>();
-  float lo = g[0], hi = g[0];
-  for (int64_t y = 0; y < h; ++y)
-    for (int64_t x = 0; x < w; ++x) lo = std::min(lo, g[y * stride + x]), hi = std::max(hi, g[y * stride + x]);
-  std::vector<uint8_t> rgb(static_cast<size_t>(h * w * 3));
-  for (int64_t y = 0; y < h; ++y)
-    for (int64_t x = 0; x < w; ++x) {
-      const float level = hi > lo ? (g[y * stride + x] - lo) / (hi - lo) : 0.5f, heat_at = std::clamp(v[y * w + x], 0.0f, 1.0f);
-      const float color[3] = {std::min(1.0f, 3 * heat_at), std::clamp(3 * heat_at - 1, 0.0f, 1.0f), std::clamp(3 * heat_at - 2, 0.0f, 1.0f)};
-      const float alpha = 0.6f * heat_at;
-      for (int c = 0; c < 3; ++c)
-        rgb[static_cast<size_t>((y * w + x) * 3 + c)] = static_cast<uint8_t>(((1 - alpha) * level + alpha * color[c]) * 255.0f + 0.5f);
-    }
-  return rgb;
-}
-
-Tensor detection_cam(MaskRCNN& model, const Tensor& image, const Tensor& box, int64_t label) {
-  const bool flip_test = model.flip_test();
-  model.set_flip_test(false);  // the map explains one view
-  MaskRCNNOutput out;
-  {
-    autograd::NoGradGuard no_grad;
-    out = model.forward({image});
-  }
-  model.set_flip_test(flip_test);
-  const ImageSize original{image.size(1), image.size(2)};
-  const Tensor resized_box = resize_boxes(ops::reshape(ops::to(box, kCPU), {1, 4}), original, out.images.image_sizes[0]);
-  const HiResCam cam = hires_cam(model, out, ops::select(resized_box, 0, 0), label);
-  autograd::NoGradGuard no_grad;
-  const Tensor at_image = ops::interpolate(ops::unsqueeze(ops::unsqueeze(cam.map, 0), 0), {original.first, original.second},
-                                           ops::InterpolateMode::Bilinear);
-  return ops::contiguous(ops::select(ops::select(at_image, 0, 0), 0, 0));
-}
-
-namespace {
-
 // HiResCAM of the first `count` detections (highest score first): "cam.<d>" [1, 1, H, W] over the
 // resized image, each described in `notes` (metadata and the printed table).
 std::vector<Stage> detection_cams(MaskRCNN& model, const MaskRCNNOutput& out, const Tensor& image, int64_t count,

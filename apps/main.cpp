@@ -186,6 +186,7 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--json", eval.json_out, "write every figure, per image and per patient, as JSON");
   eval_cmd->add_option("--detections", eval.detections_out, "write the detections as COCO results JSON");
   eval_cmd->add_option("--report", eval.report_dir, "write an HTML report with overlays here");
+  eval_cmd->add_flag("--cams", eval.cams, "with --report and --weights: a heat map of why each image's best detection scored");
   eval_cmd->add_option("--device", eval.device, "cpu (default), cuda or cuda:N");
   add_flip_test_flags(eval_cmd, eval.flip_test);
 

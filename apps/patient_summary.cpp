@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <map>
 
+#include "apps/activation_maps.h"
 #include "tensor/error.h"
 
 namespace mrcnn::apps {
@@ -117,7 +118,7 @@ void write_prediction_report(const PredictOptions& o, const std::vector<SliceRes
             (volume ? "<td>" + fmt(volume_ml(r, o), "%.2f") + "</td>" : "") + "</tr>";
   html += "</table>\n<h2>Slices, by patient (file names in numeric order)</h2><table><tr><th class=l>patient</th><th class=l>slice</th><th>detections</th>"
           "<th>best score</th><th>covered area (" + unit + ")</th><th class=l>overlay</th>" +
-          (o.cams ? "<th class=l>why the best detection scored</th>" : "") + "</tr>\n";
+          (o.cams ? str_cat("<th class=l>", kCamColumn, "</th>") : std::string()) + "</tr>\n";
   for (const PatientArea& r : rows) {
     std::vector<const SliceResult*> mine;
     for (const SliceResult& slice : slices)
@@ -142,11 +143,7 @@ void write_prediction_report(const PredictOptions& o, const std::vector<SliceRes
           "<dt>Covered area</dt><dd>The " + std::string(mm ? "area, in mm&sup2; (pixels &times; " + fmt(o.pixel_mm, "%g") +
           " mm, squared)," : "pixels (give <code>--pixel-mm</code> for mm&sup2;)") + " inside any shown detection on the "
           "slice; per patient, the largest slice and the sum over the slices given.</dd>" +
-          (o.cams ? "<dt>Why the best detection scored</dt><dd>Heat over the slice where the image features that raised the "
-                    "model's score for its best detection lie (HiResCAM: at each place, how much its features, weighed by how "
-                    "the score responds to them, added to the score; brightest = most). It shows what the model used, which "
-                    "may be the lesion's edge or its surroundings; it is not a finding of its own.</dd>"
-                  : std::string()) +
+          (o.cams ? std::string(kCamGlossary) : std::string()) +
           (volume ? "<dt>Volume</dt><dd>The total area &times; the distance between slices (" + fmt(o.slice_mm, "%g") +
                         " mm), by Cavalieri's rule: right only when the images are all of a scan's slices, evenly spaced; "
                         "slices left out make it too small.</dd>"

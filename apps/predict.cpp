@@ -19,7 +19,6 @@
 #include "maskrcnn/image_io.h"
 #include "maskrcnn/model_io.h"
 #include "maskrcnn/rle.h"
-#include "ops/reduce.h"
 
 namespace mrcnn::apps {
 
@@ -188,19 +187,16 @@ int predict(const PredictOptions& given) {
         write_png((std::filesystem::path(options.report_dir) / slice.overlay).string(), rgb, h, w);
       }
     }
-    if (options.cams && !kept.empty()) {
+    if (options.cams) {
       // Why the best written detection scored: its HiResCAM over the slice.
-      const Kept& top = *std::max_element(kept.begin(), kept.end(),
-                                          [](const Kept& a, const Kept& b) { return a.detection.score < b.detection.score; });
-      const auto& b = top.detection.bbox;  // COCO x, y, width, height
-      const Tensor box = from_vector<float>({static_cast<float>(b[0]), static_cast<float>(b[1]), static_cast<float>(b[0] + b[2]),
-                                             static_cast<float>(b[1] + b[3])}, {4});
-      const int64_t label = std::find(category_ids.begin(), category_ids.end(), top.detection.category_id) - category_ids.begin() + 1;
-      const std::vector<uint8_t> heat = heat_over_grey(detection_cam(*model, image, box, label), ops::mean(image, {0}));
-      if (!options.out_dir.empty()) write_png(output_png(options.out_dir, path, "_cam.png"), heat, h, w);
-      if (!options.report_dir.empty()) {
-        slice.cam = str_cat("images/", index + 1, "_", std::filesystem::path(path).stem().string(), "_cam.png");
-        write_png((std::filesystem::path(options.report_dir) / slice.cam).string(), heat, h, w);
+      std::vector<EvalDetection> written;
+      for (const Kept& k : kept) written.push_back(k.detection);
+      if (const auto heat = best_detection_cam(*model, image, written, options.score_thresh, category_ids)) {
+        if (!options.out_dir.empty()) write_png(output_png(options.out_dir, path, "_cam.png"), *heat, h, w);
+        if (!options.report_dir.empty()) {
+          slice.cam = str_cat("images/", index + 1, "_", std::filesystem::path(path).stem().string(), "_cam.png");
+          write_png((std::filesystem::path(options.report_dir) / slice.cam).string(), *heat, h, w);
+        }
       }
     }
     // The label image: 0 where no written detection lies. One class: 255 inside (visible as it is).

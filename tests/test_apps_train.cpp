@@ -524,7 +524,8 @@ TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained mode
   // --pixel-mm: HD95 also in millimetres, beside the pixels (JSON) or instead of them (table, report).
   const auto one_view = test::run_mrcnn("eval --weights " + weights + " --data " + (d / "val.json").string() + " --images " +
                                         (d / "images").string() + " --no-flip-test --json " + (dir / "eval1.json").string() +
-                                        " --pixel-mm 0.5 --score-thresh 0.3 --report " + (dir / "report_mm").string());
+                                        " --pixel-mm 0.5 --score-thresh 0.3 --report " + (dir / "report_mm").string() +
+                                        " --cams --detections " + (dir / "dets1.json").string());
   REQUIRE(one_view.status == 0);
   const json in_mm = read_json(dir / "eval1.json");
   CHECK(in_mm["flip_test"] == false);
@@ -553,6 +554,25 @@ TEST_CASE("mrcnn train --val-fraction, then predict and eval on the trained mode
   const std::string mm_html((std::istreambuf_iterator<char>(mm_file)), std::istreambuf_iterator<char>());
   CHECK(mm_html.find("<th>HD95 (mm)</th>") != std::string::npos);
   CHECK(mm_html.find("<th>labelled area (mm&sup2;)</th>") != std::string::npos);
+  // --cams: beside each overlay, why the image's best detection (scoring >= 0.3) scored; "-" without one.
+  CHECK(mm_html.find("<th class=l>why the best detection scored</th>") != std::string::npos);
+  CHECK(mm_html.find("<dt>Why the best detection scored</dt>") != std::string::npos);
+  CHECK(html.find("why the best detection scored") == std::string::npos);  // only when asked for
+  const json one_view_dets = read_json(dir / "dets1.json");
+  for (const auto& image : in_mm["images"]) {
+    bool scored = false;
+    for (const auto& det : one_view_dets) scored = scored || (det["image_id"] == image["image_id"] && det["score"].get<double>() >= 0.3);
+    const std::string cam = "images/" + std::to_string(image["image_id"].get<int64_t>()) + "_" +
+                            fs::path(image["file_name"].get<std::string>()).stem().string() + "_cam.png";
+    CHECK(fs::exists(dir / "report_mm" / cam) == scored);
+    CHECK((mm_html.find("<img src=\"" + cam + "\"") != std::string::npos) == scored);
+    if (scored) CHECK(load_image((dir / "report_mm" / cam).string(), 3).size(0) == 3);
+  }
+  const auto cams_without_report = test::run_mrcnn("eval --weights " + weights + " --data " + (d / "val.json").string() +
+                                                   " --images " + (d / "images").string() + " --cams");
+  CHECK(cams_without_report.status == 1);
+  CHECK(cams_without_report.output ==
+        "mrcnn: error: eval: --cams draws maps in the report of a model's run: give --report and --weights\n");
   for (const auto& patient : in_mm["patients"]) {
     CHECK(patient["truth_mm2"].get<double>() == patient["truth_pixels"].get<double>() * 0.25);
     CHECK(patient["predicted_mm2"].get<double>() == patient["predicted_pixels"].get<double>() * 0.25);
