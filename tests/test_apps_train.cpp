@@ -345,40 +345,6 @@ TEST_CASE("mrcnn train: each validation's intervals are those eval gives for the
   CHECK(one.output.find(dice) != std::string::npos);
 }
 
-TEST_CASE("mrcnn curves: a validation's Dice interval is a bar at its epoch, from its low to its high") {
-  const fs::path dir = test::scratch_dir("curves_intervals");
-  // Two runs' logs alike but for one Dice interval (epoch 1: 0.2-0.8); the other series lie outside 0.2-0.8.
-  for (const char* run : {"plain", "bars"}) {
-    fs::create_directories(dir / run);
-    std::ofstream(dir / run / "epochs.jsonl") << R"({"epoch": 1, "mean_loss": 2.0})" "\n" R"({"epoch": 2, "mean_loss": 1.0})" "\n";
-    std::ofstream metrics(dir / run / "metrics.jsonl");
-    for (int epoch : {1, 2}) {
-      json line = {{"epoch", epoch}, {"segm", {{"AP", 0.1}, {"AP50", 0.95}}}, {"bbox", {{"AP", 0.05}}}, {"dice", 0.5}};
-      if (std::string(run) == "bars" && epoch == 1) line["intervals"] = {{"dice", {0.2, 0.8}}};
-      metrics << line.dump() << "\n";
-    }
-  }
-  for (const char* run : {"plain", "bars"}) REQUIRE(test::run_mrcnn("curves " + (dir / run).string()).status == 0);
-  const Tensor plain = load_image((dir / "plain" / "curves.png").string(), 3), bars = load_image((dir / "bars" / "curves.png").string(), 3);
-  REQUIRE(plain.sizes() == Shape{3, 360, 960});
-  REQUIRE(bars.sizes() == plain.sizes());
-  // The validation chart starts at x 480; its plot area spans x 536..944 and y 320 (0) .. 56 (1):
-  // epoch 1 lies at x 536, 0.8 at y 108.8 and 0.2 at y 267.2.
-  int64_t differing = 0, x_lo = 960, x_hi = -1, y_lo = 360, y_hi = -1;
-  for (int64_t y = 0; y < 360; ++y)
-    for (int64_t x = 0; x < 960; ++x)
-      for (int64_t c = 0; c < 3; ++c)
-        if (plain.data<float>()[(c * 360 + y) * 960 + x] != bars.data<float>()[(c * 360 + y) * 960 + x]) {
-          ++differing, x_lo = std::min(x_lo, x), x_hi = std::max(x_hi, x), y_lo = std::min(y_lo, y), y_hi = std::max(y_hi, y);
-          break;
-        }
-  CHECK(differing > 150);
-  CHECK(x_lo >= 533);
-  CHECK(x_hi <= 539);
-  CHECK(y_lo == 109);
-  CHECK(y_hi == 267);
-}
-
 TEST_CASE("mrcnn train: bad recipes and data are one error line") {
   const fs::path dir = test::scratch_dir("bad");
   const fs::path d = synthetic_set();
