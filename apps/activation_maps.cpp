@@ -44,17 +44,15 @@ std::vector<uint8_t> heat_over_grey(const Tensor& heat, const Tensor& grey) {
 }
 
 Tensor detection_cam(MaskRCNN& model, const Tensor& image, const Tensor& box, int64_t label) {
-  const bool flip_test = model.flip_test();
-  model.set_flip_test(false);  // the map explains one view
-  MaskRCNNOutput out;
+  // Only the eval transform of the image: the map explains one view, whatever the flip test.
+  ImageList images;
   {
     autograd::NoGradGuard no_grad;
-    out = model.forward({image});
+    images = model.transform().forward({image}, nullptr, nullptr, model.device());
   }
-  model.set_flip_test(flip_test);
   const ImageSize original{image.size(1), image.size(2)};
-  const Tensor resized_box = resize_boxes(ops::reshape(ops::to(box, kCPU), {1, 4}), original, out.images.image_sizes[0]);
-  const HiResCam cam = hires_cam(model, out, ops::select(resized_box, 0, 0), label);
+  const Tensor resized_box = resize_boxes(ops::reshape(ops::to(box, kCPU), {1, 4}), original, images.image_sizes[0]);
+  const HiResCam cam = hires_cam(model, images, ops::select(resized_box, 0, 0), label);
   autograd::NoGradGuard no_grad;
   const Tensor at_image = ops::interpolate(ops::unsqueeze(ops::unsqueeze(cam.map, 0), 0), {original.first, original.second},
                                            ops::InterpolateMode::Bilinear);

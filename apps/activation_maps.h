@@ -1,5 +1,5 @@
-// Class activation maps drawn for readers: `mrcnn features` (every top detection of one image) and
-// `mrcnn predict --cams` (each slice's best detection) share these; defined in features.cpp.
+// Class activation maps drawn for readers: `mrcnn features` (every top detection of one image),
+// `mrcnn predict --cams` and `mrcnn eval --cams` (each slice's best detection) share these.
 #pragma once
 #include <cstdint>
 #include <optional>

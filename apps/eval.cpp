@@ -393,7 +393,8 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
       if (p.detections[k].score >= o.score_thresh)
         for (size_t j = 0; j < predicted.size(); ++j) predicted[j] |= p.masks[k][j];
     // The image id keeps two slices named alike (p1/slice.jpg, p2/slice.jpg) from sharing an overlay.
-    const std::string png = "images/" + std::to_string(sample.info.id) + "_" + fs::path(sample.info.file_name).stem().string() + ".png";
+    const std::string stem = "images/" + std::to_string(sample.info.id) + "_" + fs::path(sample.info.file_name).stem().string();
+    const std::string png = stem + ".png";
     write_png((root / png).string(), report_overlay(sample, predicted), h, w);
     html += "<tr><td class=l>" + html_escape(score.file_name) + "</td><td" + (score.overlap.dice < 0.5 ? " class=bad" : "") + ">" +
             fmt(score.overlap.dice) + "</td><td>" + fmt(score.overlap.iou) + "</td><td>" + unit(score.overlap.hd95) +
@@ -402,7 +403,7 @@ void write_report(const std::string& dir, const DatasetEvaluation& e, const std:
             std::to_string(w) + "></td>";
     if (cams.model) {
       const auto heat = best_detection_cam(*cams.model, sample.image, p.detections, o.score_thresh, cams.category_ids);
-      const std::string cam_png = "images/" + std::to_string(sample.info.id) + "_" + fs::path(sample.info.file_name).stem().string() + "_cam.png";
+      const std::string cam_png = stem + "_cam.png";
       if (heat) write_png((root / cam_png).string(), *heat, h, w);
       html += "<td class=l>" + (heat ? "<img src=\"" + html_escape(cam_png) + "\" width=" + std::to_string(w) + ">" : std::string("-")) + "</td>";
     }

@@ -152,7 +152,7 @@ std::vector<Stage> detection_cams(MaskRCNN& model, const MaskRCNNOutput& out, co
   const auto scores = to_vector<float>(ops::to(found.scores, kCPU));
   std::vector<Stage> stages;
   for (int64_t d = 0; d < std::min<int64_t>(count, boxes.size(0)); ++d) {
-    const HiResCam cam = hires_cam(model, out, ops::select(boxes, 0, d), labels[static_cast<size_t>(d)]);
+    const HiResCam cam = hires_cam(model, out.images, ops::select(boxes, 0, d), labels[static_cast<size_t>(d)]);
     const std::string name = "cam." + std::to_string(d);
     notes[name] = str_cat("detection ", d, " (score ", fmt(scores[static_cast<size_t>(d)]), ", label ",
                           labels[static_cast<size_t>(d)], "): on backbone.body.layer", cam.stage + 1, ", class logit ", fmt(cam.logit));

@@ -178,12 +178,14 @@ int predict(const PredictOptions& given) {
     }
     SliceResult slice{file_name, per_patient ? patients[index] : "", static_cast<int64_t>(kept.size()), 0, 0.0, "", "", w};
     for (const Kept& k : kept) slice.best_score = std::max(slice.best_score, k.detection.score);
+    // The report's images of this slice: the place in the list keeps two slices named alike
+    // (p1/slice.jpg, p2/slice.jpg) apart.
+    const std::string report_stem = str_cat("images/", index + 1, "_", std::filesystem::path(path).stem().string());
     if (!options.out_dir.empty() || !options.report_dir.empty()) {
       const std::vector<uint8_t> rgb = overlay(image, kept);
       if (!options.out_dir.empty()) write_png(output_png(options.out_dir, path, "_overlay.png"), rgb, h, w);
       if (!options.report_dir.empty()) {
-        // The place in the list keeps two slices named alike (p1/slice.jpg, p2/slice.jpg) apart.
-        slice.overlay = str_cat("images/", index + 1, "_", std::filesystem::path(path).stem().string(), ".png");
+        slice.overlay = report_stem + ".png";
         write_png((std::filesystem::path(options.report_dir) / slice.overlay).string(), rgb, h, w);
       }
     }
@@ -194,7 +196,7 @@ int predict(const PredictOptions& given) {
       if (const auto heat = best_detection_cam(*model, image, written, options.score_thresh, category_ids)) {
         if (!options.out_dir.empty()) write_png(output_png(options.out_dir, path, "_cam.png"), *heat, h, w);
         if (!options.report_dir.empty()) {
-          slice.cam = str_cat("images/", index + 1, "_", std::filesystem::path(path).stem().string(), "_cam.png");
+          slice.cam = report_stem + "_cam.png";
           write_png((std::filesystem::path(options.report_dir) / slice.cam).string(), *heat, h, w);
         }
       }

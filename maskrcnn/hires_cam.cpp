@@ -40,16 +40,16 @@ Tensor box_class_logit(MaskRCNN& model, const std::vector<Tensor>& features, con
   return ops::select(ops::select(class_logits, 0, 0), 0, label);
 }
 
-HiResCam hires_cam(MaskRCNN& model, const MaskRCNNOutput& out, const Tensor& box, int64_t label) {
+HiResCam hires_cam(MaskRCNN& model, const ImageList& images, const Tensor& box, int64_t label) {
   check(!model.is_training() && autograd::grad_enabled(), "hires_cam: needs the model in eval mode and grad mode on");
-  check(out.images.image_sizes.size() == 1, "hires_cam: expects the eval-mode output of one image");
+  check(images.image_sizes.size() == 1, "hires_cam: expects one image, got ", images.image_sizes.size());
   std::vector<Tensor> stages;
   {
     autograd::NoGradGuard no_grad;
-    stages = model.backbone->body->forward(out.images.tensors);
+    stages = model.backbone->body->forward(images.tensors);
   }
   for (Tensor& stage : stages) stage.set_requires_grad(true);
-  const ImageSize size = out.images.image_sizes[0];
+  const ImageSize size = images.image_sizes[0];
   Tensor logit;
   {
     // Only the stages' gradient is wanted: the parameters' .grad (a caller's training state) stay as they are.
@@ -70,7 +70,7 @@ HiResCam hires_cam(MaskRCNN& model, const MaskRCNNOutput& out, const Tensor& box
   if (!grad.defined()) grad = zeros(feature.sizes(), feature.dtype(), feature.device());
   cam.contribution = ops::sum(ops::mul(ops::select(feature, 0, 0), ops::select(grad, 0, 0)), {0});  // [h, w]
   const Tensor padded = ops::interpolate(ops::unsqueeze(ops::unsqueeze(ops::relu(cam.contribution), 0), 0),
-                                         {out.images.tensors.size(2), out.images.tensors.size(3)}, ops::InterpolateMode::Bilinear);
+                                         {images.tensors.size(2), images.tensors.size(3)}, ops::InterpolateMode::Bilinear);
   const Tensor map =
       ops::contiguous(ops::narrow(ops::narrow(ops::select(ops::select(padded, 0, 0), 0, 0), 0, 0, size.first), 1, 0, size.second));
   const float peak = ops::max(map).item<float>();

@@ -16,7 +16,7 @@
 namespace mrcnn::detection {
 
 struct HiResCam {
-  Tensor map;           // [H, W] float32 in 0..1 over the resized image (out.images.image_sizes[0]); all 0
+  Tensor map;           // [H, W] float32 in 0..1 over the resized image (images.image_sizes[0]); all 0
                         // where nothing raised the logit
   Tensor contribution;  // [h, w]: sum over channels of gradient * activation on the stage, signed
   int64_t stage = 0;    // ResNet's stage: 0 = layer1 (C2, FPN level "0") ... 3 = layer4 (C5)
@@ -28,8 +28,8 @@ struct HiResCam {
 Tensor box_class_logit(MaskRCNN& model, const std::vector<Tensor>& features, const Tensor& box, int64_t label,
                        ImageSize image_size);
 
-// HiResCAM of the box and label on the image of `out` (an eval-mode forward of one image); grad
-// mode must be on.
-HiResCam hires_cam(MaskRCNN& model, const MaskRCNNOutput& out, const Tensor& box, int64_t label);
+// HiResCAM of the box and label on one image as the eval transform made it (MaskRCNNOutput::images
+// of an eval-mode forward, or model.transform().forward without a generator); grad mode must be on.
+HiResCam hires_cam(MaskRCNN& model, const ImageList& images, const Tensor& box, int64_t label);
 
 }  // namespace mrcnn::detection

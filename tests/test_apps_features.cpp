@@ -96,7 +96,7 @@ TEST_CASE("mrcnn features: every stage of one image, from the input to the detec
     const Tensor box = resize_boxes(ops::narrow(out.detections[0].boxes, 0, 0, 1), {70, 90}, out.images.image_sizes[0]);
     const int64_t label = to_vector<int64_t>(out.detections[0].labels)[0];
     no_grad.reset();  // the map differentiates the box head
-    const HiResCam cam = hires_cam(*model, out, ops::select(box, 0, 0), label);
+    const HiResCam cam = hires_cam(*model, out.images, ops::select(box, 0, 0), label);
     no_grad.emplace();
     CHECK(test::bitwise_equal(file.tensors.at("cam.0"), ops::unsqueeze(ops::unsqueeze(cam.map, 0), 0)));
     CHECK(file.metadata.at("cam.0").find("detection 0 (score ") == 0);

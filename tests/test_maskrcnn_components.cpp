@@ -463,7 +463,7 @@ TEST_CASE("hires_cam: the contributions sum to the logit's first-order change, s
   REQUIRE(out.images.image_sizes[0] == ImageSize{64, 96});
   // A 32-pixel box: the LevelMapper's floor(4 + log2(32 / 224)) = 1, clamped to 2, is P2, built on C2.
   const Tensor box = from_vector<float>({8, 8, 40, 40}, {4});
-  const HiResCam cam = hires_cam(model, out, box, 1);
+  const HiResCam cam = hires_cam(model, out.images, box, 1);
   CHECK(cam.stage == 0);
   // The parameters keep their gradients (none here) and stay trainable.
   for (const auto& [name, p] : model.named_parameters()) {
@@ -492,7 +492,7 @@ TEST_CASE("hires_cam: the contributions sum to the logit's first-order change, s
   const double total = ops::sum(cam.contribution).item<float>();
   CHECK(std::abs(total) > 1e-3);  // something to compare
   CHECK(derivative == doctest::Approx(total).epsilon(1e-3).scale(0));  // 4e-5 apart here
-  CHECK(test::error_of([&] { (void)hires_cam(model, out, box, 1); }) ==
+  CHECK(test::error_of([&] { (void)hires_cam(model, out.images, box, 1); }) ==
         "hires_cam: needs the model in eval mode and grad mode on");
   CHECK(test::error_of([&] { (void)box_class_logit(model, out.features, box, 2, {64, 96}); }) ==
         "box_class_logit: label 2 outside 0..1");
