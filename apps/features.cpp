@@ -150,9 +150,12 @@ std::vector<Stage> detection_cams(MaskRCNN& model, const MaskRCNNOutput& out, co
   const Tensor boxes = resize_boxes(ops::to(found.boxes, kCPU), original, out.images.image_sizes[0]);
   const auto labels = to_vector<int64_t>(ops::to(found.labels, kCPU));
   const auto scores = to_vector<float>(ops::to(found.scores, kCPU));
+  const int64_t shown = std::min<int64_t>(count, boxes.size(0));
+  const std::vector<HiResCam> cams =
+      hires_cams(model, out.images, ops::narrow(boxes, 0, 0, shown), {labels.begin(), labels.begin() + shown});
   std::vector<Stage> stages;
-  for (int64_t d = 0; d < std::min<int64_t>(count, boxes.size(0)); ++d) {
-    const HiResCam cam = hires_cam(model, out.images, ops::select(boxes, 0, d), labels[static_cast<size_t>(d)]);
+  for (int64_t d = 0; d < shown; ++d) {
+    const HiResCam& cam = cams[static_cast<size_t>(d)];
     const std::string name = "cam." + std::to_string(d);
     notes[name] = str_cat("detection ", d, " (score ", fmt(scores[static_cast<size_t>(d)]), ", label ",
                           labels[static_cast<size_t>(d)], "): on backbone.body.layer", cam.stage + 1, ", class logit ", fmt(cam.logit));

@@ -40,15 +40,14 @@ Tensor box_class_logit(MaskRCNN& model, const std::vector<Tensor>& features, con
   return ops::select(ops::select(class_logits, 0, 0), 0, label);
 }
 
-HiResCam hires_cam(MaskRCNN& model, const ImageList& images, const Tensor& box, int64_t label) {
-  check(!model.is_training() && autograd::grad_enabled(), "hires_cam: needs the model in eval mode and grad mode on");
-  check(images.image_sizes.size() == 1, "hires_cam: expects one image, got ", images.image_sizes.size());
+namespace {
+
+// One box's map from the body's stage outputs (computed once, without a graph).
+HiResCam cam_of_box(MaskRCNN& model, const ImageList& images, const std::vector<Tensor>& body_stages,
+                    const Tensor& box, int64_t label) {
+  // Fresh leaves sharing the stages' storage: each box's backward fills its own gradients.
   std::vector<Tensor> stages;
-  {
-    autograd::NoGradGuard no_grad;
-    stages = model.backbone->body->forward(images.tensors);
-  }
-  for (Tensor& stage : stages) stage.set_requires_grad(true);
+  for (const Tensor& stage : body_stages) stages.push_back(stage.detach().set_requires_grad(true));
   const ImageSize size = images.image_sizes[0];
   Tensor logit;
   {
@@ -77,6 +76,32 @@ HiResCam hires_cam(MaskRCNN& model, const ImageList& images, const Tensor& box, 
   cam.map = ops::to(peak > 0 ? ops::div(map, static_cast<double>(peak)) : map, kCPU);
   cam.contribution = ops::to(cam.contribution, kCPU);
   return cam;
+}
+
+}  // namespace
+
+std::vector<HiResCam> hires_cams(MaskRCNN& model, const ImageList& images, const Tensor& boxes,
+                                 const std::vector<int64_t>& labels) {
+  check(!model.is_training() && autograd::grad_enabled(), "hires_cam: needs the model in eval mode and grad mode on");
+  check(images.image_sizes.size() == 1, "hires_cam: expects one image, got ", images.image_sizes.size());
+  check(boxes.dim() == 2 && boxes.size(1) == 4, "hires_cam: boxes are [N, 4], got ", shape_str(boxes.sizes()));
+  check(static_cast<int64_t>(labels.size()) == boxes.size(0), "hires_cam: ", boxes.size(0), " boxes but ",
+        labels.size(), " labels");
+  std::vector<HiResCam> cams;
+  if (labels.empty()) return cams;
+  std::vector<Tensor> stages;
+  {
+    autograd::NoGradGuard no_grad;
+    stages = model.backbone->body->forward(images.tensors);
+  }
+  for (int64_t b = 0; b < boxes.size(0); ++b)
+    cams.push_back(cam_of_box(model, images, stages, ops::select(boxes, 0, b), labels[static_cast<size_t>(b)]));
+  return cams;
+}
+
+HiResCam hires_cam(MaskRCNN& model, const ImageList& images, const Tensor& box, int64_t label) {
+  check(box.dim() == 1 && box.size(0) == 4, "hires_cam: a box is 4 numbers, got ", shape_str(box.sizes()));
+  return hires_cams(model, images, ops::reshape(box, {1, 4}), {label})[0];
 }
 
 }  // namespace mrcnn::detection

@@ -32,4 +32,10 @@ Tensor box_class_logit(MaskRCNN& model, const std::vector<Tensor>& features, con
 // of an eval-mode forward, or model.transform().forward without a generator); grad mode must be on.
 HiResCam hires_cam(MaskRCNN& model, const ImageList& images, const Tensor& box, int64_t label);
 
+// The same for several boxes [N, 4] and their labels on one image: ResNet's body runs once for all of
+// them (each box still runs the FPN and the box head, since every backward needs its own graph).
+// Each map equals what hires_cam gives for its box alone.
+std::vector<HiResCam> hires_cams(MaskRCNN& model, const ImageList& images, const Tensor& boxes,
+                                 const std::vector<int64_t>& labels);
+
 }  // namespace mrcnn::detection

@@ -478,6 +478,24 @@ TEST_CASE("hires_cam: the contributions sum to the logit's first-order change, s
   // conv widens that by one: nothing beyond reaches the logit.
   CHECK(ops::max(ops::abs(ops::narrow(cam.contribution, 1, 14, 10))).item<float>() == 0);
   CHECK(ops::max(ops::abs(ops::narrow(cam.contribution, 0, 14, 2))).item<float>() == 0);
+  {
+    // Several boxes share one run of the body; each map is the one its box gets alone.
+    const Tensor second = from_vector<float>({30, 20, 94, 62}, {4});
+    const std::vector<HiResCam> cams = hires_cams(model, out.images, ops::stack({box, second}, 0), {1, 0});
+    REQUIRE(cams.size() == 2);
+    const HiResCam alone = hires_cam(model, out.images, second, 0);
+    CHECK(cams[0].logit == cam.logit);
+    CHECK(test::bitwise_equal(cams[0].map, cam.map));
+    CHECK(test::bitwise_equal(cams[0].contribution, cam.contribution));
+    CHECK(cams[1].stage == alone.stage);
+    CHECK(cams[1].logit == alone.logit);
+    CHECK(test::bitwise_equal(cams[1].map, alone.map));
+    CHECK(test::bitwise_equal(cams[1].contribution, alone.contribution));
+    CHECK(test::error_of([&] { (void)hires_cams(model, out.images, ops::stack({box, second}, 0), {1}); }) ==
+          "hires_cam: 2 boxes but 1 labels");
+    CHECK(test::error_of([&] { (void)hires_cam(model, out.images, ops::reshape(second, {2, 2}), 0); }) ==
+          "hires_cam: a box is 4 numbers, got [2, 2]");
+  }
   // sum(gradient * activation) is d logit(C2 * (1 + t)) / dt at t = 0: the box head is piecewise
   // linear in C2, so a central difference over a small t gives it.
   autograd::NoGradGuard no_grad;
