@@ -1,9 +1,13 @@
 // The direct convolution's flat tiles (ops/conv_direct.cpp) against what runs without them (row
 // tiles with idle lanes, or the implicit-im2col GEMM), on the recipe model's convolutions at the
-// training set's commonest image size (256 x 192: maps 48, 24, 12 and 6 pixels wide), the 7-pixel
-// maps of 256 x 224 batches, and one scale-jittered size, batch 4. Forward, and the input gradient alone (weights not requiring grad),
-// each alternated within one process, best of R rounds (this machine is shared: a single run drifts 10%).
-//   bench_conv_flat_tiles [rounds=5]
+// training set's image sizes (256 x 192: maps 48, 24, 12 and 6 pixels wide; 256 x 224: 56, 28, 14
+// and 7; 256 x 256), the stem, one scale-jittered size and the mask head, batch 4. Forward, and the
+// input gradient alone (weights not requiring grad), each alternated within one process, best of R
+// rounds (this machine is shared: a single run drifts 10%). "flat" (the default) compares with flat
+// tiles allowed and not; "gemm" with the direct kernel allowed and not at all (the implicit-im2col
+// GEMM and its input-gradient routes): where the direct kernel should take a geometry. A third
+// argument keeps only the cases whose name contains it.
+//   bench_conv_flat_tiles [rounds=5] [flat|gemm] [filter]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -49,11 +53,14 @@ std::string noted_route(const std::function<void()>& run, const std::string& pas
 
 int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 5;
-  if (rounds < 1) {
-    std::fprintf(stderr, "usage: bench_conv_flat_tiles [rounds >= 1]\n");
+  const bool against_gemm = argc > 2 && std::string(argv[2]) == "gemm";
+  const std::string filter = argc > 3 ? argv[3] : "";
+  if (rounds < 1 || (argc > 2 && !against_gemm && std::string(argv[2]) != "flat") || argc > 4) {
+    std::fprintf(stderr, "usage: bench_conv_flat_tiles [rounds >= 1] [flat|gemm] [filter]\n");
     return 2;
   }
   const std::vector<Case> cases = {
+      {"stem 7x7 s2 1->64 to 128x96", 4, 1, 256, 192, 64, 7, 2},
       {"layer1 3x3 64ch 64x48", 4, 64, 64, 48, 64, 3, 1},
       {"layer2 3x3 128ch 32x24", 4, 128, 32, 24, 128, 3, 1},
       {"layer2 3x3 s2 64->128 to 32x24", 4, 64, 64, 48, 128, 3, 2},
@@ -68,17 +75,24 @@ int main(int argc, char** argv) {
       {"256x224: layer4 3x3 s2 256->512 to 8x7", 4, 256, 16, 14, 512, 3, 2},
       {"256x256: layer4 3x3 512ch 8x8", 4, 512, 8, 8, 512, 3, 1},
       {"256x256: fpn/rpn 3x3 128ch 8x8", 4, 128, 8, 8, 128, 3, 1},
+      {"256x224: layer1 3x3 64ch 64x56", 4, 64, 64, 56, 64, 3, 1},
+      {"256x224: 3x3 64ch 8x7", 4, 64, 8, 7, 64, 3, 1},
+      {"256x224: layer2 3x3 128ch 32x28", 4, 128, 32, 28, 128, 3, 1},
+      {"256x224: layer3 3x3 256ch 16x14", 4, 256, 16, 14, 256, 3, 1},
+      {"256x256: layer2 3x3 128ch 32x32", 4, 128, 32, 32, 128, 3, 1},
+      {"256x256: layer3 3x3 256ch 16x16", 4, 256, 16, 16, 256, 3, 1},
       {"jitter 176: layer1 3x3 64ch 59x44", 4, 64, 59, 44, 64, 3, 1},
       {"jitter 176: layer2 3x3 128ch 30x22", 4, 128, 30, 22, 128, 3, 1},
       {"jitter 176: layer3 3x3 256ch 15x11", 4, 256, 15, 11, 256, 3, 1},
       {"mask head 3x3 128ch 14x14, 64 RoIs", 64, 128, 14, 14, 128, 3, 1},
   };
   const double peak = cpu::measure_fma_peak(num_threads()).gflops;
-  std::printf("direct conv flat tiles, %d threads, FMA peak %.1f GFLOP/s; best of %d rounds, without and with alternated\n",
-              num_threads(), peak, rounds);
+  std::printf("direct conv flat tiles, %d threads, FMA peak %.1f GFLOP/s; best of %d rounds, without and with alternated%s\n",
+              num_threads(), peak, rounds, against_gemm ? "; without = no direct kernel" : "");
   std::printf("%-38s %-5s %-17s %-17s %9s %6s %9s %6s %7s\n", "case", "pass", "route without", "route with",
               "ms without", "%peak", "ms with", "%peak", "ratio");
   for (const Case& c : cases) {
+    if (std::string(c.name).find(filter) == std::string::npos) continue;
     const Tensor weight = ops::mul(randn({c.out_channels, c.channels, c.kernel, c.kernel}), 0.05);
     const double gflop = bench::conv_gflop(c);
     for (const bool input_gradient : {false, true}) {
@@ -89,7 +103,8 @@ int main(int argc, char** argv) {
       Tensor out, dout;
       for (int r = 0; r < rounds; ++r)
         for (int side = 0; side < 2; ++side) {
-          cpu::allow_flat_conv_tiles(side == 1);
+          if (against_gemm) cpu::allow_direct_conv(side == 1);
+          else cpu::allow_flat_conv_tiles(side == 1);
           const auto forward = [&] { out = ops::conv2d(x, weight, Tensor(), {c.stride, c.kernel / 2}); };
           const double s = input_gradient
                                ? bench::median_seconds([&] { autograd::backward(out, dout); }, {3, 0.1, 10}, [&] {
@@ -107,6 +122,7 @@ int main(int argc, char** argv) {
                                           : noted_route(forward, "forward");
         }
       cpu::allow_flat_conv_tiles(true);
+      cpu::allow_direct_conv(true);
       std::printf("%-38s %-5s %-17s %-17s %9.3f %5.1f%% %9.3f %5.1f%% %7.3f\n", c.name, input_gradient ? "dx" : "fwd",
                   routes[0].c_str(), routes[1].c_str(), best[0] * 1e3, 100 * gflop / best[0] / peak, best[1] * 1e3,
                   100 * gflop / best[1] / peak, best[1] / best[0]);

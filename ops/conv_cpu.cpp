@@ -349,7 +349,7 @@ void conv_forward(const ConvGeometry& g, const T* x, const T* weight, const T* b
       note_conv_route("winograd F(2x2, 3x3)");
       return conv_forward_winograd(g, x, weight, bias, out);
     }
-    if (direct_conv_applies(g)) {
+    if (direct_conv_forward(g)) {
       if (conv_route_wanted()) note_conv_route(("direct " + direct_conv_tile(g)).c_str());
       return conv_forward_direct(g, x, weight, bias, out);
     }

@@ -168,8 +168,9 @@ void pack_weights(const ConvGeometry& g, int64_t rows, const float* weight, cons
   });
 }
 
-// Where a flat tile's lanes go (see choose_tile): lane runs of one 16-lane vector that fall in one
-// output row each. Pixels in the padded frame's columns (ox >= out_w) belong to no run.
+// Where a flat tile's lanes go (see choose_tile): lane runs of one vector (16 lanes with AVX-512, 8
+// with AVX2) that fall in one output row each. Pixels in the padded frame's columns (ox >= out_w)
+// belong to no run.
 struct FlatStore {
   static constexpr int kMaxRuns = 4;  // 16 lanes over rows of >= 6 frame columns touch <= 4 rows
   struct Run {
@@ -177,18 +178,21 @@ struct FlatStore {
     int64_t first = 0;    // output pixel (oy * out_w + ox) of its first lane
     int64_t length = 0;
   };
-  int runs[2] = {0, 0};  // per vector of the 32-lane tile
+  int runs[2] = {0, 0};  // per vector of the tile (32 lanes with AVX-512, 16 with AVX2)
   Run run[2][kMaxRuns];
   int64_t rows = 0;      // output channels to store: the tile's, or fewer in the last sliver
 };
 
 // C tile (R x 8V, rows ldc apart) = [C or bias or 0] + sum over kc taps of a[k] x base[offsets[k] + 0..8V-1],
-// a holding R weights per tap. AVX2: 8-float vectors, R x V accumulators in registers.
-template <int R, int V>
+// a holding R weights per tap. AVX2: 8-float vectors, R x V accumulators in registers. With kRowPair
+// (V = 2) the second vector is the next output row's 8 pixels (row_step floats on): maps 8 pixels
+// wide fill every lane. kFlat as in kernel_avx512 below: AVX2 has no compress, so each run's lanes
+// are permuted down to lane 0 and stored with a mask.
+template <int R, int V, bool kRowPair = false, bool kFlat = false>
 __attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a, const float* base,
-                                                     const int64_t* offsets, int64_t /*row_step*/, float* c,
+                                                     const int64_t* offsets, int64_t row_step, float* c,
                                                      int64_t ldc, const float* bias, bool accumulate,
-                                                     const FlatStore* /*flat*/) {
+                                                     const FlatStore* flat) {
   __m256 acc[R][V];
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
@@ -199,13 +203,38 @@ __attribute__((target("avx2,fma"))) void kernel_avx2(int64_t kc, const float* a,
     const float* b = base + offsets[k];
     __m256 bv[V];
 #pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) bv[v] = _mm256_loadu_ps(b + 8 * v);
+    for (int v = 0; v < V; ++v) bv[v] = _mm256_loadu_ps(kRowPair ? b + v * row_step : b + 8 * v);
 #pragma GCC unroll 16
     for (int r = 0; r < R; ++r) {
       const __m256 w = _mm256_broadcast_ss(a + r);
 #pragma GCC unroll 4
       for (int v = 0; v < V; ++v) acc[r][v] = _mm256_fmadd_ps(w, bv[v], acc[r][v]);
     }
+  }
+  if constexpr (kFlat) {
+    // Lane j of a run's permuted vector is the run's lane (first lane + j); its store keeps lanes < length.
+    const __m256i lane_index = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    __m256i from[V][FlatStore::kMaxRuns], keep[V][FlatStore::kMaxRuns];
+    for (int v = 0; v < V; ++v)
+      for (int i = 0; i < flat->runs[v]; ++i) {
+        const FlatStore::Run& run = flat->run[v][i];
+        from[v][i] = _mm256_add_epi32(lane_index, _mm256_set1_epi32(__builtin_ctz(run.lanes)));
+        keep[v][i] = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(run.length)), lane_index);
+      }
+#pragma GCC unroll 16
+    for (int r = 0; r < R; ++r) {
+      if (r >= flat->rows) break;
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v)
+        for (int i = 0; i < flat->runs[v]; ++i) {
+          float* out = c + r * ldc + flat->run[v][i].first;
+          __m256 value = _mm256_permutevar8x32_ps(acc[r][v], from[v][i]);
+          if (accumulate) value = _mm256_add_ps(value, _mm256_maskload_ps(out, keep[v][i]));
+          else if (bias) value = _mm256_add_ps(value, _mm256_set1_ps(bias[r]));
+          _mm256_maskstore_ps(out, keep[v][i], value);
+        }
+    }
+    return;
   }
 #pragma GCC unroll 16
   for (int r = 0; r < R; ++r)
@@ -296,6 +325,7 @@ struct Tile {
   bool row_pair = false;
   const char* name = "";
   bool flat = false;
+  int64_t lanes = 16;  // floats per vector: 16 (AVX-512) or 8 (AVX2)
 };
 
 // The largest tile choose_tile picks (8 x 32 and 16 x 16 hold 256 floats; this leaves room for 16 x 32).
@@ -334,23 +364,24 @@ std::atomic<bool> g_allow_flat{true}, g_allow_direct{true};
 // The tile that fills the most lanes; none (cols = 0) when even that leaves a quarter idle.
 Tile choose_tile(const ConvGeometry& g) {
   if (gemm_kernel() != GemmKernel::Packed) return {};
+  Tile best;
+  double best_use = 0.0;
+  const auto consider = [&](double use, const Tile& tile) {  // ties go to the earlier candidate
+    if (use > best_use) best_use = use, best = tile;
+  };
+  const bool flat_allowed = g_allow_flat.load(std::memory_order_relaxed);
+  const int64_t frame_cols = PaddedLayout(g).cols;
   if (use_avx512()) {
     // Measured on 64-channel 3x3 convs (Zen 4): 8x32, 6x32, 4x64 and 16x16 within noise of each
-    // other, 12x32 and 24x16 slower (register spills). Ties go to the earlier candidate.
-    Tile best;
-    double best_use = 0.0;
-    const auto consider = [&](double use, const Tile& tile) {
-      if (use > best_use) best_use = use, best = tile;
-    };
+    // other, 12x32 and 24x16 slower (register spills).
     consider(lane_use(g.out_w, 32), {8, 32, kernel_avx512<8, 2>, false, "avx512 8x32"});
     consider(lane_use(g.out_w, 16), {16, 16, kernel_avx512<16, 1>, false, "avx512 16x16"});
     if (g.out_w == 8) consider(1.0, {16, 16, kernel_avx512<16, 1, true>, true, "avx512 16x(2x8)"});
     // Narrower rows in the pair's two 8-lane halves, each half stored as its own run: 7 wide fills 0.875.
-    if (g_allow_flat.load(std::memory_order_relaxed) && g.out_w < 8)
+    if (flat_allowed && g.out_w < 8)
       consider(double(g.out_w) / 8.0 - kFlatMargin,
                {16, 16, kernel_avx512<16, 1, true, true>, true, "avx512 16x(2x8) flat", true});
-    const int64_t frame_cols = PaddedLayout(g).cols;
-    if (g_allow_flat.load(std::memory_order_relaxed) && g.out_h > 1 && frame_cols >= 6) {
+    if (flat_allowed && g.out_h > 1 && frame_cols >= 6) {
       consider(flat_lane_use(g, frame_cols, 32) - kFlatMargin,
                {8, 32, kernel_avx512<8, 2, false, true>, false, "avx512 8x32 flat", true});
       consider(flat_lane_use(g, frame_cols, 16) - kFlatMargin,
@@ -358,23 +389,30 @@ Tile choose_tile(const ConvGeometry& g) {
     }
     return best_use >= 0.75 ? best : Tile{};
   }
-  // AVX2's 6x16 measured ~10% slower than AVX-512's 8x32.
-  if (lane_use(g.out_w, 16) >= 0.75) return {6, 16, kernel_avx2<6, 2>, false, "avx2 6x16"};
-  return {};
+  // AVX2's 6x16 measured ~10% slower than AVX-512's 8x32. The same candidates with 8-float vectors:
+  // 16 lanes are two vectors, so a row pair is simply two rows of 8.
+  consider(lane_use(g.out_w, 16), {6, 16, kernel_avx2<6, 2>, false, "avx2 6x16", false, 8});
+  if (g.out_w == 8) consider(1.0, {6, 16, kernel_avx2<6, 2, true>, true, "avx2 6x(2x8)", false, 8});
+  if (flat_allowed && g.out_w < 8)
+    consider(double(g.out_w) / 8.0 - kFlatMargin, {6, 16, kernel_avx2<6, 2, true, true>, true, "avx2 6x(2x8) flat", true, 8});
+  if (flat_allowed && g.out_h > 1 && frame_cols >= 6)
+    consider(flat_lane_use(g, frame_cols, 16) - kFlatMargin, {6, 16, kernel_avx2<6, 2, false, true>, false, "avx2 6x16 flat", true, 8});
+  return best_use >= 0.75 ? best : Tile{};
 }
 
-// The runs of a flat tile starting at frame position f0 (see FlatStore).
-void flat_runs(int64_t f0, int64_t frame_cols, int64_t vectors, const ConvGeometry& g, FlatStore& store) {
+// The runs of a flat tile starting at frame position f0 (see FlatStore), in vectors of `lanes` floats.
+void flat_runs(int64_t f0, int64_t frame_cols, int64_t vectors, int64_t lanes, const ConvGeometry& g,
+               FlatStore& store) {
   for (int v = 0; v < vectors; ++v) {
     int count = 0;
-    for (int64_t lane = 0; lane < 16;) {
-      const int64_t f = f0 + 16 * v + lane, oy = f / frame_cols, ox = f % frame_cols;
+    for (int64_t lane = 0; lane < lanes;) {
+      const int64_t f = f0 + lanes * v + lane, oy = f / frame_cols, ox = f % frame_cols;
       if (oy >= g.out_h) break;
       if (ox >= g.out_w) {
         lane += frame_cols - ox;
         continue;
       }
-      const int64_t length = std::min(16 - lane, g.out_w - ox);
+      const int64_t length = std::min(lanes - lane, g.out_w - ox);
       store.run[v][count++] = {static_cast<__mmask16>(((1u << length) - 1) << lane), oy * g.out_w + ox, length};
       lane += length;
     }
@@ -382,13 +420,19 @@ void flat_runs(int64_t f0, int64_t frame_cols, int64_t vectors, const ConvGeomet
   }
 }
 
-// The runs of a row-pair tile over output rows oy and oy + 1 (out_w < 8 pixels each): lanes 0-7
-// hold row oy, lanes 8-15 the next.
-void pair_runs(int64_t oy, const ConvGeometry& g, FlatStore& store) {
+// The runs of a row-pair tile over output rows oy and oy + 1 (out_w < 8 pixels each): with 16-lane
+// vectors lanes 0-7 hold row oy and lanes 8-15 the next; with 8-lane vectors each vector holds a row.
+void pair_runs(int64_t oy, int64_t lanes, const ConvGeometry& g, FlatStore& store) {
   const auto row = static_cast<__mmask16>((1u << g.out_w) - 1);
+  const bool second = oy + 1 < g.out_h;
   store.run[0][0] = {row, oy * g.out_w, g.out_w};
-  store.run[0][1] = {static_cast<__mmask16>(row << 8), (oy + 1) * g.out_w, g.out_w};
-  store.runs[0] = oy + 1 < g.out_h ? 2 : 1;
+  if (lanes == 16) {
+    store.run[0][1] = {static_cast<__mmask16>(row << 8), (oy + 1) * g.out_w, g.out_w};
+    store.runs[0] = second ? 2 : 1;
+  } else {
+    store.run[1][0] = {row, (oy + 1) * g.out_w, g.out_w};
+    store.runs[0] = 1, store.runs[1] = second ? 1 : 0;
+  }
 }
 
 // n parts of near-equal size, each a multiple of `unit` (the last may be shorter).
@@ -404,6 +448,16 @@ void allow_direct_conv(bool allowed) { g_allow_direct.store(allowed, std::memory
 
 std::string direct_conv_tile(const ConvGeometry& g) { return direct_conv_applies(g) ? choose_tile(g).name : ""; }
 bool direct_conv_flat_tile(const ConvGeometry& g) { return direct_conv_applies(g) && choose_tile(g).flat; }
+
+bool direct_conv_forward(const ConvGeometry& g) {
+  // AVX2's 6x16 tile against the implicit-im2col GEMM, forward, batch 4, best of 11 alternated
+  // rounds on a Zen 3 (bench_conv_flat_tiles gemm): GEMM / direct 0.76-0.93 from 128 channels
+  // (32 x 28 to 16 x 16 maps, row and flat tiles) and 0.75-0.90 on row pairs (8 x 8 and 8 x 7 maps,
+  // 64-512 channels); even with 64 channels over wide maps (0.96-1.0); the 7x7 stem (one input
+  // channel, 49 taps) 1.09-1.18. The input gradient keeps the direct kernel: 0.70-0.95 of the
+  // GEMM + col2im's time there.
+  return direct_conv_applies(g) && (use_avx512() || (g.out_per_group() <= 64 && !choose_tile(g).row_pair));
+}
 
 bool direct_conv_applies(const ConvGeometry& g) {
   // Tiles run along one output row: narrow rows would leave most lanes idle, and there the
@@ -459,7 +513,7 @@ void conv_forward_direct(const ConvGeometry& g, const float* x, const float* wei
     const int64_t tiles = (positions + tile.cols - 1) / tile.cols, band = 8;
     run_items((tiles + band - 1) / band, [&](FlatStore& store, const Item& item, int64_t k0, int64_t kc) {
       for (int64_t t = item.band * band; t < std::min(tiles, (item.band + 1) * band); ++t) {
-        flat_runs(t * tile.cols, layout.cols, tile.cols / 16, g, store);
+        flat_runs(t * tile.cols, layout.cols, tile.cols / tile.lanes, tile.lanes, g, store);
         for (int64_t o = item.o_begin; o < item.o_end; o += tile.rows) {
           store.rows = std::min(tile.rows, item.o_end - o);
           tile.kernel(kc, sliver(item, o, k0), item.image + t * tile.cols, offsets.data() + k0, layout.cols,
@@ -478,7 +532,7 @@ void conv_forward_direct(const ConvGeometry& g, const float* x, const float* wei
       for (int64_t ox = 0; ox < g.out_w; ox += tile.cols) {
         const float* base = item.image + oy * layout.cols + ox;
         if (tile.flat) {  // a row pair whose halves are stored as runs: the store knows the valid lanes
-          pair_runs(oy, g, store);
+          pair_runs(oy, tile.lanes, g, store);
           for (int64_t o = item.o_begin; o < item.o_end; o += tile.rows) {
             store.rows = std::min(tile.rows, item.o_end - o);
             tile.kernel(kc, sliver(item, o, k0), base, offsets.data() + k0, layout.cols, item.y + o * plane, plane,

@@ -47,6 +47,10 @@ void conv_forward_winograd(const ConvGeometry& g, const float* x, const float* w
 // Direct convolution through a padded, stride-phase-split input copy (ops/conv_direct.cpp): any
 // non-pointwise float32 conv on AVX2/FMA CPUs whose output rows fill most of a 16-pixel tile.
 bool direct_conv_applies(const ConvGeometry& g);
+// Whether a forward convolution runs it: where it applies, except on CPUs without AVX-512 for more
+// than 64 output channels per group or maps under 9 pixels wide (row-pair tiles), where the
+// implicit-im2col GEMM is faster.
+bool direct_conv_forward(const ConvGeometry& g);
 // dweight of a float32 non-pointwise convolution as dot products along rows of output pixels
 // (AVX-512 CPUs; few input channels, output rows that fill most of a 16-lane vector).
 bool direct_weight_grad_applies(const ConvGeometry& g);

@@ -174,23 +174,24 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
     const char* avx512_tile;  // forward tile with AVX-512 kernels allowed
     const char* avx2_tile;    // forward tile on AVX2 kernels only
     bool avx512_weight_grad;  // whether the weight gradient runs the direct dot-product kernel
+    bool avx2_forward_gemm = false;  // forward runs the implicit GEMM on AVX2 (> 64 outputs, row pairs)
   };
   const std::vector<DirectCase> cases = {
       {{{2, 16, 40, 64}, {13, 16, 3, 3}, {1, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16", false},  // framed dW
       {{{1, 8, 70, 64}, {13, 8, 3, 3}, {1, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},    // 4480 px: direct dW
       {{{1, 70, 9, 30}, {20, 70, 3, 3}, {1, 1, 1, 1}, false}, "avx512 8x32", "avx2 6x16", false},
       {{{4, 8, 127, 61}, {10, 8, 3, 3}, {2, 1, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},
-      {{{2, 8, 64, 36}, {12, 4, 3, 3}, {1, 2, 2, 2}, true}, "avx512 8x32 flat", "avx2 6x16", false},
+      {{{2, 8, 64, 36}, {12, 4, 3, 3}, {1, 2, 2, 2}, true}, "avx512 8x32 flat", "avx2 6x16 flat", false},
       {{{2, 8, 20, 48}, {20, 8, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x16", "avx2 6x16", false},
-      {{{2, 16, 24, 24}, {13, 16, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x16 flat", "avx2 6x16", false},
-      {{{2, 48, 48, 48}, {20, 48, 3, 3}, {2, 1, 1, 1}, false}, "avx512 8x32 flat", "avx2 6x16", false},
-      {{{3, 8, 20, 6}, {12, 8, 3, 1}, {1, {1, 0}, 1, 1}, true}, "avx512 8x32 flat", "", false},
-      {{{2, 32, 7, 7}, {24, 32, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x(2x8) flat", "", false},
-      {{{1, 16, 13, 13}, {20, 16, 3, 3}, {2, 1, 1, 1}, false}, "avx512 16x(2x8) flat", "", false},
+      {{{2, 16, 24, 24}, {13, 16, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x16 flat", "avx2 6x16 flat", false},
+      {{{2, 48, 48, 48}, {20, 48, 3, 3}, {2, 1, 1, 1}, false}, "avx512 8x32 flat", "avx2 6x16 flat", false},
+      {{{3, 8, 20, 6}, {12, 8, 3, 1}, {1, {1, 0}, 1, 1}, true}, "avx512 8x32 flat", "avx2 6x16 flat", false},
+      {{{2, 32, 7, 7}, {24, 32, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x(2x8) flat", "avx2 6x(2x8) flat", false, true},
+      {{{1, 16, 13, 13}, {20, 16, 3, 3}, {2, 1, 1, 1}, false}, "avx512 16x(2x8) flat", "avx2 6x(2x8) flat", false, true},
       {{{2, 3, 128, 64}, {16, 3, 7, 7}, {2, 3, 1, 1}, true}, "avx512 8x32", "avx2 6x16", true},
-      {{{2, 24, 128, 64}, {256, 24, 1, 1}, {2, 0, 1, 1}, false}, "avx512 8x32", "avx2 6x16", true},
+      {{{2, 24, 128, 64}, {256, 24, 1, 1}, {2, 0, 1, 1}, false}, "avx512 8x32", "avx2 6x16", true, true},
       {{{2, 24, 64, 64}, {20, 24, 1, 1}, {2, 0, 1, 1}, false}, "", "", false},  // few outputs: implicit GEMM
-      {{{2, 32, 7, 8}, {24, 32, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x(2x8)", "", false},
+      {{{2, 32, 7, 8}, {24, 32, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x(2x8)", "avx2 6x(2x8)", false, true},
   };
   const bool has_avx512 = __builtin_cpu_supports("avx512f");
   if (!cpu::cpu_has_avx2_fma()) MESSAGE("SKIPPED: no AVX2/FMA, the direct kernel is not used on this CPU");
@@ -201,41 +202,49 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
     for (const DirectCase& c : cases) {
       CHECK(cpu::direct_conv_tile(geometry_of(c.conv)) == std::string(avx512 ? c.avx512_tile : c.avx2_tile));
       CHECK(cpu::direct_weight_grad_applies(geometry_of(c.conv)) == (avx512 && c.avx512_weight_grad));
+      CHECK(cpu::direct_conv_forward(geometry_of(c.conv)) ==
+            (!std::string(avx512 ? c.avx512_tile : c.avx2_tile).empty() && (avx512 || !c.avx2_forward_gemm)));
       expect_float32_matches_float64(c.conv, seed);
     }
   }
   cpu::allow_avx512(true);
 }
 
-TEST_CASE("conv2d: flat tiles give the row tiles' bits") {
-  // A flat tile runs each output pixel's FMAs in the same order as a row tile: only which lanes hold
-  // which pixels differs. So forward (bias and depth passes included) and the stride-1 input
-  // gradient must match the row tiles bit for bit, NaN and infinities in the input included.
-  if (!cpu::cpu_has_avx2_fma() || !__builtin_cpu_supports("avx512f")) {
-    MESSAGE("SKIPPED: flat tiles need AVX-512F");
-    return;
-  }
-  const std::vector<std::pair<ConvCase, std::string>> cases = {
-      {{{2, 64, 24, 24}, {40, 64, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x16 flat"},  // row tiles: 8x32
-      {{{2, 24, 16, 12}, {16, 24, 3, 3}, {1, 1, 1, 1}, true}, "avx512 8x32 flat"},   // row tiles: 16x16
-      {{{2, 32, 6, 24}, {24, 32, 3, 3}, {1, 1, 1, 1}, false}, "avx512 8x32 flat"},   // row tiles: 8x32
-      {{{1, 16, 32, 26}, {8, 16, 3, 3}, {2, 1, 1, 1}, true}, "avx512 8x32 flat"},   // stride 2, 13 wide: 16x16
+namespace {
+
+// A flat tile runs each output pixel's FMAs in the same order as a row tile: only which lanes hold
+// which pixels differs. So forward (bias and depth passes included) and the stride-1 input gradient
+// must match the row tiles bit for bit, NaN and infinities in the input included.
+void check_flat_tiles_give_row_bits(bool avx512) {
+  struct FlatCase {
+    ConvCase conv;
+    const char* avx512_tile;
+    const char* avx2_tile;
   };
+  const std::vector<FlatCase> cases = {
+      {{{2, 64, 24, 24}, {40, 64, 3, 3}, {1, 1, 1, 1}, true}, "avx512 16x16 flat", "avx2 6x16 flat"},  // rows: 8x32
+      {{{2, 24, 16, 12}, {16, 24, 3, 3}, {1, 1, 1, 1}, true}, "avx512 8x32 flat", "avx2 6x16 flat"},   // rows: 16x16
+      {{{2, 32, 6, 24}, {24, 32, 3, 3}, {1, 1, 1, 1}, false}, "avx512 8x32 flat", "avx2 6x16 flat"},   // rows: 8x32
+      {{{1, 16, 32, 26}, {8, 16, 3, 3}, {2, 1, 1, 1}, true}, "avx512 8x32 flat", "avx2 6x16 flat"},  // stride 2, 13 wide
+  };
+  cpu::allow_avx512(avx512);
   uint64_t seed = 700;
-  for (const auto& [c, tile] : cases) {
-    CAPTURE(shape_str(c.x));
-    const cpu::ConvGeometry g = geometry_of(c);
+  for (const FlatCase& c : cases) {
+    CAPTURE(shape_str(c.conv.x));
+    const std::string tile = avx512 ? c.avx512_tile : c.avx2_tile;
+    const cpu::ConvGeometry g = geometry_of(c.conv);
     CHECK(cpu::direct_conv_tile(g) == tile);
-    Tensor x = ops::to(leaf(c.x, ++seed).detach(), kFloat32);
+    CHECK(cpu::direct_conv_forward(g));
+    Tensor x = ops::to(leaf(c.conv.x, ++seed).detach(), kFloat32);
     float* xd = x.data<float>();
     xd[5] = std::numeric_limits<float>::quiet_NaN(), xd[x.numel() / 2] = std::numeric_limits<float>::infinity();
-    const Tensor w = ops::to(leaf(c.w, ++seed).detach(), kFloat32);
-    const Tensor b = c.bias ? ops::to(leaf({c.w[0]}, ++seed).detach(), kFloat32) : Tensor();
+    const Tensor w = ops::to(leaf(c.conv.w, ++seed).detach(), kFloat32);
+    const Tensor b = c.conv.bias ? ops::to(leaf({c.conv.w[0]}, ++seed).detach(), kFloat32) : Tensor();
     Tensor y[2], dx[2];
     for (const bool flat : {true, false}) {
       cpu::allow_flat_conv_tiles(flat);
       const Tensor xg = x.detach().set_requires_grad(true);
-      y[flat] = ops::conv2d(xg, w, b, c.options);
+      y[flat] = ops::conv2d(xg, w, b, c.conv.options);
       autograd::backward(y[flat], ops::to(leaf(y[flat].sizes(), seed + 1).detach(), kFloat32));
       dx[flat] = xg.grad();
     }
@@ -244,14 +253,35 @@ TEST_CASE("conv2d: flat tiles give the row tiles' bits") {
     CHECK(test::bitwise_equal(y[0], y[1]));
     if (g.stride == ops::Size2(1)) CHECK(test::bitwise_equal(dx[0], dx[1]));
   }
+  cpu::allow_avx512(true);
 }
 
-TEST_CASE("conv2d: the framed weight gradient agrees with float64 where it applies, and only there") {
-  // ops/conv_framed.cpp: stride 1, > 1 tap, padding within the kernel's reach, maps of <= 2048 pixels
-  // (4096 with AVX-512) whose padded grid adds <= 1.2x. Each case runs framed and with the route
-  // switched off (implicit im2col or direct dot products), with AVX-512 (the tap-row kernel: partial
-  // row and column tiles, several depth chunks) and without (the packed GEMM). Depths (batch x grid)
-  // end off the 8-float transpose step; 36 and 20 taps leave partial slivers.
+}  // namespace
+
+TEST_CASE("conv2d: AVX-512 flat tiles give the row tiles' bits (compress stores)") {
+  if (!cpu::cpu_has_avx2_fma() || !__builtin_cpu_supports("avx512f")) {
+    MESSAGE("SKIPPED: no AVX-512F on this CPU");
+    return;
+  }
+  check_flat_tiles_give_row_bits(true);
+}
+
+TEST_CASE("conv2d: AVX2 flat tiles give the row tiles' bits (permutes and masked stores)") {
+  if (!cpu::cpu_has_avx2_fma()) {
+    MESSAGE("SKIPPED: no AVX2/FMA, the direct kernel is not used on this CPU");
+    return;
+  }
+  check_flat_tiles_give_row_bits(false);
+}
+
+namespace {
+
+// ops/conv_framed.cpp: stride 1, > 1 tap, padding within the kernel's reach, maps of <= 2048 pixels
+// (4096 with AVX-512) whose padded grid adds <= 1.2x. Each case runs framed and with the route
+// switched off (implicit im2col or direct dot products), with AVX-512 (the tap-row kernel: partial
+// row and column tiles, several depth chunks) or without (the packed GEMM). Depths (batch x grid)
+// end off the 8-float transpose step; 36 and 20 taps leave partial slivers.
+void check_framed_weight_grad(bool avx512) {
   const std::vector<ConvCase> framed = {
       {{3, 16, 14, 14}, {24, 16, 3, 3}, {1, 1, 1, 1}, true},         // the mask head's shape, small
       {{2, 8, 24, 20}, {6, 4, 3, 3}, {1, 2, 2, 2}, false},           // groups 2, dilation 2, padding 2
@@ -270,29 +300,40 @@ TEST_CASE("conv2d: the framed weight gradient agrees with float64 where it appli
       {{4, 32, 8, 8}, {16, 32, 3, 3}, {1, 1, 1, 1}, false},          // 8x8: the grid adds 1.27x
       {{1, 8, 66, 66}, {8, 8, 3, 3}, {1, 1, 1, 1}, false},           // 4356 output pixels
   };
-  if (!cpu::cpu_has_avx2_fma()) MESSAGE("SKIPPED: no AVX2/FMA, the framed route needs the packed GEMM");
-  if (!cpu::cpu_has_avx2_fma()) return;
-  const bool has_avx512 = __builtin_cpu_supports("avx512f");
-  if (!has_avx512) MESSAGE("SKIPPED: the tap-row kernel: no AVX-512F on this CPU");
-  uint64_t seed = 600;
-  for (const bool avx512 : {true, false}) {
-    if (avx512 && !has_avx512) continue;
-    cpu::allow_avx512(avx512);
-    for (const bool allowed : {true, false}) {
-      cpu::allow_framed_weight_grad(allowed);
-      for (const ConvCase& c : framed) {
-        CHECK(cpu::framed_weight_grad_applies(geometry_of(c)) == allowed);
-        expect_float32_matches_float64(c, seed);
-      }
-      // Where the framed route applies, the direct dot products must not be chosen over it.
-      CHECK(cpu::framed_weight_grad_applies(geometry_of(wide)) == (allowed && avx512));
-      CHECK(cpu::direct_weight_grad_applies(geometry_of(wide)) == (!allowed && avx512));
-      expect_float32_matches_float64(wide, seed);
-      for (const ConvCase& c : not_framed) CHECK_FALSE(cpu::framed_weight_grad_applies(geometry_of(c)));
+  uint64_t seed = avx512 ? 600 : 650;
+  cpu::allow_avx512(avx512);
+  for (const bool allowed : {true, false}) {
+    cpu::allow_framed_weight_grad(allowed);
+    for (const ConvCase& c : framed) {
+      CHECK(cpu::framed_weight_grad_applies(geometry_of(c)) == allowed);
+      expect_float32_matches_float64(c, seed);
     }
+    // Where the framed route applies, the direct dot products must not be chosen over it.
+    CHECK(cpu::framed_weight_grad_applies(geometry_of(wide)) == (allowed && avx512));
+    CHECK(cpu::direct_weight_grad_applies(geometry_of(wide)) == (!allowed && avx512));
+    expect_float32_matches_float64(wide, seed);
+    for (const ConvCase& c : not_framed) CHECK_FALSE(cpu::framed_weight_grad_applies(geometry_of(c)));
   }
   cpu::allow_avx512(true);
   cpu::allow_framed_weight_grad(true);
+}
+
+}  // namespace
+
+TEST_CASE("conv2d: the framed weight gradient agrees with float64 where it applies, and only there, AVX-512 tap rows") {
+  if (!cpu::cpu_has_avx2_fma() || !__builtin_cpu_supports("avx512f")) {
+    MESSAGE("SKIPPED: the tap-row kernel: no AVX-512F on this CPU");
+    return;
+  }
+  check_framed_weight_grad(true);
+}
+
+TEST_CASE("conv2d: the framed weight gradient agrees with float64 where it applies, and only there, AVX2 packed GEMM") {
+  if (!cpu::cpu_has_avx2_fma()) {
+    MESSAGE("SKIPPED: no AVX2/FMA, the framed route needs the packed GEMM");
+    return;
+  }
+  check_framed_weight_grad(false);
 }
 
 TEST_CASE("gradcheck: conv2d on every geometry") {

@@ -124,8 +124,27 @@ TEST_CASE("conv profile: each call is timed once under its op, pass, shape and t
   cpu::ConvGeometry g;
   g.batch = 1, g.in_channels = 16, g.in_h = 20, g.in_w = 32, g.out_channels = 16, g.kernel_h = g.kernel_w = 3;
   g.stride = ops::Size2(1), g.padding = ops::Size2(1), g.dilation = ops::Size2(1), g.out_h = 20, g.out_w = 32;
-  if (cpu::direct_conv_applies(g)) CHECK(f32[0].route == "direct " + cpu::direct_conv_tile(g));
+  if (cpu::direct_conv_forward(g)) CHECK(f32[0].route == "direct " + cpu::direct_conv_tile(g));
   else CHECK(f32[0].route == (cpu::cpu_has_avx2_fma() ? "gemm, implicit im2col" : "im2col + gemm"));
+  if (cpu::cpu_has_avx2_fma()) {
+    // With AVX2 tiles only, forward convs with more than 64 output channels per group run the
+    // implicit GEMM (bench_conv_flat_tiles gemm on Zen 3: as fast or faster from 128 channels, the
+    // direct kernel ahead with 64), while their stride-1 input gradients keep the direct kernel.
+    cpu::ConvGeometry wide = g;
+    wide.batch = 4, wide.in_h = wide.out_h = 32, wide.in_w = wide.out_w = 24;
+    for (const bool avx512 : {true, false}) {
+      if (avx512 && !__builtin_cpu_supports("avx512f")) continue;
+      CAPTURE(avx512);
+      cpu::allow_avx512(avx512);
+      for (const int64_t channels : {64, 128}) {
+        CAPTURE(channels);
+        wide.in_channels = wide.out_channels = channels;
+        CHECK(cpu::direct_conv_applies(wide));
+        CHECK(cpu::direct_conv_forward(wide) == (avx512 || channels == 64));
+      }
+    }
+    cpu::allow_avx512(true);
+  }
   // Stride-1 input gradients: maps 6 wide, which the direct kernel leaves (too many idle lanes),
   // run weight^T @ dout over the batch + col2im, not the flipped kernel through the GEMM; so do
   // maps 7 wide (flat tiles) when dout has >= 128 channels, while with 64 the direct kernel runs.
