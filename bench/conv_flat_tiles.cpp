@@ -5,9 +5,13 @@
 // input gradient alone (weights not requiring grad), each alternated within one process, best of R
 // rounds (this machine is shared: a single run drifts 10%). "flat" (the default) compares with flat
 // tiles allowed and not; "gemm" with the direct kernel allowed and not at all (the implicit-im2col
-// GEMM and its input-gradient routes): where the direct kernel should take a geometry. A third
-// argument keeps only the cases whose name contains it.
-//   bench_conv_flat_tiles [rounds=5] [flat|gemm] [filter]
+// GEMM and its input-gradient routes): where the direct kernel should take a geometry; "rules" with
+// the measured rules that give some convolutions to the implicit GEMM on CPUs without AVX-512 set
+// aside (the direct kernel wherever it applies) and followed (cpu::prefer_direct_conv): what those
+// rules gain on this CPU (on AVX-512 CPUs both sides run the same routes). A third argument keeps
+// only the cases whose name contains it. "ratio" is with / without of the best times, "median" the
+// median of the rounds' own ratios (each round times both sides back to back).
+//   bench_conv_flat_tiles [rounds=5] [flat|gemm|rules] [filter]
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -53,10 +57,10 @@ std::string noted_route(const std::function<void()>& run, const std::string& pas
 
 int main(int argc, char** argv) {
   const int rounds = argc > 1 ? std::atoi(argv[1]) : 5;
-  const bool against_gemm = argc > 2 && std::string(argv[2]) == "gemm";
+  const std::string mode = argc > 2 ? argv[2] : "flat";
   const std::string filter = argc > 3 ? argv[3] : "";
-  if (rounds < 1 || (argc > 2 && !against_gemm && std::string(argv[2]) != "flat") || argc > 4) {
-    std::fprintf(stderr, "usage: bench_conv_flat_tiles [rounds >= 1] [flat|gemm] [filter]\n");
+  if (rounds < 1 || (mode != "flat" && mode != "gemm" && mode != "rules") || argc > 4) {
+    std::fprintf(stderr, "usage: bench_conv_flat_tiles [rounds >= 1] [flat|gemm|rules] [filter]\n");
     return 2;
   }
   const std::vector<Case> cases = {
@@ -87,10 +91,13 @@ int main(int argc, char** argv) {
       {"mask head 3x3 128ch 14x14, 64 RoIs", 64, 128, 14, 14, 128, 3, 1},
   };
   const double peak = cpu::measure_fma_peak(num_threads()).gflops;
+  const char* without = mode == "gemm"    ? "; without = no direct kernel"
+                        : mode == "rules" ? "; without = the direct kernel wherever it applies, with = the measured rules"
+                                          : "";
   std::printf("direct conv flat tiles, %d threads, FMA peak %.1f GFLOP/s; best of %d rounds, without and with alternated%s\n",
-              num_threads(), peak, rounds, against_gemm ? "; without = no direct kernel" : "");
-  std::printf("%-38s %-5s %-17s %-17s %9s %6s %9s %6s %7s\n", "case", "pass", "route without", "route with",
-              "ms without", "%peak", "ms with", "%peak", "ratio");
+              num_threads(), peak, rounds, without);
+  std::printf("%-38s %-5s %-17s %-17s %9s %6s %9s %6s %7s %7s\n", "case", "pass", "route without", "route with",
+              "ms without", "%peak", "ms with", "%peak", "ratio", "median");
   for (const Case& c : cases) {
     if (std::string(c.name).find(filter) == std::string::npos) continue;
     const Tensor weight = ops::mul(randn({c.out_channels, c.channels, c.kernel, c.kernel}), 0.05);
@@ -100,10 +107,13 @@ int main(int argc, char** argv) {
       if (input_gradient) x.set_requires_grad(true);
       std::string routes[2];
       double best[2] = {1e30, 1e30};  // [without, with]
+      std::vector<double> round_ratios;  // with / without, round by round
+      double round_seconds[2] = {0, 0};
       Tensor out, dout;
       for (int r = 0; r < rounds; ++r)
         for (int side = 0; side < 2; ++side) {
-          if (against_gemm) cpu::allow_direct_conv(side == 1);
+          if (mode == "gemm") cpu::allow_direct_conv(side == 1);
+          else if (mode == "rules") cpu::prefer_direct_conv(side == 0);
           else cpu::allow_flat_conv_tiles(side == 1);
           const auto forward = [&] { out = ops::conv2d(x, weight, Tensor(), {c.stride, c.kernel / 2}); };
           const double s = input_gradient
@@ -114,6 +124,8 @@ int main(int argc, char** argv) {
                                  })
                                : bench::median_seconds(forward, {3, 0.1, 10});
           best[side] = std::min(best[side], s);
+          round_seconds[side] = s;
+          if (side == 1) round_ratios.push_back(round_seconds[1] / round_seconds[0]);
           if (r == 0)
             routes[side] = input_gradient ? noted_route([&] {
               forward();
@@ -123,9 +135,11 @@ int main(int argc, char** argv) {
         }
       cpu::allow_flat_conv_tiles(true);
       cpu::allow_direct_conv(true);
-      std::printf("%-38s %-5s %-17s %-17s %9.3f %5.1f%% %9.3f %5.1f%% %7.3f\n", c.name, input_gradient ? "dx" : "fwd",
+      cpu::prefer_direct_conv(false);
+      std::sort(round_ratios.begin(), round_ratios.end());
+      std::printf("%-38s %-5s %-17s %-17s %9.3f %5.1f%% %9.3f %5.1f%% %7.3f %7.3f\n", c.name, input_gradient ? "dx" : "fwd",
                   routes[0].c_str(), routes[1].c_str(), best[0] * 1e3, 100 * gflop / best[0] / peak, best[1] * 1e3,
-                  100 * gflop / best[1] / peak, best[1] / best[0]);
+                  100 * gflop / best[1] / peak, best[1] / best[0], round_ratios[round_ratios.size() / 2]);
     }
   }
   return 0;

@@ -331,6 +331,22 @@ void conv_backward_weight_implicit(const ConvGeometry& g, const float* dout, con
   });
 }
 
+// The kernel of the convolution a stride-1 input gradient of g computes: spatially flipped, in and
+// out channels swapped within each group ([in_channels][out_per_group][kh][kw]).
+Tensor flipped_kernel(const ConvGeometry& g, const float* weight) {
+  const int64_t og = g.out_per_group(), ig = g.in_per_group(), taps = g.kernel_h * g.kernel_w;
+  Tensor flipped = empty({g.in_channels * og * taps}, kFloat32);
+  float* dst = flipped.data<float>();
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    for (int64_t o = 0; o < og; ++o)
+      for (int64_t c = 0; c < ig; ++c) {
+        const float* src = weight + ((grp * og + o) * ig + c) * taps;
+        float* d = dst + ((grp * ig + c) * og + o) * taps;
+        for (int64_t k = 0; k < taps; ++k) d[taps - 1 - k] = src[k];
+      }
+  return flipped;
+}
+
 // Whether the packed kernel with implicit im2col handles this float convolution: always on AVX2/FMA
 // CPUs, except a 1x1 stride-1 conv over large maps, which is already a plain GEMM per image.
 bool use_implicit_gemm(const ConvGeometry& g) {
@@ -476,6 +492,11 @@ void conv_backward_input(const ConvGeometry& g, const T* dout, const T* weight, 
       const bool scatter_wins = g.out_per_group() >= 128 && g.out_plane() <= 192 && direct_conv_flat_tile(t);
       if (!scatter_wins && direct_conv_applies(t)) {
         note_conv_route("conv of dout with the flipped kernel");
+        if (!direct_input_grad(t)) {  // AVX2 tiles only, > 64 channels: the GEMM is faster (see there)
+          note_conv_route("gemm, implicit im2col");
+          const Tensor flipped = flipped_kernel(g, weight);
+          return conv_forward_implicit(t, dout, flipped.data<float>(), nullptr, dx);
+        }
         if (conv_route_wanted()) note_conv_route(("direct " + direct_conv_tile(t)).c_str());
         return conv_forward_direct(t, dout, weight, nullptr, dx, /*flipped_weight=*/true);
       }

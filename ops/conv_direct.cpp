@@ -359,7 +359,7 @@ double flat_lane_use(const ConvGeometry& g, int64_t frame_cols, int64_t cols) {
 // to lane 0 first.
 constexpr double kFlatMargin = 0.05;
 
-std::atomic<bool> g_allow_flat{true}, g_allow_direct{true};
+std::atomic<bool> g_allow_flat{true}, g_allow_direct{true}, g_prefer_direct{false};
 
 // The tile that fills the most lanes; none (cols = 0) when even that leaves a quarter idle.
 Tile choose_tile(const ConvGeometry& g) {
@@ -445,6 +445,7 @@ int64_t balanced_part(int64_t total, int64_t max_part, int64_t unit) {
 
 void allow_flat_conv_tiles(bool allowed) { g_allow_flat.store(allowed, std::memory_order_relaxed); }
 void allow_direct_conv(bool allowed) { g_allow_direct.store(allowed, std::memory_order_relaxed); }
+void prefer_direct_conv(bool preferred) { g_prefer_direct.store(preferred, std::memory_order_relaxed); }
 
 std::string direct_conv_tile(const ConvGeometry& g) { return direct_conv_applies(g) ? choose_tile(g).name : ""; }
 bool direct_conv_flat_tile(const ConvGeometry& g) { return direct_conv_applies(g) && choose_tile(g).flat; }
@@ -454,9 +455,22 @@ bool direct_conv_forward(const ConvGeometry& g) {
   // rounds on a Zen 3 (bench_conv_flat_tiles gemm): GEMM / direct 0.76-0.93 from 128 channels
   // (32 x 28 to 16 x 16 maps, row and flat tiles) and 0.75-0.90 on row pairs (8 x 8 and 8 x 7 maps,
   // 64-512 channels); even with 64 channels over wide maps (0.96-1.0); the 7x7 stem (one input
-  // channel, 49 taps) 1.09-1.18. The input gradient keeps the direct kernel: 0.70-0.95 of the
-  // GEMM + col2im's time there.
-  return direct_conv_applies(g) && (use_avx512() || (g.out_per_group() <= 64 && !choose_tile(g).row_pair));
+  // channel, 49 taps) 1.09-1.18. Input gradients: direct_input_grad.
+  return direct_conv_applies(g) && (use_avx512() || g_prefer_direct.load(std::memory_order_relaxed) ||
+                                    (g.out_per_group() <= 64 && !choose_tile(g).row_pair));
+}
+
+bool direct_input_grad(const ConvGeometry& t) {
+  // The flipped-kernel convolution t of a stride-1 input gradient: AVX2 tiles against that
+  // convolution through the implicit-im2col GEMM (its flipped copy of the kernel included), batch 4,
+  // on a Zen 3 (bench_conv_flat_tiles 9 rules, three runs): GEMM / direct 0.82-1.02 of the best
+  // times with 128 channels over maps 22 to 64 pixels wide (the rounds' median ratios 0.84-0.94),
+  // 0.92-1.11 on the mask head's 14 x 14; 256 channels at 16 x 14 and 16 x 16 even (0.84-1.06). The
+  // direct kernel keeps 64 channels (its lead over weight^T @ dout + col2im holds there, and the
+  // GEMM is no faster) and the row pairs of 8 x 8 maps (the GEMM took 1.2x its time with 64 and 128
+  // channels, single calls alternated).
+  return direct_conv_applies(t) && (use_avx512() || g_prefer_direct.load(std::memory_order_relaxed) ||
+                                    t.out_per_group() <= 64 || choose_tile(t).row_pair);
 }
 
 bool direct_conv_applies(const ConvGeometry& g) {

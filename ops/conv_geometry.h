@@ -51,6 +51,10 @@ bool direct_conv_applies(const ConvGeometry& g);
 // than 64 output channels per group or maps under 9 pixels wide (row-pair tiles), where the
 // implicit-im2col GEMM is faster.
 bool direct_conv_forward(const ConvGeometry& g);
+// Whether t, the flipped-kernel convolution a stride-1 input gradient computes, runs the direct
+// kernel: where it applies, except on CPUs without AVX-512 with more than 64 output channels per
+// group over rows of single-row tiles, where the implicit-im2col GEMM runs it faster.
+bool direct_input_grad(const ConvGeometry& t);
 // dweight of a float32 non-pointwise convolution as dot products along rows of output pixels
 // (AVX-512 CPUs; few input channels, output rows that fill most of a 16-lane vector).
 bool direct_weight_grad_applies(const ConvGeometry& g);
@@ -73,6 +77,10 @@ void allow_flat_conv_tiles(bool allowed);
 // Switches the direct kernels off (forward, flipped-kernel input gradient, weight-gradient dot
 // products; the GEMM routes then run): for tests and benchmarks.
 void allow_direct_conv(bool allowed);
+// Makes the direct kernel run wherever it applies, forward and input gradient, setting aside the
+// measured rules (direct_conv_forward, direct_input_grad) that give some of those convolutions to
+// the implicit GEMM on CPUs without AVX-512: for tests and benchmarks.
+void prefer_direct_conv(bool preferred);
 // With flipped_weight, `weight` is the kernel of the stride-1 convolution whose input gradient g
 // computes ([g.in_channels][g.out_per_group][kh][kw]), used spatially flipped and in/out-swapped.
 void conv_forward_direct(const ConvGeometry& g, const float* x, const float* weight, const float* bias, float* out,

@@ -11,6 +11,7 @@
 #include "cuda/context.h"
 #include "cuda/conv.h"
 #include "ops/conv_geometry.h"
+#include "ops/conv_profile.h"
 #include "ops/gemm.h"
 #include "tests/helpers.h"
 
@@ -166,7 +167,8 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
   // frame run together): 16 and 32 lanes, partial slivers, two depth passes, stride 2, a 3x1
   // kernel whose frame has no extra columns, so 16 lanes span up to four output rows of 6 pixels,
   // and row pairs of 7-pixel rows (odd row counts, stride 2). The input gradient of the stride-1 cases runs the
-  // direct kernel too, on the flipped weights read in place; the weight gradient of those with
+  // direct kernel too, on the flipped weights read in place (with AVX2 tiles only, not over 70 input
+  // channels: the next case); the weight gradient of those with
   // <= 64 input channels and >= 4096 output pixels that the framed route does not take runs the
   // dot-product kernel (partial channel and tap tiles, masked row tails).
   struct DirectCase {
@@ -207,6 +209,64 @@ TEST_CASE("conv2d: the direct kernel agrees with float64 with every micro-tile")
       expect_float32_matches_float64(c.conv, seed);
     }
   }
+  cpu::allow_avx512(true);
+}
+
+namespace {
+
+// The kernel route of a float32 conv2d's input gradient, as the conv profile records it.
+std::string input_grad_route(const ConvCase& c) {
+  const Tensor x = randn(c.x).set_requires_grad(true);
+  ops::reset_conv_profile();
+  ops::set_conv_profiling(true);
+  autograd::backward(ops::sum(ops::conv2d(x, randn(c.w), Tensor(), c.options)));
+  ops::set_conv_profiling(false);
+  std::string route;
+  for (const auto& record : ops::conv_profile())
+    if (record.pass == "input grad") route = record.route;
+  ops::reset_conv_profile();
+  return route;
+}
+
+}  // namespace
+
+TEST_CASE("conv2d: with AVX2 tiles only, input gradients over > 64 channels run the flipped kernel through the implicit GEMM") {
+  // ops/conv_direct.cpp's direct_input_grad: on a Zen 3 the GEMM took 0.75-0.96 of the direct
+  // kernel's time with 128 channels. Its copy of the kernel is flipped and in/out-swapped within
+  // each group: checked against float64 with two groups and dilation, and with a 3x5 kernel whose
+  // padding falls short of its reach along x. 64 channels, and the row pairs of 8 x 8 maps, keep
+  // the direct kernel. AVX-512 CPUs run the case with their AVX-512 tiles switched off.
+  if (!cpu::cpu_has_avx2_fma()) {
+    MESSAGE("SKIPPED: no AVX2/FMA, the direct kernel is not used on this CPU");
+    return;
+  }
+  struct RouteCase {
+    ConvCase conv;
+    bool gemm;
+  };
+  const std::vector<RouteCase> cases = {
+      {{{2, 72, 10, 24}, {80, 72, 3, 3}, {1, 1, 1, 1}, false}, true},
+      {{{2, 144, 12, 20}, {96, 72, 3, 3}, {1, 2, 2, 2}, false}, true},
+      {{{1, 80, 9, 26}, {16, 80, 3, 5}, {1, 1, 1, 1}, false}, true},
+      {{{2, 64, 10, 24}, {80, 64, 3, 3}, {1, 1, 1, 1}, false}, false},
+      {{{2, 96, 8, 8}, {32, 96, 3, 3}, {1, 1, 1, 1}, false}, false},
+  };
+  cpu::allow_avx512(false);
+  uint64_t seed = 1100;
+  for (const RouteCase& c : cases) {
+    const std::string route = input_grad_route(c.conv);
+    CAPTURE(route);
+    if (c.gemm) {
+      CHECK(route == "conv of dout with the flipped kernel > gemm, implicit im2col");
+    } else {
+      CHECK(route.rfind("conv of dout with the flipped kernel > direct avx2 6x", 0) == 0);
+    }
+    expect_float32_matches_float64(c.conv, seed);
+  }
+  // The rule set aside (bench_conv_flat_tiles rules), the direct kernel runs them all.
+  cpu::prefer_direct_conv(true);
+  CHECK(input_grad_route(cases[0].conv) == "conv of dout with the flipped kernel > direct avx2 6x16 flat");
+  cpu::prefer_direct_conv(false);
   cpu::allow_avx512(true);
 }
 

@@ -129,7 +129,8 @@ TEST_CASE("conv profile: each call is timed once under its op, pass, shape and t
   if (cpu::cpu_has_avx2_fma()) {
     // With AVX2 tiles only, forward convs with more than 64 output channels per group run the
     // implicit GEMM (bench_conv_flat_tiles gemm on Zen 3: as fast or faster from 128 channels, the
-    // direct kernel ahead with 64), while their stride-1 input gradients keep the direct kernel.
+    // direct kernel ahead with 64), and so do the flipped-kernel convolutions of their stride-1
+    // input gradients (bench_conv_flat_tiles rules; this geometry is its own flipped convolution).
     cpu::ConvGeometry wide = g;
     wide.batch = 4, wide.in_h = wide.out_h = 32, wide.in_w = wide.out_w = 24;
     for (const bool avx512 : {true, false}) {
@@ -141,6 +142,7 @@ TEST_CASE("conv profile: each call is timed once under its op, pass, shape and t
         wide.in_channels = wide.out_channels = channels;
         CHECK(cpu::direct_conv_applies(wide));
         CHECK(cpu::direct_conv_forward(wide) == (avx512 || channels == 64));
+        CHECK(cpu::direct_input_grad(wide) == (avx512 || channels == 64));
       }
     }
     cpu::allow_avx512(true);
