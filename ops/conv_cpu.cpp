@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <immintrin.h>
 #include <type_traits>
 #include <vector>
 
@@ -187,6 +188,51 @@ class RowOffsets {
   int64_t* data_;
 };
 
+// A sliver's columns that the copy does not hold in one run (at stride 1: the sliver crosses from
+// one output row, or image, into the next), as up to kMaxRuns runs of consecutive offsets. Each row
+// of the sliver is then one masked load per run and half-sliver, ORed together: the per-element
+// copy with a bound check it replaces took ~4% of the recipe's train step (the 24- and 12-pixel
+// rows of its 256 x 192 batches cross a row in most slivers). Masked-off lanes are neither read nor
+// faulted on, so a run's shifted base may point outside the copy. More runs, or none (strided
+// columns, passed as 0 columns): count 0, and the caller copies element by element.
+struct ColumnRuns {
+  static constexpr int kMaxRuns = 4;
+  int count = 0;
+  int64_t shift[kMaxRuns];                // lane t of run r reads at[t + shift[r]]
+  __m256i low[kMaxRuns], high[kMaxRuns];  // the run's lanes among 0-7 and 8-15
+
+  ColumnRuns(const int64_t* column, int64_t cols) {
+    int64_t start = 0;
+    for (int64_t t = 1; t <= cols; ++t) {
+      if (t < cols && column[t] == column[t - 1] + 1) continue;
+      if (count == kMaxRuns) {
+        count = 0;
+        return;
+      }
+      alignas(32) int32_t lanes[kPackedNR];
+      for (int64_t lane = 0; lane < kPackedNR; ++lane) lanes[lane] = lane >= start && lane < t ? -1 : 0;
+      shift[count] = column[start] - start;
+      low[count] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+      high[count] = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes + 8));
+      ++count, start = t;
+    }
+  }
+
+  void pack(const float* data, RowOffsets& row, int64_t kc, float* dst) const {
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      const float* at = data + row[kk];
+      _mm_prefetch(reinterpret_cast<const char*>(at + shift[0] + 2 * kPackedNR), _MM_HINT_T0);
+      __m256 lo = _mm256_setzero_ps(), hi = _mm256_setzero_ps();
+      for (int r = 0; r < count; ++r) {
+        lo = _mm256_or_ps(lo, _mm256_maskload_ps(at + shift[r], low[r]));
+        hi = _mm256_or_ps(hi, _mm256_maskload_ps(at + shift[r] + 8, high[r]));
+      }
+      _mm256_storeu_ps(dst + kk * kPackedNR, lo);
+      _mm256_storeu_ps(dst + kk * kPackedNR + 8, hi);
+    }
+  }
+};
+
 // B[k0 : k0 + kc, j0 : j0 + nc] of the implicit im2col, from the padded copy: column j of a sliver
 // reads the copy at one offset (its image and output pixel) plus one per row (the channel and tap),
 // with no border to check. Gathering runs of one output row from x, with each run's bounds found
@@ -210,15 +256,27 @@ void pack_im2col(const ConvGeometry& g, const PaddedInput& p, int64_t k0, int64_
         cols == kPackedNR && g.stride.w == 1 &&
         (pixel.ox + kPackedNR <= g.out_w || (rows_back_to_back && pixel.oy * g.out_w + pixel.ox + kPackedNR <= g.out_plane()));
     if (contiguous) {
+      // Each row of the sliver walks its own stream through the copy, kc of them, more than the
+      // hardware prefetchers follow: fetch the line two slivers ahead. With the runs below, this
+      // packer's share of the recipe's train-step samples (perf, 256 x 192 and 256 x 224, batch 4,
+      // AVX2 on a Zen 3) went 6.0% -> 3.5%.
       const float* first = p.data + pixel.offset();
-      for (int64_t kk = 0; kk < kc; ++kk) std::memcpy(dst + kk * kPackedNR, first + row[kk], sizeof(float) * kPackedNR);
+      for (int64_t kk = 0; kk < kc; ++kk) {
+        _mm_prefetch(reinterpret_cast<const char*>(first + row[kk] + 2 * kPackedNR), _MM_HINT_T0);
+        std::memcpy(dst + kk * kPackedNR, first + row[kk], sizeof(float) * kPackedNR);
+      }
       pixel.advance(kPackedNR);
     } else {
       int64_t column[kPackedNR];
       for (int64_t cc = 0; cc < cols; ++cc, pixel.next()) column[cc] = pixel.offset();
-      for (int64_t kk = 0; kk < kc; ++kk) {
-        const float* at = p.data + row[kk];
-        for (int64_t t = 0; t < kPackedNR; ++t) dst[kk * kPackedNR + t] = t < cols ? at[column[t]] : 0.0f;
+      const ColumnRuns runs(column, g.stride.w == 1 ? cols : 0);
+      if (runs.count > 0) {
+        runs.pack(p.data, row, kc, dst);
+      } else {
+        for (int64_t kk = 0; kk < kc; ++kk) {
+          const float* at = p.data + row[kk];
+          for (int64_t t = 0; t < kPackedNR; ++t) dst[kk * kPackedNR + t] = t < cols ? at[column[t]] : 0.0f;
+        }
       }
     }
   }
