@@ -361,6 +361,10 @@ constexpr double kFlatMargin = 0.05;
 
 std::atomic<bool> g_allow_flat{true}, g_allow_direct{true}, g_prefer_direct{false};
 
+// Whether the direct kernel takes every convolution it applies to: on AVX-512 CPUs, or with the
+// AVX2 rules (direct_conv_forward, direct_input_grad) set aside by prefer_direct_conv.
+bool direct_everywhere() { return use_avx512() || g_prefer_direct.load(std::memory_order_relaxed); }
+
 // The tile that fills the most lanes; none (cols = 0) when even that leaves a quarter idle.
 Tile choose_tile(const ConvGeometry& g) {
   if (gemm_kernel() != GemmKernel::Packed) return {};
@@ -456,8 +460,7 @@ bool direct_conv_forward(const ConvGeometry& g) {
   // (32 x 28 to 16 x 16 maps, row and flat tiles) and 0.75-0.90 on row pairs (8 x 8 and 8 x 7 maps,
   // 64-512 channels); even with 64 channels over wide maps (0.96-1.0); the 7x7 stem (one input
   // channel, 49 taps) 1.09-1.18. Input gradients: direct_input_grad.
-  return direct_conv_applies(g) && (use_avx512() || g_prefer_direct.load(std::memory_order_relaxed) ||
-                                    (g.out_per_group() <= 64 && !choose_tile(g).row_pair));
+  return direct_conv_applies(g) && (direct_everywhere() || (g.out_per_group() <= 64 && !choose_tile(g).row_pair));
 }
 
 bool direct_input_grad(const ConvGeometry& t) {
@@ -469,8 +472,7 @@ bool direct_input_grad(const ConvGeometry& t) {
   // direct kernel keeps 64 channels (its lead over weight^T @ dout + col2im holds there, and the
   // GEMM is no faster) and the row pairs of 8 x 8 maps (the GEMM took 1.2x its time with 64 and 128
   // channels, single calls alternated).
-  return direct_conv_applies(t) && (use_avx512() || g_prefer_direct.load(std::memory_order_relaxed) ||
-                                    t.out_per_group() <= 64 || choose_tile(t).row_pair);
+  return direct_conv_applies(t) && (direct_everywhere() || t.out_per_group() <= 64 || choose_tile(t).row_pair);
 }
 
 bool direct_conv_applies(const ConvGeometry& g) {

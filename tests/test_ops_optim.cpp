@@ -2,6 +2,8 @@
 #include <cmath>
 
 #include "ops/optim.h"
+#include "ops/optim_kernels.h"
+#include "tensor/parallel.h"
 #include "tests/helpers.h"
 
 using namespace mrcnn;
@@ -53,6 +55,50 @@ TEST_CASE("average_step_: lerp towards the value, and a constant value leaves it
   CHECK(values(b) == std::vector<double>{-1.5});
   ops::average_step_(b, from_vector<float>({7.0f}, {1}), 0.0);
   CHECK(values(b) == std::vector<double>{-1.5});
+}
+
+TEST_CASE("optimizer steps over many elements: every bit the one-element formula's, for 1 and 2 threads") {
+  // Large parameters are split across threads (memory bounds the update); the split must not move
+  // a bit, including the chunk edges and a tail shorter than a vector.
+  const int64_t n = 3 * kParallelGrain + 5;
+  Generator gen(11);
+  const Tensor p0 = randn({n}, kFloat32, kCPU, &gen), g = randn({n}, kFloat32, kCPU, &gen), m0 = randn({n}, kFloat32, kCPU, &gen);
+  const Tensor v0 = ops::abs(randn({n}, kFloat32, kCPU, &gen));
+  const ops::SgdStep sgd{0.02, 0.9, 0.1, 3e-4, true, false};
+  const ops::AdamWStep adam{1e-3, 0.9, 0.999, 1e-8, 0.05, 3};
+  // The same element bodies in one plain loop.
+  const auto floats = [](const Tensor& t) { return std::vector<float>(t.data<float>(), t.data<float>() + t.numel()); };
+  const auto doubles = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };  // exact
+  std::vector<float> p_sgd = floats(p0), b_sgd = floats(m0);
+  std::vector<float> p_adam = p_sgd, m_adam = b_sgd, v_adam = floats(v0), avg = p_sgd;
+  const std::vector<float> grad = floats(g);
+  const SgdScalars<float> s{3e-4f, 0.9f, 0.9f, 0.02f, true, false};
+  const double c1 = 1 - std::pow(0.9, 3.0), c2 = 1 - std::pow(0.999, 3.0);
+  const AdamWScalars<float> a{0.9f, 0.999f, static_cast<float>(1 - 1e-3 * 0.05), static_cast<float>(1e-3 / c1),
+                              static_cast<float>(std::sqrt(c2)), 1e-8f};
+  for (int64_t i = 0; i < n; ++i) {
+    sgd_element(&p_sgd[i], grad[i], &b_sgd[i], s);
+    adamw_element(&p_adam[i], grad[i], &m_adam[i], &v_adam[i], a);
+    average_element(&avg[i], grad[i], 0.25f);
+  }
+  const int saved = num_threads();
+  for (const int threads : {1, 2}) {
+    CAPTURE(threads);
+    set_num_threads(threads);
+    Tensor p = copy_as(p0, kFloat32, kCPU), b = copy_as(m0, kFloat32, kCPU);
+    ops::sgd_step_(p, g, b, sgd);
+    CHECK(values(p) == doubles(p_sgd));
+    CHECK(values(b) == doubles(b_sgd));
+    Tensor q = copy_as(p0, kFloat32, kCPU), m = copy_as(m0, kFloat32, kCPU), v = copy_as(v0, kFloat32, kCPU);
+    ops::adamw_step_(q, g, m, v, adam);
+    CHECK(values(q) == doubles(p_adam));
+    CHECK(values(m) == doubles(m_adam));
+    CHECK(values(v) == doubles(v_adam));
+    Tensor average = copy_as(p0, kFloat32, kCPU);
+    ops::average_step_(average, g, 0.25);
+    CHECK(values(average) == doubles(avg));
+  }
+  set_num_threads(saved);
 }
 
 TEST_CASE("optimizer steps: error messages") {
