@@ -19,7 +19,7 @@ namespace {
 // 16M-parameter SGD step alone: 0.6-0.9x the time on 2 threads of the 2-core VM; inside its train
 // step that VM's memory was already saturated by one core, ~16 ms either way). Each chunk runs a
 // local copy of the body (which captures by value): its pointers and scalars then cannot alias the
-// stores, and every loop vectorises (capturing by reference, two of the three did not).
+// stores, and every loop vectorises (capturing by reference, a third of them did not).
 template <typename Body>
 void for_each_element(int64_t n, const Body& body) {
   parallel_for(0, n, kParallelGrain, [&](int64_t begin, int64_t end) {
