@@ -16,10 +16,11 @@ namespace {
 
 // body(i) for every element, the large parameters split across threads: the update streams 3-4
 // arrays and memory bounds it, and one core rarely draws a machine's whole bandwidth (the recipe's
-// 16M-parameter SGD step alone: 0.6-0.9x the time on 2 threads of the 2-core VM; inside its train
-// step that VM's memory was already saturated by one core, ~16 ms either way). Each chunk runs a
-// local copy of the body (which captures by value): its pointers and scalars then cannot alias the
-// stores, and every loop vectorises (capturing by reference, a third of them did not).
+// 16M-parameter SGD step alone, bench_optimizer_step: 2 threads of the 2-core VM took 0.59x and
+// 0.80x one thread's time, medians of two runs; inside its train step the stage took ~17 ms either
+// way there). Each chunk runs a local copy of the body (which captures by value): its pointers and
+// scalars then cannot alias the stores, and every loop vectorises (capturing by reference, a third
+// of them did not).
 template <typename Body>
 void for_each_element(int64_t n, const Body& body) {
   parallel_for(0, n, kParallelGrain, [&](int64_t begin, int64_t end) {
