@@ -319,31 +319,35 @@ int64_t images_per_gemm(const ConvGeometry& g) {
   return g.out_plane() <= kMergePlane ? std::max<int64_t>(g.batch, 1) : 1;
 }
 
-// dout[first + i, channel0 + o, plane] for i < images, o < channels -> staging[o, i * plane]:
-// channel-major rows of images * plane columns, so one GEMM spans several images. Parallel over
-// channels only when the copy is big enough to pay for the threads.
-template <typename T>
-void gather_channel_major(const ConvGeometry& g, const T* dout, int64_t first, int64_t images, int64_t channel0,
-                          int64_t channels, T* staging) {
+// copy(batch_offset, staging_offset) for each (image i < images, channel o < channels): the plane
+// of [first + i, channel0 + o] in a [batch, out_channels, plane] tensor and its run in staging
+// [o, i * plane], channel-major rows of images * plane columns, so one GEMM spans several images.
+// Parallel over channels only when the copy is big enough to pay for the threads; the copy out of
+// staging ran serially once and was, with the bias fill before its GEMM, 1.2% of the recipe's
+// train-step samples on the main thread alone (perf), the other core waiting.
+template <typename Copy>
+void for_each_channel_run(const ConvGeometry& g, int64_t first, int64_t images, int64_t channel0, int64_t channels,
+                          const Copy& copy) {
   const int64_t plane = g.out_plane(), columns = images * plane;
   parallel_for(0, channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(columns, 1)), [&](int64_t begin, int64_t end) {
     for (int64_t o = begin; o < end; ++o)
-      for (int64_t i = 0; i < images; ++i)
-        std::copy_n(dout + ((first + i) * g.out_channels + channel0 + o) * plane, plane, staging + o * columns + i * plane);
+      for (int64_t i = 0; i < images; ++i) copy(((first + i) * g.out_channels + channel0 + o) * plane, o * columns + i * plane);
   });
 }
 
-// The inverse of gather_channel_major: staging[o][i * plane ...] -> out[first + i, channel0 + o].
-// In parallel like the gather: run serially, this copy and the bias fill before the GEMM were 1.2%
-// of the recipe's train-step samples on the main thread alone (perf), the other core waiting.
+// dout's planes -> staging (dout[first + i, channel0 + o] -> staging[o, i * plane]).
+template <typename T>
+void gather_channel_major(const ConvGeometry& g, const T* dout, int64_t first, int64_t images, int64_t channel0,
+                          int64_t channels, T* staging) {
+  for_each_channel_run(g, first, images, channel0, channels,
+                       [&](int64_t b, int64_t s) { std::copy_n(dout + b, g.out_plane(), staging + s); });
+}
+
+// The inverse: staging -> out's planes.
 void scatter_channel_major(const ConvGeometry& g, const float* staging, int64_t first, int64_t images, int64_t channel0,
                            int64_t channels, float* out) {
-  const int64_t plane = g.out_plane(), columns = images * plane;
-  parallel_for(0, channels, std::max<int64_t>(1, kParallelGrain / std::max<int64_t>(columns, 1)), [&](int64_t begin, int64_t end) {
-    for (int64_t o = begin; o < end; ++o)
-      for (int64_t i = 0; i < images; ++i)
-        std::copy_n(staging + o * columns + i * plane, plane, out + ((first + i) * g.out_channels + channel0 + o) * plane);
-  });
+  for_each_channel_run(g, first, images, channel0, channels,
+                       [&](int64_t b, int64_t s) { std::copy_n(staging + s, g.out_plane(), out + b); });
 }
 
 // The GEMMs of an implicit-im2col convolution: images_per_gemm(g) images at a time, one per group.
