@@ -233,10 +233,10 @@ std::string input_grad_route(const ConvCase& c) {
 TEST_CASE("conv2d: with AVX2 tiles only, input gradients over > 64 channels run the flipped kernel through the implicit GEMM") {
   // ops/conv_direct.cpp's direct_input_grad: on a Zen 3 the GEMM took 0.82-1.02 of the direct
   // kernel's best time with 128 channels (bench_conv_flat_tiles 9 rules, three runs). Its copy of
-  // the kernel is flipped and in/out-swapped within
-  // each group: checked against float64 with two groups and dilation, and with a 3x5 kernel whose
-  // padding falls short of its reach along x. 64 channels, and the row pairs of 8 x 8 maps, keep
-  // the direct kernel. AVX-512 CPUs run the case with their AVX-512 tiles switched off.
+  // the kernel is flipped and in/out-swapped within each group: checked against float64 with two
+  // groups and dilation, and with a 3x5 kernel whose padding falls short of its reach along x. 64
+  // channels, and the row pairs of 8 x 8 maps, keep the direct kernel. AVX-512 CPUs run the case
+  // with their AVX-512 tiles switched off.
   if (!cpu::cpu_has_avx2_fma()) {
     MESSAGE("SKIPPED: no AVX2/FMA, the direct kernel is not used on this CPU");
     return;
