@@ -131,7 +131,8 @@ if [ "${NSYS:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
   fi
 fi
 # APP=1: the application end to end on the GPU: synthetic data, train (with a stop and a resume),
-# predict and evaluate with --device ${APP_DEVICE:-cuda}.
+# predict and evaluate with --device ${APP_DEVICE:-cuda}; then `features` and `predict --cams` on it,
+# the features compared with the CPU's (scripts/compare_features.py).
 app_steps() {
   $m synth --out $d/data --patients 12 --slices 8 --val-patients 3 > /dev/null &&
   $m train --config configs/synthetic_demo.json --train $d/data/train.json --val $d/data/val.json --images $d/data/images \
@@ -140,13 +141,20 @@ app_steps() {
     --out $d/run --device "$dev" --epochs "${APP_EPOCHS:-8}" --resume &&
   $m predict --weights $d/run/best.safetensors $(ls $d/data/images/* | head -4) --json $d/predictions.json \
     --device "$dev" --score-thresh 0.5 &&
-  $m eval --weights $d/run/best.safetensors --data $d/data/val.json --images $d/data/images --device "$dev"
+  $m eval --weights $d/run/best.safetensors --data $d/data/val.json --images $d/data/images --device "$dev" &&
+  # Layer outputs and class activation maps on the device, its dense tensors judged against the CPU's.
+  local image=$(ls $d/data/images/* | head -1) &&
+  $m features --weights $d/run/best.safetensors "$image" --out $d/features_dev --device "$dev" > /dev/null &&
+  $m features --weights $d/run/best.safetensors "$image" --out $d/features_cpu --device cpu > /dev/null &&
+  python3 scripts/compare_features.py $d/features_cpu/features.safetensors $d/features_dev/features.safetensors &&
+  $m predict --weights $d/run/best.safetensors $(ls $d/data/images/* | head -4) --json $d/predictions_cams.json \
+    --out $d/cams --cams --device "$dev" && ls $d/cams | head -8
 }
 if [ "${APP:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
   export m="$dir/mrcnn" d=/tmp/device_app dev=${APP_DEVICE:-cuda}
   export -f app_steps
   rm -rf $d
   timeout 300 bash -c app_steps > "$out/app.log" 2>&1 || status=1
-  grep -v "^\[" "$out/app.log" | tail -30
+  grep -v "^\[" "$out/app.log" | tail -60
 fi
 exit $status
