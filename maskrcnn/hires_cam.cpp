@@ -35,7 +35,8 @@ Tensor box_class_logit(MaskRCNN& model, const std::vector<Tensor>& features, con
   check(box.dim() == 1 && box.size(0) == 4, "box_class_logit: a box is 4 numbers, got ", shape_str(box.sizes()));
   check(label >= 0 && label < model.config().num_classes, "box_class_logit: label ", label, " outside 0..",
         model.config().num_classes - 1);
-  const Tensor proposal = ops::reshape(ops::to(ops::to(box, kFloat32), features[0].device()), {1, 4});
+  // On the host whatever the model's device: the pooler builds its RoIs there (poolers.cpp).
+  const Tensor proposal = ops::reshape(ops::to(ops::to(box, kFloat32), kCPU), {1, 4});
   const auto [class_logits, box_regression] = model.roi_heads->box_predictions(features, {proposal}, {image_size});
   return ops::select(ops::select(class_logits, 0, 0), 0, label);
 }

@@ -515,3 +515,38 @@ TEST_CASE("hires_cam: the contributions sum to the logit's first-order change, s
   CHECK(test::error_of([&] { (void)box_class_logit(model, out.features, box, 2, {64, 96}); }) ==
         "box_class_logit: label 2 outside 0..1");
 }
+
+TEST_CASE("cuda: hires_cam on the GPU gives the CPU's maps") {
+  if (test::setup_cuda_or_skip("hires_cam on CUDA")) return;
+  manual_seed(23);
+  MaskRCNN cpu_model(test::tiny_detector_config());
+  MaskRCNN gpu_model(test::tiny_detector_config());
+  gpu_model.load_state_dict(cpu_model.state_dict());
+  gpu_model.to(test::gpu());
+  const Tensor image = ops::mul(rand({1, 64, 96}), 0.8);
+  // Boxes on the host, as the apps pass them: one on P2 and one on a coarser level.
+  const Tensor boxes = from_vector<float>({8, 8, 40, 40, 30, 20, 94, 62}, {2, 4});
+  std::vector<HiResCam> cams[2];
+  for (MaskRCNN* model : {&cpu_model, &gpu_model}) {
+    model->eval();
+    ImageList images;
+    {
+      autograd::NoGradGuard no_grad;
+      images = model->transform().forward({image}, nullptr, nullptr, model->device());
+    }
+    cams[model == &gpu_model] = hires_cams(*model, images, boxes, {1, 0});
+  }
+  for (size_t b = 0; b < 2; ++b) {
+    CAPTURE(b);
+    const HiResCam &on_cpu = cams[0][b], &on_gpu = cams[1][b];
+    CHECK(on_gpu.stage == on_cpu.stage);
+    CHECK(on_gpu.map.device() == kCPU);
+    CHECK(on_gpu.contribution.device() == kCPU);
+    // float32 sums of a few thousand terms on both, in other orders: 1e-4 of each quantity's scale.
+    CHECK(std::abs(on_gpu.logit - on_cpu.logit) <= 1e-4 * std::max(1.0, std::abs(on_cpu.logit)));
+    const double peak = ops::max(ops::abs(on_cpu.contribution)).item<float>();
+    CHECK(peak > 0);
+    CHECK(test::max_abs_diff(on_gpu.contribution, on_cpu.contribution) <= 1e-4 * peak);
+    CHECK(test::max_abs_diff(on_gpu.map, on_cpu.map) <= 1e-4);  // maps are scaled to a peak of 1
+  }
+}
