@@ -91,6 +91,46 @@ void expect_cuda_matches_cpu(const std::function<Tensor(const std::vector<Tensor
   }
 }
 
+void expect_cuda_f32_within_summation_bound(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                                            const std::vector<Tensor>& inputs, int64_t terms) {
+  // Results as float64 on the host: output, then the input gradients. `absolute`: f of |inputs|
+  // with |R|, each element's sum of |term|.
+  auto run = [&](DType dtype, Device device, bool absolute) {
+    std::vector<Tensor> in;
+    for (const Tensor& x : inputs) {
+      Tensor value = ops::to(ops::to(x.detach(), kFloat32), kFloat64);
+      if (absolute) value = ops::abs(value);
+      in.push_back(ops::to(ops::to(value, dtype), device).set_requires_grad(true));
+    }
+    const Tensor out = f(in);
+    Generator g(4242);
+    Tensor weights = ops::to(randn(out.sizes(), kFloat32, kCPU, &g), kFloat64);
+    if (absolute) weights = ops::abs(weights);
+    autograd::backward(ops::sum(ops::mul(out, ops::to(ops::to(weights, dtype), device))));
+    std::vector<Tensor> results{ops::contiguous(ops::to(ops::to(out.detach(), kCPU), kFloat64))};
+    for (const Tensor& x : in) results.push_back(ops::contiguous(ops::to(ops::to(x.grad(), kCPU), kFloat64)));
+    return results;
+  };
+  const std::vector<Tensor> exact = run(kFloat64, kCPU, false), magnitude = run(kFloat64, kCPU, true);
+  const double n = static_cast<double>(terms + 2), u = std::ldexp(1.0, -24), gamma = n * u / (1 - n * u);
+  for (const Device device : {Device(kCPU), gpu()}) {
+    const std::vector<Tensor> single = run(kFloat32, device, false);
+    REQUIRE(single.size() == exact.size());
+    for (size_t i = 0; i < exact.size(); ++i) {
+      INFO("float32 on " << (device == Device(kCPU) ? "the CPU" : "CUDA") << ", result " << i
+                         << " (0 = output, then input gradients)");
+      REQUIRE(single[i].sizes() == exact[i].sizes());
+      const double *s = single[i].data<double>(), *e = exact[i].data<double>(), *m = magnitude[i].data<double>();
+      int64_t outside = 0, first = -1;
+      for (int64_t k = 0; k < exact[i].numel(); ++k)
+        if (!(std::abs(s[k] - e[k]) <= gamma * m[k])) outside += 1, first = first < 0 ? k : first;  // NaN too
+      INFO("first element outside: " << first << ", " << (first < 0 ? 0.0 : s[first]) << " vs " << (first < 0 ? 0.0 : e[first])
+                                     << ", bound " << (first < 0 ? 0.0 : gamma * m[first]));
+      CHECK(outside == 0);
+    }
+  }
+}
+
 void expect_cuda_gradcheck(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& inputs) {
   expect_gradcheck(
       [&](const std::vector<Tensor>& in) {

@@ -63,6 +63,16 @@ bool rehearsing();
 // both: the outputs and every input gradient must agree within tol (absolute).
 void expect_cuda_matches_cpu(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& inputs,
                              double tol);
+// For float32 results that sum more products than a fixed tolerance can allow for (a weight
+// gradient sums batch x height x width of them): f runs in float32 on the CPU and on CUDA and in
+// float64 on the CPU (inputs rounded to float32 first, so all three sum the same terms), with
+// backward of sum(out * R) as above. Every element of the outputs and input gradients must lie
+// within the bound for a sum of up to `terms` products taken in any order,
+//   |fl(s) - s| <= gamma_n * sum |term|, gamma_n = n u / (1 - n u), u = 2^-24, n = terms + 2
+// (the 2: an added bias and the product's own rounding), where sum |term| of each element is f run
+// in float64 on |inputs| with |R|. f must be linear in each input (convolutions, products).
+void expect_cuda_f32_within_summation_bound(const std::function<Tensor(const std::vector<Tensor>&)>& f,
+                                            const std::vector<Tensor>& inputs, int64_t terms);
 // f64 gradcheck of f with its work on the GPU: the CPU inputs are copied to CUDA inside the checked
 // function and the output copied back (both copies are differentiable), so the analytic gradient is
 // the CUDA backward's.
