@@ -1,8 +1,10 @@
 // Convolutions through cuDNN: forward, backward data and backward filter. The algorithm of each
-// (shape, direction) is found by cuDNN's own timing search, once per batch bucket, and cached;
+// (shape, direction) is found by cuDNN's own timing search, once per batch bucket, and cached (a
+// 1x1 convolution may run as cuBLAS products instead, when they time faster there);
 // workspaces come from the caching allocator, so after the first steps a convolution allocates
 // nothing from the driver.
 #include <atomic>
+#include <cstdlib>
 #include <limits>
 #include <map>
 #include <mutex>
@@ -14,6 +16,7 @@
 #include "cuda/context.h"
 #include "cuda/conv.h"
 #include "cuda/linalg.h"
+#include "ops/conv_profile.h"
 
 namespace mrcnn::cuda {
 
@@ -124,8 +127,20 @@ struct Call<Direction::BackwardFilter> {
 
 std::atomic<size_t> workspace_limit{std::numeric_limits<size_t>::max()};
 
+// The start value of pointwise_route(): MRCNN_POINTWISE_CONV, read at the first convolution.
+PointwiseRoute route_from_environment() {
+  const char* value = std::getenv("MRCNN_POINTWISE_CONV");
+  if (value == nullptr || *value == 0) return PointwiseRoute::Timed;
+  const std::string v = value;
+  if (v == "products") return PointwiseRoute::Products;
+  if (v == "cudnn") return PointwiseRoute::Cudnn;
+  throw Error(str_cat("MRCNN_POINTWISE_CONV: expected products or cudnn (or unset), got '", v, "'"));
+}
+
+std::atomic<int> route_setting{-1};  // -1: not yet read from the environment
+
 std::string shape_key(const ConvShape& s, DType dtype, Direction d) {
-  return str_cat(static_cast<int>(d), ' ', dtype_name(dtype), ' ', allow_tf32(), ' ', workspace_limit.load(), ' ', s.batch, ' ', s.in_channels, ' ', s.in_h, ' ',
+  return str_cat(static_cast<int>(d), ' ', static_cast<int>(pointwise_route()), ' ', dtype_name(dtype), ' ', allow_tf32(), ' ', workspace_limit.load(), ' ', s.batch, ' ', s.in_channels, ' ', s.in_h, ' ',
                  s.in_w, ' ', s.out_channels, ' ', s.out_h, ' ', s.out_w, ' ', s.kernel_h, ' ', s.kernel_w, ' ', s.stride_h,
                  ' ', s.stride_w, ' ', s.pad_h, ' ', s.pad_w, ' ', s.dilation_h, ' ', s.dilation_w, ' ', s.groups);
 }
@@ -146,6 +161,66 @@ typename Call<D>::Perf search(cudnnHandle_t h, const Descriptors& searched, cons
   return results[chosen];
 }
 
+// A 1x1 convolution with stride 1, no padding and one group is a matrix product per image over
+// its h * w pixels (NCHW: each image's [channels, pixels] block is a row-major matrix). cuDNN's
+// float32 FMA algorithms ran these at 7-14% of the FMA peak on an H200 (the model's bottleneck
+// projections, 1/3 of its convolution calls); cuBLAS runs them as plain products.
+bool pointwise(const ConvShape& s) {
+  return s.kernel_h == 1 && s.kernel_w == 1 && s.stride_h == 1 && s.stride_w == 1 && s.pad_h == 0 && s.pad_w == 0 &&
+         s.groups == 1;
+}
+
+// Direction D of a pointwise convolution through cuBLAS, `first`, `second` as in Call<D>::run.
+template <Direction D>
+void convolve_as_products(const ConvShape& s, DType dtype, const void* first, const void* second, void* out) {
+  const int64_t pixels = s.in_h * s.in_w, in_c = s.in_channels, out_c = s.out_channels;
+  if constexpr (D == Direction::Forward) {  // out_n [out_c, pixels] = w [out_c, in_c] @ x_n [in_c, pixels]
+    gemm_strided(dtype, false, false, out_c, pixels, in_c, second, in_c, 0, first, pixels, in_c * pixels, out, out_c * pixels,
+                 s.batch, false);
+  } else if constexpr (D == Direction::BackwardData) {  // dx_n [in_c, pixels] = w^T @ dout_n [out_c, pixels]
+    gemm_strided(dtype, true, false, in_c, pixels, out_c, second, in_c, 0, first, pixels, out_c * pixels, out, in_c * pixels,
+                 s.batch, false);
+  } else {  // dw [out_c, in_c] = sum over n of dout_n [out_c, pixels] @ x_n^T, image after image
+    const size_t bytes = dtype_size(dtype);
+    for (int64_t n = 0; n < s.batch; ++n)
+      gemm_strided(dtype, false, true, out_c, in_c, pixels, static_cast<const char*>(first) + n * out_c * pixels * bytes, pixels, 0,
+                   static_cast<const char*>(second) + n * in_c * pixels * bytes, pixels, 0, out, 0, 1, n > 0);
+  }
+}
+
+// The time of convolve_as_products at shape s, in ms (the mean of 3 runs after one to warm up),
+// on scratch tensors: compared with the time cuDNN's search reported for its best algorithm.
+template <Direction D>
+float products_ms(const ConvShape& s, DType dtype, Device device) {
+  const Shape x{s.batch, s.in_channels, s.in_h, s.in_w}, y{s.batch, s.out_channels, s.out_h, s.out_w},
+      w{s.out_channels, s.in_channels, 1, 1};
+  const Shape first = D == Direction::Forward ? x : y, second = D == Direction::BackwardFilter ? x : w,
+              out = D == Direction::Forward ? y : D == Direction::BackwardData ? x : w;
+  const Tensor a = empty(first, dtype, device), b = empty(second, dtype, device), c = empty(out, dtype, device);
+  const auto run = [&] { convolve_as_products<D>(s, dtype, a.raw_data(), b.raw_data(), c.raw_data()); };
+  run();
+  cudaEvent_t start = nullptr, stop = nullptr;
+  MRCNN_CUDA_CHECK(cudaEventCreate(&start));
+  MRCNN_CUDA_CHECK(cudaEventCreate(&stop));
+  MRCNN_CUDA_CHECK(cudaEventRecord(start, stream()));
+  for (int i = 0; i < 3; ++i) run();
+  MRCNN_CUDA_CHECK(cudaEventRecord(stop, stream()));
+  MRCNN_CUDA_CHECK(cudaEventSynchronize(stop));
+  float ms = 0;
+  MRCNN_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ms / 3;
+}
+
+// What runs one (shape, direction): cuDNN's algorithm, or for a pointwise convolution cuBLAS's
+// products when they timed faster than that algorithm at the search shape.
+template <Direction D>
+struct Plan {
+  typename Call<D>::Perf perf;
+  bool products = false;
+};
+
 // The algorithm (and its workspace size) for one exact shape. The timing search runs once per
 // shape with the batch rounded up to a power of two (search_batch): the mask head's batch is the
 // number of RoIs, different at nearly every step, and a search per distinct count would cost more
@@ -153,11 +228,11 @@ typename Call<D>::Perf search(cudnnHandle_t h, const Descriptors& searched, cons
 // workspace; should cuDNN refuse it there (or want more than the limit, where it fitted at the
 // bucket: keep_bucket_algorithm), the exact shape is searched.
 // Both maps are per process.
+// A pointwise convolution's choice between cuDNN and cuBLAS is made at the search shape too.
 template <Direction D>
-typename Call<D>::Perf plan(cudnnHandle_t h, const ConvShape& s, DType dtype, const Descriptors& d) {
-  using Perf = typename Call<D>::Perf;
+Plan<D> plan(cudnnHandle_t h, const ConvShape& s, DType dtype, const Descriptors& d, Device device) {
   static std::mutex mutex;
-  static std::map<std::string, Perf> by_shape, by_search_shape;
+  static std::map<std::string, Plan<D>> by_shape, by_search_shape;
   std::lock_guard<std::mutex> lock(mutex);
   const std::string key = shape_key(s, dtype, D);
   if (auto it = by_shape.find(key); it != by_shape.end()) return it->second;
@@ -167,16 +242,22 @@ typename Call<D>::Perf plan(cudnnHandle_t h, const ConvShape& s, DType dtype, co
   auto found = by_search_shape.find(bucket_key);
   if (found == by_search_shape.end()) {
     const Descriptors searched(bucket, dtype);
-    found = by_search_shape.emplace(bucket_key, search<D>(h, searched, bucket_key)).first;
+    Plan<D> searched_plan{search<D>(h, searched, bucket_key)};
+    const PointwiseRoute route = pointwise_route();
+    searched_plan.products = pointwise(bucket) && route != PointwiseRoute::Cudnn &&
+                             (route == PointwiseRoute::Products || products_ms<D>(bucket, dtype, device) < searched_plan.perf.time);
+    found = by_search_shape.emplace(bucket_key, searched_plan).first;
   }
-  Perf perf = found->second;
-  MRCNN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, perf.mathType));
-  size_t bytes = 0;
-  const bool usable = Call<D>::workspace(h, d, perf, &bytes) == CUDNN_STATUS_SUCCESS;
-  if (keep_bucket_algorithm(usable, bytes, found->second.memory, workspace_limit.load())) perf.memory = bytes;
-  else perf = search<D>(h, d, key);
-  by_shape.emplace(key, perf);
-  return perf;
+  Plan<D> chosen = found->second;
+  if (!chosen.products) {
+    MRCNN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, chosen.perf.mathType));
+    size_t bytes = 0;
+    const bool usable = Call<D>::workspace(h, d, chosen.perf, &bytes) == CUDNN_STATUS_SUCCESS;
+    if (keep_bucket_algorithm(usable, bytes, found->second.perf.memory, workspace_limit.load())) chosen.perf.memory = bytes;
+    else chosen.perf = search<D>(h, d, key);
+  }
+  by_shape.emplace(key, chosen);
+  return chosen;
 }
 
 std::mutex workspace_record_mutex;
@@ -198,7 +279,13 @@ void convolve(const ConvShape& s, const Tensor& first, const Tensor& second, con
   const DType dtype = first.dtype();
   const Descriptors d(s, dtype);
   cudnnHandle_t h = cudnn_handle();
-  const auto perf = plan<D>(h, s, dtype, d);
+  const Plan<D> chosen = plan<D>(h, s, dtype, d, first.device());
+  if (chosen.products) {
+    cpu::note_conv_route("cuBLAS (1x1 as products)");
+    return convolve_as_products<D>(s, dtype, first.raw_data(), second.raw_data(), out.raw_data());
+  }
+  cpu::note_conv_route("cuDNN");
+  const auto& perf = chosen.perf;
   MRCNN_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, perf.mathType));
   note_workspace<D>(s, dtype, perf.memory, static_cast<int>(perf.algo));
   const Workspace ws(perf.memory);
@@ -216,6 +303,15 @@ void zero(const Tensor& t) {
 }
 
 }  // namespace
+
+void set_pointwise_route(PointwiseRoute route) { route_setting.store(static_cast<int>(route)); }
+PointwiseRoute pointwise_route() {
+  if (route_setting.load() < 0) {
+    int unread = -1;
+    route_setting.compare_exchange_strong(unread, static_cast<int>(route_from_environment()));
+  }
+  return static_cast<PointwiseRoute>(route_setting.load());
+}
 
 void set_conv_workspace_limit(size_t bytes) { workspace_limit.store(bytes); }
 size_t conv_workspace_limit() { return workspace_limit.load(); }

@@ -62,6 +62,14 @@ inline bool keep_bucket_algorithm(bool usable_at_exact_shape, size_t exact_bytes
 void set_conv_workspace_limit(size_t bytes);
 size_t conv_workspace_limit();
 
+// How a pointwise convolution (1x1, stride 1, unpadded, one group) runs: cuBLAS products when they
+// time faster than cuDNN's best algorithm at the search shape (Timed, the default), or always one
+// of the two. MRCNN_POINTWISE_CONV=products or =cudnn in the environment sets the start value (for
+// A/B benchmarks); the tests set it to check both routes. Plans made under one route are kept per route.
+enum class PointwiseRoute { Timed, Products, Cudnn };
+void set_pointwise_route(PointwiseRoute route);
+PointwiseRoute pointwise_route();
+
 void conv_forward(const ConvShape& s, const Tensor& x, const Tensor& w, const Tensor& out);
 void conv_backward_input(const ConvShape& s, const Tensor& dout, const Tensor& w, const Tensor& dx);
 void conv_backward_weight(const ConvShape& s, const Tensor& dout, const Tensor& x, const Tensor& dw);

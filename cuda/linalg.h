@@ -17,4 +17,10 @@ bool allow_tf32();
 void gemm_batched(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const Tensor& a, int64_t lda,
                   int64_t stride_a, const Tensor& b, int64_t ldb, int64_t stride_b, const Tensor& c, int64_t batch);
 
+// The same on raw device pointers to `dtype` elements, C[i] at element offset i * stride_c, and
+// C[i] += op(A[i]) @ op(B[i]) when accumulate. Used by .cu files only (no stub).
+void gemm_strided(DType dtype, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda,
+                  int64_t stride_a, const void* b, int64_t ldb, int64_t stride_b, void* c, int64_t stride_c, int64_t batch,
+                  bool accumulate);
+
 }  // namespace mrcnn::cuda

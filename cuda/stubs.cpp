@@ -64,6 +64,8 @@ bool deterministic() { return false; }
 
 void gemm_batched(bool, bool, int64_t, int64_t, int64_t, const Tensor&, int64_t, int64_t, const Tensor&, int64_t, int64_t,
                   const Tensor&, int64_t) { unavailable("matmul"); }
+void set_pointwise_route(PointwiseRoute) {}
+PointwiseRoute pointwise_route() { return PointwiseRoute::Timed; }
 void conv_forward(const ConvShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("conv2d"); }
 void conv_backward_input(const ConvShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("conv2d"); }
 void conv_backward_weight(const ConvShape&, const Tensor&, const Tensor&, const Tensor&) { unavailable("conv2d"); }

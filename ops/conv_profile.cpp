@@ -60,10 +60,8 @@ namespace detail {
 ConvCallTimer::ConvCallTimer(const char* op, const char* pass, const cpu::ConvGeometry& g, bool transposed, Device device)
     : on_(profiling.load()), op_(op), pass_(pass), g_(g), transposed_(transposed), device_(device) {
   if (!on_) return;
-  if (device_.is_cuda()) {
-    device_synchronize();  // time this call's kernels only, not what was queued before
-    route_ = "cuDNN";
-  }
+  // time this call's kernels only, not what was queued before (cuda/conv.cu names the route)
+  if (device_.is_cuda()) device_synchronize();
   outer_route_ = current_route;
   current_route = &route_;
   start_ns_ = now_ns();

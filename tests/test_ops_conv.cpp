@@ -1,15 +1,13 @@
 // conv2d / conv_transpose2d: hand-computed values, a naive direct-loop reference over many
 // geometries, gradchecks (groups, dilation, stride 2 on odd sizes, 1x1, k2 s2 transpose), errors;
-// flop counts, the conv profile and kernel routes are in test_ops_conv_routes.cpp.
+// flop counts, the conv profile and kernel routes are in test_ops_conv_routes.cpp; the CUDA side
+// (cuDNN's algorithm choice, CPU-vs-CUDA comparisons) in test_ops_conv_cuda.cpp.
 #include "ops/conv.h"
 
 #include <algorithm>
 #include <limits>
-#include <set>
 #include <string>
 
-#include "cuda/context.h"
-#include "cuda/conv.h"
 #include "ops/conv_geometry.h"
 #include "ops/conv_profile.h"
 #include "ops/gemm.h"
@@ -504,114 +502,4 @@ TEST_CASE("conv2d: error messages") {
         "conv2d: weight is float64 on cpu but input is float32 on cpu");
   CHECK(test::error_of([&] { ops::conv_transpose2d(x, zeros({4, 2, 2, 2}), Tensor(), {2, 0, 2}); }) ==
         "conv_transpose2d: output_padding (2, 2) must be smaller than stride or dilation");
-}
-
-// --- CUDA (skipped without a device) -------------------------------------------------------------
-namespace {
-Tensor f32(const Tensor& x) { return ops::to(x, kFloat32); }
-}  // namespace
-
-TEST_CASE("conv2d: on CUDA the algorithm is the fastest allowed within the workspace limit (no GPU needed)") {
-  constexpr size_t none = std::numeric_limits<size_t>::max();
-  // As cuDNN lists them, fastest first: one that failed, a TF32 one, then 100 and 10 bytes of workspace.
-  const std::vector<cuda::AlgorithmCandidate> found = {{false, false, 0}, {true, true, 0}, {true, false, 100}, {true, false, 10}};
-  CHECK(cuda::choose_algorithm(found, false, none) == 2);  // no limit: the fastest FMA one
-  CHECK(cuda::choose_algorithm(found, true, none) == 1);   // TF32 allowed: the TF32 one
-  CHECK(cuda::choose_algorithm(found, false, 100) == 2);   // the limit is inclusive
-  CHECK(cuda::choose_algorithm(found, false, 50) == 3);    // the fastest that fits
-  CHECK(cuda::choose_algorithm(found, false, 5) == 3);     // none fits: the least workspace
-  // Ties on the least workspace go to the faster one; nothing allowed is -1.
-  CHECK(cuda::choose_algorithm({{true, false, 30}, {true, false, 20}, {true, false, 20}}, false, 0) == 1);
-  CHECK(cuda::choose_algorithm({{false, false, 0}, {true, true, 0}}, false, none) == -1);
-  CHECK(cuda::choose_algorithm({}, true, none) == -1);
-  // An exact shape keeps its batch bucket's algorithm when cuDNN takes it there within the limit, or
-  // when it exceeded the limit at the bucket already (no search per exact shape then); else it searches.
-  CHECK(cuda::keep_bucket_algorithm(true, 100, 120, none));
-  CHECK(cuda::keep_bucket_algorithm(true, 100, 90, 100));    // fits, the limit inclusive
-  CHECK(!cuda::keep_bucket_algorithm(true, 101, 90, 100));   // fitted at the bucket, not here: search
-  CHECK(cuda::keep_bucket_algorithm(true, 300, 200, 100));   // nothing fitted at the bucket: keep
-  CHECK(!cuda::keep_bucket_algorithm(false, 0, 0, none));    // refused at the exact shape: search
-  // Without CUDA the limit is inert; with it, set and read back (it ends unlimited, as it began).
-  if (cuda::built_with_cuda()) {
-    cuda::set_conv_workspace_limit(size_t(64) << 20);
-    CHECK(cuda::conv_workspace_limit() == size_t(64) << 20);
-    cuda::set_conv_workspace_limit(none);
-  }
-  CHECK(cuda::conv_workspace_limit() == none);
-}
-
-TEST_CASE("conv2d: on CUDA the algorithm search runs once per power-of-two batch (no GPU needed)") {
-  CHECK(cuda::search_batch(0) == 1);
-  CHECK(cuda::search_batch(1) == 1);
-  CHECK(cuda::search_batch(2) == 2);
-  CHECK(cuda::search_batch(3) == 4);
-  CHECK(cuda::search_batch(5) == 8);
-  CHECK(cuda::search_batch(8) == 8);
-  CHECK(cuda::search_batch(9) == 16);
-  CHECK(cuda::search_batch(255) == 256);
-  CHECK(cuda::search_batch(256) == 256);
-  CHECK(cuda::search_batch(257) == 512);
-  // 512 RoIs per image and 16 images: every count the heads see maps to one of 14 buckets.
-  std::set<int64_t> buckets;
-  for (int64_t n = 1; n <= 8192; ++n) buckets.insert(cuda::search_batch(n));
-  CHECK(buckets.size() == 14);
-}
-
-TEST_CASE("cuda: conv2d and conv_transpose2d match the CPU (cuDNN)") {
-  if (test::setup_cuda_or_skip("conv2d/conv_transpose2d on CUDA")) return;
-  using ops::conv2d;
-  using ops::conv_transpose2d;
-  using test::leaf;
-  using VT = std::vector<Tensor>;
-  // float64: cuDNN and the CPU's GEMM sum the same <= 300 products of O(1) terms in different
-  // orders; 1e-11 is ~1000 ulp of the O(10) results. float32: the same at 1e-7 relative -> 1e-4.
-  for (const bool single : {false, true}) {
-    const double tol = single ? 1e-4 : 1e-11;
-    auto in = [&](const Shape& s, uint64_t seed) { return single ? f32(leaf(s, seed)) : leaf(s, seed); };
-    test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], v[2], {1, 1, 1, 1}); },
-                                  {in({2, 3, 9, 8}, 1), in({4, 3, 3, 3}, 2), in({4}, 3)}, tol);
-    test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], Tensor(), {2, 3, 1, 1}); },
-                                  {in({2, 1, 17, 15}, 4), in({3, 1, 7, 7}, 5)}, tol);
-    test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], Tensor(), {1, 2, 2, 2}); },
-                                  {in({1, 4, 9, 9}, 6), in({4, 2, 3, 3}, 7)}, tol);
-    test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], v[2], {}); },
-                                  {in({2, 6, 5, 4}, 8), in({5, 6, 1, 1}, 9), in({5}, 10)}, tol);
-    test::expect_cuda_matches_cpu([](const VT& v) { return conv_transpose2d(v[0], v[1], v[2], {2}); },
-                                  {in({2, 3, 4, 5}, 11), in({3, 2, 2, 2}, 12), in({2}, 13)}, tol);
-    test::expect_cuda_matches_cpu([](const VT& v) { return conv_transpose2d(v[0], v[1], Tensor(), {2, 1, 1}); },
-                                  {in({1, 4, 3, 3}, 14), in({4, 3, 3, 3}, 15)}, tol);
-  }
-  // A non-contiguous input and an empty batch.
-  test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], Tensor(), {1, 1, 1, 1}); },
-                                {test::noncontiguous_leaf({1, 2, 6, 7}, 16), leaf({3, 2, 3, 3}, 17)}, 1e-11);
-  test::expect_cuda_matches_cpu([](const VT& v) { return conv2d(v[0], v[1], v[2], {1, 1, 1, 1}); },
-                                {leaf({0, 3, 5, 5}, 18), leaf({4, 3, 3, 3}, 19), leaf({4}, 20)}, 0.0);
-  // Batches that share a search bucket (5, 6, 7 -> 8) and one that is its own (8): the algorithm
-  // searched for the bucket runs the other batches (the mask head's batch is the RoI count). The
-  // weight and bias gradients sum batch x 14 x 14 products, up to 1,568, where two float32 orders
-  // part by more than the 1e-4 above allows for 300 (on an H200 three of these ten calls did: up to
-  // 1.4e-4): each device's float32 is held to the summation bound against float64 instead.
-  for (const int64_t batch : {5, 8, 6, 7, 3}) {
-    test::expect_cuda_f32_within_summation_bound([](const VT& v) { return conv2d(v[0], v[1], v[2], {1, 1, 1, 1}); },
-                                                 {leaf({batch, 8, 14, 14}, 27 + batch), leaf({8, 8, 3, 3}, 28), leaf({8}, 29)},
-                                                 batch * 14 * 14);
-    test::expect_cuda_f32_within_summation_bound([](const VT& v) { return conv_transpose2d(v[0], v[1], v[2], {2}); },
-                                                 {leaf({batch, 8, 7, 7}, 40 + batch), leaf({8, 4, 2, 2}, 41), leaf({4}, 42)},
-                                                 batch * 14 * 14);
-  }
-  test::expect_cuda_gradcheck([](const VT& v) { return conv2d(v[0], v[1], v[2], {2, 1, 1, 1}); },
-                              {leaf({1, 2, 5, 6}, 21), leaf({3, 2, 3, 3}, 22), leaf({3}, 23)});
-  if (!test::rehearsing()) {
-    // The largest workspace is recorded with the convolution that took it (bench --profile prints it).
-    cuda::reset_conv_workspace_record();
-    CHECK(cuda::largest_conv_workspace().bytes == 0);
-    CHECK(cuda::largest_conv_workspace().convolution.empty());
-    (void)conv2d(ops::to(f32(leaf({4, 16, 33, 35}, 60)), test::gpu()), ops::to(f32(leaf({32, 16, 5, 5}, 61)), test::gpu()), Tensor(),
-                 {1, 2, 1, 1});
-    const cuda::ConvWorkspaceRecord record = cuda::largest_conv_workspace();
-    if (record.bytes > 0)  // cuDNN's fastest algorithm may need none
-      CHECK(record.convolution.rfind("forward float32 x [4, 16, 33, 35] w [32, 16, 5, 5] stride 1 pad 2, algorithm ", 0) == 0);
-  }
-  test::expect_cuda_gradcheck([](const VT& v) { return conv_transpose2d(v[0], v[1], v[2], {2}); },
-                              {leaf({1, 2, 3, 3}, 24), leaf({2, 3, 2, 2}, 25), leaf({3}, 26)});
 }
