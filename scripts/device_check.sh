@@ -5,7 +5,8 @@
 # Make DIR here with: scripts/device_check.sh --pack [BUILD] [DIR]; DIR is git-ignored, so the device
 # tool's call must name it in `carry`. Env: BENCH=1 (PyTorch comparison; BENCH_TF32=1 adds TF32 on both
 # sides; BENCH_ROUNDS=N: N alternated rounds, medians; BENCH_TORCH_CUDNN_BENCHMARK=1), PROFILE=1
-# (stage and backward-op timings), WORKSPACE=1 (with and without a cuDNN workspace limit), STAGING=1
+# (stage and backward-op timings), WORKSPACE=1 (with and without a cuDNN workspace limit), POINTWISE=1
+# (1x1 convolutions through cuDNN only against the default), STAGING=1
 # (the staging ring against two whole-buffer slots), NSYS=1 (Nsight Systems kernel summary, if
 # installed there), APP=1 (train/predict/eval).
 # The GPU machine's CUDA/cuDNN libraries may live in a Python environment, not in the linker's
@@ -91,6 +92,19 @@ if [ "${WORKSPACE:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
     done
   done > "$out/workspace.log"
   cat "$out/workspace.log"
+fi
+# POINTWISE=1: 1x1 convolutions through cuDNN only (MRCNN_POINTWISE_CONV=cudnn) against the default
+# (cuBLAS products where they time faster), plain bench runs alternated three times at batch
+# ${POINTWISE_BATCH:-2}.
+if [ "${POINTWISE:-0}" = 1 ] && [ -x "$dir/mrcnn" ]; then
+  for round in 1 2 3; do
+    for route in cudnn timed; do
+      echo "== round $round, pointwise convolutions: $route"
+      MRCNN_POINTWISE_CONV=$([ $route = cudnn ] && echo cudnn) timeout 120 "$dir/mrcnn" bench --config bench/configs/r50_fpn_512.json \
+        --size 512x512 --batch "${POINTWISE_BATCH:-2}" --device cuda --steps 20 2>&1 | grep "train step" || status=1
+    done
+  done > "$out/pointwise.log"
+  cat "$out/pointwise.log"
 fi
 # STAGING=1: the pinned staging ring against its predecessor's two whole-buffer slots
 # (MRCNN_STAGING_TWO_SLOTS=1), alternated twice: plain bench runs (train step, inference), then the
