@@ -13,6 +13,10 @@
 #include "tests/helpers.h"
 
 using namespace mrcnn;
+using ops::conv2d;
+using ops::conv_transpose2d;
+using test::leaf;
+using VT = std::vector<Tensor>;
 
 namespace {
 Tensor f32(const Tensor& x) { return ops::to(x, kFloat32); }
@@ -66,10 +70,6 @@ TEST_CASE("conv2d: on CUDA the algorithm search runs once per power-of-two batch
 
 TEST_CASE("cuda: conv2d and conv_transpose2d match the CPU (cuDNN)") {
   if (test::setup_cuda_or_skip("conv2d/conv_transpose2d on CUDA")) return;
-  using ops::conv2d;
-  using ops::conv_transpose2d;
-  using test::leaf;
-  using VT = std::vector<Tensor>;
   // float64: cuDNN and the CPU's GEMM sum the same <= 300 products of O(1) terms in different
   // orders; 1e-11 is ~1000 ulp of the O(10) results. float32: the same at 1e-7 relative -> 1e-4.
   for (const bool single : {false, true}) {
@@ -125,10 +125,6 @@ TEST_CASE("cuda: conv2d and conv_transpose2d match the CPU (cuDNN)") {
 
 TEST_CASE("cuda: 1x1 convolutions match the CPU through cuBLAS products and through cuDNN") {
   if (test::setup_cuda_or_skip("1x1 conv2d/conv_transpose2d on CUDA")) return;
-  using ops::conv2d;
-  using ops::conv_transpose2d;
-  using test::leaf;
-  using VT = std::vector<Tensor>;
   const cuda::PointwiseRoute before = cuda::pointwise_route();
   const auto pointwise = [](const VT& v) { return conv2d(v[0], v[1], v[2], {}); };
   const auto pointwise_transposed = [](const VT& v) { return conv_transpose2d(v[0], v[1], v[2], {}); };
