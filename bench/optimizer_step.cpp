@@ -29,8 +29,7 @@ int main(int argc, char** argv) {
   int64_t elements = 0;
   for (auto& [name, p] : model.named_parameters()) {
     if (!p.requires_grad()) continue;
-    Tensor param = p;  // shares the parameter: set_grad reaches it
-    param.set_grad(randn(p.sizes()));
+    p.set_grad(randn(p.sizes()));  // p is a handle sharing the parameter: the gradient reaches it
     trainable.emplace_back(name, p);
     elements += p.numel();
   }

@@ -9,9 +9,9 @@
 
 #include "autograd/gradcheck.h"
 #include "maskrcnn/config.h"
-#include "tensor/safetensors.h"
 #include "ops/ops.h"
 #include "tensor/parallel.h"
+#include "tensor/safetensors.h"
 
 namespace mrcnn::test {
 
@@ -41,6 +41,18 @@ std::filesystem::path scratch_dir(const std::string& name);
 std::filesystem::path scratch_root();
 // Runs f and returns the message of the Error it throws ("" if none).
 std::string error_of(const std::function<void()>& f);
+// The CPU's thread count set to n while alive; the count before restored after, also when a
+// REQUIRE throws out of the case.
+class ThreadCount {
+ public:
+  explicit ThreadCount(int n) : saved_(num_threads()) { set_num_threads(n); }
+  ~ThreadCount() { set_num_threads(saved_); }
+  ThreadCount(const ThreadCount&) = delete;
+  ThreadCount& operator=(const ThreadCount&) = delete;
+
+ private:
+  int saved_;
+};
 // Bytewise equality of two tensors' contents (same shape and dtype).
 bool bitwise_equal(const Tensor& a, const Tensor& b);
 

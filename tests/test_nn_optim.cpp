@@ -98,12 +98,10 @@ TEST_CASE("clip_grad_norm: large float32 gradients in pieces, the norm of float6
   double norms[2];
   std::vector<float> clipped[2];
   for (const int threads : {1, 2}) {
-    const int saved = num_threads();
-    set_num_threads(threads);
+    const test::ThreadCount thread_count(threads);
     const auto params = fresh();
     norms[threads - 1] = nn::clip_grad_norm(params, 10.0);
     clipped[threads - 1] = to_vector<float>(params[0].grad());
-    set_num_threads(saved);
     const float coefficient = static_cast<float>(10.0 / (norms[threads - 1] + 1e-6));
     CHECK(clipped[threads - 1][12345] == values[0][12345] * coefficient);
     CHECK(to_vector<float>(params[3].grad())[0] == coefficient);

@@ -229,18 +229,18 @@ TEST_CASE("measure_fma_peak: within what the vector width allows, and not beaten
   // leaves room for noise: best of five GEMMs against the highest of six peak measurements taken
   // between them, and 1.5x, so that another process slowing one side does not decide it (with only
   // two peak measurements, a build sharing both cores once slowed both and the test failed).
-  const int threads = num_threads();
-  set_num_threads(1);
   const int64_t n = 384;
   std::vector<float> x(static_cast<size_t>(n * n), 0.5f), y(static_cast<size_t>(n * n), 0.25f), z(static_cast<size_t>(n * n));
   double best_seconds = 1e9, peak = one.gflops;
-  for (int run = 0; run < 5; ++run) {
-    best_seconds = std::min(best_seconds, bench::median_seconds([&] {
-      cpu::gemm<float>(false, false, n, n, n, x.data(), n, y.data(), n, z.data(), n);
-    }, {1, 0.0, 1}));
-    peak = std::max(peak, cpu::measure_fma_peak(1).gflops);
+  {
+    const test::ThreadCount single(1);
+    for (int run = 0; run < 5; ++run) {
+      best_seconds = std::min(best_seconds, bench::median_seconds([&] {
+        cpu::gemm<float>(false, false, n, n, n, x.data(), n, y.data(), n, z.data(), n);
+      }, {1, 0.0, 1}));
+      peak = std::max(peak, cpu::measure_fma_peak(1).gflops);
+    }
   }
-  set_num_threads(threads);
   const double gemm_gflops = 2.0 * n * n * n / best_seconds * 1e-9;
   CHECK(z[0] == doctest::Approx(0.5 * 0.25 * n));
   CHECK(gemm_gflops < 1.5 * peak);

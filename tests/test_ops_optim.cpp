@@ -81,10 +81,9 @@ TEST_CASE("optimizer steps over many elements: every bit the one-element formula
     adamw_element(&p_adam[i], grad[i], &m_adam[i], &v_adam[i], a);
     average_element(&avg[i], grad[i], 0.25f);
   }
-  const int saved = num_threads();
   for (const int threads : {1, 2}) {
     CAPTURE(threads);
-    set_num_threads(threads);
+    const test::ThreadCount thread_count(threads);
     Tensor p = copy_as(p0, kFloat32, kCPU), b = copy_as(m0, kFloat32, kCPU);
     ops::sgd_step_(p, g, b, sgd);
     CHECK(values(p) == doubles(p_sgd));
@@ -98,7 +97,6 @@ TEST_CASE("optimizer steps over many elements: every bit the one-element formula
     ops::average_step_(average, g, 0.25);
     CHECK(values(average) == doubles(avg));
   }
-  set_num_threads(saved);
 }
 
 TEST_CASE("optimizer steps: error messages") {

@@ -100,12 +100,11 @@ TEST_CASE("roi_align: backward is the same with 1 and 2 threads, in either layou
     const Tensor r = ops::to(leaf({count, 40, 7, 7}, 812), kFloat32).detach();
     Tensor grads[2];
     for (int threads : {1, 2}) {
-      set_num_threads(threads);
+      const test::ThreadCount thread_count(threads);
       x.zero_grad();
       autograd::backward(ops::sum(ops::mul(ops::roi_align(x, rois, 7, 1.0, 0, false), r)));
       grads[threads - 1] = x.grad();
     }
-    set_num_threads(2);
     CHECK(test::bitwise_equal(grads[0], grads[1]));
   }
 }

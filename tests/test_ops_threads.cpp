@@ -6,12 +6,6 @@
 using namespace mrcnn;
 
 namespace {
-struct ThreadCount {
-  explicit ThreadCount(int n) : saved(num_threads()) { set_num_threads(n); }
-  ~ThreadCount() { set_num_threads(saved); }
-  int saved;
-};
-
 std::vector<Tensor> workload() {
   Generator g(5);
   Tensor a = randn({300, 500}, kFloat32, kCPU, &g).set_requires_grad(true);
@@ -53,11 +47,11 @@ std::vector<Tensor> vision_workload() {
 void expect_thread_invariant(const std::function<std::vector<Tensor>()>& run) {
   std::vector<Tensor> one, two;
   {
-    ThreadCount t(1);
+    const test::ThreadCount single(1);
     one = run();
   }
   {
-    ThreadCount t(2);
+    const test::ThreadCount pair(2);
     two = run();
   }
   REQUIRE(one.size() == two.size());

@@ -116,14 +116,12 @@ TEST_CASE("random: a seed gives the same numbers, in any chunking and thread cou
   const Tensor y = randn({1000}, kFloat32, kCPU, &b);
   CHECK(test::bitwise_equal(x, y));
   CHECK(a.offset() == 250);  // 4 normals per Philox block
-  const int threads = num_threads();
-  set_num_threads(1);
-  Generator c(7);
-  const Tensor one_thread = rand({100000}, kFloat64, kCPU, &c);
-  set_num_threads(2);
-  Generator d(7);
-  const Tensor two_threads = rand({100000}, kFloat64, kCPU, &d);
-  set_num_threads(threads);
+  Tensor one_thread, two_threads;
+  for (const int threads : {1, 2}) {
+    const test::ThreadCount thread_count(threads);
+    Generator c(7);
+    (threads == 1 ? one_thread : two_threads) = rand({100000}, kFloat64, kCPU, &c);
+  }
   CHECK(test::bitwise_equal(one_thread, two_threads));
   // Successive draws continue the stream instead of repeating it.
   Generator e(42);
